@@ -1,0 +1,1 @@
+"""The genzoo benchmark runner and its reports: python -m benchmarks.run"""

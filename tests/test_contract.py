@@ -1,0 +1,66 @@
+"""The contract every registered model keeps: later models get these tests for free."""
+import pytest
+import torch
+
+import zoo
+from zoo.base import Conditional
+
+MODELS = zoo.available()
+
+
+def build(name, spec):
+    torch.manual_seed(0)
+    return zoo.create(name, spec, preset="smoke")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sample_shape_range_dtype(name, mnist):
+    spec = mnist[0]
+    x = build(name, spec).sample(3, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (3, *spec.shape)
+    assert x.dtype == torch.float32
+    assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_sampling_is_deterministic_for_a_seed(name, mnist):
+    model = build(name, mnist[0])
+    a = model.sample(2, generator=torch.Generator().manual_seed(1))
+    b = model.sample(2, generator=torch.Generator().manual_seed(1))
+    c = model.sample(2, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_save_load_gives_identical_samples(name, mnist, tmp_path):
+    spec, x, y = mnist[:3]
+    model = build(name, spec)
+    for _ in range(2):  # moves weights, optimizer state and any running statistics off their init
+        model.train_step(x[:16], y[:16])
+    model.after_training(x[:64], y[:64])
+    model.save(tmp_path / name)
+    loaded = zoo.load(tmp_path / name)
+    assert type(loaded) is type(model) and loaded.config == model.config and loaded.spec == model.spec
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(model.sample(2, generator=g()), loaded.sample(2, generator=g()))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_on_a_fixed_batch_lowers_the_loss(name, mnist):
+    spec, x, y = mnist[:3]
+    model = build(name, spec)
+    xb, yb = x[:32], y[:32]
+    losses = [model.train_step(xb, yb)["loss"] for _ in range(40)]
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5, losses
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_conditional_models_check_labels(name, mnist):
+    model = build(name, mnist[0])
+    if isinstance(model, Conditional):
+        with pytest.raises(zoo.GenzooError, match="labels"):
+            model.sample(2, labels=torch.tensor([0, 99]))
+    else:
+        with pytest.raises(zoo.GenzooError, match="not class-conditional"):
+            model.sample(2, labels=torch.tensor([0, 1]))

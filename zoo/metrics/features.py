@@ -1,0 +1,174 @@
+"""Feature spaces for FID/KID/precision-recall, registered with torch-fidelity.
+
+Offline and by default, the feature space is `classifier`: a small CNN trained once per dataset
+on its labels (on 4 image rotations when a dataset has none, a self-supervised task) and cached.
+It is registered with torch-fidelity as the feature extractor "genzoo-classifier"; its
+penultimate layer gives FID/KID/PRC features and its logits classify samples (mode coverage).
+`inception` is torch-fidelity's Inception-v3, whose weights are downloaded or given as a local file.
+Numbers from different feature spaces are not comparable: the results name the one used.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+import torch_fidelity
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
+
+from zoo.base import GenzooError
+
+CLASSIFIER_EXTRACTOR = "genzoo-classifier"
+
+
+def cache_dir() -> Path:
+    """Where trained feature nets and reference statistics live ($GENZOO_CACHE, else ~/.cache/genzoo)."""
+    return Path(os.environ.get("GENZOO_CACHE", Path.home() / ".cache" / "genzoo"))
+
+
+class FeatureNet(nn.Module):
+    """(B,C,H,W) in [0,1] -> 128 features -> class logits. Small enough to train in seconds on a CPU."""
+
+    def __init__(self, channels: int, num_classes: int, width: int = 32):
+        super().__init__()
+        w = width
+        self.body = nn.Sequential(
+            nn.Conv2d(channels, w, 3, 1, 1), nn.BatchNorm2d(w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, 1, 1), nn.BatchNorm2d(2 * w), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 4 * w, 3, 1, 1), nn.BatchNorm2d(4 * w), nn.ReLU(), nn.AdaptiveMaxPool2d(2),
+            nn.Flatten(), nn.Linear(16 * w, 128), nn.ReLU(),
+        )
+        self.head = nn.Linear(128, num_classes)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        f = self.body(x)
+        return f, self.head(f)
+
+
+def _rotations(x: Tensor) -> tuple[Tensor, Tensor]:
+    """The self-supervised task for unlabeled data: which of 4 rotations was applied."""
+    xs = torch.cat([torch.rot90(x, k, dims=(2, 3)) for k in range(4)])
+    return xs, torch.arange(4).repeat_interleave(len(x))
+
+
+def train_feature_net(x: Tensor, y: Tensor | None, *, epochs: int = 8, seed: int = 0,
+                      device: torch.device | str = "cpu") -> tuple[FeatureNet, str]:
+    """Train on labels (or rotations); returns the net and what it was trained on."""
+    task = "labels"
+    if y is None:
+        x, y = _rotations(x)
+        task = "rotations"
+    torch.manual_seed(seed)
+    net = FeatureNet(x.shape[1], int(y.max()) + 1).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+    order = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=order).split(128):
+            loss = F.cross_entropy(net(x[idx].to(device))[1], y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return net.eval(), task
+
+
+@torch.no_grad()
+def predict(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:
+    dev = next(net.parameters()).device
+    return torch.cat([net(b.to(dev))[1].argmax(1).cpu() for b in x.split(batch)])
+
+
+class ClassifierExtractor(FeatureExtractorBase):
+    """torch-fidelity's view of a cached FeatureNet: uint8 (B,3,H,W) in, ("features", "logits") out."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        if feature_extractor_weights_path is None:
+            raise GenzooError("the genzoo-classifier feature extractor needs feature_extractor_weights_path")
+        meta = json.loads(Path(feature_extractor_weights_path).with_suffix(".json").read_text())
+        self.channels = meta["channels"]
+        self.net = FeatureNet(meta["channels"], meta["num_classes"])
+        self.net.load_state_dict(load_file(feature_extractor_weights_path))
+
+    @staticmethod
+    def get_provided_features_list():
+        return ("features", "logits")
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits", "fid": "features", "kid": "features", "prc": "features"}[metric]
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return torch.zeros(1, 3, 28, 28, dtype=torch.uint8)
+
+    def forward(self, x: Tensor):
+        x = x.float() / 255
+        if self.channels == 1:  # torch-fidelity wants 3 channels; ours were repeated grey
+            x = x[:, :1]
+        features, logits = self.net(x)
+        return tuple({"features": features, "logits": logits}[k] for k in self.features_list)
+
+
+torch_fidelity.register_feature_extractor(CLASSIFIER_EXTRACTOR, ClassifierExtractor)
+
+
+@dataclass
+class FeatureSpace:
+    """What the fidelity metrics need to know about a feature space."""
+
+    name: str  # shown in every table, e.g. "classifier:mnist5k"
+    extractor: str  # torch-fidelity's registered name
+    weights_path: str | None
+    fingerprint: str  # changes when the weights do: part of the reference-statistics cache key
+    classify: Callable[[Tensor], Tensor] | None  # images in [0,1] -> class indices, when there are classes
+    info: dict
+
+
+def classifier_space(dataset: str, x_train: Tensor, y_train: Tensor | None, x_test: Tensor,
+                     y_test: Tensor | None, device: torch.device | str = "cpu") -> FeatureSpace:
+    """Our own feature space for `dataset`: trained on first use, then loaded from the cache."""
+    safe = dataset.replace("/", "_").replace(":", "_")
+    if len(safe) > 60:
+        safe = safe[:40] + hashlib.sha1(dataset.encode()).hexdigest()[:8]
+    path = cache_dir() / "features" / f"{safe}-{'x'.join(map(str, x_train.shape[1:]))}.safetensors"
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        net, task = train_feature_net(x_train, y_train, device=device)
+        if y_test is not None:
+            acc = (predict(net, x_test) == y_test).float().mean().item()
+        else:
+            xr, yr = _rotations(x_test)
+            acc = (predict(net, xr) == yr).float().mean().item()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(path))
+        meta = {"dataset": dataset, "task": task, "channels": x_train.shape[1], "num_classes": net.head.out_features,
+                "test_accuracy": round(acc, 4)}
+        meta_path.write_text(json.dumps(meta, indent=2))
+    meta = json.loads(meta_path.read_text())
+    net = FeatureNet(meta["channels"], meta["num_classes"])
+    net.load_state_dict(load_file(str(path)))
+    net.eval()
+    fingerprint = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+    classify = (lambda x: predict(net, x)) if meta["task"] == "labels" else None
+    return FeatureSpace(f"classifier:{dataset}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, classify, meta)
+
+
+def inception_space(weights_path: str | None = None) -> FeatureSpace:
+    """torch-fidelity's Inception-v3 (FID's standard space); downloads its weights unless given a file."""
+    info = {"weights": weights_path or "downloaded by torch-fidelity"}
+    return FeatureSpace("inception-v3", "inception-v3-compat", weights_path, "inception", None, info)
+
+
+FEATURE_SPACES = ("classifier", "inception")

@@ -1,0 +1,58 @@
+"""Sample quality through torch-fidelity: FID, KID, precision and recall (and IS with a classifier head).
+
+Generated and reference images are handed over as Datasets of uint8 (3,H,W) tensors, grey
+channels repeated, as torch-fidelity expects. The reference split's features are cached once per
+dataset and feature space.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch_fidelity
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from zoo.metrics.features import FeatureSpace, cache_dir
+
+
+class ImageDataset(Dataset):
+    """Images (N,C,H,W) in [0,1] -> uint8 (3,H,W) items."""
+
+    def __init__(self, images: Tensor):
+        x = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        self.x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i]
+
+
+def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
+            cuda: bool = False, isc: bool = False) -> dict[str, float]:
+    """FID, KID (mean and std), precision and recall of `samples` against `reference`."""
+    n = min(len(samples), len(reference))
+    kwargs = dict(
+        input1=ImageDataset(samples),
+        input2=ImageDataset(reference),
+        input2_cache_name=f"genzoo-{reference_name}-{space.fingerprint}".replace(":", "_").replace("/", "_"),
+        cache_root=str(cache_dir() / "fidelity"),
+        feature_extractor=space.extractor,  # named explicitly: FID and PRC in one call need it
+        feature_extractor_weights_path=space.weights_path,
+        fid=True, kid=True, prc=True, isc=isc,
+        kid_subset_size=min(1000, n), kid_subsets=100,
+        cuda=cuda, save_cpu_ram=True, verbose=False, batch_size=250,
+    )
+    m = torch_fidelity.calculate_metrics(**kwargs)
+    out = {
+        "fid": m["frechet_inception_distance"],
+        "kid": m["kernel_inception_distance_mean"],
+        "kid_std": m["kernel_inception_distance_std"],
+        "precision": m["precision"],
+        "recall": m["recall"],
+    }
+    if isc:
+        out["inception_score"] = m["inception_score_mean"]
+    return {k: float(v) if v is not None and math.isfinite(v) else None for k, v in out.items()}

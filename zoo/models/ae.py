@@ -1,0 +1,71 @@
+"""Autoencoder: encoder -> code -> decoder, trained only to reconstruct.
+
+A plain AE has no prior over its codes, so to *generate* we fit a Gaussian (mean and full
+covariance) to the codes of the training set after training and decode draws from it. This is the
+lecture's point: the code space of a plain AE has holes, regions the Gaussian puts mass on but the
+decoder never saw, so many samples come out as blends of digits. The VAE fixes this with its KL term.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.base import Generator, Latent
+from zoo.nets import ConvDecoder, ConvEncoder
+from zoo.registry import register
+
+
+@register
+class AE(Generator, Latent):
+    name = "ae"
+
+    @dataclass
+    class Config:
+        latent_dim: int = 16
+        hidden: int = 32
+        lr: float = 1e-3
+
+    presets = {
+        "smoke": dict(latent_dim=4, hidden=8),
+        "quick": dict(latent_dim=16, hidden=32),
+        "full": dict(latent_dim=32, hidden=64),
+    }
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        c = self.config
+        self.encoder = ConvEncoder(spec, c.hidden, c.latent_dim, model=self.name)  # (B,C,H,W) -> (B,d)
+        self.decoder = ConvDecoder(spec, c.hidden, c.latent_dim, model=self.name)  # (B,d) -> (B,C,H,W) logits
+        # The Gaussian fitted to training codes, in buffers so that it is saved with the weights.
+        self.register_buffer("code_mean", torch.zeros(c.latent_dim))
+        self.register_buffer("code_scale", torch.eye(c.latent_dim))  # Cholesky factor of the covariance
+        self.opt = torch.optim.Adam(self.parameters(), lr=c.lr)
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def train_step(self, x, y=None):
+        loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(x)), x)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss.item()}
+
+    @torch.no_grad()
+    def after_training(self, x, y=None):
+        self.eval()
+        z = torch.cat([self.encoder(b) for b in x.split(512)])
+        cov = torch.cov(z.T) + 1e-5 * torch.eye(z.shape[1], device=z.device)
+        self.code_mean.copy_(z.mean(0))
+        self.code_scale.copy_(torch.linalg.cholesky(cov))
+        self.train()
+
+    def _sample(self, n, generator, labels):
+        eps = self.randn(n, self.config.latent_dim, generator=generator)
+        return self.decode(self.code_mean + eps @ self.code_scale.T)

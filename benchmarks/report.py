@@ -17,7 +17,7 @@ from rich.table import Table
 RECORD_KEYS = (
     "model", "status", "fid", "kid", "precision", "recall", "feature_space", "fid_samples",
     "bits_per_dim", "bpd_kind", "nfe", "sample_images_per_s", "train_seconds", "train_images_per_s",
-    "peak_memory_mb", "memory_kind", "params",
+    "peak_memory_mb", "memory_kind", "params", "modes", "mode_kl", "label_accuracy",
 )
 
 # (key, header with unit, format): the columns of the printed and markdown tables.
@@ -28,6 +28,9 @@ COLUMNS = (
     ("kid", "KID ↓", "{:.3f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
+    ("modes", "modes ↑", "{:d}"),
+    ("mode_kl", "mode KL ↓", "{:.3f}"),
+    ("label_accuracy", "label acc ↑", "{:.3f}"),
     ("bits_per_dim", "bits/dim ↓", "{:.3f}"),
     ("bpd_kind", "bpd kind", "{}"),
     ("nfe", "NFE", "{:d}"),

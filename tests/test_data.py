@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import zoo
+from zoo import data
+from zoo.base import DataSpec, GenzooError
+
+
+def test_mnist5k_split_is_fixed_and_stratified():
+    spec, x, y = data.load("mnist5k")
+    _, xt, yt = data.load("mnist5k", split="test")
+    assert spec == DataSpec(1, 28, 28, 10)
+    assert x.shape == (4000, 1, 28, 28) and xt.shape == (1000, 1, 28, 28)
+    assert torch.bincount(y).tolist() == [400] * 10 and torch.bincount(yt).tolist() == [100] * 10
+    assert x.dtype == torch.float32 and x.min() == 0 and x.max() == 1
+    # no test image is also a train image
+    train = {row.numpy().tobytes() for row in (x * 255).round().to(torch.uint8).flatten(1)}
+    assert not any(row.numpy().tobytes() in train for row in (xt * 255).round().to(torch.uint8).flatten(1))
+
+
+def test_image_size_resizes():
+    spec, x, _ = data.load("mnist5k", image_size=32)
+    assert spec.shape == (1, 32, 32) and x.shape[1:] == (1, 32, 32)
+
+
+def test_unknown_dataset_lists_known_ones():
+    with pytest.raises(GenzooError, match="unknown dataset 'nope'.*mnist5k.*cifar10.*folder:PATH"):
+        data.load("nope")
+
+
+def test_bad_split_and_size():
+    with pytest.raises(GenzooError, match="unknown split"):
+        data.load("mnist5k", split="valid")
+    with pytest.raises(GenzooError, match="image size"):
+        data.load("mnist5k", image_size=2)
+
+
+def test_missing_and_empty_folder(tmp_path):
+    with pytest.raises(GenzooError, match="does not exist"):
+        data.load(f"folder:{tmp_path / 'missing'}")
+    with pytest.raises(GenzooError, match="has no images"):
+        data.load(f"folder:{tmp_path}")
+
+
+def test_unreadable_image_is_named(tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(GenzooError, match="broken.png"):
+        data.load(f"folder:{tmp_path}")
+
+
+def test_folder_of_rgb_images_is_resized_and_cropped(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(tmp_path / f"{i:02d}.jpg")
+    spec, x, y = data.load(f"folder:{tmp_path}", image_size=16)
+    _, xt, _ = data.load(f"folder:{tmp_path}", image_size=16, split="test")
+    assert spec == DataSpec(3, 16, 16, None) and y is None
+    assert len(x) == 11 and len(xt) == 1
+    assert 0 <= x.min() and x.max() <= 1
+
+
+def test_offline_torchvision_dataset_says_where_files_go(tmp_path):
+    with pytest.raises(GenzooError, match=f"put torchvision's MNIST files under {tmp_path}"):
+        data.load("mnist", data_root=tmp_path, download=False)
+
+
+def test_model_rejects_an_image_size_it_cannot_take():
+    with pytest.raises(GenzooError, match="ae needs square images"):
+        zoo.create("ae", DataSpec(1, 30, 30))

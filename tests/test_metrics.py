@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+from scipy import linalg
+
+from zoo.metrics import coverage, fidelity, speed
+from zoo.metrics.features import predict
+
+
+def frechet_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    """FID by the textbook formula, independent of torch-fidelity."""
+    mu1, mu2 = a.mean(0), b.mean(0)
+    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(s1 @ s2)
+    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1 + s2 - 2 * covmean.real))
+
+
+@torch.no_grad()
+def features_of(space, x):
+    from zoo.metrics.features import FeatureNet
+    from safetensors.torch import load_file
+
+    net = FeatureNet(space.info["channels"], space.info["num_classes"])
+    net.load_state_dict(load_file(space.weights_path))
+    net.eval()
+    # the same uint8 quantisation torch-fidelity sees
+    x = (x.clamp(0, 1) * 255).round() / 255
+    return torch.cat([net(b)[0] for b in x.split(500)]).double().numpy()
+
+
+def test_feature_net_classifies_the_test_split(space, mnist):
+    assert space.info["test_accuracy"] > 0.9
+    assert (space.classify(mnist[3]) == mnist[4]).float().mean() > 0.9
+
+
+def test_fid_matches_an_independent_frechet_distance(space, mnist):
+    _, x, _, xt, _ = mnist
+    fake = (xt[:500] + 0.15 * torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    ours = fidelity.quality(fake, x, space, reference_name="test-fid")["fid"]
+    ref = frechet_numpy(features_of(space, fake), features_of(space, x))
+    assert abs(ours - ref) / ref < 1e-3
+
+
+def test_fid_of_real_test_split_is_far_below_noise(space, mnist):
+    _, x, _, xt, _ = mnist
+    real = fidelity.quality(xt, x, space, reference_name="test-fid")
+    noise = fidelity.quality(torch.rand(1000, 1, 28, 28), x, space, reference_name="test-fid")
+    assert real["fid"] * 100 < noise["fid"]
+    assert real["precision"] > 0.8 and real["recall"] > 0.8
+    assert noise["precision"] < 0.1
+
+
+def test_mode_coverage_of_real_data_and_of_one_digit(space, mnist):
+    _, x, y, xt, yt = mnist
+    real = coverage.mode_coverage(space.classify(xt), y, 10)
+    assert real["modes"] == 10 and real["mode_kl"] < 0.02
+    ones = xt[yt == 1][:1].repeat(200, 1, 1, 1)
+    single = coverage.mode_coverage(space.classify(ones), y, 10)
+    assert single["modes"] == 1 and single["mode_kl"] == pytest.approx(np.log(10), rel=1e-6)
+
+
+def test_label_accuracy():
+    assert coverage.label_accuracy(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 3])) == 0.75
+
+
+def test_peak_memory_is_labelled():
+    with speed.PeakMemory(torch.device("cpu")) as m:
+        _ = torch.ones(64, 2**20 // 4)  # 64 MB
+    assert m.kind.startswith("cpu_process_peak_rss") and m.mb >= 64

@@ -1,0 +1,323 @@
+"""Generative adversarial networks: DCGAN, WGAN-GP and a class-conditional DCGAN.
+
+A GAN has no likelihood and no encoder. A generator G turns noise z ~ N(0, I) into an image; a
+discriminator D (a "critic" in the Wasserstein version) scores images as real or generated. The two
+are trained against each other, one update each per training step:
+
+    D step: make D(real) high and D(G(z)) low          (G frozen: fake images are detached)
+    G step: make D(G(z)) high                           (D frozen: only G's optimizer steps)
+
+`train_step` does both updates itself, so the shared training loop stays unaware of GANs.
+
+* `dcgan` (Radford et al. 2016): G is a stack of stride-2 transposed convs with batch norm and
+  ReLU, ending in tanh; D mirrors it with stride-2 convs, batch norm (not on the first layer) and
+  LeakyReLU(0.2). Loss: binary cross-entropy for D; the *non-saturating* loss -log D(G(z)) for G
+  (the minimax log(1 - D(G(z))) has vanishing gradients when D wins, early in training).
+  Adam lr 2e-4, betas (0.5, 0.999), weights initialised from N(0, 0.02).
+* `wgan` (WGAN-GP, Gulrajani et al. 2017): the critic f outputs an unbounded score and estimates
+  the Wasserstein-1 distance E f(real) - E f(fake), which is only valid for 1-Lipschitz f. Instead
+  of clipping weights, a *gradient penalty* lambda * E (||grad_x f(x_hat)||_2 - 1)^2 on random
+  interpolates x_hat = eps real + (1 - eps) fake keeps the gradient norm near 1. Batch norm would
+  make the penalty (per-sample gradients) ill-defined, so the critic uses layer norm. The critic is
+  updated n_critic = 5 times per generator update; Adam lr 1e-4, betas (0.0, 0.9), lambda = 10.
+* `cgan` (Mirza & Osindero 2014, with a projection discriminator, Miyato & Koyama 2018): the same
+  DCGAN, told the class. G gets z concatenated with a learned label embedding; D adds to its score
+  the inner product of its features with a learned embedding of the label, so "real and of class
+  y" is what it learns to recognise. `sample(n, labels=...)` draws the asked-for digits.
+
+Networks see images in [-1, 1] (tanh output); samples are mapped back to [0, 1].
+Which sizes fit: square images whose side is divisible by 4 (28x28 grey: 7 -> 14 -> 28,
+32x32 RGB: 4 -> 8 -> 16 -> 32, 64x64: 4 -> ... -> 64); others get a one-line GenzooError.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zoo.base import Conditional, DataSpec, Generator, GenzooError
+from zoo.nets import down_levels
+from zoo.registry import register
+
+
+# -- the two networks, shared by all three models ---------------------------------------------
+
+def _norm(kind: str | None, ch: int) -> nn.Module:
+    """batch norm (DCGAN), layer norm over (C,H,W) (the WGAN-GP critic), or none."""
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)  # one group = normalise each sample over all of C,H,W
+    if kind is None:
+        return nn.Identity()
+    raise GenzooError(f"unknown norm {kind!r}; accepted: 'batch', 'layer' or None")
+
+
+class GANGenerator(nn.Module):
+    """(B, z_dim) noise [+ (B,) labels] -> (B,C,H,W) in [-1, 1].
+
+    Project z to a (hidden * 2^(L-1), s, s) block, then L transposed convs each double the side and
+    halve the channels: for 28x28, L = 2 and s = 7 (7 -> 14 -> 28)."""
+
+    def __init__(self, spec: DataSpec, hidden: int, z_dim: int, *, num_classes: int | None = None,
+                 embed_dim: int = 0, model: str = "gan"):
+        super().__init__()
+        levels = down_levels(spec, model)
+        self.side = spec.height // 2**levels
+        self.ch = ch = hidden * 2 ** (levels - 1)
+        self.embed = nn.Embedding(num_classes, embed_dim) if num_classes else None
+        in_dim = z_dim + (embed_dim if num_classes else 0)
+        self.project = nn.Linear(in_dim, ch * self.side**2, bias=False)  # DCGAN's 1x1 -> s x s "deconv"
+        layers: list[nn.Module] = [nn.BatchNorm2d(ch), nn.ReLU()]
+        for i in reversed(range(levels)):
+            nxt = hidden * 2 ** (i - 1) if i else spec.channels
+            layers.append(nn.ConvTranspose2d(ch, nxt, 4, 2, 1, bias=not i))  # no bias before batch norm
+            layers += [nn.BatchNorm2d(nxt), nn.ReLU()] if i else [nn.Tanh()]
+            ch = nxt
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels)], dim=1)  # (B, z_dim + embed_dim)
+        return self.net(self.project(z).view(-1, self.ch, self.side, self.side))
+
+
+class GANDiscriminator(nn.Module):
+    """(B,C,H,W) in [-1, 1] [+ (B,) labels] -> (B,) scores (logits for BCE, critic values for WGAN).
+
+    L stride-2 convs halve the side and double the channels (no norm on the first, as in DCGAN),
+    LeakyReLU(0.2), then a linear head. With labels: a projection discriminator adds
+    <embed(y), features>, so the score depends on whether the image fits its class."""
+
+    def __init__(self, spec: DataSpec, hidden: int, *, norm: str | None, num_classes: int | None = None,
+                 model: str = "gan"):
+        super().__init__()
+        levels = down_levels(spec, model)
+        layers: list[nn.Module] = []
+        ch = spec.channels
+        for i in range(levels):
+            nxt = hidden * 2**i
+            level_norm = norm if i else None
+            layers += [nn.Conv2d(ch, nxt, 4, 2, 1, bias=level_norm != "batch"), _norm(level_norm, nxt),
+                       nn.LeakyReLU(0.2)]
+            ch = nxt
+        side = spec.height // 2**levels
+        feat = ch * side * side
+        self.features = nn.Sequential(*layers, nn.Flatten())  # (B, feat)
+        self.head = nn.Linear(feat, 1)
+        self.embed = nn.Embedding(num_classes, feat) if num_classes else None
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        h = self.features(x)
+        score = self.head(h).squeeze(1)  # (B,)
+        if self.embed is not None:
+            score = score + (self.embed(labels) * h).sum(1)
+        return score
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """DCGAN's initialisation: conv/linear weights ~ N(0, 0.02), norm scales ~ N(1, 0.02)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def interpolate(real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+    """x_hat = eps real + (1 - eps) fake, eps (B,1,1,1) in [0,1]: where the penalty is taken."""
+    return (eps * real + (1 - eps) * fake).detach().requires_grad_(True)
+
+
+def penalty_at(scores: Tensor, x_hat: Tensor) -> Tensor:
+    """E (||grad_x score(x_hat)||_2 - 1)^2, given the critic's scores (B,) of x_hat (B,C,H,W).
+
+    `create_graph=True` so that the penalty itself can be backpropagated into the critic's weights
+    (a gradient of a gradient). Each score depends only on its own image (no batch norm!), so the
+    gradient of the summed scores gives every per-image gradient at once."""
+    (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)  # (B,C,H,W)
+    return ((grad.flatten(1).norm(dim=1) - 1) ** 2).mean()
+
+
+def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Tensor, eps: Tensor) -> Tensor:
+    """WGAN-GP's penalty E (||grad_x critic(x_hat)||_2 - 1)^2 at x_hat = eps real + (1 - eps) fake."""
+    x_hat = interpolate(real, fake, eps)
+    return penalty_at(critic(x_hat), x_hat)
+
+
+# -- the models -------------------------------------------------------------------------------
+
+@dataclass
+class GANConfig:
+    z_dim: int = 64
+    hidden: int = 32  # channels of the first D level / last G level; doubled at each level
+    lr: float = 2e-4
+    beta1: float = 0.5
+    beta2: float = 0.999
+
+
+class _GAN(Generator):
+    """What the three share: the two networks, their optimizers, noise, sampling. Not registered."""
+
+    Config = GANConfig
+    conditional = False
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        c = self.config
+        k = spec.num_classes if self.conditional else None
+        embed_dim = getattr(c, "embed_dim", 0)
+        self.G = GANGenerator(spec, c.hidden, c.z_dim, num_classes=k, embed_dim=embed_dim, model=self.name)
+        self.D = GANDiscriminator(spec, c.hidden, norm=self._d_norm(), num_classes=k, model=self.name)
+        dcgan_init(self)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.lr, betas=(c.beta1, c.beta2))
+
+    def _d_norm(self) -> str | None:
+        return "batch"  # DCGAN: batch norm in D from its second level on
+
+    def _labels(self, y: Tensor | None, n: int) -> Tensor | None:
+        return None
+
+    def _fake(self, n: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
+        return self.G(self.randn(n, self.config.z_dim, generator=generator), labels)  # (n,C,H,W) in [-1,1]
+
+    @staticmethod
+    def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def train_step(self, x, y=None):
+        """Non-saturating GAN: one D step on BCE, then one G step on -log D(G(z))."""
+        real = x * 2 - 1  # [0,1] -> [-1,1]
+        y = self._labels(y, len(x))
+        fake = self._fake(len(x), y)
+        # D step: real -> 1, fake -> 0; softplus(-s) = -log sigmoid(s), softplus(s) = -log(1 - sigmoid(s)).
+        s_real, s_fake = self.D(real, y), self.D(fake.detach(), y)
+        d_loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
+        self._step(self.opt_d, d_loss)
+        # G step: -log D(G(z)), through the just-updated D (its gradients are cleared at its next step).
+        g_loss = F.softplus(-self.D(fake, y)).mean()
+        self._step(self.opt_g, g_loss)
+        return {"loss": d_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
+                "d_real": torch.sigmoid(s_real).mean().item(), "d_fake": torch.sigmoid(s_fake).mean().item()}
+
+    def _sample(self, n, generator, labels):
+        return (self._fake(n, labels, generator) + 1) / 2
+
+
+@register
+class DCGAN(_GAN):
+    """DCGAN: strided-conv generator with batch norm vs a LeakyReLU discriminator, non-saturating loss."""
+
+    name = "dcgan"
+    presets = {
+        "smoke": dict(z_dim=16, hidden=8),
+        "quick": dict(z_dim=64, hidden=32),
+        "full": dict(z_dim=100, hidden=64),
+    }
+
+
+@register
+class WGAN(_GAN):
+    """WGAN-GP: a layer-norm critic kept 1-Lipschitz by a gradient penalty, n_critic critic steps per G step."""
+
+    name = "wgan"
+
+    @dataclass
+    class Config(GANConfig):
+        lr: float = 1e-4
+        beta1: float = 0.0
+        beta2: float = 0.9
+        n_critic: int = 5
+        gp_weight: float = 10.0
+        critic_norm: str | None = "layer"  # "layer" or None; batch norm breaks the per-sample penalty
+
+    # The paper's lr 1e-4 is tuned for 200k generator steps; a 60 s CPU budget gives a few hundred,
+    # so "quick" raises it to 5e-4 (measured: digit strokes after ~150 steps, blobs with 1e-4 at 1200).
+    presets = {
+        "smoke": dict(z_dim=16, hidden=8),
+        "quick": dict(z_dim=64, hidden=32, lr=5e-4),
+        "full": dict(z_dim=128, hidden=64),
+    }
+
+    def _d_norm(self):
+        c = self.config
+        if c.critic_norm not in ("layer", None):
+            raise GenzooError(f"wgan: critic_norm must be 'layer' or None (batch norm breaks the gradient "
+                              f"penalty), got {c.critic_norm!r}")
+        if not isinstance(c.n_critic, int) or c.n_critic < 1:
+            raise GenzooError(f"wgan: n_critic must be a positive int, got {c.n_critic!r}")
+        return c.critic_norm
+
+    def train_step(self, x, y=None):
+        """n_critic critic steps, then one generator step.
+
+        The loop hands us one batch per step, so the batch is split into n_critic sub-batches: each
+        critic step sees fresh real images (as in the paper's algorithm, which draws a new real batch
+        per critic iteration) and every image is used once; the generator step then uses a full
+        batch of noise. At batch 64 and n_critic 5 the critic batches have 12-13 images; the gradient
+        penalty needs no batch statistics, so small critic batches are fine.
+        """
+        c = self.config
+        real_all = x * 2 - 1
+        stats = {"loss": 0.0, "w_dist": 0.0, "gp": 0.0}
+        chunks = real_all.chunk(c.n_critic)
+        for real in chunks:
+            b = len(real)
+            with torch.no_grad():
+                fake = self._fake(b, None)
+            x_hat = interpolate(real, fake, self.rand(b, 1, 1, 1))
+            # One critic pass over real, fake and interpolates (the critic is per-sample, so this is
+            # the same as three passes, and cheaper): scores (3b,).
+            s_real, s_fake, s_hat = self.D(torch.cat([real, fake, x_hat])).split(b)
+            w_dist = s_real.mean() - s_fake.mean()  # estimate of the Wasserstein-1 distance
+            gp = penalty_at(s_hat, x_hat)
+            d_loss = -w_dist + c.gp_weight * gp
+            self._step(self.opt_d, d_loss)
+            for k, v in (("loss", d_loss), ("w_dist", w_dist), ("gp", gp)):
+                stats[k] += v.item() / len(chunks)
+        g_loss = -self.D(self._fake(len(x), None)).mean()
+        self._step(self.opt_g, g_loss)
+        return {**stats, "d_loss": stats["loss"], "g_loss": g_loss.item()}
+
+
+@register
+class CGAN(_GAN, Conditional):
+    """Class-conditional DCGAN: label embeddings in the generator and a projection discriminator."""
+
+    name = "cgan"
+    conditional = True
+
+    @dataclass
+    class Config(GANConfig):
+        embed_dim: int = 16  # size of the generator's label embedding
+
+    presets = {
+        "smoke": dict(z_dim=16, hidden=8, embed_dim=4),
+        "quick": dict(z_dim=64, hidden=32, embed_dim=16),
+        "full": dict(z_dim=100, hidden=64, embed_dim=32),
+    }
+
+    def __init__(self, spec, **hparams):
+        if spec.num_classes is None:
+            raise GenzooError("cgan needs a labeled dataset (this one has no classes); use dcgan or wgan for unlabeled data")
+        super().__init__(spec, **hparams)
+
+    def _labels(self, y, n):
+        if y is None:
+            raise GenzooError("cgan trains on labeled batches: train_step(x, y) needs the class labels y")
+        return y.to(self.device, torch.long)
+
+    def _sample(self, n, generator, labels):
+        if labels is None:  # uniform over the classes, drawn from the seeded generator
+            dev = generator.device if generator is not None else self.device
+            labels = torch.randint(self.spec.num_classes, (n,), generator=generator, device=dev).to(self.device)
+        return super()._sample(n, generator, labels)

@@ -168,6 +168,12 @@ class Likelihood:
         `generator` seeds whatever the estimate draws (dequantization noise, posterior samples)."""
         raise NotImplementedError
 
+    def nll_bits_per_dim_with_extras(self, x: Tensor, generator: torch.Generator | None = None
+                                     ) -> tuple[Tensor, dict[str, Tensor]]:
+        """`nll_bits_per_dim` plus other per-image figures worth recording next to it, by record key
+        (the VAE adds its ELBO as "bpd_elbo"); override to compute them in one pass."""
+        return self.nll_bits_per_dim(x, generator), {}
+
 
 class Latent:
     """Capability: an encoder and a decoder, for interpolation and traversal."""

@@ -12,17 +12,26 @@ from zoo.base import Generator, Likelihood
 
 
 @torch.no_grad()
-def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: int = 0) -> float:
-    """Mean bits/dim of model over images x (N,C,H,W) in [0,1]; seeded so it is repeatable."""
+def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: int = 0,
+                 extras: dict[str, float] | None = None) -> float:
+    """Mean bits/dim of model over images x (N,C,H,W) in [0,1]; seeded so it is repeatable.
+
+    If `extras` is a dict, it is filled with the means of the model's other named figures (e.g. a
+    VAE's "bpd_elbo" next to its importance-weighted bound), computed in the same pass."""
     if not isinstance(model, Likelihood):
         raise TypeError(f"{model.name} has no likelihood")
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    total = 0.0
+    total, more = 0.0, {}
     try:
         for b in x.split(batch_size):
-            total += model.nll_bits_per_dim(b.to(model.device), generator=gen).double().sum().item()
+            bpd, other = model.nll_bits_per_dim_with_extras(b.to(model.device), generator=gen)
+            total += bpd.double().sum().item()
+            for k, v in other.items():
+                more[k] = more.get(k, 0.0) + v.double().sum().item()
     finally:
         model.train(was_training)
+    if extras is not None:
+        extras.update({k: v / len(x) for k, v in more.items()})
     return total / len(x)

@@ -1,0 +1,105 @@
+"""DDPM and DDIM: one trained UNet, two samplers (zoo/models/diffusion.py)."""
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import zoo
+from zoo.models.diffusion import DDPM
+from zoo.train import Budget, training_key
+
+
+def build(name, spec, **hparams):
+    torch.manual_seed(0)
+    return zoo.create(name, spec, preset="smoke", **hparams)
+
+
+def count_unet_calls(model, n=1):
+    """Sample n images with the UNet replaced by a counting stub (predicts zero noise): the sampler's NFE."""
+    calls = []
+
+    def stub(x, t):
+        calls.append(tuple(x.shape))
+        return SimpleNamespace(sample=torch.zeros_like(x))
+
+    model.unet.forward = stub
+    x = model.sample(n, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (n, *model.spec.shape) and torch.isfinite(x).all()
+    return len(calls)
+
+
+def test_asking_for_ddpm_and_ddim_trains_once(mnist, space, tmp_path, monkeypatch, capsys):
+    from benchmarks import run
+
+    steps = []
+    train_step = DDPM.train_step
+
+    def counted(self, x, y=None):
+        steps.append(self.name)
+        return train_step(self, x, y)
+
+    monkeypatch.setattr(DDPM, "train_step", counted)  # ddim inherits it
+    code = run.main(["--models", "ddpm,ddim", "--ddim-steps", "10,50", "--preset", "smoke", "--out", str(tmp_path)])
+    assert code == 0
+    budget = run.PRESETS["smoke"].budget.steps
+    assert steps == ["ddpm"] * budget, f"trained {len(steps)} steps; one training is {budget}"
+    records = {r["model"]: r for r in json.loads((tmp_path / "results.json").read_text())["models"]}
+    assert list(records) == ["ddpm", "ddim", "ddim@10"]  # ddim@50 is the plain ddim row
+    assert len({r["train_key"] for r in records.values()}) == 1
+    assert [r["train_reused"] for r in records.values()] == [False, True, True]
+    assert {m: r["nfe"] for m, r in records.items()} == {"ddpm": 1000, "ddim": 50, "ddim@10": 10}
+    assert records["ddpm"]["fid_samples"] == DDPM.eval_samples["smoke"]
+    assert "reusing the finished training" in capsys.readouterr().out
+    assert (tmp_path / "plots" / "diffusion_steps.png").stat().st_size > 0
+
+
+def test_sampler_variants_share_the_training_key(mnist):
+    spec, budget = mnist[0], Budget(steps=5)
+    keys = {training_key(build(n, spec), "mnist5k", budget, 0) for n in ("ddpm", "ddim", "ddim@10", "ddim@100")}
+    assert len(keys) == 1
+    assert training_key(build("ddim", spec, lr=3e-3), "mnist5k", budget, 0) not in keys  # lr changes training
+
+
+@pytest.mark.parametrize("name, nfe", [("ddim", 50), ("ddim@10", 10), ("ddpm", 1000)])
+def test_nfe_is_the_number_of_unet_calls(name, nfe, mnist):
+    model = build(name, mnist[0])
+    assert model.nfe == nfe
+    assert count_unet_calls(model, n=2) == nfe
+
+
+def test_noise_prediction_loss_goes_down_on_a_fixed_batch(mnist):
+    spec, x = mnist[0], mnist[1][:32]
+    model = build("ddpm", spec)
+    g = torch.Generator().manual_seed(0)
+    noise, t = torch.randn(x.shape, generator=g), torch.randint(0, 1000, (32,), generator=g)
+    with torch.no_grad():
+        before = model.loss(x, noise, t).item()
+    for _ in range(30):
+        model.train_step(x)
+    with torch.no_grad():
+        after = model.loss(x, noise, t).item()
+    assert after < 0.7 * before, (before, after)
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 13, 10)])
+def test_padded_model_samples_at_the_data_size(shape):
+    spec = zoo.DataSpec(*shape)
+    model = build("ddim", spec, channels=[8, 16, 16, 16], steps=3)  # three halvings: sides must be multiples of 8
+    assert shape[1] % model.multiple and shape[2] % model.multiple  # so the UNet really sees a padded image
+    x = model.sample(2, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (2, *shape)
+    loss = model.train_step(torch.rand(4, *shape))["loss"]
+    assert loss == loss  # finite, and the loss is taken at the data's size
+
+
+def test_bad_hyperparameters_are_one_line_errors(mnist):
+    spec = mnist[0]
+    with pytest.raises(zoo.GenzooError, match="steps must be an int in"):
+        build("ddim@0", spec)
+    with pytest.raises(zoo.GenzooError, match="divisible by norm_groups"):
+        build("ddpm", spec, channels=[6, 16])
+    with pytest.raises(zoo.GenzooError, match="attention levels"):
+        build("ddpm", spec, attention=[5])
+    with pytest.raises(zoo.GenzooError, match="ddpm has no variants"):
+        build("ddpm@10", spec)

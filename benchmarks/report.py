@@ -1,6 +1,9 @@
-"""Tables and files of a run: results.json, results.csv, results.md and the rich table.
+"""Tables, figures and files of a run: results.json, results.csv, results.md, plots and the rich table.
 
-Every table is made from the records alone, so a report can be regenerated from results.json.
+Everything is made from the records and the saved sample grids alone, so a report can be
+regenerated without training:
+
+    python -m benchmarks.report results/mnist5k-quick-seed0
 """
 from __future__ import annotations
 
@@ -78,7 +81,17 @@ def footnote(run: dict, records: list[dict]) -> str:
     )
 
 
-def markdown(run: dict, records: list[dict]) -> str:
+# (file in the run folder, caption): the figures results.md embeds when they exist.
+FIGURES = (
+    ("comparison.png", "Samples, one row per model, with FID and sampling speed"),
+    ("plots/quality_vs_cost.png", "Sample quality against sampling cost"),
+    ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched"),
+    ("plots/diffusion_steps.png", "One diffusion network, several samplers: FID against seconds per sample"),
+    ("plots/loss_curves.png", "Training loss per model"),
+)
+
+
+def markdown(run: dict, records: list[dict], folder: Path | None = None) -> str:
     head = [h for _, h, _ in COLUMNS]
     lines = [
         f"# genzoo results: {run['dataset']}, preset {run['preset']}, seed {run['seed']}",
@@ -90,16 +103,35 @@ def markdown(run: dict, records: list[dict]) -> str:
         footnote(run, records),
         "",
         f"Command: `{run['command']}`  ",
-        f"Device: {run['device']}  ",
+        f"Device: {run['device']} ({run.get('device_name', '')}, {run.get('threads', '?')} threads)  ",
+        f"Budget per model: {_budget(run.get('budget', {}))}  ",
+        f"Data split: {run.get('split', '?')}  ",
+        f"Feature net: {_feature_net(run.get('feature_space', {}))}  ",
+        *([f"Wall-clock for the whole run: {run['wall_seconds'] / 60:.1f} min  "] if run.get("wall_seconds") else []),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
     ]
     failed = [r for r in records if r.get("status") != "ok"]
     if failed:
         lines += ["", "## Models that did not finish", ""]
         lines += [f"- **{r['model']}**: {r['status']} — {r.get('error', '')}" for r in failed]
+    figures = [(f, c) for f, c in FIGURES if folder is not None and (Path(folder) / f).is_file()]
+    if figures:
+        lines += ["", "## Figures", ""]
+        lines += [f"**{c}**\n\n![{c}]({f})\n" for f, c in figures]
     lines += ["", "## Samples", ""]
     lines += [f"**{r['model']}**  \n![{r['model']}](samples/{r['model']}.png)\n" for r in records if r.get("status") == "ok"]
     return "\n".join(lines) + "\n"
+
+
+def _budget(b: dict) -> str:
+    parts = [f"{b[k]:g} {k}" for k in ("seconds", "epochs", "steps") if b.get(k) is not None]
+    return " or ".join(parts) + (f", batch {b['batch_size']}" if b.get("batch_size") else "") if parts else "?"
+
+
+def _feature_net(space: dict) -> str:
+    if "test_accuracy" in space:
+        return f"{space.get('name')}, trained on {space.get('task')}, test accuracy {space['test_accuracy']:.3f}"
+    return str(space.get("name", "?"))
 
 
 def write(folder: Path, run: dict, records: list[dict]) -> None:
@@ -108,7 +140,48 @@ def write(folder: Path, run: dict, records: list[dict]) -> None:
     _atomic(folder / "results.json", json.dumps({"run": run, "models": records}, indent=2))
     flat = [{k: r.get(k) for k in RECORD_KEYS} for r in records]
     _atomic(folder / "results.csv", pd.DataFrame(flat, columns=list(RECORD_KEYS)).to_csv(index=False))
-    _atomic(folder / "results.md", markdown(run, records))
+    _atomic(folder / "results.md", markdown(run, records, folder))
+
+
+def render(folder: str | Path) -> list[Path]:
+    """Redraw every figure and rewrite every table of a run folder from its results.json."""
+    from benchmarks import plots
+
+    folder = Path(folder)
+    run, records = read(folder)
+    made = [
+        plots.comparison(records, folder, folder / "comparison.png"),
+        plots.quality_vs_cost(records, folder / "plots" / "quality_vs_cost.png"),
+        plots.bits_per_dim(records, folder / "plots" / "bits_per_dim.png"),
+        plots.sampler_tradeoff(records, folder / "plots" / "diffusion_steps.png"),
+        plots.loss_curves(records, folder / "plots" / "loss_curves.png"),
+    ]
+    write(folder, run, records)
+    return [p for p in made if p is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import sys
+
+    from rich.console import Console
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Regenerate a run's tables and plots.")
+    p.add_argument("folder", help="a run folder holding results.json")
+    args = p.parse_args(argv)
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    if not (Path(args.folder) / "results.json").is_file():
+        console.print(f"[red]error:[/] no results.json in {args.folder}; pass a run folder written by benchmarks.run")
+        return 2
+    made = render(args.folder)
+    run, records = read(Path(args.folder))
+    console.print(rich_table(records, title=f"genzoo · {run['dataset']} · {run['preset']}", caption=footnote(run, records)))
+    console.print("wrote " + ", ".join(str(m) for m in made), highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
 
 
 def read(folder: Path) -> tuple[dict, list[dict]]:

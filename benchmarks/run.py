@@ -26,7 +26,7 @@ from torchvision.utils import save_image
 import zoo
 from zoo import data as zdata
 from zoo.base import Conditional, GenzooError, Latent, Likelihood
-from zoo.metrics import features, fidelity, likelihood, speed
+from zoo.metrics import coverage, features, fidelity, likelihood, speed
 from zoo.registry import parse
 from zoo.train import Diverged, fit, resolve_device, training_key
 
@@ -51,6 +51,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
     p.add_argument("--list", action="store_true", help="list the models in the zoo and exit")
+    p.add_argument("--ddim-steps", help="comma-separated DDIM step counts, e.g. 10,20,50,100: one ddim@K row each, "
+                   "sampled from the same trained network, and plots/diffusion_steps.png")
     return p.parse_args(argv)
 
 
@@ -118,8 +120,15 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
         q = fidelity.quality(samples, x_train, space, reference_name=f"{args.dataset}-train", cuda=device.type == "cuda")
         if isinstance(model, Likelihood):
             x_bpd = x_test if preset.bpd_images is None else x_test[: preset.bpd_images]
-            record.update(bits_per_dim=likelihood.bits_per_dim(model, x_bpd, seed=args.seed), bpd_kind=model.bpd_kind,
-                          bpd_images=len(x_bpd))
+            extras = {}  # other named figures, e.g. the VAE's bpd_elbo next to its IW bound
+            record.update(bits_per_dim=likelihood.bits_per_dim(model, x_bpd, seed=args.seed, extras=extras),
+                          bpd_kind=model.bpd_kind, bpd_images=len(x_bpd), **extras)
+        if space.classify is not None:
+            record.update(coverage.mode_coverage(space.classify(samples), y_train, spec.num_classes))
+            if isinstance(model, Conditional):
+                asked = torch.arange(min(n_eval, 500)) % spec.num_classes
+                drawn = model.sample(len(asked), generator=torch.Generator().manual_seed(args.seed), labels=asked)
+                record["label_accuracy"] = coverage.label_accuracy(space.classify(drawn.cpu()), asked)
         s = speed.sampling_speed(model, batch=preset.speed_batch, seed=args.seed)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     save_image(samples[:64], out / "samples" / f"{name}.png", nrow=8, padding=2)
@@ -146,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
             list_models()
             return 0
         names = [n.strip() for n in (args.models.split(",") if args.models else zoo.available()) if n.strip()]
+        names += ddim_variants(args.ddim_steps, names, args.preset) if args.ddim_steps else []
         for n in names:
             parse(n)  # unknown names fail here, before any training
         device = resolve_device(args.device)
@@ -195,11 +205,25 @@ def main(argv: list[str] | None = None) -> int:
     run["wall_seconds"] = time.perf_counter() - started
     all_records = _merge(previous, records)
     report.write(out, run, all_records)
+    figures = report.render(out)  # tables again, with the comparison figure and plots embedded
     shown = [records[n] for n in names]
     console.print(report.rich_table(shown, title=f"genzoo · {args.dataset} · {args.preset}",
                                     caption=report.footnote(run, shown)))
-    console.print(f"results in {out}/ (results.md, results.csv, results.json, samples/)", highlight=False)
+    console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "
+                  + ", ".join(str(f.relative_to(out)) for f in figures), highlight=False)
     return 0 if all(r["status"] == "ok" for r in shown) else 1
+
+
+def ddim_variants(steps: str, names: list[str], preset: str) -> list[str]:
+    """`--ddim-steps 10,20,50` -> ddim@10, ddim@20, ddim@50, leaving out what `names` already covers."""
+    try:
+        ks = [int(k) for k in steps.split(",") if k.strip()]
+    except ValueError:
+        raise GenzooError(f"--ddim-steps takes comma-separated step counts, e.g. 10,20,50,100; got {steps!r}") from None
+    cls, _ = parse("ddim")
+    default = cls.presets.get(preset, {}).get("steps", cls.Config.steps)  # what the plain `ddim` row uses
+    new = [f"ddim@{k}" for k in dict.fromkeys(ks) if not ("ddim" in names and k == default)]
+    return [n for n in new if n not in names]
 
 
 def _merge(previous: dict[str, dict], records: dict[str, dict]) -> list[dict]:

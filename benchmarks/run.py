@@ -96,11 +96,6 @@ def run_info(args: argparse.Namespace, device: torch.device, space: features.Fea
     }
 
 
-def sample_batched(model: zoo.Generator, n: int, batch: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return torch.cat([model.sample(min(batch, n - i), generator=gen).cpu() for i in range(0, n, batch)])
-
-
 def benchmark_model(name: str, args, preset: Preset, device, data, space, out: Path) -> dict:
     """Train (or reuse) one model, evaluate it, and return its record."""
     spec, x_train, y_train, x_test = data
@@ -114,7 +109,7 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
     with speed.PeakMemory(device) as mem:
         tr = fit(model, x_train, y_train, preset.budget, seed=args.seed, checkpoint=ckpt, progress=console.is_terminal)
         n_eval = model.eval_samples.get(preset.name, preset.eval_samples)
-        samples = sample_batched(model, n_eval, preset.speed_batch, args.seed)
+        samples, sampling = speed.timed_sampling(model, n_eval, batch=preset.speed_batch, seed=args.seed)
         if not torch.isfinite(samples).all():
             raise Diverged(tr.steps, {"samples": float("nan")})
         q = fidelity.quality(samples, x_train, space, reference_name=f"{args.dataset}-train", cuda=device.type == "cuda")
@@ -129,14 +124,13 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
                 asked = torch.arange(min(n_eval, 500)) % spec.num_classes
                 drawn = model.sample(len(asked), generator=torch.Generator().manual_seed(args.seed), labels=asked)
                 record["label_accuracy"] = coverage.label_accuracy(space.classify(drawn.cpu()), asked)
-        s = speed.sampling_speed(model, batch=preset.speed_batch, seed=args.seed)
     (out / "samples").mkdir(parents=True, exist_ok=True)
     save_image(samples[:64], out / "samples" / f"{name}.png", nrow=8, padding=2)
     curve_every = max(1, len(tr.history) // 200)
     record.update(
         status="ok", **{k: q[k] for k in ("fid", "kid", "precision", "recall")}, kid_std=q["kid_std"],
         feature_space=space.name, fid_samples=len(samples), fid_reference=f"{args.dataset}:train ({len(x_train)})",
-        nfe=model.nfe, **s, train_seconds=tr.seconds, train_images_per_s=tr.images_per_s, train_steps=tr.steps,
+        nfe=model.nfe, **sampling, train_seconds=tr.seconds, train_images_per_s=tr.images_per_s, train_steps=tr.steps,
         train_reused=tr.reused, peak_memory_mb=mem.mb, memory_kind=mem.kind, params=model.num_parameters(),
         loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % curve_every == 0],
     )

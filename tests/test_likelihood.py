@@ -79,3 +79,13 @@ def test_vae_importance_weighted_bound_is_tighter_than_its_elbo(mnist):
     assert iw == bits_per_dim(vae, xt[:100])  # the headline figure is the IW bound, extras or not
     vae.config.iw_samples = 1
     assert iw < bits_per_dim(vae, xt[:100])  # more importance samples, a tighter bound
+
+
+def test_vae_discretized_logistic_is_a_distribution_over_256_levels():
+    from zoo.models.vae import discretized_logistic_nll
+
+    levels = torch.arange(256, dtype=torch.float64).view(256, 1) / 255
+    mean = torch.tensor([[0.0, 0.3, 0.5, 0.97, 1.0]], dtype=torch.float64)
+    log_scale = torch.tensor([[-6.0, -2.0, 0.0, -4.0, 1.0]], dtype=torch.float64)
+    p = torch.exp(-discretized_logistic_nll(levels, mean, log_scale))  # (256, 5)
+    assert torch.allclose(p.sum(0), torch.ones(5, dtype=torch.float64), atol=1e-6)

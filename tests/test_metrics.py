@@ -67,3 +67,15 @@ def test_peak_memory_is_labelled():
     with speed.PeakMemory(torch.device("cpu")) as m:
         _ = torch.ones(64, 2**20 // 4)  # 64 MB
     assert m.kind.startswith("cpu_process_peak_rss") and m.mb >= 64
+
+
+def test_timed_sampling_draws_the_seeded_samples_and_times_full_batches():
+    import zoo
+
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28, 10), preset="smoke")
+    samples, s = speed.timed_sampling(model, 40, batch=16, seed=0)
+    assert samples.shape == (40, 1, 28, 28)
+    assert s["sample_batches_timed"] == 1 and s["sample_images_per_s"] > 0  # batches of 16, 16, 8: one timed
+    gen = torch.Generator().manual_seed(0)
+    expected = torch.cat([model.sample(k, generator=gen) for k in (16, 16, 8)])
+    assert torch.equal(samples, expected)

@@ -11,28 +11,33 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from zoo.base import Generator
 
 
-def sampling_speed(model: Generator, *, batch: int = 64, repeats: int = 10, min_seconds: float = 2.0,
-                   seed: int = 0) -> dict[str, float]:
-    """Generated images per second at a fixed batch, after a small warm-up batch.
-
-    Full batches are timed until `min_seconds` have passed (at least one, at most `repeats`), so a
-    1000-step sampler costs one timed batch and a one-pass decoder is averaged over several."""
+def timed_sampling(model: Generator, n: int, *, batch: int = 64, seed: int = 0) -> tuple[Tensor, dict[str, float]]:
+    """Draw n samples in batches from one seeded generator, and time them: the evaluation samples
+    are the speed test. The first batch is the warm-up (allocations, kernels, caches); the full
+    batches after it are timed, and if there are none, one more batch is drawn to time."""
     gen = torch.Generator().manual_seed(seed)
-    model.sample(min(batch, 2), generator=gen)  # warm-up: allocations, kernels, caches
-    _sync(model)
-    start, done = time.perf_counter(), 0
-    while done < max(1, repeats):
+    sizes = [min(batch, n - i) for i in range(0, n, batch)]
+    out, seconds, timed = [], 0.0, 0
+    for i, size in enumerate(sizes):
+        start = time.perf_counter()
+        out.append(model.sample(size, generator=gen).cpu())
+        _sync(model)
+        if i > 0 and size == batch:
+            seconds += time.perf_counter() - start
+            timed += 1
+    if timed == 0:
+        start = time.perf_counter()
         model.sample(batch, generator=gen)
         _sync(model)
-        done += 1
-        if time.perf_counter() - start >= min_seconds:
-            break
-    latency = (time.perf_counter() - start) / done
-    return {"sample_images_per_s": batch / latency, "sample_batch_seconds": latency, "sample_batch": batch}
+        seconds, timed = time.perf_counter() - start, 1
+    latency = seconds / timed
+    return torch.cat(out), {"sample_images_per_s": batch / latency, "sample_batch_seconds": latency,
+                            "sample_batch": batch, "sample_batches_timed": timed}
 
 
 def _sync(model: Generator) -> None:

@@ -4,6 +4,16 @@ The forward process destroys an image x0 (scaled to [-1, 1]) in T = 1000 small G
 in closed form, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps with eps ~ N(0, I), and x_T is almost
 pure noise. A network eps_theta(x_t, t) learns to tell which noise was added: the loss is plain
 MSE between eps and eps_theta(x_t, t) at a random t ("epsilon prediction"). That is all of training.
+`prediction_type` lets the network predict v = sqrt(abar_t) eps - sqrt(1 - abar_t) x0 instead
+(Salimans & Ho 2022) or x0 itself ("sample"); both schedulers turn any of the three into their update.
+
+The quick preset (a minute of CPU, ~600 steps) uses v-prediction with the cosine schedule
+("squaredcos_cap_v2"). With epsilon prediction and the linear schedule, x0 = (x_t - sqrt(1 - abar_t)
+eps_theta) / sqrt(abar_t) magnifies the noise-prediction error ~150x at t near T (abar_T ~ 4e-5), so a
+barely trained network's first DDIM jumps land on clipped grey blobs (FID 590 in the reference run);
+with v, x0 = sqrt(abar_t) x_t - sqrt(1 - abar_t) v is never divided by a small number, so early errors stay small.
+On mnist5k at 590 steps, ddim@50 FID 159 (classifier features, 128 samples) against 376 for epsilon with
+the cosine schedule and 259 for x0-prediction (thin, broken strokes). (No EMA of weights was tried.)
 
 Sampling runs the process backwards from x_T ~ N(0, I), one network evaluation (NFE) per step:
 - `ddpm`: ancestral sampling, all 1000 steps; each step removes the predicted noise and adds a
@@ -28,6 +38,8 @@ from torch import Tensor
 
 from zoo.base import DataSpec, Generator, GenzooError
 from zoo.registry import register
+
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names, understood by both schedulers
 
 
 def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int, groups: int) -> UNet2DModel:
@@ -57,11 +69,15 @@ class DDPM(Generator):
         norm_groups: int = 8
         train_timesteps: int = 1000
         beta_schedule: str = "linear"  # diffusers' names: linear, scaled_linear, squaredcos_cap_v2
+        prediction_type: str = "epsilon"  # what the UNet predicts: epsilon, v_prediction or sample (x0)
         lr: float = 1e-3
 
     presets = {
         "smoke": dict(channels=[8], attention=[], norm_groups=4),  # one level: ~2 ms a step, for 1000-step tests
-        "quick": dict(channels=[16, 32, 32], attention=[], norm_groups=8, lr=2e-3),  # ~2.4 steps/s, 1 busy CPU thread
+        # ~10 steps/s on 2 free CPU threads (~6 on one); v + cosine: see the module docstring. A two-level UNet
+        # is only ~5% faster a step, so the three levels (and their receptive field) stay.
+        "quick": dict(channels=[16, 32, 32], attention=[], norm_groups=8, lr=2e-3,
+                      prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256, 256], attention=[2, 3], layers_per_block=2, norm_groups=32, lr=2e-4),
     }
     # Sampling costs 1000 UNet passes an image: FID on fewer samples (KID is the steadier figure there).
@@ -80,12 +96,15 @@ class DDPM(Generator):
         self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups)
         self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
         # The forward process (beta schedule, add_noise) used for training; sampling builds its own scheduler.
+        if c.prediction_type not in PREDICTION_TYPES:
+            raise GenzooError(f"{self.name}: prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
+                              f"got {c.prediction_type!r}")
         self.noise_scheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
-                                             prediction_type="epsilon", clip_sample=True)
+                                             prediction_type=c.prediction_type, clip_sample=True)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
-    def eps(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """The UNet's noise prediction for x_t (B,C,H,W) at timesteps t (B,); pads to the UNet's grid and crops back."""
+    def predict(self, x_t: Tensor, t: Tensor) -> Tensor:
+        """The UNet's prediction (noise, v or x0: `prediction_type`) for x_t (B,C,H,W) at timesteps t (B,); pads to the UNet's grid and crops back."""
         h, w = x_t.shape[-2:]
         ph, pw = -h % self.multiple, -w % self.multiple
         x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) if ph or pw else x_t  # (B,C,H',W')
@@ -93,10 +112,17 @@ class DDPM(Generator):
         return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]  # (B,C,H,W)
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:
-        """Epsilon-prediction MSE for images x in [0,1], given the noise and timesteps."""
+        """MSE of the prediction for images x in [0,1], given the noise and timesteps."""
         x0 = x * 2 - 1  # [-1, 1], as the schedulers expect
         x_t = self.noise_scheduler.add_noise(x0, noise, t)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
-        return F.mse_loss(self.eps(x_t, t), noise)
+        kind = self.config.prediction_type
+        if kind == "epsilon":
+            target = noise
+        elif kind == "v_prediction":
+            target = self.noise_scheduler.get_velocity(x0, noise, t)  # sqrt(abar_t) noise - sqrt(1 - abar_t) x0
+        else:
+            target = x0
+        return F.mse_loss(self.predict(x_t, t), target)
 
     def train_step(self, x, y=None):
         t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
@@ -117,9 +143,9 @@ class DDPM(Generator):
         scheduler, kwargs = self.sampler()
         x = self.randn(n, *self.spec.shape, generator=generator)  # x_T ~ N(0, I)
         for t in scheduler.timesteps:
-            eps = self.eps(x, t.to(self.device).expand(n))
+            out = self.predict(x, t.to(self.device).expand(n))
             # DDPM's step draws its variance noise from `generator` (on the generator's device, then moved)
-            x = scheduler.step(eps, t, x, generator=generator, **kwargs).prev_sample
+            x = scheduler.step(out, t, x, generator=generator, **kwargs).prev_sample
         return (x + 1) / 2  # [-1, 1] -> [0, 1]
 
     @property

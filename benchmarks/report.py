@@ -31,6 +31,7 @@ COLUMNS = (
     ("kid", "KID ↓", "{:.3f}"),
     ("precision", "precision ↑", "{:.3f}"),
     ("recall", "recall ↑", "{:.3f}"),
+    ("fid_samples", "samples", "{:d}"),
     ("modes", "modes ↑", "{:d}"),
     ("mode_kl", "mode KL ↓", "{:.3f}"),
     ("label_accuracy", "label acc ↑", "{:.3f}"),
@@ -180,9 +181,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
 
 def read(folder: Path) -> tuple[dict, list[dict]]:
     data = json.loads((Path(folder) / "results.json").read_text())
@@ -193,3 +191,7 @@ def _atomic(path: Path, text: str) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -74,7 +74,8 @@ def list_models() -> None:
     console.print(table)
 
 
-def run_info(args: argparse.Namespace, device: torch.device, space: features.FeatureSpace, n_ref: int) -> dict:
+def run_info(args: argparse.Namespace, argv: list[str], device: torch.device, space: features.FeatureSpace,
+             n_ref: int) -> dict:
     versions = {"python": platform.python_version()}
     for pkg in VERSIONS:
         try:
@@ -87,7 +88,7 @@ def run_info(args: argparse.Namespace, device: torch.device, space: features.Fea
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "versions": versions,
-        "command": "python -m benchmarks.run " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": " ".join(["python -m benchmarks.run", *map(shlex.quote, argv)]),
         "budget": dataclasses.asdict(preset.budget),
         "split": zdata.describe_split(args.dataset),
         "reference": {"split": f"{args.dataset}:train", "images": n_ref},
@@ -112,7 +113,8 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
         samples, sampling = speed.timed_sampling(model, n_eval, batch=preset.speed_batch, seed=args.seed)
         if not torch.isfinite(samples).all():
             raise Diverged(tr.steps, {"samples": float("nan")})
-        q = fidelity.quality(samples, x_train, space, reference_name=f"{args.dataset}-train", cuda=device.type == "cuda")
+        q = fidelity.quality(samples, x_train, space, reference_name=f"{args.dataset}-train", cuda=device.type == "cuda",
+                             isc=space.classify is not None)
         if isinstance(model, Likelihood):
             x_bpd = x_test if preset.bpd_images is None else x_test[: preset.bpd_images]
             extras = {}  # other named figures, e.g. the VAE's bpd_elbo next to its IW bound
@@ -128,7 +130,7 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
     save_image(samples[:64], out / "samples" / f"{name}.png", nrow=8, padding=2)
     curve_every = max(1, len(tr.history) // 200)
     record.update(
-        status="ok", **{k: q[k] for k in ("fid", "kid", "precision", "recall")}, kid_std=q["kid_std"],
+        status="ok", **q,
         feature_space=space.name, fid_samples=len(samples), fid_reference=f"{args.dataset}:train ({len(x_train)})",
         nfe=model.nfe, **sampling, train_seconds=tr.seconds, train_images_per_s=tr.images_per_s, train_steps=tr.steps,
         train_reused=tr.reused, peak_memory_mb=mem.mb, memory_kind=mem.kind, params=model.num_parameters(),
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}-seed{args.seed}")
-    run = run_info(args, device, space, len(x_train))
+    run = run_info(args, sys.argv[1:] if argv is None else argv, device, space, len(x_train))
     previous = {r["model"]: r for r in report.read(out)[1]} if (out / "results.json").is_file() else {}
     records: dict[str, dict] = {}
     console.print(f"genzoo: {len(names)} model(s) on {args.dataset} {tuple(x_train.shape)}, preset {args.preset} "

@@ -79,3 +79,11 @@ def test_timed_sampling_draws_the_seeded_samples_and_times_full_batches():
     gen = torch.Generator().manual_seed(0)
     expected = torch.cat([model.sample(k, generator=gen) for k in (16, 16, 8)])
     assert torch.equal(samples, expected)
+
+
+def test_inception_with_a_missing_weights_file_is_one_clear_error(tmp_path):
+    from zoo.base import GenzooError
+    from zoo.metrics.features import inception_space
+
+    with pytest.raises(GenzooError, match="does not exist"):
+        inception_space(str(tmp_path / "missing.pth"))

@@ -166,8 +166,20 @@ def classifier_space(dataset: str, x_train: Tensor, y_train: Tensor | None, x_te
 
 
 def inception_space(weights_path: str | None = None) -> FeatureSpace:
-    """torch-fidelity's Inception-v3 (FID's standard space); downloads its weights unless given a file."""
-    info = {"weights": weights_path or "downloaded by torch-fidelity"}
+    """torch-fidelity's Inception-v3 (FID's standard space): its weights are downloaded once into
+    torch's hub cache, or read from a local file. Loaded here so that a failure is one clear line."""
+    from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
+
+    if weights_path is not None and not Path(weights_path).is_file():
+        raise GenzooError(f"Inception-v3 weights file {weights_path} does not exist")
+    try:
+        FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path)
+    except Exception as e:
+        raise GenzooError(
+            f"could not load Inception-v3 weights ({type(e).__name__}); offline, fetch {URL_INCEPTION_V3} "
+            "elsewhere and pass it with --inception-weights FILE, or use --feature-space classifier"
+        ) from None
+    info = {"weights": weights_path or "torch-fidelity's download"}
     return FeatureSpace("inception-v3", "inception-v3-compat", weights_path, "inception", None, info)
 
 

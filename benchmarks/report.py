@@ -103,12 +103,12 @@ def markdown(run: dict, records: list[dict], folder: Path | None = None) -> str:
         "",
         footnote(run, records),
         "",
-        f"Command: `{run['command']}`  ",
         f"Device: {run['device']} ({run.get('device_name', '')}, {run.get('threads', '?')} threads)  ",
         f"Budget per model: {_budget(run.get('budget', {}))}  ",
         f"Data split: {run.get('split', '?')}  ",
         f"Feature net: {_feature_net(run.get('feature_space', {}))}  ",
-        *([f"Wall-clock for the whole run: {run['wall_seconds'] / 60:.1f} min  "] if run.get("wall_seconds") else []),
+        *(f"Command: `{h['command']}`, {h['wall_seconds'] / 60:.1f} min of training and evaluation  "
+          for h in run.get("history", [])),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
     ]
     failed = [r for r in records if r.get("status") != "ok"]

@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}-seed{args.seed}")
     run = run_info(args, sys.argv[1:] if argv is None else argv, device, space, len(x_train))
-    previous = {r["model"]: r for r in report.read(out)[1]} if (out / "results.json").is_file() else {}
+    earlier_run, earlier = report.read(out) if (out / "results.json").is_file() else ({}, [])
+    previous = {r["model"]: r for r in earlier}
+    # Every command that wrote into this folder, in order, with its wall-clock: `command` alone is only the last.
+    run["history"] = earlier_run.get("history", [])
     records: dict[str, dict] = {}
     console.print(f"genzoo: {len(names)} model(s) on {args.dataset} {tuple(x_train.shape)}, preset {args.preset} "
                   f"({preset.about}), device {device}, features {space.name} -> {out}", highlight=False)
@@ -198,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             (out / "logs" / f"{name}.txt").write_text(traceback.format_exc())
         report.write(out, run, _merge(previous, records))
         console.print(report.rich_table([records[name]]))
-    run["wall_seconds"] = time.perf_counter() - started
+    run["history"].append({"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
+                           "models": names})
     all_records = _merge(previous, records)
     report.write(out, run, all_records)
     figures = report.render(out)  # tables again, with the comparison figure and plots embedded

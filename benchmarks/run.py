@@ -97,11 +97,11 @@ def run_info(args: argparse.Namespace, argv: list[str], device: torch.device, sp
     }
 
 
-def benchmark_model(name: str, args, preset: Preset, device, data, space, out: Path) -> dict:
-    """Train (or reuse) one model, evaluate it, and return its record."""
+def benchmark_model(name: str, model: zoo.Generator, key: str, args, preset: Preset, device, data, space,
+                    out: Path) -> dict:
+    """Train (or reuse the training `key` of) one model, evaluate it, and return its record."""
     spec, x_train, y_train, x_test = data
-    model = zoo.create(name, spec, preset=preset.name).to(device)
-    key = training_key(model, args.dataset, preset.budget, args.seed)
+    model.to(device)
     ckpt = out / "checkpoints" / key
     if (ckpt / "train.json").is_file():
         console.print(f"[dim]{name}: reusing the finished training {key} (no retraining)[/]")
@@ -139,7 +139,8 @@ def benchmark_model(name: str, args, preset: Preset, device, data, space, out: P
     return record
 
 
-def finished(record: dict | None, name: str, hparams: dict, key: str) -> bool:
+def finished(record: dict | None, hparams: dict, key: str) -> bool:
+    """A record of an earlier run that this one may reuse: same hyper-parameters and training."""
     return (record is not None and record.get("status") in ("ok", "diverged")
             and record.get("hparams") == hparams and record.get("train_key") == key)
 
@@ -178,15 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     for name in names:
         try:
-            probe = zoo.create(name, spec, preset=preset.name)
-            key = training_key(probe, args.dataset, preset.budget, args.seed)
-            old = previous.get(name)
-            if finished(old, name, dataclasses.asdict(probe.config), key):
+            model = zoo.create(name, spec, preset=preset.name)
+            key = training_key(model, args.dataset, preset.budget, args.seed)
+            if finished(previous.get(name), dataclasses.asdict(model.config), key):
                 console.print(f"[dim]{name}: finished in an earlier run, reused[/]")
-                records[name] = old
+                records[name] = previous[name]
                 continue
-            del probe
-            records[name] = benchmark_model(name, args, preset, device, (spec, x_train, y_train, x_test), space, out)
+            data = (spec, x_train, y_train, x_test)
+            records[name] = benchmark_model(name, model, key, args, preset, device, data, space, out)
         except KeyboardInterrupt:
             console.print(f"[yellow]interrupted during {name}; finished models are saved in {out}[/]")
             report.write(out, run, _merge(previous, records))

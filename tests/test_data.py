@@ -70,3 +70,12 @@ def test_offline_torchvision_dataset_says_where_files_go(tmp_path):
 def test_model_rejects_an_image_size_it_cannot_take():
     with pytest.raises(GenzooError, match="ae needs square images"):
         zoo.create("ae", DataSpec(1, 30, 30))
+
+
+def test_folder_path_may_start_with_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "imgs").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
+    spec, x, _ = data.load("folder:~/imgs", image_size=8)
+    assert spec == DataSpec(1, 8, 8, None) and len(x) == 3

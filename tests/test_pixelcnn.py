@@ -110,5 +110,5 @@ def test_bad_hyperparameters_are_one_line_errors(mnist):
         zoo.create("pixelcnn", spec, preset="smoke", sampler="greedy")
     with pytest.raises(zoo.GenzooError, match="odd"):
         zoo.create("pixelcnn", spec, preset="smoke", kernel=4)
-    with pytest.raises(zoo.GenzooError, match="pixelcnn-cond"):
-        zoo.create("pixelcnn", spec, preset="smoke", conditional=True)
+    with pytest.raises(zoo.GenzooError, match="needs a labeled dataset"):
+        zoo.create("pixelcnn-cond", zoo.DataSpec(1, 28, 28, None), preset="smoke")

@@ -50,7 +50,7 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
-        x, y, num_classes = _folder(Path(name[len("folder:"):]), split, image_size or 64), None, None
+        x, y, num_classes = _folder(Path(name[len("folder:"):]).expanduser(), split, image_size or 64), None, None
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:

@@ -154,7 +154,7 @@ class RealNVP(Generator, Likelihood, Latent):
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.parameters(), 100.0)
         self.opt.step()
-        return {"loss": loss.item(), "bpd": loss.item() / math.log(2) + 8}
+        return {"loss": loss.item(), "bpd": self.continuous_bits_per_dim(loss.detach() * self.spec.dims, self.spec.dims).item()}
 
     @torch.no_grad()
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -39,22 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.base import Conditional, DataSpec, Generator, GenzooError
-from zoo.nets import down_levels
+from zoo.nets import down_levels, norm_layer
 from zoo.registry import register
 
 
 # -- the two networks, shared by all three models ---------------------------------------------
-
-def _norm(kind: str | None, ch: int) -> nn.Module:
-    """batch norm (DCGAN), layer norm over (C,H,W) (the WGAN-GP critic), or none."""
-    if kind == "batch":
-        return nn.BatchNorm2d(ch)
-    if kind == "layer":
-        return nn.GroupNorm(1, ch)  # one group = normalise each sample over all of C,H,W
-    if kind is None:
-        return nn.Identity()
-    raise GenzooError(f"unknown norm {kind!r}; accepted: 'batch', 'layer' or None")
-
 
 class GANGenerator(nn.Module):
     """(B, z_dim) noise [+ (B,) labels] -> (B,C,H,W) in [-1, 1].
@@ -101,7 +90,7 @@ class GANDiscriminator(nn.Module):
         for i in range(levels):
             nxt = hidden * 2**i
             level_norm = norm if i else None
-            layers += [nn.Conv2d(ch, nxt, 4, 2, 1, bias=level_norm != "batch"), _norm(level_norm, nxt),
+            layers += [nn.Conv2d(ch, nxt, 4, 2, 1, bias=level_norm != "batch"), norm_layer(level_norm, nxt),
                        nn.LeakyReLU(0.2)]
             ch = nxt
         side = spec.height // 2**levels
@@ -166,12 +155,11 @@ class _GAN(Generator):
     """What the three share: the two networks, their optimizers, noise, sampling. Not registered."""
 
     Config = GANConfig
-    conditional = False
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        k = spec.num_classes if self.conditional else None
+        k = spec.num_classes if isinstance(self, Conditional) else None
         embed_dim = getattr(c, "embed_dim", 0)
         self.G = GANGenerator(spec, c.hidden, c.z_dim, num_classes=k, embed_dim=embed_dim, model=self.name)
         self.D = GANDiscriminator(spec, c.hidden, norm=self._d_norm(), num_classes=k, model=self.name)
@@ -294,7 +282,6 @@ class CGAN(_GAN, Conditional):
     """Class-conditional DCGAN: label embeddings in the generator and a projection discriminator."""
 
     name = "cgan"
-    conditional = True
 
     @dataclass
     class Config(GANConfig):

@@ -149,7 +149,6 @@ class PixelCNN(Generator, Likelihood):
         head: int = 32  # width of the 1x1 output head
         lr: float = 5e-3
         grad_clip: float = 1.0
-        conditional: bool = False  # class-conditional: use the `pixelcnn-cond` model
         sampler: str = "fast"  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
 
     # quick: 40k params. Measured on mnist5k, 1 CPU thread of a busy 2-core machine: 60 s = ~130 steps
@@ -160,8 +159,7 @@ class PixelCNN(Generator, Likelihood):
         "full": dict(hidden=128, layers=15, first_kernel=7, kernel=3, head=512, lr=1e-3),
     }
     # The fast sampler draws a batch of 64 quick-preset MNIST digits in 0.3-0.7 s on one CPU thread
-    # (busy machine), so FID keeps the preset's 1000 samples; the full preset's are for a GPU.
-    eval_samples = {"quick": 1000, "full": 10000}
+    # (busy machine), so FID keeps the preset's sample count.
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
@@ -173,9 +171,10 @@ class PixelCNN(Generator, Likelihood):
             raise GenzooError(f"{self.name}: needs layers >= 1 and hidden >= {C} channels, got {c.layers}, {c.hidden}")
         if c.sampler not in ("fast", "naive"):
             raise GenzooError(f"{self.name}: sampler must be 'fast' or 'naive', got {c.sampler!r}")
-        if c.conditional and not isinstance(self, Conditional):
-            raise GenzooError(f"{self.name} is unconditional; for class conditioning use pixelcnn-cond")
-        self.num_classes = spec.num_classes if c.conditional else None  # no labels in the data: unconditional
+        conditional = isinstance(self, Conditional)
+        if conditional and spec.num_classes is None:
+            raise GenzooError(f"{self.name} needs a labeled dataset (this one has no classes); use pixelcnn")
+        self.num_classes = spec.num_classes if conditional else None
         self.layers = nn.ModuleList(
             GatedLayer(C if i == 0 else c.hidden, c.hidden, C, c.first_kernel if i == 0 else c.kernel, first=i == 0)
             for i in range(c.layers))
@@ -337,7 +336,3 @@ class ConditionalPixelCNN(PixelCNN, Conditional):
     """Class-conditional Gated PixelCNN: a learned class bias on every gate; exact bits/dim of p(x)."""
 
     name = "pixelcnn-cond"
-
-    @dataclass
-    class Config(PixelCNN.Config):
-        conditional: bool = True

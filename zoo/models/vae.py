@@ -16,7 +16,7 @@ independently from p(x|z) would add salt-and-pepper noise that says little about
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -68,8 +68,7 @@ class VAE(Generator, Latent, Likelihood):
         c = self.config
         self.encoder = ConvEncoder(spec, c.hidden, 2 * c.latent_dim, model=self.name)  # -> (B, 2d): mu, log var
         # (B,d) -> (B,2C,H,W): per sub-pixel the logit of the mean and the log-scale of p(x|z)
-        self.decoder = ConvDecoder(spec.__class__(2 * spec.channels, spec.height, spec.width), c.hidden, c.latent_dim,
-                                   model=self.name)
+        self.decoder = ConvDecoder(replace(spec, channels=2 * spec.channels), c.hidden, c.latent_dim, model=self.name)
         self.opt = torch.optim.Adam(self.parameters(), lr=c.lr)
 
     def encode(self, x: Tensor) -> Tensor:

@@ -25,8 +25,15 @@ def down_levels(spec: DataSpec, model: str) -> int:
     return levels
 
 
-def _norm(kind: str | None, ch: int) -> nn.Module:
-    return {"batch": nn.BatchNorm2d(ch), None: nn.Identity()}[kind]
+def norm_layer(kind: str | None, ch: int) -> nn.Module:
+    """batch norm, layer norm over (C,H,W) (one group: per sample, as a WGAN-GP critic needs), or none."""
+    if kind == "batch":
+        return nn.BatchNorm2d(ch)
+    if kind == "layer":
+        return nn.GroupNorm(1, ch)
+    if kind is None:
+        return nn.Identity()
+    raise GenzooError(f"unknown norm {kind!r}; accepted: 'batch', 'layer' or None")
 
 
 class ConvEncoder(nn.Module):
@@ -39,7 +46,7 @@ class ConvEncoder(nn.Module):
         layers, ch = [], spec.channels
         for i in range(levels):
             nxt = hidden * 2**i
-            layers += [nn.Conv2d(ch, nxt, 4, 2, 1), _norm(norm if i else None, nxt), act()]
+            layers += [nn.Conv2d(ch, nxt, 4, 2, 1), norm_layer(norm if i else None, nxt), act()]
             ch = nxt
         side = spec.height // 2**levels
         self.net = nn.Sequential(*layers, nn.Flatten(), nn.Linear(ch * side * side, out_dim))
@@ -64,7 +71,7 @@ class ConvDecoder(nn.Module):
             nxt = hidden * 2 ** (i - 1) if i else spec.channels
             layers.append(nn.ConvTranspose2d(ch, nxt, 4, 2, 1))
             if i:
-                layers += [_norm(norm, nxt), act()]
+                layers += [norm_layer(norm, nxt), act()]
             ch = nxt
         self.net = nn.Sequential(*layers)
 

@@ -6,15 +6,22 @@ import torch
 
 import zoo
 from zoo.base import DataSpec
+from zoo.models.flow import ActNorm
+
+
+def actnorms(model):
+    return [m for m in model.modules() if isinstance(m, ActNorm)]
 
 
 def randomized(spec, dtype=torch.float32, **hp):
-    """A smoke realnvp whose couplings and prior are far from their identity initialisation."""
+    """A smoke realnvp whose couplings, ActNorms and prior are far from their identity initialisation."""
     torch.manual_seed(0)
     model = zoo.create("realnvp", spec, preset="smoke", **hp).to(dtype)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))
+    for a in actnorms(model):
+        a.data_dep_init_done.fill_(1)  # keep these random values: no data-dependent reset
     return model.eval()
 
 
@@ -47,11 +54,13 @@ def test_log_prob_equals_brute_force_jacobian():
 
 
 def test_bits_per_dim_is_exact_and_uses_the_logit_jacobian(mnist):
-    """At initialisation every coupling is the identity, so only the logit and the Gaussian remain:
-    bits/dim must equal that closed form on the same dequantized pixels."""
+    """At initialisation every coupling is the identity (and the ActNorms too, when not set from data),
+    so only the logit and the Gaussian remain: bits/dim must equal that closed form on the same pixels."""
     spec, x = mnist[0], mnist[1][:16]
     torch.manual_seed(0)
     model = zoo.create("realnvp", spec, preset="smoke").eval()
+    for a in actnorms(model):
+        a.data_dep_init_done.fill_(1)
     assert model.bpd_kind == "exact"
     bpd = model.nll_bits_per_dim(x, generator=torch.Generator().manual_seed(5))
     y = model.dequantize(x, torch.Generator().manual_seed(5)).double()
@@ -80,3 +89,16 @@ def test_sampling_temperature_scales_the_latent_noise(mnist):
     a, b = cold.sample(2, generator=g()), cold.sample(2, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b)  # temperature 0: the prior's mean, whatever the seed
     assert not torch.equal(model.sample(2, generator=g()), a)
+
+
+def test_actnorm_is_set_from_the_first_data_batch_and_not_from_sampling(mnist):
+    spec, x = mnist[0], mnist[1][:64]
+    model = zoo.create("realnvp", spec, preset="smoke")
+    model.sample(4)
+    assert not any(a.data_dep_init_done for a in actnorms(model))
+    model.train_step(x)
+    assert all(a.data_dep_init_done for a in actnorms(model))
+    # The first ActNorm in the data direction (normflows lists the finest scale last, in z -> x order)
+    # sees the logits of the pixels, std ~2: set from them, its log-scale is far from the identity's 0.
+    first = [m for m in model.flow.flows[-1] if isinstance(m, ActNorm)][-1]
+    assert first.s.min() > 0.3

@@ -29,12 +29,12 @@ def test_logits_depend_only_on_earlier_subpixels_and_on_all_of_them(shape):
     model = tiny(shape)
     order = raster_index(C, H, W)
     levels = (torch.rand(1, C, H, W, dtype=torch.float64) * 255).requires_grad_()
-    logits = model(levels)  # (1,256,C,H,W)
+    logits = model(levels)  # (1,H,W,C,256)
     weights = torch.randn(256, dtype=torch.float64)
     for c in range(C):
         for i in range(H):
             for j in range(W):
-                (grad,) = torch.autograd.grad((logits[0, :, c, i, j] * weights).sum(), levels, retain_graph=True)
+                (grad,) = torch.autograd.grad((logits[0, i, j, c] * weights).sum(), levels, retain_graph=True)
                 here = order[c, i, j]
                 assert (grad[0][order >= here] == 0).all(), f"logits of sub-pixel {(c, i, j)} see the future"
                 assert (grad[0][order < here] != 0).all(), f"logits of sub-pixel {(c, i, j)} miss part of the past"
@@ -44,7 +44,7 @@ def test_class_conditioning_keeps_causality_and_changes_the_logits():
     model = tiny((1, 4, 4), "pixelcnn-cond")
     levels = (torch.rand(2, 1, 4, 4, dtype=torch.float64) * 255).requires_grad_()
     logits = model(levels, torch.tensor([3, 7]))
-    (grad,) = torch.autograd.grad(logits[0, :, 0, 1, 2].sum(), levels)
+    (grad,) = torch.autograd.grad(logits[0, 1, 2, 0].sum(), levels)
     assert (grad[0, 0].flatten()[6:] == 0).all() and (grad[1] == 0).all()
     a, b = model(levels, torch.tensor([3, 3])), model(levels, torch.tensor([3, 4]))
     assert torch.equal(a[0], b[0]) and not torch.allclose(a[1], b[1])
@@ -64,8 +64,8 @@ def test_bits_per_dim_is_the_mean_cross_entropy_over_ln2(trained, mnist):
     x = mnist[3][:8]
     target = torch.round(x * 255).long()  # (8,1,28,28)
     with torch.no_grad():
-        logp = torch.log_softmax(trained(target), dim=1)  # (8,256,1,28,28)
-    nats = -logp.gather(1, target[:, None]).squeeze(1).flatten(1).mean(1)  # per image, per sub-pixel
+        logp = torch.log_softmax(trained(target), dim=-1)  # (8,28,28,1,256)
+    nats = -logp.gather(-1, target.permute(0, 2, 3, 1)[..., None]).flatten(1).mean(1)  # per image, per sub-pixel
     bpd = trained.nll_bits_per_dim(x)
     assert bpd.shape == (8,)
     torch.testing.assert_close(bpd, nats / math.log(2), rtol=1e-5, atol=1e-6)
@@ -91,6 +91,7 @@ def test_conditional_bits_per_dim_without_labels_is_the_exact_marginal(mnist):
 
 def test_fast_and_naive_samplers_draw_identical_images(trained):
     """The trained smoke model (float32, 28x28) and tiny random nets (float64, RGB and conditional)."""
+    assert trained.row_bias.abs().min() > 0 and trained.col_bias.abs().min() > 0  # position bias exercised
     cases = [(trained, 3, None)]
     for name, shape in [("pixelcnn", (3, 5, 4)), ("pixelcnn-cond", (1, 6, 6))]:
         cases.append((tiny(shape, name, layers=3), 4, torch.tensor([0, 9, 2, 2]) if name.endswith("cond") else None))

@@ -1,7 +1,8 @@
 """The one training loop for every model: a budget, seeding, progress, divergence, checkpoints.
 
 The loop knows nothing of paradigms: it hands batches to `model.train_step`, which owns its
-optimizers. A finished checkpoint with the same training key is loaded instead of retrained.
+optimizers. A model whose Config has an `ema` decay is left with the moving average of its weights
+(`WeightAverage`). A finished checkpoint with the same training key is loaded instead of retrained.
 """
 from __future__ import annotations
 
@@ -48,6 +49,32 @@ class TrainResult:
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters (Polyak averaging, which Glow and PixelCNN++
+    evaluate): avg <- decay * avg + (1 - decay) * weights after every step, starting from the weights
+    after the first step. A late loss spike then barely moves the weights that are evaluated.
+    (torch's AveragedModel would deep-copy the whole model, optimizers included; this keeps the
+    parameters only.)"""
+
+    def __init__(self, model: Generator, decay: float):
+        self.model, self.decay = model, decay
+        self.average: list[Tensor] | None = None
+
+    @torch.no_grad()
+    def update(self) -> None:
+        weights = [p.detach() for p in self.model.parameters()]
+        if self.average is None:
+            self.average = [w.clone() for w in weights]
+        else:
+            for a, w in zip(self.average, weights):
+                a.lerp_(w, 1 - self.decay)
+
+    @torch.no_grad()
+    def copy_to_model(self) -> None:
+        for p, a in zip(self.model.parameters(), self.average or []):
+            p.copy_(a)
 
 
 class Diverged(RuntimeError):
@@ -118,6 +145,10 @@ def fit(model: Generator, x: Tensor, y: Tensor | None, budget: Budget, *, seed: 
     order = torch.Generator().manual_seed(seed)
 
     result = TrainResult()
+    decay = getattr(model.config, "ema", 0.0)
+    if not 0 <= decay < 1:
+        raise GenzooError(f"{model.name}: ema must be in [0, 1) (0 = no weight averaging), got {decay}")
+    average = WeightAverage(model, decay) if decay else None
     model.train()
     columns = [TextColumn(f"[bold]{model.name}"), BarColumn(), TextColumn("{task.fields[info]}"),
                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
@@ -135,6 +166,8 @@ def fit(model: Generator, x: Tensor, y: Tensor | None, budget: Budget, *, seed: 
                 if not all(math.isfinite(v) for v in losses.values()):
                     raise Diverged(result.steps, losses)
                 result.history.append(losses)
+                if average is not None:
+                    average.update()
                 elapsed = time.perf_counter() - start
                 done = elapsed if budget.seconds is not None else result.steps
                 info = " ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
@@ -142,6 +175,8 @@ def fit(model: Generator, x: Tensor, y: Tensor | None, budget: Budget, *, seed: 
                 if result.steps >= max_steps or (budget.seconds is not None and elapsed >= budget.seconds):
                     max_steps = result.steps
                     break
+        if average is not None:
+            average.copy_to_model()
         model.after_training(x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()

@@ -18,8 +18,8 @@ The pieces, each a normflows building block (data direction x -> z):
   after a squeeze, a split of the channels, so every pixel gets transformed.
 - ActNorm (`nf.flows.ActNorm`, from Glow) after every coupling: a per-channel scale and shift,
   log det = H*W*sum(log scale), set from the first training batch so each step starts normalised.
-  Not in the paper (RealNVP used batch norm); within the 60 s quick budget it measured 1.68-1.72
-  test bits/dim at 1400 steps against 1.85-1.87 without it (two seeds, one CPU thread).
+  Not in the paper (RealNVP used batch norm); with the quick preset it measured 1.68-1.72 test
+  bits/dim at 1400 steps against 1.85-1.87 without it (two seeds).
 - Squeeze (`nf.flows.Squeeze`): (C, H, W) -> (4C, H/2, W/2), trading space for channels.
 - Multi-scale factor-out (`nf.MultiscaleFlow` with `nf.flows.Merge`): after each scale half the
   channels are declared final latents and leave; the rest go on to the next, coarser scale.

@@ -45,7 +45,8 @@ class Generator(nn.Module):
     """Base class of every model: subclass it, give it a `name`, a `Config` dataclass, and `@register` it."""
 
     name: ClassVar[str]
-    Config: ClassVar[type]  # a dataclass of hyper-parameters; round-trips to JSON
+    Config: ClassVar[type]  # a dataclass of hyper-parameters; round-trips to JSON. A field `ema`
+    # (decay) makes the training loop leave the model with the moving average of its weights.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference hparams per preset, next to the code
     eval_samples: ClassVar[dict[str, int]] = {}  # per preset, for models whose sampling is costly
     # Sampler variants of one trained model (ddpm/ddim) share `train_family`; hparams listed in

@@ -12,7 +12,10 @@ from zoo.base import DataSpec
 def tiny(shape, name="pixelcnn", **kw):
     torch.manual_seed(0)
     hp = dict(hidden=6, layers=4, first_kernel=3, kernel=3, head=12) | kw
-    return zoo.create(name, DataSpec(*shape, num_classes=10), **hp).double()
+    model = zoo.create(name, DataSpec(*shape, num_classes=10), **hp).double()
+    with torch.no_grad():  # position biases start at zero: make them matter (per class, if conditional)
+        model.row_bias.normal_(), model.col_bias.normal_()
+    return model
 
 
 def raster_index(C, H, W):

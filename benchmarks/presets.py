@@ -9,22 +9,23 @@ from dataclasses import dataclass
 
 from zoo.train import Budget
 
+from benchmarks.evaluate import EvalSettings
+
 
 @dataclass(frozen=True)
 class Preset:
     name: str
-    budget: Budget  # the same for every model: a fair race
-    eval_samples: int  # generated images for FID/KID/precision/recall
-    speed_batch: int  # batch at which sampling speed is measured
-    bpd_images: int | None  # held-out images scored for bits/dim (None: the whole split)
+    budget: Budget  # the same for every model
+    eval: EvalSettings
     about: str
 
 
 PRESETS = {
-    "smoke": Preset("smoke", Budget(steps=20, batch_size=32), eval_samples=200, speed_batch=16, bpd_images=200,
-                    about="seconds a model, tiny networks: for tests"),
-    "quick": Preset("quick", Budget(seconds=60, batch_size=64), eval_samples=1000, speed_batch=64, bpd_images=1000,
-                    about="the default: 60 s of training a model on CPU, the whole zoo in about 15 minutes"),
-    "full": Preset("full", Budget(epochs=100, batch_size=128), eval_samples=10000, speed_batch=256, bpd_images=None,
+    "smoke": Preset("smoke", Budget(20, "steps", batch_size=32), EvalSettings(samples=200, speed_batch=16, bpd_images=200),
+                    about="20 steps a model, tiny networks: for tests"),
+    "quick": Preset("quick", Budget(2.5e12, "flops", batch_size=64),
+                    EvalSettings(samples=1000, speed_batch=64, bpd_images=1000),
+                    about="the default: the same training compute for every model, the whole zoo in about 15 minutes on 2 CPU cores"),
+    "full": Preset("full", Budget(100, "epochs", batch_size=128), EvalSettings(samples=10000, speed_batch=256, bpd_images=None),
                    about="paper-scale budgets, for a GPU"),
 }

@@ -1,22 +1,29 @@
 """The benchmark runner: train every asked-for model under one budget, evaluate, report.
 
-    python -m benchmarks.run --models vae,ddim --preset quick
+    python -m benchmarks.run --models vae,ddim --preset quick --seeds 0,1,2
     python -m benchmarks.run --list
 
-Each model's record is written the moment it is done; a crash or a NaN in one model becomes its
-`status` and the run goes on; a rerun of the same command reuses the finished models.
+Every input is checked before any training. Each (model, seed) record is written the moment it is
+done; a crash or a NaN in one model becomes its `status` and the run goes on; a rerun of the same
+command reuses finished records and resumes an interrupted training. The runner only
+orchestrates: training is `zoo.train.fit`, evaluation `benchmarks.evaluate`, files `benchmarks.records`.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.metadata
+import json
+import os
 import platform
 import shlex
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -25,211 +32,326 @@ from torchvision.utils import save_image
 
 import zoo
 from zoo import data as zdata
-from zoo.base import Conditional, GenzooError, Latent, Likelihood
-from zoo.metrics import coverage, features, fidelity, likelihood, speed
-from zoo.registry import parse
-from zoo.train import Diverged, fit, resolve_device, training_key
+from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
+from zoo.metrics import features, speed
+from zoo.registry import parse, parse_overrides
+from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, seed_everything, training_key
 
-from benchmarks import report
+from benchmarks import evaluate, report
 from benchmarks.presets import PRESETS, Preset
+from benchmarks.records import DATA_ROW, Record, RunFolder
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
+MAX_IMAGE_SIZE = 256  # beyond this the small CPU-first networks make no sense; the full preset goes to 64
+FEATURE_NET_WARN = 0.8  # below this test accuracy on its own task, quality metrics mean little
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", help="comma-separated model names (default: every registered model)")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--models", help="comma-separated model names, variants as name@K (default: every registered model)")
+    p.add_argument("--sweep", action="append", default=[], metavar="MODEL@K1,K2,...",
+                   help="variants of one model, e.g. ddim@10,20,50: one row each, sharing one training")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="MODEL.FIELD=VALUE",
+                   help="override a hyper-parameter, e.g. vae.latent_dim=2 (repeatable)")
     p.add_argument("--dataset", default="mnist5k", help=f"one of {', '.join(zdata.NAMES)} (default: mnist5k)")
     p.add_argument("--preset", default="quick", choices=list(PRESETS), help="budget preset (default: quick)")
-    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, mps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>-seed<seed>)")
+    p.add_argument("--budget", help="replace the preset's budget: 60s, 2000steps, 10epochs or 3e12flops")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: mean and 95%% interval per metric")
+    p.add_argument("--seed", dest="seeds", help="the same as --seeds")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
-    p.add_argument("--image-size", type=int, help="resize and centre-crop images to this side")
+    p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
     p.add_argument("--list", action="store_true", help="list the models in the zoo and exit")
-    p.add_argument("--ddim-steps", help="comma-separated DDIM step counts, e.g. 10,20,50,100: one ddim@K row each, "
-                   "sampled from the same trained network, and plots/diffusion_steps.png")
     return p.parse_args(argv)
 
 
-def list_models() -> None:
-    table = Table(title="genzoo models")
-    for col in ("name", "capabilities", "NFE (typ.)", "what it is"):
-        table.add_column(col)
-    spec = zoo.DataSpec(1, 28, 28, 10)
-    for name in zoo.available():
+# -- the plan: everything checked before any training ------------------------------------------
+
+@dataclass
+class Job:
+    """One model of the plan: its name, hyper-parameter overrides, and the reason it is skipped, if any."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    skip: str | None = None
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or any(s < 0 for s in seeds):
+        raise GenzooError(f"--seeds takes non-negative integers, e.g. 0 or 0,1,2; got {text!r}")
+    return list(dict.fromkeys(seeds))
+
+
+def model_names(args: argparse.Namespace) -> list[str]:
+    """--models and --sweep -> names in order, duplicates collapsed with a note."""
+    if args.models is not None and not args.models.strip(","+" "):
+        raise GenzooError("--models is empty; name models (see --list), or leave --models out for the whole zoo")
+    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else []
+    for sweep in args.sweep:
+        base, _, values = sweep.partition("@")
+        if not values:
+            raise GenzooError(f"--sweep takes MODEL@K1,K2,..., e.g. ddim@10,20,50; got {sweep!r}")
+        names += [f"{base}@{v.strip()}" for v in values.split(",") if v.strip()]
+    if not names:
+        names = zoo.available()
+    unique = list(dict.fromkeys(names))
+    if len(unique) < len(names):
+        console.print(f"note: duplicate model names collapsed: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+    return unique
+
+
+def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
+    """Every model built once on the data's shape: unknown names, bad variants, bad --set values and
+    image sizes a model cannot take are refused here, in one line, before anything trains."""
+    names = model_names(args)
+    overrides = parse_overrides(args.overrides)
+    for model in overrides:
+        if not any(n.split("@")[0] == model for n in names):
+            raise GenzooError(f"--set names {model}, which is not among the models of this run ({', '.join(names)})")
+    jobs = []
+    for name in names:
         cls, _ = parse(name)
-        caps = [c.__name__ for c in (Likelihood, Latent, Conditional) if issubclass(cls, c)]
-        if issubclass(cls, Likelihood):
-            caps[0] += f" ({cls.bpd_kind})"
-        try:
-            nfe = str(zoo.create(name, spec, preset="smoke").nfe)
-        except Exception:  # a plugin that cannot take 28x28 still gets listed
-            nfe = "?"
-        table.add_row(name, ", ".join(caps) or "–", nfe, (cls.__doc__ or "").strip().split("\n")[0])
-    console.print(table)
+        job = Job(name, overrides.get(cls.name, {}))
+        if issubclass(cls, Conditional) and spec.num_classes is None:
+            job.skip = "class-conditional, and this dataset has no labels"
+        else:
+            with torch.device("meta"):  # shapes only: no memory, no time
+                zoo.create(name, spec, preset=args.preset, **job.overrides)
+        jobs.append(job)
+    return jobs
 
 
-def run_info(args: argparse.Namespace, argv: list[str], device: torch.device, space: features.FeatureSpace,
-             n_ref: int) -> dict:
-    versions = {"python": platform.python_version()}
+def check_out_folder(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise GenzooError(f"--out {out} is a file; give a folder (it is created if missing)")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".write-test.{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
+
+
+def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: Budget, device: torch.device,
+             space: features.FeatureSpace, splits: zdata.Splits, seeds: list[int]) -> dict[str, Any]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
     for pkg in VERSIONS:
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
             versions[pkg] = None
-    preset = PRESETS[args.preset]
     return {
-        "dataset": args.dataset, "preset": args.preset, "seed": args.seed, "device": str(device),
+        "dataset": args.dataset, "data_hash": splits.content_hash, "preset": preset.name, "seeds": seeds,
+        "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "versions": versions,
         "command": " ".join(["python -m benchmarks.run", *map(shlex.quote, argv)]),
-        "budget": dataclasses.asdict(preset.budget),
+        "budget": str(budget),
         "split": zdata.describe_split(args.dataset),
-        "reference": {"split": f"{args.dataset}:train", "images": n_ref},
+        "reference": {"split": f"{args.dataset}:train", "images": len(splits.x_train)},
         "bpd_split": "test",
         "feature_space": {"name": space.name, **space.info},
     }
 
 
-def benchmark_model(name: str, model: zoo.Generator, key: str, args, preset: Preset, device, data, space,
-                    out: Path) -> dict:
-    """Train (or reuse the training `key` of) one model, evaluate it, and return its record."""
-    spec, x_train, y_train, x_test = data
-    model.to(device)
-    ckpt = out / "checkpoints" / key
-    if (ckpt / "train.json").is_file():
-        console.print(f"[dim]{name}: reusing the finished training {key} (no retraining)[/]")
-    record = {k: None for k in report.RECORD_KEYS}
-    record.update(model=name, hparams=dataclasses.asdict(model.config), train_key=key)
+# -- one model, one seed ------------------------------------------------------------------------
+
+def eval_key(model: Generator, train_key: str, preset: Preset, space: features.FeatureSpace, seed: int) -> str:
+    """What an evaluation depends on: the training, every hparam (sampler ones too), the settings, the space."""
+    what = [train_key, model.name, dataclasses.asdict(model.config), dataclasses.asdict(preset.eval), preset.name,
+            space.fingerprint, seed]
+    return hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def reusable(folder: RunFolder, name: str, seed: int, key: str) -> Record | None:
+    """An earlier record this run may keep: same evaluation key, and its checkpoint still intact."""
+    old = folder.load_records().get((name, seed))
+    if old is None or old.eval_key != key or old.status not in ("ok", "diverged"):
+        return None
+    if old.status == "ok" and Checkpoint(folder.path / (old.checkpoint or "")).weights_hash() != old.weights_hash:
+        console.print(f"[yellow]{name} seed {seed}: its checkpoint is missing or damaged; training again[/]")
+        return None
+    return old
+
+
+def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, budget: Budget, device: torch.device,
+              splits: zdata.Splits, space: features.FeatureSpace, folder: RunFolder) -> Record:
+    """Train (or reuse, or resume) one model with one seed, evaluate it, and return its record."""
+    cls, _ = parse(job.name)
+    seed_everything(derive_seed(seed, "init", cls.train_family or cls.name))  # weights depend on (seed, model) only
+    model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
+    key = training_key(model, splits.content_hash, budget, seed)
+    ekey = eval_key(model, key, preset, space, seed)
+    if (old := reusable(folder, job.name, seed, ekey)) is not None:
+        console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
+        return old
+    record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
+                    overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
+                    checkpoint=str(Path("checkpoints") / key))
+    ckpt = folder.checkpoint(key)
     with speed.PeakMemory(device) as mem:
-        tr = fit(model, x_train, y_train, preset.budget, seed=args.seed, checkpoint=ckpt, progress=console.is_terminal)
-        n_eval = model.eval_samples.get(preset.name, preset.eval_samples)
-        samples, sampling = speed.timed_sampling(model, n_eval, batch=preset.speed_batch, seed=args.seed)
-        if not torch.isfinite(samples).all():
-            raise Diverged(tr.steps, {"samples": float("nan")})
-        q = fidelity.quality(samples, x_train, space, reference_name=f"{args.dataset}-train", cuda=device.type == "cuda",
-                             isc=space.classify is not None)
-        if isinstance(model, Likelihood):
-            x_bpd = x_test if preset.bpd_images is None else x_test[: preset.bpd_images]
-            extras = {}  # other named figures, e.g. the VAE's bpd_elbo next to its IW bound
-            record.update(bits_per_dim=likelihood.bits_per_dim(model, x_bpd, seed=args.seed, extras=extras),
-                          bpd_kind=model.bpd_kind, bpd_images=len(x_bpd), **extras)
-        if space.classify is not None:
-            record.update(coverage.mode_coverage(space.classify(samples), y_train, spec.num_classes))
-            if isinstance(model, Conditional):
-                asked = torch.arange(min(n_eval, 500)) % spec.num_classes
-                drawn = model.sample(len(asked), generator=torch.Generator().manual_seed(args.seed), labels=asked)
-                record["label_accuracy"] = coverage.label_accuracy(space.classify(drawn.cpu()), asked)
-    (out / "samples").mkdir(parents=True, exist_ok=True)
-    save_image(samples[:64], out / "samples" / f"{name}.png", nrow=8, padding=2)
-    curve_every = max(1, len(tr.history) // 200)
-    record.update(
-        status="ok", **q,
-        feature_space=space.name, fid_samples=len(samples), fid_reference=f"{args.dataset}:train ({len(x_train)})",
-        nfe=model.nfe, **sampling, train_seconds=tr.seconds, train_images_per_s=tr.images_per_s, train_steps=tr.steps,
-        train_reused=tr.reused, peak_memory_mb=mem.mb, memory_kind=mem.kind, params=model.num_parameters(),
-        loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % curve_every == 0],
+        with folder.lock(f"train-{key}"):  # two runners asking for one training: the second waits, then reuses it
+            tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
+                     progress=console.is_terminal)
+        if tr.reused:
+            console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
+        metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
+    every = max(1, len(tr.history) // 200)
+    record = dataclasses.replace(
+        record, status="ok", **metrics, train_steps=tr.steps, train_seconds=tr.seconds,
+        train_images_per_s=tr.images_per_s, flops_per_step=tr.flops_per_step, train_flops=tr.train_flops,
+        train_reused=tr.reused, events=tr.events, peak_memory_mb=mem.mb, memory_kind=mem.kind,
+        weights_hash=Checkpoint(ckpt).weights_hash(),
+        loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % every == 0],
     )
+    grid = folder.samples(record)
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    save_image(samples[:64], grid, nrow=8, padding=2)
     return record
 
 
-def finished(record: dict | None, hparams: dict, key: str) -> bool:
-    """A record of an earlier run that this one may reuse: same hyper-parameters and training."""
-    return (record is not None and record.get("status") in ("ok", "diverged")
-            and record.get("hparams") == hparams and record.get("train_key") == key)
+def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,
+                folder: RunFolder) -> Record:
+    """The held-out test split scored like a model, and its grid of real images."""
+    record = Record(DATA_ROW, seed, status="ok", **evaluate.score_data(splits, space, preset.eval))
+    grid = folder.samples(record)
+    grid.parent.mkdir(parents=True, exist_ok=True)
+    save_image(splits.x_test[:64], grid, nrow=8, padding=2)
+    return record
+
+
+def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
+    status = "diverged" if isinstance(e, Diverged) else "error"
+    message = str(e).splitlines()[0] if str(e) else type(e).__name__
+    logs = folder.path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{job.name}--seed{seed}.txt").write_text(traceback.format_exc())
+    return Record(job.name, seed, status=status, error=message if status == "diverged" else f"{type(e).__name__}: {message}",
+                  diverged_step=getattr(e, "step", None))
+
+
+# -- the command --------------------------------------------------------------------------------
+
+def list_models(args: argparse.Namespace) -> None:
+    """The zoo, with what each model can do and whether it takes this dataset's image size."""
+    spec = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root)[0]
+    table = Table(title=f"genzoo models (NFE and sizes for {args.dataset}, {'x'.join(map(str, spec.shape))})")
+    for column in ("name", "capabilities", "NFE", f"takes {spec.height}x{spec.width}", "what it is"):
+        table.add_column(column)
+    for name in zoo.available():
+        cls, _ = parse(name)
+        caps = [c.__name__ for c in (Likelihood, Latent, Conditional) if issubclass(cls, c)]
+        if issubclass(cls, Likelihood):
+            caps[caps.index("Likelihood")] += f" ({cls.bpd_kind})"
+        try:
+            with torch.device("meta"):
+                nfe, takes = str(zoo.create(name, spec, preset=args.preset).nfe), "yes"
+        except GenzooError as e:
+            nfe, takes = "–", str(e)
+        table.add_row(name, ", ".join(caps) or "–", nfe, takes, (cls.__doc__ or "").strip().split("\n")[0])
+    console.print(table)
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise GenzooError(f"--threads must be a positive int, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
+            raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
         if args.list:
-            list_models()
+            list_models(args)
             return 0
-        names = [n.strip() for n in (args.models.split(",") if args.models else zoo.available()) if n.strip()]
-        names += ddim_variants(args.ddim_steps, names, args.preset) if args.ddim_steps else []
-        for n in names:
-            parse(n)  # unknown names fail here, before any training
-        device = resolve_device(args.device)
+        seeds = parse_seeds(args.seeds)
         preset = PRESETS[args.preset]
-        spec, x_train, y_train = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root)
-        _, x_test, y_test = zdata.load(args.dataset, split="test", image_size=args.image_size, data_root=args.data_root)
+        budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
+        device = resolve_device(args.device)
+        out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}")
+        check_out_folder(out)
+        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root)
+        jobs = plan(args, splits.spec)
         if args.feature_space == "classifier":
-            space = features.classifier_space(args.dataset, x_train, y_train, x_test, y_test, device=device)
+            space = features.classifier_space(splits, device=device)
         else:
             space = features.inception_space(args.inception_weights)
     except GenzooError as e:
         console.print(f"[red]error:[/] {e}", highlight=False)
         return 2
 
-    out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}-seed{args.seed}")
-    run = run_info(args, sys.argv[1:] if argv is None else argv, device, space, len(x_train))
-    earlier_run, earlier = report.read(out) if (out / "results.json").is_file() else ({}, [])
-    previous = {r["model"]: r for r in earlier}
-    # Every command that wrote into this folder, in order, with its wall-clock: `command` alone is only the last.
-    run["history"] = earlier_run.get("history", [])
-    records: dict[str, dict] = {}
-    console.print(f"genzoo: {len(names)} model(s) on {args.dataset} {tuple(x_train.shape)}, preset {args.preset} "
-                  f"({preset.about}), device {device}, features {space.name} -> {out}", highlight=False)
+    folder = RunFolder(out)
+    run = run_info(args, argv, preset, budget, device, space, splits, seeds)
+    order = [j.name for j in jobs]
+    acc = space.info.get("test_accuracy")
+    console.print(f"genzoo: {len(jobs)} model(s) x {len(seeds)} seed(s) on {args.dataset} {tuple(splits.x_train.shape)}, "
+                  f"preset {preset.name}, budget {budget}, device {device}, features {space.name}"
+                  + (f" (test accuracy {acc:.3f} on {space.info.get('task')})" if acc is not None else "") + f" -> {out}",
+                  highlight=False)
+    if acc is not None and acc < FEATURE_NET_WARN:
+        console.print(f"[yellow]warning: the feature net reaches only {acc:.3f} on its own task (chance "
+                      f"{space.info.get('chance', 0):.2f}); FID, precision and recall in this space mean little[/]")
     started = time.perf_counter()
-    for name in names:
-        try:
-            model = zoo.create(name, spec, preset=preset.name)
-            key = training_key(model, args.dataset, preset.budget, args.seed)
-            if finished(previous.get(name), dataclasses.asdict(model.config), key):
-                console.print(f"[dim]{name}: finished in an earlier run, reused[/]")
-                records[name] = previous[name]
+    interrupted: Interrupted | None = None
+    shown: list[Record] = []
+
+    def finish(record: Record) -> None:
+        folder.write_record(record)
+        folder.merge(run, order)
+        shown.append(record)
+        console.print(report.rich_table([record]))
+        if record.error:
+            console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
+
+    for seed in seeds:
+        finish(data_record(seed, preset, splits, space, folder))
+        for job in jobs:
+            if job.skip:
+                finish(Record(job.name, seed, status="skipped", error=job.skip))
                 continue
-            data = (spec, x_train, y_train, x_test)
-            records[name] = benchmark_model(name, model, key, args, preset, device, data, space, out)
-        except KeyboardInterrupt:
-            console.print(f"[yellow]interrupted during {name}; finished models are saved in {out}[/]")
-            report.write(out, run, _merge(previous, records))
-            return 130
-        except Exception as e:
-            status = "diverged" if isinstance(e, Diverged) else "error"
-            message = str(e).splitlines()[0] if str(e) else type(e).__name__
-            records[name] = {**{k: None for k in report.RECORD_KEYS}, "model": name, "status": status,
-                             "error": f"{type(e).__name__}: {message}" if status == "error" else message,
-                             "diverged_step": getattr(e, "step", None)}
-            (out / "logs").mkdir(parents=True, exist_ok=True)
-            (out / "logs" / f"{name}.txt").write_text(traceback.format_exc())
-        report.write(out, run, _merge(previous, records))
-        console.print(report.rich_table([records[name]]))
-    run["history"].append({"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
-                           "models": names})
-    all_records = _merge(previous, records)
-    report.write(out, run, all_records)
-    figures = report.render(out)  # tables again, with the comparison figure and plots embedded
-    shown = [records[n] for n in names]
-    console.print(report.rich_table(shown, title=f"genzoo · {args.dataset} · {args.preset}",
-                                    caption=report.footnote(run, shown)))
+            try:
+                record = benchmark(job, seed, args, preset, budget, device, splits, space, folder)
+            except Interrupted as e:
+                interrupted = e
+                console.print(f"[yellow]{job.name} seed {seed}: {e}[/]")
+                break
+            except KeyboardInterrupt:
+                interrupted = Interrupted(2, -1)
+                console.print(f"[yellow]interrupted during {job.name} seed {seed}; finished records are in {out}[/]")
+                break
+            except Exception as e:
+                record = failed(job, seed, e, folder)
+            finish(record)
+        if interrupted:
+            break
+
+    entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
+                             "models": order, "seeds": seeds}
+    if interrupted:
+        entry["interrupted"] = str(interrupted)
+    folder.merge({**run, "new_history": [entry]}, order)
+    figures = report.render(out)
+    rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
+    console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
+                                    caption=report.footnote(folder.run_info(), rows)))
     console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "
                   + ", ".join(str(f.relative_to(out)) for f in figures), highlight=False)
-    return 0 if all(r["status"] == "ok" for r in shown) else 1
-
-
-def ddim_variants(steps: str, names: list[str], preset: str) -> list[str]:
-    """`--ddim-steps 10,20,50` -> ddim@10, ddim@20, ddim@50, leaving out what `names` already covers."""
-    try:
-        ks = [int(k) for k in steps.split(",") if k.strip()]
-    except ValueError:
-        raise GenzooError(f"--ddim-steps takes comma-separated step counts, e.g. 10,20,50,100; got {steps!r}") from None
-    cls, _ = parse("ddim")
-    default = cls.presets.get(preset, {}).get("steps", cls.Config.steps)  # what the plain `ddim` row uses
-    new = [f"ddim@{k}" for k in dict.fromkeys(ks) if not ("ddim" in names and k == default)]
-    return [n for n in new if n not in names]
-
-
-def _merge(previous: dict[str, dict], records: dict[str, dict]) -> list[dict]:
-    """Models of earlier runs in this folder keep their place; new ones follow."""
-    merged = {**previous, **records}
-    return list(merged.values())
+    if interrupted:
+        return interrupted.exit_code
+    return 0 if all(r.status in ("ok", "skipped") for r in shown) else 1
 
 
 if __name__ == "__main__":

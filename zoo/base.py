@@ -1,11 +1,12 @@
 """The one interface every model in the zoo implements, and its optional capabilities.
 
-A model is a `Generator`: built from a `DataSpec` and a plain config dataclass, it owns its
-optimizers (`train_step` does its own backward and step), and `sample` returns images in [0,1].
-Capabilities are small mix-ins the runner checks with `isinstance`.
+A model is a `Generator`: built from a `DataSpec` and its `Config` dataclass (a `ModelConfig`),
+it owns its optimizers (`train_step` does its own backward and step), and `sample` returns images
+in [0,1]. Capabilities are small mix-ins the runner checks with `isinstance`.
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import math
@@ -41,12 +42,24 @@ class DataSpec:
         return self.channels * self.height * self.width
 
 
-class Generator(nn.Module):
-    """Base class of every model: subclass it, give it a `name`, a `Config` dataclass, and `@register` it."""
+@dataclass
+class ModelConfig:
+    """Hyper-parameters every model has; a model's `Config` is a dataclass that subclasses this.
+
+    ema: decay of the exponential moving average of the weights (Polyak averaging). With ema > 0 the
+    training loop updates the average after every step and leaves the model with it: what is
+    evaluated and saved. 0 keeps the last weights.
+    """
+
+    ema: float = 0.0
+
+
+class Generator(nn.Module, metaclass=abc.ABCMeta):
+    """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it."""
 
     name: ClassVar[str]
-    Config: ClassVar[type]  # a dataclass of hyper-parameters; round-trips to JSON. A field `ema`
-    # (decay) makes the training loop leave the model with the moving average of its weights.
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    config: ModelConfig
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference hparams per preset, next to the code
     eval_samples: ClassVar[dict[str, int]] = {}  # per preset, for models whose sampling is costly
     # Sampler variants of one trained model (ddpm/ddim) share `train_family`; hparams listed in
@@ -61,20 +74,25 @@ class Generator(nn.Module):
         unknown = sorted(set(hparams) - fields)
         if unknown:
             raise GenzooError(f"unknown hyper-parameter(s) {unknown} for {self.name}; accepted: {sorted(fields)}")
+        if isinstance(self, Conditional) and spec.num_classes is None:
+            raise GenzooError(f"{self.name} is class-conditional and needs a labeled dataset; this one has no classes")
         self.spec = spec
         self.config = self.Config(**hparams)
+        if not 0 <= self.config.ema < 1:
+            raise GenzooError(f"{self.name}: ema must be in [0, 1) (0 = no weight averaging), got {self.config.ema}")
 
     # -- what every model implements -------------------------------------------------------
+    @abc.abstractmethod
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """One optimisation step on a batch x (B,C,H,W) in [0,1]; returns losses, "loss" first."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
+        """Draw n images (n,C,H,W); called under no_grad in eval mode. A `Conditional` model always
+        gets labels (n,); others get None."""
 
     def after_training(self, x: Tensor, y: Tensor | None) -> None:
         """Called once by the training loop with the whole training set (e.g. the AE fits its code prior)."""
-
-    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
-        """Draw n images (n,C,H,W); called under no_grad in eval mode."""
-        raise NotImplementedError
 
     @property
     def nfe(self) -> int:
@@ -91,8 +109,10 @@ class Generator(nn.Module):
         """n images (n,C,H,W), float in [0,1]; the same seeded `generator` gives the same images."""
         if not isinstance(n, int) or n < 1:
             raise GenzooError(f"sample: n must be a positive int, got {n!r}")
-        if labels is not None:
-            labels = self._check_labels(labels, n)
+        if isinstance(self, Conditional):
+            labels = self.default_labels(n, generator) if labels is None else self.check_labels(labels, n)
+        elif labels is not None:
+            raise GenzooError(f"{self.name} is not class-conditional; sample without labels")
         was_training = self.training
         self.eval()
         try:
@@ -100,17 +120,6 @@ class Generator(nn.Module):
         finally:
             self.train(was_training)
         return x.clamp(0, 1).float()
-
-    def _check_labels(self, labels: Tensor, n: int) -> Tensor:
-        if not isinstance(self, Conditional):
-            raise GenzooError(f"{self.name} is not class-conditional; sample without labels")
-        k = self.spec.num_classes
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        if labels.shape != (n,):
-            raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-        if k is None or labels.min() < 0 or labels.max() >= k:
-            raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
-        return labels.to(self.device)
 
     def randn(self, *shape: int, generator: torch.Generator | None = None) -> Tensor:
         """Gaussian noise drawn on the generator's device (so a CPU seed reproduces on CUDA too)."""
@@ -163,28 +172,57 @@ class Likelihood:
         """Per-image nats of a density on dequantized [0,1]^D -> bits/dim on the 8-bit scale."""
         return nll_nats / (dims * math.log(2)) + 8.0
 
+    @abc.abstractmethod
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Per-image negative log-likelihood in bits per dimension (B,), for x (B,C,H,W) in [0,1].
 
         `generator` seeds whatever the estimate draws (dequantization noise, posterior samples)."""
-        raise NotImplementedError
 
     def nll_bits_per_dim_with_extras(self, x: Tensor, generator: torch.Generator | None = None
                                      ) -> tuple[Tensor, dict[str, Tensor]]:
-        """`nll_bits_per_dim` plus other per-image figures worth recording next to it, by record key
-        (the VAE adds its ELBO as "bpd_elbo"); override to compute them in one pass."""
+        """`nll_bits_per_dim` plus other per-image bits/dim worth showing beside it, keyed by the label
+        a table or plot gives them (the VAE adds its looser bound as "ELBO"); override to compute
+        them in one pass."""
         return self.nll_bits_per_dim(x, generator), {}
 
 
 class Latent:
     """Capability: an encoder and a decoder, for interpolation and traversal."""
 
+    @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Images (B,C,H,W) in [0,1] -> codes (B,D)."""
 
+    @abc.abstractmethod
     def decode(self, z: Tensor) -> Tensor:
-        raise NotImplementedError
+        """Codes (B,D) -> images (B,C,H,W) in [0,1]."""
 
 
 class Conditional:
-    """Capability: `sample(n, labels=...)` draws images of the asked-for classes."""
+    """Capability: `sample(n, labels=...)` draws images of the asked-for classes.
+
+    A conditional model needs a labeled dataset (refused at construction otherwise); without labels,
+    `sample` draws them uniformly over the classes from the same seeded generator."""
+
+    spec: DataSpec
+    name: ClassVar[str]
+    device: torch.device
+
+    def default_labels(self, n: int, generator: torch.Generator | None) -> Tensor:
+        """n class indices, uniform over the classes, drawn from `generator`."""
+        dev = generator.device if generator is not None else self.device
+        return torch.randint(self.num_classes, (n,), generator=generator, device=dev).to(self.device)
+
+    @property
+    def num_classes(self) -> int:
+        assert self.spec.num_classes is not None  # checked when the model was built
+        return self.spec.num_classes
+
+    def check_labels(self, labels: Tensor, n: int) -> Tensor:
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        k = self.num_classes
+        if labels.shape != (n,):
+            raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        if labels.min() < 0 or labels.max() >= k:
+            raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
+        return labels.to(self.device)

@@ -9,6 +9,8 @@ online), and `folder:PATH` (any folder of images, unlabeled).
 from __future__ import annotations
 
 import functools
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +39,41 @@ def describe_split(name: str) -> str:
     if name.startswith("folder:"):
         return "folder: every 10th image (sorted by path) is test, the rest train"
     return f"{name}: torchvision's own train/test split"
+
+
+@dataclass(frozen=True)
+class Splits:
+    """A dataset's train and test splits as loaded, and a hash of their content (not their path):
+    what training keys and cached feature statistics depend on."""
+
+    name: str
+    spec: DataSpec
+    x_train: Tensor
+    y_train: Tensor | None
+    x_test: Tensor
+    y_test: Tensor | None
+    content_hash: str
+
+
+def content_hash(*tensors: Tensor | None) -> str:
+    """sha1 of the tensors' bytes as 8-bit images (labels as int64): the same pixels, the same hash."""
+    h = hashlib.sha1()
+    for t in tensors:
+        if t is None:
+            h.update(b"none")
+        elif t.is_floating_point():
+            h.update(str(tuple(t.shape)).encode())
+            h.update((t.clamp(0, 1) * 255).round().to(torch.uint8).contiguous().numpy().tobytes())
+        else:
+            h.update(t.long().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data") -> Splits:
+    """Both splits of a dataset, with their content hash."""
+    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root)
+    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root)
+    return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt))
 
 
 def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,

@@ -6,14 +6,19 @@ loaded, registers its models with `@zoo.register`.
 """
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib
+import inspect
 import json
 import re
+import types
+import typing
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from zoo.base import DataSpec, Generator, GenzooError
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
 
 ENTRY_POINT_GROUP = "genzoo.models"
 _REGISTRY: dict[str, type[Generator]] = {}
@@ -22,7 +27,7 @@ _discovered = False
 
 
 def register(cls: type[Generator]) -> type[Generator]:
-    """Class decorator: validates the name and the class, refuses duplicates."""
+    """Class decorator: validates the name, the Config and the methods, and refuses duplicates."""
     if not (isinstance(cls, type) and issubclass(cls, Generator)):
         raise TypeError(f"register expects a subclass of zoo.Generator, got {cls!r}")
     name = getattr(cls, "name", None)
@@ -30,8 +35,12 @@ def register(cls: type[Generator]) -> type[Generator]:
         raise ValueError(f"{cls.__name__}.name must be lower-case letters, digits, '-' or '_', got {name!r}")
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].__module__}")
-    if not hasattr(cls, "Config"):
-        raise TypeError(f"{cls.__name__} must define a Config dataclass of its hyper-parameters")
+    config = cls.__dict__.get("Config", cls.Config)
+    if not (dataclasses.is_dataclass(config) and isinstance(config, type) and issubclass(config, ModelConfig)):
+        raise TypeError(f"{cls.__name__}.Config must be a dataclass subclassing zoo.ModelConfig")
+    if inspect.isabstract(cls):
+        missing = ", ".join(sorted(cls.__abstractmethods__))
+        raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}")
     _REGISTRY[name] = cls
     return cls
 
@@ -95,3 +104,72 @@ def load(path: str | Path, device: str | None = None) -> Generator:
         model.to(resolve_device(device))
     model.load_weights(path)
     return model.eval()
+
+
+# -- hyper-parameters from the command line: --set vae.latent_dim=2 ---------------------------
+
+def config_types(cls: type[Generator]) -> dict[str, Any]:
+    """Each Config field's type (annotations resolved), by name."""
+    module = vars(importlib.import_module(cls.Config.__module__))
+    return typing.get_type_hints(cls.Config, globalns=module)
+
+
+def convert(value: str, kind: Any) -> Any:
+    """A command-line string -> a value of the Config field's type; ValueError when it is not one."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):  # e.g. str | None
+        if value.lower() == "none" and type(None) in args:
+            return None
+        for arg in args:
+            if arg is not type(None):
+                try:
+                    return convert(value, arg)
+                except ValueError:
+                    pass
+        raise ValueError(value)
+    if kind is bool:
+        if value.lower() in ("true", "1", "yes"):
+            return True
+        if value.lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(value)
+    if kind is int:
+        return int(value)
+    if kind is float:
+        return float(value)
+    if kind is str:
+        return value
+    if origin is list:  # [32,64] or 32,64
+        text = value if value.startswith("[") else f"[{value}]"
+        try:
+            items = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            raise ValueError(value) from None
+        return [convert(str(v), args[0] if args else str) for v in items]
+    raise ValueError(value)
+
+
+def _type_name(kind: Any) -> str:
+    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
+    """["vae.latent_dim=2", "dcgan.lr=1e-4"] -> {"vae": {"latent_dim": 2}, "dcgan": {"lr": 0.0001}},
+    each value converted to its Config field's type; anything wrong is one GenzooError line."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        model, dot, field = target.partition(".")
+        if not (sep and dot and model and field):
+            raise GenzooError(f"--set takes MODEL.FIELD=VALUE, e.g. vae.latent_dim=2; got {item!r}")
+        if "@" in model:
+            raise GenzooError(f"--set applies to a whole model, not a variant: use {model.split('@')[0]}.{field}")
+        cls = get(model)
+        kinds = config_types(cls)
+        if field not in kinds:
+            raise GenzooError(f"{model} has no hyper-parameter {field!r}; accepted: {', '.join(kinds)}")
+        try:
+            out.setdefault(model, {})[field] = convert(value, kinds[field])
+        except ValueError:
+            raise GenzooError(f"--set {item}: {value!r} is not a {_type_name(kinds[field])}") from None
+    return out

@@ -1,41 +1,85 @@
 """The one training loop for every model: a budget, seeding, progress, divergence, checkpoints.
 
 The loop knows nothing of paradigms: it hands batches to `model.train_step`, which owns its
-optimizers. A model whose Config has an `ema` decay is left with the moving average of its weights
-(`WeightAverage`). A finished checkpoint with the same training key is loaded instead of retrained.
+optimizers. It counts the training FLOPs of one step on the first real step, keeps the moving
+average of the weights when the model's `config.ema` asks for it, saves a resumable checkpoint
+every few minutes and on SIGTERM/SIGINT, and resumes from it exactly. `Checkpoint` is the one
+place that decides whether a training is done, can be resumed, or must start over.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
+import os
 import random
+import re
+import signal
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Iterator
 
 import numpy as np
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
+from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.base import Generator, GenzooError
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+BUDGET_UNITS = {"s": "seconds", "steps": "steps", "epochs": "epochs", "flops": "flops"}
 
 
 @dataclass(frozen=True)
 class Budget:
-    """How long a model trains: epochs, wall-clock seconds (a fair race) or steps; the first reached ends it."""
+    """How long a model trains: `amount` of `unit` (seconds, steps, epochs or training FLOPs).
 
-    epochs: float | None = None
-    seconds: float | None = None
-    steps: int | None = None
+    Seconds are a wall-clock race (the table then depends on how busy the machine was); steps,
+    epochs and FLOPs give the same training on any machine. A FLOP budget spends the same compute
+    on every model: the loop runs floor(flops / flops_per_step) steps."""
+
+    amount: float
+    unit: str = "steps"
     batch_size: int = 64
 
     def __post_init__(self):
-        if self.epochs is None and self.seconds is None and self.steps is None:
-            raise GenzooError("a budget needs epochs, seconds or steps")
+        if self.unit not in BUDGET_UNITS.values():
+            raise GenzooError(f"unknown budget unit {self.unit!r}; accepted: {', '.join(BUDGET_UNITS.values())}")
+        if not (math.isfinite(self.amount) and self.amount > 0):
+            raise GenzooError(f"a budget must be a positive number of {self.unit}, got {self.amount}")
+        if self.unit == "steps" and self.amount != int(self.amount):
+            raise GenzooError(f"a step budget must be a whole number, got {self.amount}")
+        if not (isinstance(self.batch_size, int) and self.batch_size >= 1):
+            raise GenzooError(f"batch size must be a positive int, got {self.batch_size!r}")
+
+    @classmethod
+    def parse(cls, text: str, batch_size: int = 64) -> Budget:
+        """"60s", "2000steps", "10epochs", "3e12flops" -> Budget."""
+        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*(s|steps|epochs|flops)\s*", str(text))
+        try:
+            amount = float(m.group(1)) if m else math.nan
+        except ValueError:
+            amount = math.nan
+        if m is None or not math.isfinite(amount):
+            raise GenzooError(f"bad budget {text!r}; accepted: a number and a unit, e.g. 60s, 2000steps, 10epochs, 3e12flops")
+        return cls(amount, BUDGET_UNITS[m.group(2)], batch_size)
+
+    def __str__(self) -> str:
+        amount = f"{self.amount:.3g}" if self.unit == "flops" else f"{self.amount:g}"
+        return f"{amount} {self.unit}, batch {self.batch_size}"
+
+    def max_steps(self, steps_per_epoch: int, flops_per_step: float | None) -> float:
+        """Steps this budget allows (inf for a wall-clock budget, which the loop stops by time)."""
+        if self.unit == "steps":
+            return int(self.amount)
+        if self.unit == "epochs":
+            return max(1, math.ceil(self.amount * steps_per_epoch))
+        if self.unit == "flops":
+            return max(1, math.floor(self.amount / flops_per_step)) if flops_per_step else math.inf
+        return math.inf
 
 
 @dataclass
@@ -43,12 +87,81 @@ class TrainResult:
     steps: int = 0
     images: int = 0
     seconds: float = 0.0
+    flops_per_step: float | None = None  # matmul/conv FLOPs of one train_step, forward and backward
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
+    events: list[str] = field(default_factory=list)  # resumes and interruptions, in order
     reused: bool = False
 
     @property
     def images_per_s(self) -> float:
         return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def train_flops(self) -> float | None:
+        return None if self.flops_per_step is None else self.flops_per_step * self.steps
+
+
+class Diverged(RuntimeError):
+    """A loss became NaN or infinite; the message names the step."""
+
+    def __init__(self, step: int, losses: dict[str, float]):
+        super().__init__(f"diverged at step {step}: {losses}")
+        self.step = step
+
+
+class Interrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived during training; a resumable checkpoint was saved first."""
+
+    def __init__(self, signum: int, step: int):
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}: checkpoint saved, a rerun resumes here")
+        self.signum, self.step = signum, step
+        self.exit_code = 128 + signum  # 143 for SIGTERM, 130 for SIGINT
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """`auto` picks cuda, then mps, then cpu; a device that is not there is one clear line."""
+    if device not in DEVICES and not re.fullmatch(r"cuda:\d+", device):
+        raise GenzooError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)} or cuda:N")
+    mps = getattr(torch.backends, "mps", None)
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GenzooError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
+    if device == "mps" and not (mps is not None and mps.is_available()):
+        raise GenzooError("device 'mps' asked for but MPS is not available; use --device cpu or auto")
+    return torch.device(device)
+
+
+def derive_seed(seed: int, *names: object) -> int:
+    """A seed for one purpose, from the run's seed and names: stable across processes and orders."""
+    text = json.dumps([seed, *map(str, names)])
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") % 2**63
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def training_key(model: Generator, data_hash: str, budget: Budget, seed: int) -> str:
+    """Same key = same training: sampler variants (ddpm/ddim) of one model share it. The data enters
+    by the hash of its content, never its path, so changed images never reuse an old training."""
+    what = {
+        "family": model.train_family or model.name,
+        "config": model.training_config(),
+        "spec": asdict(model.spec),
+        "data": data_hash,
+        "budget": asdict(budget),
+        "seed": seed,
+    }
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{what['family']}-{digest}"
 
 
 class WeightAverage:
@@ -77,113 +190,212 @@ class WeightAverage:
             p.copy_(a)
 
 
-class Diverged(RuntimeError):
-    """A loss became NaN or infinite; the message names the step."""
-
-    def __init__(self, step: int, losses: dict[str, float]):
-        super().__init__(f"diverged at step {step}: {losses}")
-        self.step = step
+def optimizers(model: Generator) -> dict[str, torch.optim.Optimizer]:
+    """Every optimizer a model holds as an attribute (train_step owns them; the loop only saves them)."""
+    return {k: v for k, v in vars(model).items() if isinstance(v, torch.optim.Optimizer)}
 
 
-def resolve_device(device: str = "auto") -> torch.device:
-    """`auto` picks cuda, then mps, then cpu."""
-    if device not in DEVICES and not device.startswith("cuda:"):
-        raise GenzooError(f"unknown device {device!r}; accepted: {', '.join(DEVICES)} or cuda:N")
-    if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise GenzooError(f"device {device!r} asked for but CUDA is not available; use --device cpu or auto")
-    return torch.device(device)
+def file_hash(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
 
 
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+class Checkpoint:
+    """A training's folder, the one owner of "is this training done, resumable, or to start over".
+
+    Done: `model.safetensors` + `config.json` (the `Generator.save` format) and `train.json`, which
+    holds the TrainResult and the hash of the weights file. In progress: `resume.pt`, the whole
+    training state (weights, optimizers, weight average, RNG states, step, history). A done training
+    whose weights do not match their hash, or a resume file that does not load, is started over."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.result_file = self.folder / "train.json"
+        self.resume_file = self.folder / "resume.pt"
+
+    def finished(self) -> dict | None:
+        """The saved TrainResult of a finished training whose weights are intact, else None."""
+        try:
+            saved = json.loads(self.result_file.read_text())
+            if saved.pop("weights_hash") != file_hash(self.folder / "model.safetensors"):
+                return None
+            return saved
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def weights_hash(self) -> str | None:
+        saved = self.finished()
+        return None if saved is None else json.loads(self.result_file.read_text())["weights_hash"]
+
+    def load_finished(self, model: Generator) -> TrainResult | None:
+        saved = self.finished()
+        if saved is None:
+            return None
+        try:
+            model.load_weights(self.folder)
+        except Exception:  # a damaged weights file that still hashes right cannot happen; a changed model can
+            return None
+        return TrainResult(**{**saved, "reused": True})
+
+    def save_finished(self, model: Generator, result: TrainResult) -> None:
+        model.save(self.folder)
+        saved = {k: v for k, v in asdict(result).items() if k != "reused"}
+        saved["weights_hash"] = file_hash(self.folder / "model.safetensors")
+        _atomic_write(self.result_file, json.dumps(saved))
+        self.resume_file.unlink(missing_ok=True)
+
+    def save_progress(self, state: dict[str, Any]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tmp = self.resume_file.with_name(f"resume.{os.getpid()}.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.resume_file)
+
+    def load_progress(self) -> dict[str, Any] | None:
+        if not self.resume_file.is_file():
+            return None
+        try:
+            return torch.load(self.resume_file, map_location="cpu", weights_only=False)
+        except Exception:
+            return None
 
 
-def training_key(model: Generator, dataset: str, budget: Budget, seed: int) -> str:
-    """Same key = same training: sampler variants (ddpm/ddim) of one model share it."""
-    what = {
-        "family": model.train_family or model.name,
-        "config": model.training_config(),
-        "spec": asdict(model.spec),
-        "dataset": dataset,
-        "budget": asdict(budget),
-        "seed": seed,
-    }
-    digest = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return f"{what['family']}-{digest}"
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+@contextmanager
+def _signals_caught() -> Iterator[list[int]]:
+    """SIGTERM and SIGINT set a flag the loop reads after each step (main thread only)."""
+    caught: list[int] = []
+    try:
+        old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+    except ValueError:  # not the main thread: signals stay as they are
+        yield caught
+        return
+    try:
+        yield caught
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and device.type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def fit(model: Generator, x: Tensor, y: Tensor | None, budget: Budget, *, seed: int = 0,
-        checkpoint: str | Path | None = None, progress: bool = True) -> TrainResult:
+        checkpoint: str | Path | None = None, progress: bool = True, save_every: float = 300.0) -> TrainResult:
     """Train `model` on images x (N,C,H,W) in [0,1] within `budget`.
 
-    With `checkpoint` (a folder), a finished run there is loaded instead of trained, and a new
-    run is saved there when done. Raises `Diverged` on a NaN/inf loss.
-    """
-    if checkpoint is not None and (Path(checkpoint) / "train.json").is_file():
-        model.load_weights(checkpoint)
-        saved = json.loads((Path(checkpoint) / "train.json").read_text())
-        return TrainResult(**{**saved, "reused": True})
+    With `checkpoint` (a folder): a finished training there is loaded instead of trained, an
+    interrupted one is resumed, and the training is saved there every `save_every` seconds, on
+    SIGTERM/SIGINT (then `Interrupted` is raised) and when done. Raises `Diverged` on a NaN/inf loss.
+    Under a step, epoch or FLOP budget on CPU, a resumed training ends with the same weights as an
+    uninterrupted one."""
+    ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
+    if ckpt is not None and (done := ckpt.load_finished(model)) is not None:
+        return done
 
-    seed_everything(seed)
     device = model.device
     x = x.to(device)
     y = y.to(device) if y is not None else None
     n = len(x)
     bs = min(budget.batch_size, n)
     steps_per_epoch = max(1, n // bs)
-    max_steps = math.inf if budget.steps is None else budget.steps
-    if budget.epochs is not None:
-        max_steps = min(max_steps, math.ceil(budget.epochs * steps_per_epoch))
-    order = torch.Generator().manual_seed(seed)
-
     result = TrainResult()
-    decay = getattr(model.config, "ema", 0.0)
-    if not 0 <= decay < 1:
-        raise GenzooError(f"{model.name}: ema must be in [0, 1) (0 = no weight averaging), got {decay}")
-    average = WeightAverage(model, decay) if decay else None
+    average = WeightAverage(model, model.config.ema) if model.config.ema else None
+    spent = 0.0  # seconds of training before this process (a resumed run)
+
+    state = ckpt.load_progress() if ckpt is not None else None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for name, opt in optimizers(model).items():
+            opt.load_state_dict(state["optimizers"][name])
+        if average is not None and state["average"] is not None:
+            average.average = [a.to(device) for a in state["average"]]
+        result = TrainResult(**state["result"])
+        result.events.append(f"resumed at step {result.steps}")
+        spent = result.seconds
+        _set_rng_state(state["rng"], device)
+    else:
+        seed_everything(derive_seed(seed, "train", model.train_family or model.name))
+
+    def snapshot() -> dict[str, Any]:
+        return {
+            "model": model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in optimizers(model).items()},
+            "average": None if average is None or average.average is None else [a.cpu() for a in average.average],
+            "result": {**asdict(result), "reused": False},
+            "rng": _rng_state(device),
+        }
+
     model.train()
-    columns = [TextColumn(f"[bold]{model.name}"), BarColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
-    total = budget.seconds if budget.seconds is not None else max_steps
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task("train", total=total, info="")
+    columns = [TextColumn(f"[bold]{model.name}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+    with Progress(*columns, disable=not progress, transient=True) as bar, _signals_caught() as caught:
+        task = bar.add_task("train", total=None, info="")
         start = time.perf_counter()
+        last_save = start
+        max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
+        perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
         while result.steps < max_steps:
-            perm = torch.randperm(n, generator=order).to(device)
-            for i in range(steps_per_epoch):
-                idx = perm[i * bs:(i + 1) * bs]
+            epoch, i = divmod(result.steps, steps_per_epoch)
+            if epoch != perm_epoch:  # each epoch's order depends on (seed, epoch) alone: a resume sees the same batches
+                order = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
+                perm, perm_epoch = torch.randperm(n, generator=order).to(device), epoch
+            idx = perm[i * bs:(i + 1) * bs]
+            if result.flops_per_step is None:  # count once, on a real step (no extra step, no RNG drawn)
+                with FlopCounterMode(display=False) as counter:
+                    losses = model.train_step(x[idx], None if y is None else y[idx])
+                result.flops_per_step = float(counter.get_total_flops())
+                max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
+            else:
                 losses = model.train_step(x[idx], None if y is None else y[idx])
-                result.steps += 1
-                result.images += len(idx)
-                if not all(math.isfinite(v) for v in losses.values()):
-                    raise Diverged(result.steps, losses)
-                result.history.append(losses)
-                if average is not None:
-                    average.update()
-                elapsed = time.perf_counter() - start
-                done = elapsed if budget.seconds is not None else result.steps
+            result.steps += 1
+            result.images += len(idx)
+            if not all(math.isfinite(v) for v in losses.values()):
+                raise Diverged(result.steps, losses)
+            result.history.append(losses)
+            if average is not None:
+                average.update()
+            now = time.perf_counter()
+            result.seconds = spent + now - start
+            if budget.unit == "seconds" and result.seconds >= budget.amount:
+                break
+            if ckpt is not None and (caught or now - last_save >= save_every):
+                if caught:
+                    result.events.append(f"{signal.Signals(caught[0]).name} at step {result.steps}")
+                ckpt.save_progress(snapshot())
+                last_save = now
+                if caught:
+                    raise Interrupted(caught[0], result.steps)
+            if progress:
                 info = " ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
-                bar.update(task, completed=done, info=f"{info}  {result.images / elapsed:.0f} img/s")
-                if result.steps >= max_steps or (budget.seconds is not None and elapsed >= budget.seconds):
-                    max_steps = result.steps
-                    break
+                total = f"/{max_steps}" if math.isfinite(max_steps) else ""
+                bar.update(task, info=f"step {result.steps}{total}  {info}  {result.images / result.seconds:.0f} img/s")
         if average is not None:
             average.copy_to_model()
         model.after_training(x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        result.seconds = time.perf_counter() - start
+        result.seconds = spent + time.perf_counter() - start
 
-    if checkpoint is not None:
-        model.save(checkpoint)
-        saved = {k: v for k, v in asdict(result).items() if k != "reused"}
-        (Path(checkpoint) / "train.json").write_text(json.dumps(saved))
+    if ckpt is not None:
+        ckpt.save_finished(model, result)
     return result

@@ -26,3 +26,12 @@ def mode_coverage(predicted: Tensor, data_labels: Tensor, num_classes: int) -> d
 def label_accuracy(predicted: Tensor, asked: Tensor) -> float:
     """For class-conditional models: how often the classifier agrees with the asked-for label."""
     return float((predicted.cpu() == asked.cpu()).double().mean())
+
+
+RECOGNISABLE_AT = 0.9
+
+
+def recognisable(probabilities: Tensor, threshold: float = RECOGNISABLE_AT) -> float:
+    """Share of images the feature net's classifier assigns to some class with probability >= threshold:
+    a per-sample score that reads the same way for every paradigm (and for the data itself)."""
+    return float((probabilities.max(1).values >= threshold).double().mean())

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from zoo.base import GenzooError
+from zoo.data import Splits
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 
@@ -80,9 +81,14 @@ def train_feature_net(x: Tensor, y: Tensor | None, *, epochs: int = 8, seed: int
 
 
 @torch.no_grad()
-def predict(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:
+def probabilities(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:
+    """Class probabilities (N,K) of images (N,C,H,W) in [0,1]."""
     dev = next(net.parameters()).device
-    return torch.cat([net(b.to(dev))[1].argmax(1).cpu() for b in x.split(batch)])
+    return torch.cat([net(b.to(dev))[1].softmax(1).cpu() for b in x.split(batch)])
+
+
+def predict(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:
+    return probabilities(net, x, batch).argmax(1)
 
 
 class ClassifierExtractor(FeatureExtractorBase):
@@ -132,37 +138,43 @@ class FeatureSpace:
     extractor: str  # torch-fidelity's registered name
     weights_path: str | None
     fingerprint: str  # changes when the weights do: part of the reference-statistics cache key
-    classify: Callable[[Tensor], Tensor] | None  # images in [0,1] -> class indices, when there are classes
+    probabilities: Callable[[Tensor], Tensor] | None  # images in [0,1] -> (N,K) class probabilities, if classes
     info: dict
 
+    def classify(self, x: Tensor) -> Tensor:
+        assert self.probabilities is not None
+        return self.probabilities(x).argmax(1)
 
-def classifier_space(dataset: str, x_train: Tensor, y_train: Tensor | None, x_test: Tensor,
-                     y_test: Tensor | None, device: torch.device | str = "cpu") -> FeatureSpace:
-    """Our own feature space for `dataset`: trained on first use, then loaded from the cache."""
-    safe = dataset.replace("/", "_").replace(":", "_")
-    if len(safe) > 60:
-        safe = safe[:40] + hashlib.sha1(dataset.encode()).hexdigest()[:8]
-    path = cache_dir() / "features" / f"{safe}-{'x'.join(map(str, x_train.shape[1:]))}.safetensors"
+
+def classifier_space(splits: Splits, device: torch.device | str = "cpu") -> FeatureSpace:
+    """Our own feature space for a dataset: trained on first use, then loaded from the cache. The
+    cache is keyed by the data's content hash, so changed images never reuse a stale net."""
+    path = cache_dir() / "features" / f"{splits.content_hash}.safetensors"
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
-        net, task = train_feature_net(x_train, y_train, device=device)
-        if y_test is not None:
-            acc = (predict(net, x_test) == y_test).float().mean().item()
+        net, task = train_feature_net(splits.x_train, splits.y_train, device=device)
+        net = net.cpu()
+        if splits.y_test is not None:
+            acc = (predict(net, splits.x_test) == splits.y_test).float().mean().item()
+            chance = 1 / net.head.out_features
         else:
-            xr, yr = _rotations(x_test)
+            xr, yr = _rotations(splits.x_test)
             acc = (predict(net, xr) == yr).float().mean().item()
+            chance = 0.25
+        meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels,
+                "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance}
         path.parent.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(path))
-        meta = {"dataset": dataset, "task": task, "channels": x_train.shape[1], "num_classes": net.head.out_features,
-                "test_accuracy": round(acc, 4)}
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+        save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(tmp))
         meta_path.write_text(json.dumps(meta, indent=2))
+        os.replace(tmp, path)
     meta = json.loads(meta_path.read_text())
     net = FeatureNet(meta["channels"], meta["num_classes"])
     net.load_state_dict(load_file(str(path)))
     net.eval()
     fingerprint = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
-    classify = (lambda x: predict(net, x)) if meta["task"] == "labels" else None
-    return FeatureSpace(f"classifier:{dataset}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, classify, meta)
+    probs = (lambda x: probabilities(net, x)) if meta["task"] == "labels" else None
+    return FeatureSpace(f"classifier:{splits.name}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, probs, meta)
 
 
 def inception_space(weights_path: str | None = None) -> FeatureSpace:

@@ -12,12 +12,11 @@ from zoo.base import Generator, Likelihood
 
 
 @torch.no_grad()
-def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: int = 0,
-                 extras: dict[str, float] | None = None) -> float:
-    """Mean bits/dim of model over images x (N,C,H,W) in [0,1]; seeded so it is repeatable.
-
-    If `extras` is a dict, it is filled with the means of the model's other named figures (e.g. a
-    VAE's "bpd_elbo" next to its importance-weighted bound), computed in the same pass."""
+def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: int = 0
+                 ) -> tuple[float, dict[str, float]]:
+    """Mean bits/dim of model over images x (N,C,H,W) in [0,1], and the means of the model's other
+    figures computed in the same pass (e.g. a VAE's ELBO next to its importance-weighted bound).
+    Seeded, so it is repeatable."""
     if not isinstance(model, Likelihood):
         raise TypeError(f"{model.name} has no likelihood")
     was_training = model.training
@@ -32,6 +31,4 @@ def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: in
                 more[k] = more.get(k, 0.0) + v.double().sum().item()
     finally:
         model.train(was_training)
-    if extras is not None:
-        extras.update({k: v / len(x) for k, v in more.items()})
-    return total / len(x)
+    return total / len(x), {k: v / len(x) for k, v in more.items()}

@@ -37,7 +37,7 @@ def timed_sampling(model: Generator, n: int, *, batch: int = 64, seed: int = 0) 
         seconds, timed = time.perf_counter() - start, 1
     latency = seconds / timed
     return torch.cat(out), {"sample_images_per_s": batch / latency, "sample_batch_seconds": latency,
-                            "sample_batch": batch, "sample_batches_timed": timed}
+                            "sample_batch": batch}
 
 
 def _sync(model: Generator) -> None:

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, Latent
+from zoo.base import Generator, Latent, ModelConfig
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
@@ -23,7 +23,7 @@ class AE(Generator, Latent):
     name = "ae"
 
     @dataclass
-    class Config:
+    class Config(ModelConfig):
         latent_dim: int = 16
         hidden: int = 32
         lr: float = 1e-3

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 from torch import Tensor
 
-from zoo.base import DataSpec, Generator, GenzooError
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
 from zoo.registry import register
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names, understood by both schedulers
@@ -62,7 +62,7 @@ class DDPM(Generator):
     train_family = "diffusion"  # ddpm and ddim are two samplers of one trained network
 
     @dataclass
-    class Config:
+    class Config(ModelConfig):
         channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # per UNet level
         attention: list[int] = field(default_factory=list)  # levels (0 = full size) with self-attention
         layers_per_block: int = 1

@@ -46,7 +46,7 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
-from zoo.base import GenzooError, Generator, Latent, Likelihood
+from zoo.base import Generator, GenzooError, Latent, Likelihood, ModelConfig
 from zoo.registry import register
 
 
@@ -100,7 +100,7 @@ class RealNVP(Generator, Likelihood, Latent):
     sampler_params = ("temperature",)
 
     @dataclass
-    class Config:
+    class Config(ModelConfig):
         num_scales: int = 2  # each halves the side; image sides must be divisible by 2**num_scales
         couplings: int = 3  # checkerboard couplings before, and channel couplings after, each squeeze
         coarse_couplings: int = 4  # channel couplings at the coarsest scale (cheap: a few pixels, many channels)
@@ -110,7 +110,6 @@ class RealNVP(Generator, Likelihood, Latent):
         learn_prior: bool = True  # a learned mean and scale per latent (still an exact density)
         logit_alpha: float = 0.05
         lr: float = 1e-3
-        ema: float = 0.0  # decay of the moving average of the weights the loop leaves (0: the last weights)
         temperature: float = 1.0  # std of the latent noise when sampling (1.0 = the model's density)
 
     presets = {

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Conditional, DataSpec, Generator, GenzooError
+from zoo.base import Conditional, DataSpec, Generator, GenzooError, ModelConfig
 from zoo.nets import down_levels, norm_layer
 from zoo.registry import register
 
@@ -143,7 +143,7 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 # -- the models -------------------------------------------------------------------------------
 
 @dataclass
-class GANConfig:
+class GANConfig(ModelConfig):
     z_dim: int = 64
     hidden: int = 32  # channels of the first D level / last G level; doubled at each level
     lr: float = 2e-4
@@ -293,18 +293,7 @@ class CGAN(_GAN, Conditional):
         "full": dict(z_dim=100, hidden=64, embed_dim=32),
     }
 
-    def __init__(self, spec, **hparams):
-        if spec.num_classes is None:
-            raise GenzooError("cgan needs a labeled dataset (this one has no classes); use dcgan or wgan for unlabeled data")
-        super().__init__(spec, **hparams)
-
     def _labels(self, y, n):
         if y is None:
             raise GenzooError("cgan trains on labeled batches: train_step(x, y) needs the class labels y")
         return y.to(self.device, torch.long)
-
-    def _sample(self, n, generator, labels):
-        if labels is None:  # uniform over the classes, drawn from the seeded generator
-            dev = generator.device if generator is not None else self.device
-            labels = torch.randint(self.spec.num_classes, (n,), generator=generator, device=dev).to(self.device)
-        return super()._sample(n, generator, labels)

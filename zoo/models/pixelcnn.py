@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Conditional, Generator, GenzooError, Likelihood
+from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig
 from zoo.registry import register
 
 LEVELS = 256
@@ -98,20 +98,6 @@ def _frozen_masks(model: nn.Module):
             m.frozen = None
 
 
-@contextmanager
-def _one_cpu_thread(device: torch.device):
-    """The fast sampler runs thousands of tiny ops: on CPU, intra-op threads only add synchronisation
-    (measured on a busy 2-core machine: 0.17 s with 1 thread, 7.8 s with 2 for the smoke model)."""
-    n = torch.get_num_threads()
-    if device.type == "cpu" and n > 1:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != n:
-            torch.set_num_threads(n)
-
-
 def gate(z: Tensor) -> Tensor:
     a, b = z.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
@@ -153,7 +139,7 @@ class PixelCNN(Generator, Likelihood):
     sampler_params = ("sampler",)
 
     @dataclass
-    class Config:
+    class Config(ModelConfig):
         hidden: int = 16  # feature channels of each stack
         layers: int = 6  # gated layers (the first one has mask A)
         first_kernel: int = 7  # the first layer's kernel (odd): it reaches first_kernel//2 rows up
@@ -162,7 +148,6 @@ class PixelCNN(Generator, Likelihood):
         lr: float = 5e-3
         grad_clip: float = 1.0
         sampler: str = "fast"  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
-        ema: float = 0.0  # decay of the moving average of the weights the loop leaves (0: the last weights)
 
     # quick: 42k params; 60 s on 2 CPU threads = ~220-300 steps at batch 64. The last weights of
     # this short, high-lr training can draw mostly empty images (measured: seed 0 after 280 steps,
@@ -185,18 +170,15 @@ class PixelCNN(Generator, Likelihood):
             raise GenzooError(f"{self.name}: needs layers >= 1 and hidden >= {C} channels, got {c.layers}, {c.hidden}")
         if c.sampler not in ("fast", "naive"):
             raise GenzooError(f"{self.name}: sampler must be 'fast' or 'naive', got {c.sampler!r}")
-        conditional = isinstance(self, Conditional)
-        if conditional and spec.num_classes is None:
-            raise GenzooError(f"{self.name} needs a labeled dataset (this one has no classes); use pixelcnn")
-        self.num_classes = spec.num_classes if conditional else None
+        self.label_classes = spec.num_classes if isinstance(self, Conditional) else None  # None: unconditional
         self.layers = nn.ModuleList(
             GatedLayer(C if i == 0 else c.hidden, c.hidden, C, c.first_kernel if i == 0 else c.kernel, first=i == 0)
             for i in range(c.layers))
-        if self.num_classes:  # a per-class bias on every gate of both stacks
-            self.cond = nn.ModuleList(nn.Embedding(self.num_classes, 4 * c.hidden) for _ in range(c.layers))
+        if self.label_classes:  # a per-class bias on every gate of both stacks
+            self.cond = nn.ModuleList(nn.Embedding(self.label_classes, 4 * c.hidden) for _ in range(c.layers))
         # Where the pixel is (module docstring): a bias per row and per column (and class) on the first
         # layer's vertical gates, which feed both stacks.
-        K = self.num_classes or 1
+        K = self.label_classes or 1
         self.row_bias = nn.Parameter(torch.zeros(K, 2 * c.hidden, spec.height, 1))
         self.col_bias = nn.Parameter(torch.zeros(K, 2 * c.hidden, 1, spec.width))
         # The 1x1 output head, applied as matrix products on position-major features (..., hidden):
@@ -214,7 +196,7 @@ class PixelCNN(Generator, Likelihood):
     # -- the network ---------------------------------------------------------------------
     def _cond(self, labels: Tensor | None) -> list[tuple[Tensor, Tensor]] | list[tuple[int, int]]:
         """Per layer, the class bias for the vertical and the horizontal gates, (B,2h,1,1) each."""
-        if not self.num_classes:
+        if not self.label_classes:
             return [(0, 0)] * len(self.layers)
         if labels is None:
             raise GenzooError(f"{self.name} is class-conditional: pass labels (B,) with the images")
@@ -230,7 +212,7 @@ class PixelCNN(Generator, Likelihood):
 
     def _position_bias(self, rows: slice, labels: Tensor | None) -> Tensor:
         """The first layer's position bias for these rows, (B or 1, 2h, rows, W)."""
-        k = labels if self.num_classes else slice(None)
+        k = labels if self.label_classes else slice(None)
         return self.row_bias[k][:, :, rows] + self.col_bias[k]
 
     def _head(self, skip: Tensor) -> Tensor:
@@ -244,11 +226,11 @@ class PixelCNN(Generator, Likelihood):
         B, C, H, W = levels.shape
         v = h = self._inputs(levels).to(self._dtype)
         skip = 0
-        for l, (layer, (cv, ch)) in enumerate(zip(self.layers, self._cond(labels))):
-            v_pre = layer.v_conv(layer.v_window(v)) + cv  # (B,2h,H,W): rows above only
-            if l == 0:
+        for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, self._cond(labels))):
+            v_pre = layer.v_conv(layer.v_window(v)) + bias_v  # (B,2h,H,W): rows above only
+            if depth == 0:
                 v_pre = v_pre + self._position_bias(slice(None), labels)
-            h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre) + ch, None if layer.first else h)
+            h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre) + bias_h, None if layer.first else h)
             v, skip = gate(v_pre), skip + s
         return self._head(skip.permute(0, 2, 3, 1))
 
@@ -265,7 +247,7 @@ class PixelCNN(Generator, Likelihood):
         return torch.round(x.clamp(0, 1) * (LEVELS - 1)).long()
 
     def train_step(self, x, y=None):
-        loss = self._nll(self.to_levels(x), y if self.num_classes else None).mean() / self.spec.dims  # nats per sub-pixel
+        loss = self._nll(self.to_levels(x), y if self.label_classes else None).mean() / self.spec.dims  # nats per sub-pixel
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.grad_clip:
@@ -279,10 +261,10 @@ class PixelCNN(Generator, Likelihood):
         """Exact -log2 p(x) / D per image. Conditional models without labels give the exact marginal
         p(x) = mean_y p(x | y) over the K classes (uniform prior), at K network evaluations."""
         levels = self.to_levels(x)
-        if not self.num_classes or labels is not None:
+        if not self.label_classes or labels is not None:
             nll = self._nll(levels, labels)
         else:
-            K, B = self.num_classes, len(x)
+            K, B = self.label_classes, len(x)
             log_px_y = torch.stack([-self._nll(levels, torch.full((B,), k, device=x.device)) for k in range(K)],
                                    dim=1)  # (B,K) log p(x|y=k)
             nll = -(torch.logsumexp(log_px_y, dim=1) - math.log(K))
@@ -297,14 +279,11 @@ class PixelCNN(Generator, Likelihood):
         return (cdf < u.double()[:, None]).sum(-1).clamp(max=LEVELS - 1)
 
     def _sample(self, n, generator, labels):
-        if self.num_classes and labels is None:  # no labels asked for: classes uniformly at random
-            labels = (self.rand(n, generator=generator) * self.num_classes).long().clamp(max=self.num_classes - 1)
         u = self.rand(n, *self.spec.shape, generator=generator)  # one uniform per sub-pixel, drawn up front
         with _frozen_masks(self):
             if self.config.sampler == "naive":
                 return self._sample_naive(u, labels).float() / (LEVELS - 1)
-            with _one_cpu_thread(self.device):
-                return self._sample_fast(u, labels).float() / (LEVELS - 1)
+            return self._sample_fast(u, labels).float() / (LEVELS - 1)
 
     def _sample_naive(self, u: Tensor, labels: Tensor | None) -> Tensor:
         """The textbook sampler: the whole network on the whole image, once per sub-pixel."""
@@ -319,47 +298,63 @@ class PixelCNN(Generator, Likelihood):
     def _sample_fast(self, u: Tensor, labels: Tensor | None) -> Tensor:
         """The same conditionals, computed only where they change.
 
-        Per row i: the vertical stack's row i (it depends on rows < i only), one output row per layer,
-        from caches of the rows above. Per sub-pixel (i,j,c): the horizontal stack and the head at
-        the single position (i,j), from a cache of row i's horizontal features to the left. At one
-        position a (1, p+1) conv is a matrix product with the window of the last p+1 columns, so the
-        per-sub-pixel work is a few small matmuls on (B, features) vectors.
+        Per row: the vertical stack's features of that row (they depend on the rows above only), one
+        output row per layer, read from a cache of the rows above. Per sub-pixel: the horizontal
+        stack and the head at that single position, read from a cache of the row's horizontal
+        features to the left. At one position a (1, p+1) conv is a matrix product with the window of
+        the last p+1 columns, so each sub-pixel costs a few small matmuls on (B, features) vectors.
         """
         B, C, H, W = u.shape
-        L, hid, dev, dtype = len(self.layers), self.config.hidden, self.device, self._dtype
-        p0, p = self.layers[0].p, self.layers[-1].p  # first layer's reach, later layers' reach
+        hidden, dev, dtype = self.config.hidden, self.device, self._dtype
+        first_reach, reach = self.layers[0].p, self.layers[-1].p  # how far the first and later layers see
+        later_layers = len(self.layers) - 1
         levels = torch.zeros(B, C, H, W, device=dev)
-        # Zero-padded caches, laid out like the padding the full forward pass applies.
-        xp = F.pad(self._inputs(torch.zeros(B, C, H, W, device=dev, dtype=dtype)), (p0, p0, p0, 0))  # image
-        vp = [torch.zeros(B, hid, H + p, W + 2 * p, device=dev, dtype=dtype) for _ in range(L - 1)]  # gated v rows
-        h_lin = [layer.h_conv.as_linear() for layer in self.layers]  # (1, p+1) convs as matrices
-        rs_lin = [layer.res_skip.as_linear() for layer in self.layers]
-        cond = self._cond(labels)
-        for i in range(H):
-            vh = []  # per layer: the vertical stack's contribution to row i of the horizontal stack (B,W,2h)
-            for l, (layer, (cv, ch)) in enumerate(zip(self.layers, cond)):
-                win = xp[:, :, i:i + p0] if l == 0 else vp[l - 1][:, :, i:i + p + 1]  # rows i-p..i(-1)
-                v_pre = layer.v_conv(win) + cv  # (B,2h,1,W)
-                if l == 0:
-                    v_pre = v_pre + self._position_bias(slice(i, i + 1), labels)
-                if l < L - 1:
-                    vp[l][:, :, i + p, p:p + W] = gate(v_pre)[:, :, 0]
-                vh.append((layer.v_to_h(v_pre) + ch)[:, :, 0].transpose(1, 2).contiguous())
-            # Row i so far, left-padded, position-major: the image (B,p0+W,C), each layer's h (B,p+W,h).
-            xrow = torch.zeros(B, p0 + W, C, device=dev, dtype=dtype)  # (not yet drawn: 0, masked anyway)
-            hrow = [torch.zeros(B, p + W, hid, device=dev, dtype=dtype) for _ in range(L - 1)]
-            for j in range(W):
-                for c in range(C):
-                    win, h, skip = xrow[:, j:j + p0 + 1], None, 0
-                    for l in range(L):
-                        z = F.linear(win.reshape(B, -1), *h_lin[l]) + vh[l][:, j]  # (B,2h)
-                        res, s = F.linear(gate(z), *rs_lin[l]).chunk(2, dim=1)
-                        h, skip = (res if h is None else h + res), skip + s  # (B,h) each
-                        if l < L - 1:
-                            hrow[l][:, p + j] = h
-                            win = hrow[l][:, j:j + p + 1]
-                    levels[:, c, i, j] = self._draw(self._head(skip)[:, c], u[:, c, i, j])  # (B,256) logits
-                    xrow[:, p0 + j, c] = xp[:, c, i + p0, j + p0] = self._inputs(levels[:, c, i, j]).to(dtype)
+        # Zero-padded caches, laid out like the padding the full forward pass applies:
+        #   image_cache     (B,C,first_reach+H,W+2*first_reach): the image drawn so far, as network inputs
+        #   vertical_cache  per later layer's input, (B,hidden,reach+H,W+2*reach): gated vertical features
+        pad = (first_reach, first_reach, first_reach, 0)
+        image_cache = F.pad(self._inputs(torch.zeros(B, C, H, W, device=dev, dtype=dtype)), pad)
+        vertical_cache = [torch.zeros(B, hidden, H + reach, W + 2 * reach, device=dev, dtype=dtype)
+                          for _ in range(later_layers)]
+        h_conv_matrices = [layer.h_conv.as_linear() for layer in self.layers]
+        res_skip_matrices = [layer.res_skip.as_linear() for layer in self.layers]
+        class_bias = self._cond(labels)
+        for row in range(H):
+            # Per layer: what the vertical stack adds to this row of the horizontal stack, (B,W,2h).
+            vertical_into_row = []
+            for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, class_bias)):
+                if depth == 0:
+                    window = image_cache[:, :, row:row + first_reach]  # the rows above: (B,C,first_reach,W+..)
+                else:
+                    window = vertical_cache[depth - 1][:, :, row:row + reach + 1]  # (B,h,reach+1,W+..)
+                v_pre = layer.v_conv(window) + bias_v  # (B,2h,1,W)
+                if depth == 0:
+                    v_pre = v_pre + self._position_bias(slice(row, row + 1), labels)
+                if depth < later_layers:
+                    vertical_cache[depth][:, :, row + reach, reach:reach + W] = gate(v_pre)[:, :, 0]
+                vertical_into_row.append((layer.v_to_h(v_pre) + bias_h)[:, :, 0].transpose(1, 2).contiguous())
+            # This row so far, left-padded and position-major: the image (B,first_reach+W,C) and each
+            # later layer's input from the horizontal stack (B,reach+W,h). Undrawn entries are 0 (masked).
+            image_row = torch.zeros(B, first_reach + W, C, device=dev, dtype=dtype)
+            horizontal_rows = [torch.zeros(B, reach + W, hidden, device=dev, dtype=dtype)
+                               for _ in range(later_layers)]
+            for col in range(W):
+                for channel in range(C):
+                    window, h, skip = image_row[:, col:col + first_reach + 1], None, 0
+                    for depth in range(len(self.layers)):
+                        z = F.linear(window.reshape(B, -1), *h_conv_matrices[depth]) + vertical_into_row[depth][:, col]
+                        res, s = F.linear(gate(z), *res_skip_matrices[depth]).chunk(2, dim=1)  # (B,h) each
+                        h = res if h is None else h + res  # the horizontal stack is residual after layer 0
+                        skip = skip + s
+                        if depth < later_layers:
+                            horizontal_rows[depth][:, reach + col] = h
+                            window = horizontal_rows[depth][:, col:col + reach + 1]
+                    logits = self._head(skip)[:, channel]  # (B,256)
+                    drawn = self._draw(logits, u[:, channel, row, col])
+                    levels[:, channel, row, col] = drawn
+                    value = self._inputs(drawn).to(dtype)
+                    image_row[:, first_reach + col, channel] = value
+                    image_cache[:, channel, row + first_reach, col + first_reach] = value
         return levels
 
 

@@ -9,7 +9,7 @@ beta = 1 it is the negative ELBO, a bound on the likelihood.
 The ELBO is loose by KL(q(z|x) || p(z|x)). The importance-weighted bound (Burda et al. 2016) tightens
 it without retraining: with k draws z_i ~ q(z|x) and weights w_i = p(x|z_i) p(z_i) / q(z_i|x),
 log p(x) >= E[log (1/k) sum_i w_i] >= ELBO, approaching log p(x) as k grows. `nll_bits_per_dim`
-reports that tighter bound (k = `iw_samples`); the ELBO is recorded next to it as "bpd_elbo".
+reports that tighter bound (k = `iw_samples`); the ELBO is reported next to it.
 Samples decode z ~ N(0, I) and show the most probable image under p(x|z) (drawing every pixel
 independently from p(x|z) would add salt-and-pepper noise that says little about the model).
 """
@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import GenzooError, Generator, Latent, Likelihood
+from zoo.base import Generator, GenzooError, Latent, Likelihood, ModelConfig
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
@@ -50,7 +50,7 @@ class VAE(Generator, Latent, Likelihood):
     sampler_params = ("iw_samples",)  # evaluation only: not part of the training key
 
     @dataclass
-    class Config:
+    class Config(ModelConfig):
         latent_dim: int = 16
         hidden: int = 32
         beta: float = 1.0
@@ -131,7 +131,7 @@ class VAE(Generator, Latent, Likelihood):
 
     def nll_bits_per_dim_with_extras(self, x, generator=None):
         iw, elbo = self.bounds(x, generator)
-        return iw, {"bpd_elbo": elbo}
+        return iw, {"ELBO": elbo}
 
     def _sample(self, n, generator, labels):
         return self.decode(self.randn(n, self.config.latent_dim, generator=generator))

@@ -1,0 +1,263 @@
+"""A model's result as one typed `Record`, and the run folder that stores them.
+
+Runner, report, plots and tests share this type. Each field's metadata names its table header and
+format; `COLUMNS` lists the ones the tables show, in order, so the list of metrics lives here only.
+
+A run folder holds one file per (model, seed) in `records/`, each written atomically under a unique
+temporary name, and `results.json`, their merge, rewritten under a file lock. Several runner
+processes can therefore share a folder (an `xargs -P` sweep, a Slurm array) without losing a record.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
+
+
+def col(header: str, fmt: str = "{}", **meta: Any) -> Any:
+    """A Record field shown in the tables under `header`, formatted with `fmt`."""
+    return field(default=None, metadata={"header": header, "fmt": fmt, **meta})
+
+
+@dataclass
+class Record:
+    """One model (or the data row) trained and evaluated with one seed. Units are in the names or headers."""
+
+    model: str  # registered name, variant included (ddim@10)
+    seed: int
+    status: str = col("status")  # ok | error | diverged | skipped | interrupted
+    error: str | None = None  # one line: why it did not finish, or why it was skipped
+    # sample quality, in `feature_space`, against the training split
+    fid: float | None = col("FID ↓", "{:.2f}", ci=True)
+    kid: float | None = col("KID ↓", "{:.4f}", ci=True)
+    kid_std: float | None = None
+    precision: float | None = col("precision ↑", "{:.3f}", ci=True)
+    recall: float | None = col("recall ↑", "{:.3f}", ci=True)
+    recognisable: float | None = col("recognisable ↑", "{:.3f}", ci=True)  # share classified with p >= 0.9
+    inception_score: float | None = None  # of the feature net's classifier head
+    fid_samples: int | None = col("samples", "{:d}")
+    feature_space: str | None = None
+    modes: int | None = col("modes ↑", "{:.1f}", ci=True)
+    mode_kl: float | None = col("mode KL ↓", "{:.3f}", ci=True)
+    label_accuracy: float | None = col("label acc ↑", "{:.3f}", ci=True)
+    # likelihood on the held-out split, bits per sub-pixel on the 8-bit scale
+    bits_per_dim: float | None = col("bits/dim ↓", "{:.3f}", ci=True)
+    bpd_kind: str | None = col("bpd kind")  # exact | bound
+    bpd_images: int | None = None
+    bpd_extras: dict[str, float] = field(default_factory=dict)  # other figures, by the label the model gives them
+    # cost
+    nfe: int | None = col("NFE", "{:d}")
+    sample_images_per_s: float | None = col("sample img/s", "{:.1f}", ci=True)
+    sample_batch_seconds: float | None = None
+    sample_batch: int | None = None
+    train_steps: int | None = col("steps", "{:.0f}", ci=True)
+    train_flops: float | None = col("train PFLOP", "{:.3f}", scale=1e-15)
+    flops_per_step: float | None = None
+    train_seconds: float | None = col("train s", "{:.0f}", ci=True)
+    train_images_per_s: float | None = col("train img/s", "{:.0f}", ci=True)
+    eval_seconds: dict[str, float] = field(default_factory=dict)  # per phase: sampling, fidelity, likelihood
+    peak_memory_mb: float | None = col("peak MB", "{:.0f}", ci=True)
+    memory_kind: str | None = None  # cuda_peak_allocated | cpu_process_peak_rss
+    params: int | None = col("params", "{:,}")
+    # provenance: what was trained and evaluated, so a rerun reuses only what matches
+    budget: str | None = None
+    hparams: dict[str, Any] = field(default_factory=dict)
+    overrides: dict[str, Any] = field(default_factory=dict)  # from --set
+    train_key: str | None = None
+    eval_key: str | None = None
+    checkpoint: str | None = None  # folder, relative to the run folder
+    weights_hash: str | None = None
+    train_reused: bool = False
+    events: list[str] = field(default_factory=list)  # resumed, interrupted, ...
+    diverged_step: int | None = None
+    loss_curve: list[list[float]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def file_name(self) -> str:
+        return f"{self.model}--seed{self.seed}.json"
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], seed: int = 0) -> Record:
+        """A record from results.json; records of older runs (no seed, a VAE's `bpd_elbo`) still read."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        d = dict(d)
+        if "bpd_elbo" in d:  # first-wave files kept the VAE's ELBO under its own key
+            elbo = d.pop("bpd_elbo")
+            d.setdefault("bpd_extras", {} if elbo is None else {"ELBO": elbo})
+        d.setdefault("seed", seed)
+        clean = {k: v for k, v in d.items() if k in names and v is not None}
+        return cls(**clean)
+
+
+# The table's columns, in order: (field, header, format, show a confidence interval, scale).
+COLUMNS = tuple(
+    (f.name, f.metadata["header"], f.metadata["fmt"], f.metadata.get("ci", False), f.metadata.get("scale", 1))
+    for f in dataclasses.fields(Record) if "header" in f.metadata
+)
+
+
+# -- the run folder ----------------------------------------------------------------------------
+
+class RunFolder:
+    """`results.json` (run info + every record), `records/` (one file per record), samples, checkpoints."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.records_dir = self.path / "records"
+        self.results = self.path / "results.json"
+
+    def checkpoint(self, train_key: str) -> Path:
+        return self.path / "checkpoints" / train_key
+
+    def samples(self, record: Record) -> Path:
+        """The sample grid of a record (first-wave folders kept one grid per model, without the seed)."""
+        path = self.path / "samples" / f"{record.model}--seed{record.seed}.png"
+        older = self.path / "samples" / f"{record.model}.png"
+        return older if not path.exists() and older.exists() else path
+
+    @contextlib.contextmanager
+    def lock(self, name: str = "results") -> Iterator[None]:
+        """An exclusive lock on `name` in this folder, across processes (fcntl, POSIX)."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / f".{name}.lock", "w") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def load_records(self) -> dict[tuple[str, int], Record]:
+        """Every record in `records/`; a file that does not parse is set aside with a message."""
+        out: dict[tuple[str, int], Record] = {}
+        for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
+            try:
+                r = Record.from_json(json.loads(path.read_text()))
+            except (ValueError, TypeError, KeyError):
+                _set_aside(path)
+                continue
+            out[(r.model, r.seed)] = r
+        return out
+
+    def run_info(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.results.read_text())["run"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def read(self) -> tuple[dict[str, Any], list[Record]]:
+        """Run info and records; from `records/` where it exists, else from results.json (older runs)."""
+        records = self.load_records()
+        if records:
+            return self.run_info(), list(records.values())
+        data = json.loads(self.results.read_text())
+        run = data["run"]
+        seed = run.get("seed", 0)
+        return run, [Record.from_json(r, seed) for r in data["models"]]
+
+    def write_record(self, record: Record) -> None:
+        self.records_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.records_dir / record.file_name, json.dumps(record.to_json(), indent=1))
+
+    def merge(self, run: dict[str, Any], order: list[str]) -> list[Record]:
+        """Rewrite results.json from every record file, under the lock; returns the records in order."""
+        with self.lock():
+            records = list(self.load_records().values())
+            records.sort(key=lambda r: (sort_key(r.model, order), r.seed))
+            old = self.run_info()
+            run = {**old, **run, "history": old.get("history", []) + run.get("new_history", [])}
+            run.pop("new_history", None)
+            run["seeds"] = sorted({*old.get("seeds", []), *run.get("seeds", [])})
+            atomic_write(self.results, json.dumps({"run": run, "models": [r.to_json() for r in records]}, indent=1))
+        return records
+
+
+def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:
+    """The data row first, then models in the asked-for order, then others by name."""
+    if model == DATA_ROW:
+        return (0, 0, model)
+    return (1, order.index(model), model) if model in order else (2, 0, model)
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file named after this process, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _set_aside(path: Path) -> Path:
+    bad = path.with_name(path.name + ".corrupt")
+    os.replace(path, bad)
+    print(f"warning: {path} did not parse; set aside as {bad.name}")
+    return bad
+
+
+# -- seeds: mean and 95 % confidence interval ------------------------------------------------------
+
+def t_interval(values: list[float]) -> tuple[float, float | None]:
+    """Mean and half-width of the 95 % Student-t confidence interval (None for fewer than 2 values)."""
+    from scipy import stats
+
+    vals = [v for v in values if v is not None and math.isfinite(v)]
+    mean = sum(vals) / len(vals)
+    if len(vals) < 2:
+        return mean, None
+    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
+    return mean, float(stats.t.ppf(0.975, len(vals) - 1)) * sd / math.sqrt(len(vals))
+
+
+@dataclass
+class Row:
+    """A table row: one model over its seeds. `cells` maps a field to (mean, half-width or None)."""
+
+    model: str
+    seeds: list[int]
+    records: list[Record]
+    cells: dict[str, tuple[Any, float | None]]
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.records)
+
+    @property
+    def status(self) -> str:
+        bad = [r for r in self.records if not r.ok]
+        return "ok" if not bad else f"{bad[0].status}" + (f" ({len(bad)}/{len(self.records)} seeds)" if len(self.records) > 1 else "")
+
+
+def aggregate(records: list[Record]) -> list[Row]:
+    """One row per model: numeric columns averaged over the seeds that finished, with a t-interval."""
+    by_model: dict[str, list[Record]] = {}
+    for r in records:
+        by_model.setdefault(r.model, []).append(r)
+    rows = []
+    for model, rs in by_model.items():
+        rs.sort(key=lambda r: r.seed)
+        done = [r for r in rs if r.ok] or rs
+        cells: dict[str, tuple[Any, float | None]] = {}
+        for name, _, _, ci, _ in COLUMNS:
+            values = [getattr(r, name) for r in done]
+            numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+            if ci and numeric:
+                cells[name] = t_interval([float(v) for v in numeric])
+            else:
+                cells[name] = (next((v for v in values if v is not None), None), None)
+        cells["status"] = (Row(model, [], rs, {}).status, None)
+        rows.append(Row(model, [r.seed for r in rs], rs, cells))
+    return rows

@@ -8,9 +8,10 @@ draw is seeded from (seed, model name), so the same model gives the same numbers
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -79,7 +80,7 @@ def evaluate(model: Generator, splits: Splits, space: FeatureSpace, settings: Ev
         metrics.update(bits_per_dim=bpd, bpd_kind=model.bpd_kind, bpd_images=len(x), bpd_extras=extras)
     if isinstance(model, Conditional) and space.probabilities is not None:
         with timed(seconds, "labels"):
-            asked = torch.arange(min(n, settings.label_samples)) % model.num_classes
+            asked = torch.arange(min(n, settings.label_samples)) % (model.spec.num_classes or 1)
             drawn = model.sample(len(asked), generator=torch.Generator().manual_seed(derive_seed(seed, "labels", model.name)),
                                  labels=asked)
             metrics["label_accuracy"] = coverage.label_accuracy(space.classify(drawn.cpu()), asked)

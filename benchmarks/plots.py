@@ -98,14 +98,13 @@ def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
         bars.append((row.model, mean, half, row.cells["bpd_kind"][0]))
-        labels = {k for r in row.records for k in r.bpd_extras}
-        for label in sorted(labels):  # other figures the model reports, e.g. the VAE's looser ELBO
+        for label in sorted({k for r in row.records for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
             values = [r.bpd_extras[label] for r in row.records if r.ok and label in r.bpd_extras]
             bars.append((f"{row.model} ({label})", sum(values) / len(values), None, "bound"))
     if not bars:
         return None
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(bars) + 1.5), dpi=120)
-    for i, (label, mean, half, kind) in enumerate(bars):
+    for i, (_, mean, half, kind) in enumerate(bars):
         exact = kind == "exact"
         ax.barh(i, mean, xerr=half, capsize=3, color="tab:blue" if exact else "white", edgecolor="tab:blue",
                 hatch=None if exact else "//", label="exact" if exact else "bound (upper)")

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from zoo.train import Budget
-
 from benchmarks.evaluate import EvalSettings
+from zoo.train import Budget
 
 
 @dataclass(frozen=True)

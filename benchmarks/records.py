@@ -15,9 +15,10 @@ import fcntl
 import json
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
 
@@ -59,7 +60,7 @@ class Record:
     sample_batch_seconds: float | None = None
     sample_batch: int | None = None
     train_steps: int | None = col("steps", "{:.0f}", ci=True)
-    train_flops: float | None = col("train PFLOP", "{:.3f}", scale=1e-15)
+    train_flops: float | None = col("train TFLOP", "{:.2f}", scale=1e-12)
     flops_per_step: float | None = None
     train_seconds: float | None = col("train s", "{:.0f}", ci=True)
     train_images_per_s: float | None = col("train img/s", "{:.0f}", ci=True)
@@ -163,7 +164,11 @@ class RunFolder:
         """Run info and records; from `records/` where it exists, else from results.json (older runs)."""
         records = self.load_records()
         if records:
-            return self.run_info(), list(records.values())
+            try:  # the order results.json was merged in: the data row, then models as asked for
+                order = [m["model"] for m in json.loads(self.results.read_text())["models"]]
+            except (OSError, ValueError, KeyError, TypeError):
+                order = []
+            return self.run_info(), sorted(records.values(), key=lambda r: (sort_key(r.model, order), r.seed))
         data = json.loads(self.results.read_text())
         run = data["run"]
         seed = run.get("seed", 0)
@@ -176,6 +181,8 @@ class RunFolder:
     def merge(self, run: dict[str, Any], order: list[str]) -> list[Record]:
         """Rewrite results.json from every record file, under the lock; returns the records in order."""
         with self.lock():
+            if self.results.exists() and not self.run_info():
+                _set_aside(self.results)  # rebuilt below from the record files
             records = list(self.load_records().values())
             records.sort(key=lambda r: (sort_key(r.model, order), r.seed))
             old = self.run_info()

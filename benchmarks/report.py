@@ -67,7 +67,7 @@ def footnote(run: dict, records: list[Record]) -> str:
         interval
         + f"Feature space: {', '.join(spaces) or '–'}; generated samples per metric: {', '.join(map(str, counts)) or '–'} "
         f"against {ref.get('split', '?')} ({ref.get('images', '?')} images); the data row is the held-out test split. "
-        f"Training budget per model: {run.get('budget', '?')} (train PFLOP: matmul and conv FLOPs, forward and backward). "
+        f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, forward and backward, counted by torch.utils.flop_counter). "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
     )
 

@@ -23,8 +23,12 @@ def mnist():
 
 
 @pytest.fixture(scope="session")
-def space(mnist, _cache):
+def splits():
+    return zoo.data.load_splits("mnist5k")
+
+
+@pytest.fixture(scope="session")
+def space(splits, _cache):
     from zoo.metrics import features
 
-    spec, x, y, xt, yt = mnist
-    return features.classifier_space("mnist5k", x, y, xt, yt)
+    return features.classifier_space(splits)

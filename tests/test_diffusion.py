@@ -1,5 +1,6 @@
 """DDPM and DDIM: one trained UNet, two samplers (zoo/models/diffusion.py)."""
 import json
+import math
 from types import SimpleNamespace
 
 import pytest
@@ -40,22 +41,23 @@ def test_asking_for_ddpm_and_ddim_trains_once(mnist, space, tmp_path, monkeypatc
         return train_step(self, x, y)
 
     monkeypatch.setattr(DDPM, "train_step", counted)  # ddim inherits it
-    code = run.main(["--models", "ddpm,ddim", "--ddim-steps", "10,50", "--preset", "smoke", "--out", str(tmp_path)])
+    code = run.main(["--models", "ddpm,ddim", "--sweep", "ddim@10,50", "--preset", "smoke", "--out", str(tmp_path)])
     assert code == 0
-    budget = run.PRESETS["smoke"].budget.steps
+    budget = int(run.PRESETS["smoke"].budget.amount)
     assert steps == ["ddpm"] * budget, f"trained {len(steps)} steps; one training is {budget}"
     records = {r["model"]: r for r in json.loads((tmp_path / "results.json").read_text())["models"]}
-    assert list(records) == ["ddpm", "ddim", "ddim@10"]  # ddim@50 is the plain ddim row
+    assert list(records) == ["data", "ddpm", "ddim", "ddim@10", "ddim@50"]
+    records.pop("data")
     assert len({r["train_key"] for r in records.values()}) == 1
-    assert [r["train_reused"] for r in records.values()] == [False, True, True]
-    assert {m: r["nfe"] for m, r in records.items()} == {"ddpm": 1000, "ddim": 50, "ddim@10": 10}
+    assert [r["train_reused"] for r in records.values()] == [False, True, True, True]
+    assert {m: r["nfe"] for m, r in records.items()} == {"ddpm": 1000, "ddim": 50, "ddim@10": 10, "ddim@50": 50}
     assert records["ddpm"]["fid_samples"] == DDPM.eval_samples["smoke"]
     assert "reusing the finished training" in capsys.readouterr().out
-    assert (tmp_path / "plots" / "diffusion_steps.png").stat().st_size > 0
+    assert (tmp_path / "plots" / "sampler_tradeoff.png").stat().st_size > 0
 
 
 def test_sampler_variants_share_the_training_key(mnist):
-    spec, budget = mnist[0], Budget(steps=5)
+    spec, budget = mnist[0], Budget(5, "steps")
     keys = {training_key(build(n, spec), "mnist5k", budget, 0) for n in ("ddpm", "ddim", "ddim@10", "ddim@100")}
     assert len(keys) == 1
     assert training_key(build("ddim", spec, lr=3e-3), "mnist5k", budget, 0) not in keys  # lr changes training
@@ -90,7 +92,7 @@ def test_padded_model_samples_at_the_data_size(shape):
     x = model.sample(2, generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, *shape)
     loss = model.train_step(torch.rand(4, *shape))["loss"]
-    assert loss == loss  # finite, and the loss is taken at the data's size
+    assert math.isfinite(loss) and loss > 0  # the loss is taken at the data's size
 
 
 def test_bad_hyperparameters_are_one_line_errors(mnist):

@@ -4,7 +4,6 @@ import torch
 from scipy import linalg
 
 from zoo.metrics import coverage, fidelity, speed
-from zoo.metrics.features import predict
 
 
 def frechet_numpy(a: np.ndarray, b: np.ndarray) -> float:
@@ -17,8 +16,9 @@ def frechet_numpy(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.no_grad()
 def features_of(space, x):
-    from zoo.metrics.features import FeatureNet
     from safetensors.torch import load_file
+
+    from zoo.metrics.features import FeatureNet
 
     net = FeatureNet(space.info["channels"], space.info["num_classes"])
     net.load_state_dict(load_file(space.weights_path))
@@ -63,10 +63,27 @@ def test_label_accuracy():
     assert coverage.label_accuracy(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 3])) == 0.75
 
 
-def test_peak_memory_is_labelled():
+def test_recognisable_counts_confident_images(space, mnist):
+    probs = torch.tensor([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.89, 0.11]])
+    assert coverage.recognisable(probs) == 0.5  # 0.95 and 0.9 reach the threshold; 0.5 and 0.89 do not
+    assert coverage.recognisable(space.probabilities(mnist[3])) > 0.8  # real test digits are mostly confident
+    assert coverage.recognisable(space.probabilities(torch.rand(200, 1, 28, 28))) < 0.5
+
+
+def _rss_mb() -> float:
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_peak_memory_sees_an_allocation_inside_the_block():
+    before = _rss_mb()
     with speed.PeakMemory(torch.device("cpu")) as m:
-        _ = torch.ones(64, 2**20 // 4)  # 64 MB
-    assert m.kind.startswith("cpu_process_peak_rss") and m.mb >= 64
+        block = torch.ones(256, 2**20 // 4)  # 256 MB, touched
+        del block
+    assert m.kind == "cpu_process_peak_rss"
+    assert m.mb >= before + 0.9 * 256, (before, m.mb)  # the peak counts the block above what was resident before
 
 
 def test_timed_sampling_draws_the_seeded_samples_and_times_full_batches():
@@ -75,7 +92,7 @@ def test_timed_sampling_draws_the_seeded_samples_and_times_full_batches():
     model = zoo.create("ae", zoo.DataSpec(1, 28, 28, 10), preset="smoke")
     samples, s = speed.timed_sampling(model, 40, batch=16, seed=0)
     assert samples.shape == (40, 1, 28, 28)
-    assert s["sample_batches_timed"] == 1 and s["sample_images_per_s"] > 0  # batches of 16, 16, 8: one timed
+    assert s["sample_batch"] == 16 and s["sample_images_per_s"] > 0
     gen = torch.Generator().manual_seed(0)
     expected = torch.cat([model.sample(k, generator=gen) for k in (16, 16, 8)])
     assert torch.equal(samples, expected)

@@ -59,7 +59,7 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
-    config: ModelConfig
+    config: Any  # an instance of the model's own Config
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference hparams per preset, next to the code
     eval_samples: ClassVar[dict[str, int]] = {}  # per preset, for models whose sampling is costly
     # Sampler variants of one trained model (ddpm/ddim) share `train_family`; hparams listed in
@@ -110,7 +110,7 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         if not isinstance(n, int) or n < 1:
             raise GenzooError(f"sample: n must be a positive int, got {n!r}")
         if isinstance(self, Conditional):
-            labels = self.default_labels(n, generator) if labels is None else self.check_labels(labels, n)
+            labels = self.default_labels(n, generator) if labels is None else self._check_labels(labels, n)
         elif labels is not None:
             raise GenzooError(f"{self.name} is not class-conditional; sample without labels")
         was_training = self.training
@@ -120,6 +120,20 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         finally:
             self.train(was_training)
         return x.clamp(0, 1).float()
+
+    def default_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """For a `Conditional` model: n class indices, uniform over the classes, drawn from `generator`."""
+        dev = generator.device if generator is not None else self.device
+        return torch.randint(self.spec.num_classes or 1, (n,), generator=generator, device=dev).to(self.device)
+
+    def _check_labels(self, labels: Tensor, n: int) -> Tensor:
+        labels = torch.as_tensor(labels, dtype=torch.long)
+        k = self.spec.num_classes
+        if labels.shape != (n,):
+            raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        if k is None or labels.min() < 0 or labels.max() >= k:
+            raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
+        return labels.to(self.device)
 
     def randn(self, *shape: int, generator: torch.Generator | None = None) -> Tensor:
         """Gaussian noise drawn on the generator's device (so a CPU seed reproduces on CUDA too)."""
@@ -201,28 +215,7 @@ class Latent:
 class Conditional:
     """Capability: `sample(n, labels=...)` draws images of the asked-for classes.
 
-    A conditional model needs a labeled dataset (refused at construction otherwise); without labels,
-    `sample` draws them uniformly over the classes from the same seeded generator."""
-
-    spec: DataSpec
-    name: ClassVar[str]
-    device: torch.device
-
-    def default_labels(self, n: int, generator: torch.Generator | None) -> Tensor:
-        """n class indices, uniform over the classes, drawn from `generator`."""
-        dev = generator.device if generator is not None else self.device
-        return torch.randint(self.num_classes, (n,), generator=generator, device=dev).to(self.device)
-
-    @property
-    def num_classes(self) -> int:
-        assert self.spec.num_classes is not None  # checked when the model was built
-        return self.spec.num_classes
-
-    def check_labels(self, labels: Tensor, n: int) -> Tensor:
-        labels = torch.as_tensor(labels, dtype=torch.long)
-        k = self.num_classes
-        if labels.shape != (n,):
-            raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-        if labels.min() < 0 or labels.max() >= k:
-            raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
-        return labels.to(self.device)
+    The base `Generator` implements what this means, once: a conditional model is refused at
+    construction on a dataset without classes; `sample` checks the labels it is given and, without
+    labels, draws them uniformly over the classes from the same seeded generator (`default_labels`),
+    so `_sample` always receives labels (n,)."""

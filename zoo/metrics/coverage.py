@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 
-def mode_coverage(predicted: Tensor, data_labels: Tensor, num_classes: int) -> dict[str, float]:
+def mode_coverage(predicted: Tensor, data_labels: Tensor, num_classes: int) -> dict[str, float | None]:
     """Coverage of predicted class indices (N,) relative to the data's labels."""
     p = torch.bincount(predicted.long().cpu(), minlength=num_classes).double()
     q = torch.bincount(data_labels.long().cpu(), minlength=num_classes).double()

@@ -31,7 +31,7 @@ class ImageDataset(Dataset):
 
 
 def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
-            cuda: bool = False, isc: bool = False) -> dict[str, float]:
+            cuda: bool = False, isc: bool = False) -> dict[str, float | None]:
     """FID, KID (mean and std), precision and recall of `samples` against `reference`."""
     n = min(len(samples), len(reference))
     kwargs = dict(

@@ -22,7 +22,7 @@ def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: in
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
-    total, more = 0.0, {}
+    total, more = 0.0, dict[str, float]()
     try:
         for b in x.split(batch_size):
             bpd, other = model.nll_bits_per_dim_with_extras(b.to(model.device), generator=gen)

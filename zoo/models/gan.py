@@ -31,8 +31,8 @@ Which sizes fit: square images whose side is divisible by 4 (28x28 grey: 7 -> 14
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,6 @@ from torch import Tensor, nn
 from zoo.base import Conditional, DataSpec, Generator, GenzooError, ModelConfig
 from zoo.nets import down_levels, norm_layer
 from zoo.registry import register
-
 
 # -- the two networks, shared by all three models ---------------------------------------------
 
@@ -113,7 +112,7 @@ def dcgan_init(module: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if getattr(m, "bias", None) is not None:
-                nn.init.zeros_(m.bias)
+                nn.init.zeros_(m.bias)  # type: ignore[arg-type]
         elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)

@@ -65,6 +65,8 @@ class CentreMaskedConv(nn.Conv2d):
     < g ("A", strict) or <= g ("B"). p = 0 gives a masked 1x1 conv.
     """
 
+    mask: Tensor
+
     def __init__(self, cin: int, cout: int, p: int, in_groups: Tensor, out_groups: Tensor, strict: bool):
         super().__init__(cin, cout, (1, p + 1))
         allowed = in_groups[None, :] < out_groups[:, None] if strict else in_groups[None, :] <= out_groups[:, None]
@@ -79,7 +81,7 @@ class CentreMaskedConv(nn.Conv2d):
     def forward(self, x: Tensor) -> Tensor:
         return F.conv2d(x, self.masked_weight(), self.bias)
 
-    def as_linear(self) -> tuple[Tensor, Tensor]:
+    def as_linear(self) -> tuple[Tensor, Tensor | None]:
         """The conv at one position as F.linear on its window (..., p+1, cin) flattened, tap-major."""
         w = self.masked_weight()
         return w.permute(0, 2, 3, 1).reshape(w.shape[0], -1), self.bias  # (cout, (p+1)*cin)
@@ -225,13 +227,14 @@ class PixelCNN(Generator, Likelihood):
         flattened to (B, H*W*C, 256) they are in raster order."""
         B, C, H, W = levels.shape
         v = h = self._inputs(levels).to(self._dtype)
-        skip = 0
+        skip: Tensor | int = 0  # the sum of every layer's skip output
         for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, self._cond(labels))):
             v_pre = layer.v_conv(layer.v_window(v)) + bias_v  # (B,2h,H,W): rows above only
             if depth == 0:
                 v_pre = v_pre + self._position_bias(slice(None), labels)
             h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre) + bias_h, None if layer.first else h)
             v, skip = gate(v_pre), skip + s
+        assert isinstance(skip, Tensor)
         return self._head(skip.permute(0, 2, 3, 1))
 
     def _nll(self, levels: Tensor, labels: Tensor | None) -> Tensor:
@@ -340,7 +343,8 @@ class PixelCNN(Generator, Likelihood):
                                for _ in range(later_layers)]
             for col in range(W):
                 for channel in range(C):
-                    window, h, skip = image_row[:, col:col + first_reach + 1], None, 0
+                    window, h = image_row[:, col:col + first_reach + 1], None
+                    skip: Tensor | int = 0
                     for depth in range(len(self.layers)):
                         z = F.linear(window.reshape(B, -1), *h_conv_matrices[depth]) + vertical_into_row[depth][:, col]
                         res, s = F.linear(gate(z), *res_skip_matrices[depth]).chunk(2, dim=1)  # (B,h) each
@@ -349,6 +353,7 @@ class PixelCNN(Generator, Likelihood):
                         if depth < later_layers:
                             horizontal_rows[depth][:, reach + col] = h
                             window = horizontal_rows[depth][:, col:col + reach + 1]
+                    assert isinstance(skip, Tensor)
                     logits = self._head(skip)[:, channel]  # (B,256)
                     drawn = self._draw(logits, u[:, channel, row, col])
                     levels[:, channel, row, col] = drawn

@@ -66,7 +66,7 @@ class ConvDecoder(nn.Module):
         self.side = spec.height // 2**levels
         self.ch = ch
         self.fc = nn.Sequential(nn.Linear(in_dim, ch * self.side**2), act())
-        layers = []
+        layers: list[nn.Module] = []
         for i in reversed(range(levels)):
             nxt = hidden * 2 ** (i - 1) if i else spec.channels
             layers.append(nn.ConvTranspose2d(ch, nxt, 4, 2, 1))

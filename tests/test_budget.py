@@ -1,0 +1,132 @@
+"""Budgets with units, FLOPs counted on a real step, per-(seed, model) seeding, and exact resume."""
+import os
+import signal
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+import zoo
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
+from zoo.train import Budget, Checkpoint, Interrupted, fit
+
+B, IN, OUT = 4, 12, 3
+
+
+class Linear(Generator):
+    """x (B,1,3,4) -> flatten (B,12) + shift -> Linear(12, 3): one matmul whose FLOPs we know by hand.
+    The learned shift makes the matmul's input need a gradient, so backward computes both the
+    weight's and the input's gradient: 2 * 2*B*in*out."""
+
+    name = "test-linear"
+
+    @dataclass
+    class Config(ModelConfig):
+        kill_at: int = 0  # send SIGTERM to ourselves after this step (0: never)
+
+    def __init__(self, spec, **hp):
+        super().__init__(spec, **hp)
+        self.shift = torch.nn.Parameter(torch.zeros(IN))
+        self.lin = torch.nn.Linear(IN, OUT)
+        self.opt = torch.optim.Adam(self.parameters(), lr=1e-2)
+        self.steps = 0
+
+    def train_step(self, x, y=None):
+        loss = (self.lin(x.flatten(1) + self.shift) + torch.randn(len(x), OUT) * 0.1).pow(2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        self.steps += 1
+        if self.steps == self.config.kill_at:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return {"loss": loss.item()}
+
+    def _sample(self, n, generator, labels):
+        return torch.zeros(n, *self.spec.shape)
+
+
+SPEC = DataSpec(1, 3, 4)
+X = torch.rand(40, 1, 3, 4, generator=torch.Generator().manual_seed(0))
+
+
+def test_flops_of_a_linear_layer_are_counted_by_hand():
+    r = fit(Linear(SPEC), X, None, Budget(3, "steps", batch_size=B), progress=False)
+    forward = 2 * B * IN * OUT
+    assert r.flops_per_step == forward + 2 * forward  # backward: grad of the weight and of the input
+    assert r.train_flops == 3 * r.flops_per_step
+
+
+def test_a_flop_budget_runs_the_steps_it_pays_for():
+    per_step = 3 * 2 * B * IN * OUT
+    r = fit(Linear(SPEC), X, None, Budget(per_step * 7.5, "flops", batch_size=B), progress=False)
+    assert r.steps == 7  # floor(7.5)
+    r = fit(Linear(SPEC), X, None, Budget(2, "epochs", batch_size=B), progress=False)
+    assert r.steps == 2 * (40 // B)
+
+
+@pytest.mark.parametrize("text, unit, amount", [("60s", "seconds", 60), ("2000steps", "steps", 2000),
+                                                ("10epochs", "epochs", 10), ("3e12flops", "flops", 3e12)])
+def test_budget_parses_a_number_and_a_unit(text, unit, amount):
+    b = Budget.parse(text)
+    assert (b.unit, b.amount) == (unit, amount)
+
+
+@pytest.mark.parametrize("text", ["60", "1.5steps", "-3s", "tenepochs", "3e12 parsecs"])
+def test_a_bad_budget_is_one_line(text):
+    with pytest.raises(GenzooError) as e:
+        Budget.parse(text)
+    assert "\n" not in str(e.value)
+
+
+def weights(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def test_sigterm_saves_and_a_rerun_resumes_to_the_same_weights(tmp_path):
+    budget = Budget(25, "steps", batch_size=B)
+    torch.manual_seed(0)
+    straight = Linear(SPEC)
+    r0 = fit(straight, X, None, budget, seed=1, checkpoint=tmp_path / "a", progress=False)
+
+    torch.manual_seed(0)
+    killed = Linear(SPEC, kill_at=13)
+    with pytest.raises(Interrupted) as e:
+        fit(killed, X, None, budget, seed=1, checkpoint=tmp_path / "b", progress=False)
+    assert e.value.exit_code == 143 and e.value.step == 13
+    assert Checkpoint(tmp_path / "b").finished() is None and (tmp_path / "b" / "resume.pt").is_file()
+
+    torch.manual_seed(123)  # a fresh process: other initial weights, other global RNG state
+    resumed = Linear(SPEC, kill_at=13)
+    r1 = fit(resumed, X, None, budget, seed=1, checkpoint=tmp_path / "b", progress=False)
+    assert r1.steps == r0.steps == 25
+    assert r1.events == ["SIGTERM at step 13", "resumed at step 13"]
+    assert [h["loss"] for h in r1.history] == [h["loss"] for h in r0.history]
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert Checkpoint(tmp_path / "b").finished() is not None and not (tmp_path / "b" / "resume.pt").exists()
+
+
+def test_a_damaged_checkpoint_is_trained_again(tmp_path):
+    model = Linear(SPEC)
+    fit(model, X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False)
+    assert fit(Linear(SPEC), X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False).reused
+    weights_file = tmp_path / "model.safetensors"
+    weights_file.write_bytes(weights_file.read_bytes()[:50])  # truncated
+    again = fit(Linear(SPEC), X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False)
+    assert not again.reused and again.steps == 3
+
+
+def test_the_same_command_gives_the_same_table_in_any_model_order(tmp_path, splits):
+    from benchmarks import run
+    from benchmarks.records import RunFolder
+
+    args = ["--preset", "smoke", "--budget", "4steps"]
+    assert run.main(["--models", "vae,dcgan", *args, "--out", str(tmp_path / "a")]) == 0
+    assert run.main(["--models", "dcgan,vae", *args, "--out", str(tmp_path / "b")]) == 0
+    keys = ("fid", "kid", "precision", "recall", "recognisable", "bits_per_dim", "train_steps", "flops_per_step")
+
+    def table(folder):
+        return {r.model: [getattr(r, k) for k in keys] for r in RunFolder(folder).read()[1]}
+
+    assert table(tmp_path / "a") == table(tmp_path / "b")
+    assert zoo.available()  # the registry is intact

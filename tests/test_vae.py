@@ -1,0 +1,104 @@
+"""The VAE: samples are the decoder's mean image, draws from p(x|z) are on the 8-bit grid, the
+textbook gaussian decoder trains on summed squared error + KL, and both decoders give true bounds."""
+import math
+
+import pytest
+import torch
+
+import zoo
+from zoo.base import DataSpec, GenzooError
+from zoo.models.vae import discretized_gaussian_nll
+
+SPEC = DataSpec(1, 8, 8)
+
+
+def tiny(decoder: str, **hparams):
+    torch.manual_seed(0)
+    return zoo.create("vae", SPEC, preset="smoke", decoder=decoder, **hparams)
+
+
+def grid_images(n: int = 6) -> torch.Tensor:
+    torch.manual_seed(1)
+    x = torch.rand(n, *SPEC.shape)
+    x[:, :, :2] = 0  # exact black and white, the end bins
+    x[:, :, -2:] = 1
+    return torch.round(x * 255) / 255
+
+
+@pytest.mark.parametrize("decoder", ["logistic", "gaussian"])
+def test_decode_is_the_mean_image_and_sample_uses_it(decoder):
+    vae = tiny(decoder)
+    z = torch.randn(5, vae.config.latent_dim)
+    out = vae.decoder(z)
+    mean_logit = out.chunk(2, dim=1)[0] if decoder == "logistic" else out
+    assert out.shape[1] == (2 if decoder == "logistic" else 1)
+    assert torch.allclose(vae.decode(z), torch.sigmoid(mean_logit))
+    g = torch.Generator().manual_seed(3)
+    z = vae.randn(5, vae.config.latent_dim, generator=g)
+    samples = vae.sample(5, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(samples, vae.decode(z))
+    assert not torch.equal(samples, torch.round(samples * 255) / 255)  # grey levels, not a binarised mode
+
+
+@pytest.mark.parametrize("decoder", ["logistic", "gaussian"])
+def test_sample_likelihood_draws_on_the_8bit_grid_and_differ_from_the_mean(decoder):
+    vae = tiny(decoder, sigma=0.2)
+    z = torch.randn(4, vae.config.latent_dim)
+    draw = vae.sample_likelihood(z, torch.Generator().manual_seed(0))
+    assert draw.shape == (4, *SPEC.shape) and draw.min() >= 0 and draw.max() <= 1
+    assert torch.equal(draw, torch.round(draw * 255) / 255)
+    assert (draw - vae.decode(z)).abs().mean() > 1e-2
+    again = vae.sample_likelihood(z, torch.Generator().manual_seed(0))
+    assert torch.equal(draw, again)  # seeded
+    assert not torch.equal(draw, vae.sample_likelihood(z, torch.Generator().manual_seed(1)))
+
+
+def test_gaussian_loss_is_summed_squared_error_over_two_sigma_squared_plus_kl():
+    sigma, beta = 0.3, 1.0
+    vae = tiny("gaussian", sigma=sigma, beta=beta)
+    x = grid_images(3)
+    with torch.no_grad():
+        mu, logvar = vae.encoder(x).chunk(2, dim=1)
+        torch.manual_seed(7)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape)
+        mean = torch.sigmoid(vae.decoder(z))
+    by_hand = 0.0
+    for i in range(3):
+        sse = sum(float(x[i, 0, r, c] - mean[i, 0, r, c]) ** 2 for r in range(8) for c in range(8))
+        kl = sum(0.5 * (float(m) ** 2 + math.exp(float(lv)) - 1 - float(lv)) for m, lv in zip(mu[i], logvar[i]))
+        by_hand += sse / (2 * sigma**2) + beta * kl
+    by_hand /= 3 * SPEC.dims  # the step reports the batch mean per dimension
+    torch.manual_seed(7)
+    losses = vae.train_step(x)
+    assert losses["loss"] == pytest.approx(by_hand, rel=1e-5)
+
+
+def test_discretized_gaussian_is_a_distribution_over_256_levels():
+    levels = torch.arange(256, dtype=torch.float64).view(256, 1) / 255
+    mean = torch.tensor([[0.0, 0.3, 0.5, 0.97, 1.0]], dtype=torch.float64)
+    for sigma in (0.003, 0.1, 0.7, 3.0):
+        p = torch.exp(-discretized_gaussian_nll(levels, mean, sigma))
+        assert torch.allclose(p.sum(0), torch.ones(5, dtype=torch.float64), atol=1e-9)
+    # an inner bin: the mass between its edges, from the normal CDF
+    x, m, s = torch.tensor([0.4]), torch.tensor([0.45]), 0.05
+    cdf = torch.distributions.Normal(m, s).cdf
+    assert torch.allclose(torch.exp(-discretized_gaussian_nll(x, m, s)), cdf(x + 0.5 / 255) - cdf(x - 0.5 / 255))
+
+
+def test_unknown_decoder_or_bad_sigma_is_one_line():
+    with pytest.raises(GenzooError) as e:
+        zoo.create("vae", SPEC, preset="smoke", decoder="bernoulli")
+    assert len(str(e.value).splitlines()) == 1
+    assert "'bernoulli'" in str(e.value) and "'logistic'" in str(e.value) and "'gaussian'" in str(e.value)
+    with pytest.raises(GenzooError, match="sigma"):
+        zoo.create("vae", SPEC, preset="smoke", decoder="gaussian", sigma=0.0)
+
+
+@pytest.mark.parametrize("decoder", ["logistic", "gaussian"])
+def test_importance_weighted_bound_is_below_the_elbo_for_both_decoders(decoder):
+    vae = tiny(decoder, sigma=0.2)
+    x = grid_images(6)
+    for _ in range(5):  # slightly trained: the posterior is no longer the prior
+        vae.train_step(x)
+    iw, elbo = vae.bounds(x, torch.Generator().manual_seed(0), k=32)
+    assert torch.isfinite(iw).all() and (iw <= elbo + 1e-6).all() and (iw > 0).all()

@@ -40,6 +40,7 @@ falls that close to a CDF boundary (the tests check identical draws in float32 a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -298,8 +299,12 @@ class PixelCNN(Generator, Likelihood):
                     levels[:, c, i, j] = self._draw(self(levels, labels)[:, i, j, c], u[:, c, i, j])
         return levels
 
-    def _sample_fast(self, u: Tensor, labels: Tensor | None) -> Tensor:
+    def _sample_fast(self, u: Tensor, labels: Tensor | None,
+                     snapshot: Callable[[int, Tensor], None] | None = None) -> Tensor:
         """The same conditionals, computed only where they change.
+
+        `snapshot`, if given, is called after every drawn sub-pixel with the number drawn so far and
+        the canvas of levels (B,C,H,W) (undrawn sub-pixels 0); it only watches, the draws are the same.
 
         Per row: the vertical stack's features of that row (they depend on the rows above only), one
         output row per layer, read from a cache of the rows above. Per sub-pixel: the horizontal
@@ -360,6 +365,8 @@ class PixelCNN(Generator, Likelihood):
                     value = self._inputs(drawn).to(dtype)
                     image_row[:, first_reach + col, channel] = value
                     image_cache[:, channel, row + first_reach, col + first_reach] = value
+                    if snapshot is not None:
+                        snapshot((row * W + col) * C + channel + 1, levels)
         return levels
 
 

@@ -1,0 +1,699 @@
+"""The lecture figures, drawn from a run folder's checkpoints: nothing is trained.
+
+    python -m benchmarks.explore results/mnist5k-quick [--models ae,vae] [--samples 500]
+
+Writes RUN/explore/: one PNG per figure, `explore.json` (every number the figures show) and
+`explore.md` (the "Lecture figures" section; `section(run_folder)` gives it with paths relative to
+the run folder, for embedding in results.md). The figures (lecture-notes.md, issue 15):
+
+1. latent statistics of every `Latent` model's test codes, beside the anime study's numbers;
+2. holes in a plain AE's code space: random codes at its cloud's scale vs its fitted Gaussian vs a VAE's prior;
+3. interpolation and fusion between test images of different classes, with a smoothness number;
+4. perturbation of codes along random and principal directions;
+5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
+6. how each paradigm draws: diffusion trajectories, the PixelCNN canvas, flow temperatures, a VAE's
+   decoder mean beside a draw from p(x|z).
+
+A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
+one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
+dispatches on capabilities, never on model names.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import matplotlib.pyplot as plt
+import torch
+from torch import Tensor
+from torchvision.utils import make_grid
+
+import zoo
+import zoo.explore as ex
+from benchmarks.records import DATA_ROW, Record, RunFolder
+from zoo.base import DataSpec, Generator, GenzooError, Latent
+from zoo.data import Splits, load_splits
+from zoo.metrics import coverage, fidelity
+from zoo.metrics.features import FeatureSpace, cache_dir, classifier_space
+
+matplotlib.use("Agg")  # files only, no display
+
+FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing")
+TITLES = {
+    "latent_statistics": "1. Latent statistics",
+    "holes": "2. Holes in a plain autoencoder's code space",
+    "interpolation": "3. Interpolation and fusion",
+    "perturbation": "4. Perturbation",
+    "latent_2d": "5. A 2-D latent space",
+    "drawing": "6. How each paradigm draws",
+}
+
+
+@dataclass
+class Settings:
+    samples: int = 500  # images per row of the holes figure (FID, recognisable)
+    pairs: int = 3  # interpolation pairs per model
+    steps: int = 9  # frames per interpolation
+    perturb_images: int = 2
+    directions: int = 3  # random and principal directions each
+    scales: tuple[float, ...] = (0.5, 1.0, 2.0)
+    grid: int = 15  # side of the 2-D latent grid
+    draw_images: int = 4  # images per "how it draws" panel
+    points: int = 8  # trajectory points / canvas snapshots
+    temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0)
+    seed: int = 0
+
+
+@dataclass
+class Loaded:
+    record: Record
+    model: Generator
+
+
+@dataclass
+class Context:
+    folder: RunFolder
+    out: Path
+    splits: Splits
+    space: FeatureSpace
+    models: list[Loaded]
+    settings: Settings
+    numbers: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
+    images: dict[str, list[str]] = field(default_factory=dict)
+    _feature_net: torch.nn.Module | None = None
+
+    def gen(self, *what: Any) -> torch.Generator:
+        """A CPU generator seeded from the settings' seed and a label: each figure draws the same
+        numbers whatever else is drawn."""
+        key = "/".join(map(str, (self.settings.seed, *what)))
+        return torch.Generator().manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
+
+    def skip(self, figure: str, model: str, reason: str) -> None:
+        self.skipped.setdefault(figure, []).append((model, reason))
+
+    def feature_net(self) -> torch.nn.Module:
+        if self._feature_net is None:
+            self._feature_net = ex.load_feature_net(self.space.weights_path)
+        return self._feature_net
+
+    def save(self, fig: plt.Figure, name: str, figure: str) -> None:
+        path = self.out / name
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        self.images.setdefault(figure, []).append(name)
+
+
+# -- loading ------------------------------------------------------------------------------------
+
+def load_model(folder: RunFolder, rec: Record) -> Generator:
+    """Rebuild a record's model from its checkpoint: the record's own name and hparams (ddim and
+    ddpm share a checkpoint saved under whichever trained first), then the weights."""
+    ckpt = folder.path / (rec.checkpoint or "")
+    config = ckpt / "config.json"
+    if not rec.checkpoint or not config.is_file() or not (ckpt / "model.safetensors").is_file():
+        raise GenzooError(f"no checkpoint at {ckpt} (model.safetensors + config.json)")
+    spec = DataSpec(**json.loads(config.read_text())["spec"])
+    model = zoo.create(rec.model, spec, **rec.hparams)
+    model.load_weights(ckpt)
+    return model.eval()
+
+
+def load_models(folder: RunFolder, records: list[Record], names: list[str] | None,
+                skipped: list[tuple[str, str]]) -> list[Loaded]:
+    out = []
+    for rec in sorted(records, key=lambda r: (r.seed, r.model)):
+        if rec.model == DATA_ROW or (names and rec.model not in names):
+            continue
+        if rec.seed != min(r.seed for r in records if r.model == rec.model):
+            continue  # one seed per model: the lowest
+        if not rec.ok:
+            skipped.append((rec.model, f"status {rec.status}" + (f": {rec.error}" if rec.error else "")))
+            continue
+        try:
+            out.append(Loaded(rec, load_model(folder, rec)))
+        except Exception as e:  # noqa: BLE001 - a checkpoint that does not load is one line, not a crash
+            skipped.append((rec.model, f"could not load: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
+    if names:
+        found = {r.model for r in records}
+        skipped += [(n, "not in this run folder") for n in names if n not in found]
+    return out
+
+
+# -- drawing helpers ----------------------------------------------------------------------------
+
+def show_rows(ax: plt.Axes, rows: list[Tensor], labels: list[str], columns: list[str] | None = None,
+              title: str | None = None) -> None:
+    """Rows of images (each (K,C,H,W), shorter rows padded white) as one grid on `ax`, with a
+    label left of each row and optional column labels above."""
+    k = max(len(r) for r in rows)
+    c, h, w = rows[0].shape[1:]
+    padded = [torch.cat([r, torch.ones(k - len(r), c, h, w)]) if len(r) < k else r for r in rows]
+    grid = make_grid(torch.cat(padded), nrow=k, padding=2, pad_value=1.0)  # (3,H',W')
+    ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    ax.set_yticks([2 + (h + 2) * i + h / 2 for i in range(len(rows))], labels, fontsize=8)
+    if columns:
+        ax.set_xticks([2 + (w + 2) * i + w / 2 for i in range(len(columns))], columns, fontsize=7)
+        ax.xaxis.tick_top()
+    else:
+        ax.set_xticks([])
+    ax.tick_params(length=0)
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+
+
+def rows_figure(rows: list[Tensor], labels: list[str], columns: list[str] | None = None, title: str | None = None,
+                cell: float = 0.42) -> plt.Figure:
+    return panels_figure([(rows, labels, columns, title)], cell)
+
+
+Panel = tuple[list[Tensor], list[str], "list[str] | None", "str | None"]
+
+
+def panels_figure(panels: list[Panel], cell: float = 0.42, side_by_side: bool = False) -> plt.Figure:
+    """Panels of image rows (rows, row labels, column labels, title), stacked or side by side."""
+    widths = [max(len(r) for r in p[0]) for p in panels]
+    heights = [len(p[0]) for p in panels]
+    if side_by_side:
+        fig, axes = plt.subplots(1, len(panels), figsize=(sum(2.2 + cell * w for w in widths), 0.7 + cell * max(heights)),
+                                 gridspec_kw={"width_ratios": widths}, squeeze=False)
+        axes = axes[0]
+    else:
+        fig, axes = plt.subplots(len(panels), 1, figsize=(2.2 + cell * max(widths), sum(0.6 + cell * h for h in heights)),
+                                 gridspec_kw={"height_ratios": heights}, squeeze=False)
+        axes = axes[:, 0]
+    for ax, (rows, labels, columns, title) in zip(axes, panels):
+        show_rows(ax, rows, labels, columns, title)
+    return fig
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        if not math.isfinite(v):
+            return "–"
+        return f"{v:.{digits}g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def code_dim(model: Generator) -> int | None:
+    return ex.latent_dim(model)
+
+
+def smaller_code(model: Generator) -> bool:
+    """A `Latent` model whose code is smaller than the image (an AE or a VAE, not a bijection)."""
+    d = code_dim(model)
+    return d is not None and d < model.spec.dims
+
+
+# -- 1. latent statistics ---------------------------------------------------------------------
+
+def fig_latent_statistics(ctx: Context) -> None:
+    fig_name = "latent_statistics"
+    x, y = ctx.splits.x_test, ctx.splits.y_test
+    stats, clouds = {}, []
+    for item in ctx.models:
+        m = item.model
+        if not isinstance(m, Latent):
+            ctx.skip(fig_name, m.name, "no encoder (not `Latent`): it has no codes of images")
+            continue
+        z = ex.codes(m, x)
+        stats[m.name] = ex.latent_statistics(None, z=z, y=y)
+        clouds.append((m.name, z))
+    ctx.numbers[fig_name] = {"split": "test", "ours": stats, "anime_study": ex.ANIME_REFERENCE,
+                             "note": "codes are the encoder's output (the VAE's posterior mean); distances Euclidean"}
+    if not clouds:
+        return
+    fig, axes = plt.subplots(1, len(clouds), figsize=(3.4 * len(clouds), 3.3), squeeze=False)
+    for ax, (name, z) in zip(axes[0], clouds):
+        dirs, _ = ex.principal_directions(z, 2)
+        p = ((z - z.mean(0)) @ dirs.T).numpy()
+        ax.scatter(p[:, 0], p[:, 1], c=None if y is None else y.numpy(), cmap="tab10", s=3, alpha=0.7)
+        s = stats[name]
+        ax.set_title(f"{name}: {s['dims']}-d codes, top-2 PCs\nstd/dim {fmt(s['per_dim_std'])}, "
+                     f"length {fmt(s['code_length'])}, diff/same {fmt(s.get('class_ratio'))}", fontsize=8)
+        ax.set_aspect("equal", adjustable="datalim")
+        ax.tick_params(labelsize=7)
+    ctx.save(fig, "latent_statistics.png", fig_name)
+
+
+# -- 2. holes ---------------------------------------------------------------------------------
+
+def fid_and_recognisable(images: Tensor, splits: Splits, space: FeatureSpace) -> dict[str, float | None]:
+    """FID against the training split, computed as the runner's `score_images` does (same
+    torch-fidelity call, feature space and cached reference statistics) but without KID and
+    precision/recall, which the figure does not show; and the recognisable share."""
+    import torch_fidelity
+
+    m = torch_fidelity.calculate_metrics(
+        input1=fidelity.ImageDataset(images), input2=fidelity.ImageDataset(splits.x_train),
+        input2_cache_name=f"genzoo-{splits.content_hash}-{space.fingerprint}".replace(":", "_").replace("/", "_"),
+        cache_root=str(cache_dir() / "fidelity"), feature_extractor=space.extractor,
+        feature_extractor_weights_path=space.weights_path, fid=True, cuda=False, save_cpu_ram=True, verbose=False,
+        batch_size=250)
+    fid = float(m["frechet_inception_distance"])
+    out: dict[str, float | None] = {"fid": fid if math.isfinite(fid) else None, "recognisable": None}
+    if space.probabilities is not None:
+        out["recognisable"] = coverage.recognisable(space.probabilities(images.cpu()))
+    return out
+
+
+def fig_holes(ctx: Context) -> None:
+    fig_name = "holes"
+    n = ctx.settings.samples
+    rows, labels, scores = [], [], {}
+    for item in ctx.models:
+        m = item.model
+        if not isinstance(m, Latent):
+            ctx.skip(fig_name, m.name, "no encoder and decoder (not `Latent`)")
+            continue
+        if not smaller_code(m):
+            ctx.skip(fig_name, m.name, "its code is as large as the image (a bijection): every code decodes to an image")
+            continue
+        prior = ex.prior_of(m)
+        if prior is None:
+            ctx.skip(fig_name, m.name, "no Gaussian over its codes to compare with")
+            continue
+        kinds: list[tuple[str, Callable[[], Tensor]]] = []
+        if prior.kind == "fitted":
+            ref = ex.codes(m, ctx.splits.x_train)
+            kinds += [
+                ("uniform in the codes' box", lambda m=m, ref=ref: ex.random_codes(ref, n, "box", ctx.gen("holes", m.name, "box"))),
+                ("independent Gaussian",
+                 lambda m=m, ref=ref: ex.random_codes(ref, n, "independent", ctx.gen("holes", m.name, "ind"))),
+                ("fitted Gaussian", lambda m=m: ex.prior_codes(m, n, ctx.gen("holes", m.name, "fit"))),
+            ]
+        else:
+            kinds.append(("its prior N(0, I)" if bool((prior.loc == 0).all() and (prior.scale == 1).all()) else "its prior",
+                          lambda m=m: ex.prior_codes(m, n, ctx.gen("holes", m.name, "prior"))))
+        for label, draw in kinds:
+            images = ex.decode(m, draw())
+            s = fid_and_recognisable(images, ctx.splits, ctx.space)
+            key = f"{m.name}: {label}"
+            scores[key] = {"fid": s.get("fid"), "recognisable": s.get("recognisable"), "samples": len(images)}
+            rows.append(images[:12])
+            labels.append(f"{key}\nFID {fmt(s.get('fid'), 4)}, recog. {fmt(s.get('recognisable'), 2)}")
+    ctx.numbers[fig_name] = {"rows": scores, "what": {
+        "uniform in the codes' box": "each code dimension uniform between the training codes' min and max",
+        "independent Gaussian": "each dimension Gaussian with the training codes' mean and std, dimensions independent",
+        "fitted Gaussian": "the full-covariance Gaussian the AE fits to its training codes (what it samples with)",
+        "its prior": "the model's own prior (what it samples with)"}}
+    if rows:
+        fig = rows_figure(rows, labels, title=f"decoded random codes (FID and recognisable share on {n} samples)")
+        ctx.save(fig, "holes.png", fig_name)
+
+
+# -- 3. interpolation ------------------------------------------------------------------------------
+
+def interpolation_pairs(splits: Splits, pairs: int, gen: torch.Generator) -> tuple[Tensor, Tensor, list[str]]:
+    """Pairs of test images of different classes, no class used twice while classes last (any two
+    different images if unlabeled), picked by a seeded shuffle."""
+    order = torch.randperm(len(splits.x_test), generator=gen).tolist()
+    y = splits.y_test
+    label = (lambda i: i) if y is None else (lambda i: int(y[i]))
+    chosen: list[tuple[int, int]] = []
+    classes: set[int] = set()
+    for strict in (True, False):
+        for i in order:
+            if len(chosen) == pairs:
+                break
+            if any(i in c for c in chosen) or (strict and label(i) in classes):
+                continue
+            j = next((j for j in order if j != i and label(j) != label(i) and not any(j in c for c in chosen)
+                      and not (strict and label(j) in classes)), None)
+            if j is not None:
+                chosen.append((i, j))
+                classes |= {label(i), label(j)}
+    a, b = [c[0] for c in chosen], [c[1] for c in chosen]
+    names = [f"{label(i)}→{label(j)}" if y is not None else f"#{i}→#{j}" for i, j in chosen]
+    return splits.x_test[a], splits.x_test[b], names
+
+
+def fig_interpolation(ctx: Context) -> None:
+    fig_name = "interpolation"
+    st = ctx.settings
+    xa, xb, pair_names = interpolation_pairs(ctx.splits, st.pairs, ctx.gen("pairs"))
+    t = torch.linspace(0, 1, st.steps)
+    blend = (1 - t)[None, :, None, None, None] * xa[:, None] + t[None, :, None, None, None] * xb[:, None]
+    rows, labels = [], []
+    numbers: dict[str, Any] = {"pairs": pair_names, "steps": st.steps,
+                               "pixel blend": {"kind": "pixel cross-fade (no model)",
+                                               **ex.smoothness(blend, ctx.feature_net())}}
+    for p in range(len(xa)):
+        rows.append(blend[p])
+        labels.append(f"pixel blend {pair_names[p]}")
+    done_checkpoints: dict[str, str] = {}
+    for item in ctx.models:
+        m, rec = item.model, item.record
+        if not (isinstance(m, Latent) or ex.is_diffusion(m) or ex.is_gan(m)):
+            ctx.skip(fig_name, m.name, "no encoder, no DDIM inversion and no generator of codes: nothing to walk between")
+            continue
+        if ex.is_diffusion(m) and rec.checkpoint in done_checkpoints:
+            ctx.skip(fig_name, m.name, f"the same network as {done_checkpoints[rec.checkpoint]} (one checkpoint); "
+                                       "interpolation goes through DDIM inversion, shown in that row")
+            continue
+        if ex.is_gan(m) and isinstance(m, zoo.base.Conditional):
+            ctx.skip(fig_name, m.name, "class-conditional GAN: interpolating codes needs a label too (not drawn)")
+            continue
+        steps = getattr(m.config, "steps", 50) if ex.is_diffusion(m) else 50
+        frames, kind = ex.interpolate(m, xa, xb, st.steps, generator=ctx.gen("interp", m.name), n=len(xa),
+                                      inversion_steps=steps)
+        if ex.is_diffusion(m):
+            done_checkpoints[rec.checkpoint or ""] = m.name
+            how = f"DDIM inversion ({steps} steps), slerp of the noises"
+        elif isinstance(m, Latent):
+            how = f"{kind} between the codes"
+        else:
+            how = f"{kind} between two random codes (no encoder)"
+        numbers[m.name] = {"kind": how, **ex.smoothness(frames, ctx.feature_net())}
+        for p in range(len(frames)):
+            rows.append(frames[p])
+            labels.append(f"{m.name} {pair_names[p] if not ex.is_gan(m) or isinstance(m, Latent) else 'z→z'}")
+    ctx.numbers[fig_name] = numbers
+    cols = [f"{v:.2f}" for v in t.tolist()]
+    fig = rows_figure(rows, labels, cols, title="interpolation: first and last frames are the model's reconstructions "
+                                                "of the two test images (random codes for a GAN)")
+    ctx.save(fig, "interpolation.png", fig_name)
+
+
+# -- 4. perturbation -----------------------------------------------------------------------------
+
+def fig_perturbation(ctx: Context) -> None:
+    fig_name = "perturbation"
+    st = ctx.settings
+    x = ctx.splits.x_test[torch.randperm(len(ctx.splits.x_test), generator=ctx.gen("perturb"))[: st.perturb_images]]
+    panels, numbers = [], {}
+    for item in ctx.models:
+        m = item.model
+        if not isinstance(m, Latent):
+            ctx.skip(fig_name, m.name, "no encoder (not `Latent`): no code to perturb")
+            continue
+        ref = ex.codes(m, ctx.splits.x_train)
+        pcs, pc_sd = ex.principal_directions(ref, st.directions)
+        rnd = ex.random_directions(ref.shape[1], st.directions, ctx.gen("dirs", m.name))
+        recon = ex.decode(m, ex.codes(m, x))
+        rows, labels = [], []
+        stats: dict[str, Any] = {"step": "scale x the training codes' std along the direction"}
+        net = ctx.feature_net()
+        with torch.no_grad():
+            f0, logits0 = net(recon)
+        for kind, dirs in (("random", rnd), ("principal", pcs)):
+            imgs = ex.perturb(m, x, dirs, st.scales, reference=ref)  # (N,k,S,C,H,W)
+            with torch.no_grad():
+                f, logits = net(imgs.flatten(0, 2))
+            f = f.view(len(x), len(dirs), len(st.scales), -1)
+            cls = logits.argmax(1).view(len(x), len(dirs), len(st.scales))
+            stats[kind] = {
+                f"{s}": {"feature_change": (f[:, :, j] - f0[:, None]).norm(dim=-1).mean().item(),
+                         "class_changed": (cls[:, :, j] != logits0.argmax(1)[:, None]).float().mean().item()}
+                for j, s in enumerate(st.scales)}
+            for i in range(len(x)):
+                for d in range(len(dirs)):
+                    rows.append(torch.cat([x[i:i + 1], recon[i:i + 1], imgs[i, d]]))
+                    labels.append(f"img {i}, {kind} {d + 1}")
+        stats["principal_std"] = pc_sd.tolist()
+        numbers[m.name] = stats
+        panels.append((m.name, rows, labels))
+    ctx.numbers[fig_name] = numbers
+    if not panels:
+        return
+    cols = ["in", "dec"] + [f"+{s:g}σ" for s in st.scales]
+    fig = panels_figure([(rows, labels, cols, name) for name, rows, labels in panels], side_by_side=True)
+    ctx.save(fig, "perturbation.png", fig_name)
+
+
+# -- 5. 2-D latent --------------------------------------------------------------------------------
+
+def fig_latent_2d(ctx: Context) -> None:
+    fig_name = "latent_2d"
+    n = ctx.settings.grid
+    panels, numbers = [], {}
+    for item in ctx.models:
+        m = item.model
+        if not isinstance(m, Latent):
+            ctx.skip(fig_name, m.name, "no encoder (not `Latent`)")
+            continue
+        d = code_dim(m)
+        prior = ex.prior_of(m)
+        if d != 2 or prior is None:
+            if d == 2:
+                why = "no Gaussian over its codes to take quantiles of"
+            elif hasattr(m.config, "latent_dim"):
+                why = f"its code has {d} dimensions; a run with --set {m.name}.latent_dim=2 draws this"
+            else:
+                why = f"its code has {d} dimensions, fixed by the model"
+            ctx.skip(fig_name, m.name, why)
+            continue
+        grid_z, images = ex.latent_grid_2d(m, n)
+        z = ex.codes(m, ctx.splits.x_test)
+        numbers[m.name] = {"grid": f"{n}x{n} quantiles of its {prior.kind} Gaussian at (i+0.5)/{n}",
+                           "grid_extent": [grid_z.min(0).values.tolist(), grid_z.max(0).values.tolist()],
+                           "codes_extent": [z.min(0).values.tolist(), z.max(0).values.tolist()]}
+        panels.append((m, prior, grid_z, images, z))
+    ctx.numbers[fig_name] = numbers
+    if not panels:
+        return
+    fig, axes = plt.subplots(len(panels), 2, figsize=(9, 4.4 * len(panels)), squeeze=False)
+    y = ctx.splits.y_test
+    for (ax_img, ax_sc), (m, prior, grid_z, images, z) in zip(axes, panels):
+        grid = make_grid(images, nrow=n, padding=0)
+        ax_img.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
+        ax_img.set_axis_off()
+        ax_img.set_title(f"{m.name}: decoded {n}x{n} grid of its {prior.kind} Gaussian's quantiles", fontsize=8)
+        sc = ax_sc.scatter(z[:, 0], z[:, 1], c=None if y is None else y.numpy(), cmap="tab10", s=4, alpha=0.7)
+        ax_sc.scatter(grid_z[:, 0], grid_z[:, 1], marker="+", c="k", s=8, linewidths=0.5, label="grid")
+        ax_sc.set_title(f"{m.name}: test codes by class, + = grid points", fontsize=8)
+        ax_sc.tick_params(labelsize=7)
+        if y is not None:
+            ax_sc.legend(*sc.legend_elements(), fontsize=6, loc="upper right", markerscale=0.6)
+    ctx.save(fig, "latent_2d.png", fig_name)
+
+
+# -- 6. how each paradigm draws ------------------------------------------------------------------
+
+def fig_drawing(ctx: Context) -> None:
+    fig_name = "drawing"
+    st = ctx.settings
+    numbers: dict[str, Any] = {}
+    for item in ctx.models:
+        m = item.model
+        k = st.draw_images
+        if ex.is_diffusion(m):
+            tr = ex.diffusion_trajectory(m, k, st.points, generator=ctx.gen("traj", m.name))
+            rows, labels = [], []
+            for i in range(k):
+                rows += [tr["x_t"][:, i], tr["x0"][:, i]]
+                labels += [f"image {i + 1}: x_t", f"image {i + 1}: predicted x0"]
+            cols = [f"t={t}" for t in tr["timesteps"]]
+            numbers[m.name] = {"what": f"x_t and the predicted clean image at {len(cols)} of {tr['total_steps']} "
+                                       "sampler steps", "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
+            fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
+        elif ex.has_raster_sampler(m):
+            shots, drawn = ex.pixelcnn_snapshots(m, k, st.points, generator=ctx.gen("raster", m.name))
+            rows = [shots[:, i] for i in range(k)]
+            cols = [f"{j + 1}/{st.points}" for j in range(st.points)]
+            numbers[m.name] = {"what": "the canvas after each eighth of the sub-pixels, in raster order",
+                               "sub_pixels_drawn": drawn.tolist()}
+            fig = rows_figure(rows, [f"image {i + 1}" for i in range(k)], cols,
+                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations")
+        elif isinstance(m, Latent) and ex.prior_of(m) is not None and ex.prior_of(m).kind == "prior":
+            temps = ex.temperature_samples(m, k, st.temperatures, generator=ctx.gen("temp", m.name))
+            rows = [temps[:, i] for i in range(k)]
+            cols = [f"T={t:g}" for t in st.temperatures]
+            labels = [f"draw {i + 1}" for i in range(k)]
+            numbers[m.name] = {"what": "one noise draw per row decoded at temperatures", "temperatures": list(st.temperatures)}
+            out = None
+            if smaller_code(m):  # a decoder with a pixel distribution, not a bijection
+                try:
+                    z = ex.prior_codes(m, k, ctx.gen("lik", m.name))
+                    out = ex.likelihood_mean_and_draw(m, z, generator=ctx.gen("likdraw", m.name))
+                except TypeError as e:
+                    ctx.skip(fig_name, m.name + " (mean vs draw)", str(e))
+            panels: list[Panel] = [(rows, labels, cols, f"{m.name}: one noise draw per row, decoded at temperatures")]
+            if out is not None:
+                lik_rows = [torch.stack([out["decode"][i], out["mean"][i], out["draw"][i]]) for i in range(k)]
+                panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["decode", "mean", "draw"],
+                                  f"{m.name}: z from the prior; p(x|z)'s mean beside a draw"))
+                numbers[m.name]["mean_vs_draw"] = (
+                    "per code: what decode shows, the decoder's mean image, one draw from p(x|z)"
+                    + ("" if callable(getattr(m, "sample_likelihood", None)) else
+                       " (mean and draw computed in zoo.explore from the decoder's logistic location and scale)"))
+            fig = panels_figure(panels)
+        elif ex.is_gan(m):
+            ctx.skip(fig_name, m.name, "one generator pass G(z); its images during training would need intermediate "
+                                       "generators, which the training loop does not keep")
+            continue
+        elif isinstance(m, Latent):
+            ctx.skip(fig_name, m.name, "one decoder pass of a code from a Gaussian fitted after training: nothing "
+                                       "between noise and image to show (see the holes figure)")
+            continue
+        else:
+            ctx.skip(fig_name, m.name, "no trajectory, canvas or temperature to show for this model")
+            continue
+        ctx.save(fig, f"drawing-{m.name}.png", fig_name)
+    ctx.numbers[fig_name] = numbers
+
+
+FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
+    "latent_statistics": fig_latent_statistics, "holes": fig_holes, "interpolation": fig_interpolation,
+    "perturbation": fig_perturbation, "latent_2d": fig_latent_2d, "drawing": fig_drawing,
+}
+
+
+# -- the markdown section --------------------------------------------------------------------------
+
+def section(run_folder: str | Path, prefix: str = "explore/") -> str:
+    """The "Lecture figures" markdown from RUN/explore/explore.json, image paths prefixed with
+    `prefix` (relative to where the markdown lives: "explore/" from the run folder, "" from explore/)."""
+    data = json.loads((Path(run_folder) / "explore" / "explore.json").read_text())
+    lines = ["## Lecture figures", "",
+             (f"Drawn from the run's checkpoints by `python -m benchmarks.explore` ({data['feature_space']} features; "
+              f"seed {data['settings']['seed']})."), ""]
+    numbers, skipped, images = data["figures"], data["skipped"], data["images"]
+    for key in FIGURES:
+        lines += [f"### {TITLES[key]}", ""]
+        lines += _numbers_markdown(key, numbers.get(key, {}))
+        lines += [f"![{key}]({prefix}{name})" for name in images.get(key, [])]
+        lines += [""] if images.get(key) else []
+        for model, reason in skipped.get(key, []):
+            lines.append(f"- skipped {model}: {reason}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if key == "latent_statistics" and nums.get("ours"):
+        ref = nums["anime_study"]
+        out += ["| | dims | std per dim | code length | same class | different class | diff / same | nearest neighbour | NN / mean distance |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for name, s in nums["ours"].items():
+            out.append(f"| {name} (ours, test codes) | {s['dims']} | {fmt(s['per_dim_std'])} | {fmt(s['code_length'])} | "
+                       f"{fmt(s.get('same_class'))} | {fmt(s.get('different_class'))} | {fmt(s.get('class_ratio'))} | "
+                       f"{fmt(s['nearest_neighbour'])} | {fmt(s['nn_relative'])} |")
+        for name, s in ref.items():
+            out.append(f"| {name} (anime study) | {50 if name == 'vae' else 256} | {fmt(s['per_dim_std'])} | "
+                       f"{fmt(s['code_length'])} | {s.get('same_class', '–')} | {s.get('different_class', '–')} | – | – | – |")
+        out += ["", ("Codes are the encoder's outputs (the VAE's posterior means). Raw distances depend on each "
+                     "code's scale; the ratio columns do not."), ""]
+    elif key == "holes" and nums.get("rows"):
+        out += ["| codes decoded | FID ↓ | recognisable ↑ | samples |", "|---|---|---|---|"]
+        out += [f"| {k} | {fmt(v['fid'], 4)} | {fmt(v['recognisable'])} | {v['samples']} |" for k, v in nums["rows"].items()]
+        out += ["", "; ".join(f"*{k}*: {v}" for k, v in nums["what"].items()) + ".", ""]
+    elif key == "interpolation" and nums:
+        out += ["| model | path | mean step (features) ↓ | path length / end distance (1 = straight) | largest step / mean step |",
+                "|---|---|---|---|---|"]
+        for name, v in nums.items():
+            if isinstance(v, dict):
+                out.append(f"| {name} | {v['kind']} | {fmt(v['step'])} | {fmt(v['path_ratio'])} | {fmt(v['max_step_ratio'])} |")
+        out += ["", (f"Pairs (classes): {', '.join(nums['pairs'])}; {nums['steps']} frames; distances between the "
+                     "feature net's penultimate features of consecutive frames."), ""]
+    elif key == "perturbation" and nums:
+        out += ["| model | direction | " + " | ".join(f"+{s}σ: feature change / class changed" for s in
+                                                       next(iter(nums.values()))["random"]) + " |",
+                "|---|---|" + "---|" * len(next(iter(nums.values()))["random"])]
+        for name, v in nums.items():
+            for kind in ("random", "principal"):
+                out.append(f"| {name} | {kind} | " + " | ".join(
+                    f"{fmt(c['feature_change'])} / {fmt(c['class_changed'], 2)}" for c in v[kind].values()) + " |")
+        out += ["", ("σ is the training codes' standard deviation along the direction; changes are measured "
+                     "from the decoded (unperturbed) code."), ""]
+    elif key == "latent_2d" and nums:
+        out += [f"- {name}: {v['grid']}" for name, v in nums.items()] + [""]
+    elif key == "drawing" and nums:
+        out += [f"- {name}: {v['what']}" for name, v in nums.items()] + [""]
+    return out
+
+
+# -- the command ---------------------------------------------------------------------------------------
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.explore", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("run_folder", help="a run folder written by python -m benchmarks.run")
+    p.add_argument("--models", help="comma-separated model names (default: every model of the run)")
+    p.add_argument("--figures", help=f"comma-separated, of {', '.join(FIGURES)} (default: all)")
+    p.add_argument("--samples", type=int, default=Settings.samples, help="images per row of the holes figure")
+    p.add_argument("--pairs", type=int, default=Settings.pairs, help="interpolation pairs per model")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    return p.parse_args(argv)
+
+
+def explore(run_folder: str | Path, models: list[str] | None = None, figures: list[str] | None = None,
+            settings: Settings | None = None, device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Draw the figures of a run folder into RUN/explore/; returns what explore.json holds."""
+    folder = RunFolder(run_folder)
+    if not folder.path.is_dir():
+        raise GenzooError(f"no run folder at {folder.path}")
+    run, records = folder.read()
+    if "dataset" not in run:
+        raise GenzooError(f"{folder.path}/results.json has no run info (dataset); is it a run folder?")
+    unknown = sorted(set(figures or []) - set(FIGURES))
+    if unknown:
+        raise GenzooError(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)}")
+    settings = settings or Settings()
+    splits = load_splits(run["dataset"])
+    space = classifier_space(splits)
+    load_skips: list[tuple[str, str]] = []
+    loaded = load_models(folder, records, models, load_skips)
+    for item in loaded:
+        item.model.to(device)
+    out = folder.path / "explore"
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(folder, out, splits, space, loaded, settings)
+    for fig in figures or FIGURES:
+        for model, reason in load_skips:
+            ctx.skip(fig, model, reason)
+        started = time.perf_counter()
+        try:
+            FIGURE_FUNCTIONS[fig](ctx)
+        except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
+            ctx.skip(fig, "(figure)", f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            (out / f"{fig}.error.txt").write_text(traceback.format_exc())
+        log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
+            + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))
+    data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": space.name,
+            "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
+            "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
+            "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
+    (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
+    (out / "explore.md").write_text(section(folder.path, prefix=""))
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        if args.threads is not None:
+            if args.threads < 1:
+                raise GenzooError(f"--threads must be a positive int, got {args.threads}")
+            torch.set_num_threads(args.threads)
+        names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
+        figures = [f.strip() for f in args.figures.split(",") if f.strip()] if args.figures else None
+        if args.samples < 2 or args.pairs < 1:
+            raise GenzooError("--samples must be >= 2 and --pairs >= 1")
+        settings = Settings(samples=args.samples, pairs=args.pairs, seed=args.seed)
+        explore(args.run_folder, names, figures, settings, device=args.device)
+    except GenzooError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

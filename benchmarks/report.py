@@ -67,7 +67,8 @@ def footnote(run: dict, records: list[Record]) -> str:
         interval
         + f"Feature space: {', '.join(spaces) or '–'}; generated samples per metric: {', '.join(map(str, counts)) or '–'} "
         f"against {ref.get('split', '?')} ({ref.get('images', '?')} images); the data row is the held-out test split. "
-        f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, forward and backward, counted by torch.utils.flop_counter). "
+        f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, "
+        "forward and backward, counted by torch.utils.flop_counter). "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
     )
 
@@ -114,6 +115,10 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"**{c}**\n\n![{c}]({f})\n" for f, c in figures]
+    if folder is not None and (folder.path / "explore" / "explore.json").is_file():
+        from benchmarks.explore import section  # written by `python -m benchmarks.explore RUN`
+
+        lines += ["", section(folder.path)]
     if folder is not None:
         grids = [(r, folder.samples(r)) for r in records if r.ok and folder.samples(r).is_file()]
         if grids:

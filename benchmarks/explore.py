@@ -505,12 +505,14 @@ def fig_drawing(ctx: Context) -> None:
             fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
         elif ex.has_raster_sampler(m):
             shots, drawn = ex.pixelcnn_snapshots(m, k, st.points, generator=ctx.gen("raster", m.name))
+            shots = tint_undrawn(shots, drawn)
             rows = [shots[:, i] for i in range(k)]
             cols = [f"{j + 1}/{st.points}" for j in range(st.points)]
             numbers[m.name] = {"what": "the canvas after each eighth of the sub-pixels, in raster order",
                                "sub_pixels_drawn": drawn.tolist()}
             fig = rows_figure(rows, [f"image {i + 1}" for i in range(k)], cols,
-                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations")
+                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations "
+                                    "(blue: not drawn yet)")
         elif isinstance(m, Latent) and getattr(ex.prior_of(m), "kind", None) == "prior":
             temps = ex.temperature_samples(m, k, st.temperatures, generator=ctx.gen("temp", m.name))
             rows = [temps[:, i] for i in range(k)]
@@ -550,6 +552,17 @@ def fig_drawing(ctx: Context) -> None:
             continue
         ctx.save(fig, f"drawing-{m.name}.png", fig_name)
     ctx.numbers[fig_name] = numbers
+
+
+def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:
+    """Canvases (P,N,C,H,W) as RGB with the pixels not drawn yet (raster order, `drawn` sub-pixels
+    done at each of the P snapshots) painted blue, so they do not read as black ink-free paper."""
+    C, H, W = shots.shape[2:]
+    rgb = shots.expand(-1, -1, 3, -1, -1).clone() if C == 1 else shots.clone()
+    for j, k in enumerate(drawn.tolist()):
+        done = (torch.arange(H * W * C) < k).view(H, W, C).any(-1)  # a pixel counts once any of its channels is drawn
+        rgb[j, :, :, ~done] = torch.tensor([0.35, 0.45, 0.8])[None, :, None]
+    return rgb
 
 
 FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
@@ -675,6 +688,14 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
             "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
+    earlier = out / "explore.json"
+    if figures and earlier.is_file():  # a partial rerun keeps the other figures' numbers
+        try:
+            old = json.loads(earlier.read_text())
+        except ValueError:
+            old = {}
+        for key in ("figures", "images", "skipped"):
+            data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in figures}, **data[key]}
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     return data

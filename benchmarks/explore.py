@@ -36,7 +36,7 @@ import matplotlib
 import matplotlib.pyplot as plt
 import torch
 from torch import Tensor
-from torchvision.utils import make_grid
+from torchvision.utils import make_grid  # type: ignore[import-untyped]
 
 import zoo
 import zoo.explore as ex
@@ -104,7 +104,7 @@ class Context:
 
     def feature_net(self) -> torch.nn.Module:
         if self._feature_net is None:
-            self._feature_net = ex.load_feature_net(self.space.weights_path)
+            self._feature_net = ex.load_feature_net(str(self.space.weights_path))
         return self._feature_net
 
     def save(self, fig: plt.Figure, name: str, figure: str) -> None:
@@ -256,7 +256,7 @@ def fid_and_recognisable(images: Tensor, splits: Splits, space: FeatureSpace) ->
     """FID against the training split, computed as the runner's `score_images` does (same
     torch-fidelity call, feature space and cached reference statistics) but without KID and
     precision/recall, which the figure does not show; and the recognisable share."""
-    import torch_fidelity
+    import torch_fidelity  # type: ignore[import-untyped]
 
     m = torch_fidelity.calculate_metrics(
         input1=fidelity.ImageDataset(images), input2=fidelity.ImageDataset(splits.x_train),
@@ -287,7 +287,7 @@ def fig_holes(ctx: Context) -> None:
         if prior is None:
             ctx.skip(fig_name, m.name, "no Gaussian over its codes to compare with")
             continue
-        kinds: list[tuple[str, Callable[[], Tensor]]] = []
+        kinds: list[tuple[str, Callable[..., Tensor]]] = []
         if prior.kind == "fitted":
             ref = ex.codes(m, ctx.splits.x_train)
             kinds += [
@@ -352,8 +352,9 @@ def fig_interpolation(ctx: Context) -> None:
     numbers: dict[str, Any] = {"pairs": pair_names, "steps": st.steps,
                                "pixel blend": {"kind": "pixel cross-fade (no model)",
                                                **ex.smoothness(blend, ctx.feature_net())}}
+    blank = torch.ones(1, *ctx.splits.spec.shape)
     for p in range(len(xa)):
-        rows.append(blend[p])
+        rows.append(torch.cat([xa[p:p + 1], blend[p], xb[p:p + 1]]))
         labels.append(f"pixel blend {pair_names[p]}")
     done_checkpoints: dict[str, str] = {}
     for item in ctx.models:
@@ -380,12 +381,13 @@ def fig_interpolation(ctx: Context) -> None:
             how = f"{kind} between two random codes (no encoder)"
         numbers[m.name] = {"kind": how, **ex.smoothness(frames, ctx.feature_net())}
         for p in range(len(frames)):
-            rows.append(frames[p])
+            ends = (xa[p:p + 1], xb[p:p + 1]) if not ex.is_gan(m) or isinstance(m, Latent) else (blank, blank)
+            rows.append(torch.cat([ends[0], frames[p], ends[1]]))
             labels.append(f"{m.name} {pair_names[p] if not ex.is_gan(m) or isinstance(m, Latent) else 'z→z'}")
     ctx.numbers[fig_name] = numbers
-    cols = [f"{v:.2f}" for v in t.tolist()]
-    fig = rows_figure(rows, labels, cols, title="interpolation: first and last frames are the model's reconstructions "
-                                                "of the two test images (random codes for a GAN)")
+    cols = ["image"] + [f"{v:.2f}" for v in t.tolist()] + ["image"]
+    fig = rows_figure(rows, labels, cols, title="interpolation between two test images (outer columns); frames 0 and 1 "
+                                                "are the model's reconstructions (a GAN: two random codes)")
     ctx.save(fig, "interpolation.png", fig_name)
 
 
@@ -503,13 +505,15 @@ def fig_drawing(ctx: Context) -> None:
             fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
         elif ex.has_raster_sampler(m):
             shots, drawn = ex.pixelcnn_snapshots(m, k, st.points, generator=ctx.gen("raster", m.name))
+            shots = tint_undrawn(shots, drawn)
             rows = [shots[:, i] for i in range(k)]
             cols = [f"{j + 1}/{st.points}" for j in range(st.points)]
             numbers[m.name] = {"what": "the canvas after each eighth of the sub-pixels, in raster order",
                                "sub_pixels_drawn": drawn.tolist()}
             fig = rows_figure(rows, [f"image {i + 1}" for i in range(k)], cols,
-                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations")
-        elif isinstance(m, Latent) and ex.prior_of(m) is not None and ex.prior_of(m).kind == "prior":
+                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations "
+                                    "(blue: not drawn yet)")
+        elif isinstance(m, Latent) and getattr(ex.prior_of(m), "kind", None) == "prior":
             temps = ex.temperature_samples(m, k, st.temperatures, generator=ctx.gen("temp", m.name))
             rows = [temps[:, i] for i in range(k)]
             cols = [f"T={t:g}" for t in st.temperatures]
@@ -524,8 +528,11 @@ def fig_drawing(ctx: Context) -> None:
                     ctx.skip(fig_name, m.name + " (mean vs draw)", str(e))
             panels: list[Panel] = [(rows, labels, cols, f"{m.name}: one noise draw per row, decoded at temperatures")]
             if out is not None:
-                lik_rows = [torch.stack([out["decode"][i], out["mean"][i], out["draw"][i]]) for i in range(k)]
-                panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["decode", "mean", "draw"],
+                same = torch.equal(out["decode"], out["mean"])  # decode shows the mean (else, e.g., the mode)
+                keys, heads = (("mean", "draw"), ["mean", "draw"]) if same else \
+                    (("decode", "mean", "draw"), ["decode", "mean", "draw"])
+                lik_rows = [torch.stack([out[key][i] for key in keys]) for i in range(k)]
+                panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], heads,
                                   f"{m.name}: z from the prior; p(x|z)'s mean beside a draw"))
                 numbers[m.name]["mean_vs_draw"] = (
                     "per code: what decode shows, the decoder's mean image, one draw from p(x|z)"
@@ -545,6 +552,17 @@ def fig_drawing(ctx: Context) -> None:
             continue
         ctx.save(fig, f"drawing-{m.name}.png", fig_name)
     ctx.numbers[fig_name] = numbers
+
+
+def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:
+    """Canvases (P,N,C,H,W) as RGB with the pixels not drawn yet (raster order, `drawn` sub-pixels
+    done at each of the P snapshots) painted blue, so they do not read as black ink-free paper."""
+    C, H, W = shots.shape[2:]
+    rgb = shots.expand(-1, -1, 3, -1, -1).clone() if C == 1 else shots.clone()
+    for j, k in enumerate(drawn.tolist()):
+        done = (torch.arange(H * W * C) < k).view(H, W, C).any(-1)  # a pixel counts once any of its channels is drawn
+        rgb[j, :, :, ~done] = torch.tensor([0.35, 0.45, 0.8])[None, :, None]
+    return rgb
 
 
 FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
@@ -670,6 +688,14 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
             "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
+    earlier = out / "explore.json"
+    if figures and earlier.is_file():  # a partial rerun keeps the other figures' numbers
+        try:
+            old = json.loads(earlier.read_text())
+        except ValueError:
+            old = {}
+        for key in ("figures", "images", "skipped"):
+            data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in figures}, **data[key]}
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     return data

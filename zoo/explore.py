@@ -27,13 +27,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Conditional, Generator, Latent
+from zoo.base import Conditional, Latent
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
+def codes(model: Any, x: Tensor, batch: int = 256) -> Tensor:
     """Encode images (N,C,H,W) in [0,1] in batches, in eval mode: codes (N,D) on the CPU (the VAE's
     code is the posterior mean)."""
     _check_latent(model)
@@ -42,29 +42,34 @@ def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
 
 
 @torch.no_grad()
-def decode(model: Generator, z: Tensor, batch: int = 256) -> Tensor:
+def decode(model: Any, z: Tensor, batch: int = 256) -> Tensor:
     """Decode codes (N,D) in batches: images (N,C,H,W) in [0,1] on the CPU."""
     _check_latent(model)
     model.eval()
     return torch.cat([model.decode(b.to(model.device)).clamp(0, 1).float().cpu() for b in z.split(batch)])
 
 
-def _check_latent(model: Generator) -> None:
-    if not isinstance(model, Latent):
+def is_latent(model: Any) -> bool:
+    """A model with an encoder and a decoder (the `Latent` capability)."""
+    return isinstance(model, Latent)
+
+
+def _check_latent(model: Any) -> None:
+    if not is_latent(model):
         raise TypeError(f"{model.name} has no encoder (it is not `Latent`)")
 
 
-def is_diffusion(model: Generator) -> bool:
+def is_diffusion(model: Any) -> bool:
     """A model whose network predicts noise (or v, or x0) at a timestep: `predict(x_t, t)` + `noise_scheduler`."""
     return callable(getattr(model, "predict", None)) and hasattr(model, "noise_scheduler")
 
 
-def is_gan(model: Generator) -> bool:
+def is_gan(model: Any) -> bool:
     """A model that draws G(z) from z ~ N(0, I): a generator network `G` and `config.z_dim`."""
     return isinstance(getattr(model, "G", None), torch.nn.Module) and hasattr(model.config, "z_dim")
 
 
-def has_raster_sampler(model: Generator) -> bool:
+def has_raster_sampler(model: Any) -> bool:
     """An autoregressive model with the cached raster-order sampler (PixelCNN's `_sample_fast`)."""
     return callable(getattr(model, "_sample_fast", None))
 
@@ -101,14 +106,14 @@ class GaussianPrior:
         return self.scale if self.scale.dim() == 1 else self.scale.pow(2).sum(1).sqrt()
 
 
-def prior_of(model: Generator) -> GaussianPrior | None:
+def prior_of(model: Any) -> GaussianPrior | None:
     """The Gaussian a model's codes are drawn from when it generates, or None if it has none.
     A model may define `latent_prior() -> GaussianPrior` itself; otherwise the known paradigms."""
     own = getattr(model, "latent_prior", None)
     if callable(own):
         return own()
     flow = getattr(model, "flow", None)
-    if flow is not None and hasattr(flow, "q0") and isinstance(model, Latent):
+    if flow is not None and hasattr(flow, "q0") and is_latent(model):
         # normflows' DiagGaussian per scale, in the order `encode` concatenates them (coarsest first)
         locs = [q.loc.detach().expand(1, *s).flatten() for q, s in zip(flow.q0, model.latent_shapes)]
         scales = [q.log_scale.detach().exp().expand(1, *s).flatten() for q, s in zip(flow.q0, model.latent_shapes)]
@@ -118,15 +123,15 @@ def prior_of(model: Generator) -> GaussianPrior | None:
     if is_gan(model):
         d = model.config.z_dim
         return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
-    if isinstance(model, Latent) and getattr(model, "bpd_kind", None) == "bound" and hasattr(model.config, "latent_dim"):
+    if is_latent(model) and getattr(model, "bpd_kind", None) == "bound" and hasattr(model.config, "latent_dim"):
         d = model.config.latent_dim  # the VAE: q(z|x) is pulled toward N(0, I) by its KL term
         return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
     return None
 
 
-def latent_dim(model: Generator) -> int | None:
+def latent_dim(model: Any) -> int | None:
     """Size of a `Latent` model's code, from its prior or one encoded image."""
-    if not isinstance(model, Latent):
+    if not is_latent(model):
         return None
     p = prior_of(model)
     if p is not None:
@@ -137,7 +142,7 @@ def latent_dim(model: Generator) -> int | None:
 # -- 1. latent statistics -------------------------------------------------------------------------
 
 
-def latent_statistics(model: Generator | None, x: Tensor | None = None, y: Tensor | None = None, *,
+def latent_statistics(model: Any, x: Tensor | None = None, y: Tensor | None = None, *,
                       z: Tensor | None = None) -> dict[str, float]:
     """Statistics of the codes of images x (or of given codes z (N,D)), with labels y (N,) if any.
 
@@ -151,6 +156,8 @@ def latent_statistics(model: Generator | None, x: Tensor | None = None, y: Tenso
       AE and a VAE compare).
     """
     if z is None:
+        if model is None or x is None:
+            raise TypeError("latent_statistics needs a model and images, or codes z")
         z = codes(model, x)
     z = z.double().flatten(1)
     n = len(z)
@@ -197,7 +204,7 @@ def random_codes(reference: Tensor, n: int, kind: str, generator: torch.Generato
     raise ValueError(f"kind must be 'box' or 'independent', got {kind!r}")
 
 
-def prior_codes(model: Generator, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+def prior_codes(model: Any, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
     """n codes from the model's Gaussian (its prior, or the AE's fitted one), scaled by temperature."""
     p = prior_of(model)
     if p is None:
@@ -253,7 +260,7 @@ def path(a: Tensor, b: Tensor, steps: int, kind: str, prior: GaussianPrior | Non
     return out
 
 
-def default_kind(model: Generator) -> str:
+def default_kind(model: Any) -> str:
     """slerp where the code space has a Gaussian the model was trained toward (VAE, flow, GAN,
     diffusion noise); linear for the plain AE, whose Gaussian was only fitted afterwards."""
     if is_diffusion(model):
@@ -263,7 +270,7 @@ def default_kind(model: Generator) -> str:
 
 
 @torch.no_grad()
-def interpolate(model: Generator, x_a: Tensor | None, x_b: Tensor | None, steps: int = 9, kind: str | None = None,
+def interpolate(model: Any, x_a: Tensor | None, x_b: Tensor | None, steps: int = 9, kind: str | None = None,
                 *, generator: torch.Generator | None = None, n: int | None = None, inversion_steps: int = 50
                 ) -> tuple[Tensor, str]:
     """Frames (P, steps, C, H, W) from image x_a[i] to x_b[i] (P pairs), and the path kind used.
@@ -276,14 +283,17 @@ def interpolate(model: Generator, x_a: Tensor | None, x_b: Tensor | None, steps:
     """
     kind = kind or default_kind(model)
     model.eval()
-    if isinstance(model, Latent):
-        za, zb = codes(model, x_a), codes(model, x_b)
+    if (is_latent(model) or is_diffusion(model)) and (x_a is None or x_b is None):
+        raise TypeError(f"{model.name}: interpolate needs the two images x_a and x_b")
+    if is_latent(model):
+        za, zb = codes(model, x_a), codes(model, x_b)  # type: ignore[arg-type]  # checked above
         prior = prior_of(model) if kind == "slerp" else None
         z = path(za, zb, steps, kind, prior)  # (steps, P, D)
         frames = decode(model, z.flatten(0, 1).to(za.dtype)).view(steps, len(za), *model.spec.shape)
         return frames.transpose(0, 1), kind
     if is_diffusion(model):
-        na, nb = ddim_invert(model, x_a, inversion_steps), ddim_invert(model, x_b, inversion_steps)
+        na = ddim_invert(model, x_a, inversion_steps)  # type: ignore[arg-type]  # checked above
+        nb = ddim_invert(model, x_b, inversion_steps)  # type: ignore[arg-type]
         noise = path(na, nb, steps, kind).view(steps * len(na), *model.spec.shape)
         frames = ddim_sample(model, noise, inversion_steps).view(steps, len(na), *model.spec.shape)
         return frames.transpose(0, 1), kind
@@ -298,7 +308,7 @@ def interpolate(model: Generator, x_a: Tensor | None, x_b: Tensor | None, steps:
 
 
 @torch.no_grad()
-def gan_decode(model: Generator, z: Tensor, labels: Tensor | None = None) -> Tensor:
+def gan_decode(model: Any, z: Tensor, labels: Tensor | None = None) -> Tensor:
     """G(z) in [0,1] for codes z (N, z_dim); a conditional GAN needs labels (N,)."""
     model.eval()
     if isinstance(model, Conditional) and labels is None:
@@ -360,7 +370,7 @@ def std_along(reference: Tensor, directions: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def perturb(model: Generator, x: Tensor, directions: Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0), *,
+def perturb(model: Any, x: Tensor, directions: Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0), *,
             reference: Tensor) -> Tensor:
     """Decode codes moved along unit directions (k,D) by scale x the reference codes' std along
     that direction: images (N, k, S, C, H, W) for images x (N,...) and S scales. The code's own
@@ -383,7 +393,7 @@ def prior_quantiles(n: int) -> Tensor:
 
 
 @torch.no_grad()
-def latent_grid_2d(model: Generator, n: int = 15) -> tuple[Tensor, Tensor]:
+def latent_grid_2d(model: Any, n: int = 15) -> tuple[Tensor, Tensor]:
     """For a model with a 2-D code: codes (n*n, 2) on the grid of its Gaussian's quantiles (row-major,
     first coordinate along the columns, second down the rows, descending so "up" is larger) and
     their decoded images (n*n, C, H, W). The AE uses its fitted Gaussian."""
@@ -400,7 +410,7 @@ def latent_grid_2d(model: Generator, n: int = 15) -> tuple[Tensor, Tensor]:
 # -- 6. how each paradigm draws ----------------------------------------------------------------------
 
 
-def _x0_and_eps(model: Generator, out: Tensor, x_t: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
+def _x0_and_eps(model: Any, out: Tensor, x_t: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
     """The network's output at x_t -> (x0, eps), whatever it predicts (noise, v or x0)."""
     kind = model.noise_scheduler.config.prediction_type
     a, s = abar.sqrt(), (1 - abar).sqrt()
@@ -416,7 +426,7 @@ def _x0_and_eps(model: Generator, out: Tensor, x_t: Tensor, abar: Tensor) -> tup
     return x0, eps
 
 
-def ddim_scheduler(model: Generator, steps: int):
+def ddim_scheduler(model: Any, steps: int):
     """The deterministic DDIM scheduler the `ddim` model samples with ("trailing" spacing, eta 0,
     x0 clipped with the noise re-derived from it), at `steps` steps, for any diffusion model."""
     from diffusers import DDIMScheduler
@@ -427,7 +437,7 @@ def ddim_scheduler(model: Generator, steps: int):
 
 
 @torch.no_grad()
-def ddim_sample(model: Generator, noise: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
+def ddim_sample(model: Any, noise: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
     """DDIM (eta 0) from given x_T noise (N,C,H,W): images in [0,1] on the CPU. With the `ddim`
     model's own steps this is its sampler, with x_T given instead of drawn."""
     model.eval()
@@ -443,7 +453,7 @@ def ddim_sample(model: Generator, noise: Tensor, steps: int = 50, batch: int = 6
 
 
 @torch.no_grad()
-def ddim_invert(model: Generator, x: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
+def ddim_invert(model: Any, x: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
     """DDIM inversion: images (N,C,H,W) in [0,1] -> the x_T noise that DDIM sampling at `steps`
     steps maps back (approximately) to them. The DDIM update run backwards: from level s to the next
     noisier level t, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, with (x0, eps) from the network at
@@ -475,7 +485,7 @@ def ddim_invert(model: Generator, x: Tensor, steps: int = 50, batch: int = 64) -
 
 
 @torch.no_grad()
-def diffusion_trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torch.Generator | None = None,
+def diffusion_trajectory(model: Any, n: int = 4, points: int = 8, *, generator: torch.Generator | None = None,
                          scheduler=None) -> dict[str, Any]:
     """Run the model's own sampler (`model.sampler()`: DDPM's 1000 ancestral steps, DDIM's few
     deterministic ones) on n images, keeping x_t and the predicted clean image x0 at `points` steps
@@ -504,7 +514,7 @@ def diffusion_trajectory(model: Generator, n: int = 4, points: int = 8, *, gener
 
 
 @torch.no_grad()
-def pixelcnn_snapshots(model: Generator, n: int = 4, parts: int = 8, *, generator: torch.Generator | None = None,
+def pixelcnn_snapshots(model: Any, n: int = 4, parts: int = 8, *, generator: torch.Generator | None = None,
                        labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """The canvas of the raster-order sampler after 1/parts, 2/parts, ..., all of the sub-pixels:
     (parts, n, C, H, W) in [0,1], undrawn sub-pixels 0; and the number of sub-pixels drawn at each
@@ -518,7 +528,7 @@ def pixelcnn_snapshots(model: Generator, n: int = 4, parts: int = 8, *, generato
     u = model.rand(n, *model.spec.shape, generator=generator)  # as `_sample` draws them
     total = model.spec.dims
     marks = {round(k * total / parts): k - 1 for k in range(1, parts + 1)}
-    shots: list[Tensor | None] = [None] * parts
+    shots: list[Tensor] = [torch.empty(0)] * parts
 
     def watch(drawn: int, levels: Tensor) -> None:
         if drawn in marks:
@@ -531,20 +541,20 @@ def pixelcnn_snapshots(model: Generator, n: int = 4, parts: int = 8, *, generato
 
 
 @torch.no_grad()
-def temperature_samples(model: Generator, n: int = 8, temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0), *,
+def temperature_samples(model: Any, n: int = 8, temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0), *,
                         generator: torch.Generator | None = None) -> Tensor:
     """The same standard-normal draw eps, decoded at each temperature T as loc + T scale eps:
     (len(temperatures), n, C, H, W). For a flow, T = 1 samples its density and T < 1 trades variety
     for cleaner images (Glow)."""
     p = prior_of(model)
-    if p is None or not isinstance(model, Latent):
+    if p is None or not is_latent(model):
         raise TypeError(f"{model.name} has no Gaussian code with a decoder")
     eps = torch.randn(n, p.dim, generator=generator)
     return torch.stack([decode(model, p.from_standard(t * eps)) for t in temperatures])
 
 
 @torch.no_grad()
-def likelihood_mean_and_draw(model: Generator, z: Tensor, generator: torch.Generator | None = None
+def likelihood_mean_and_draw(model: Any, z: Tensor, generator: torch.Generator | None = None
                              ) -> dict[str, Tensor]:
     """For a decoder with a pixel distribution p(x|z) (the VAE): per code z (N,D), the distribution's
     mean image, a draw from it, and what `model.decode` shows (N,C,H,W each, in [0,1]).

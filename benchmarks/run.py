@@ -314,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
 
     for seed in seeds:
-        finish(data_record(seed, preset, splits, space, folder))
+        if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
+            finish(data_record(seed, preset, splits, space, folder))
         for job in jobs:
             if job.skip:
                 finish(Record(job.name, seed, status="skipped", error=job.skip))

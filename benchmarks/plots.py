@@ -32,12 +32,12 @@ def _data_value(records: list[Record], key: str) -> float | None:
 
 def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     """FID against seconds per sample (log scale) for every training with >= 2 sampler rows; None if none."""
-    groups: dict[str, list[Row]] = defaultdict(list)
+    groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
-        keys = {r.train_key for r in row.records}
-        if len(keys) == 1 and row.cells["sample_images_per_s"][0]:
-            groups[keys.pop() or ""].append(row)
-    groups = {k: v for k, v in groups.items() if k and len(v) >= 2}
+        keys = sorted({r.train_key or "" for r in row.records})
+        if all(keys) and row.cells["sample_images_per_s"][0]:
+            groups[" ".join(keys)].append(row)
+    groups = {k.split("-")[0]: v for k, v in groups.items() if len(v) >= 2}
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)

@@ -67,7 +67,6 @@ def test_recognisable_counts_confident_images(space, mnist):
     probs = torch.tensor([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.89, 0.11]])
     assert coverage.recognisable(probs) == 0.5  # 0.95 and 0.9 reach the threshold; 0.5 and 0.89 do not
     assert coverage.recognisable(space.probabilities(mnist[3])) > 0.8  # real test digits are mostly confident
-    assert coverage.recognisable(space.probabilities(torch.rand(200, 1, 28, 28))) < 0.5
 
 
 def _rss_mb() -> float:

@@ -69,7 +69,7 @@ class PixelMeans(zoo.Generator):
     name = "demo-plugin"
 
     @dataclass
-    class Config:
+    class Config(zoo.ModelConfig):
         lr: float = 0.1
 
     def __init__(self, spec, **hparams):

@@ -107,6 +107,6 @@ def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path):
     cmd = [sys.executable, "-m", "benchmarks.run", "--models", "demo-plugin", "--preset", "smoke", "--out", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    record = json.loads((out / "results.json").read_text())["models"][0]
+    record = json.loads((out / "results.json").read_text())["models"][1]  # after the data row
     assert record["model"] == "demo-plugin" and record["status"] == "ok" and record["fid"] is not None
-    assert (out / "samples" / "demo-plugin.png").stat().st_size > 0
+    assert (out / "samples" / "demo-plugin--seed0.png").stat().st_size > 0

@@ -69,6 +69,11 @@ def is_gan(model: Any) -> bool:
     return isinstance(getattr(model, "G", None), torch.nn.Module) and hasattr(model.config, "z_dim")
 
 
+def is_conditional(model: Any) -> bool:
+    """A class-conditional model (`Conditional`): it draws the labels it is asked for."""
+    return isinstance(model, Conditional)
+
+
 def has_raster_sampler(model: Any) -> bool:
     """An autoregressive model with the cached raster-order sampler (PixelCNN's `_sample_fast`)."""
     return callable(getattr(model, "_sample_fast", None))
@@ -311,7 +316,7 @@ def interpolate(model: Any, x_a: Tensor | None, x_b: Tensor | None, steps: int =
 def gan_decode(model: Any, z: Tensor, labels: Tensor | None = None) -> Tensor:
     """G(z) in [0,1] for codes z (N, z_dim); a conditional GAN needs labels (N,)."""
     model.eval()
-    if isinstance(model, Conditional) and labels is None:
+    if is_conditional(model) and labels is None:
         raise TypeError(f"{model.name} is class-conditional: pass labels")
     return ((model.G(z.to(model.device), labels) + 1) / 2).clamp(0, 1).float().cpu()
 
@@ -523,7 +528,7 @@ def pixelcnn_snapshots(model: Any, n: int = 4, parts: int = 8, *, generator: tor
     from zoo.models.pixelcnn import LEVELS, _frozen_masks
 
     model.eval()
-    if isinstance(model, Conditional):
+    if is_conditional(model):
         labels = model.default_labels(n, generator) if labels is None else model.check_labels(labels, n)
     u = model.rand(n, *model.spec.shape, generator=generator)  # as `_sample` draws them
     total = model.spec.dims

@@ -114,10 +114,9 @@ class RealNVP(Generator, Likelihood, Latent):
 
     presets = {
         "smoke": dict(couplings=1, coarse_couplings=2, hidden=8, depth=2),
-        # 60 s on CPU is ~1000 steps: cheap 1x1 inner layers, a high lr, most couplings at 7x7 where
-        # they cost least; samples at temperature 0.8 (bits/dim do not depend on it). At this lr the
-        # training loss spikes now and then (measured, two seeds: test bits/dim 1.78 and 1.77 at step
-        # 1000, 1.99 and 2.20 at step 1100); their moving average (ema) gave 1.75 and 1.80 at 1100.
+        # A short budget: cheap 1x1 inner layers, a high lr, most couplings at 7x7 where they cost
+        # least; samples at temperature 0.8 (bits/dim do not depend on it). At this lr the training
+        # loss spikes now and then; the weights' moving average (ema) rides them out.
         "quick": dict(couplings=2, coarse_couplings=6, hidden=32, depth=3, kernel=1, lr=3e-3, ema=0.99,
                       temperature=0.8),
         "full": dict(couplings=3, coarse_couplings=8, hidden=128, depth=3, kernel=3, lr=1e-3, ema=0.999),

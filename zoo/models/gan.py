@@ -227,8 +227,8 @@ class WGAN(_GAN):
         gp_weight: float = 10.0
         critic_norm: str | None = "layer"  # "layer" or None; batch norm breaks the per-sample penalty
 
-    # The paper's lr 1e-4 is tuned for 200k generator steps; a 60 s CPU budget gives a few hundred,
-    # so "quick" raises it to 5e-4 (measured: digit strokes after ~150 steps, blobs with 1e-4 at 1200).
+    # The paper's lr 1e-4 is tuned for 200k generator steps; the quick budget gives a few hundred,
+    # so "quick" raises it (at 1e-4 the samples were still blobs when 5e-4 drew strokes).
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         "quick": dict(z_dim=64, hidden=32, lr=5e-4),

@@ -152,16 +152,14 @@ class PixelCNN(Generator, Likelihood):
         grad_clip: float = 1.0
         sampler: str = "fast"  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
 
-    # quick: 42k params; 60 s on 2 CPU threads = ~220-300 steps at batch 64. The last weights of
-    # this short, high-lr training can draw mostly empty images (measured: seed 0 after 280 steps,
-    # FID 1200); their moving average (ema 0.98) gave FID 232 there (and 233 vs 206 for seed 1).
+    # quick: a few hundred steps at a high lr. The last weights of such a short training can draw
+    # mostly empty images; their moving average (ema) draws strokes.
     presets = {
         "smoke": dict(hidden=8, layers=2, first_kernel=3, kernel=3, head=16),
         "quick": dict(hidden=16, layers=6, first_kernel=7, kernel=3, head=32, lr=5e-3, ema=0.98),
         "full": dict(hidden=128, layers=15, first_kernel=7, kernel=3, head=512, lr=1e-3),
     }
-    # The fast sampler draws ~210 quick-preset MNIST digits a second on one CPU thread, so FID keeps
-    # the preset's sample count.
+    # The fast sampler is quick enough that FID keeps the preset's sample count.
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)

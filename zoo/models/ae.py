@@ -4,6 +4,10 @@ A plain AE has no prior over its codes, so to *generate* we fit a Gaussian (mean
 covariance) to the codes of the training set after training and decode draws from it. This is the
 lecture's point: the code space of a plain AE has holes, regions the Gaussian puts mass on but the
 decoder never saw, so many samples come out as blends of digits. The VAE fixes this with its KL term.
+
+With `noise` > 0 it is a *denoising* autoencoder (Vincent et al. 2008): during training the encoder
+sees x + noise * eps, eps ~ N(0, I), and the target stays the clean x, so the code must capture
+what survives the corruption. Encoding, decoding and sampling are unchanged (no noise).
 """
 from __future__ import annotations
 
@@ -20,6 +24,8 @@ from zoo.registry import register
 
 @register
 class AE(Generator, Latent):
+    """Autoencoder: conv encoder and decoder; samples decode draws from a Gaussian fitted to the codes."""
+
     name = "ae"
 
     @dataclass
@@ -27,6 +33,7 @@ class AE(Generator, Latent):
         latent_dim: int = 16
         hidden: int = 32
         lr: float = 1e-3
+        noise: float = 0.0  # std of the Gaussian noise added to the input in training (denoising AE)
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8),
@@ -51,7 +58,8 @@ class AE(Generator, Latent):
         return torch.sigmoid(self.decoder(z))
 
     def train_step(self, x, y=None):
-        loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(x)), x)
+        noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
+        loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)  # clean target
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

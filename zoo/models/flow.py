@@ -95,6 +95,8 @@ def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.fl
 
 @register
 class RealNVP(Generator, Likelihood, Latent):
+    """RealNVP flow (normflows): invertible affine couplings, exact bits/dim, one pass a sample."""
+
     name = "realnvp"
     bpd_kind = "exact"
     sampler_params = ("temperature",)

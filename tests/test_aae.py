@@ -1,0 +1,77 @@
+"""Adversarial autoencoder (zoo/models/aae.py): a code discriminator pushes the codes toward N(0, I)."""
+import torch
+
+import zoo
+from zoo.base import DataSpec, Latent, Likelihood
+
+SPEC = DataSpec(1, 28, 28, num_classes=10)
+
+
+def build(**hparams):
+    torch.manual_seed(0)
+    return zoo.create("aae", SPEC, preset="smoke", **hparams)
+
+
+def test_is_latent_without_likelihood():
+    model = build()
+    assert isinstance(model, Latent) and not isinstance(model, Likelihood)
+    x = torch.rand(3, *SPEC.shape)
+    z = model.encode(x)
+    assert z.shape == (3, model.config.latent_dim)
+    img = model.decode(z)
+    assert img.shape == (3, *SPEC.shape) and img.min() >= 0 and img.max() <= 1
+
+
+def test_discriminator_loss_responds_to_codes_off_the_prior():
+    """Trained on prior draws against codes from N(3, I), the code discriminator separates them."""
+    model = build()
+    g = torch.Generator().manual_seed(0)
+    d = model.config.latent_dim
+    with torch.no_grad():
+        start = model.disc_loss(torch.randn(256, d, generator=g) + 3, torch.randn(256, d, generator=g)).item()
+    for _ in range(80):
+        loss = model.disc_loss(torch.randn(64, d, generator=g) + 3, torch.randn(64, d, generator=g))
+        model.opt_d.zero_grad()
+        loss.backward()
+        model.opt_d.step()
+    with torch.no_grad():
+        off = model.disc_loss(torch.randn(256, d, generator=g) + 3, torch.randn(256, d, generator=g)).item()
+        on = model.disc_loss(torch.randn(256, d, generator=g), torch.randn(256, d, generator=g)).item()
+    assert start > 1.0 and off < 0.6 * start  # it learned to tell N(3, I) from N(0, I) ...
+    assert on > 1.2  # ... and cannot tell N(0, I) from itself (chance: 2 log 2 = 1.39)
+
+
+def test_the_adversary_pulls_the_codes_toward_the_prior(mnist):
+    """Same data, same initialisation: with the adversarial term the codes' mean and scale end nearer
+    N(0, I) than with reconstruction alone."""
+    x = mnist[1][:64]
+
+    def distance_to_prior(adv_weight):
+        model = build(adv_weight=adv_weight)
+        for _ in range(60):
+            model.train_step(x)
+        with torch.no_grad():
+            z = model.encode(x)
+        return z.mean(0).norm().item() + (z.std(0) - 1).abs().mean().item()
+
+    assert distance_to_prior(1.0) < 0.7 * distance_to_prior(0.0)
+
+
+def test_samples_decode_prior_draws():
+    model = build()
+    seen = []
+    decode = model.decoder.forward
+    model.decoder.forward = lambda z: seen.append(z) or decode(z)
+    x = model.sample(500, generator=torch.Generator().manual_seed(0))
+    (z,) = seen
+    assert x.shape == (500, *SPEC.shape) and z.shape == (500, model.config.latent_dim)
+    assert z.mean().abs() < 0.1 and (z.std() - 1).abs() < 0.1
+
+
+def test_lecture_figures_see_its_prior():
+    from zoo.explore import prior_of
+
+    for name in ("aae", "vae-gan"):
+        p = prior_of(zoo.create(name, SPEC, preset="smoke"))
+        assert p is not None and p.kind == "prior" and p.dim == 4
+        assert torch.equal(p.loc, torch.zeros(4)) and torch.equal(p.scale, torch.ones(4))

@@ -1,0 +1,229 @@
+"""Latent diffusion (Rombach et al. 2022): diffusion in the small code space of an autoencoder.
+
+A pixel-space diffusion model spends every one of its many network evaluations on the full image,
+most of whose detail is imperceptible. Latent diffusion splits the work in two stages:
+
+1. **First stage, the autoencoder.** A convolutional encoder E squeezes an image into a small
+   *spatial* code and a decoder D brings it back; for 28x28 digits, two stride-2 convs give a
+   4x7x7 code (196 numbers instead of 784):
+
+       x (B,C,H,W) --E--> z (B,zc,H/4,W/4) --D--> x_hat (B,C,H,W)
+
+   It is trained to reconstruct (binary cross-entropy on the pixels). With `kl_weight` > 0 the
+   encoder is a Gaussian q(z|x) with a small KL pull toward N(0, I), as in Stable Diffusion's
+   KL-regularised first stage: the decoder then learns to tolerate small errors in its code, which
+   the diffusion model will make. With `kl_weight` = 0 it is a plain deterministic autoencoder.
+
+2. **Second stage, the diffusion model.** The codes of the training images are normalised per
+   channel to zero mean and unit variance (running statistics while the first stage trains; once it
+   stops, those of the final encoder's codes of one batch, then frozen), and a DDPM/DDIM is trained
+   on them exactly as on images: the loss is the MSE of the UNet's prediction (noise, v or x0) at a
+   random timestep, with diffusers' schedulers. That part is not re-implemented here: the model
+   *holds* a `zoo.models.diffusion.DDIM` built on a DataSpec of the latent shape, and calls its
+   `loss`, its sampler and its optimizer. The DDIM maps its
+   "images" from [0,1] to [-1,1] by x * 2 - 1, so it is handed (z + 1) / 2: its diffusion space is
+   then the normalised code itself. Its x0 clipping, which keeps an under-trained image model's
+   first jumps inside [-1, 1], is widened to [-clip, clip] standard deviations of the code.
+
+**Training budget.** Both stages are paid for from the one budget. The training loop counts the
+FLOPs of the *first* step and charges every step that much, so every step must cost the same or
+less. Each `train_step` therefore does both updates for the first `ae_steps` steps: one
+autoencoder step, and one diffusion step on the stopped-gradient (detached) codes of that batch.
+After `ae_steps` the autoencoder and the code statistics freeze and each step is a diffusion step
+alone: the diffusion model then learns a fixed code distribution, and the decoder it will be
+paired with no longer moves. The budget charges those later steps the price of a joint one, an
+upper bound: the model gets no compute it does not pay for.
+
+**Sampling.** DDIM in latent space from z_T ~ N(0, I) of the code's shape (`steps` UNet passes,
+`ldm@10` for 10), un-normalise, decode once:
+
+    z_T (n,zc,h,w) --DDIM, `steps` UNet passes--> z_0 --* std + mean--> D(z_0) --sigmoid--> (n,C,H,W)
+
+So NFE = steps + 1 (the decoder pass). Each UNet pass works on a 7x7 code instead of a 28x28
+image, which is where latent diffusion's speed comes from.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from diffusers import DDPMScheduler
+from torch import Tensor, nn
+
+from zoo.base import DataSpec, Generator, GenzooError
+from zoo.models.diffusion import DDIM
+from zoo.registry import register
+
+DOWNSAMPLE = 4  # two stride-2 levels: 28x28 -> 7x7, 32x32 -> 8x8
+
+
+class LatentEncoder(nn.Module):
+    """(B,C,H,W) in [0,1] -> (B,out,H/4,W/4): two stride-2 convs and a 3x3 head."""
+
+    def __init__(self, channels: int, hidden: int, out: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, hidden, 4, 2, 1), nn.SiLU(),  # (B,h,H/2,W/2)
+            nn.Conv2d(hidden, 2 * hidden, 4, 2, 1), nn.SiLU(),  # (B,2h,H/4,W/4)
+            nn.Conv2d(2 * hidden, 2 * hidden, 3, 1, 1), nn.SiLU(),
+            nn.Conv2d(2 * hidden, out, 3, 1, 1),  # (B,out,H/4,W/4)
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class LatentDecoder(nn.Module):
+    """(B,zc,H/4,W/4) -> (B,C,H,W) logits: the encoder's mirror, with transposed convs."""
+
+    def __init__(self, channels: int, hidden: int, zc: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(zc, 2 * hidden, 3, 1, 1), nn.SiLU(),  # (B,2h,H/4,W/4)
+            nn.Conv2d(2 * hidden, 2 * hidden, 3, 1, 1), nn.SiLU(),
+            nn.ConvTranspose2d(2 * hidden, hidden, 4, 2, 1), nn.SiLU(),  # (B,h,H/2,W/2)
+            nn.ConvTranspose2d(hidden, channels, 4, 2, 1),  # (B,C,H,W) logits
+        )
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+@register
+class LDM(Generator):
+    """Latent diffusion: an autoencoder's spatial codes, diffused and sampled with DDIM, then decoded."""
+
+    name = "ldm"
+    sampler_params = ("steps", "eta")  # sampling only: not part of the training key
+    variant_param = "steps"  # ldm@10 = 10 DDIM steps in latent space
+
+    @dataclass
+    class Config(DDIM.Config):  # the latent DDIM's fields (channels, prediction_type, steps, ...) plus:
+        latent_channels: int = 4  # zc: the code is (zc, H/4, W/4)
+        ae_hidden: int = 16  # channels of the autoencoder's first level (doubled at the second)
+        kl_weight: float = 0.0  # > 0: a Gaussian encoder with this weight on KL(q(z|x) || N(0, I)) per dim
+        ae_lr: float = 1e-3
+        ae_steps: int = 300  # steps during which the autoencoder trains (jointly); then it is frozen
+        clip: float = 3.0  # predicted clean codes are clipped to [-clip, clip] (in standard deviations)
+        channels: list[int] = field(default_factory=lambda: [16, 32])  # the latent UNet's levels
+
+    presets = {
+        "smoke": dict(channels=[8], norm_groups=4, latent_channels=2, ae_hidden=4, ae_steps=40),
+        "quick": dict(channels=[16, 32], norm_groups=8, lr=2e-3, ae_hidden=16, ae_steps=300,
+                      prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
+        "full": dict(channels=[64, 128, 256], attention=[1, 2], layers_per_block=2, norm_groups=32, lr=2e-4,
+                     ae_hidden=64, ae_steps=20000, kl_weight=1e-6),
+    }
+    latent_mean: Tensor  # buffers, registered in __init__
+    latent_std: Tensor
+    steps_done: Tensor
+    eval_samples = DDIM.eval_samples  # like ddim, so the FIDs of the two compare like with like
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        c = self.config
+        c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
+        if spec.height % DOWNSAMPLE or spec.width % DOWNSAMPLE:
+            raise GenzooError(f"ldm: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
+                              f"got {spec.height}x{spec.width}; pass --image-size (e.g. 28 or 32)")
+        if c.latent_channels < 1 or c.ae_hidden < 1 or c.ae_steps < 0 or c.clip <= 0 or c.kl_weight < 0:
+            raise GenzooError(f"ldm: latent_channels and ae_hidden must be >= 1, ae_steps >= 0, clip > 0 and "
+                              f"kl_weight >= 0; got {c.latent_channels}, {c.ae_hidden}, {c.ae_steps}, {c.clip}, "
+                              f"{c.kl_weight}")
+        zc = c.latent_channels
+        self.latent_spec = DataSpec(zc, spec.height // DOWNSAMPLE, spec.width // DOWNSAMPLE)
+        self.encoder = LatentEncoder(spec.channels, c.ae_hidden, 2 * zc if c.kl_weight else zc)
+        self.decoder = LatentDecoder(spec.channels, c.ae_hidden, zc)
+        self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=c.ae_lr)
+
+        # The second stage: a DDIM on the latent shape, built from this Config's diffusion fields.
+        ddim_fields = {f.name for f in dataclasses.fields(DDIM.Config)} - {"ema"}  # the loop averages all weights
+        self.denoiser = DDIM(self.latent_spec, **{k: getattr(c, k) for k in ddim_fields})
+        sched = self.denoiser.noise_scheduler
+        self.denoiser.noise_scheduler = DDPMScheduler.from_config(sched.config, clip_sample_range=c.clip)
+        self.opt_unet = self.denoiser.opt  # an attribute here too, so checkpoints save and resume its state
+
+        # Per-channel code statistics (running during the first stage, then frozen) and the step count:
+        # buffers, so that they are saved with the weights and restored on resume.
+        self.register_buffer("latent_mean", torch.zeros(zc))
+        self.register_buffer("latent_std", torch.ones(zc))
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    # -- the first stage ------------------------------------------------------------------------
+    def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Code mean (B,zc,h,w) and log-variance (None for the deterministic autoencoder)."""
+        h = self.encoder(x)
+        if self.config.kl_weight:
+            mu, logvar = h.chunk(2, dim=1)
+            return mu, logvar.clamp(-30, 20)
+        return h, None
+
+    def _normalise(self, z: Tensor) -> Tensor:
+        return (z - self.latent_mean[:, None, None]) / self.latent_std[:, None, None]
+
+    def _denormalise(self, z: Tensor) -> Tensor:
+        return z * self.latent_std[:, None, None] + self.latent_mean[:, None, None]
+
+    def encode_latent(self, x: Tensor) -> Tensor:
+        """Images (B,C,H,W) in [0,1] -> normalised codes (B,zc,h,w): what the diffusion model learns."""
+        return self._normalise(self._posterior(x)[0])
+
+    def decode_latent(self, z: Tensor) -> Tensor:
+        """Normalised codes (B,zc,h,w) -> images (B,C,H,W) in [0,1]."""
+        return torch.sigmoid(self.decoder(self._denormalise(z)))
+
+    def _ae_step(self, x: Tensor) -> tuple[dict[str, float], Tensor]:
+        """One autoencoder update; returns its losses and the batch's (detached) code means."""
+        mu, logvar = self._posterior(x)
+        z = mu
+        kl = torch.zeros((), device=x.device)
+        if logvar is not None:  # z ~ q(z|x) by reparameterization; KL per code dimension
+            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+            kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean()
+        rec = F.binary_cross_entropy_with_logits(self.decoder(z), x)
+        loss = rec + self.config.kl_weight * kl * self.latent_spec.dims / self.spec.dims
+        self.opt_ae.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_ae.step()
+        mu = mu.detach()
+        self._update_statistics(mu, 1.0 if int(self.steps_done) == 0 else 0.1)
+        return {"rec": rec.item(), "kl": kl.item()}, mu
+
+    @torch.no_grad()
+    def _update_statistics(self, mu: Tensor, rate: float) -> None:
+        """Move the per-channel code statistics toward those of a batch of code means (B,zc,h,w)."""
+        self.latent_mean.lerp_(mu.mean((0, 2, 3)), rate)
+        self.latent_std.lerp_(mu.std((0, 2, 3)).clamp(min=1e-4), rate)
+
+    # -- training -------------------------------------------------------------------------------
+    def train_step(self, x, y=None):
+        stats: dict[str, float] = {}
+        if int(self.steps_done) < self.config.ae_steps:
+            stats, mu = self._ae_step(x)  # stage 1, with the diffusion step below on its codes
+        else:
+            with torch.no_grad():
+                mu = self._posterior(x)[0]  # (B,zc,h,w), the frozen encoder's code means
+            if int(self.steps_done) == self.config.ae_steps:  # the first frozen step: the statistics of the
+                self._update_statistics(mu, 1.0)  # final encoder's codes (a running average lags), then frozen
+        z0 = self._normalise(mu).detach()  # stop-gradient: the diffusion loss never reaches the autoencoder
+        d = self.denoiser
+        t = torch.randint(0, d.config.train_timesteps, (len(x),), device=x.device)
+        loss = d.loss((z0 + 1) / 2, torch.randn_like(z0), t)  # the DDIM maps its input by * 2 - 1 back to z0
+        self.opt_unet.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_unet.step()
+        self.steps_done += 1
+        return {"loss": loss.item(), **stats}
+
+    # -- sampling -------------------------------------------------------------------------------
+    def _sample(self, n, generator, labels):
+        # The DDIM's own reverse process (its scheduler, its `steps`), on the latent shape; it returns
+        # (z + 1) / 2 unclamped, so z = 2 out - 1 is the normalised code.
+        z = self.denoiser._sample(n, generator, None) * 2 - 1  # (n,zc,h,w)
+        return self.decode_latent(z)
+
+    @property
+    def nfe(self) -> int:
+        return self.denoiser.nfe + 1  # UNet passes + one decoder pass

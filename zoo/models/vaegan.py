@@ -1,0 +1,146 @@
+"""VAE-GAN (Larsen et al. 2016): a VAE whose decoder is also a GAN generator.
+
+A VAE's decoder is trained by a per-pixel likelihood, which rewards the *average* of the plausible
+images: blurry digits. A GAN's generator is rewarded for images a discriminator cannot tell from
+real ones: sharp, but with no encoder and no guarantee of covering the data. The VAE-GAN bolts a
+discriminator onto a VAE, so the decoder serves as the GAN's generator:
+
+    x (B,C,H,W) --Enc--> mu, log var (B,d) --z = mu + sigma eps--> Dec --> x_tilde (B,C,H,W)
+    z_p ~ N(0, I) (B,d)                                   --> Dec --> x_p     (B,C,H,W)
+    Dis: x, x_tilde, x_p --> real or fake?  (its hidden layer Dis_l(.) is also a feature space)
+
+Losses, with the discriminator's logits s(.) and BCE written with softplus:
+
+    L_prior = KL(q(z|x) || N(0, I))
+    L_rec   = "pixel":   BCE(x_tilde, x)                        (the plain VAE reconstruction)
+              "feature": 1/2 || Dis_l(x_tilde) - Dis_l(x) ||^2  (Larsen's learned similarity: compare
+                         images where the discriminator looks, not pixel by pixel)
+    L_GAN   = Dis: softplus(-s(x)) + [softplus(s(x_tilde)) + softplus(s(x_p))] / 2
+              Dec: [softplus(-s(x_tilde)) + softplus(-s(x_p))] / 2    (non-saturating)
+
+As in the paper, each network gets only its own terms (per dimension of the reconstruction, so KL is
+weighed as in a per-dimension ELBO):
+
+    Enc:  L_rec + beta * L_prior / dims(L_rec)   (no GAN gradient: the encoder is not a generator)
+    Dec:  L_rec + adv_weight * L_GAN(Dec)
+    Dis:  L_GAN(Dis)                              (the feature reconstruction does not train it)
+
+`recon` chooses the reconstruction term. The feature version trains the discriminator's features
+only through the GAN game, so they are meaningful only once it has learned something; the pixel
+version gives the encoder a clear signal from the first step.
+
+The networks are shared with the rest of the zoo: `zoo.nets`' conv encoder and decoder (as in the
+VAE) and `zoo.models.gan`'s DCGAN discriminator, whose `features` (the flattened last conv level) are
+Dis_l. The discriminator uses layer norm by default, so each image's features depend on that image
+alone (with batch norm, x and x_tilde would be normalised with different batch statistics).
+
+There is no likelihood here: the adversarial and feature terms make the objective no bound on
+log p(x), so the model is `Latent` (encode -> posterior mean, decode -> image) but not `Likelihood`.
+Samples decode z ~ N(0, I).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.base import Generator, GenzooError, Latent, ModelConfig
+from zoo.explore import GaussianPrior
+from zoo.models.gan import GANDiscriminator, dcgan_init
+from zoo.nets import ConvDecoder, ConvEncoder
+from zoo.registry import register
+
+RECON = ("pixel", "feature")
+
+
+@register
+class VAEGAN(Generator, Latent):
+    """VAE-GAN: a VAE whose decoder is also trained against a discriminator on its decodings."""
+
+    name = "vae-gan"
+
+    @dataclass
+    class Config(ModelConfig):
+        latent_dim: int = 16
+        hidden: int = 32  # channels of the first level of encoder, decoder and discriminator
+        recon: str = "pixel"  # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l)
+        beta: float = 1.0  # weight of KL (per reconstruction dimension) in the encoder's loss
+        adv_weight: float = 0.01  # weight of the GAN term in the decoder's loss
+        d_norm: str | None = "layer"  # the discriminator's norm: "layer", "batch" or None
+        lr: float = 1e-3
+        d_lr: float = 2e-4
+
+    presets = {
+        "smoke": dict(latent_dim=4, hidden=8),
+        "quick": dict(latent_dim=16, hidden=32),
+        "full": dict(latent_dim=32, hidden=64),
+    }
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        c = self.config
+        if c.recon not in RECON:
+            raise GenzooError(f"vae-gan: recon must be one of {', '.join(RECON)}, got {c.recon!r}")
+        self.encoder = ConvEncoder(spec, c.hidden, 2 * c.latent_dim, model=self.name)  # -> (B,2d): mu, log var
+        self.decoder = ConvDecoder(spec, c.hidden, c.latent_dim, model=self.name)  # (B,d) -> (B,C,H,W) logits
+        self.D = GANDiscriminator(spec, c.hidden, norm=c.d_norm, model=self.name)  # (B,C,H,W) in [-1,1] -> (B,)
+        dcgan_init(self.D)
+        self.opt_enc = torch.optim.Adam(self.encoder.parameters(), lr=c.lr)
+        self.opt_dec = torch.optim.Adam(self.decoder.parameters(), lr=c.lr)
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.d_lr, betas=(0.5, 0.999))
+
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x).chunk(2, dim=1)[0]
+
+    def decode(self, z: Tensor) -> Tensor:
+        return torch.sigmoid(self.decoder(z))
+
+    def train_step(self, x, y=None):
+        c = self.config
+        real = x * 2 - 1  # the discriminator sees [-1, 1], as in the GANs
+        mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
+        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        logits = self.decoder(z)  # (B,C,H,W)
+        x_tilde = torch.sigmoid(logits) * 2 - 1
+        x_p = torch.sigmoid(self.decoder(torch.randn_like(mu))) * 2 - 1  # decoded prior draws
+
+        # Discriminator: real -> 1, reconstructions and prior samples -> 0 (fakes detached).
+        s_real, s_fake = self.D(real), self.D(torch.cat([x_tilde, x_p]).detach())
+        d_loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+
+        # Reconstruction, in pixels or in the (just updated) discriminator's feature space.
+        if c.recon == "pixel":
+            rec = F.binary_cross_entropy_with_logits(logits, x)  # per pixel
+            rec_dims = self.spec.dims
+        else:
+            target = self.D.features(real).detach()  # (B,F)
+            rec = 0.5 * F.mse_loss(self.D.features(x_tilde), target)  # per feature
+            rec_dims = target.shape[1]
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()  # per image
+        g_adv = F.softplus(-self.D(torch.cat([x_tilde, x_p]))).mean()
+
+        # Each network its own terms: gradients taken separately, then one step each.
+        enc_loss = rec + c.beta * kl / rec_dims
+        dec_loss = rec + c.adv_weight * g_adv
+        enc_params, dec_params = list(self.encoder.parameters()), list(self.decoder.parameters())
+        enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
+        dec_grads = torch.autograd.grad(dec_loss, dec_params)
+        for params, grads, opt in ((enc_params, enc_grads, self.opt_enc), (dec_params, dec_grads, self.opt_dec)):
+            for p, g in zip(params, grads):
+                p.grad = g
+            opt.step()
+        return {"loss": enc_loss.item(), "rec": rec.item(), "kl": kl.item(), "d_loss": d_loss.item(),
+                "g_loss": g_adv.item()}
+
+    def _sample(self, n, generator, labels):
+        return self.decode(self.randn(n, self.config.latent_dim, generator=generator))
+
+    def latent_prior(self):
+        """N(0, I): the prior the codes were trained to match and samples are drawn from (for the lecture figures)."""
+        d = self.config.latent_dim
+        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")

@@ -65,7 +65,7 @@ def content_hash(*tensors: Tensor | None) -> str:
             h.update(b"none")
         elif t.is_floating_point() or t.dtype == torch.uint8:  # images: float in [0,1] and uint8 hash alike
             h.update(str(tuple(t.shape)).encode())
-            h.update(memoryview(quantize(t).contiguous().numpy()))  # read in place: no copy of the set
+            h.update(quantize(t).contiguous().numpy().data)  # read in place: no copy of the set
         else:
             h.update(t.long().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zoo import data as zdata
 from zoo.base import Conditional, Generator, Likelihood
 from zoo.data import Splits
 from zoo.metrics import coverage, fidelity, likelihood, speed
@@ -93,7 +94,7 @@ def score_data(splits: Splits, space: FeatureSpace, settings: EvalSettings) -> d
     seconds: dict[str, float] = {}
     # A seeded random subset: a split sorted by class (mnist5k's is) must not give only its first classes.
     pick = torch.randperm(len(splits.x_test), generator=torch.Generator().manual_seed(0))[: settings.samples]
-    images = splits.x_test[pick.sort().values]
+    images = zdata.to_float(splits.x_test[pick.sort().values])
     with timed(seconds, "fidelity"):
         metrics = score_images(images, splits, space)
     return {**metrics, "eval_seconds": seconds}

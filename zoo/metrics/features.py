@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from zoo.base import GenzooError
-from zoo.data import Splits
+from zoo.data import Splits, to_float
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 
@@ -73,7 +73,7 @@ def train_feature_net(x: Tensor, y: Tensor | None, *, epochs: int = 8, seed: int
     net.train()
     for _ in range(epochs):
         for idx in torch.randperm(len(x), generator=order).split(128):
-            loss = F.cross_entropy(net(x[idx].to(device))[1], y[idx].to(device))
+            loss = F.cross_entropy(net(to_float(x[idx].to(device)))[1], y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -82,9 +82,9 @@ def train_feature_net(x: Tensor, y: Tensor | None, *, epochs: int = 8, seed: int
 
 @torch.no_grad()
 def probabilities(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:
-    """Class probabilities (N,K) of images (N,C,H,W) in [0,1]."""
+    """Class probabilities (N,K) of images (N,C,H,W) in [0,1] (or uint8)."""
     dev = next(net.parameters()).device
-    return torch.cat([net(b.to(dev))[1].softmax(1).cpu() for b in x.split(batch)])
+    return torch.cat([net(to_float(b.to(dev)))[1].softmax(1).cpu() for b in x.split(batch)])
 
 
 def predict(net: FeatureNet, x: Tensor, batch: int = 500) -> Tensor:

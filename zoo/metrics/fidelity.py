@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch_fidelity
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from zoo.data import quantize
 from zoo.metrics.features import FeatureSpace, cache_dir
 
 
 class ImageDataset(Dataset):
-    """Images (N,C,H,W) in [0,1] -> uint8 (3,H,W) items."""
+    """Images (N,C,H,W) in [0,1] or uint8 -> uint8 (3,H,W) items."""
 
     def __init__(self, images: Tensor):
-        x = (images.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8)
+        x = quantize(images.detach().cpu())
         self.x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
 
     def __len__(self):

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from zoo.base import Generator, Likelihood
+from zoo.data import to_float
 
 
 @torch.no_grad()
@@ -25,7 +26,7 @@ def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: in
     total, more = 0.0, dict[str, float]()
     try:
         for b in x.split(batch_size):
-            bpd, other = model.nll_bits_per_dim_with_extras(b.to(model.device), generator=gen)
+            bpd, other = model.nll_bits_per_dim_with_extras(to_float(b.to(model.device)), generator=gen)
             total += bpd.double().sum().item()
             for k, v in other.items():
                 more[k] = more.get(k, 0.0) + v.double().sum().item()

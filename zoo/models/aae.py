@@ -98,16 +98,12 @@ class AAE(Generator, Latent):
         z = self.encoder(x)  # (B,d)
         # Discriminator phase: on detached codes, so that only D_z moves.
         d_loss = self.disc_loss(z.detach(), torch.randn_like(z))
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        self.optimize(self.opt_d, d_loss)
         # Reconstruction + regularisation phase: the encoder also tries to pass its codes off as prior draws.
         rec = F.binary_cross_entropy_with_logits(self.decoder(z), x)
         adv = F.softplus(-self.disc(z)).mean()
         loss = rec + self.config.adv_weight * adv
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()  # also leaves gradients on D_z's weights; opt_d clears them before its next step
-        self.opt.step()
+        self.optimize(self.opt, loss)  # also leaves gradients on D_z's weights; opt_d clears them before its next step
         return {"loss": loss.item(), "rec": rec.item(), "adv": adv.item(), "d_loss": d_loss.item()}
 
     def _sample(self, n, generator, labels):

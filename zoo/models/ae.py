@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import Generator, Latent, ModelConfig
+from zoo.data import to_float
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
@@ -60,15 +61,13 @@ class AE(Generator, Latent):
     def train_step(self, x, y=None):
         noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
         loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)  # clean target
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.optimize(self.opt, loss)
         return {"loss": loss.item()}
 
     @torch.no_grad()
     def after_training(self, x, y=None):
         self.eval()
-        z = torch.cat([self.encoder(b) for b in x.split(512)])
+        z = torch.cat([self.encoder(to_float(b)) for b in x.split(512)])  # x may be uint8
         cov = torch.cov(z.T) + 1e-5 * torch.eye(z.shape[1], device=z.device)
         self.code_mean.copy_(z.mean(0))
         self.code_scale.copy_(torch.linalg.cholesky(cov))

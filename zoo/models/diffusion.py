@@ -125,9 +125,7 @@ class DDPM(Generator):
     def train_step(self, x, y=None):
         t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
         loss = self.loss(x, torch.randn_like(x), t)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.optimize(self.opt, loss)
         return {"loss": loss.item()}
 
     # -- sampling ---------------------------------------------------------------------------

@@ -170,10 +170,7 @@ class RealNVP(Generator, Likelihood, Latent):
     def train_step(self, x, y=None):
         nll = -self.log_prob(self.dequantize(x))  # (B,) nats
         loss = nll.mean() / self.spec.dims  # nats per dim
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.parameters(), 100.0)
-        self.opt.step()
+        self.optimize(self.opt, loss, clip=100.0)
         return {"loss": loss.item(), "bpd": self.continuous_bits_per_dim(loss.detach() * self.spec.dims, self.spec.dims).item()}
 
     @torch.no_grad()

@@ -175,12 +175,6 @@ class _GAN(Generator):
     def _fake(self, n: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
         return self.G(self.randn(n, self.config.z_dim, generator=generator), labels)  # (n,C,H,W) in [-1,1]
 
-    @staticmethod
-    def _step(opt: torch.optim.Optimizer, loss: Tensor) -> None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
     def train_step(self, x, y=None):
         """Non-saturating GAN: one D step on BCE, then one G step on -log D(G(z))."""
         real = x * 2 - 1  # [0,1] -> [-1,1]
@@ -189,10 +183,10 @@ class _GAN(Generator):
         # D step: real -> 1, fake -> 0; softplus(-s) = -log sigmoid(s), softplus(s) = -log(1 - sigmoid(s)).
         s_real, s_fake = self.D(real, y), self.D(fake.detach(), y)
         d_loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
-        self._step(self.opt_d, d_loss)
+        self.optimize(self.opt_d, d_loss)
         # G step: -log D(G(z)), through the just-updated D (its gradients are cleared at its next step).
         g_loss = F.softplus(-self.D(fake, y)).mean()
-        self._step(self.opt_g, g_loss)
+        self.optimize(self.opt_g, g_loss)
         return {"loss": d_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
                 "d_real": torch.sigmoid(s_real).mean().item(), "d_fake": torch.sigmoid(s_fake).mean().item()}
 
@@ -268,11 +262,11 @@ class WGAN(_GAN):
             w_dist = s_real.mean() - s_fake.mean()  # estimate of the Wasserstein-1 distance
             gp = penalty_at(s_hat, x_hat)
             d_loss = -w_dist + c.gp_weight * gp
-            self._step(self.opt_d, d_loss)
+            self.optimize(self.opt_d, d_loss)
             for k, v in (("loss", d_loss), ("w_dist", w_dist), ("gp", gp)):
                 stats[k] += v.item() / len(chunks)
         g_loss = -self.D(self._fake(len(x), None)).mean()
-        self._step(self.opt_g, g_loss)
+        self.optimize(self.opt_g, g_loss)
         return {**stats, "d_loss": stats["loss"], "g_loss": g_loss.item()}
 
 

@@ -184,9 +184,7 @@ class LDM(Generator):
             kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean()
         rec = F.binary_cross_entropy_with_logits(self.decoder(z), x)
         loss = rec + self.config.kl_weight * kl * self.latent_spec.dims / self.spec.dims
-        self.opt_ae.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_ae.step()
+        self.optimize(self.opt_ae, loss)
         mu = mu.detach()
         self._update_statistics(mu, 1.0 if int(self.steps_done) == 0 else 0.1)
         return {"rec": rec.item(), "kl": kl.item()}, mu
@@ -211,9 +209,7 @@ class LDM(Generator):
         d = self.denoiser
         t = torch.randint(0, d.config.train_timesteps, (len(x),), device=x.device)
         loss = d.loss((z0 + 1) / 2, torch.randn_like(z0), t)  # the DDIM maps its input by * 2 - 1 back to z0
-        self.opt_unet.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_unet.step()
+        self.optimize(self.opt_unet, loss)
         self.steps_done += 1
         return {"loss": loss.item(), **stats}
 

@@ -250,11 +250,7 @@ class PixelCNN(Generator, Likelihood):
 
     def train_step(self, x, y=None):
         loss = self._nll(self.to_levels(x), y if self.label_classes else None).mean() / self.spec.dims  # nats per sub-pixel
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.config.grad_clip:
-            nn.utils.clip_grad_norm_(self.parameters(), self.config.grad_clip)
-        self.opt.step()
+        self.optimize(self.opt, loss, clip=self.config.grad_clip)
         return {"loss": loss.item(), "bpd": loss.item() / math.log(2)}
 
     @torch.no_grad()

@@ -182,9 +182,7 @@ class VAE(Generator, Latent, Likelihood):
     def train_step(self, x, y=None):
         rec, kl = self._terms(x)
         loss = (rec + self.config.beta * kl).mean() / self.spec.dims  # per dimension
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
+        self.optimize(self.opt, loss)
         return {"loss": loss.item(), "rec": rec.mean().item(), "kl": kl.mean().item()}
 
     # -- likelihood ---------------------------------------------------------------------------

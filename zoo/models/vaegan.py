@@ -109,9 +109,7 @@ class VAEGAN(Generator, Latent):
         # Discriminator: real -> 1, reconstructions and prior samples -> 0 (fakes detached).
         s_real, s_fake = self.D(real), self.D(torch.cat([x_tilde, x_p]).detach())
         d_loss = F.softplus(-s_real).mean() + F.softplus(s_fake).mean()
-        self.opt_d.zero_grad(set_to_none=True)
-        d_loss.backward()
-        self.opt_d.step()
+        self.optimize(self.opt_d, d_loss)
 
         # Reconstruction, in pixels or in the (just updated) discriminator's feature space.
         if c.recon == "pixel":
@@ -124,16 +122,17 @@ class VAEGAN(Generator, Latent):
         kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()  # per image
         g_adv = F.softplus(-self.D(torch.cat([x_tilde, x_p]))).mean()
 
-        # Each network its own terms: gradients taken separately, then one step each.
+        # Each network its own terms: two backward passes, each reaching only its network's weights
+        # (`inputs`), then one step each. (Backward, not autograd.grad: the loop's hooks see gradients
+        # that accumulate, which is how data-parallel training averages them. No fp16 loss scaling here.)
         enc_loss = rec + c.beta * kl / rec_dims
         dec_loss = rec + c.adv_weight * g_adv
-        enc_params, dec_params = list(self.encoder.parameters()), list(self.decoder.parameters())
-        enc_grads = torch.autograd.grad(enc_loss, enc_params, retain_graph=True)
-        dec_grads = torch.autograd.grad(dec_loss, dec_params)
-        for params, grads, opt in ((enc_params, enc_grads, self.opt_enc), (dec_params, dec_grads, self.opt_dec)):
-            for p, g in zip(params, grads):
-                p.grad = g
-            opt.step()
+        self.opt_enc.zero_grad(set_to_none=True)
+        self.opt_dec.zero_grad(set_to_none=True)
+        enc_loss.backward(inputs=list(self.encoder.parameters()), retain_graph=True)
+        dec_loss.backward(inputs=list(self.decoder.parameters()))
+        self.opt_enc.step()
+        self.opt_dec.step()
         return {"loss": enc_loss.item(), "rec": rec.item(), "kl": kl.item(), "d_loss": d_loss.item(),
                 "g_loss": g_adv.item()}
 

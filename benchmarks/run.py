@@ -18,6 +18,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -28,6 +29,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import Tensor
 from torchvision.utils import save_image
 
 import zoo
@@ -36,9 +38,9 @@ from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
-from zoo.metrics import features, speed
+from zoo.metrics import features, fidelity, speed
 from zoo.registry import parse, parse_overrides
-from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, seed_everything, training_key
+from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, save_interval, seed_everything, training_key
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
@@ -62,7 +64,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
-    p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE})")
+    p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE}; "
+                                                  f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
@@ -178,8 +181,10 @@ def reusable(folder: RunFolder, name: str, seed: int, key: str) -> Record | None
     old = folder.load_records().get((name, seed))
     if old is None or old.eval_key != key or old.status not in ("ok", "diverged"):
         return None
-    if old.status == "ok" and Checkpoint(folder.path / (old.checkpoint or "")).weights_hash() != old.weights_hash:
-        console.print(f"[yellow]{name} seed {seed}: its checkpoint is missing or damaged; training again[/]")
+    ckpt = Checkpoint(folder.path / (old.checkpoint or ""))
+    if old.status == "ok" and ckpt.weights_hash() != old.weights_hash:
+        if not ckpt.result_file.exists():  # a damaged one is named by `fit` as it sets it aside
+            console.print(f"[yellow]{name} seed {seed}: its record's checkpoint is missing; training again[/]")
         return None
     return old
 
@@ -199,8 +204,9 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
                     overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
                     checkpoint=str(Path("checkpoints") / key))
     ckpt = folder.checkpoint(key)
+    waiting = lambda: console.print(f"{job.name} seed {seed}: another runner is training it; waiting for it to finish")
     with speed.PeakMemory(device) as mem:
-        with folder.lock(f"train-{key}"):  # two runners asking for one training: the second waits, then reuses it
+        with folder.lock(f"train-{key}", on_wait=waiting):  # two runners asking for one training: the second reuses it
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
                      progress=console.is_terminal)
         if tr.reused:
@@ -214,9 +220,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         weights_hash=Checkpoint(ckpt).weights_hash(),
         loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % every == 0],
     )
-    grid = folder.samples(record)
-    grid.parent.mkdir(parents=True, exist_ok=True)
-    save_image(samples[:64], grid, nrow=8, padding=2)
+    save_grid(samples, folder.samples(record))
     return record
 
 
@@ -224,10 +228,17 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
     record = Record(DATA_ROW, seed, status="ok", **evaluate.score_data(splits, space, preset.eval))
-    grid = folder.samples(record)
-    grid.parent.mkdir(parents=True, exist_ok=True)
-    save_image(splits.x_test[:64], grid, nrow=8, padding=2)
+    save_grid(splits.x_test, folder.samples(record))
     return record
+
+
+def save_grid(images: Tensor, path: Path) -> None:
+    """The first 64 images as an 8x8 grid, written under a temporary name: another runner drawing
+    the comparison figure never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_image(images[:64], tmp, nrow=8, padding=2, format="PNG")
+    os.replace(tmp, path)
 
 
 def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
@@ -261,8 +272,24 @@ def list_models(args: argparse.Namespace) -> None:
     console.print(table)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM outside training stops it like SIGINT: one line, a history entry, exit 143."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: signals stay as they are
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     try:
         if args.threads is not None:
@@ -278,9 +305,11 @@ def main(argv: list[str] | None = None) -> int:
         preset = PRESETS[args.preset]
         budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
         device = resolve_device(args.device)
+        save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
         out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}")
         check_out_folder(out)
-        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root)
+        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root,
+                                   min_test=fidelity.MIN_IMAGES)
         jobs = plan(args, splits.spec)
         if args.feature_space == "classifier":
             space = features.classifier_space(splits, device=device)
@@ -289,6 +318,10 @@ def main(argv: list[str] | None = None) -> int:
     except GenzooError as e:
         console.print(f"[red]error:[/] {e}", highlight=False)
         return 2
+    except (Interrupted, KeyboardInterrupt) as e:  # nothing trained yet, nothing to keep
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{stop}[/]", highlight=False)
+        return stop.exit_code
 
     folder = RunFolder(out)
     run = run_info(args, argv, preset, budget, device, space, splits, seeds)
@@ -304,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     interrupted: Interrupted | None = None
     shown: list[Record] = []
+    doing = "the data row"
 
     def finish(record: Record) -> None:
         folder.write_record(record)
@@ -313,35 +347,37 @@ def main(argv: list[str] | None = None) -> int:
         if record.error:
             console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
 
-    for seed in seeds:
-        if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
-            finish(data_record(seed, preset, splits, space, folder))
-        for job in jobs:
-            if job.skip:
-                finish(Record(job.name, seed, status="skipped", error=job.skip))
-                continue
-            try:
-                record = benchmark(job, seed, args, preset, budget, device, splits, space, folder)
-            except Interrupted as e:
-                interrupted = e
-                console.print(f"[yellow]{job.name} seed {seed}: {e}[/]")
-                break
-            except KeyboardInterrupt:
-                interrupted = Interrupted(2, -1)
-                console.print(f"[yellow]interrupted during {job.name} seed {seed}; finished records are in {out}[/]")
-                break
-            except Exception as e:
-                record = failed(job, seed, e, folder)
-            finish(record)
-        if interrupted:
-            break
+    try:
+        for seed in seeds:
+            if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
+                doing = "the data row"
+                finish(data_record(seed, preset, splits, space, folder))
+            for job in jobs:
+                doing = f"{job.name} seed {seed}"
+                if job.skip:
+                    finish(Record(job.name, seed, status="skipped", error=job.skip))
+                    continue
+                try:
+                    record = benchmark(job, seed, args, preset, budget, device, splits, space, folder)
+                except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
+                    record = failed(job, seed, e, folder)
+                finish(record)
+    except (Interrupted, KeyboardInterrupt) as e:
+        interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
 
     entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
                              "models": order, "seeds": seeds}
     if interrupted:
-        entry["interrupted"] = str(interrupted)
-    folder.merge({**run, "new_history": [entry]}, order)
-    figures = report.render(out)
+        entry["interrupted"] = f"{doing}: {interrupted}"
+    try:
+        folder.merge({**run, "new_history": [entry]}, order)
+        figures = report.render(out)
+    except (Interrupted, KeyboardInterrupt) as e:
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{stop}; the records are in {out}, python -m benchmarks.report {out} redraws the tables[/]",
+                      highlight=False)
+        return stop.exit_code
     rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
     console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
                                     caption=report.footnote(folder.run_info(), rows)))

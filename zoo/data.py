@@ -29,6 +29,10 @@ TORCHVISION = {  # name -> (torchvision class, how to ask for a split)
 NAMES = ["mnist5k", *TORCHVISION, "folder:PATH"]
 SPLITS = ("train", "test")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FOLDER_TEST_EVERY = 10  # in a folder, every 10th image (sorted by path) is held out for test
+FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to this side unless image_size says otherwise
+SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # 16-bit grey (PNG, TIFF): scaled by 65535, not clipped to 8 bits
+GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel; every other mode (palette, alpha, CMYK) as RGB
 MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
 
 
@@ -37,7 +41,7 @@ def describe_split(name: str) -> str:
     if name == "mnist5k":
         return "mnist5k: the first 400 of each class's 500 digits train (4000), the last 100 test (1000)"
     if name.startswith("folder:"):
-        return "folder: every 10th image (sorted by path) is test, the rest train"
+        return f"folder: every {FOLDER_TEST_EVERY}th image (sorted by path) is test, the rest train"
     return f"{name}: torchvision's own train/test split"
 
 
@@ -69,16 +73,19 @@ def content_hash(*tensors: Tensor | None) -> str:
     return h.hexdigest()[:16]
 
 
-def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data") -> Splits:
-    """Both splits of a dataset, with their content hash."""
+def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data",
+                min_test: int = 1) -> Splits:
+    """Both splits of a dataset, with their content hash. A folder too small to hold out `min_test`
+    test images is refused (the test split is read first, so that comes before reading the rest)."""
+    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, min_test=min_test)
     spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root)
-    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root)
     return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt))
 
 
 def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,
-         data_root: str | Path = "data", download: bool = True) -> tuple[DataSpec, Tensor, Tensor | None]:
-    """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None."""
+         data_root: str | Path = "data", download: bool = True, min_test: int = 1) -> tuple[DataSpec, Tensor, Tensor | None]:
+    """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None. A folder's
+    test split of fewer than `min_test` images is refused, never replaced by the training images."""
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
@@ -87,7 +94,8 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
-        x, y, num_classes = _folder(Path(name[len("folder:"):]).expanduser(), split, image_size or 64), None, None
+        root = Path(name[len("folder:"):]).expanduser()
+        x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, min_test), None, None
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:
@@ -139,26 +147,36 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     return x.contiguous(), y, 10
 
 
-def _folder(root: Path, split: str, size: int) -> Tensor:
-    from PIL import Image, UnidentifiedImageError
-
+def _folder(root: Path, split: str, size: int, min_test: int = 1) -> Tensor:
     if not root.is_dir():
         raise GenzooError(f"image folder {root} does not exist; pass folder:PATH with a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-    files = [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "test")] or files
-    images, modes = [], set()
-    for f in files:
-        try:
-            with Image.open(f) as img:
-                img.load()
-                modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
-                images.append(img.copy())
-        except (UnidentifiedImageError, OSError) as e:
-            raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
-    mode = "L" if modes == {"L"} else "RGB"  # grayscale only when every image is
-    return torch.stack([_resize_center_crop(_to_tensor(img.convert(mode)).unsqueeze(0), size)[0] for img in images])
+    test = [f for i, f in enumerate(files) if i % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1]
+    if split == "test" and len(test) < min_test:
+        raise GenzooError(f"image folder {root} has {len(files)} images, too few to hold out {min_test} for test "
+                          f"(every {FOLDER_TEST_EVERY}th image); give at least {min_test * FOLDER_TEST_EVERY}")
+    held_out = set(test)
+    images = [_read_image(f) for f in files if (f in held_out) == (split == "test")]
+    channels = max(len(x) for x in images)  # grey only when every image is
+    return torch.stack([_resize_center_crop(x.expand(channels, -1, -1).unsqueeze(0), size)[0] for x in images])
+
+
+def _read_image(f: Path) -> Tensor:
+    """One image file -> (C,H,W) in [0,1]: C is 1 for grey modes, 3 for the rest (palettes through their colours)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(f) as img:
+            img.load()
+            if img.mode in SIXTEEN_BIT:
+                return torch.from_numpy(np.asarray(img, dtype=np.float32) / 65535).clamp(0, 1).unsqueeze(0)
+            if img.mode == "F":  # floats have no agreed range: refused rather than guessed
+                raise GenzooError(f"cannot read image {f}: 32-bit float pixels (mode F); save it with 8 or 16 bits")
+            return _to_tensor(img.convert("L" if img.mode in GREY else "RGB"))
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
 
 
 def _to_tensor(img) -> Tensor:

@@ -15,10 +15,12 @@ import fcntl
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from zoo.base import GenzooError
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
 
@@ -133,11 +135,17 @@ class RunFolder:
         return older if not path.exists() and older.exists() else path
 
     @contextlib.contextmanager
-    def lock(self, name: str = "results") -> Iterator[None]:
-        """An exclusive lock on `name` in this folder, across processes (fcntl, POSIX)."""
+    def lock(self, name: str = "results", on_wait: Callable[[], None] | None = None) -> Iterator[None]:
+        """An exclusive lock on `name` in this folder, across processes (fcntl, POSIX; the kernel
+        releases it when its process dies, even by SIGKILL). `on_wait` is called when another holds it."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / f".{name}.lock", "w") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if on_wait is not None:
+                    on_wait()
+                fcntl.flock(f, fcntl.LOCK_EX)
             try:
                 yield
             finally:
@@ -170,7 +178,10 @@ class RunFolder:
             except (OSError, ValueError, KeyError, TypeError):
                 order = []
             return self.run_info(), sorted(records.values(), key=lambda r: (sort_key(r.model, order), r.seed))
-        data = json.loads(self.results.read_text())
+        try:
+            data = json.loads(self.results.read_text())
+        except (OSError, ValueError) as e:
+            raise GenzooError(f"{self.results} cannot be read ({type(e).__name__}) and there is no records/ folder to rebuild it from") from None
         run = data["run"]
         seed = run.get("seed", 0)
         return run, [Record.from_json(r, seed) for r in data["models"]]

@@ -17,6 +17,7 @@ import pandas as pd
 from rich.table import Table
 
 from benchmarks.records import COLUMNS, Record, Row, RunFolder, aggregate, atomic_write
+from zoo.base import GenzooError
 
 
 def fmt(value: Any, spec: str, half: float | None = None, scale: float = 1) -> str:
@@ -88,7 +89,7 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
     rows = aggregate(records)
     seeds = run.get("seeds", [run.get("seed", 0)])
     lines = [
-        f"# genzoo results: {run['dataset']}, preset {run['preset']}, seed{'s' if len(seeds) > 1 else ''} "
+        f"# genzoo results: {run.get('dataset', '?')}, preset {run.get('preset', '?')}, seed{'s' if len(seeds) > 1 else ''} "
         f"{', '.join(map(str, seeds))}",
         "",
         "| " + " | ".join(head) + " |",
@@ -97,12 +98,12 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
         "",
         footnote(run, records),
         "",
-        f"Device: {run['device']} ({run.get('device_name', '')}, {run.get('threads', '?')} threads)  ",
+        f"Device: {run.get('device', '?')} ({run.get('device_name', '')}, {run.get('threads', '?')} threads)  ",
         f"Data split: {run.get('split', '?')}  ",
         f"Feature net: {_feature_net(run.get('feature_space', {}))}  ",
         *(f"Command: `{h['command']}`, {h['wall_seconds'] / 60:.1f} min of training and evaluation"
           + (f" ({h['interrupted']})" if h.get("interrupted") else "") + "  " for h in run.get("history", [])),
-        "Versions: " + ", ".join(f"{k} {v}" for k, v in run["versions"].items()),
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items()),
     ]
     extras = [(r.model, r.seed, k, v) for r in records for k, v in r.bpd_extras.items()]
     if extras:
@@ -146,15 +147,16 @@ def render(path: str | Path) -> list[Path]:
     from benchmarks import plots
 
     folder = RunFolder(path)
-    run, records = folder.read()
-    made = [
-        plots.comparison(records, folder, folder.path / "comparison.png"),
-        plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
-        plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
-        plots.sampler_tradeoff(records, folder.path / "plots" / "sampler_tradeoff.png"),
-        plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
-    ]
-    write_tables(folder, run, records)
+    with folder.lock("report"):  # runners sharing a folder take turns; the last one draws every record
+        run, records = folder.read()
+        made = [
+            plots.comparison(records, folder, folder.path / "comparison.png"),
+            plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
+            plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
+            plots.sampler_tradeoff(records, folder.path / "plots" / "sampler_tradeoff.png"),
+            plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
+        ]
+        write_tables(folder, run, records)
     return [p for p in made if p is not None]
 
 
@@ -172,9 +174,17 @@ def main(argv: list[str] | None = None) -> int:
     if not folder.results.is_file() and not folder.records_dir.is_dir():
         console.print(f"[red]error:[/] no results.json in {args.folder}; pass a run folder written by benchmarks.run")
         return 2
-    made = render(args.folder)
+    if folder.results.is_file() and not folder.run_info():
+        console.print(f"[yellow]warning: {folder.results} does not parse; tables from records/ alone, without the run's "
+                      "settings (the next runner in this folder sets it aside and rebuilds it)[/]", highlight=False)
+    try:
+        made = render(args.folder)
+    except GenzooError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
     run, records = folder.read()
-    console.print(rich_table(records, title=f"genzoo · {run['dataset']} · {run['preset']}", caption=footnote(run, records)))
+    console.print(rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",
+                             caption=footnote(run, records)))
     console.print("wrote " + ", ".join(str(m) for m in made), highlight=False)
     return 0
 

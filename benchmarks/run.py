@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import signal
 import sys
 import time
 import traceback
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from rich.console import Console
 from rich.table import Table
+from torch import Tensor
 from torchvision.utils import save_image
 
 import zoo
@@ -37,10 +39,10 @@ from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
-from zoo.metrics import features, speed
+from zoo.metrics import features, fidelity, speed
 from zoo.parallel import Processes
 from zoo.registry import parse, parse_overrides
-from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, seed_everything, training_key
+from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, save_interval, seed_everything, training_key
 
 console = Console(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
@@ -66,7 +68,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
-    p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE})")
+    p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE}; "
+                                                  f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
@@ -182,8 +185,10 @@ def reusable(folder: RunFolder, name: str, seed: int, key: str) -> Record | None
     old = folder.load_records().get((name, seed))
     if old is None or old.eval_key != key or old.status not in ("ok", "diverged"):
         return None
-    if old.status == "ok" and Checkpoint(folder.path / (old.checkpoint or "")).weights_hash() != old.weights_hash:
-        console.print(f"[yellow]{name} seed {seed}: its checkpoint is missing or damaged; training again[/]")
+    ckpt = Checkpoint(folder.path / (old.checkpoint or ""))
+    if old.status == "ok" and ckpt.weights_hash() != old.weights_hash:
+        if not ckpt.result_file.exists():  # a damaged one is named by `fit` as it sets it aside
+            console.print(f"[yellow]{name} seed {seed}: its record's checkpoint is missing; training again[/]")
         return None
     return old
 
@@ -209,9 +214,10 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
         return old
     ckpt = folder.checkpoint(key)
+    waiting = lambda: console.print(f"{job.name} seed {seed}: another runner is training it; waiting for it to finish")
     # Two runners asking for one training: the second waits, then reuses it. Only the main process
     # locks (the others follow it in every collective, so they would wait for it forever).
-    lock = folder.lock(f"train-{key}") if procs.main else contextlib.nullcontext()
+    lock = folder.lock(f"train-{key}", on_wait=waiting) if procs.main else contextlib.nullcontext()
     with speed.PeakMemory(device) as mem:
         with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
@@ -233,9 +239,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         weights_hash=Checkpoint(ckpt).weights_hash(),
         loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % every == 0],
     )
-    grid = folder.samples(record)
-    grid.parent.mkdir(parents=True, exist_ok=True)
-    save_image(samples[:64], grid, nrow=8, padding=2)
+    save_grid(samples, folder.samples(record))
     return record
 
 
@@ -243,10 +247,17 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
     record = Record(DATA_ROW, seed, status="ok", **evaluate.score_data(splits, space, preset.eval))
-    grid = folder.samples(record)
-    grid.parent.mkdir(parents=True, exist_ok=True)
-    save_image(zdata.to_float(splits.x_test[:64]), grid, nrow=8, padding=2)
+    save_grid(zdata.to_float(splits.x_test[:64]), folder.samples(record))
     return record
+
+
+def save_grid(images: Tensor, path: Path) -> None:
+    """The first 64 images as an 8x8 grid, written under a temporary name: another runner drawing
+    the comparison figure never reads half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_image(images[:64], tmp, nrow=8, padding=2, format="PNG")
+    os.replace(tmp, path)
 
 
 def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
@@ -280,8 +291,24 @@ def list_models(args: argparse.Namespace) -> None:
     console.print(table)
 
 
+def _stop(signum: int, frame: Any) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """The command; SIGTERM outside training stops it like SIGINT: one line, a history entry, exit 143."""
     argv = sys.argv[1:] if argv is None else argv
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: signals stay as they are
+        return _main(argv)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _main(argv: list[str]) -> int:
     args = parse_args(argv)
     procs = Processes()
     error: str | None = None
@@ -308,9 +335,11 @@ def main(argv: list[str] | None = None) -> int:
             if budget.batch_size % procs.world:
                 raise GenzooError(f"the batch of {budget.batch_size} does not split evenly over {procs.world} processes; "
                                   f"use a preset or --budget whose batch is divisible by {procs.world}")
+        save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
         out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}")
         check_out_folder(out)
-        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True)
+        splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
+                                   min_test=fidelity.MIN_IMAGES)
         jobs = plan(args, splits.spec)
         space: features.FeatureSpace | None = None
         if not procs.main:
@@ -321,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
             space = features.inception_space(args.inception_weights)
     except GenzooError as e:
         error = str(e)
+    except (Interrupted, KeyboardInterrupt) as e:  # nothing trained yet, nothing to keep
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{stop}[/]", highlight=False)
+        return stop.exit_code
     error = procs.from_main(error)  # the main process alone builds the feature space: all stop if it failed
     if error is not None:
         console.print(f"[red]error:[/] {error}", highlight=False)
@@ -346,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     interrupted: Interrupted | None = None
     shown: list[Record] = []
+    doing = "the data row"
 
     def finish(record: Record) -> None:
         folder.write_record(record)
@@ -355,37 +389,39 @@ def main(argv: list[str] | None = None) -> int:
         if record.error:
             console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
 
-    for seed in seeds:
-        if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
-            finish(data_record(seed, preset, splits, space, folder))
-        for job in jobs:
-            if job.skip:
-                finish(Record(job.name, seed, status="skipped", error=job.skip))
-                continue
-            record: Record | None
-            try:
-                record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
-            except Interrupted as e:
-                interrupted = e
-                console.print(f"[yellow]{job.name} seed {seed}: {e}[/]")
-                break
-            except KeyboardInterrupt:
-                interrupted = Interrupted(2, -1)
-                console.print(f"[yellow]interrupted during {job.name} seed {seed}; finished records are in {out}[/]")
-                break
-            except Exception as e:
-                record = failed(job, seed, e, folder)
-            if record is not None:
-                finish(record)
-        if interrupted:
-            break
+    try:
+        for seed in seeds:
+            if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
+                doing = "the data row"
+                finish(data_record(seed, preset, splits, space, folder))
+            for job in jobs:
+                doing = f"{job.name} seed {seed}"
+                if job.skip:
+                    finish(Record(job.name, seed, status="skipped", error=job.skip))
+                    continue
+                record: Record | None
+                try:
+                    record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
+                except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
+                    record = failed(job, seed, e, folder)
+                if record is not None:
+                    finish(record)
+    except (Interrupted, KeyboardInterrupt) as e:
+        interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
 
     entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
                              "models": order, "seeds": seeds}
     if interrupted:
-        entry["interrupted"] = str(interrupted)
-    folder.merge({**run, "new_history": [entry]}, order)
-    figures = report.render(out)
+        entry["interrupted"] = f"{doing}: {interrupted}"
+    try:
+        folder.merge({**run, "new_history": [entry]}, order)
+        figures = report.render(out)
+    except (Interrupted, KeyboardInterrupt) as e:
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{stop}; the records are in {out}, python -m benchmarks.report {out} redraws the tables[/]",
+                      highlight=False)
+        return stop.exit_code
     rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
     console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
                                     caption=report.footnote(folder.run_info(), rows)))

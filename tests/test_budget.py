@@ -106,7 +106,7 @@ def test_sigterm_saves_and_a_rerun_resumes_to_the_same_weights(tmp_path):
     assert Checkpoint(tmp_path / "b").finished() is not None and not (tmp_path / "b" / "resume.pt").exists()
 
 
-def test_a_damaged_checkpoint_is_trained_again(tmp_path):
+def test_a_damaged_checkpoint_is_set_aside_with_one_line_and_trained_again(tmp_path, capsys):
     model = Linear(SPEC)
     fit(model, X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False)
     assert fit(Linear(SPEC), X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False).reused
@@ -114,6 +114,28 @@ def test_a_damaged_checkpoint_is_trained_again(tmp_path):
     weights_file.write_bytes(weights_file.read_bytes()[:50])  # truncated
     again = fit(Linear(SPEC), X, None, Budget(3, "steps", batch_size=B), checkpoint=tmp_path, progress=False)
     assert not again.reused and again.steps == 3
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "weights that do not match their hash; set aside as train.json.corrupt" in printed[0]
+    assert Checkpoint(tmp_path).finished() is not None  # trained again and saved whole
+
+
+def test_a_resume_file_that_does_not_load_is_set_aside_and_training_starts_over(tmp_path, capsys):
+    budget = Budget(5, "steps", batch_size=B)
+    with pytest.raises(Interrupted):
+        fit(Linear(SPEC, kill_at=2), X, None, budget, checkpoint=tmp_path, progress=False)
+    resume = tmp_path / "resume.pt"
+    resume.write_bytes(resume.read_bytes()[:100])  # truncated
+    r = fit(Linear(SPEC), X, None, budget, checkpoint=tmp_path, progress=False)
+    assert r.steps == 5 and r.events == []  # from the start, not resumed
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "a resume file that does not load" in printed[0]
+    assert (tmp_path / "resume.pt.corrupt").is_file()
+
+
+def test_a_signal_stops_a_training_without_a_checkpoint_folder_too():
+    with pytest.raises(Interrupted) as e:
+        fit(Linear(SPEC, kill_at=3), X, None, Budget(50, "steps", batch_size=B), progress=False)
+    assert e.value.step == 3 and e.value.exit_code == 143 and "nothing saved" in str(e.value)
 
 
 def test_the_same_command_gives_the_same_table_in_any_model_order(tmp_path, splits):

@@ -79,3 +79,48 @@ def test_folder_path_may_start_with_home(tmp_path, monkeypatch):
         Image.fromarray(np.full((8, 8), 40 * i, np.uint8)).save(tmp_path / "imgs" / f"{i}.png")
     spec, x, _ = data.load("folder:~/imgs", image_size=8)
     assert spec == DataSpec(1, 8, 8, None) and len(x) == 3
+
+
+def test_16_bit_grey_keeps_its_levels_and_scales_to_0_1(tmp_path):
+    ramp = np.linspace(0, 65535, 16 * 16).round().astype(np.uint16).reshape(16, 16)  # 256 levels, high bytes all used
+    for i in range(10):
+        Image.fromarray(ramp).save(tmp_path / f"{i}.png")
+    with Image.open(tmp_path / "0.png") as img:
+        assert img.mode.startswith("I")  # what Pillow makes of a 16-bit PNG
+    spec, x, _ = data.load(f"folder:{tmp_path}", image_size=16)
+    assert spec.channels == 1 and len(x[0].unique()) > 200  # not binarised
+    assert torch.allclose(x[0, 0], torch.from_numpy(ramp / 65535).float(), atol=1e-4)
+
+
+def test_a_palette_image_reads_as_its_colours(tmp_path):
+    rng = np.random.default_rng(0)
+    rgb = Image.fromarray(rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))
+    palette = rgb.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "rgb").mkdir()
+    for i in range(10):
+        palette.save(tmp_path / "p" / f"{i}.png")
+        palette.convert("RGB").save(tmp_path / "rgb" / f"{i}.png")
+    assert Image.open(tmp_path / "p" / "0.png").mode == "P"
+    spec, x, _ = data.load(f"folder:{tmp_path / 'p'}", image_size=12)
+    _, x_rgb, _ = data.load(f"folder:{tmp_path / 'rgb'}", image_size=12)
+    assert spec.channels == 3 and torch.equal(x, x_rgb) and len(x[0].unique()) > 2
+
+
+def test_grey_and_colour_images_in_one_folder_read_as_colour(tmp_path):
+    Image.new("L", (8, 8), 200).save(tmp_path / "0.png")
+    Image.new("LA", (8, 8), (100, 255)).save(tmp_path / "1.png")  # grey with alpha
+    Image.new("RGB", (8, 8)).save(tmp_path / "2.png")
+    spec, x, _ = data.load(f"folder:{tmp_path}", image_size=8)
+    assert spec.channels == 3
+    assert torch.allclose(x[0], torch.full((3, 8, 8), 200 / 255)) and torch.allclose(x[1], torch.full((3, 8, 8), 100 / 255))
+
+
+def test_a_folder_too_small_to_hold_out_a_test_split_is_refused(tmp_path):
+    for i in range(9):
+        Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")
+    with pytest.raises(GenzooError, match="has 9 images, too few to hold out 1 for test .* at least 10"):
+        data.load(f"folder:{tmp_path}", split="test")
+    with pytest.raises(GenzooError, match="too few to hold out 4 for test .* at least 40"):
+        data.load_splits(f"folder:{tmp_path}", min_test=4)
+    assert len(data.load(f"folder:{tmp_path}")[1]) == 9  # a training split alone is fine

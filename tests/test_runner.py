@@ -120,6 +120,8 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "ddim@5000"], "ddim: steps must be an int in [1, 1000]"),
     (["--models", "vae", "--budget", "10 parsecs"], "bad budget '10 parsecs'"),
     (["--models", "vae", "--device", "mps"], "device 'mps' asked for but MPS is not available"),
+    pytest.param(["--models", "vae", "--device", "cuda"], "device 'cuda' asked for but CUDA is not available",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),
     (["--models", "vae", "--image-size", "1000"], "--image-size must be between 4 and 256"),
     (["--models", "vae", "--image-size", "30"], "vae needs square images with a side divisible by 4"),
 ])
@@ -130,10 +132,14 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     assert len(err.splitlines()) == 1 and message in err, err
 
 
-def test_out_that_is_a_file_is_refused(tmp_path, capsys):
+def test_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
     (tmp_path / "f").write_text("")
     assert run.main(["--models", "vae", "--preset", "smoke", "--out", str(tmp_path / "f")]) == 2
     assert "is a file" in capsys.readouterr().out
+    assert run.main(["--models", "vae", "--preset", "smoke", "--out", str(tmp_path / "f" / "run")]) == 2  # root ignores chmod
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and f"cannot write to --out {tmp_path / 'f' / 'run'}" in err
 
 
 def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):

@@ -31,6 +31,10 @@ TORCHVISION = {  # name -> (torchvision class, how to ask for a split)
 NAMES = ["mnist5k", *TORCHVISION, "folder:PATH"]
 SPLITS = ("train", "test")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+FOLDER_TEST_EVERY = 10  # in a folder, every 10th image (sorted by path) is held out for test
+FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to this side unless image_size says otherwise
+SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # 16-bit grey (PNG, TIFF): scaled by 65535, not clipped to 8 bits
+GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel; every other mode (palette, alpha, CMYK) as RGB
 MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
 
 
@@ -39,7 +43,7 @@ def describe_split(name: str) -> str:
     if name == "mnist5k":
         return "mnist5k: the first 400 of each class's 500 digits train (4000), the last 100 test (1000)"
     if name.startswith("folder:"):
-        return "folder: every 10th image (sorted by path) is test, the rest train"
+        return f"folder: every {FOLDER_TEST_EVERY}th image (sorted by path) is test, the rest train"
     return f"{name}: torchvision's own train/test split"
 
 
@@ -72,10 +76,12 @@ def content_hash(*tensors: Tensor | None) -> str:
 
 
 def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data",
-                uint8: bool = False) -> Splits:
-    """Both splits of a dataset, with their content hash (the same for `uint8` and float images)."""
+                uint8: bool = False, min_test: int = 1) -> Splits:
+    """Both splits of a dataset, with their content hash (the same for `uint8` and float images). A
+    folder too small to hold out `min_test` test images is refused (the test split is read first, so
+    that comes before reading the rest)."""
+    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test)
     spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8)
-    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8)
     return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt))
 
 
@@ -90,12 +96,13 @@ def to_float(x: Tensor) -> Tensor:
 
 
 def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,
-         data_root: str | Path = "data", download: bool = True,
-         uint8: bool = False) -> tuple[DataSpec, Tensor, Tensor | None]:
+         data_root: str | Path = "data", download: bool = True, uint8: bool = False,
+         min_test: int = 1) -> tuple[DataSpec, Tensor, Tensor | None]:
     """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None.
 
     With `uint8`, the images stay the 8-bit values they are stored as (a resized set is rounded to
-    them): a quarter of the memory; `zoo.train.fit` takes them as they are."""
+    them): a quarter of the memory; `zoo.train.fit` takes them as they are. A folder's test split of
+    fewer than `min_test` images is refused, never replaced by the training images."""
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
@@ -104,7 +111,8 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
-        x, y, num_classes = _folder(Path(name[len("folder:"):]).expanduser(), split, image_size or 64, uint8), None, None
+        root = Path(name[len("folder:"):]).expanduser()
+        x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test), None, None
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:
@@ -157,14 +165,20 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     return x.contiguous(), y, 10
 
 
-def folder_files(root: Path, split: str) -> list[Path]:
-    """The images of a folder's split: sorted by path, every 10th is test."""
+def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
+    """The images of a folder's split: sorted by path, every FOLDER_TEST_EVERY-th is test. A test split
+    of fewer than `min_test` images is refused."""
     if not root.is_dir():
         raise GenzooError(f"image folder {root} does not exist; pass folder:PATH with a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
-    return [f for i, f in enumerate(files) if (i % 10 == 9) == (split == "test")] or files
+    test = [f for i, f in enumerate(files) if i % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1]
+    if split == "test" and len(test) < min_test:
+        raise GenzooError(f"image folder {root} has {len(files)} images, too few to hold out {min_test} for test "
+                          f"(every {FOLDER_TEST_EVERY}th image); give at least {min_test * FOLDER_TEST_EVERY}")
+    held_out = set(test)
+    return [f for f in files if (f in held_out) == (split == "test")]
 
 
 def _open(f: Path):
@@ -172,36 +186,45 @@ def _open(f: Path):
 
     try:
         return Image.open(f)
-    except (UnidentifiedImageError, OSError) as e:
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
         raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
 
 
 def folder_mode(files: list[Path]) -> str:
-    """"L" when every image is grayscale, else "RGB" (headers only: no image is decoded)."""
+    """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded)."""
     modes = set()
     for f in files:
         with _open(f) as img:
-            modes.add("L" if img.mode in ("L", "1", "I;16", "I") else "RGB")
+            modes.add("L" if img.mode in GREY else "RGB")
     return "L" if modes == {"L"} else "RGB"
 
 
 def read_image(f: Path, mode: str, size: int, uint8: bool = True) -> Tensor:
-    """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1])."""
+    """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]).
+    16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes are read through their colours."""
+    from PIL import Image
+
     with _open(f) as img:
         try:
             img.load()
-            x = _to_uint8(img.convert(mode))
-        except OSError as e:
+            if img.mode == "F":  # floats have no agreed range: refused rather than guessed
+                raise GenzooError(f"cannot read image {f}: 32-bit float pixels (mode F); save it with 8 or 16 bits")
+            if img.mode in SIXTEEN_BIT:
+                x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 65535).clamp(0, 1).unsqueeze(0)
+                x = x.expand(1 if mode == "L" else 3, -1, -1)
+            else:
+                x = _to_uint8(img.convert(mode))
+        except (OSError, Image.DecompressionBombError) as e:
             raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
     if x.shape[-1] != size or x.shape[-2] != size:
         x = _resize_center_crop(to_float(x).unsqueeze(0), size)[0]
     return quantize(x) if uint8 else to_float(x)
 
 
-def _folder(root: Path, split: str, size: int, uint8: bool = False) -> Tensor:
+def _folder(root: Path, split: str, size: int, uint8: bool = False, min_test: int = 1) -> Tensor:
     """Every image of the split, decoded one at a time into one preallocated tensor: the peak memory
     is the result's (a quarter of it as uint8), not a list of decoded images plus their stack."""
-    files = folder_files(root, split)
+    files = folder_files(root, split, min_test)
     mode = folder_mode(files)
     out = torch.empty(len(files), 1 if mode == "L" else 3, size, size, dtype=torch.uint8 if uint8 else torch.float32)
     for i, f in enumerate(files):

@@ -37,6 +37,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # autocast dtype of train_step (None: none); fp16 also scales losses (see Generator.optimize)
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BUDGET_UNITS = {"s": "seconds", "steps": "steps", "epochs": "epochs", "flops": "flops"}
+SAVE_EVERY = 300.0  # seconds between resumable checkpoints; $GENZOO_SAVE_EVERY overrides it (0: after every step)
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,18 @@ class Diverged(RuntimeError):
         self.step = step
 
 
-class Interrupted(RuntimeError):
-    """SIGTERM or SIGINT arrived during training; a resumable checkpoint was saved first."""
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT arrived: during training (`step`), after a resumable checkpoint was saved
+    where there is a checkpoint folder, or outside training (`step` None). A BaseException, like
+    KeyboardInterrupt, so that no `except Exception` on the way swallows the stop."""
 
-    def __init__(self, signum: int, step: int):
+    def __init__(self, signum: int, step: int | None = None, saved: bool = True):
         name = signal.Signals(signum).name
-        super().__init__(f"{name} at step {step}: checkpoint saved, a rerun resumes here")
+        if step is None:
+            what = "outside training: finished work is kept, a rerun goes on from there"
+        else:
+            what = f"at step {step}: " + ("checkpoint saved, a rerun resumes here" if saved else "no checkpoint folder, nothing saved")
+        super().__init__(f"{name} {what}")
         self.signum, self.step = signum, step
         self.exit_code = 128 + signum  # 143 for SIGTERM, 130 for SIGINT
 
@@ -141,6 +148,20 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "mps" and not (mps is not None and mps.is_available()):
         raise GenzooError("device 'mps' asked for but MPS is not available; use --device cpu or auto")
     return torch.device(device)
+
+
+def save_interval() -> float:
+    """Seconds between resumable checkpoints: $GENZOO_SAVE_EVERY if set, else SAVE_EVERY."""
+    text = os.environ.get("GENZOO_SAVE_EVERY")
+    if text is None:
+        return SAVE_EVERY
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise GenzooError(f"GENZOO_SAVE_EVERY must be seconds between checkpoints, >= 0 (0: after every step); got {text!r}")
+    return seconds
 
 
 def derive_seed(seed: int, *names: object) -> int:
@@ -227,7 +248,8 @@ class Checkpoint:
     Done: `model.safetensors` + `config.json` (the `Generator.save` format) and `train.json`, which
     holds the TrainResult and the hash of the weights file. In progress: `resume.pt`, the whole
     training state (weights, optimizers, weight average, RNG states, step, history). A done training
-    whose weights do not match their hash, or a resume file that does not load, is started over."""
+    whose weights do not match their hash, or a resume file that does not load, is set aside with
+    one line and started over."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -251,10 +273,13 @@ class Checkpoint:
     def load_finished(self, model: Generator) -> TrainResult | None:
         saved = self.finished()
         if saved is None:
+            if self.result_file.exists():
+                self._set_aside(self.result_file, "weights that do not match their hash")
             return None
         try:
             model.load_weights(self.folder)
-        except Exception:  # a damaged weights file that still hashes right cannot happen; a changed model can
+        except Exception as e:  # a damaged weights file that still hashes right cannot happen; a changed model can
+            self._set_aside(self.result_file, f"weights that do not load ({type(e).__name__})")
             return None
         return TrainResult(**{**saved, "reused": True})
 
@@ -272,12 +297,19 @@ class Checkpoint:
         os.replace(tmp, self.resume_file)
 
     def load_progress(self) -> dict[str, Any] | None:
+        for stale in self.folder.glob("resume.*.tmp"):  # a killed saver's; one process trains a key at a time
+            stale.unlink(missing_ok=True)
         if not self.resume_file.is_file():
             return None
         try:
             return torch.load(self.resume_file, map_location="cpu", weights_only=False)
-        except Exception:
+        except Exception as e:
+            self._set_aside(self.resume_file, f"a resume file that does not load ({type(e).__name__})")
             return None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        os.replace(path, path.with_name(path.name + ".corrupt"))
+        print(f"warning: checkpoint {self.folder} has {why}; set aside as {path.name}.corrupt, training from the start")
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -375,14 +407,15 @@ class Batches:
 
 
 def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget, *, seed: int = 0,
-        checkpoint: str | Path | None = None, progress: bool = True, save_every: float = 300.0,
+        checkpoint: str | Path | None = None, progress: bool = True, save_every: float | None = None,
         processes: Processes | None = None, workers: int = 0, precision: str = "fp32") -> TrainResult:
     """Train `model` on images x (N,C,H,W) in [0,1] (or uint8 0..255) within `budget`; x may also be a
     Dataset of (uint8 image, label or -1), such as `zoo.data.ImageFolder`, read with `workers` processes.
 
     With `checkpoint` (a folder): a finished training there is loaded instead of trained, an
-    interrupted one is resumed, and the training is saved there every `save_every` seconds, on
-    SIGTERM/SIGINT (then `Interrupted` is raised) and when done. Raises `Diverged` on a NaN/inf loss.
+    interrupted one is resumed, and the training is saved there every `save_every` seconds (default:
+    `save_interval()`), on SIGTERM/SIGINT and when done. SIGTERM/SIGINT end the training with
+    `Interrupted` after the step in progress, checkpoint or not. Raises `Diverged` on a NaN/inf loss.
     Under a step, epoch or FLOP budget on CPU, a resumed training ends with the same weights as an
     uninterrupted one.
 
@@ -394,6 +427,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     check_precision(precision)
     procs = processes or Processes()
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
+    save_every = save_interval() if save_every is None else save_every
     if ckpt is not None and procs.from_main(ckpt.finished() is not None if procs.main else None):
         done = ckpt.load_finished(model)  # the train lock the main process holds keeps the files still
         if done is not None:
@@ -489,16 +523,16 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             result.seconds = spent + elapsed
             if budget.unit == "seconds" and result.seconds >= budget.amount:
                 break
+            signum = caught[0] if caught else signal.SIGTERM  # another process may have caught it
             if ckpt is not None and (signalled or elapsed - last_save >= save_every):
-                signum = caught[0] if caught else signal.SIGTERM
                 if signalled:
                     result.events.append(f"{signal.Signals(signum).name} at step {result.steps}")
                 snap = snapshot()
                 if procs.main:
                     ckpt.save_progress(snap)
                 last_save = elapsed
-                if signalled:
-                    raise Interrupted(signum, result.steps)
+            if signalled:
+                raise Interrupted(signum, result.steps, saved=ckpt is not None)
             if progress:
                 info = " ".join(f"{k} {v:.4g}" for k, v in list(losses.items())[:3])
                 total = f"/{max_steps}" if math.isfinite(max_steps) else ""
@@ -514,6 +548,8 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
 
     if ckpt is not None and procs.main:
         ckpt.save_finished(model, result)
+    if caught:  # arrived after the last step: the finished training is saved, the caller still stops
+        raise Interrupted(caught[0], result.steps, saved=ckpt is not None)
     return result
 
 

@@ -9,6 +9,7 @@ Numbers from different feature spaces are not comparable: the results name the o
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -148,26 +149,16 @@ class FeatureSpace:
 
 def classifier_space(splits: Splits, device: torch.device | str = "cpu") -> FeatureSpace:
     """Our own feature space for a dataset: trained on first use, then loaded from the cache. The
-    cache is keyed by the data's content hash, so changed images never reuse a stale net."""
+    cache is keyed by the data's content hash, so changed images never reuse a stale net. Runners
+    starting together on new data train it once: the others wait on a lock, then load it."""
     path = cache_dir() / "features" / f"{splits.content_hash}.safetensors"
     meta_path = path.with_suffix(".json")
     if not (path.is_file() and meta_path.is_file()):
-        net, task = train_feature_net(splits.x_train, splits.y_train, device=device)
-        net = net.cpu()
-        if splits.y_test is not None:
-            acc = (predict(net, splits.x_test) == splits.y_test).float().mean().item()
-            chance = 1 / net.head.out_features
-        else:
-            xr, yr = _rotations(splits.x_test)
-            acc = (predict(net, xr) == yr).float().mean().item()
-            chance = 0.25
-        meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels,
-                "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance}
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-        save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(tmp))
-        meta_path.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, path)
+        with open(path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (path.is_file() and meta_path.is_file()):
+                _train_into_cache(splits, path, device)
     meta = json.loads(meta_path.read_text())
     net = FeatureNet(meta["channels"], meta["num_classes"])
     net.load_state_dict(load_file(str(path)))
@@ -175,6 +166,28 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu") -> Feat
     fingerprint = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
     probs = (lambda x: probabilities(net, x)) if meta["task"] == "labels" else None
     return FeatureSpace(f"classifier:{splits.name}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, probs, meta)
+
+
+def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) -> None:
+    """Train the feature net, measure it on the test split's own task, and write the weights and their
+    metadata (the weights last, each under a temporary name: a reader sees both whole, or neither)."""
+    net, task = train_feature_net(splits.x_train, splits.y_train, device=device)
+    net = net.cpu()
+    if splits.y_test is not None:
+        acc = (predict(net, splits.x_test) == splits.y_test).float().mean().item()
+        chance = 1 / net.head.out_features
+    else:
+        xr, yr = _rotations(splits.x_test)
+        acc = (predict(net, xr) == yr).float().mean().item()
+        chance = 0.25
+    meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels,
+            "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance}
+    tmp_meta = path.with_name(f"{path.stem}.json.{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp_meta, path.with_suffix(".json"))
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
+    save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
 
 
 def inception_space(weights_path: str | None = None) -> FeatureSpace:

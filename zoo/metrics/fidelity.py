@@ -15,6 +15,9 @@ from torch.utils.data import Dataset
 from zoo.data import quantize
 from zoo.metrics.features import FeatureSpace, cache_dir
 
+PRC_NEIGHBOURS = 3  # precision/recall: an image's manifold ball reaches its k-th nearest neighbour (torch-fidelity's default)
+MIN_IMAGES = PRC_NEIGHBOURS + 1  # the fewest images a set can have: k neighbours besides itself
+
 
 class ImageDataset(Dataset):
     """Images (N,C,H,W) in [0,1] or uint8 -> uint8 (3,H,W) items."""
@@ -41,7 +44,7 @@ def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, referenc
         cache_root=str(cache_dir() / "fidelity"),
         feature_extractor=space.extractor,  # named explicitly: FID and PRC in one call need it
         feature_extractor_weights_path=space.weights_path,
-        fid=True, kid=True, prc=True, isc=isc,
+        fid=True, kid=True, prc=True, isc=isc, prc_neighborhood=PRC_NEIGHBOURS,
         kid_subset_size=min(1000, n), kid_subsets=100,
         cuda=cuda, save_cpu_ram=True, verbose=False, batch_size=250,
     )

@@ -1,0 +1,190 @@
+"""Fault injection: a runner killed with SIGKILL or stopped with SIGTERM, two runners on one folder,
+changed images, damaged files and inputs that cannot be scored. Each ends in one line and a clean
+recovery, never in lost work or silently wrong numbers."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks import evaluate, run
+from benchmarks.records import RunFolder
+from zoo.metrics import features
+from zoo.train import Checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = ("fid", "kid", "precision", "recall", "bits_per_dim", "train_steps", "flops_per_step", "weights_hash", "loss_curve")
+
+
+def runner(args: list[str], log: Path, **env: str) -> subprocess.Popen:
+    """`python -m benchmarks.run ARGS` in a fresh process, its output to `log`."""
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def training_started(out: Path, proc: subprocess.Popen, log: Path, timeout: float = 120) -> Path:
+    """The resume file of the training in progress, once it has saved one."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := sorted(out.glob("checkpoints/*/resume.pt")):
+            return found[0]
+        assert proc.poll() is None, f"the runner ended before its training saved a checkpoint:\n{log.read_text()}"
+        time.sleep(0.005)
+    proc.kill()
+    raise AssertionError(f"no checkpoint after {timeout} s:\n{log.read_text()}")
+
+
+def record(out: Path, model: str):
+    return RunFolder(out).load_records()[(model, 0)]
+
+
+def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_run(tmp_path, space):
+    threads = str(torch.get_num_threads())  # the same in every process: CPU sums may depend on it
+    args = ["--models", "vae", "--preset", "smoke", "--budget", "60steps", "--threads", threads]
+    log = tmp_path / "killed.log"
+    proc = runner([*args, "--out", str(tmp_path / "a")], log, GENZOO_SAVE_EVERY="0")  # a checkpoint after every step
+    resume = training_started(tmp_path / "a", proc, log)
+    proc.send_signal(signal.SIGKILL)  # as soon as there is a checkpoint: perhaps in the middle of writing the next
+    assert proc.wait() == -signal.SIGKILL
+    step = torch.load(resume, weights_only=False)["result"]["steps"]
+    assert 0 < step < 60, f"killed at step {step}: not during the training"
+    assert ("vae", 0) not in RunFolder(tmp_path / "a").load_records()
+
+    assert run.main([*args, "--out", str(tmp_path / "a")]) == 0  # resumes
+    assert run.main([*args, "--out", str(tmp_path / "b")]) == 0  # never stopped
+    resumed, straight = record(tmp_path / "a", "vae"), record(tmp_path / "b", "vae")
+    assert len(resumed.events) == 1 and resumed.events[0].startswith("resumed at step ") and straight.events == []
+    assert int(resumed.events[0].split()[-1]) >= step  # the last checkpoint, written after the one we read
+    assert {k: getattr(resumed, k) for k in KEYS} == {k: getattr(straight, k) for k in KEYS}
+    assert not resume.exists() and not list(resume.parent.glob("*.tmp"))  # nothing left of the killed process's saves
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_its_number(tmp_path, space, signum):
+    log = tmp_path / "run.log"
+    out = tmp_path / "run"
+    proc = runner(["--models", "vae", "--preset", "smoke", "--budget", "100000steps", "--threads", "1", "--out", str(out)],
+                  log, GENZOO_SAVE_EVERY="0")
+    resume = training_started(out, proc, log)
+    proc.send_signal(signum)
+    assert proc.wait(timeout=60) == 128 + signum, log.read_text()  # 143 for SIGTERM, 130 for SIGINT
+    name = signal.Signals(signum).name
+    printed = [line for line in log.read_text().splitlines() if name in line]
+    assert len(printed) == 1 and printed[0].startswith(f"vae seed 0: {name} at step ") and "checkpoint saved" in printed[0]
+    state = torch.load(resume, weights_only=False)
+    assert state["result"]["events"] == [f"{name} at step {state['result']['steps']}"]
+    history = json.loads((out / "results.json").read_text())["run"]["history"]
+    assert name in history[-1]["interrupted"]
+
+
+def test_sigterm_outside_training_is_one_line_a_history_entry_and_exit_143(tmp_path, capsys, monkeypatch, space):
+    def stopped(*a, **k):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1)  # the handler runs before this ends
+        raise AssertionError("SIGTERM did not stop the run")
+
+    monkeypatch.setattr(evaluate, "score_data", stopped)
+    handler = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(out)]) == 143
+    assert "the data row: SIGTERM outside training" in capsys.readouterr().out
+    assert "SIGTERM" in json.loads((out / "results.json").read_text())["run"]["history"][-1]["interrupted"]
+    assert signal.getsignal(signal.SIGTERM) == handler  # the runner leaves the handler as it found it
+
+
+def test_two_runners_on_one_folder_keep_every_record_and_train_a_shared_model_once(tmp_path, space):
+    out = tmp_path / "run"
+    common = ["--preset", "smoke", "--budget", "40steps", "--threads", "1", "--out", str(out)]
+    logs = [tmp_path / "a.log", tmp_path / "b.log"]
+    procs = [runner(["--models", "vae,ae", *common], logs[0]), runner(["--models", "vae,dcgan", *common], logs[1])]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0], "\n".join(log.read_text() for log in logs)
+    printed = [log.read_text() for log in logs]
+    trained = [p for p in printed if "reusing the finished training" not in p and "finished in an earlier run" not in p]
+    assert len(trained) == 1, printed  # vae: one runner trained it, the other waited and reused it
+    models = [r["model"] for r in json.loads((out / "results.json").read_text())["models"]]
+    assert sorted(models) == ["ae", "data", "dcgan", "vae"]
+    assert all(r.status == "ok" for r in RunFolder(out).load_records().values())
+    assert len(json.loads((out / "results.json").read_text())["run"]["history"]) == 2
+
+
+def write_folder(path: Path, n: int, seed: int, size: int = 16) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path / f"{i:03d}.png")
+
+
+def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is_scored_anew(tmp_path, capsys):
+    images, out = tmp_path / "images", tmp_path / "run"
+    write_folder(images, 40, seed=0)
+    args = ["--dataset", f"folder:{images}", "--image-size", "16", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]
+    assert run.main(["--models", "ae,cgan", *args]) == 0  # everything that can run did
+    printed = capsys.readouterr().out
+    space = json.loads((out / "results.json").read_text())["run"]["feature_space"]
+    assert space["task"] == "rotations" and 0 <= space["test_accuracy"] < run.FEATURE_NET_WARN  # noise: near chance
+    assert f"test accuracy {space['test_accuracy']:.3f} on rotations" in printed
+    assert "warning: the feature net reaches only" in printed and "mean little" in printed
+    assert record(out, "cgan").status == "skipped" and "no labels" in record(out, "cgan").error
+    before, data_before = record(out, "ae"), record(out, "data")
+    hash_before = json.loads((out / "results.json").read_text())["run"]["data_hash"]
+
+    write_folder(images, 40, seed=1)  # the same paths, other images
+    assert run.main(["--models", "ae", *args]) == 0
+    printed = capsys.readouterr().out
+    hash_after = json.loads((out / "results.json").read_text())["run"]["data_hash"]
+    after, data_after = record(out, "ae"), record(out, "data")
+    assert hash_after != hash_before and (features.cache_dir() / "features" / f"{hash_after}.safetensors").is_file()
+    assert "reused" not in printed and after.train_key != before.train_key and after.eval_key != before.eval_key
+    assert data_after.fid != data_before.fid  # the data row too is scored against the new images and feature net
+
+
+@pytest.mark.parametrize("n", [3, 39])
+def test_a_folder_too_small_for_a_test_split_is_one_line(tmp_path, capsys, n):
+    write_folder(tmp_path / "images", n, seed=0, size=8)
+    assert run.main(["--dataset", f"folder:{tmp_path / 'images'}", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and f"has {n} images, too few to hold out 4 for test" in err and "at least 40" in err
+
+
+def test_a_bad_save_interval_is_one_line(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENZOO_SAVE_EVERY", "often")
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and "GENZOO_SAVE_EVERY must be seconds between checkpoints" in err
+
+
+def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, capsys, space):
+    from benchmarks import report
+
+    out = tmp_path / "run"
+    args = ["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]
+    assert run.main(args) == 0
+    (out / "results.json").write_text((out / "results.json").read_text()[:100])  # truncated
+    assert report.main([str(out)]) == 0  # the report still reads the record files
+    record_file = out / "records" / "ae--seed0.json"
+    record_file.write_text("{")
+    capsys.readouterr()
+    assert run.main(args) == 0
+    printed = capsys.readouterr().out
+    assert "ae--seed0.json did not parse; set aside" in printed and "results.json did not parse; set aside" in printed
+    assert "reusing the finished training" in printed  # the record was lost, the training was not
+    assert (out / "results.json.corrupt").exists() and (out / "records" / "ae--seed0.json.corrupt").exists()
+    assert [r["model"] for r in json.loads((out / "results.json").read_text())["models"]] == ["data", "ae"]
+
+    # Weights damaged under a record that still parses: noticed, set aside in one line, trained again.
+    kept = record(out, "ae")
+    weights = out / kept.checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert run.main(args) == 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if "warning" in line or "reused" in line]
+    assert len(printed) == 1 and "weights that do not match their hash; set aside as train.json.corrupt" in printed[0]
+    again = record(out, "ae")
+    assert not again.train_reused and again.weights_hash == kept.weights_hash  # retrained to the same weights
+    assert Checkpoint(out / again.checkpoint).weights_hash() == again.weights_hash

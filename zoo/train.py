@@ -428,10 +428,12 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     procs = processes or Processes()
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
     save_every = save_interval() if save_every is None else save_every
-    if ckpt is not None and procs.from_main(ckpt.finished() is not None if procs.main else None):
-        done = ckpt.load_finished(model)  # the train lock the main process holds keeps the files still
-        if done is not None:
-            return done
+    if ckpt is not None:
+        # The main process checks (and sets aside a damaged training); the others load what it verified,
+        # while the train lock the main process holds keeps the files still.
+        done = ckpt.load_finished(model) if procs.main else None
+        if procs.from_main(done is not None):
+            return done if done is not None else ckpt.load_finished(model)  # type: ignore[return-value]
 
     device = model.device
     if isinstance(x, Tensor) and device.type != "cpu" and x.numel() * x.element_size() < 2**30:

@@ -433,7 +433,10 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         # while the train lock the main process holds keeps the files still.
         done = ckpt.load_finished(model) if procs.main else None
         if procs.from_main(done is not None):
-            return done if done is not None else ckpt.load_finished(model)  # type: ignore[return-value]
+            done = done if done is not None else ckpt.load_finished(model)
+            if done is None:  # the main process verified these files a moment ago
+                raise GenzooError(f"checkpoint {ckpt.folder} changed while process {procs.rank} was loading it")
+            return done
 
     device = model.device
     if isinstance(x, Tensor) and device.type != "cpu" and x.numel() * x.element_size() < 2**30:

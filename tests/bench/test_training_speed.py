@@ -3,7 +3,8 @@
 Run with `tox -e bench` (or `pytest tests/bench/test_training_speed.py --benchmark-only`); not part of
 the default run. Each round is a few `train_step`s on real mnist5k batches; `extra_info` holds the
 counted FLOPs of one step, so GFLOP/s = gflop_per_step * steps_per_round / round time. The README's
-throughput table was measured the same way (rounds of train_steps, median of 3).
+throughput table comes from a whole run's records instead (training FLOPs / training seconds);
+this times the same train steps of one model in isolation.
 """
 import pytest
 import torch

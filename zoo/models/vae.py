@@ -103,7 +103,7 @@ class VAE(Generator, Latent, Likelihood):
         beta: float = 1.0
         lr: float = 1e-3
         decoder: str = "gaussian"  # p(x|z): "gaussian" (fixed sigma, the textbook VAE) or "logistic" (discretized, learned scale)
-        sigma: float = 0.3  # the gaussian decoder's fixed standard deviation, in [0,1] pixel units
+        sigma: float = 0.4  # the gaussian decoder's fixed standard deviation, in [0,1] pixel units
         iw_samples: int = 64  # k of the importance-weighted bound (evaluation only)
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {

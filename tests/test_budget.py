@@ -82,21 +82,22 @@ def weights(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def test_sigterm_saves_and_a_rerun_resumes_to_the_same_weights(tmp_path):
+@pytest.mark.parametrize("lr_schedule", ["constant", "cosine"])
+def test_sigterm_saves_and_a_rerun_resumes_to_the_same_weights(tmp_path, lr_schedule):
     budget = Budget(25, "steps", batch_size=B)
     torch.manual_seed(0)
-    straight = Linear(SPEC)
+    straight = Linear(SPEC, lr_schedule=lr_schedule)
     r0 = fit(straight, X, None, budget, seed=1, checkpoint=tmp_path / "a", progress=False)
 
     torch.manual_seed(0)
-    killed = Linear(SPEC, kill_at=13)
+    killed = Linear(SPEC, kill_at=13, lr_schedule=lr_schedule)
     with pytest.raises(Interrupted) as e:
         fit(killed, X, None, budget, seed=1, checkpoint=tmp_path / "b", progress=False)
     assert e.value.exit_code == 143 and e.value.step == 13
     assert Checkpoint(tmp_path / "b").finished() is None and (tmp_path / "b" / "resume.pt").is_file()
 
     torch.manual_seed(123)  # a fresh process: other initial weights, other global RNG state
-    resumed = Linear(SPEC, kill_at=13)
+    resumed = Linear(SPEC, kill_at=13, lr_schedule=lr_schedule)
     r1 = fit(resumed, X, None, budget, seed=1, checkpoint=tmp_path / "b", progress=False)
     assert r1.steps == r0.steps == 25
     assert r1.events == ["SIGTERM at step 13", "resumed at step 13"]

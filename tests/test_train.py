@@ -1,4 +1,5 @@
-"""The training loop's weight averaging, against the average computed by hand; mixed precision."""
+"""The training loop's weight averaging and learning-rate schedule, against values computed by hand;
+mixed precision."""
 from dataclasses import dataclass
 
 import pytest
@@ -48,6 +49,37 @@ def test_ema_leaves_the_moving_average_of_the_weights():
 def test_ema_outside_0_1_is_a_one_line_error():
     with pytest.raises(GenzooError, match=r"ema must be in \[0, 1\)"):
         Counter(DataSpec(1, 2, 2), ema=1.0)
+
+
+class LrRecorder(Counter):
+    """Records its optimizer's learning rate at every train_step."""
+
+    name = "lr-recorder"
+
+    def __init__(self, spec, **hp):
+        super().__init__(spec, **hp)
+        self.opt = torch.optim.SGD([self.w], lr=0.1)
+        self.lrs = []
+
+    def train_step(self, x, y=None):
+        self.lrs.append(self.opt.param_groups[0]["lr"])
+        return super().train_step(x, y)
+
+
+def test_cosine_schedule_scales_every_step_from_the_rate_to_zero():
+    x = torch.zeros(8, 1, 2, 2)
+    model = LrRecorder(DataSpec(1, 2, 2), lr_schedule="cosine")
+    fit(model, x, None, Budget(4, "steps", batch_size=4), progress=False)
+    # 0.1 * (1 + cos(pi * k / 4)) / 2 for k = 0..3, by hand
+    assert model.lrs == pytest.approx([0.1, 0.1 * (1 + 2**-0.5) / 2, 0.05, 0.1 * (1 - 2**-0.5) / 2])
+    plain = LrRecorder(DataSpec(1, 2, 2))
+    fit(plain, x, None, Budget(4, "steps", batch_size=4), progress=False)
+    assert plain.lrs == [0.1] * 4
+
+
+def test_an_unknown_lr_schedule_is_a_one_line_error():
+    with pytest.raises(GenzooError, match=r"unknown lr_schedule 'linear'; accepted: constant, cosine"):
+        Counter(DataSpec(1, 2, 2), lr_schedule="linear")
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])

@@ -38,6 +38,9 @@ def test_decode_is_the_mean_image_and_sample_uses_it(decoder):
     samples = vae.sample(5, generator=torch.Generator().manual_seed(3))
     assert torch.allclose(samples, vae.decode(z))
     assert not torch.equal(samples, torch.round(samples * 255) / 255)  # grey levels, not a binarised mode
+    cooled = zoo.create("vae", SPEC, preset="smoke", decoder=decoder, temperature=0.5)
+    cooled.load_state_dict(vae.state_dict())
+    assert torch.allclose(cooled.sample(5, generator=torch.Generator().manual_seed(3)), vae.decode(0.5 * z))
 
 
 @pytest.mark.parametrize("decoder", ["logistic", "gaussian"])
@@ -85,13 +88,15 @@ def test_discretized_gaussian_is_a_distribution_over_256_levels():
     assert torch.allclose(torch.exp(-discretized_gaussian_nll(x, m, s)), cdf(x + 0.5 / 255) - cdf(x - 0.5 / 255))
 
 
-def test_unknown_decoder_or_bad_sigma_is_one_line():
+def test_unknown_decoder_bad_sigma_or_temperature_is_one_line():
     with pytest.raises(GenzooError) as e:
         zoo.create("vae", SPEC, preset="smoke", decoder="bernoulli")
     assert len(str(e.value).splitlines()) == 1
     assert "'bernoulli'" in str(e.value) and "'logistic'" in str(e.value) and "'gaussian'" in str(e.value)
     with pytest.raises(GenzooError, match="sigma"):
         zoo.create("vae", SPEC, preset="smoke", decoder="gaussian", sigma=0.0)
+    with pytest.raises(GenzooError, match="temperature"):
+        zoo.create("vae", SPEC, preset="smoke", temperature=-1)
 
 
 @pytest.mark.parametrize("decoder", ["logistic", "gaussian"])

@@ -42,6 +42,13 @@ class DataSpec:
         return self.channels * self.height * self.width
 
 
+# Learning-rate factor at training progress p in [0, 1] (share of the budget spent).
+LR_SCHEDULES = {
+    "constant": lambda p: 1.0,
+    "cosine": lambda p: 0.5 * (1 + math.cos(math.pi * min(p, 1.0))),
+}
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters every model has; a model's `Config` is a dataclass that subclasses this.
@@ -49,9 +56,13 @@ class ModelConfig:
     ema: decay of the exponential moving average of the weights (Polyak averaging). With ema > 0 the
     training loop updates the average after every step and leaves the model with it: what is
     evaluated and saved. 0 keeps the last weights.
+    lr_schedule: how the training loop scales every optimizer's learning rate over the training:
+    "constant", or "cosine" (from the model's rate down to 0 at the budget's last step; Loshchilov &
+    Hutter's SGDR without restarts).
     """
 
     ema: float = 0.0
+    lr_schedule: str = "constant"
 
 
 class Generator(nn.Module, metaclass=abc.ABCMeta):
@@ -82,6 +93,9 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         self.config = self.Config(**hparams)
         if not 0 <= self.config.ema < 1:
             raise GenzooError(f"{self.name}: ema must be in [0, 1) (0 = no weight averaging), got {self.config.ema}")
+        if self.config.lr_schedule not in LR_SCHEDULES:
+            raise GenzooError(f"{self.name}: unknown lr_schedule {self.config.lr_schedule!r}; "
+                              f"accepted: {', '.join(LR_SCHEDULES)}")
 
     # -- what every model implements -------------------------------------------------------
     @abc.abstractmethod

@@ -29,7 +29,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo.base import Generator, GenzooError
+from zoo.base import LR_SCHEDULES, Generator, GenzooError
 from zoo.data import to_float
 from zoo.parallel import Processes
 
@@ -452,6 +452,9 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     steps_per_epoch = batches.steps_per_epoch
     result = TrainResult()
     average = WeightAverage(model, model.config.ema) if model.config.ema else None
+    # Set from the step count before every step (saved with the optimizers, so a resume continues it);
+    # torch's schedulers would need the step count up front, which a FLOP budget knows only after step 1.
+    schedule = LR_SCHEDULES[model.config.lr_schedule] if model.config.lr_schedule != "constant" else None
     spent = 0.0  # seconds of training before this process (a resumed run)
 
     state = ckpt.load_progress() if ckpt is not None and procs.main else None
@@ -501,6 +504,12 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
         while result.steps < max_steps:
             xb, yb = batches(result.steps)
+            if schedule is not None:
+                progress = result.seconds / budget.amount if budget.unit == "seconds" else result.steps / max_steps
+                for opt in optimizers(model).values():
+                    for group in opt.param_groups:
+                        group.setdefault("initial_lr", group["lr"])  # torch's schedulers keep it there too
+                        group["lr"] = group["initial_lr"] * schedule(progress)
             if result.flops_per_step is None:  # count once, on a real step (no extra step, no RNG drawn)
                 with FlopCounterMode(display=False) as counter, autocast:
                     losses = model.train_step(xb, yb)

@@ -71,7 +71,8 @@ class AAE(Generator, Latent):
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8, disc_hidden=16),
-        "quick": dict(latent_dim=8, hidden=32, disc_hidden=128),
+        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
+        "quick": dict(latent_dim=8, hidden=32, disc_hidden=128, lr=4e-3),
         "full": dict(latent_dim=16, hidden=64, disc_hidden=512),
     }
 

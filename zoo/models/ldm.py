@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
-from zoo.base import DataSpec, Generator, GenzooError
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
 from zoo.models.diffusion import DDIM
 from zoo.registry import register
 
@@ -111,7 +111,8 @@ class LDM(Generator):
 
     presets = {
         "smoke": dict(channels=[8], norm_groups=4, latent_channels=2, ae_hidden=4, ae_steps=40),
-        "quick": dict(channels=[16, 32], norm_groups=8, lr=2e-3, ae_hidden=16, ae_steps=300,
+        # A short budget: the first stage at 4x the default ae_lr (README, "Recipes at quick").
+        "quick": dict(channels=[16, 32], norm_groups=8, lr=2e-3, ae_hidden=16, ae_steps=300, ae_lr=4e-3,
                       prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256], attention=[1, 2], layers_per_block=2, norm_groups=32, lr=2e-4,
                      ae_hidden=64, ae_steps=20000, kl_weight=1e-6),
@@ -139,7 +140,8 @@ class LDM(Generator):
         self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=c.ae_lr)
 
         # The second stage: a DDIM on the latent shape, built from this Config's diffusion fields.
-        ddim_fields = {f.name for f in dataclasses.fields(DDIM.Config)} - {"ema"}  # the loop averages all weights
+        # the loop averages and schedules all of this model's weights and optimizers
+        ddim_fields = {f.name for f in dataclasses.fields(DDIM.Config)} - {f.name for f in dataclasses.fields(ModelConfig)}
         self.denoiser = DDIM(self.latent_spec, **{k: getattr(c, k) for k in ddim_fields})
         sched = self.denoiser.noise_scheduler
         self.denoiser.noise_scheduler = DDPMScheduler.from_config(sched.config, clip_sample_range=c.clip)

@@ -74,7 +74,8 @@ class VAEGAN(Generator, Latent):
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8),
-        "quick": dict(latent_dim=16, hidden=32),
+        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
+        "quick": dict(latent_dim=16, hidden=32, lr=4e-3),
         "full": dict(latent_dim=32, hidden=64),
     }
 

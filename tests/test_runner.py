@@ -111,7 +111,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--models", "vae,nope"], "unknown model 'nope'; available: "),
     (["--models", ""], "--models is empty"),
-    (["--models", "vae", "--set", "vae.latnt_dim=2"], "vae has no hyper-parameter 'latnt_dim'; accepted: ema, latent_dim"),
+    (["--models", "vae", "--set", "vae.latnt_dim=2"], "vae has no hyper-parameter 'latnt_dim'; accepted: ema, lr_schedule, latent_dim"),
     (["--models", "vae", "--set", "vae.latent_dim=two"], "--set vae.latent_dim=two: 'two' is not a int"),
     (["--models", "vae", "--set", "latent_dim=2"], "--set takes MODEL.FIELD=VALUE"),
     (["--models", "vae", "--set", "dcgan.lr=1e-4"], "--set names dcgan, which is not among the models"),

@@ -505,11 +505,11 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         while result.steps < max_steps:
             xb, yb = batches(result.steps)
             if schedule is not None:
-                progress = result.seconds / budget.amount if budget.unit == "seconds" else result.steps / max_steps
+                fraction = result.seconds / budget.amount if budget.unit == "seconds" else result.steps / max_steps
                 for opt in optimizers(model).values():
                     for group in opt.param_groups:
                         group.setdefault("initial_lr", group["lr"])  # torch's schedulers keep it there too
-                        group["lr"] = group["initial_lr"] * schedule(progress)
+                        group["lr"] = group["initial_lr"] * schedule(fraction)
             if result.flops_per_step is None:  # count once, on a real step (no extra step, no RNG drawn)
                 with FlopCounterMode(display=False) as counter, autocast:
                     losses = model.train_step(xb, yb)

@@ -89,12 +89,18 @@ def evaluate(model: Generator, splits: Splits, space: FeatureSpace, settings: Ev
     return metrics, samples
 
 
-def score_data(splits: Splits, space: FeatureSpace, settings: EvalSettings) -> dict[str, Any]:
-    """The data row: the held-out test split scored like a model's samples (same count, same space)."""
+def data_images(splits: Splits, n: int) -> Tensor:
+    """n held-out test images (N,C,H,W) in [0,1], a seeded random subset in random order: a split
+    sorted by class (mnist5k's is) must give neither only its first classes nor a grid of one class."""
+    pick = torch.randperm(len(splits.x_test), generator=torch.Generator().manual_seed(0))[:n]
+    return zdata.to_float(splits.x_test[pick])
+
+
+def score_data(splits: Splits, space: FeatureSpace, settings: EvalSettings) -> tuple[dict[str, Any], Tensor]:
+    """The data row: the held-out test split scored like a model's samples (same count, same space);
+    also returns the images it scored."""
     seconds: dict[str, float] = {}
-    # A seeded random subset: a split sorted by class (mnist5k's is) must not give only its first classes.
-    pick = torch.randperm(len(splits.x_test), generator=torch.Generator().manual_seed(0))[: settings.samples]
-    images = zdata.to_float(splits.x_test[pick.sort().values])
+    images = data_images(splits, settings.samples)
     with timed(seconds, "fidelity"):
         metrics = score_images(images, splits, space)
-    return {**metrics, "eval_seconds": seconds}
+    return {**metrics, "eval_seconds": seconds}, images

@@ -246,8 +246,9 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
 def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
-    record = Record(DATA_ROW, seed, status="ok", **evaluate.score_data(splits, space, preset.eval))
-    save_grid(zdata.to_float(splits.x_test[:64]), folder.samples(record))
+    metrics, images = evaluate.score_data(splits, space, preset.eval)
+    record = Record(DATA_ROW, seed, status="ok", **metrics)
+    save_grid(images, folder.samples(record))
     return record
 
 

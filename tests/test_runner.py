@@ -167,3 +167,19 @@ def test_list_shows_the_zoo_and_the_sizes_it_takes(capsys):
     assert run.main(["--list"]) == 0
     out = capsys.readouterr().out
     assert "vae" in out and "takes 28x28" in out
+
+
+def test_the_data_row_scores_and_draws_a_random_mix_of_classes():
+    """mnist5k's test split is sorted by class: its first 64 images are all zeros. The data row's
+    images (scored, and the first 64 drawn as its grid) are a seeded random subset in random order."""
+    from benchmarks.evaluate import data_images
+    from zoo import data
+
+    splits = data.load_splits("mnist5k", uint8=True)
+    assert len(set(splits.y_test[:64].tolist())) == 1  # why it matters
+    images = data_images(splits, 64)
+    flat = data.to_float(splits.x_test).flatten(1)
+    where = [int((flat == im.flatten()).all(1).nonzero()[0]) for im in images]  # each image's index in the split
+    assert len(set(where)) == 64
+    assert len(set(splits.y_test[where].tolist())) >= 8
+    assert torch.equal(data_images(splits, 64), images)  # seeded

@@ -2,7 +2,8 @@
 
 The loop knows nothing of paradigms: it hands batches to `model.train_step`, which owns its
 optimizers. It counts the training FLOPs of one step on the first real step, keeps the moving
-average of the weights when the model's `config.ema` asks for it, saves a resumable checkpoint
+average of the weights when the model's `config.ema` asks for it, scales the optimizers' learning
+rates when its `config.lr_schedule` does, saves a resumable checkpoint
 every few minutes and on SIGTERM/SIGINT, and resumes from it exactly. `Checkpoint` is the one
 place that decides whether a training is done, can be resumed, or must start over.
 """

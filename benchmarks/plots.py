@@ -69,19 +69,21 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
-    for r in rows:
+    colours = plt.get_cmap("tab20").colors  # a zoo has more models than the default cycle's 10 colours
+    points = []
+    for i, r in enumerate(rows):
         x = 1.0 / r.cells["sample_images_per_s"][0]
         fid, half = r.cells["fid"]
-        ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6)
-        ax.annotate(f"{r.model} ({r.cells['nfe'][0]} NFE)", (x, fid), textcoords="offset points", xytext=(5, 3),
-                    fontsize=8)
+        ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colours[i % len(colours)])
+        points.append((x, fid, f"{r.model} ({r.cells['nfe'][0]} NFE)"))
     data_fid = _data_value(records, "fid")
     if data_fid:
         ax.axhline(data_fid, color="black", ls="--", lw=1)
-        ax.annotate("data (held-out test images)", (ax.get_xlim()[0], data_fid), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+        ax.annotate("data (held-out test images)", (0, data_fid), xycoords=("axes fraction", "data"),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    _label_points(ax, points)
     ax.set_xlabel("seconds per generated image (log)")
     space = next((r.feature_space for r in records if r.feature_space), "")
     ax.set_ylabel(f"FID ↓ (log), {space}")
@@ -90,6 +92,23 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
+
+
+def _label_points(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
+    """Label each point to its upper right, moving a label down a line at a time while it would overlap
+    one already placed (the 1-NFE models crowd one corner of the quality/cost plot). Call it last:
+    it reads the axes' final limits to know where the points land."""
+    ax.figure.canvas.draw()
+    line = 1.15 * fontsize  # in points, as are all offsets here
+    to_points = 72 / ax.figure.dpi
+    placed: list[tuple[float, float, float]] = []  # x, y (points from the figure's corner) and width of each label
+    for x, y, text in sorted(points, key=lambda p: -p[1]):
+        px, py = (v * to_points for v in ax.transData.transform((x, y)))
+        width, dy = 0.6 * fontsize * len(text), 3.0
+        while any(abs(py + dy - qy) < line and px < qx + qw and qx < px + width for qx, qy, qw in placed):
+            dy -= line
+        placed.append((px, py + dy, width))
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=fontsize)
 
 
 def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:

@@ -76,3 +76,23 @@ def test_report_of_a_folder_without_results_is_one_line(tmp_path, capsys):
 def test_old_record_keys_still_read():
     r = Record.from_json({"model": "vae", "status": "ok", "bpd_elbo": 1.9, "unknown_key": 1}, seed=3)
     assert r.seed == 3 and r.bpd_extras == {"ELBO": 1.9}
+
+
+def test_quality_plot_labels_do_not_overlap():
+    import matplotlib.pyplot as plt
+
+    from benchmarks.plots import _label_points
+
+    fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
+    points = [(6e-5 * (1 + 0.05 * i), 100 * (1 + 0.04 * i), f"model-{i} (1 NFE)") for i in range(6)]  # one crowded corner
+    points.append((1e-2, 10, "far (784 NFE)"))
+    ax.plot([p[0] for p in points], [p[1] for p in points], "o")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _label_points(ax, points)
+    fig.canvas.draw()
+    boxes = [t.get_window_extent() for t in ax.texts]
+    assert len(boxes) == len(points)
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    plt.close(fig)
+    assert not overlaps

@@ -69,7 +69,7 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
     if not rows:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
-    colours = plt.get_cmap("tab20").colors  # a zoo has more models than the default cycle's 10 colours
+    colours = [plt.get_cmap("tab20")(i) for i in range(20)]  # a zoo has more models than the default cycle's 10 colours
     points = []
     for i, r in enumerate(rows):
         x = 1.0 / r.cells["sample_images_per_s"][0]

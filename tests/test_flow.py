@@ -1,6 +1,7 @@
 """RealNVP: an exact inverse, an exact log-determinant, and sizes it cannot take."""
 import math
 
+import normflows as nf
 import pytest
 import torch
 
@@ -25,9 +26,10 @@ def randomized(spec, dtype=torch.float32, **hp):
     return model.eval()
 
 
-def test_decode_inverts_encode(mnist):
+@pytest.mark.parametrize("invertible_conv", [False, True])
+def test_decode_inverts_encode(mnist, invertible_conv):
     spec = mnist[0]
-    model = randomized(spec)
+    model = randomized(spec, invertible_conv=invertible_conv)
     x = torch.rand(8, *spec.shape, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         z = model.encode(x)
@@ -36,10 +38,12 @@ def test_decode_inverts_encode(mnist):
         assert torch.allclose(model.decode(z), x, atol=1e-4)
 
 
-def test_log_prob_equals_brute_force_jacobian():
+@pytest.mark.parametrize("invertible_conv", [False, True])
+def test_log_prob_equals_brute_force_jacobian(invertible_conv):
     """log p(y) = sum_levels log N(z; prior) + log|det dz/dy|, with the Jacobian from autograd (float64)."""
     spec = DataSpec(1, 4, 4)
-    model = randomized(spec, torch.float64)
+    model = randomized(spec, torch.float64, invertible_conv=invertible_conv)
+    assert any(isinstance(m, nf.flows.Invertible1x1Conv) for m in model.modules()) == invertible_conv
     y = torch.rand(3, *spec.shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     for yi, log_p in zip(y, model.log_prob(y)):
         jac = torch.autograd.functional.jacobian(lambda v: model.encode(v.view(1, *spec.shape))[0], yi.flatten())

@@ -157,7 +157,7 @@ class PixelCNN(Generator, Likelihood):
     # training can draw mostly empty images; their moving average (ema) draws strokes.
     presets = {
         "smoke": dict(hidden=8, layers=2, first_kernel=3, kernel=3, head=16),
-        "quick": dict(hidden=8, layers=6, first_kernel=7, kernel=3, head=16, lr=1e-2, ema=0.98),
+        "quick": dict(hidden=8, layers=6, first_kernel=7, kernel=3, head=16, lr=2e-2, ema=0.98),
         "full": dict(hidden=128, layers=15, first_kernel=7, kernel=3, head=512, lr=1e-3),
     }
     # The fast sampler is quick enough that FID keeps the preset's sample count.

@@ -85,16 +85,22 @@ class ActNorm(nf.flows.ActNorm):
 
 
 def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.flows.Flow]:
-    """One flow step in the data direction: an affine coupling, then an ActNorm.
+    """One flow step in the data direction: (a 1x1 convolution,) an affine coupling, then an ActNorm.
     mode: "checkerboard"(_inv) keeps half the pixels, "channel"(_inv) half the channels."""
+    mix: list[nf.flows.Flow] = []
     if mode.startswith("checkerboard"):
         c_in = c_out = channels  # normflows' checkerboard split halves the width, keeps the channels
     else:
         c_in, c_out = channels // 2, channels - channels // 2
         if mode == "channel":
             c_in, c_out = (channels + 1) // 2, channels // 2
+        if c.invertible_conv:
+            with warnings.catch_warnings():  # normflows factors W with the deprecated torch.lu
+                warnings.filterwarnings("ignore", "torch.lu is deprecated", UserWarning)
+                mix.append(nf.flows.Invertible1x1Conv(channels, use_lu=True))
     net = CouplingNet(c_in, c_out, hidden, c.depth, c.kernel)
-    return [nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode), ActNorm((channels, 1, 1))]
+    return [*mix, nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode),
+            ActNorm((channels, 1, 1))]
 
 
 @register
@@ -153,12 +159,7 @@ class RealNVP(Generator, Likelihood, Latent):
             # The last channel coupling before the split transforms the half that leaves given the
             # half that stays: a learned conditional prior for the factored-out latents, as in Glow.
             n = c.coarse_couplings if last else c.couplings
-            for i in range(n):
-                if c.invertible_conv:
-                    with warnings.catch_warnings():  # normflows factors W with the deprecated torch.lu
-                        warnings.filterwarnings("ignore", "torch.lu is deprecated", UserWarning)
-                        flows.append(nf.flows.Invertible1x1Conv(ch, use_lu=True))
-                flows += step(ch, ("channel", "channel_inv")[(n - 1 - i) % 2], c, hidden)
+            flows += [f for i in range(n) for f in step(ch, ("channel", "channel_inv")[(n - 1 - i) % 2], c, hidden)]
             shapes.append((ch, h, w) if last else (ch // 2, h, w))  # factor out half the channels
             ch = ch if last else ch // 2
             levels.append(flows)

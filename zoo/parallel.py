@@ -29,6 +29,9 @@ from torch import nn
 # The other processes wait while the main one evaluates, which at the full preset can take hours:
 # a collective must not give up before that.
 WAIT_LIMIT = timedelta(hours=12)
+# Runs a function when the current backward pass ends. Public as torch.autograd.graph.queue_callback only
+# in recent torch; older versions (2.14 included) have just the engine's method, which DDP itself calls.
+_queue_callback = getattr(torch.autograd.graph, "queue_callback", None) or torch.autograd.Variable._execution_engine.queue_callback
 
 
 class Processes:
@@ -122,7 +125,7 @@ class Processes:
 
         def on_grad(i: int, p: torch.Tensor) -> None:
             if not reached:  # the first parameter of this backward pass: average when it ends
-                torch.autograd.graph.queue_callback(average)
+                _queue_callback(average)
             reached.add(i)
 
         handles = [p.register_post_accumulate_grad_hook(lambda p, i=i: on_grad(i, p)) for i, p in enumerate(params)]

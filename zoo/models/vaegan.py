@@ -74,8 +74,9 @@ class VAEGAN(Generator, Latent):
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8),
-        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
-        "quick": dict(latent_dim=16, hidden=32, lr=4e-3),
+        # A short budget: 4x the default learning rate, and 8 latent dimensions (as the aae's); each drew
+        # better digits, on FID and the recognisable share alike (README, "Recipes at quick").
+        "quick": dict(latent_dim=8, hidden=32, lr=4e-3),
         "full": dict(latent_dim=32, hidden=64),
     }
 

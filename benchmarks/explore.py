@@ -528,16 +528,10 @@ def fig_drawing(ctx: Context) -> None:
                     ctx.skip(fig_name, m.name + " (mean vs draw)", str(e))
             panels: list[Panel] = [(rows, labels, cols, f"{m.name}: one noise draw per row, decoded at temperatures")]
             if out is not None:
-                same = torch.equal(out["decode"], out["mean"])  # decode shows the mean (else, e.g., the mode)
-                keys, heads = (("mean", "draw"), ["mean", "draw"]) if same else \
-                    (("decode", "mean", "draw"), ["decode", "mean", "draw"])
-                lik_rows = [torch.stack([out[key][i] for key in keys]) for i in range(k)]
-                panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], heads,
+                lik_rows = [torch.stack([out["mean"][i], out["draw"][i]]) for i in range(k)]
+                panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["mean", "draw"],
                                   f"{m.name}: z from the prior; p(x|z)'s mean beside a draw"))
-                numbers[m.name]["mean_vs_draw"] = (
-                    "per code: what decode shows, the decoder's mean image, one draw from p(x|z)"
-                    + ("" if callable(getattr(m, "sample_likelihood", None)) else
-                       " (mean and draw computed in zoo.explore from the decoder's logistic location and scale)"))
+                numbers[m.name]["mean_vs_draw"] = "per code: the decoder's mean image (what decode shows), one draw from p(x|z)"
             fig = panels_figure(panels)
         elif ex.is_gan(m):
             ctx.skip(fig_name, m.name, "one generator pass G(z); its images during training would need intermediate "

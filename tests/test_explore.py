@@ -182,7 +182,7 @@ def run_folder(data, tmp_path_factory):
     cache of its own."""
     folder = RunFolder(tmp_path_factory.mktemp("run"))
     models = {"ae": {"latent_dim": 2}, "vae": {"latent_dim": 2}, "realnvp": {}, "dcgan": {}, "pixelcnn": {},
-              "ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}}
+              "ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "aae": {}, "vae-gan": {}}
     for name, hp in models.items():
         m = smoke(name, data.spec, **hp)
         if name == "ae":
@@ -210,13 +210,13 @@ def test_explore_writes_every_figure(run_folder):
     written = {p.name for p in (path / "explore").iterdir()}
     expected = {"latent_statistics.png", "holes.png", "interpolation.png", "perturbation.png", "latent_2d.png",
                 "drawing-ddim.png", "drawing-ddpm.png", "drawing-pixelcnn.png", "drawing-realnvp.png",
-                "drawing-vae.png", "explore.json", "explore.md"}
+                "drawing-vae.png", "drawing-aae.png", "drawing-vae-gan.png", "explore.json", "explore.md"}
     assert expected <= written
     assert not any(n.endswith(".error.txt") for n in written)
     saved = json.loads((path / "explore" / "explore.json").read_text())
     assert set(saved["figures"]) == set(explore.FIGURES)
     assert not any(m == "(figure)" for skips in saved["skipped"].values() for m, _ in skips)
-    assert set(saved["figures"]["latent_statistics"]["ours"]) == {"ae", "vae", "realnvp"}
+    assert set(saved["figures"]["latent_statistics"]["ours"]) == {"ae", "vae", "realnvp", "aae", "vae-gan"}
     assert {"ae: fitted Gaussian", "ae: uniform in the codes' box", "vae: its prior N(0, I)"} <= set(
         saved["figures"]["holes"]["rows"])
     assert {"pixel blend", "ae", "vae", "realnvp", "ddim", "dcgan"} <= set(saved["figures"]["interpolation"])
@@ -234,6 +234,8 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
     assert "pixelcnn" in dict(out["skipped"]["interpolation"])
     assert "ddpm" in dict(out["skipped"]["interpolation"])  # ddim's network, drawn once
     assert dict(out["skipped"]["drawing"])["wgan"].startswith("status error")
+    # decoders that give one image per code: drawn at temperatures, without the VAE's mean-vs-draw panel
+    assert "no distribution p(x|z)" in dict(out["skipped"]["drawing"])["vae-gan (mean vs draw)"]
     assert "\n" not in "".join(r for skips in out["skipped"].values() for _, r in skips)
 
 

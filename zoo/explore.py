@@ -561,28 +561,13 @@ def temperature_samples(model: Any, n: int = 8, temperatures: tuple[float, ...] 
 @torch.no_grad()
 def likelihood_mean_and_draw(model: Any, z: Tensor, generator: torch.Generator | None = None
                              ) -> dict[str, Tensor]:
-    """For a decoder with a pixel distribution p(x|z) (the VAE): per code z (N,D), the distribution's
-    mean image, a draw from it, and what `model.decode` shows (N,C,H,W each, in [0,1]).
-
-    Uses `model.decoder_mean(z)` / `model.sample_likelihood(z, generator)` where the model has them.
-    Otherwise, for this branch's VAE whose decoder gives per sub-pixel the logit of a logistic's
-    location and its log-scale, discretized to 256 levels with the end bins taking the tails: the
-    mean is approximated by the location (the logistic's mean before binning), and the draw is
-    location + scale * logit(u), u ~ U(0,1), clamped to [0,1] (the end bins) and rounded to a level."""
+    """For a decoder with a pixel distribution p(x|z) (`sample_likelihood`: the VAE): per code z (N,D),
+    the distribution's mean image, which is what `decode` shows, and one draw from p(x|z) (N,C,H,W
+    each, in [0,1]). A decoder that gives one image per code (the AE, the AAE, the VAE-GAN's GAN-trained
+    decoder) has no such distribution: TypeError."""
+    draw_fn = getattr(model, "sample_likelihood", None)
+    if not callable(draw_fn):
+        raise TypeError(f"{model.name}: its decoder gives one image per code, no distribution p(x|z) to draw from")
     z = z.to(model.device)
     model.eval()
-    shown = model.decode(z).clamp(0, 1).float().cpu()
-    mean_fn, draw_fn = getattr(model, "decoder_mean", None), getattr(model, "sample_likelihood", None)
-    if callable(draw_fn):
-        draw = draw_fn(z, generator).clamp(0, 1).float().cpu()
-        mean = mean_fn(z).clamp(0, 1).float().cpu() if callable(mean_fn) else shown
-        return {"mean": mean, "draw": draw, "decode": shown}
-    if getattr(model.config, "decoder", "logistic") != "logistic" or not hasattr(model, "decoder"):
-        raise TypeError(f"{model.name}: no sample_likelihood and no logistic decoder to draw from")
-    mean_logit, log_scale = model.decoder(z).chunk(2, dim=1)
-    if mean_logit.shape[1] != model.spec.channels:
-        raise TypeError(f"{model.name}: its decoder does not give a location and a scale per sub-pixel")
-    loc, scale = torch.sigmoid(mean_logit), log_scale.clamp(min=-7.0).exp()
-    u = model.rand(*loc.shape, generator=generator).clamp(1e-6, 1 - 1e-6)
-    draw = torch.round((loc + scale * (u.log() - (-u).log1p())).clamp(0, 1) * 255) / 255
-    return {"mean": loc.float().cpu(), "draw": draw.float().cpu(), "decode": shown}
+    return {"mean": model.decode(z).clamp(0, 1).float().cpu(), "draw": draw_fn(z, generator).clamp(0, 1).float().cpu()}

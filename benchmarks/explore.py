@@ -520,7 +520,7 @@ def fig_drawing(ctx: Context) -> None:
             labels = [f"draw {i + 1}" for i in range(k)]
             numbers[m.name] = {"what": "one noise draw per row decoded at temperatures", "temperatures": list(st.temperatures)}
             out = None
-            if smaller_code(m):  # a decoder with a pixel distribution, not a bijection
+            if smaller_code(m):  # a decoder, not a bijection; only one with a pixel distribution (the VAE) draws from it
                 try:
                     z = ex.prior_codes(m, k, ctx.gen("lik", m.name))
                     out = ex.likelihood_mean_and_draw(m, z, generator=ctx.gen("likdraw", m.name))

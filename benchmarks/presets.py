@@ -22,7 +22,7 @@ class Preset:
 PRESETS = {
     "smoke": Preset("smoke", Budget(20, "steps", batch_size=32), EvalSettings(samples=200, speed_batch=16, bpd_images=200),
                     about="20 steps a model, tiny networks: for tests"),
-    "quick": Preset("quick", Budget(2.5e12, "flops", batch_size=64),
+    "quick": Preset("quick", Budget(2.5e12, "flops", batch_size=32),
                     EvalSettings(samples=1000, speed_batch=64, bpd_images=1000),
                     about="the default: the same training compute for every model, the whole zoo in about 15 minutes on 2 CPU cores"),
     "full": Preset("full", Budget(100, "epochs", batch_size=128), EvalSettings(samples=10000, speed_batch=256, bpd_images=None),

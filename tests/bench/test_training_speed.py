@@ -1,4 +1,4 @@
-"""Speed suite: training throughput of every registered model at its `quick` recipe, batch 64.
+"""Speed suite: training throughput of every registered model at its `quick` recipe and batch.
 
 Run with `tox -e bench` (or `pytest tests/bench/test_training_speed.py --benchmark-only`); not part of
 the default run. Each round is a few `train_step`s on real mnist5k batches; `extra_info` holds the
@@ -11,9 +11,10 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import zoo
+from benchmarks.presets import PRESETS
 from zoo.data import load
 
-BATCH = 64
+BATCH = PRESETS["quick"].budget.batch_size
 STEPS = 5  # train steps per timed round
 
 

@@ -245,7 +245,7 @@ class WGAN(_GAN):
         The loop hands us one batch per step, so the batch is split into n_critic sub-batches: each
         critic step sees fresh real images (as in the paper's algorithm, which draws a new real batch
         per critic iteration) and every image is used once; the generator step then uses a full
-        batch of noise. At batch 64 and n_critic 5 the critic batches have 12-13 images; the gradient
+        batch of noise. At batch 32 and n_critic 5 the critic batches have 4-7 images; the gradient
         penalty needs no batch statistics, so small critic batches are fine.
         """
         c = self.config

@@ -111,7 +111,8 @@ class LDM(Generator):
 
     presets = {
         "smoke": dict(channels=[8], norm_groups=4, latent_channels=2, ae_hidden=4, ae_steps=40),
-        # A short budget: the first stage at 4x the default ae_lr for its first 600 steps (README, "Recipes at quick").
+        # A short budget: the first stage at 4x the default ae_lr, for 600 steps (README: "Recipes at quick",
+        # "The shared batch").
         "quick": dict(channels=[16, 32], norm_groups=8, lr=2e-3, ae_hidden=16, ae_steps=600, ae_lr=4e-3,
                       prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256], attention=[1, 2], layers_per_block=2, norm_groups=32, lr=2e-4,

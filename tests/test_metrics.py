@@ -41,6 +41,25 @@ def test_fid_matches_an_independent_frechet_distance(space, mnist):
     assert abs(ours - ref) / ref < 1e-3
 
 
+def kid_numpy(a: np.ndarray, b: np.ndarray) -> float:
+    """KID (Binkowski et al. 2018) by its formula: the unbiased MMD^2 under k(x, y) = (x.y / d + 1)^3."""
+    k = lambda x, y: (x @ y.T / a.shape[1] + 1) ** 3  # noqa: E731
+    kaa, kbb, m = k(a, a), k(b, b), len(a)
+    same = (kaa.sum() - np.trace(kaa) + kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+    return float(same - 2 * k(a, b).mean())
+
+
+def test_kid_matches_an_independent_mmd(space, mnist):
+    """With as many reference images as samples, every one of KID's subsets is the whole of both sets,
+    so the subset mean is the MMD of the full sets and the spread between subsets is 0."""
+    _, x, _, xt, _ = mnist
+    fake = (xt[:400] + 0.15 * torch.randn(400, 1, 28, 28, generator=torch.Generator().manual_seed(1))).clamp(0, 1)
+    ours = fidelity.quality(fake, x[:400], space, reference_name="test-kid")
+    ref = kid_numpy(features_of(space, fake), features_of(space, x[:400]))
+    assert ref > 0 and abs(ours["kid"] - ref) / ref < 1e-3
+    assert ours["kid_std"] < 1e-6 * ref
+
+
 def test_fid_of_real_test_split_is_far_below_noise(space, mnist):
     _, x, _, xt, _ = mnist
     real = fidelity.quality(xt, x, space, reference_name="test-fid")

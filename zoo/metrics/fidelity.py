@@ -17,6 +17,10 @@ from zoo.metrics.features import FeatureSpace, cache_dir
 
 PRC_NEIGHBOURS = 3  # precision/recall: an image's manifold ball reaches its k-th nearest neighbour (torch-fidelity's default)
 MIN_IMAGES = PRC_NEIGHBOURS + 1  # the fewest images a set can have: k neighbours besides itself
+# KID averages the MMD over random subsets of the reference images (all of a model's samples in each).
+# Most of the fidelity phase's time is those subsets; 20 keep the subset noise of the mean well
+# below the spread between training seeds (README, "Reference run").
+KID_SUBSETS = 20
 
 
 class ImageDataset(Dataset):
@@ -45,7 +49,7 @@ def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, referenc
         feature_extractor=space.extractor,  # named explicitly: FID and PRC in one call need it
         feature_extractor_weights_path=space.weights_path,
         fid=True, kid=True, prc=True, isc=isc, prc_neighborhood=PRC_NEIGHBOURS,
-        kid_subset_size=min(1000, n), kid_subsets=100,
+        kid_subset_size=min(1000, n), kid_subsets=KID_SUBSETS,
         cuda=cuda, save_cpu_ram=True, verbose=False, batch_size=250,
     )
     m = torch_fidelity.calculate_metrics(**kwargs)

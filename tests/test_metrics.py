@@ -43,7 +43,9 @@ def test_fid_matches_an_independent_frechet_distance(space, mnist):
 
 def kid_numpy(a: np.ndarray, b: np.ndarray) -> float:
     """KID (Binkowski et al. 2018) by its formula: the unbiased MMD^2 under k(x, y) = (x.y / d + 1)^3."""
-    k = lambda x, y: (x @ y.T / a.shape[1] + 1) ** 3  # noqa: E731
+    def k(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x @ y.T / a.shape[1] + 1) ** 3
+
     kaa, kbb, m = k(a, a), k(b, b), len(a)
     same = (kaa.sum() - np.trace(kaa) + kbb.sum() - np.trace(kbb)) / (m * (m - 1))
     return float(same - 2 * k(a, b).mean())

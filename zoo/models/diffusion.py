@@ -75,7 +75,8 @@ class DDPM(Generator):
         # v + cosine: see the module docstring. Three levels for their receptive field (a two-level UNet
         # costs barely less a step); narrow ones, because under a FLOP budget four times the steps of a
         # network twice as wide draw better digits (README, "Recipes"). The weights' moving average (ema,
-        # as in DDPM) leaves the last weights' noise out of the samples' black background.
+        # as in DDPM) keeps the last steps' weight noise out of the samples' black background (README,
+        # "The shared batch").
         "quick": dict(channels=[8, 16, 16], attention=[], norm_groups=4, lr=2e-3, ema=0.99,
                       prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256, 256], attention=[2, 3], layers_per_block=2, norm_groups=32, lr=2e-4),

@@ -202,7 +202,8 @@ class DCGAN(_GAN):
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         # A short budget: twice the paper's learning rate draws better digits, and the weights' moving
-        # average (the generator's is what draws) smooths the last steps' swings (README, "Recipes at quick").
+        # average (the generator's is what draws) smooths the last steps' swings (README: "Recipes at quick",
+        # "The shared batch").
         "quick": dict(z_dim=64, hidden=32, lr=4e-4, ema=0.99),
         "full": dict(z_dim=100, hidden=64),
     }

@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=list(zoo.train.PRECISIONS),
                    help="training precision: fp32 (default; TF32 matmuls on CUDA), bf16 or fp16 autocast (for GPUs)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>)")
+    p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
     p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE}; "
                                                   f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
@@ -337,7 +337,9 @@ def _main(argv: list[str]) -> int:
                 raise GenzooError(f"the batch of {budget.batch_size} does not split evenly over {procs.world} processes; "
                                   f"use a preset or --budget whose batch is divisible by {procs.world}")
         save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
-        out = Path(args.out or f"results/{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}")
+        # A budget of one's own gets a folder of its own: its records must not replace the preset's.
+        name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
+        out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else ""))
         check_out_folder(out)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES)

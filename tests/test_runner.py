@@ -142,6 +142,14 @@ def test_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys, mo
     assert len(err.splitlines()) == 1 and f"cannot write to --out {tmp_path / 'f' / 'run'}" in err
 
 
+def test_a_budget_of_its_own_gets_a_folder_of_its_own(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the default folder is relative to where the runner starts
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2 steps"]) == 0
+    assert [p.name for p in (tmp_path / "results").iterdir()] == ["mnist5k-smoke-2steps"]
+    assert [r.train_steps for r in RunFolder(tmp_path / "results" / "mnist5k-smoke-2steps").read()[1]
+            if r.model == "ae"] == [2]
+
+
 def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
     assert run.main(["--models", "ae,ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path)]) == 0
     assert "duplicate model names collapsed: ae" in capsys.readouterr().out

@@ -11,12 +11,13 @@ the run folder, for embedding in results.md). The figures (lecture-notes.md, iss
 3. interpolation and fusion between test images of different classes, with a smoothness number;
 4. perturbation of codes along random and principal directions;
 5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
-6. how each paradigm draws: diffusion trajectories, the PixelCNN canvas, flow temperatures, a VAE's
-   decoder mean beside a draw from p(x|z).
+6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion) or canvas (autoregressive),
+   a Gaussian code decoded at temperatures, a decoder's mean beside a draw from p(x|z).
 
 A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
 one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
-dispatches on capabilities, never on model names.
+chooses what to draw from each model's declared capabilities (`zoo.base`: `Latent`, `CodeSampler`,
+`Invertible`, `Stepwise`, `ProbabilisticDecoder`), never from its name.
 """
 from __future__ import annotations
 
@@ -40,11 +41,13 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 
 import zoo
 import zoo.explore as ex
+from benchmarks.cli import Parser, set_threads
 from benchmarks.records import DATA_ROW, Record, RunFolder
-from zoo.base import DataSpec, Generator, GenzooError, Latent
+from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise
 from zoo.data import Splits, load_splits
 from zoo.metrics import coverage, fidelity
-from zoo.metrics.features import FeatureSpace, cache_dir, classifier_space
+from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
+from zoo.train import derive_seed
 
 matplotlib.use("Agg")  # files only, no display
 
@@ -96,15 +99,14 @@ class Context:
     def gen(self, *what: Any) -> torch.Generator:
         """A CPU generator seeded from the settings' seed and a label: each figure draws the same
         numbers whatever else is drawn."""
-        key = "/".join(map(str, (self.settings.seed, *what)))
-        return torch.Generator().manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
+        return torch.Generator().manual_seed(derive_seed(self.settings.seed, *what))
 
     def skip(self, figure: str, model: str, reason: str) -> None:
         self.skipped.setdefault(figure, []).append((model, reason))
 
     def feature_net(self) -> torch.nn.Module:
         if self._feature_net is None:
-            self._feature_net = ex.load_feature_net(str(self.space.weights_path))
+            self._feature_net = load_feature_net(str(self.space.weights_path))[0]
         return self._feature_net
 
     def save(self, fig: plt.Figure, name: str, figure: str) -> None:
@@ -256,16 +258,8 @@ def fid_and_recognisable(images: Tensor, splits: Splits, space: FeatureSpace) ->
     """FID against the training split, computed as the runner's `score_images` does (same
     torch-fidelity call, feature space and cached reference statistics) but without KID and
     precision/recall, which the figure does not show; and the recognisable share."""
-    import torch_fidelity  # type: ignore[import-untyped]
-
-    m = torch_fidelity.calculate_metrics(
-        input1=fidelity.ImageDataset(images), input2=fidelity.ImageDataset(splits.x_train),
-        input2_cache_name=f"genzoo-{splits.content_hash}-{space.fingerprint}".replace(":", "_").replace("/", "_"),
-        cache_root=str(cache_dir() / "fidelity"), feature_extractor=space.extractor,
-        feature_extractor_weights_path=space.weights_path, fid=True, cuda=False, save_cpu_ram=True, verbose=False,
-        batch_size=250)
-    fid = float(m["frechet_inception_distance"])
-    out: dict[str, float | None] = {"fid": fid if math.isfinite(fid) else None, "recognisable": None}
+    out: dict[str, float | None] = {
+        "fid": fidelity.fid(images, splits.x_train, space, reference_name=splits.content_hash), "recognisable": None}
     if space.probabilities is not None:
         out["recognisable"] = coverage.recognisable(space.probabilities(images.cpu()))
     return out
@@ -283,7 +277,7 @@ def fig_holes(ctx: Context) -> None:
         if not smaller_code(m):
             ctx.skip(fig_name, m.name, "its code is as large as the image (a bijection): every code decodes to an image")
             continue
-        prior = ex.prior_of(m)
+        prior = m.latent_prior()
         if prior is None:
             ctx.skip(fig_name, m.name, "no Gaussian over its codes to compare with")
             continue
@@ -294,11 +288,11 @@ def fig_holes(ctx: Context) -> None:
                 ("uniform in the codes' box", lambda m=m, ref=ref: ex.random_codes(ref, n, "box", ctx.gen("holes", m.name, "box"))),
                 ("independent Gaussian",
                  lambda m=m, ref=ref: ex.random_codes(ref, n, "independent", ctx.gen("holes", m.name, "ind"))),
-                ("fitted Gaussian", lambda m=m: ex.prior_codes(m, n, ctx.gen("holes", m.name, "fit"))),
+                ("fitted Gaussian", lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "fit"))),
             ]
         else:
             kinds.append(("its prior N(0, I)" if bool((prior.loc == 0).all() and (prior.scale == 1).all()) else "its prior",
-                          lambda m=m: ex.prior_codes(m, n, ctx.gen("holes", m.name, "prior"))))
+                          lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "prior"))))
         for label, draw in kinds:
             images = ex.decode(m, draw())
             s = fid_and_recognisable(images, ctx.splits, ctx.space)
@@ -356,34 +350,33 @@ def fig_interpolation(ctx: Context) -> None:
     for p in range(len(xa)):
         rows.append(torch.cat([xa[p:p + 1], blend[p], xb[p:p + 1]]))
         labels.append(f"pixel blend {pair_names[p]}")
-    done_checkpoints: dict[str, str] = {}
+    inverted: dict[str, str] = {}  # checkpoint -> the model whose row walks its network through its inversion
     for item in ctx.models:
         m, rec = item.model, item.record
-        if not (isinstance(m, Latent) or ex.is_diffusion(m) or ex.is_gan(m)):
-            ctx.skip(fig_name, m.name, "no encoder, no DDIM inversion and no generator of codes: nothing to walk between")
+        if rec.checkpoint in inverted:
+            ctx.skip(fig_name, m.name, f"the same network as {inverted[rec.checkpoint]} (one checkpoint); "
+                                       f"interpolation goes through {inverted[rec.checkpoint]}'s inversion, shown in that row")
             continue
-        if ex.is_diffusion(m) and rec.checkpoint in done_checkpoints:
-            ctx.skip(fig_name, m.name, f"the same network as {done_checkpoints[rec.checkpoint]} (one checkpoint); "
-                                       "interpolation goes through DDIM inversion, shown in that row")
+        if not isinstance(m, (Latent, Invertible, CodeSampler)):
+            ctx.skip(fig_name, m.name, "no encoder, no inversion to noise and no generator of codes: nothing to walk between")
             continue
-        if ex.is_gan(m) and isinstance(m, zoo.base.Conditional):
-            ctx.skip(fig_name, m.name, "class-conditional GAN: interpolating codes needs a label too (not drawn)")
+        from_images = isinstance(m, (Latent, Invertible))  # else two random codes of a `CodeSampler`
+        if not from_images and isinstance(m, Conditional):
+            ctx.skip(fig_name, m.name, "class-conditional: interpolating codes needs a label too (not drawn)")
             continue
-        steps = getattr(m.config, "steps", 50) if ex.is_diffusion(m) else 50
-        frames, kind = ex.interpolate(m, xa, xb, st.steps, generator=ctx.gen("interp", m.name), n=len(xa),
-                                      inversion_steps=steps)
-        if ex.is_diffusion(m):
-            done_checkpoints[rec.checkpoint or ""] = m.name
-            how = f"DDIM inversion ({steps} steps), slerp of the noises"
-        elif isinstance(m, Latent):
+        frames, kind = ex.interpolate(m, xa, xb, st.steps, generator=ctx.gen("interp", m.name), n=len(xa))
+        if isinstance(m, Latent):
             how = f"{kind} between the codes"
+        elif isinstance(m, Invertible):
+            inverted[rec.checkpoint or ""] = m.name
+            how = f"{m.inversion_name}, slerp of the noises"
         else:
             how = f"{kind} between two random codes (no encoder)"
         numbers[m.name] = {"kind": how, **ex.smoothness(frames, ctx.feature_net())}
         for p in range(len(frames)):
-            ends = (xa[p:p + 1], xb[p:p + 1]) if not ex.is_gan(m) or isinstance(m, Latent) else (blank, blank)
+            ends = (xa[p:p + 1], xb[p:p + 1]) if from_images else (blank, blank)
             rows.append(torch.cat([ends[0], frames[p], ends[1]]))
-            labels.append(f"{m.name} {pair_names[p] if not ex.is_gan(m) or isinstance(m, Latent) else 'z→z'}")
+            labels.append(f"{m.name} {pair_names[p] if from_images else 'z→z'}")
     ctx.numbers[fig_name] = numbers
     cols = ["image"] + [f"{v:.2f}" for v in t.tolist()] + ["image"]
     fig = rows_figure(rows, labels, cols, title="interpolation between two test images (outer columns); frames 0 and 1 "
@@ -449,7 +442,7 @@ def fig_latent_2d(ctx: Context) -> None:
             ctx.skip(fig_name, m.name, "no encoder (not `Latent`)")
             continue
         d = code_dim(m)
-        prior = ex.prior_of(m)
+        prior = m.latent_prior()
         if d != 2 or prior is None:
             if d == 2:
                 why = "no Gaussian over its codes to take quantiles of"
@@ -493,36 +486,19 @@ def fig_drawing(ctx: Context) -> None:
     for item in ctx.models:
         m = item.model
         k = st.draw_images
-        if ex.is_diffusion(m):
-            tr = ex.diffusion_trajectory(m, k, st.points, generator=ctx.gen("traj", m.name))
-            rows, labels = [], []
-            for i in range(k):
-                rows += [tr["x_t"][:, i], tr["x0"][:, i]]
-                labels += [f"image {i + 1}: x_t", f"image {i + 1}: predicted x0"]
-            cols = [f"t={t}" for t in tr["timesteps"]]
-            numbers[m.name] = {"what": f"x_t and the predicted clean image at {len(cols)} of {tr['total_steps']} "
-                                       "sampler steps", "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
-            fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
-        elif ex.has_raster_sampler(m):
-            shots, drawn = ex.pixelcnn_snapshots(m, k, st.points, generator=ctx.gen("raster", m.name))
-            shots = tint_undrawn(shots, drawn)
-            rows = [shots[:, i] for i in range(k)]
-            cols = [f"{j + 1}/{st.points}" for j in range(st.points)]
-            numbers[m.name] = {"what": "the canvas after each eighth of the sub-pixels, in raster order",
-                               "sub_pixels_drawn": drawn.tolist()}
-            fig = rows_figure(rows, [f"image {i + 1}" for i in range(k)], cols,
-                              title=f"{m.name}: one sub-pixel at a time, {m.spec.dims} network evaluations "
-                                    "(blue: not drawn yet)")
-        elif isinstance(m, Latent) and getattr(ex.prior_of(m), "kind", None) == "prior":
+        prior = m.latent_prior() if isinstance(m, Latent) else None
+        if isinstance(m, Stepwise):
+            fig, numbers[m.name] = draw_steps(ctx, m, k)
+        elif prior is not None and prior.kind == "prior":
             temps = ex.temperature_samples(m, k, st.temperatures, generator=ctx.gen("temp", m.name))
             rows = [temps[:, i] for i in range(k)]
             cols = [f"T={t:g}" for t in st.temperatures]
             labels = [f"draw {i + 1}" for i in range(k)]
             numbers[m.name] = {"what": "one noise draw per row decoded at temperatures", "temperatures": list(st.temperatures)}
             out = None
-            if smaller_code(m):  # a decoder, not a bijection; only one with a pixel distribution (the VAE) draws from it
+            if smaller_code(m):  # a decoder, not a bijection; only one with a pixel distribution draws from it
                 try:
-                    z = ex.prior_codes(m, k, ctx.gen("lik", m.name))
+                    z = prior.sample(k, ctx.gen("lik", m.name))
                     out = ex.likelihood_mean_and_draw(m, z, generator=ctx.gen("likdraw", m.name))
                 except TypeError as e:
                     ctx.skip(fig_name, m.name + " (mean vs draw)", str(e))
@@ -533,7 +509,7 @@ def fig_drawing(ctx: Context) -> None:
                                   f"{m.name}: z from the prior; p(x|z)'s mean beside a draw"))
                 numbers[m.name]["mean_vs_draw"] = "per code: the decoder's mean image (what decode shows), one draw from p(x|z)"
             fig = panels_figure(panels)
-        elif ex.is_gan(m):
+        elif isinstance(m, CodeSampler):
             ctx.skip(fig_name, m.name, "one generator pass G(z); its images during training would need intermediate "
                                        "generators, which the training loop does not keep")
             continue
@@ -548,13 +524,42 @@ def fig_drawing(ctx: Context) -> None:
     ctx.numbers[fig_name] = numbers
 
 
+def draw_steps(ctx: Context, m: Generator, k: int) -> tuple[plt.Figure, dict[str, Any]]:
+    """A `Stepwise` model's sampler, watched: the canvas after each 1/points of the steps where the
+    sampler says which sub-pixels are final (autoregressive), else the trajectory: each step's
+    images and the model's prediction of the finished ones, at `points` steps."""
+    points = ctx.settings.points
+    if ex.first_step(m).drawn is not None:
+        shots = ex.snapshots(m, k, points, generator=ctx.gen("raster", m.name))
+        images = tint_undrawn(shots["images"], shots["drawn"])
+        total = int(shots["steps"][-1])
+        cols = [f"{j + 1}/{points}" for j in range(points)]
+        numbers = {"what": f"the canvas after each 1/{points} of its {total} sampler steps",
+                   "sub_pixels_drawn": shots["drawn"].flatten(1).sum(1).tolist()}
+        fig = rows_figure([images[:, i] for i in range(k)], [f"image {i + 1}" for i in range(k)], cols,
+                          title=f"{m.name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
+        return fig, numbers
+    tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name))
+    rows, labels = [], []
+    for i in range(k):
+        rows.append(tr["x_t"][:, i])
+        labels.append(f"image {i + 1}: x_t")
+        if tr["x0"] is not None:
+            rows.append(tr["x0"][:, i])
+            labels.append(f"image {i + 1}: predicted x0")
+    cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(tr["timesteps"], tr["steps"])]
+    shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
+    numbers = {"what": f"{shown} at {len(cols)} of {tr['total_steps']} sampler steps",
+               "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
+    fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
+    return fig, numbers
+
+
 def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:
-    """Canvases (P,N,C,H,W) as RGB with the pixels not drawn yet (raster order, `drawn` sub-pixels
-    done at each of the P snapshots) painted blue, so they do not read as black ink-free paper."""
-    C, H, W = shots.shape[2:]
-    rgb = shots.expand(-1, -1, 3, -1, -1).clone() if C == 1 else shots.clone()
-    for j, k in enumerate(drawn.tolist()):
-        done = (torch.arange(H * W * C) < k).view(H, W, C).any(-1)  # a pixel counts once any of its channels is drawn
+    """Canvases (P,N,C,H,W) as RGB with the pixels not drawn yet (`drawn`: (P,C,H,W), the sub-pixels
+    final at each of the P snapshots) painted blue, so they do not read as black ink-free paper."""
+    rgb = shots.expand(-1, -1, 3, -1, -1).clone() if shots.shape[2] == 1 else shots.clone()
+    for j, done in enumerate(drawn.any(1)):  # a pixel counts once any of its channels is drawn
         rgb[j, :, :, ~done] = torch.tensor([0.35, 0.45, 0.8])[None, :, None]
     return rgb
 
@@ -597,7 +602,7 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
                        f"{fmt(s.get('same_class'))} | {fmt(s.get('different_class'))} | {fmt(s.get('class_ratio'))} | "
                        f"{fmt(s['nearest_neighbour'])} | {fmt(s['nn_relative'])} |")
         for name, s in ref.items():
-            out.append(f"| {name} (anime study) | {50 if name == 'vae' else 256} | {fmt(s['per_dim_std'])} | "
+            out.append(f"| {name} (anime study) | {s['dims']} | {fmt(s['per_dim_std'])} | "
                        f"{fmt(s['code_length'])} | {s.get('same_class', '–')} | {s.get('different_class', '–')} | – | – | – |")
         out += ["", ("Codes are the encoder's outputs (the VAE's posterior means). Raw distances depend on each "
                      "code's scale; the ratio columns do not."), ""]
@@ -633,7 +638,7 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
 # -- the command ---------------------------------------------------------------------------------------
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.explore", description=(__doc__ or "").split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.explore", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("run_folder", help="a run folder written by python -m benchmarks.run")
     p.add_argument("--models", help="comma-separated model names (default: every model of the run)")
     p.add_argument("--figures", help=f"comma-separated, of {', '.join(FIGURES)} (default: all)")
@@ -696,12 +701,9 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise GenzooError(f"--threads must be a positive int, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        args = parse_args(sys.argv[1:] if argv is None else argv)
+        set_threads(args.threads)
         names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
         figures = [f.strip() for f in args.figures.split(",") if f.strip()] if args.figures else None
         if args.samples < 2 or args.pairs < 1:

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
+from zoo.registry import split_variant  # noqa: E402
 
 
 def _rows(records: list[Record], key: str) -> list[Row]:
@@ -44,7 +45,7 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     for key, rows in groups.items():
         by_sampler: dict[str, list[Row]] = defaultdict(list)  # ddim@10, ddim@20, ddim -> one line; ddpm -> another
         for row in rows:
-            by_sampler[row.model.split("@")[0]].append(row)
+            by_sampler[split_variant(row.model)[0]].append(row)
         for sampler, rs in by_sampler.items():
             rs.sort(key=lambda r: r.cells["nfe"][0] or 0)
             xs = [1.0 / r.cells["sample_images_per_s"][0] for r in rs]

@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import json
 import math
-import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from zoo.base import GenzooError
+from zoo.files import atomic_write, set_aside
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
 
@@ -158,7 +159,7 @@ class RunFolder:
             try:
                 r = Record.from_json(json.loads(path.read_text()))
             except (ValueError, TypeError, KeyError):
-                _set_aside(path)
+                set_aside(path, f"{path} did not parse")
                 continue
             out[(r.model, r.seed)] = r
         return out
@@ -194,7 +195,7 @@ class RunFolder:
         """Rewrite results.json from every record file, under the lock; returns the records in order."""
         with self.lock():
             if self.results.exists() and not self.run_info():
-                _set_aside(self.results)  # rebuilt below from the record files
+                set_aside(self.results, f"{self.results} did not parse")  # rebuilt below from the record files
             records = list(self.load_records().values())
             records.sort(key=lambda r: (sort_key(r.model, order), r.seed))
             old = self.run_info()
@@ -212,33 +213,20 @@ def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:
     return (1, order.index(model), model) if model in order else (2, 0, model)
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write to a temporary file named after this process, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _set_aside(path: Path) -> Path:
-    bad = path.with_name(path.name + ".corrupt")
-    os.replace(path, bad)
-    print(f"warning: {path} did not parse; set aside as {bad.name}")
-    return bad
-
-
 # -- seeds: mean and 95 % confidence interval ------------------------------------------------------
 
 def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of the 95 % Student-t confidence interval (None for fewer than 2 values)."""
+    """Mean and half-width of the 95 % Student-t confidence interval of the finite values (None for
+    fewer than 2)."""
+    import numpy as np
     from scipy import stats
 
-    vals = [v for v in values if v is not None and math.isfinite(v)]
-    mean = sum(vals) / len(vals)
+    vals = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
+    mean = float(vals.mean())
     if len(vals) < 2:
         return mean, None
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-    return mean, float(stats.t.ppf(0.975, len(vals) - 1)) * sd / math.sqrt(len(vals))
+    _, high = stats.t.interval(0.95, len(vals) - 1)  # the interval of the standard t; scaled by the standard error
+    return mean, float(high * stats.sem(vals))
 
 
 @dataclass
@@ -260,23 +248,35 @@ class Row:
         return "ok" if not bad else f"{bad[0].status}" + (f" ({len(bad)}/{len(self.records)} seeds)" if len(self.records) > 1 else "")
 
 
+def _cell(values: Iterable[Any], ci: bool) -> tuple[Any, float | None]:
+    """One column over a model's seeds: the mean and t-interval of its numbers in a column with an
+    interval (`ci`), else its first value given."""
+    values = list(values)
+    numeric = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if ci and numeric:
+        return t_interval(numeric)
+    return next((v for v in values if v is not None), None), None
+
+
 def aggregate(records: list[Record]) -> list[Row]:
-    """One row per model: numeric columns averaged over the seeds that finished, with a t-interval."""
-    by_model: dict[str, list[Record]] = {}
-    for r in records:
-        by_model.setdefault(r.model, []).append(r)
+    """One row per model, in the order the models first appear, its seeds in order: each column
+    over the seeds that finished (over all of them where none did)."""
+    import pandas as pd
+
+    if not records:
+        return []
+    order = list(dict.fromkeys(r.model for r in records))
+    records = sorted(records, key=lambda r: r.seed)  # stable: each model's records in seed order
+    model = pd.Series(pd.Categorical([r.model for r in records], categories=order))
+    ok = pd.Series([r.ok for r in records])
+    done = ok | ~ok.groupby(model, observed=True).transform("any")
+    values = pd.DataFrame({name: pd.Series([getattr(r, name) for r in records], dtype=object) for name, *_ in COLUMNS})
+    cells = values[done].groupby(model[done], observed=True).agg(
+        {name: functools.partial(_cell, ci=ci) for name, _, _, ci, _ in COLUMNS})
     rows = []
-    for model, rs in by_model.items():
-        rs.sort(key=lambda r: r.seed)
-        done = [r for r in rs if r.ok] or rs
-        cells: dict[str, tuple[Any, float | None]] = {}
-        for name, _, _, ci, _ in COLUMNS:
-            values = [getattr(r, name) for r in done]
-            numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if ci and numeric:
-                cells[name] = t_interval([float(v) for v in numeric])
-            else:
-                cells[name] = (next((v for v in values if v is not None), None), None)
-        cells["status"] = (Row(model, [], rs, {}).status, None)
-        rows.append(Row(model, [r.seed for r in rs], rs, cells))
+    for name, rs in pd.Series(records, dtype=object).groupby(model, observed=True):
+        rs = list(rs)
+        row = Row(name, [r.seed for r in rs], rs, dict(cells.loc[name]))
+        row.cells["status"] = (row.status, None)
+        rows.append(row)
     return rows

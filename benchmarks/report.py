@@ -9,6 +9,8 @@ With several seeds, each number is the mean over seeds ± the half-width of its 
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,75 @@ from typing import Any
 import pandas as pd
 from rich.table import Table
 
+from benchmarks.cli import Parser
 from benchmarks.records import COLUMNS, Record, Row, RunFolder, aggregate, atomic_write
 from zoo.base import GenzooError
+
+FLAGGED = "flagged"  # the status of a record holding a number it cannot hold (damaged, or edited by hand)
+SHARE = (0.0, 1.0)
+# What each number of a record can be. A FID beyond 1e6 would need features a thousand apart in every
+# dimension; KID, an unbiased estimate, may dip below 0 by its noise (see `problems`).
+VALID: dict[str, tuple[float, float]] = {
+    "fid": (0, 1e6), "kid_std": (0, math.inf), "precision": SHARE, "recall": SHARE, "recognisable": SHARE,
+    "label_accuracy": SHARE, "modes": (0, math.inf), "mode_kl": (0, math.inf), "bits_per_dim": (0, math.inf),
+    "inception_score": (1, math.inf), "fid_samples": (1, math.inf), "nfe": (1, math.inf), "params": (0, math.inf),
+    "sample_images_per_s": (0, math.inf), "train_steps": (0, math.inf), "train_flops": (0, math.inf),
+    "train_seconds": (0, math.inf), "train_images_per_s": (0, math.inf), "peak_memory_mb": (0, math.inf),
+}
+KID_NOISE = 3  # a KID below -KID_NOISE * kid_std is not noise
+NUMBERS = [f.name for f in dataclasses.fields(Record) if str(f.type).split(" ")[0] in ("int", "float")]
+
+
+def problems(record: Record) -> list[str]:
+    """What is impossible in a record: a number that is not finite or outside what it can be."""
+    out = []
+    numbers = [(name, getattr(record, name), name) for name in NUMBERS]
+    numbers += [(f"bits/dim {label}", v, "bits_per_dim") for label, v in record.bpd_extras.items()]  # the VAE's ELBO
+    for name, v, kind in numbers:
+        low, high = VALID.get(kind, (-math.inf, math.inf))
+        if v is None:
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            out.append(f"{name} is {v!r}, not a number")
+        elif not math.isfinite(v):
+            out.append(f"{name} is {v}")
+        elif not low <= v <= high:
+            out.append(f"{name} {v:g} is outside [{low:g}, {high:g}]")
+    kid, std = record.kid, record.kid_std
+    if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (kid, std)) and kid < -KID_NOISE * std:  # type: ignore[operator]
+        out.append(f"kid {kid:g} is below -{KID_NOISE} x its std {std:g}")
+    return out
+
+
+def flag(records: list[Record], warn: Any = print) -> list[Record]:
+    """The records, each one holding an impossible number marked `flagged` with the reason as its
+    error (so the tables show it in red and leave it out of the means), and one warning line each."""
+    out = []
+    for r in records:
+        found = problems(r)
+        if found:
+            warn(f"warning: {r.model} seed {r.seed}: {'; '.join(found)}; flagged in the tables")
+            r = dataclasses.replace(r, status=FLAGGED, error="; ".join(([r.error] if r.error else []) + found))
+        out.append(r)
+    return out
+
+
+def sync_results(folder: RunFolder) -> bool:
+    """Rewrite results.json from records/ when they disagree (a record added, removed or edited since
+    the last merge); True when it was rewritten. A results.json that does not parse is left to the next
+    runner, which rebuilds it with the run's settings (the report does not know them)."""
+    records = folder.load_records()
+    if not records or not folder.run_info():
+        return False
+    try:
+        listed = json.loads(folder.results.read_text())["models"]
+        merged = sorted(json.dumps(Record.from_json(m).to_json(), sort_keys=True) for m in listed)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        listed, merged = [], None
+    if merged == sorted(json.dumps(r.to_json(), sort_keys=True) for r in records.values()):
+        return False
+    folder.merge({}, [m["model"] for m in listed if isinstance(m, dict) and "model" in m])
+    return True
 
 
 def fmt(value: Any, spec: str, half: float | None = None, scale: float = 1) -> str:
@@ -110,7 +179,7 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
         lines += ["", "Other likelihood figures: " + "; ".join(f"{m} (seed {s}) {k} {v:.3f} bits/dim" for m, s, k, v in extras)]
     unfinished = [r for r in records if r.status not in ("ok",)]
     if unfinished:
-        lines += ["", "## Models that did not finish or were skipped", ""]
+        lines += ["", "## Models that did not finish, were skipped or were flagged", ""]
         lines += [f"- **{r.model}** (seed {r.seed}): {r.status} — {r.error or ''}" for r in unfinished]
     figures = [(f, c) for f, c in FIGURES if folder is not None and (folder.path / f).is_file()]
     if figures:
@@ -149,6 +218,7 @@ def render(path: str | Path) -> list[Path]:
     folder = RunFolder(path)
     with folder.lock("report"):  # runners sharing a folder take turns; the last one draws every record
         run, records = folder.read()
+        records = flag(records)
         made = [
             plots.comparison(records, folder, folder.path / "comparison.png"),
             plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
@@ -161,28 +231,40 @@ def render(path: str | Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
     import sys
 
     from rich.console import Console
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Regenerate a run's tables and plots.")
+    p = Parser(prog="python -m benchmarks.report", description="Regenerate a run's tables and plots.")
     p.add_argument("folder", help="a run folder holding results.json")
-    args = p.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        args = p.parse_args(argv)
+    except GenzooError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
     folder = RunFolder(args.folder)
     if not folder.results.is_file() and not folder.records_dir.is_dir():
-        console.print(f"[red]error:[/] no results.json in {args.folder}; pass a run folder written by benchmarks.run")
+        console.print(f"[red]error:[/] no results.json in {args.folder}; pass a run folder written by benchmarks.run",
+                      highlight=False, soft_wrap=True)
+        return 2
+    if folder.results.is_file() and not folder.run_info() and not folder.load_records():
+        console.print(f"[red]error:[/] {folder.results} holds no run (it does not parse, or is not a run's results) and "
+                      "there is no records/ folder to rebuild it from", highlight=False, soft_wrap=True)
         return 2
     if folder.results.is_file() and not folder.run_info():
         console.print(f"[yellow]warning: {folder.results} does not parse; tables from records/ alone, without the run's "
                       "settings (the next runner in this folder sets it aside and rebuilds it)[/]", highlight=False)
     try:
+        if sync_results(folder):
+            console.print(f"[yellow]warning: {folder.results} disagreed with {folder.records_dir}/; rewritten from it[/]",
+                          highlight=False, soft_wrap=True)
         made = render(args.folder)
     except GenzooError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False)
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         return 2
     run, records = folder.read()
+    records = flag(records, warn=lambda line: None)  # render said it once
     console.print(rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",
                              caption=footnote(run, records)))
     console.print("wrote " + ", ".join(str(m) for m in made), highlight=False)

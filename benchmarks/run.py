@@ -21,6 +21,7 @@ import platform
 import shlex
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -28,30 +29,43 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import Tensor
 from torchvision.utils import save_image
 
 import zoo
 from benchmarks import evaluate, report
+from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
+from zoo.files import SafeConsole, atomic_write
 from zoo.metrics import features, fidelity, speed
 from zoo.parallel import Processes
-from zoo.registry import parse, parse_overrides
-from zoo.train import Budget, Checkpoint, Diverged, Interrupted, derive_seed, fit, resolve_device, save_interval, seed_everything, training_key
+from zoo.registry import describe_hparams, parse, parse_overrides, split_variant
+from zoo.train import (
+    STOP_SIGNALS,
+    Budget,
+    Checkpoint,
+    Diverged,
+    Interrupted,
+    derive_seed,
+    fit,
+    resolve_device,
+    save_interval,
+    seed_everything,
+    training_key,
+)
 
-console = Console(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
+console = SafeConsole(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
 MAX_IMAGE_SIZE = 256  # beyond this the small CPU-first networks make no sense; the full preset goes to 64
 FEATURE_NET_WARN = 0.8  # below this test accuracy on its own task, quality metrics mean little
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.run", description=(__doc__ or "").split("\n\n")[0])
+    p = Parser(prog="python -m benchmarks.run", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--models", help="comma-separated model names, variants as name@K (default: every registered model)")
     p.add_argument("--sweep", action="append", default=[], metavar="MODEL@K1,K2,...",
                    help="variants of one model, e.g. ddim@10,20,50: one row each, sharing one training")
@@ -73,7 +87,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
-    p.add_argument("--list", action="store_true", help="list the models in the zoo and exit")
+    p.add_argument("--list", nargs="?", const="", metavar="MODEL",
+                   help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
+                        "--list MODEL for one model")
     return p.parse_args(argv)
 
 
@@ -89,13 +105,17 @@ class Job:
 
 
 def parse_seeds(text: str) -> list[int]:
+    """--seeds 0,1,2 -> [0, 1, 2]; duplicates collapsed with a note."""
     try:
         seeds = [int(s) for s in str(text).split(",") if s.strip()]
     except ValueError:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
         raise GenzooError(f"--seeds takes non-negative integers, e.g. 0 or 0,1,2; got {text!r}")
-    return list(dict.fromkeys(seeds))
+    unique = list(dict.fromkeys(seeds))
+    if len(unique) < len(seeds):
+        console.print(f"note: duplicate seeds collapsed: {', '.join(str(s) for s in unique if seeds.count(s) > 1)}")
+    return unique
 
 
 def model_names(args: argparse.Namespace) -> list[str]:
@@ -104,10 +124,10 @@ def model_names(args: argparse.Namespace) -> list[str]:
         raise GenzooError("--models is empty; name models (see --list), or leave --models out for the whole zoo")
     names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else []
     for sweep in args.sweep:
-        base, _, values = sweep.partition("@")
-        if not values:
+        base, values = split_variant(sweep)
+        if not base or not (values or "").strip(", "):
             raise GenzooError(f"--sweep takes MODEL@K1,K2,..., e.g. ddim@10,20,50; got {sweep!r}")
-        names += [f"{base}@{v.strip()}" for v in values.split(",") if v.strip()]
+        names += [f"{base}@{v.strip()}" for v in (values or "").split(",") if v.strip()]
     if not names:
         names = zoo.available()
     unique = list(dict.fromkeys(names))
@@ -122,12 +142,15 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
     names = model_names(args)
     overrides = parse_overrides(args.overrides)
     for model in overrides:
-        if not any(n.split("@")[0] == model for n in names):
+        if not any(split_variant(n)[0] == model for n in names):
             raise GenzooError(f"--set names {model}, which is not among the models of this run ({', '.join(names)})")
     jobs = []
     for name in names:
-        cls, _ = parse(name)
+        cls, variant = parse(name)
         job = Job(name, overrides.get(cls.name, {}))
+        both = sorted(set(variant) & set(job.overrides))
+        if both:
+            raise GenzooError(f"--set {cls.name}.{both[0]} and the variant {name} both set {both[0]}; use one of them")
         if issubclass(cls, Conditional) and spec.num_classes is None:
             job.skip = "class-conditional, and this dataset has no labels"
         else:
@@ -137,8 +160,21 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
 
 
 def check_out_folder(out: Path) -> None:
+    """Refuse a run folder that cannot be made or written, and leave nothing behind: the folder itself
+    is made once every input has passed (`make_out_folder`)."""
     if out.exists() and not out.is_dir():
         raise GenzooError(f"--out {out} is a file; give a folder (it is created if missing)")
+    there = next(p for p in [out, *out.absolute().parents] if p.exists())  # the folder it would be made in
+    try:
+        if not there.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        tempfile.TemporaryDirectory(prefix=".genzoo-write-test-", dir=there).cleanup()  # what access() misses as root
+    except OSError as e:
+        raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
+
+
+def make_out_folder(out: Path) -> None:
+    """Create the run folder once every input has passed, and check that it takes files."""
     try:
         out.mkdir(parents=True, exist_ok=True)
         probe = out / f".write-test.{os.getpid()}"
@@ -253,12 +289,9 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
 
 
 def save_grid(images: Tensor, path: Path) -> None:
-    """The first 64 images as an 8x8 grid, written under a temporary name: another runner drawing
-    the comparison figure never reads half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_image(images[:64], tmp, nrow=8, padding=2, format="PNG")
-    os.replace(tmp, path)
+    """The first 64 images as an 8x8 grid, written whole: another runner drawing the comparison
+    figure never reads half a file."""
+    atomic_write(path, lambda tmp: save_image(images[:64], tmp, nrow=8, padding=2, format="PNG"))
 
 
 def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
@@ -274,13 +307,27 @@ def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
 # -- the command --------------------------------------------------------------------------------
 
 def list_models(args: argparse.Namespace) -> None:
-    """The zoo, with what each model can do and whether it takes this dataset's image size."""
+    """The zoo (or the one model --list names), with what each model can do, whether it takes this
+    dataset's image size, and its hyper-parameters: default, the preset's value, what each accepts."""
+    names = [parse(args.list)[0].name] if args.list else zoo.available()
     spec = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root)[0]
     table = Table(title=f"genzoo models (NFE and sizes for {args.dataset}, {'x'.join(map(str, spec.shape))})")
     for column in ("name", "capabilities", "NFE", f"takes {spec.height}x{spec.width}", "what it is"):
         table.add_column(column)
-    for name in zoo.available():
+    hparams = Table(title=f"hyper-parameters (--set MODEL.FIELD=VALUE; preset {args.preset})")
+    for column in ("model", "field", "default", args.preset, "accepts"):
+        hparams.add_column(column)
+    for name in names:
         cls, _ = parse(name)
+        preset = cls.presets.get(args.preset, {})
+        fields = describe_hparams(cls)
+        together = (cls.validate.__doc__ or "").strip().split("\n")[0] if cls.validate is not Generator.validate else ""
+        if together:  # the model's checks of several fields, or of the data
+            fields.append(("(together)", "", together))
+        for i, (f, default, accepted) in enumerate(fields):
+            hparams.add_row(name if i == 0 else "", f, repr(default) if f in cls.Config.__dataclass_fields__ else "",
+                            repr(preset[f]) if f in preset else "", accepted,
+                            end_section=i == len(fields) - 1)
         caps = [c.__name__ for c in (Likelihood, Latent, Conditional) if issubclass(cls, c)]
         if issubclass(cls, Likelihood):
             caps[caps.index("Likelihood")] += f" ({cls.bpd_kind})"
@@ -290,6 +337,7 @@ def list_models(args: argparse.Namespace) -> None:
             nfe, takes = "–", str(e)
         table.add_row(name, ", ".join(caps) or "–", nfe, takes, (cls.__doc__ or "").strip().split("\n")[0])
     console.print(table)
+    console.print(hparams)
 
 
 def _stop(signum: int, frame: Any) -> None:
@@ -297,30 +345,37 @@ def _stop(signum: int, frame: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """The command; SIGTERM outside training stops it like SIGINT: one line, a history entry, exit 143."""
+    """The command. A stop signal (SIGTERM, SIGHUP, SIGINT) stops it, in training or outside: one line,
+    a history entry, exit 128 + its number (143, 129, 130); a file it cannot write is one line, exit 2."""
     argv = sys.argv[1:] if argv is None else argv
     try:
-        previous = signal.signal(signal.SIGTERM, _stop)
+        previous = {s: signal.signal(s, _stop) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread: signals stay as they are
-        return _main(argv)
+        return _refusing_unwritable(argv)
+    try:
+        return _refusing_unwritable(argv)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+
+
+def _refusing_unwritable(argv: list[str]) -> int:
     try:
         return _main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+    except GenzooError as e:  # a file that cannot be written once the run is under way (zoo.files.atomic_write)
+        console.print(f"[red]error:[/] {e}", highlight=False)
+        return 2
 
 
 def _main(argv: list[str]) -> int:
-    args = parse_args(argv)
     procs = Processes()
     error: str | None = None
     try:
-        if args.threads is not None:
-            if args.threads < 1:
-                raise GenzooError(f"--threads must be a positive int, got {args.threads}")
-            torch.set_num_threads(args.threads)
+        args = parse_args(argv)
+        set_threads(args.threads)
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
-        if args.list:
+        if args.list is not None:
             list_models(args)
             return 0
         seeds = parse_seeds(args.seeds)
@@ -339,6 +394,8 @@ def _main(argv: list[str]) -> int:
         save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
         # A budget of one's own gets a folder of its own: its records must not replace the preset's.
         name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
+        if args.out is not None and not args.out.strip():
+            raise GenzooError("--out is empty; give a folder (it is created if missing)")
         out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else ""))
         check_out_folder(out)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
@@ -351,6 +408,7 @@ def _main(argv: list[str]) -> int:
             space = features.classifier_space(splits, device=device)
         else:
             space = features.inception_space(args.inception_weights)
+        make_out_folder(out)
     except GenzooError as e:
         error = str(e)
     except (Interrupted, KeyboardInterrupt) as e:  # nothing trained yet, nothing to keep
@@ -359,7 +417,7 @@ def _main(argv: list[str]) -> int:
         return stop.exit_code
     error = procs.from_main(error)  # the main process alone builds the feature space: all stop if it failed
     if error is not None:
-        console.print(f"[red]error:[/] {error}", highlight=False)
+        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line, however long
         procs.close()
         return 2
     if not procs.main:

@@ -1,7 +1,9 @@
 import os
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import zoo
 import zoo.data
@@ -32,3 +34,33 @@ def space(splits, _cache):
     from zoo.metrics import features
 
     return features.classifier_space(splits)
+
+
+@pytest.fixture(scope="session")
+def read_png():
+    """A PNG read back as its pixels, (H, W, C) uint8: a figure or a sample grid is checked for what it
+    shows (its size, its colours, its images), not for being a file of some size."""
+
+    def read(path) -> np.ndarray:
+        with Image.open(path) as img:
+            return np.asarray(img)
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def read_grid(read_png):
+    """A sample grid as the runner writes it (torchvision's save_image: 8 images a row, 2 px of black
+    padding) cut back into its images: (N, C, side, side) uint8, N a multiple of 8."""
+
+    def read(path) -> torch.Tensor:
+        grid = torch.from_numpy(read_png(path).copy()).permute(2, 0, 1)  # (C, H, W)
+        cell = (grid.shape[2] - 2) // 8
+        rows = (grid.shape[1] - 2) // cell
+        assert grid.shape[1:] == (rows * cell + 2, 8 * cell + 2), f"{path}: {tuple(grid.shape)} is not a grid of 8 a row"
+        padding = torch.ones(grid.shape[1:], dtype=torch.bool)
+        padding[2:, 2:].view(rows, cell, 8, cell)[:, :-2, :, :-2] = False
+        assert (grid[:, padding] == 0).all(), f"{path}: the padding between images is not black"
+        return grid[:, 2:, 2:].reshape(-1, rows, cell, 8, cell).permute(1, 3, 0, 2, 4)[..., :-2, :-2].reshape(rows * 8, -1, cell - 2, cell - 2)
+
+    return read

@@ -1,4 +1,5 @@
 """Adversarial autoencoder (zoo/models/aae.py): a code discriminator pushes the codes toward N(0, I)."""
+import pytest
 import torch
 
 import zoo
@@ -22,6 +23,7 @@ def test_is_latent_without_likelihood():
     assert img.shape == (3, *SPEC.shape) and img.min() >= 0 and img.max() <= 1
 
 
+@pytest.mark.slow
 def test_discriminator_loss_responds_to_codes_off_the_prior():
     """Trained on prior draws against codes from N(3, I), the code discriminator separates them."""
     model = build()
@@ -41,6 +43,7 @@ def test_discriminator_loss_responds_to_codes_off_the_prior():
     assert on > 1.2  # ... and cannot tell N(0, I) from itself (chance: 2 log 2 = 1.39)
 
 
+@pytest.mark.slow
 def test_the_adversary_pulls_the_codes_toward_the_prior(mnist):
     """Same data, same initialisation: with the adversarial term the codes' mean and scale end nearer
     N(0, I) than with reconstruction alone."""
@@ -68,10 +71,8 @@ def test_samples_decode_prior_draws():
     assert z.mean().abs() < 0.1 and (z.std() - 1).abs() < 0.1
 
 
-def test_lecture_figures_see_its_prior():
-    from zoo.explore import prior_of
-
+def test_it_declares_its_prior():
     for name in ("aae", "vae-gan"):
-        p = prior_of(zoo.create(name, SPEC, preset="smoke"))
+        p = zoo.create(name, SPEC, preset="smoke").latent_prior()
         assert p is not None and p.kind == "prior" and p.dim == 4
         assert torch.equal(p.loc, torch.zeros(4)) and torch.equal(p.scale, torch.ones(4))

@@ -8,12 +8,22 @@ from zoo.base import Conditional
 MODELS = zoo.available()
 
 
+def cheap_samplers_fast(names: list[str]) -> list:
+    """The models as test parameters, those whose smoke-sized sampler takes hundreds of network passes
+    (ancestral diffusion, PixelCNN) marked slow: their own test files keep fast tests of small nets or stubs."""
+    spec = zoo.DataSpec(1, 28, 28, 10)
+    return [pytest.param(n, marks=pytest.mark.slow) if zoo.create(n, spec, preset="smoke").nfe > 100 else n for n in names]
+
+
+SAMPLED = cheap_samplers_fast(MODELS)
+
+
 def build(name, spec):
     torch.manual_seed(0)
     return zoo.create(name, spec, preset="smoke")
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_sample_shape_range_dtype(name, mnist):
     spec = mnist[0]
     x = build(name, spec).sample(3, generator=torch.Generator().manual_seed(0))
@@ -22,7 +32,7 @@ def test_sample_shape_range_dtype(name, mnist):
     assert torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_sampling_is_deterministic_for_a_seed(name, mnist):
     model = build(name, mnist[0])
     a = model.sample(2, generator=torch.Generator().manual_seed(1))
@@ -32,7 +42,7 @@ def test_sampling_is_deterministic_for_a_seed(name, mnist):
     assert not torch.equal(a, c)
 
 
-@pytest.mark.parametrize("name", MODELS)
+@pytest.mark.parametrize("name", SAMPLED)
 def test_save_load_gives_identical_samples(name, mnist, tmp_path):
     spec, x, y = mnist[:3]
     model = build(name, spec)
@@ -47,6 +57,7 @@ def test_save_load_gives_identical_samples(name, mnist, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow
 def test_training_on_a_fixed_batch_moves_samples_towards_it(name, mnist):
     """Whatever a model's loss means (a GAN reports its discriminator's), training on one batch must
     bring its samples closer to that batch: the distance between the mean sample and the batch's

@@ -63,7 +63,7 @@ def test_folder_of_rgb_images_is_resized_and_cropped(tmp_path):
 
 
 def test_offline_torchvision_dataset_says_where_files_go(tmp_path):
-    with pytest.raises(GenzooError, match=f"put torchvision's MNIST files under {tmp_path}"):
+    with pytest.raises(GenzooError, match=f"Dataset not found.*put torchvision's MNIST files in {tmp_path / 'MNIST' / 'raw'}/"):
         data.load("mnist", data_root=tmp_path, download=False)
 
 
@@ -124,3 +124,55 @@ def test_a_folder_too_small_to_hold_out_a_test_split_is_refused(tmp_path):
     with pytest.raises(GenzooError, match="too few to hold out 4 for test .* at least 40"):
         data.load_splits(f"folder:{tmp_path}", min_test=4)
     assert len(data.load(f"folder:{tmp_path}")[1]) == 9  # a training split alone is fine
+
+
+@pytest.mark.parametrize("h,w,size", [(28, 28, 16), (100, 135, 28), (33, 77, 32), (31, 20, 64)])
+def test_resize_and_centre_crop_are_antialiased_bilinear_with_the_odd_pixel_off_the_far_side(h, w, size):
+    """The pixels every resized dataset and its content hash were made with: the short side to `size`,
+    the long side rounded, the centre square with an odd pixel off the bottom or right; uint8 like float."""
+    g = torch.Generator().manual_seed(h * w)
+    x8 = torch.randint(0, 256, (2, 3, h, w), generator=g, dtype=torch.uint8)
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    expected = torch.nn.functional.interpolate(x8.float() / 255, size=(nh, nw), mode="bilinear", antialias=True,
+                                               align_corners=False)[..., top:top + size, left:left + size].clamp(0, 1)
+    assert torch.equal(data._resize_center_crop(x8.float() / 255, size), expected)
+    assert torch.equal(data._resize_center_crop(x8, size), data.quantize(expected))
+
+
+def test_a_truncated_image_is_refused_with_its_reason(tmp_path):
+    """Issue 30: a truncated PNG was reported as a bare `OSError`."""
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    whole = (tmp_path / "3.png").read_bytes()
+    (tmp_path / "3.png").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(GenzooError) as e:
+        data.load(f"folder:{tmp_path}", image_size=16)
+    assert str(e.value) == f"cannot read image {tmp_path / '3.png'}: OSError: image file is truncated"
+
+
+def test_a_file_that_is_not_an_image_says_so(tmp_path):
+    (tmp_path / "notes.png").write_text("hello")
+    with pytest.raises(GenzooError, match=r"notes.png: not an image Pillow knows, or its header is damaged$"):
+        data.load(f"folder:{tmp_path}", image_size=8)
+
+
+def test_an_offline_download_gives_its_reason_and_leaves_no_empty_folders(tmp_path, monkeypatch):
+    """Issue 30: offline, `mnist` said "Error downloading train-images-idx3-ubyte.gz:" and nothing more, and
+    left an empty data/MNIST/raw/ behind."""
+    import socket
+
+    def offline(*a, **k):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    (tmp_path / "kept").mkdir()  # a data root that exists stays; only what the attempt made goes
+    for root in (tmp_path / "new", tmp_path / "kept"):
+        with pytest.raises(GenzooError) as e:
+            data.load("fashion-mnist", data_root=root)
+        assert "(RuntimeError: <urlopen error [Errno 101] Network is unreachable>)" in str(e.value)
+        assert f"put torchvision's FashionMNIST files in {root / 'FashionMNIST' / 'raw'}/" in str(e.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())

@@ -42,7 +42,7 @@ def as_processes(rank, world):
     return procs
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, pytest.param(2, marks=pytest.mark.slow)])  # 2: worker processes
 def test_every_path_gives_the_same_batches_and_processes_share_them(folder, workers):
     _, x8, _ = data.load(f"folder:{folder}", image_size=16, uint8=True)
     stream = data.ImageFolder(folder, size=16)

@@ -30,7 +30,8 @@ def count_unet_calls(model, n=1):
     return len(calls)
 
 
-def test_asking_for_ddpm_and_ddim_trains_once(mnist, space, tmp_path, monkeypatch, capsys):
+@pytest.mark.slow
+def test_asking_for_ddpm_and_ddim_trains_once(mnist, space, tmp_path, monkeypatch, capsys, read_png):
     from benchmarks import run
 
     steps = []
@@ -53,7 +54,8 @@ def test_asking_for_ddpm_and_ddim_trains_once(mnist, space, tmp_path, monkeypatc
     assert {m: r["nfe"] for m, r in records.items()} == {"ddpm": 1000, "ddim": 50, "ddim@10": 10, "ddim@50": 50}
     assert records["ddpm"]["fid_samples"] == DDPM.eval_samples["smoke"]
     assert "reusing the finished training" in capsys.readouterr().out
-    assert (tmp_path / "plots" / "sampler_tradeoff.png").stat().st_size > 0
+    plot = read_png(tmp_path / "plots" / "sampler_tradeoff.png")[..., :3]
+    assert plot.shape == (480, 720, 3) and all((plot == c).all(-1).any() for c in [(31, 119, 180), (255, 127, 14)])  # two lines
 
 
 def test_sampler_variants_share_the_training_key(mnist):
@@ -70,6 +72,7 @@ def test_nfe_is_the_number_of_unet_calls(name, nfe, mnist):
     assert count_unet_calls(model, n=2) == nfe
 
 
+@pytest.mark.slow
 def test_noise_prediction_loss_goes_down_on_a_fixed_batch(mnist):
     spec, x = mnist[0], mnist[1][:32]
     model = build("ddpm", spec)

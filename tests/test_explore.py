@@ -67,21 +67,21 @@ def test_slerp_keeps_ends_and_norm():
     p = ex.slerp(a, b, t)  # (5,1,2)
     assert torch.equal(p[0], a) and torch.equal(p[-1], b)
     assert torch.allclose(p.norm(dim=-1), torch.full((5, 1), 3.0))  # a great circle, not a chord
-    assert torch.allclose(ex.lerp(a, b, t)[2], torch.tensor([[1.5, 1.5]]))
+    line = ex.path(a, b, 5, "linear")
+    assert torch.equal(line[0], a) and torch.equal(line[-1], b) and torch.allclose(line[2], torch.tensor([[1.5, 1.5]]))
 
 
 def test_ddim_inversion_then_sampling_returns_the_image(data):
     """A tiny randomly initialised UNet (the quick preset's v-prediction and cosine schedule): DDIM
-    inversion at 50 steps, then DDIM sampling at 50 steps from that noise. Measured here: mean
-    absolute error about 0.02 and largest 0.07 on a [0,1] scale; asserted below 0.04 and 0.15.
-    Sampling from other noise lands far away (mean error above 0.2)."""
+    inversion at 50 steps (diffusers' DDIMInverseScheduler), then DDIM sampling at 50 steps from that
+    noise lands back near the image; sampling from other noise lands far away."""
     m = smoke("ddim", data.spec, prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
     x = data.x_test[:4]
-    noise = ex.ddim_invert(m, x, steps=50)
-    back = ex.ddim_sample(m, noise, steps=50)
+    noise = ex.invert(m, x)
+    back = ex.generate(m, noise)
     err = (back - x).abs()
     assert err.mean() < 0.04 and err.max() < 0.15, (err.mean().item(), err.max().item())
-    other = ex.ddim_sample(m, torch.randn(noise.shape, generator=torch.Generator().manual_seed(1)), steps=50)
+    other = ex.generate(m, torch.randn(noise.shape, generator=torch.Generator().manual_seed(1)))
     assert (other - x).abs().mean() > 0.2
 
 
@@ -152,37 +152,86 @@ def test_2d_grid_uses_the_prior_quantiles(data):
     assert torch.allclose(z_ae, ae.code_mean + eps @ ae.code_scale.T, atol=1e-5)
 
 
-# -- PixelCNN snapshots ------------------------------------------------------------------------------
+# -- watching a sampler: snapshots and trajectories ----------------------------------------------------
+
+def raster(t):  # images (B,C,H,W) -> (B, H*W*C) in PixelCNN's drawing order
+    return t.permute(0, 2, 3, 1).flatten(1)
+
 
 def test_pixelcnn_snapshots_agree_with_the_final_image(data):
     m = smoke("pixelcnn", data.spec)
     with torch.no_grad():  # random biases, so that the drawn digits are not all one level
         m.row_bias.normal_(0, 2)
         m.col_bias.normal_(0, 2)
-    shots, drawn = ex.pixelcnn_snapshots(m, 2, parts=8, generator=torch.Generator().manual_seed(3))
-    assert shots.shape == (8, 2, *data.spec.shape) and drawn[-1] == data.spec.dims
+    out = ex.snapshots(m, 2, parts=8, generator=torch.Generator().manual_seed(3))
+    shots, done = out["images"], out["steps"]
+    assert shots.shape == (8, 2, *data.spec.shape) and done[-1] == data.spec.dims
     final = shots[-1]
     assert torch.equal(final, m.sample(2, generator=torch.Generator().manual_seed(3)))  # the same draws as sample
-
-    def raster(t):  # (B, H*W*C) in drawing order
-        return t.permute(0, 2, 3, 1).flatten(1)
-
     assert raster(final).std() > 0
-    for shot, k in zip(shots, drawn.tolist()):
+    for shot, k, drawn in zip(shots, done.tolist(), out["drawn"]):
         assert torch.equal(raster(shot)[:, :k], raster(final)[:, :k])  # drawn so far: as in the final image
         assert (raster(shot)[:, k:] == 0).all()  # not drawn yet: empty canvas
+        assert torch.equal(raster(drawn[None])[0], torch.arange(data.spec.dims) < k)  # and the step says which
+
+
+def test_snapshots_of_a_conditional_model_draw_the_asked_for_labels(data):
+    """The labels go through `check_labels` (once a missing method: AttributeError) and are drawn."""
+    m = smoke("pixelcnn-cond", data.spec)
+    with torch.no_grad():  # a strong class bias, so that the label shows in the drawn images
+        for e in m.cond:
+            e.weight.normal_(0, 3)
+    labels = torch.tensor([3, 7])
+    out = ex.snapshots(m, 2, parts=4, generator=torch.Generator().manual_seed(0), labels=labels)
+    assert torch.equal(out["images"][-1], m.sample(2, generator=torch.Generator().manual_seed(0), labels=labels))
+    other = m.sample(2, generator=torch.Generator().manual_seed(0), labels=torch.tensor([0, 1]))
+    assert not torch.equal(out["images"][-1], other)
+    for bad in (torch.tensor([0, 10]), torch.tensor([1])):
+        with pytest.raises(zoo.GenzooError, match="labels") as e:
+            ex.snapshots(m, 2, parts=4, labels=bad)
+        assert "\n" not in str(e.value)
+
+
+def test_diffusion_trajectory_watches_the_sampler_it_does_not_copy(data):
+    """x_t at the first kept step is the sampler's x_T; the last image is what `sample` draws with
+    the same seed; the predicted x0 comes with every kept step."""
+    m = smoke("ddpm", data.spec, train_timesteps=40)
+    tr = ex.trajectory(m, 2, points=5, generator=torch.Generator().manual_seed(4))
+    assert tr["total_steps"] == 40 and tr["steps"] == [0, 10, 20, 29, 39] and tr["timesteps"][0] == 39
+    assert tr["x_t"].shape == tr["x0"].shape == (5, 2, *data.spec.shape)
+    noise = m.randn(2, *data.spec.shape, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(tr["x_t"][0], ((noise + 1) / 2).clamp(0, 1))
+    assert torch.equal(tr["final"], m.sample(2, generator=torch.Generator().manual_seed(4)))
 
 
 # -- the command on a run folder ----------------------------------------------------------------------
 
+SMALL = explore.Settings(samples=16, pairs=1, steps=4, perturb_images=1, directions=1, grid=4, draw_images=1, points=4)
+
+
 @pytest.fixture(scope="module")
-def run_folder(data, tmp_path_factory):
+def explore_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("explore-cache")
+
+
+def run_explore(folder: RunFolder, cache) -> dict:
+    """`benchmarks.explore` on a run folder, at small settings, with a feature net trained briefly on
+    a subset in a cache of its own."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GENZOO_CACHE", str(cache))
+        orig = features.train_feature_net
+        mp.setattr(features, "train_feature_net", lambda x, y, **kw: orig(x[:400], y[:400], **{**kw, "epochs": 1}))
+        return explore.explore(folder.path, settings=SMALL, log=lambda s: None)
+
+
+@pytest.fixture(scope="module")
+def run_folder(data, tmp_path_factory, explore_cache):
     """A run folder like the runner writes, with untrained smoke models (explore trains nothing, so
-    what the weights are does not matter here), and a feature net trained briefly on a subset in a
-    cache of its own."""
+    what the weights are does not matter here)."""
     folder = RunFolder(tmp_path_factory.mktemp("run"))
     models = {"ae": {"latent_dim": 2}, "vae": {"latent_dim": 2}, "realnvp": {}, "dcgan": {}, "pixelcnn": {},
-              "ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "aae": {}, "vae-gan": {}}
+              "ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "aae": {}, "vae-gan": {},
+              "ldm": {"steps": 5}}
     for name, hp in models.items():
         m = smoke(name, data.spec, **hp)
         if name == "ae":
@@ -195,23 +244,18 @@ def run_folder(data, tmp_path_factory):
                                    checkpoint=f"checkpoints/{key}"))
     folder.write_record(Record("wgan", 0, status="error", error="RuntimeError: boom"))
     folder.merge({"dataset": "mnist5k"}, list(models))
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GENZOO_CACHE", str(tmp_path_factory.mktemp("explore-cache")))
-        orig = features.train_feature_net
-        mp.setattr(features, "train_feature_net", lambda x, y, **kw: orig(x[:400], y[:400], **{**kw, "epochs": 1}))
-        settings = explore.Settings(samples=16, pairs=1, steps=4, perturb_images=1, directions=1, grid=4,
-                                    draw_images=1, points=4)
-        data_out = explore.explore(folder.path, settings=settings, log=lambda s: None)
-    return folder.path, data_out
+    return folder.path, run_explore(folder, explore_cache)
 
 
-def test_explore_writes_every_figure(run_folder):
+@pytest.mark.slow
+def test_explore_writes_every_figure(run_folder, read_png):
     path, _ = run_folder
     written = {p.name for p in (path / "explore").iterdir()}
     expected = {"latent_statistics.png", "holes.png", "interpolation.png", "perturbation.png", "latent_2d.png",
                 "drawing-ddim.png", "drawing-ddpm.png", "drawing-pixelcnn.png", "drawing-realnvp.png",
-                "drawing-vae.png", "drawing-aae.png", "drawing-vae-gan.png", "explore.json", "explore.md"}
+                "drawing-vae.png", "drawing-aae.png", "drawing-vae-gan.png", "drawing-ldm.png", "explore.json", "explore.md"}
     assert expected <= written
+    assert all(read_png(path / "explore" / n).std() > 0 for n in expected if n.endswith(".png"))  # each decodes, not blank
     assert not any(n.endswith(".error.txt") for n in written)
     saved = json.loads((path / "explore" / "explore.json").read_text())
     assert set(saved["figures"]) == set(explore.FIGURES)
@@ -220,11 +264,16 @@ def test_explore_writes_every_figure(run_folder):
     assert {"ae: fitted Gaussian", "ae: uniform in the codes' box", "vae: its prior N(0, I)"} <= set(
         saved["figures"]["holes"]["rows"])
     assert {"pixel blend", "ae", "vae", "realnvp", "ddim", "dcgan"} <= set(saved["figures"]["interpolation"])
+    assert saved["figures"]["interpolation"]["ddim"]["kind"] == "DDIM inversion (5 steps), slerp of the noises"
+    drawing = saved["figures"]["drawing"]
+    assert drawing["ddpm"]["total_steps"] == 50 and drawing["ldm"]["total_steps"] == 5  # trajectories
+    assert drawing["pixelcnn"]["sub_pixels_drawn"][-1] == 784  # a canvas
     md = (path / "explore" / "explore.md").read_text()
     assert "## Lecture figures" in md and "](holes.png)" in md
     assert "](explore/holes.png)" in explore.section(path)  # for embedding in the run folder's results.md
 
 
+@pytest.mark.slow
 def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
     _, out = run_folder
     for fig in ("latent_statistics", "perturbation", "holes"):
@@ -232,7 +281,7 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
         assert "encoder" in reasons["dcgan"] and "\n" not in reasons["dcgan"]
         assert "pixelcnn" in reasons
     assert "pixelcnn" in dict(out["skipped"]["interpolation"])
-    assert "ddpm" in dict(out["skipped"]["interpolation"])  # ddim's network, drawn once
+    assert "the same network as ddim" in dict(out["skipped"]["interpolation"])["ddpm"]  # drawn once
     assert dict(out["skipped"]["drawing"])["wgan"].startswith("status error")
     # decoders that give one image per code: drawn at temperatures, without the VAE's mean-vs-draw panel
     assert "no distribution p(x|z)" in dict(out["skipped"]["drawing"])["vae-gan (mean vs draw)"]
@@ -242,3 +291,133 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
 def test_explore_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert explore.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# -- a plugin gets every figure its capabilities allow -------------------------------------------------
+
+@pytest.fixture
+def plugins(monkeypatch):
+    """Three plugin models written from docs/add-a-model.md alone (its "Capabilities" section),
+    registered for this test only."""
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", dict(zoo.registry._REGISTRY))
+
+    @zoo.register
+    class TwoNumbers(zoo.Generator, zoo.Latent, zoo.ProbabilisticDecoder):
+        """A 2-d code: an image's projections on two fixed patterns; decoded as their blend."""
+
+        name = "test-plugin-latent"
+
+        def __init__(self, spec, **hparams):
+            super().__init__(spec, **hparams)
+            self.patterns = torch.nn.Parameter(torch.randn(2, spec.dims, generator=torch.Generator().manual_seed(0)))
+
+        def encode(self, x):
+            return x.flatten(1) @ self.patterns.T / self.spec.dims**0.5
+
+        def decode(self, z):
+            return torch.sigmoid(z @ self.patterns).view(len(z), *self.spec.shape)
+
+        def latent_prior(self):
+            return zoo.GaussianPrior(torch.zeros(2), torch.ones(2), "prior")
+
+        def sample_likelihood(self, z, generator=None):
+            return (self.rand(len(z), *self.spec.shape, generator=generator) < self.decode(z)).float()
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels):
+            return self.decode(self.randn(n, 2, generator=generator))
+
+    @zoo.register
+    class Fade(zoo.Generator, zoo.Stepwise, zoo.Invertible):
+        """Images squash their noise, sigmoid(w noise), and fade in from black over four steps."""
+
+        name = "test-plugin-fade"
+        inversion_name = "logit of the image"
+        steps = 4
+
+        def __init__(self, spec, **hparams):
+            super().__init__(spec, **hparams)
+            self.w = torch.nn.Parameter(torch.ones(1))
+
+        def generate(self, noise):
+            return torch.sigmoid(self.w * noise.to(self.device))
+
+        def invert(self, x):
+            return torch.logit(x.to(self.device).clamp(1e-3, 1 - 1e-3)) / self.w
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels, callback=None):
+            target = self.generate(self.randn(n, *self.spec.shape, generator=generator))
+            x = torch.zeros_like(target)
+            for i in range(self.steps):
+                if callback is not None:
+                    callback(zoo.SamplingStep(i, self.steps, x, prediction=target, timestep=self.steps - i))
+                x = x + (target - x) / (self.steps - i)
+            return x
+
+    @zoo.register
+    class RowPainter(zoo.Generator, zoo.CodeSampler, zoo.Stepwise):
+        """G(z) from a 3-d code, painted onto the canvas one row a step."""
+
+        name = "test-plugin-rows"
+
+        def __init__(self, spec, **hparams):
+            super().__init__(spec, **hparams)
+            self.map = torch.nn.Linear(3, spec.dims)
+
+        def latent_prior(self):
+            return zoo.GaussianPrior(torch.zeros(3), torch.ones(3), "prior")
+
+        def decode(self, z, labels=None):
+            return torch.sigmoid(self.map(z.to(self.device))).view(len(z), *self.spec.shape)
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels, callback=None):
+            image = self.decode(self.latent_prior().sample(n, generator))
+            canvas = torch.zeros_like(image)
+            for row in range(self.spec.height):
+                if callback is not None:
+                    drawn = torch.zeros(self.spec.shape, dtype=torch.bool)
+                    drawn[:, :row] = True
+                    callback(zoo.SamplingStep(row, self.spec.height, canvas.clone(), drawn=drawn))
+                canvas[:, :, row] = image[:, :, row]
+            return canvas
+
+    return [TwoNumbers.name, Fade.name, RowPainter.name]
+
+
+@pytest.mark.slow
+def test_a_plugin_appears_in_every_figure_its_capabilities_allow(data, plugins, tmp_path, explore_cache):
+    latent, fade, rows = plugins
+    folder = RunFolder(tmp_path / "run")
+    for name in plugins:
+        torch.manual_seed(0)
+        zoo.create(name, data.spec).save(folder.path / "checkpoints" / name)
+        folder.write_record(Record(name, 0, status="ok", hparams={}, checkpoint=f"checkpoints/{name}"))
+    folder.merge({"dataset": "mnist5k"}, plugins)
+    out = run_explore(folder, explore_cache)
+    figures, skipped = out["figures"], {k: dict(v) for k, v in out["skipped"].items()}
+    assert not any("(figure)" in s for s in skipped.values())  # no figure failed
+    # `Latent` with a Gaussian prior and a 2-d code, whose decoder is a distribution: every latent figure
+    assert set(figures["latent_statistics"]["ours"]) == {latent}
+    assert set(figures["holes"]["rows"]) == {f"{latent}: its prior N(0, I)"}
+    assert set(figures["perturbation"]) == {latent} and set(figures["latent_2d"]) == {latent}
+    assert "mean_vs_draw" in figures["drawing"][latent]
+    # `Invertible`: interpolated through its noise; `CodeSampler`: between two random codes
+    interpolation = figures["interpolation"]
+    assert interpolation[latent]["kind"] == "slerp between the codes"
+    assert interpolation[fade]["kind"] == "logit of the image, slerp of the noises"
+    assert interpolation[rows]["kind"] == "slerp between two random codes (no encoder)"
+    # `Stepwise`: a trajectory (its steps predict the finished image), a canvas (its steps say what is drawn)
+    assert figures["drawing"][fade]["total_steps"] == 4 and figures["drawing"][fade]["timesteps"] == [4, 3, 2, 1]
+    assert figures["drawing"][rows]["sub_pixels_drawn"] == [196, 392, 588, 784]  # 7, 14, 21, 28 rows of 28
+    for fig in ("latent_statistics", "holes", "perturbation", "latent_2d"):
+        assert set(skipped[fig]) == {fade, rows}
+    written = {p.name for p in (folder.path / "explore").iterdir()}
+    assert {f"drawing-{name}.png" for name in plugins} <= written

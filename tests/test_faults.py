@@ -1,11 +1,15 @@
-"""Fault injection: a runner killed with SIGKILL or stopped with SIGTERM, two runners on one folder,
-changed images, damaged files and inputs that cannot be scored. Each ends in one line and a clean
-recovery, never in lost work or silently wrong numbers."""
+"""Fault injection: a runner killed with SIGKILL or stopped with SIGTERM, SIGHUP or SIGINT, a terminal
+that closes under it, two runners on one folder, changed images, damaged files, files it cannot
+write and inputs that cannot be scored. Each ends in one line and a clean recovery, never in lost
+work or silently wrong numbers."""
 import json
 import os
+import pty
+import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,10 +18,13 @@ import pytest
 import torch
 from PIL import Image
 
+import zoo
 from benchmarks import evaluate, run
 from benchmarks.records import RunFolder
+from zoo.base import GenzooError
+from zoo.files import atomic_write
 from zoo.metrics import features
-from zoo.train import Checkpoint
+from zoo.train import Budget, Checkpoint, fit
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("fid", "kid", "precision", "recall", "bits_per_dim", "train_steps", "flops_per_step", "weights_hash", "loss_curve")
@@ -45,7 +52,8 @@ def record(out: Path, model: str):
     return RunFolder(out).load_records()[(model, 0)]
 
 
-def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_run(tmp_path, space):
+@pytest.mark.slow
+def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_run(tmp_path, space, capsys):
     threads = str(torch.get_num_threads())  # the same in every process: CPU sums may depend on it
     args = ["--models", "vae", "--preset", "smoke", "--budget", "60steps", "--threads", threads]
     log = tmp_path / "killed.log"
@@ -53,20 +61,24 @@ def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_
     resume = training_started(tmp_path / "a", proc, log)
     proc.send_signal(signal.SIGKILL)  # as soon as there is a checkpoint: perhaps in the middle of writing the next
     assert proc.wait() == -signal.SIGKILL
-    step = torch.load(resume, weights_only=False)["result"]["steps"]
+    step = torch.load(resume, weights_only=True)["result"]["steps"]
     assert 0 < step < 60, f"killed at step {step}: not during the training"
     assert ("vae", 0) not in RunFolder(tmp_path / "a").load_records()
 
+    capsys.readouterr()
     assert run.main([*args, "--out", str(tmp_path / "a")]) == 0  # resumes
+    said = [line for line in capsys.readouterr().out.splitlines() if "resumed" in line]
     assert run.main([*args, "--out", str(tmp_path / "b")]) == 0  # never stopped
     resumed, straight = record(tmp_path / "a", "vae"), record(tmp_path / "b", "vae")
     assert len(resumed.events) == 1 and resumed.events[0].startswith("resumed at step ") and straight.events == []
     assert int(resumed.events[0].split()[-1]) >= step  # the last checkpoint, written after the one we read
+    assert said == [f"vae seed 0: {resumed.events[0]}"]  # on the console, once
     assert {k: getattr(resumed, k) for k in KEYS} == {k: getattr(straight, k) for k in KEYS}
     assert not resume.exists() and not list(resume.parent.glob("*.tmp"))  # nothing left of the killed process's saves
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+@pytest.mark.slow
 def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_its_number(tmp_path, space, signum):
     log = tmp_path / "run.log"
     out = tmp_path / "run"
@@ -74,31 +86,77 @@ def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_i
                   log, GENZOO_SAVE_EVERY="0")
     resume = training_started(out, proc, log)
     proc.send_signal(signum)
-    assert proc.wait(timeout=60) == 128 + signum, log.read_text()  # 143 for SIGTERM, 130 for SIGINT
+    assert proc.wait(timeout=60) == 128 + signum, log.read_text()  # 143 for SIGTERM, 129 for SIGHUP, 130 for SIGINT
     name = signal.Signals(signum).name
     printed = [line for line in log.read_text().splitlines() if name in line]
     assert len(printed) == 1 and printed[0].startswith(f"vae seed 0: {name} at step ") and "checkpoint saved" in printed[0]
-    state = torch.load(resume, weights_only=False)
+    state = torch.load(resume, weights_only=True)
     assert state["result"]["events"] == [f"{name} at step {state['result']['steps']}"]
     history = json.loads((out / "results.json").read_text())["run"]["history"]
     assert name in history[-1]["interrupted"]
 
 
-def test_sigterm_outside_training_is_one_line_a_history_entry_and_exit_143(tmp_path, capsys, monkeypatch, space):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.slow
+def test_a_signal_outside_training_is_one_line_a_history_entry_and_exit_128_plus_its_number(tmp_path, capsys, monkeypatch,
+                                                                                          space, signum):
+    name = signal.Signals(signum).name
+
     def stopped(*a, **k):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         time.sleep(1)  # the handler runs before this ends
-        raise AssertionError("SIGTERM did not stop the run")
+        raise AssertionError(f"{name} did not stop the run")
 
     monkeypatch.setattr(evaluate, "score_data", stopped)
-    handler = signal.getsignal(signal.SIGTERM)
+    handler = signal.getsignal(signum)
     out = tmp_path / "run"
-    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(out)]) == 143
-    assert "the data row: SIGTERM outside training" in capsys.readouterr().out
-    assert "SIGTERM" in json.loads((out / "results.json").read_text())["run"]["history"][-1]["interrupted"]
-    assert signal.getsignal(signal.SIGTERM) == handler  # the runner leaves the handler as it found it
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(out)]) == 128 + signum
+    assert f"the data row: {name} outside training" in capsys.readouterr().out
+    assert name in json.loads((out / "results.json").read_text())["run"]["history"][-1]["interrupted"]
+    assert signal.getsignal(signum) == handler  # the runner leaves the handler as it found it
 
 
+@pytest.mark.slow
+def test_a_closed_terminal_and_its_sighup_keep_the_checkpoint_and_exit_129(tmp_path, space):
+    """A runner on a terminal (progress bar and all) whose terminal closes: every print from then on
+    fails with EIO. SIGHUP still saves the training, records the stop, and exits 129."""
+    out, log = tmp_path / "run", tmp_path / "terminal.log"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.run", "--models", "vae", "--preset", "smoke",
+                             "--budget", "100000steps", "--threads", "1", "--out", str(out)],
+                            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "GENZOO_SAVE_EVERY": "0"})
+    os.close(slave)
+    closing = threading.Event()
+
+    def terminal() -> None:  # reads what the runner draws, as a terminal would, until it closes
+        with log.open("wb") as f:
+            while not closing.is_set():
+                if select.select([master], [], [], 0.05)[0]:
+                    try:
+                        f.write(os.read(master, 1 << 16))
+                    except OSError:
+                        return
+                    f.flush()
+
+    reader = threading.Thread(target=terminal)
+    reader.start()
+    try:
+        resume = training_started(out, proc, log)
+    finally:
+        closing.set()
+        reader.join()
+        os.close(master)  # the terminal is gone: the runner's next print fails with EIO
+    proc.send_signal(signal.SIGHUP)
+    assert proc.wait(timeout=60) == 129, log.read_text(errors="replace")
+    state = torch.load(resume, weights_only=True)
+    assert state["result"]["events"] == [f"SIGHUP at step {state['result']['steps']}"]
+    history = json.loads((out / "results.json").read_text())["run"]["history"]
+    assert history[-1]["interrupted"].startswith("vae seed 0: SIGHUP at step ")
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
 def test_two_runners_on_one_folder_keep_every_record_and_train_a_shared_model_once(tmp_path, space):
     out = tmp_path / "run"
     common = ["--preset", "smoke", "--budget", "40steps", "--threads", "1", "--out", str(out)]
@@ -121,6 +179,7 @@ def write_folder(path: Path, n: int, seed: int, size: int = 16) -> None:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(path / f"{i:03d}.png")
 
 
+@pytest.mark.slow
 def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is_scored_anew(tmp_path, capsys):
     images, out = tmp_path / "images", tmp_path / "run"
     write_folder(images, 40, seed=0)
@@ -160,6 +219,7 @@ def test_a_bad_save_interval_is_one_line(tmp_path, capsys, monkeypatch):
     assert len(err.splitlines()) == 1 and "GENZOO_SAVE_EVERY must be seconds between checkpoints" in err
 
 
+@pytest.mark.slow
 def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, capsys, space):
     from benchmarks import report
 
@@ -175,7 +235,7 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     printed = capsys.readouterr().out
     assert "ae--seed0.json did not parse; set aside" in printed and "results.json did not parse; set aside" in printed
     assert "reusing the finished training" in printed  # the record was lost, the training was not
-    assert (out / "results.json.corrupt").exists() and (out / "records" / "ae--seed0.json.corrupt").exists()
+    assert len((out / "results.json.corrupt").read_text()) == 100 and (out / "records" / "ae--seed0.json.corrupt").read_text() == "{"
     assert [r["model"] for r in json.loads((out / "results.json").read_text())["models"]] == ["data", "ae"]
 
     # Weights damaged under a record that still parses: noticed, set aside in one line, trained again.
@@ -188,3 +248,51 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     again = record(out, "ae")
     assert not again.train_reused and again.weights_hash == kept.weights_hash  # retrained to the same weights
     assert Checkpoint(out / again.checkpoint).weights_hash() == again.weights_hash
+
+
+def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_temporary_file(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(GenzooError) as e:  # a folder that cannot be made (root ignores permissions, not this)
+        atomic_write(tmp_path / "a-file" / "results.json", "{}")
+    assert str(e.value).startswith(f"cannot write {tmp_path / 'a-file' / 'results.json'} (")
+    assert "\n" not in str(e.value) and "writable" in str(e.value)
+
+    def refused(src, dst):
+        raise PermissionError(1, "Operation not permitted")  # what an immutable file (chattr +i) answers
+
+    monkeypatch.setattr(os, "replace", refused)
+    for data in ("text", b"bytes", lambda path: path.write_bytes(b"by a writer")):
+        with pytest.raises(GenzooError, match=r"cannot write .*results\.json \(Operation not permitted\); make it"):
+            atomic_write(tmp_path / "results.json", data)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no temporary file left
+
+
+@pytest.mark.slow
+def test_an_unwritable_results_json_is_one_line_exit_2_and_no_temporary_file(tmp_path, capsys, monkeypatch, space):
+    out = tmp_path / "run"
+    args = ["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]
+    assert run.main(args) == 0
+    replace = os.replace
+
+    def immutable(src, dst):
+        if Path(dst).name == "results.json":
+            raise PermissionError(1, "Operation not permitted")
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", immutable)
+    capsys.readouterr()
+    assert run.main(args) == 2
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1] == (f"error: cannot write {out / 'results.json'} (Operation not permitted); "
+                           "make it and its folder writable, or write somewhere else")
+    assert not [line for line in printed if "Traceback" in line or "PermissionError" in line]
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.parametrize("save_every", [0.0, 1e9])  # the resume file first, or the finished training first
+def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_line(tmp_path, save_every):
+    (tmp_path / "a-file").write_text("")
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke")
+    with pytest.raises(GenzooError, match=r"^cannot write .*a-file.*; make it and its folder writable"):
+        fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "a-file" / "ckpt",
+            progress=False, save_every=save_every)

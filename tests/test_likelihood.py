@@ -2,6 +2,7 @@
 import math
 from dataclasses import dataclass
 
+import pytest
 import torch
 
 import zoo
@@ -71,6 +72,7 @@ def test_bits_per_dim_is_seeded(mnist):
     assert bits_per_dim(model, x, seed=1) == bits_per_dim(model, x, seed=1) != bits_per_dim(model, x, seed=2)
 
 
+@pytest.mark.slow
 def test_vae_importance_weighted_bound_is_tighter_than_its_elbo(mnist):
     spec, x, _, xt, _ = mnist
     torch.manual_seed(0)

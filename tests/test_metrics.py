@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -28,11 +30,13 @@ def features_of(space, x):
     return torch.cat([net(b)[0] for b in x.split(500)]).double().numpy()
 
 
+@pytest.mark.slow
 def test_feature_net_classifies_the_test_split(space, mnist):
     assert space.info["test_accuracy"] > 0.9
     assert (space.classify(mnist[3]) == mnist[4]).float().mean() > 0.9
 
 
+@pytest.mark.slow
 def test_fid_matches_an_independent_frechet_distance(space, mnist):
     _, x, _, xt, _ = mnist
     fake = (xt[:500] + 0.15 * torch.randn(500, 1, 28, 28, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
@@ -51,6 +55,7 @@ def kid_numpy(a: np.ndarray, b: np.ndarray) -> float:
     return float(same - 2 * k(a, b).mean())
 
 
+@pytest.mark.slow
 def test_kid_matches_an_independent_mmd(space, mnist):
     """With as many reference images as samples, every one of KID's subsets is the whole of both sets,
     so the subset mean is the MMD of the full sets and the spread between subsets is 0."""
@@ -62,6 +67,36 @@ def test_kid_matches_an_independent_mmd(space, mnist):
     assert ours["kid_std"] < 1e-6 * ref
 
 
+@pytest.fixture(scope="module")
+def brief_space(mnist, tmp_path_factory):
+    """A feature net trained one epoch on 400 images: FID and KID are formulas of whatever features a
+    net gives, so this checks them without the cost of the real one (the `space` fixture)."""
+    from safetensors.torch import save_file
+
+    from zoo.metrics.features import CLASSIFIER_EXTRACTOR, FeatureSpace, train_feature_net
+
+    _, x, y, _, _ = mnist
+    net, _ = train_feature_net(x[::10], y[::10], epochs=1)  # every 10th image: all ten classes
+    path = tmp_path_factory.mktemp("brief-space") / "net.safetensors"
+    save_file(net.state_dict(), str(path))
+    info = {"channels": 1, "num_classes": 10, "task": "labels"}
+    path.with_suffix(".json").write_text(json.dumps(info))
+    return FeatureSpace("brief", CLASSIFIER_EXTRACTOR, str(path), "brief", None, info)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # features no image lights up: a singular covariance
+def test_fid_and_kid_are_their_formulas_in_a_briefly_trained_space(brief_space, mnist):
+    """The fast version of the two tests above: 200 samples against 200 reference images."""
+    _, x, _, xt, _ = mnist
+    fake = (xt[:200] + 0.15 * torch.randn(200, 1, 28, 28, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    ours = fidelity.quality(fake, x[::20], brief_space, reference_name="test-brief")
+    a, b = features_of(brief_space, fake), features_of(brief_space, x[::20])
+    fid, kid = frechet_numpy(a, b), kid_numpy(a, b)
+    assert fid > 0 and abs(ours["fid"] - fid) / fid < 1e-3
+    assert kid > 0 and abs(ours["kid"] - kid) / kid < 1e-3 and ours["kid_std"] < 1e-3 * kid  # one subset: all of both
+
+
+@pytest.mark.slow
 def test_fid_of_real_test_split_is_far_below_noise(space, mnist):
     _, x, _, xt, _ = mnist
     real = fidelity.quality(xt, x, space, reference_name="test-fid")
@@ -71,6 +106,7 @@ def test_fid_of_real_test_split_is_far_below_noise(space, mnist):
     assert noise["precision"] < 0.1
 
 
+@pytest.mark.slow
 def test_mode_coverage_of_real_data_and_of_one_digit(space, mnist):
     _, x, y, xt, yt = mnist
     real = coverage.mode_coverage(space.classify(xt), y, 10)
@@ -84,6 +120,7 @@ def test_label_accuracy():
     assert coverage.label_accuracy(torch.tensor([0, 1, 2, 2]), torch.tensor([0, 1, 2, 3])) == 0.75
 
 
+@pytest.mark.slow
 def test_recognisable_counts_confident_images(space, mnist):
     probs = torch.tensor([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.89, 0.11]])
     assert coverage.recognisable(probs) == 0.5  # 0.95 and 0.9 reach the threshold; 0.5 and 0.89 do not

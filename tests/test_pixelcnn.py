@@ -63,6 +63,7 @@ def trained(mnist):
     return model.eval()
 
 
+@pytest.mark.slow
 def test_bits_per_dim_is_the_mean_cross_entropy_over_ln2(trained, mnist):
     x = mnist[3][:8]
     target = torch.round(x * 255).long()  # (8,1,28,28)
@@ -92,6 +93,7 @@ def test_conditional_bits_per_dim_without_labels_is_the_exact_marginal(mnist):
     torch.testing.assert_close(model.nll_bits_per_dim(x), marginal)
 
 
+@pytest.mark.slow
 def test_fast_and_naive_samplers_draw_identical_images(trained):
     """The trained smoke model (float32, 28x28) and tiny random nets (float64, RGB and conditional)."""
     assert trained.row_bias.abs().min() > 0 and trained.col_bias.abs().min() > 0  # position bias exercised

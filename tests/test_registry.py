@@ -90,7 +90,8 @@ class PixelMeans(zoo.Generator):
 '''
 
 
-def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path):
+@pytest.mark.slow
+def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path, read_grid):
     site = tmp_path / "site"
     site.mkdir()
     (site / "genzoo_demo_plugin.py").write_text(PLUGIN)
@@ -109,4 +110,171 @@ def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     record = json.loads((out / "results.json").read_text())["models"][1]  # after the data row
     assert record["model"] == "demo-plugin" and record["status"] == "ok" and record["fid"] is not None
-    assert (out / "samples" / "demo-plugin--seed0.png").stat().st_size > 0
+    grid = read_grid(out / "samples" / "demo-plugin--seed0.png")
+    assert grid.shape == (64, 3, 28, 28) and set(grid.unique().tolist()) == {0, 255}  # its 0/1 draws, written as drawn
+
+
+# -- what each hyper-parameter accepts ---------------------------------------------------------
+
+SPEC = DataSpec(1, 28, 28, 10)
+
+
+def test_every_field_of_every_model_declares_what_it_accepts():
+    from zoo.base import Accepts, accepts, config_types
+
+    for name in zoo.available():
+        cls = zoo.registry.get(name)
+        kinds = config_types(cls.Config)
+        undeclared = [f for f in kinds if kinds[f] is not bool and accepts(cls.Config, f) == Accepts()]
+        assert not undeclared, f"{name}: {undeclared} accept anything of their type"
+
+
+@pytest.mark.parametrize("name", sorted(set(zoo.available())))
+def test_every_preset_builds_on_28x28(name):
+    cls = zoo.registry.get(name)
+    for preset in ["smoke", "quick"]:
+        model = zoo.create(name, SPEC, preset=preset)
+        assert {k: getattr(model.config, k) for k in cls.presets.get(preset, {})} == cls.presets.get(preset, {})
+
+
+@pytest.mark.parametrize("hparams, message", [
+    ({"latent_dim": 0}, "ae: latent_dim must be an int in [1, 1024], got 0"),  # trained a zero-width code (issue 30)
+    ({"latent_dim": -3}, "ae: latent_dim must be an int in [1, 1024], got -3"),  # was RuntimeError: negative dimension
+    ({"lr": -1}, "ae: lr must be in (0, 1], got -1"),  # was ValueError: Invalid learning rate
+    ({"lr": float("nan")}, "ae: lr must be in (0, 1], got nan"),
+    ({"lr": float("inf")}, "ae: lr must be in (0, 1], got inf"),  # was accepted, and diverged at step 2
+    ({"latent_dim": 2.0}, "ae: latent_dim must be an int in [1, 1024], got 2.0"),
+    ({"latent_dim": True}, "ae: latent_dim must be an int in [1, 1024], got True"),
+    ({"latent_dim": None}, "ae: latent_dim must be an int in [1, 1024], got None"),
+    ({"noise": -0.1}, "ae: noise must be >= 0, got -0.1"),
+    ({"ema": 1.0}, "ae: ema must be in [0, 1), got 1.0"),
+    ({"lr_schedule": "linear"}, "ae: lr_schedule must be one of 'constant', 'cosine', got 'linear'"),
+])
+def test_a_value_outside_its_range_is_one_line_naming_model_field_value_and_range(hparams, message):
+    with pytest.raises(GenzooError) as e:
+        zoo.create("ae", SPEC, preset="smoke", **hparams)
+    assert str(e.value) == message
+
+
+@pytest.mark.parametrize("name, hparams, message", [
+    ("ddim@0", {}, "ddim: steps must be an int in [1, 1000], got 0"),
+    ("ddim", {"train_timesteps": 100, "steps": 101}, "ddim: steps must be an int in [1, 100], got 101"),  # a bound naming a field
+    ("ldm@2000", {}, "ldm: steps must be an int in [1, 1000], got 2000"),  # ldm's own name, not its inner ddim's
+    ("ldm", {"channels": [6]}, "ldm: channels must be divisible by norm_groups=4"),
+    ("ddpm", {"channels": []}, "ddpm: channels must be a list of 1 to 6 ints in [1, 1024], got []"),
+    ("ddpm", {"channels": [8, 0]}, "ddpm: channels must be a list of 1 to 6 ints in [1, 1024], got [8, 0]"),
+    ("ddpm", {"attention": [1]}, "ddpm: attention levels must be in [0, 1)"),
+    ("pixelcnn", {"kernel": 4}, "pixelcnn: kernel must be an odd int in [3, 31], got 4"),
+    ("wgan", {"lr": 0.0}, "wgan: lr must be in (0, 1], got 0.0"),  # its Config changes the default, keeps the range
+    ("wgan", {"critic_norm": "batch"}, "wgan: critic_norm must be one of 'layer', None, got 'batch'"),
+    ("vae-gan", {"d_norm": "instance"}, "vae-gan: d_norm must be one of 'layer', 'batch', None, got 'instance'"),
+    ("realnvp", {"num_scales": 3}, "realnvp with num_scales=3 needs image sides divisible by 8"),
+    ("realnvp", {"logit_alpha": 0.5}, "realnvp: logit_alpha must be in (0, 0.5), got 0.5"),
+])
+def test_cross_field_and_data_checks_are_one_line_too(name, hparams, message):
+    with pytest.raises(GenzooError) as e:
+        zoo.create(name, SPEC, preset="smoke", **hparams)
+    assert str(e.value).startswith(message) and len(str(e.value).splitlines()) == 1, str(e.value)
+
+
+def test_pixelcnn_hidden_must_cover_the_image_channels():
+    with pytest.raises(GenzooError, match=r"pixelcnn: hidden must be at least the image's 3 channels, got 2"):
+        zoo.create("pixelcnn", DataSpec(3, 8, 8), preset="smoke", hidden=2)
+
+
+def test_accepts_describes_what_it_checks():
+    from zoo.base import Accepts
+
+    assert Accepts(ge=1, le=8).describe(int) == "an int in [1, 8]"
+    assert Accepts(gt=0).describe(float) == "> 0" and Accepts().describe(float) == "a finite number"
+    assert Accepts(ge=3, odd=True).describe(int) == "an odd int >= 3"
+    assert Accepts(ge=1, min_len=1, max_len=3).describe(list[int]) == "a list of 1 to 3 ints >= 1"
+    assert Accepts(le="steps").describe(int) == "an int <= steps"
+    assert Accepts(choices=("a", None)).describe(str | None) == "one of 'a', None"
+    ok = Accepts(ge=1, le="cap", max_len=2)
+    cfg = type("Cfg", (), {"cap": 5})()
+    assert ok.admits([1, 5], list[int], cfg) and not ok.admits([1, 6], list[int], cfg) and not ok.admits([1, 2, 3], list[int], cfg)
+    assert not ok.admits([1, float("nan")], list[float], cfg) and not ok.admits((1, "2"), list[int], cfg)
+    assert Accepts().admits(object(), None)  # a type it does not know is not checked
+
+
+def test_register_refuses_a_preset_outside_what_its_fields_accept():
+    from zoo.base import hparam
+
+    class Bad(Generator):
+        name = "test-bad-preset"
+        presets = {"smoke": {"width": 0}}
+
+        @dataclass
+        class Config(zoo.ModelConfig):
+            width: int = hparam(4, ge=1)
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels):
+            raise NotImplementedError
+
+    with pytest.raises(ValueError, match="Bad preset smoke: test-bad-preset: width must be an int >= 1, got 0"):
+        zoo.register(Bad)
+    assert "test-bad-preset" not in zoo.available()
+
+
+def test_a_plugin_field_without_a_range_is_still_checked_for_its_type():
+    class Plain(Generator):
+        name = "test-plain"
+
+        @dataclass
+        class Config(zoo.ModelConfig):
+            scale: float = 1.0
+            count: int = 2
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels):
+            raise NotImplementedError
+
+    assert Plain(SPEC, scale=-5.0, count=-1).config.scale == -5.0  # no range declared: any finite number
+    with pytest.raises(GenzooError, match=r"test-plain: scale must be a finite number, got nan"):
+        Plain(SPEC, scale=float("nan"))
+    with pytest.raises(GenzooError, match=r"test-plain: count must be an int, got '3'"):
+        Plain(SPEC, count="3")
+
+
+def test_set_values_are_converted_then_checked_on_the_same_path():
+    from zoo.registry import parse_overrides
+
+    assert parse_overrides(["ae.lr=nan"]) == {"ae": {"lr": pytest.approx(float("nan"), nan_ok=True)}}  # refused by create
+    with pytest.raises(GenzooError, match=r"--set ae.latent_dim=: '' is not an int; latent_dim must be an int in \[1, 1024\]"):
+        parse_overrides(["ae.latent_dim="])
+    with pytest.raises(GenzooError, match="--set ae.lr is given twice"):
+        parse_overrides(["ae.lr=0.1", "ae.lr=0.2"])
+    with pytest.raises(GenzooError, match="--set applies to a whole model, not a variant: use ddim.steps"):
+        parse_overrides(["ddim@10.steps=5"])
+
+
+def test_name_at_k_is_read_in_one_place():
+    """split_variant is the only reader of `name@K`: no other module of zoo/ or benchmarks/ splits on "@"."""
+    from pathlib import Path
+
+    from zoo.registry import parse, split_variant
+
+    assert split_variant("ddim@10") == ("ddim", "10") and split_variant("vae") == ("vae", None)
+    assert split_variant("ddim@") == ("ddim", "")
+    assert parse("ddim@10")[1] == {"steps": 10}
+    for bad in ("ddim@", "ddim@x", "ddim@-1", "ddim@²"):
+        with pytest.raises(GenzooError, match="bad model variant"):
+            parse(bad)
+    root = Path(__file__).parents[1]
+    readers = [str(p.relative_to(root)) for d in ("zoo", "benchmarks") for p in (root / d).rglob("*.py")
+               if any(s in p.read_text() for s in ('split("@"', "split('@'", 'partition("@"', "partition('@'"))]
+    assert readers == ["zoo/registry.py"], readers
+
+
+def test_describe_hparams_gives_defaults_and_ranges():
+    from zoo.registry import describe_hparams
+
+    rows = {f: (d, a) for f, d, a in describe_hparams(zoo.registry.get("ddim"))}
+    assert rows["steps"] == (50, "an int in [1, train_timesteps]")
+    assert rows["channels"] == ([32, 64, 64], "a list of 1 to 6 ints in [1, 1024]")

@@ -1,14 +1,16 @@
 """The report is made from the records and the saved grids alone, so it can be redrawn without training."""
+import math
 import shutil
+import statistics
 from pathlib import Path
 
 import pytest
 
 from benchmarks import report, run
-from benchmarks.records import Record, t_interval
+from benchmarks.records import Record, aggregate, t_interval
 
-PLOTS = ["comparison.png", "plots/quality_vs_cost.png", "plots/bits_per_dim.png", "plots/sampler_tradeoff.png",
-         "plots/loss_curves.png"]
+PLOTS = {"comparison.png": (828, 960), "plots/quality_vs_cost.png": (540, 780), "plots/bits_per_dim.png": (300, 720),
+         "plots/sampler_tradeoff.png": (480, 720), "plots/loss_curves.png": (528, 1408)}  # pixels: a row, bar or panel a model
 REFERENCE = Path(__file__).parents[1] / "results" / "reference-mnist5k-quick"
 
 
@@ -20,22 +22,26 @@ def run_folder(tmp_path_factory, _cache):
     return out
 
 
-def test_every_plot_is_written_and_not_empty(run_folder):
+@pytest.mark.slow
+def test_every_plot_is_written_and_not_empty(run_folder, read_png):
     for name in PLOTS:
-        assert (run_folder / name).stat().st_size > 1000, name
+        assert read_png(run_folder / name).shape[:2] == PLOTS[name], name
 
 
-def test_report_regenerates_identical_tables(run_folder, capsys):
+@pytest.mark.slow
+def test_report_regenerates_identical_tables(run_folder, capsys, read_png):
     tables = {f: (run_folder / f).read_text() for f in ("results.md", "results.csv", "results.json")}
     for name in [*PLOTS, "results.md", "results.csv"]:
         (run_folder / name).unlink()
     assert report.main([str(run_folder)]) == 0
     assert {f: (run_folder / f).read_text() for f in tables} == tables
     for name in PLOTS:
-        assert (run_folder / name).stat().st_size > 1000, name
-    assert "genzoo" in capsys.readouterr().out
+        assert read_png(run_folder / name).shape[:2] == PLOTS[name], name
+    printed = [[c.strip() for c in line.split("│")[1:-1]] for line in capsys.readouterr().out.splitlines() if line.startswith("│")]
+    assert [c[0] for c in printed if c[0]] == ["data", "ae", "vae", "ddpm", "ddim", "ddim@10"]  # the table on the console
 
 
+@pytest.mark.slow
 def test_markdown_is_a_handout_with_intervals(run_folder):
     md = (run_folder / "results.md").read_text()
     assert "Mean over 2 seeds (0, 1) ± half-width of the 95 % t-interval" in md
@@ -59,13 +65,47 @@ def test_confidence_interval_matches_scipy():
     assert t_interval([3.0]) == (3.0, None)
 
 
+def test_aggregate_matches_a_hand_computation():
+    """Over the seeds that finished (every seed where none did): the mean and the t half-width of a
+    column with an interval, the first value in seed order elsewhere; rows in first-appearance order."""
+    records = [
+        Record(model="vae", seed=2, status="ok", fid=4.0, nfe=1, bpd_kind="bound"),
+        Record(model="ddim", seed=0, status="ok", fid=10.0, nfe=10),
+        Record(model="vae", seed=0, status="ok", fid=1.0, nfe=1),
+        Record(model="vae", seed=1, status="ok", fid=2.0, nfe=1, bpd_kind="exact"),
+        Record(model="vae", seed=3, status="error", fid=100.0),
+        Record(model="gan", seed=1, status="diverged", fid=None),
+        Record(model="gan", seed=0, status="error", fid=7.0),
+    ]
+    rows = aggregate(records)
+    assert [r.model for r in rows] == ["vae", "ddim", "gan"]
+    vae, ddim, gan = rows
+    assert vae.seeds == [0, 1, 2, 3] and gan.seeds == [0, 1]
+    p = 0.975  # Student's t with 2 degrees of freedom has the closed-form quantile (2p - 1) / sqrt(2p(1 - p))
+    t = (2 * p - 1) / math.sqrt(2 * p * (1 - p))
+    mean, half = vae.cells["fid"]
+    assert mean == pytest.approx(7 / 3) and half == pytest.approx(t * statistics.stdev([1.0, 2.0, 4.0]) / math.sqrt(3))
+    assert vae.cells["nfe"] == (1, None) and type(vae.cells["nfe"][0]) is int
+    assert vae.cells["bpd_kind"] == ("exact", None)  # seed 1's, the first given in seed order
+    assert vae.cells["status"] == ("error (1/4 seeds)", None)
+    assert ddim.cells["fid"] == (10.0, None) and ddim.cells["status"] == ("ok", None)
+    assert gan.cells["fid"] == (7.0, None) and not gan.ok  # no seed finished: every seed counts, None passed over
+
+
+@pytest.mark.slow
 def test_first_wave_reference_folder_still_reads_and_renders(tmp_path):
     if not REFERENCE.is_dir():
         pytest.skip("no first-wave reference folder in this checkout")
     folder = tmp_path / "ref"
     shutil.copytree(REFERENCE, folder, ignore=shutil.ignore_patterns("checkpoints"))
     made = report.render(folder)
-    assert (folder / "comparison.png") in made and (folder / "results.md").stat().st_size > 1000
+
+    def rows(md):  # model, status and FID of each row of the results table, its header first
+        table = next(block for block in md.read_text().split("\n\n") if block.startswith("| model | status |"))
+        return [line.split(" | ")[:3] for line in table.splitlines() if line.startswith("| ")]
+
+    assert (folder / "comparison.png") in made and len(rows(folder / "results.md")) == 15
+    assert rows(folder / "results.md") == rows(REFERENCE / "results.md")  # the first wave's numbers, read as they were
 
 
 def test_report_of_a_folder_without_results_is_one_line(tmp_path, capsys):
@@ -96,3 +136,74 @@ def test_quality_plot_labels_do_not_overlap():
     overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
     plt.close(fig)
     assert not overlaps
+
+
+def _folder_with(tmp_path, **vae) -> Path:
+    """A run folder of two records written as the runner writes them: the data row and a vae."""
+    from benchmarks.records import RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    run_info = {"dataset": "mnist5k", "preset": "smoke", "seeds": [0], "history": []}
+    folder.write_record(Record("data", 0, status="ok", fid=1.0, kid=-0.5, kid_std=2.0, precision=0.9, recall=0.9))
+    folder.write_record(Record("vae", 0, status="ok", **{"fid": 40.0, "kid": 30.0, "kid_std": 2.0, "precision": 0.5,
+                                                         "recall": 0.4, "recognisable": 0.7, **vae}))
+    folder.merge(run_info, ["vae"])
+    return folder.path
+
+
+@pytest.mark.parametrize("vae, problem", [
+    ({"fid": -5.0}, "fid -5 is outside [0, 1e+06]"),
+    ({"fid": 1e308}, "fid 1e+308 is outside [0, 1e+06]"),
+    ({"kid": -30.0}, "kid -30 is below -3 x its std 2"),
+    ({"recall": float("nan")}, "recall is nan"),
+    ({"precision": 1.5}, "precision 1.5 is outside [0, 1]"),
+    ({"recognisable": -0.1}, "recognisable -0.1 is outside [0, 1]"),
+    ({"bits_per_dim": float("inf")}, "bits_per_dim is inf"),
+    ({"bpd_extras": {"ELBO": -1.0}}, "bits/dim ELBO -1 is outside [0, inf]"),
+])
+def test_impossible_numbers_are_flagged_with_a_warning(tmp_path, capsys, vae, problem):
+    """Issue 30: the report showed FID -5 and 1e308 with no warning."""
+    path = _folder_with(tmp_path, **vae)
+    assert report.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warnings == [f"warning: vae seed 0: {problem}; flagged in the tables"], out
+    md = (path / "results.md").read_text()
+    assert next(line for line in md.splitlines() if line.startswith("| vae |")).split("|")[2].strip() == "flagged"
+    assert f"- **vae** (seed 0): flagged — {problem}" in md
+
+
+def test_sound_records_are_not_flagged(tmp_path, capsys):
+    path = _folder_with(tmp_path)  # the data row's KID is below 0 by less than its noise: an unbiased estimate
+    assert report.main([str(path)]) == 0
+    assert "warning" not in capsys.readouterr().out
+    assert "flagged" not in (path / "results.md").read_text()
+
+
+def test_results_json_is_rewritten_from_records_when_they_disagree(tmp_path, capsys):
+    """Issue 30: a results.json that disagreed with records/ was left as it was."""
+    import json
+
+    path = _folder_with(tmp_path)
+    stale = json.loads((path / "results.json").read_text())
+    record = json.loads((path / "records" / "vae--seed0.json").read_text())
+    record["fid"] = 12.5  # a record rewritten (by another runner) after the last merge
+    (path / "records" / "vae--seed0.json").write_text(json.dumps(record))
+    (path / "records" / "data--seed0.json").unlink()  # and one removed
+    assert report.main([str(path)]) == 0
+    assert "disagreed with" in capsys.readouterr().out
+    fresh = json.loads((path / "results.json").read_text())
+    assert [m["model"] for m in fresh["models"]] == ["vae"] and fresh["models"][0]["fid"] == 12.5
+    assert fresh["run"] == stale["run"]  # the run's settings and history kept
+    assert report.main([str(path)]) == 0 and "disagreed" not in capsys.readouterr().out  # now they agree
+
+
+def test_report_refusals_are_one_line(tmp_path, capsys):
+    assert report.main([]) == 2
+    assert capsys.readouterr().out.strip() == "error: the following arguments are required: folder"
+    assert report.main([str(tmp_path), "--bogus"]) == 2
+    assert capsys.readouterr().out.strip() == "error: unrecognized arguments: --bogus"
+    (tmp_path / "results.json").write_text("[]")  # no run, and no records/ to rebuild one from: was a TypeError
+    assert report.main([str(tmp_path)]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and "holds no run" in err and "no records/ folder" in err

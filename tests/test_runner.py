@@ -54,7 +54,8 @@ def failing_models():
         registry._REGISTRY.pop(cls.name)
 
 
-def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models):
+@pytest.mark.slow
+def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models, splits, read_grid):
     out = tmp_path / "run"
     code = run.main(["--models", "ae,vae,test-crashes,test-diverges", "--preset", "smoke", "--out", str(out)])
     assert code == 1  # not every model finished
@@ -69,7 +70,11 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models)
         assert r.sample_images_per_s > 0 and r.peak_memory_mb > 0 and r.modes is not None
         assert r.flops_per_step > 0 and r.train_flops == r.flops_per_step * 20
         assert set(r.eval_seconds) >= {"sampling", "fidelity"}
-        assert RunFolder(out).samples(r).stat().st_size > 0
+        grid = read_grid(RunFolder(out).samples(r))
+        assert grid.shape == (64, 3, 28, 28) and torch.equal(grid[:, 0], grid[:, 2])  # 64 grey images
+    from benchmarks.evaluate import data_images  # the data row's grid: its test images, exactly
+
+    assert torch.equal(read_grid(RunFolder(out).samples(by_name["data"]))[:, :1], zoo.data.quantize(data_images(splits, 64)))
     assert by_name["vae"].bpd_kind == "bound" and 0 < by_name["vae"].bits_per_dim < 8
     assert set(by_name["vae"].bpd_extras) == {"ELBO"} and by_name["vae"].bpd_extras["ELBO"] > by_name["vae"].bits_per_dim
     assert by_name["ae"].bits_per_dim is None
@@ -81,7 +86,9 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models)
     csv = (out / "results.csv").read_text().splitlines()
     assert csv[0].split(",")[:3] == ["model", "seed", COLUMNS[0][0]] and len(csv) == 6
     md = (out / "results.md").read_text()
-    assert "classifier:mnist5k" in md and "samples/vae--seed0.png" in md and "| data |" in md
+    assert "classifier:mnist5k" in md and "samples/vae--seed0.png" in md
+    for r in (by_name["data"], by_name["vae"]):  # a row of the table with its numbers
+        assert f"| {r.model} | ok | {r.fid:.2f} | {r.kid:.4f} | {r.precision:.3f} | {r.recall:.3f} | {r.recognisable:.3f} |" in md
 
     # A rerun reuses what finished: no model trains again.
     def no_training(*a, **k):
@@ -96,6 +103,7 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models)
     assert "finished in an earlier run, reused" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
     assert run.main(["--models", "ae", "--set", "ae.latent_dim=2", "--preset", "smoke", "--budget", "3steps",
@@ -112,7 +120,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae,nope"], "unknown model 'nope'; available: "),
     (["--models", ""], "--models is empty"),
     (["--models", "vae", "--set", "vae.latnt_dim=2"], "vae has no hyper-parameter 'latnt_dim'; accepted: ema, lr_schedule, latent_dim"),
-    (["--models", "vae", "--set", "vae.latent_dim=two"], "--set vae.latent_dim=two: 'two' is not a int"),
+    (["--models", "vae", "--set", "vae.latent_dim=two"], "--set vae.latent_dim=two: 'two' is not an int"),
     (["--models", "vae", "--set", "latent_dim=2"], "--set takes MODEL.FIELD=VALUE"),
     (["--models", "vae", "--set", "dcgan.lr=1e-4"], "--set names dcgan, which is not among the models"),
     (["--models", "vae", "--seeds", "-1"], "--seeds takes non-negative integers"),
@@ -124,12 +132,82 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),
     (["--models", "vae", "--image-size", "1000"], "--image-size must be between 4 and 256"),
     (["--models", "vae", "--image-size", "30"], "vae needs square images with a side divisible by 4"),
+    # issue 30: a hyper-parameter outside its range trained (latent_dim=0: "ok", FID 2068) or raised a traceback
+    (["--models", "ae", "--set", "ae.latent_dim=0"], "ae: latent_dim must be an int in [1, 1024], got 0"),
+    (["--models", "ae", "--set", "ae.latent_dim=-3"], "ae: latent_dim must be an int in [1, 1024], got -3"),
+    (["--models", "ae", "--set", "ae.lr=-1"], "ae: lr must be in (0, 1], got -1.0"),
+    (["--models", "ae", "--set", "ae.lr=nan"], "ae: lr must be in (0, 1], got nan"),
+    (["--models", "ae", "--set", "ae.lr=inf"], "ae: lr must be in (0, 1], got inf"),
+    (["--models", "ddim@5", "--set", "ddim.steps=3"], "--set ddim.steps and the variant ddim@5 both set steps"),
+    # issue 30: --threads beyond the CPUs was accepted (18 steps in 300 s)
+    (["--models", "vae", "--threads", "10000"], "--threads must be an int in [1, "),
+    (["--models", "vae", "--threads", "0"], "--threads must be an int in [1, "),
+    # issue 30: argparse's seven-line usage block, and an overflow called "not a number and a unit"
+    (["--models", "vae", "--budget", "-5steps"], "error: argument --budget: expected one argument (a value that starts with '-'"),
+    (["--models", "vae", "--budget", "5", "steps"], "error: unrecognized arguments: steps (a value with a space in it is quoted"),
+    (["--models", "vae", "--precision", "fp8"], "error: argument --precision: invalid choice: 'fp8'"),
+    (["--models", "vae", "--image-size", "x"], "error: argument --image-size: invalid int value: 'x'"),
+    (["--models", "vae", "--budget", "1e400flops"], "budget '1e400flops' overflows"),
+    (["--models", "vae", "--list", "nope"], "unknown model 'nope'"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
     assert run.main([*args, "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().out.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+    assert not (tmp_path / "run").exists()  # nothing is created before every input has passed
+
+
+def test_offline_mnist_is_one_line_saying_where_the_files_go_and_leaves_no_folders(tmp_path, capsys, monkeypatch):
+    """Issue 30: the reason was empty, and the refused run left ./data/MNIST/raw/ and its --out folder."""
+    import socket
+
+    def offline(*a, **k):
+        raise OSError(101, "Network is unreachable")
+
+    monkeypatch.setattr(socket, "create_connection", offline)
+    monkeypatch.setattr(socket, "getaddrinfo", offline)
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["--models", "vae", "--dataset", "mnist", "--preset", "smoke"]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and "Network is unreachable" in err, err
+    assert f"put torchvision's MNIST files in {tmp_path / 'data' / 'MNIST' / 'raw'}/" in err
+    assert list(tmp_path.iterdir()) == []  # no data/MNIST/raw, no results/mnist-smoke
+
+
+def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", ""]) == 2
+    assert capsys.readouterr().out.strip() == "error: --out is empty; give a folder (it is created if missing)"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_explore_refusals_are_one_line_too(tmp_path, capsys):
+    from benchmarks import explore
+
+    assert explore.main([str(tmp_path), "--samples", "x"]) == 2
+    assert capsys.readouterr().err.strip() == "error: argument --samples: invalid int value: 'x'"
+    assert explore.main([str(tmp_path), "--threads", "100000"]) == 2
+    assert "--threads must be an int in [1, " in capsys.readouterr().err
+
+
+def test_duplicate_seeds_are_collapsed_with_a_note(capsys):
+    assert run.parse_seeds("0,0,1,1,2") == [0, 1, 2]
+    assert "note: duplicate seeds collapsed: 0, 1" in capsys.readouterr().out
+    assert run.parse_seeds("3,4") == [3, 4] and capsys.readouterr().out == ""
+
+
+def test_threads_are_checked_once_for_every_command():
+    """--threads is one check (benchmarks.cli.set_threads) shared by run and explore."""
+    from pathlib import Path
+
+    from benchmarks import cli
+
+    root = Path(__file__).parents[1]
+    checks = [p.name for p in (root / "benchmarks").glob("*.py") if "set_num_threads" in p.read_text()]
+    assert checks == ["cli.py"]
+    with pytest.raises(zoo.GenzooError, match=rf"--threads must be an int in \[1, {cli.cpu_count()}\]"):
+        cli.set_threads(cli.cpu_count() + 1)
 
 
 def test_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys, monkeypatch):
@@ -142,6 +220,7 @@ def test_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys, mo
     assert len(err.splitlines()) == 1 and f"cannot write to --out {tmp_path / 'f' / 'run'}" in err
 
 
+@pytest.mark.slow
 def test_a_budget_of_its_own_gets_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default folder is relative to where the runner starts
     assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2 steps"]) == 0
@@ -150,6 +229,7 @@ def test_a_budget_of_its_own_gets_a_folder_of_its_own(tmp_path, monkeypatch):
             if r.model == "ae"] == [2]
 
 
+@pytest.mark.slow
 def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
     assert run.main(["--models", "ae,ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path)]) == 0
     assert "duplicate model names collapsed: ae" in capsys.readouterr().out
@@ -174,7 +254,20 @@ def test_a_class_without_sample_is_refused_at_registration():
 def test_list_shows_the_zoo_and_the_sizes_it_takes(capsys):
     assert run.main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "vae" in out and "takes 28x28" in out
+    rows = {c[0]: c[1:4] for c in ([s.strip() for s in line.split("│")[1:-1]] for line in out.split("└")[0].splitlines()) if c and c[0]}
+    assert "takes 28x28" in out and set(rows) == set(zoo.available())  # one row a model: capabilities, NFE, takes 28x28
+    assert "Likelihood (bound)" in rows["vae"][0] and rows["vae"][1:] == ["1", "yes"] and rows["ddpm"][1:] == ["1000", "yes"]
+
+
+def test_list_model_shows_its_hyper_parameters_defaults_and_ranges(capsys):
+    assert run.main(["--list", "ddim", "--preset", "smoke"]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split("│")[2].strip(): [c.strip() for c in line.split("│")[3:6]] for line in out.splitlines()
+            if line.count("│") == 6 and line.split("│")[2].strip()}
+    assert rows["steps"] == ["50", "", "an int in [1, train_timesteps]"]
+    assert rows["channels"] == ["[32, 64, 64]", "[8]", "a list of 1 to 6 ints in [1, 1024]"]
+    assert rows["(together)"][2].startswith("Every level's channels divisible by norm_groups")
+    assert "vae" not in out  # one model
 
 
 def test_the_data_row_scores_and_draws_a_random_mix_of_classes():

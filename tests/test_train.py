@@ -1,5 +1,8 @@
 """The training loop's weight averaging and learning-rate schedule, against values computed by hand;
-mixed precision."""
+mixed precision; the contracts between the loop and a model (optimizers, loss scaling,
+after_training); resume files that hold more than tensors and numbers."""
+import os
+import signal
 from dataclasses import dataclass
 
 import pytest
@@ -8,7 +11,7 @@ import torch
 import zoo
 from zoo import data
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
-from zoo.train import Budget, fit, seed_everything, training_key
+from zoo.train import Budget, Interrupted, fit, seed_everything, training_key
 
 
 class Counter(Generator):
@@ -78,7 +81,7 @@ def test_cosine_schedule_scales_every_step_from_the_rate_to_zero():
 
 
 def test_an_unknown_lr_schedule_is_a_one_line_error():
-    with pytest.raises(GenzooError, match=r"unknown lr_schedule 'linear'; accepted: constant, cosine"):
+    with pytest.raises(GenzooError, match=r"lr_schedule must be one of 'constant', 'cosine', got 'linear'"):
         Counter(DataSpec(1, 2, 2), lr_schedule="linear")
 
 
@@ -93,7 +96,7 @@ def test_mixed_precision_trains_every_kind_of_step(precision):
         before = [p.detach().clone() for p in model.parameters()]
         r = fit(model, x[:64], y[:64], Budget(2, "steps", batch_size=32), progress=False, precision=precision)
         assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in r.history), name
-        assert model.grad_scaler is None and {p.dtype for p in model.parameters()} == {torch.float32}
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
         assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters())), f"{name} did not learn"
         key = training_key(model, "data", Budget(2, "steps"), 0)
         assert training_key(model, "data", Budget(2, "steps"), 0, precision=precision) != key
@@ -102,3 +105,156 @@ def test_mixed_precision_trains_every_kind_of_step(precision):
 def test_an_unknown_precision_is_a_one_line_error():
     with pytest.raises(GenzooError, match="accepted: fp32, bf16, fp16"):
         fit(Counter(DataSpec(1, 2, 2)), torch.zeros(4, 1, 2, 2), None, Budget(1, "steps", batch_size=2), precision="fp8")
+
+
+def test_every_trainable_weight_of_every_model_is_in_exactly_one_of_its_declared_optimizers():
+    """What the loop saves, restores and schedules is `optimizers()`: a weight outside it would resume
+    with a fresh optimizer state (ldm's DDIM holds its own optimizer, which it declares)."""
+    spec = data.load("mnist5k")[0]
+    for name in zoo.available():
+        model = zoo.create(name, spec, preset="smoke")
+        stepped = [p for opt in model.optimizers().values() for group in opt.param_groups for p in group["params"]]
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        assert len(stepped) == len({id(p) for p in stepped}) == len(trainable), name
+        assert {id(p) for p in stepped} == {id(p) for p in trainable}, name
+        assert all(isinstance(k, str) for k in model.optimizers()), name
+
+
+class SpyScaler(torch.amp.GradScaler):
+    """A GradScaler on the CPU that records every loss it scales and every optimizer it steps."""
+
+    made: list["SpyScaler"] = []
+
+    def __init__(self, device="cpu", **kwargs):
+        super().__init__("cpu", **kwargs)
+        self.scaled, self.stepped = 0, []
+        SpyScaler.made.append(self)
+
+    def scale(self, outputs):
+        self.scaled += 1
+        return super().scale(outputs)
+
+    def step(self, optimizer, *args, **kwargs):
+        self.stepped.append(optimizer)
+        return super().step(optimizer, *args, **kwargs)
+
+
+def test_vae_gan_scales_all_three_of_its_losses_under_fp16_and_only_during_the_training(monkeypatch):
+    """Its discriminator, encoder and decoder each step through `optimize`, so the loop's GradScaler
+    scales each loss; afterwards the model steps unscaled again."""
+    monkeypatch.setattr(SpyScaler, "made", [])
+    monkeypatch.setattr(torch.amp, "GradScaler", SpyScaler)
+    spec, x, y = data.load("mnist5k")
+    seed_everything(0)
+    model = zoo.create("vae-gan", spec, preset="smoke")
+    r = fit(model, x[:64], y[:64], Budget(2, "steps", batch_size=32), progress=False, precision="fp16")
+    assert all(torch.isfinite(torch.tensor(list(h.values()))).all() for h in r.history)
+    [scaler] = SpyScaler.made
+    assert scaler.scaled == 2 * 3  # two steps, three losses each
+    optimizers = model.optimizers()
+    assert len(optimizers) == 3
+    assert [id(o) for o in scaler.stepped] == 2 * [id(optimizers[k]) for k in ("opt_d", "opt_enc", "opt_dec")]
+    assert scaler.get_scale() > 0
+    model.train_step(x[:32].float() / 255)  # outside the loop: no scaler
+    assert scaler.scaled == 6
+
+
+def test_optimize_under_loss_scaling_scales_the_gradient_it_backpropagates():
+    w = torch.nn.Parameter(torch.ones(()))
+    model = Counter(DataSpec(1, 2, 2))
+    grads = []
+    w.register_hook(lambda g: grads.append(g.item()))
+    scaler = torch.amp.GradScaler("cpu", init_scale=8.0)
+    with model.loss_scaling(scaler):
+        model.optimize(torch.optim.SGD([w], lr=0.5), 3 * w)
+    model.optimize(torch.optim.SGD([w], lr=0.5), 3 * w)
+    assert grads == [24.0, 3.0]  # scaled by 8 inside, as is outside
+    assert w.item() == 1 - 0.5 * 3 - 0.5 * 3  # the step itself saw the true gradient both times
+
+
+class Images(torch.utils.data.Dataset):
+    """Eight blank images that count how often they are read."""
+
+    def __init__(self):
+        self.reads = 0
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        self.reads += 1
+        return torch.zeros(1, 2, 2, dtype=torch.uint8), -1
+
+
+class FitsAfter(Counter):
+    name = "fits-after"
+    fits_after_training = True
+
+    def after_training(self, x, y):
+        self.fitted = (len(x), x.dtype, y)
+
+
+def test_after_training_gets_the_whole_set_only_where_the_model_declares_it_fits_to_it():
+    plain, images = Counter(DataSpec(1, 2, 2)), Images()
+    fit(plain, images, None, Budget(1, "steps", batch_size=4), progress=False)
+    assert images.reads == 4  # one batch: the set is not read again for a model that does not ask
+    fitted, images = FitsAfter(DataSpec(1, 2, 2)), Images()
+    fit(fitted, images, None, Budget(1, "steps", batch_size=4), progress=False)
+    assert images.reads == 4 + 8 and fitted.fitted == (8, torch.uint8, None)
+
+
+class Stopping(Counter):
+    """Sends itself SIGTERM after step 2, like a runner stopped mid-training."""
+
+    name = "stopping"
+
+    def train_step(self, x, y=None):
+        out = super().train_step(x, y)
+        if self.steps == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+
+RAN: list[bool] = []
+
+
+def _ran():
+    RAN.append(True)
+
+
+class Payload:
+    """What a hostile resume file could carry: an object whose unpickling calls a function."""
+
+    def __reduce__(self):
+        return (_ran, ())
+
+
+def test_a_resume_file_carrying_a_pickled_object_is_refused_unread_set_aside_and_training_starts_over(tmp_path, capsys):
+    budget = Budget(5, "steps", batch_size=4)
+    x = torch.zeros(8, 1, 2, 2)
+    with pytest.raises(Interrupted):
+        fit(Stopping(DataSpec(1, 2, 2)), x, None, budget, checkpoint=tmp_path, progress=False)
+    resume = tmp_path / "resume.pt"
+    state = torch.load(resume, weights_only=True)  # what genzoo writes loads as plain data
+    assert state["result"]["steps"] == 2
+    state["result"]["events"].append(Payload())
+    torch.save(state, resume)
+    capsys.readouterr()
+
+    r = fit(Counter(DataSpec(1, 2, 2)), x, None, budget, checkpoint=tmp_path, progress=False)
+    assert RAN == []  # never unpickled
+    assert r.steps == 5 and r.events == []  # from the start, not resumed
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 1 and "holds pickled objects" in printed[0] and "set aside as resume.pt.corrupt" in printed[0]
+    assert (tmp_path / "resume.pt.corrupt").is_file() and not resume.exists()
+
+
+def test_a_resumed_training_says_so_once(tmp_path, capsys):
+    budget = Budget(5, "steps", batch_size=4)
+    x = torch.zeros(8, 1, 2, 2)
+    with pytest.raises(Interrupted):
+        fit(Stopping(DataSpec(1, 2, 2)), x, None, budget, seed=3, checkpoint=tmp_path, progress=False)
+    capsys.readouterr()
+    r = fit(Counter(DataSpec(1, 2, 2)), x, None, budget, seed=3, checkpoint=tmp_path, progress=False)
+    assert r.events == ["SIGTERM at step 2", "resumed at step 2"]
+    assert capsys.readouterr().out.splitlines() == ["counter seed 3: resumed at step 2"]

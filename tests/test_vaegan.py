@@ -27,6 +27,7 @@ def test_is_latent_not_likelihood_and_reuses_the_gan_discriminator():
 
 
 @pytest.mark.parametrize("recon", ["pixel", "feature"])
+@pytest.mark.slow
 def test_both_reconstruction_losses_train(recon, mnist):
     """On a fixed batch, each option lowers the pixel error and its own reconstruction term (the feature
     term measured in the final discriminator, since its feature space moves as it trains)."""

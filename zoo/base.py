@@ -10,9 +10,14 @@ import abc
 import dataclasses
 import json
 import math
+import sys
+import types
+import typing
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar, cast
 
 import torch
 from safetensors.torch import load_model, save_model
@@ -49,9 +54,160 @@ LR_SCHEDULES = {
 }
 
 
+# -- what a hyper-parameter accepts ------------------------------------------------------------
+
+MAX_WIDTH = 1024  # channels or units of one layer, or a code's size: twice the widest preset; more is a typo
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """What one Config field accepts besides its annotated type: bounds (ge, gt, le, lt: a number, or
+    the name of an earlier field of the same config, as ddim's `le="train_timesteps"`), choices, odd
+    ints only, and for a list its length (min_len, max_len; the bounds then hold for each item).
+    A float is always finite; an int field takes no bool and no float."""
+
+    ge: float | str | None = None
+    gt: float | str | None = None
+    le: float | str | None = None
+    lt: float | str | None = None
+    choices: tuple[Any, ...] | None = None
+    odd: bool = False
+    min_len: int = 0
+    max_len: int | None = None
+
+    def admits(self, value: Any, kind: Any, config: Any = None) -> bool:
+        if not _fits(value, kind) or (self.choices is not None and value not in self.choices):
+            return False
+        if isinstance(value, (list, tuple)):
+            if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
+                return False
+        items = value if isinstance(value, (list, tuple)) else [value]
+        ge, gt, le, lt = (self._bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
+        return all(math.isfinite(v) and (ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
+                   and (lt is None or v < lt) and not (self.odd and v % 2 == 0)
+                   for v in items if isinstance(v, (int, float)) and not isinstance(v, bool))
+
+    @staticmethod
+    def _bound(bound: float | str | None, config: Any) -> Any:
+        """A bound's value: a number, or the value of the field it names (its name without a config)."""
+        return getattr(config, bound) if isinstance(bound, str) and config is not None else bound
+
+    def describe(self, kind: Any, config: Any = None) -> str:
+        """What it accepts, as the end of "latent_dim must be ...": "an int in [1, 1024]", "in (0, 1]";
+        with `config`, a bound that names a field is given as that field's value."""
+        if self.choices is not None:
+            return "one of " + ", ".join(map(repr, self.choices))
+        bounds = self._bounds(config)
+        if typing.get_origin(kind) is list:
+            item = (typing.get_args(kind) or (None,))[0]
+            plural = {int: "ints", float: "numbers", str: "strings"}.get(item, "items")
+            return " ".join(filter(None, ["a list of", self._length(), "odd " * self.odd + plural, bounds]))
+        if kind is int:
+            return " ".join(filter(None, ["an odd int" if self.odd else "an int", bounds]))
+        if kind in _NOUNS:
+            return _NOUNS[kind]
+        return bounds or ("a finite number" if kind is float else "a value")
+
+    def _bounds(self, config: Any) -> str:
+        show = lambda b: f"{b:g}" if isinstance(b, (int, float)) else str(b)
+        ge, gt, le, lt = (self._bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
+        low = ("[", ge) if ge is not None else ("(", gt) if gt is not None else None
+        high = (le, "]") if le is not None else (lt, ")") if lt is not None else None
+        if low and high:
+            return f"in {low[0]}{show(low[1])}, {show(high[0])}{high[1]}"
+        if low:
+            return f"{'>=' if low[0] == '[' else '>'} {show(low[1])}"
+        if high:
+            return f"{'<=' if high[1] == ']' else '<'} {show(high[0])}"
+        return ""
+
+    def _length(self) -> str:
+        if self.max_len is None:
+            return f"at least {self.min_len}" if self.min_len else ""
+        if self.min_len == self.max_len:
+            return str(self.max_len)
+        return f"{self.min_len} to {self.max_len}" if self.min_len else f"at most {self.max_len}"
+
+
+_NOUNS = {bool: "true or false", str: "a string"}  # a float is described by its bounds alone: "in (0, 1]", "> 0"
+
+
+def _fits(value: Any, kind: Any) -> bool:
+    """Whether `value` is of the annotated type: int, float, bool, str, list[...], X | None. Other
+    annotations (a plugin's own types) are not checked."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if kind is type(None):
+        return value is None
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind is str:
+        return isinstance(value, str)
+    if origin is list:  # a tuple too: JSON and callers may hand one over
+        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value if args)
+    return True
+
+
+def hparam(default: Any, **accepts: Any) -> Any:
+    """A Config field and what it accepts (`Accepts`' fields): `lr: float = hparam(1e-3, gt=0, le=1)`.
+    A subclass that only changes the default (`lr: float = 1e-4`) keeps what its parent accepts."""
+    meta = {"accepts": Accepts(**accepts)}
+    if isinstance(default, list):
+        return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def width(default: int) -> Any:
+    """A layer's channels or units, or a code's size: an int in [1, MAX_WIDTH]."""
+    return hparam(default, ge=1, le=MAX_WIDTH)
+
+
+def learning_rate(default: float) -> Any:
+    """An optimizer's learning rate: in (0, 1]."""
+    return hparam(default, gt=0, le=1)
+
+
+def accepts(config: type, name: str) -> Accepts:
+    """What field `name` of a Config class accepts: declared on it, or on the nearest parent that declares it."""
+    for klass in config.__mro__:
+        f = getattr(klass, "__dataclass_fields__", {}).get(name)
+        if f is not None and "accepts" in f.metadata:
+            return f.metadata["accepts"]
+    return Accepts()
+
+
+def config_types(config: type) -> dict[str, Any]:
+    """Each field's annotated type, resolved, by name; {} when an annotation does not resolve (then no
+    field's type is checked)."""
+    module = sys.modules.get(config.__module__)
+    try:
+        return typing.get_type_hints(config, globalns=vars(module) if module else None)
+    except (NameError, TypeError):
+        return {}
+
+
+def check_config(model: str, config: Any) -> None:
+    """Every field of a model's config against its type and what it accepts: the first that is refused
+    is one GenzooError line naming the model, the field, the value and what is accepted."""
+    kinds = config_types(type(config))
+    for f in dataclasses.fields(config):
+        value, kind, ok = getattr(config, f.name), kinds.get(f.name), accepts(type(config), f.name)
+        if not ok.admits(value, kind, config):
+            raise GenzooError(f"{model}: {f.name} must be {ok.describe(kind, config)}, got {value!r}")
+
+
 @dataclass
 class ModelConfig:
     """Hyper-parameters every model has; a model's `Config` is a dataclass that subclasses this.
+
+    Each field says what it accepts with `hparam` (bounds, choices, list lengths), and every value is
+    checked against it when a model is built; checks that involve several fields or the data go in
+    the model's `validate`.
 
     ema: decay of the exponential moving average of the weights (Polyak averaging). With ema > 0 the
     training loop updates the average after every step and leaves the model with it: what is
@@ -61,16 +217,21 @@ class ModelConfig:
     Hutter's SGDR without restarts).
     """
 
-    ema: float = 0.0
-    lr_schedule: str = "constant"
+    ema: float = hparam(0.0, ge=0, lt=1)
+    lr_schedule: str = hparam("constant", choices=tuple(LR_SCHEDULES))
 
 
-class Generator(nn.Module, metaclass=abc.ABCMeta):
-    """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it."""
+ConfigT = TypeVar("ConfigT", bound=ModelConfig)
+
+
+class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
+    """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it.
+    It is generic in its config (`class VAE(Generator["VAE.Config"])`), so that a model's body sees
+    its own hyper-parameters with their types; code that handles any model takes a plain `Generator`."""
 
     name: ClassVar[str]
     Config: ClassVar[type[ModelConfig]] = ModelConfig
-    config: Any  # an instance of the model's own Config
+    config: ConfigT  # an instance of the model's own Config
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference hparams per preset, next to the code
     eval_samples: ClassVar[dict[str, int]] = {}  # per preset, for models whose sampling is costly
     # Sampler variants of one trained model (ddpm/ddim) share `train_family`; hparams listed in
@@ -78,8 +239,9 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
     train_family: ClassVar[str | None] = None
     sampler_params: ClassVar[tuple[str, ...]] = ()
     variant_param: ClassVar[str | None] = None  # `name@V` sets this hparam to int(V), e.g. ddim@10
-    # Set by the training loop under fp16 (`zoo.train.fit`): `optimize` scales losses through it.
-    grad_scaler: torch.amp.GradScaler | None = None
+    # True: the training loop hands `after_training` the whole training set (False spares loading it).
+    fits_after_training: ClassVar[bool] = False
+    _grad_scaler: torch.amp.GradScaler | None = None  # inside `loss_scaling` only
 
     def __init__(self, spec: DataSpec, **hparams: Any):
         super().__init__()
@@ -90,12 +252,14 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         if isinstance(self, Conditional) and spec.num_classes is None:
             raise GenzooError(f"{self.name} is class-conditional and needs a labeled dataset; this one has no classes")
         self.spec = spec
-        self.config = self.Config(**hparams)
-        if not 0 <= self.config.ema < 1:
-            raise GenzooError(f"{self.name}: ema must be in [0, 1) (0 = no weight averaging), got {self.config.ema}")
-        if self.config.lr_schedule not in LR_SCHEDULES:
-            raise GenzooError(f"{self.name}: unknown lr_schedule {self.config.lr_schedule!r}; "
-                              f"accepted: {', '.join(LR_SCHEDULES)}")
+        self.config = cast(ConfigT, self.Config(**hparams))  # `Config` is ConfigT (a ClassVar cannot say so)
+        check_config(self.name, self.config)
+        self.validate()
+
+    def validate(self) -> None:
+        """Checks that involve several hyper-parameters or the data (ddim's steps against its
+        train_timesteps, image sides a network can take): override to raise one GenzooError line.
+        Runs at construction, before any network is built, once every field has passed its own check."""
 
     # -- what every model implements -------------------------------------------------------
     @abc.abstractmethod
@@ -107,20 +271,39 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         """Draw n images (n,C,H,W); called under no_grad in eval mode. A `Conditional` model always
         gets labels (n,); others get None."""
 
-    def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, clip: float | None = None) -> None:
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The model's optimizers by name: the training loop schedules their learning rates and saves
+        and restores their state in a resume file, under these names. By default every optimizer held
+        as an attribute of the model itself; a model that holds one elsewhere overrides this."""
+        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    @contextmanager
+    def loss_scaling(self, scaler: torch.amp.GradScaler | None) -> Iterator[None]:
+        """Inside: `optimize` scales every loss through `scaler` and steps through it (the training loop
+        enters this around the training under fp16); with None, and outside, losses are not scaled."""
+        previous, self._grad_scaler = self._grad_scaler, scaler
+        try:
+            yield
+        finally:
+            self._grad_scaler = previous
+
+    def optimize(self, opt: torch.optim.Optimizer, loss: Tensor, clip: float | None = None, *,
+                 inputs: list[Tensor] | None = None, retain_graph: bool = False) -> None:
         """One update of `opt` on `loss`: zero the gradients, backward, clip their norm (if `clip`),
-        step. Models step through here (like accelerate's `accelerator.backward`) so that the loop can
-        scale fp16 losses with a GradScaler without any model knowing."""
+        step. `inputs` and `retain_graph` go to `backward` as in torch (a backward that reaches only
+        these weights; a graph kept for a second backward). Models step through here (like
+        accelerate's `accelerator.backward`) so that fp16 losses are scaled (see `loss_scaling`)
+        without any model knowing."""
         opt.zero_grad(set_to_none=True)
         params = [p for group in opt.param_groups for p in group["params"]]
-        scaler = self.grad_scaler
+        scaler = self._grad_scaler
         if scaler is None:
-            loss.backward()
+            loss.backward(inputs=inputs, retain_graph=retain_graph)
             if clip:
                 nn.utils.clip_grad_norm_(params, clip)
             opt.step()
             return
-        scaler.scale(loss).backward()
+        scaler.scale(loss).backward(inputs=inputs, retain_graph=retain_graph)
         if clip:
             scaler.unscale_(opt)  # clip the true gradients
             nn.utils.clip_grad_norm_(params, clip)
@@ -128,8 +311,9 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         scaler.update()  # after each step: a GAN's critic steps the same optimizer several times a train_step
 
     def after_training(self, x: Tensor, y: Tensor | None) -> None:
-        """Called once by the training loop with the whole training set (e.g. the AE fits its code prior);
-        x may be uint8 (0..255): `zoo.data.to_float` a chunk at a time."""
+        """Called once by the training loop, when the class sets `fits_after_training`, with the whole
+        training set and the final weights (the AE fits its code prior); x may be uint8 (0..255):
+        `zoo.data.to_float` a chunk at a time."""
 
     @property
     def nfe(self) -> int:
@@ -142,18 +326,28 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         return next(self.parameters()).device
 
     @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
-        """n images (n,C,H,W), float in [0,1]; the same seeded `generator` gives the same images."""
+    def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
+        """n images (n,C,H,W), float in [0,1]; the same seeded `generator` gives the same images.
+
+        callback: for a `Stepwise` model, called at every step of its sampler with a `SamplingStep`
+        (the partial result); it only watches, the images are the same as without it. Any other
+        model refuses one."""
         if not isinstance(n, int) or n < 1:
             raise GenzooError(f"sample: n must be a positive int, got {n!r}")
         if isinstance(self, Conditional):
-            labels = self.default_labels(n, generator) if labels is None else self._check_labels(labels, n)
+            labels = self.default_labels(n, generator) if labels is None else self.check_labels(labels, n)
         elif labels is not None:
             raise GenzooError(f"{self.name} is not class-conditional; sample without labels")
+        if callback is not None and not isinstance(self, Stepwise):
+            raise GenzooError(f"{self.name} draws in one pass (it is not `Stepwise`): sample without a callback")
         was_training = self.training
         self.eval()
         try:
-            x = self._sample(n, generator, labels)
+            if callback is None:
+                x = self._sample(n, generator, labels)
+            else:
+                x = cast(Stepwise, self)._sample(n, generator, labels, callback)
         finally:
             self.train(was_training)
         return x.clamp(0, 1).float()
@@ -163,7 +357,9 @@ class Generator(nn.Module, metaclass=abc.ABCMeta):
         dev = generator.device if generator is not None else self.device
         return torch.randint(self.spec.num_classes or 1, (n,), generator=generator, device=dev).to(self.device)
 
-    def _check_labels(self, labels: Tensor, n: int) -> Tensor:
+    def check_labels(self, labels: Tensor, n: int) -> Tensor:
+        """For a `Conditional` model: labels for n images as class indices (n,) on the model's device,
+        or a one-line GenzooError saying what is accepted."""
         labels = torch.as_tensor(labels, dtype=torch.long)
         k = self.spec.num_classes
         if labels.shape != (n,):
@@ -237,8 +433,45 @@ class Likelihood:
         return self.nll_bits_per_dim(x, generator), {}
 
 
+@dataclass
+class GaussianPrior:
+    """N(loc, scale scale^T) over codes (D,): `scale` is (D,) for a diagonal Gaussian or a (D,D)
+    lower-triangular factor. kind: "prior" (what the model was trained to match) or "fitted"
+    (fitted to the codes after training, as the plain AE does)."""
+
+    loc: Tensor
+    scale: Tensor
+    kind: str
+
+    @property
+    def dim(self) -> int:
+        return self.loc.numel()
+
+    def from_standard(self, eps: Tensor) -> Tensor:
+        """eps (N,D) ~ N(0, I) -> codes (N,D) of this Gaussian."""
+        return self.loc + (eps * self.scale if self.scale.dim() == 1 else eps @ self.scale.T)
+
+    def to_standard(self, z: Tensor) -> Tensor:
+        """Codes (N,D) -> the standard-normal eps that `from_standard` maps to them."""
+        if self.scale.dim() == 1:
+            return (z - self.loc) / self.scale
+        return torch.linalg.solve_triangular(self.scale, (z - self.loc).T, upper=False).T
+
+    def std(self) -> Tensor:
+        """Per-dimension standard deviation (D,)."""
+        return self.scale if self.scale.dim() == 1 else self.scale.pow(2).sum(1).sqrt()
+
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
+        """n codes (n,D) on the Gaussian's device: its standard normal, drawn from `generator` on the
+        generator's device and scaled by `temperature`, mapped through `from_standard`."""
+        dev = generator.device if generator is not None else self.loc.device
+        eps = torch.randn(n, self.dim, generator=generator, device=dev).to(self.loc.device)
+        return self.from_standard(temperature * eps)
+
+
 class Latent:
-    """Capability: an encoder and a decoder, for interpolation and traversal."""
+    """Capability: an encoder and a decoder, for interpolation and traversal; and, if the model has
+    one, the Gaussian its codes are drawn from (`latent_prior`)."""
 
     @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:
@@ -248,6 +481,12 @@ class Latent:
     def decode(self, z: Tensor) -> Tensor:
         """Codes (B,D) -> images (B,C,H,W) in [0,1]."""
 
+    def latent_prior(self) -> GaussianPrior | None:
+        """The Gaussian over codes (D,) whose decoded draws are the model's samples: kind "prior"
+        when training pulled the codes toward it (a VAE's N(0, I), a flow's base density), "fitted"
+        when it was fitted to the codes afterwards (the plain AE). None: no Gaussian over the codes."""
+        return None
+
 
 class Conditional:
     """Capability: `sample(n, labels=...)` draws images of the asked-for classes.
@@ -256,3 +495,83 @@ class Conditional:
     construction on a dataset without classes; `sample` checks the labels it is given and, without
     labels, draws them uniformly over the classes from the same seeded generator (`default_labels`),
     so `_sample` always receives labels (n,)."""
+
+
+class CodeSampler:
+    """Capability: the model draws an image by decoding a code z (D,) drawn from a Gaussian, and has
+    no encoder (a GAN's G(z)): `latent_prior()` says which Gaussian (its `dim` is the code size,
+    its `sample` draws codes) and `decode(z, labels)` gives the images. A model with an encoder
+    declares the same through `Latent`."""
+
+    @abc.abstractmethod
+    def latent_prior(self) -> GaussianPrior:
+        """The Gaussian the model draws its codes from when it samples."""
+
+    @abc.abstractmethod
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Codes (B,D) -> images (B,C,H,W) in [0,1]; a `Conditional` model needs labels (B,)."""
+
+
+class ProbabilisticDecoder:
+    """Capability of a `Latent` model whose decoder gives a distribution p(x|z) per code, of which
+    `decode(z)` shows the mean (a VAE's): `sample_likelihood` draws from it."""
+
+    @abc.abstractmethod
+    def sample_likelihood(self, z: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """One draw from p(x|z) per code z (B,D): images (B,C,H,W) in [0,1]."""
+
+
+@dataclass(frozen=True, eq=False)
+class SamplingStep:
+    """What a `Stepwise` model hands `sample`'s callback at every step of its sampler: the state the
+    step starts from. Tensors are on the model's device.
+
+    index: the step, 0 .. total-1 (step 0 starts from pure noise or an empty canvas); the image
+    `sample` returns is the result of the last one.
+    images: the partial result, (n,C,H,W) on the [0,1] scale, not clipped (a diffusion model's x_t
+    strays outside it; clip to show it).
+    prediction: the model's estimate at this step of the finished images (a diffusion model's
+    predicted x0), same shape and scale; None where the model makes none.
+    timestep: the noise level the step starts from, in the model's training timesteps; None for a
+    sampler without one.
+    drawn: (C,H,W) bool, the sub-pixels already final (an autoregressive canvas; the rest are 0 in
+    `images`); None where every pixel can change at every step.
+    """
+
+    index: int
+    total: int
+    images: Tensor
+    prediction: Tensor | None = None
+    timestep: int | None = None
+    drawn: Tensor | None = None
+
+
+class Stepwise:
+    """Capability: the sampler runs in steps that a caller can watch (diffusion, latent diffusion,
+    PixelCNN): `sample(n, callback=fn)` calls `fn(step)` with a `SamplingStep` at each step, and
+    draws exactly what `sample(n)` draws. The model's `_sample` takes the callback as a fourth
+    argument, None when nobody watches."""
+
+    @abc.abstractmethod
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
+                callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
+        """`Generator._sample`, calling `callback` (if any) at every step."""
+
+
+class Invertible:
+    """Capability: images map back to the noise a deterministic sampler draws them from (DDIM
+    inversion), so two images can be interpolated through their noises: `generate(invert(x))` is
+    about x. The noise is (B,C,H,W), standard normal where the model's samples come from."""
+
+    @property
+    @abc.abstractmethod
+    def inversion_name(self) -> str:
+        """How `invert` works, in a few words, for figure labels: "DDIM inversion (50 steps)"."""
+
+    @abc.abstractmethod
+    def invert(self, x: Tensor) -> Tensor:
+        """Images (B,C,H,W) in [0,1] -> their noise (B,C,H,W)."""
+
+    @abc.abstractmethod
+    def generate(self, noise: Tensor) -> Tensor:
+        """Noise (B,C,H,W) -> images (B,C,H,W) in [0,1], deterministically: the map `invert` inverts."""

@@ -17,16 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import DataSpec, GenzooError
 
-TORCHVISION = {  # name -> (torchvision class, how to ask for a split)
-    "mnist": ("MNIST", "train"),
-    "fashion-mnist": ("FashionMNIST", "train"),
-    "cifar10": ("CIFAR10", "train"),
-    "celeba": ("CelebA", "split"),
+TORCHVISION = {  # name -> (torchvision class, how to ask for a split, the folder under data_root its files go in)
+    "mnist": ("MNIST", "train", "MNIST/raw"),
+    "fashion-mnist": ("FashionMNIST", "train", "FashionMNIST/raw"),
+    "cifar10": ("CIFAR10", "train", "cifar-10-batches-py"),
+    "celeba": ("CelebA", "split", "celeba"),
 }
 NAMES = ["mnist5k", *TORCHVISION, "folder:PATH"]
 SPLITS = ("train", "test")
@@ -146,15 +145,19 @@ def _mnist5k(split: str) -> tuple[Tensor, Tensor]:
 def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Tensor, Tensor | None, int | None]:
     import torchvision
 
-    cls_name, how = TORCHVISION[name]
+    cls_name, how, where = TORCHVISION[name]
     cls = getattr(torchvision.datasets, cls_name)
     kwargs = {"train": split == "train"} if how == "train" else {"split": "valid" if split == "test" else "train"}
+    made = [d for d in (root, *(root / where).parents, root / where) if d.is_relative_to(root) and not d.exists()]
     try:
         ds = cls(root=str(root), download=download, **kwargs)
-    except Exception as e:  # offline, or a partial download: say where the files go
+    except Exception as e:  # offline, or a partial download: say why and where the files go
+        for d in sorted(set(made), key=lambda d: len(d.parts), reverse=True):  # the empty folders the attempt left
+            if d.is_dir() and not any(d.iterdir()):
+                d.rmdir()
         raise GenzooError(
-            f"could not load {name} from {root.resolve()} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
-            f"put torchvision's {cls_name} files under {root.resolve()}/ or run once with network access"
+            f"could not load {name} from {root.resolve()} ({_reason(e)}); put torchvision's {cls_name} files in "
+            f"{(root / where).resolve()}/ or run once with network access"
         ) from None
     if name == "celeba":  # large: read through the dataset, labels are attributes, not classes
         x = torch.stack([_to_uint8(img) for img, _ in ds])
@@ -169,7 +172,8 @@ def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
     """The images of a folder's split: sorted by path, every FOLDER_TEST_EVERY-th is test. A test split
     of fewer than `min_test` images is refused."""
     if not root.is_dir():
-        raise GenzooError(f"image folder {root} does not exist; pass folder:PATH with a folder of images")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise GenzooError(f"image folder {root} {what}; pass folder:PATH with a folder of images")
     files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
@@ -181,13 +185,22 @@ def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
     return [f for f in files if (f in held_out) == (split == "test")]
 
 
+def _reason(e: BaseException) -> str:
+    """An exception as a short reason: its class and the last non-empty line of its message (the
+    underlying cause, when a library lists the attempts before it)."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip(" :")]
+    return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
+
+
 def _open(f: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
         return Image.open(f)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-        raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
+    except UnidentifiedImageError:
+        raise GenzooError(f"cannot read image {f}: not an image Pillow knows, or its header is damaged") from None
+    except (OSError, Image.DecompressionBombError) as e:
+        raise GenzooError(f"cannot read image {f}: {_reason(e)}") from None
 
 
 def folder_mode(files: list[Path]) -> str:
@@ -214,8 +227,8 @@ def read_image(f: Path, mode: str, size: int, uint8: bool = True) -> Tensor:
                 x = x.expand(1 if mode == "L" else 3, -1, -1)
             else:
                 x = _to_uint8(img.convert(mode))
-        except (OSError, Image.DecompressionBombError) as e:
-            raise GenzooError(f"cannot read image {f}: {e.__class__.__name__}") from None
+        except (OSError, Image.DecompressionBombError) as e:  # a truncated file: "image file is truncated"
+            raise GenzooError(f"cannot read image {f}: {_reason(e)}") from None
     if x.shape[-1] != size or x.shape[-2] != size:
         x = _resize_center_crop(to_float(x).unsqueeze(0), size)[0]
     return quantize(x) if uint8 else to_float(x)
@@ -255,12 +268,19 @@ def _to_uint8(img) -> Tensor:
 
 
 def _resize_center_crop(x: Tensor, size: int) -> Tensor:
-    """Resize the short side to `size` (antialiased), then crop the centre square; uint8 stays uint8."""
+    """Resize the short side to `size` (bilinear, antialiased; the long side rounded), then crop the
+    centre square (an odd pixel off the bottom or right); uint8 stays uint8.
+
+    uint8 is resized as floats and rounded back, so that uint8 and float loads give the same pixels
+    and content hash (torchvision's native uint8 kernel rounds differently); torchvision's own
+    `resize(x, size)` and `center_crop` truncate the long side and round the offset, which moves
+    some crops by a pixel, so the sizes and offsets are given."""
+    from torchvision.transforms.v2 import functional as TF
+
     if x.dtype == torch.uint8:
         return torch.cat([quantize(_resize_center_crop(to_float(b), size)) for b in x.split(1024)])
     h, w = x.shape[-2:]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
-    x = F.interpolate(x, size=(nh, nw), mode="bilinear", antialias=True, align_corners=False)
-    top, left = (nh - size) // 2, (nw - size) // 2
-    return x[..., top:top + size, left:left + size].clamp(0, 1).contiguous()
+    x = TF.resize(x, [nh, nw], antialias=True)
+    return TF.crop(x, (nh - size) // 2, (nw - size) // 2, size, size).clamp(0, 1).contiguous()

@@ -1,144 +1,68 @@
 """What the lecture figures compute, as plain functions a notebook can call on a trained model.
 
     import zoo, zoo.explore as ex
-    ae, vae = zoo.load("runs/x/checkpoints/ae-..."), zoo.load("runs/x/checkpoints/vae-...")
-    ex.latent_statistics(vae, x_test, y_test)            # spread, length, class distances of codes
-    frames = ex.interpolate(vae, x_a, x_b, steps=9)      # (P, 9, C, H, W), slerp for a Gaussian code
-    ex.perturb(ae, x, directions, scales=(0.5, 1, 2), reference=ex.codes(ae, x_train))
+    model = zoo.load("runs/x/checkpoints/<model>-...")      # any model with an encoder (`Latent`)
+    ex.latent_statistics(model, x_test, y_test)              # spread, length, class distances of codes
+    frames, kind = ex.interpolate(model, x_a, x_b, steps=9)  # (P, 9, C, H, W), slerp for a Gaussian code
+    ex.perturb(model, x, directions, scales=(0.5, 1, 2), reference=ex.codes(model, x_train))
 
-Models are reached through their capabilities (`Latent`: encode/decode) and a few attributes that
-name what a paradigm has: a diffusion model's `predict` and `noise_scheduler`, a GAN's generator
-`G` and `config.z_dim`, PixelCNN's cached sampler, a flow's base distribution. This is the one
-place outside `zoo/models/` that knows those attributes; `benchmarks/explore.py` only draws.
-
-Which Gaussian a code space has (`prior_of`): the VAE's N(0, I), the flow's learned N(loc, scale)
-(its `q0`, one per scale), a GAN's N(0, I) over z, and for a plain AE the Gaussian fitted to its
-training codes after training (kind "fitted": nothing in training put the codes there).
+Models are reached only through their declared capabilities (`zoo.base`), never through names or
+attributes: `Latent` (encode, decode, and the Gaussian of the codes, `latent_prior`), `CodeSampler`
+(a Gaussian code decoded without an encoder), `Invertible` (images to noise and back), `Stepwise`
+(a sampler that can be watched step by step) and `ProbabilisticDecoder` (a draw from p(x|z)).
+`benchmarks/explore.py` only draws what these compute.
 """
 from __future__ import annotations
 
-import json
+import dataclasses
 import math
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Conditional, Latent
+from zoo.base import CodeSampler, GaussianPrior, Generator, Invertible, Latent, ProbabilisticDecoder, SamplingStep
 
 # -- helpers -----------------------------------------------------------------------------------
 
 
 @torch.no_grad()
-def codes(model: Any, x: Tensor, batch: int = 256) -> Tensor:
-    """Encode images (N,C,H,W) in [0,1] in batches, in eval mode: codes (N,D) on the CPU (the VAE's
-    code is the posterior mean)."""
-    _check_latent(model)
+def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
+    """Encode images (N,C,H,W) in [0,1] in batches, in eval mode: codes (N,D) on the CPU (the
+    encoder's output: a Gaussian encoder's posterior mean)."""
+    if not isinstance(model, Latent):
+        raise TypeError(f"{model.name} has no encoder (it is not `Latent`)")
     model.eval()
     return torch.cat([model.encode(b.to(model.device)).flatten(1).cpu() for b in x.split(batch)])
 
 
 @torch.no_grad()
-def decode(model: Any, z: Tensor, batch: int = 256) -> Tensor:
-    """Decode codes (N,D) in batches: images (N,C,H,W) in [0,1] on the CPU."""
-    _check_latent(model)
+def decode(model: Generator, z: Tensor, labels: Tensor | None = None, batch: int = 256) -> Tensor:
+    """Decode codes (N,D) in batches (a `Latent` model's decoder or a `CodeSampler`'s; a conditional
+    one with labels (N,)): images (N,C,H,W) in [0,1] on the CPU."""
+    if not isinstance(model, (Latent, CodeSampler)):
+        raise TypeError(f"{model.name} has no decoder of codes (neither `Latent` nor `CodeSampler`)")
     model.eval()
-    return torch.cat([model.decode(b.to(model.device)).clamp(0, 1).float().cpu() for b in z.split(batch)])
+    if isinstance(model, CodeSampler):
+        ys = labels.split(batch) if labels is not None else [None] * len(z.split(batch))
+        parts = [model.decode(b.to(model.device), y) for b, y in zip(z.split(batch), ys)]
+    else:
+        parts = [model.decode(b.to(model.device)) for b in z.split(batch)]
+    return torch.cat([p.clamp(0, 1).float().cpu() for p in parts])
 
 
-def is_latent(model: Any) -> bool:
-    """A model with an encoder and a decoder (the `Latent` capability)."""
-    return isinstance(model, Latent)
+def code_prior(model: Generator) -> GaussianPrior | None:
+    """The Gaussian a model's samples decode codes of (`latent_prior`), or None if it has none."""
+    return model.latent_prior() if isinstance(model, (Latent, CodeSampler)) else None
 
 
-def _check_latent(model: Any) -> None:
-    if not is_latent(model):
-        raise TypeError(f"{model.name} has no encoder (it is not `Latent`)")
-
-
-def is_diffusion(model: Any) -> bool:
-    """A model whose network predicts noise (or v, or x0) at a timestep: `predict(x_t, t)` + `noise_scheduler`."""
-    return callable(getattr(model, "predict", None)) and hasattr(model, "noise_scheduler")
-
-
-def is_gan(model: Any) -> bool:
-    """A model that draws G(z) from z ~ N(0, I): a generator network `G` and `config.z_dim`."""
-    return isinstance(getattr(model, "G", None), torch.nn.Module) and hasattr(model.config, "z_dim")
-
-
-def is_conditional(model: Any) -> bool:
-    """A class-conditional model (`Conditional`): it draws the labels it is asked for."""
-    return isinstance(model, Conditional)
-
-
-def has_raster_sampler(model: Any) -> bool:
-    """An autoregressive model with the cached raster-order sampler (PixelCNN's `_sample_fast`)."""
-    return callable(getattr(model, "_sample_fast", None))
-
-
-# -- the Gaussian of a code space ----------------------------------------------------------------
-
-
-@dataclass
-class GaussianPrior:
-    """N(loc, scale scale^T) over codes (D,): `scale` is (D,) for a diagonal Gaussian or a (D,D)
-    lower-triangular factor. kind: "prior" (what the model was trained to match) or "fitted"
-    (fitted to the codes after training, as the plain AE does)."""
-
-    loc: Tensor
-    scale: Tensor
-    kind: str
-
-    @property
-    def dim(self) -> int:
-        return self.loc.numel()
-
-    def from_standard(self, eps: Tensor) -> Tensor:
-        """eps (N,D) ~ N(0, I) -> codes (N,D) of this Gaussian."""
-        return self.loc + (eps * self.scale if self.scale.dim() == 1 else eps @ self.scale.T)
-
-    def to_standard(self, z: Tensor) -> Tensor:
-        """Codes (N,D) -> the standard-normal eps that `from_standard` maps to them."""
-        if self.scale.dim() == 1:
-            return (z - self.loc) / self.scale
-        return torch.linalg.solve_triangular(self.scale, (z - self.loc).T, upper=False).T
-
-    def std(self) -> Tensor:
-        """Per-dimension standard deviation (D,)."""
-        return self.scale if self.scale.dim() == 1 else self.scale.pow(2).sum(1).sqrt()
-
-
-def prior_of(model: Any) -> GaussianPrior | None:
-    """The Gaussian a model's codes are drawn from when it generates, or None if it has none.
-    A model may define `latent_prior() -> GaussianPrior` itself; otherwise the known paradigms."""
-    own = getattr(model, "latent_prior", None)
-    if callable(own):
-        return own()
-    flow = getattr(model, "flow", None)
-    if flow is not None and hasattr(flow, "q0") and is_latent(model):
-        # normflows' DiagGaussian per scale, in the order `encode` concatenates them (coarsest first)
-        locs = [q.loc.detach().expand(1, *s).flatten() for q, s in zip(flow.q0, model.latent_shapes)]
-        scales = [q.log_scale.detach().exp().expand(1, *s).flatten() for q, s in zip(flow.q0, model.latent_shapes)]
-        return GaussianPrior(torch.cat(locs).cpu(), torch.cat(scales).cpu(), "prior")
-    if hasattr(model, "code_mean") and hasattr(model, "code_scale"):  # the plain AE's fitted Gaussian
-        return GaussianPrior(model.code_mean.detach().cpu(), model.code_scale.detach().cpu(), "fitted")
-    if is_gan(model):
-        d = model.config.z_dim
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
-    if is_latent(model) and getattr(model, "bpd_kind", None) == "bound" and hasattr(model.config, "latent_dim"):
-        d = model.config.latent_dim  # the VAE: q(z|x) is pulled toward N(0, I) by its KL term
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
-    return None
-
-
-def latent_dim(model: Any) -> int | None:
+def latent_dim(model: Generator) -> int | None:
     """Size of a `Latent` model's code, from its prior or one encoded image."""
-    if not is_latent(model):
+    if not isinstance(model, Latent):
         return None
-    p = prior_of(model)
+    p = model.latent_prior()
     if p is not None:
         return p.dim
     return codes(model, torch.zeros(1, *model.spec.shape)).shape[1]
@@ -147,7 +71,7 @@ def latent_dim(model: Any) -> int | None:
 # -- 1. latent statistics -------------------------------------------------------------------------
 
 
-def latent_statistics(model: Any, x: Tensor | None = None, y: Tensor | None = None, *,
+def latent_statistics(model: Generator | None, x: Tensor | None = None, y: Tensor | None = None, *,
                       z: Tensor | None = None) -> dict[str, float]:
     """Statistics of the codes of images x (or of given codes z (N,D)), with labels y (N,) if any.
 
@@ -185,11 +109,11 @@ def latent_statistics(model: Any, x: Tensor | None = None, y: Tensor | None = No
     return out
 
 
-# The anime-face study's figures (VAE with a 50-d latent vs an AE with a 256-d code), lecture-notes.md.
+# The anime-face study's figures (a VAE with a 50-d latent vs an AE with a 256-d code), lecture-notes.md.
 ANIME_REFERENCE = {
-    "vae": {"per_dim_std": 0.2, "code_length": 19.0, "same_class": "1.15-1.75 (similar images)",
+    "VAE": {"dims": 50, "per_dim_std": 0.2, "code_length": 19.0, "same_class": "1.15-1.75 (similar images)",
             "different_class": "> 2.0 (different characters)"},
-    "ae": {"per_dim_std": 53.5, "code_length": 4246.0},
+    "AE": {"dims": 256, "per_dim_std": 53.5, "code_length": 4246.0},
 }
 
 
@@ -207,14 +131,6 @@ def random_codes(reference: Tensor, n: int, kind: str, generator: torch.Generato
     if kind == "independent":
         return reference.mean(0) + reference.std(0) * torch.randn(n, reference.shape[1], generator=generator)
     raise ValueError(f"kind must be 'box' or 'independent', got {kind!r}")
-
-
-def prior_codes(model: Any, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
-    """n codes from the model's Gaussian (its prior, or the AE's fitted one), scaled by temperature."""
-    p = prior_of(model)
-    if p is None:
-        raise TypeError(f"{model.name} has no Gaussian over its codes")
-    return p.from_standard(temperature * torch.randn(n, p.dim, generator=generator))
 
 
 # -- 3. interpolation and fusion -------------------------------------------------------------------
@@ -239,99 +155,85 @@ def slerp(a: Tensor, b: Tensor, t: Tensor | float) -> Tensor:
     return out[0] if scalar else out
 
 
-def lerp(a: Tensor, b: Tensor, t: Tensor | float) -> Tensor:
-    """Linear interpolation, same shapes as `slerp`."""
-    a, b = a.flatten(1), b.flatten(1)
-    t = torch.as_tensor(t, dtype=a.dtype)
-    scalar = t.dim() == 0
-    t = t.reshape(-1, 1, 1)
-    out = torch.where(t == 0, a.expand(len(t), *a.shape), torch.where(t == 1, b.expand(len(t), *b.shape), (1 - t) * a + t * b))
-    return out[0] if scalar else out
-
-
 def path(a: Tensor, b: Tensor, steps: int, kind: str, prior: GaussianPrior | None = None) -> Tensor:
     """Codes (steps, N, D) from a to b. "slerp" walks the great circle of the *standardised* codes
     (eps = (z - loc) / scale under the Gaussian `prior`, if given), where a Gaussian puts its mass."""
+    a, b = a.flatten(1), b.flatten(1)
     t = torch.linspace(0, 1, steps, dtype=a.dtype)
     if kind == "linear":
-        return lerp(a, b, t)
+        return torch.lerp(a, b, t[:, None, None])  # the ends are a and b exactly
     if kind != "slerp":
         raise ValueError(f"kind must be 'linear' or 'slerp', got {kind!r}")
     if prior is None:
         return slerp(a, b, t)
-    ea, eb = prior.to_standard(a.flatten(1)), prior.to_standard(b.flatten(1))
+    ea, eb = prior.to_standard(a), prior.to_standard(b)
     out = prior.from_standard(slerp(ea, eb, t).flatten(0, 1)).view(steps, *ea.shape)
-    out[0], out[-1] = a.flatten(1), b.flatten(1)  # the ends are the codes themselves, exactly
+    out[0], out[-1] = a, b  # the ends are the codes themselves, exactly
     return out
 
 
-def default_kind(model: Any) -> str:
-    """slerp where the code space has a Gaussian the model was trained toward (VAE, flow, GAN,
-    diffusion noise); linear for the plain AE, whose Gaussian was only fitted afterwards."""
-    if is_diffusion(model):
+def default_kind(model: Generator) -> str:
+    """slerp where the code space has a Gaussian the model was trained toward (a prior of kind
+    "prior", an inversion's noise); linear where the Gaussian was only fitted afterwards."""
+    if isinstance(model, Invertible):
         return "slerp"
-    p = prior_of(model)
+    p = code_prior(model)
     return "slerp" if p is not None and p.kind == "prior" else "linear"
 
 
 @torch.no_grad()
-def interpolate(model: Any, x_a: Tensor | None, x_b: Tensor | None, steps: int = 9, kind: str | None = None,
-                *, generator: torch.Generator | None = None, n: int | None = None, inversion_steps: int = 50
-                ) -> tuple[Tensor, str]:
+def interpolate(model: Generator, x_a: Tensor | None, x_b: Tensor | None, steps: int = 9, kind: str | None = None,
+                *, generator: torch.Generator | None = None, n: int | None = None) -> tuple[Tensor, str]:
     """Frames (P, steps, C, H, W) from image x_a[i] to x_b[i] (P pairs), and the path kind used.
 
     - `Latent` models: encode both, walk `kind` (default: `default_kind`), decode. The first and
       last frames are decode(encode(x_a)) and decode(encode(x_b)).
-    - diffusion models: DDIM-invert both images to noise (`ddim_invert`), slerp the noises, and
-      DDIM-sample every frame from its noise.
-    - GANs (no encoder): two random codes per pair (x_a, x_b ignored; `n` pairs), slerp, G(z).
+    - `Invertible` models: invert both images to noise, slerp the noises, and generate every frame
+      from its noise.
+    - `CodeSampler`s (no encoder): two random codes per pair (x_a, x_b ignored; `n` pairs), walked
+      and decoded.
     """
     kind = kind or default_kind(model)
     model.eval()
-    if (is_latent(model) or is_diffusion(model)) and (x_a is None or x_b is None):
+    if isinstance(model, (Latent, Invertible)) and (x_a is None or x_b is None):
         raise TypeError(f"{model.name}: interpolate needs the two images x_a and x_b")
-    if is_latent(model):
+    if isinstance(model, Latent):
         za, zb = codes(model, x_a), codes(model, x_b)  # type: ignore[arg-type]  # checked above
-        prior = prior_of(model) if kind == "slerp" else None
+        prior = model.latent_prior() if kind == "slerp" else None
         z = path(za, zb, steps, kind, prior)  # (steps, P, D)
         frames = decode(model, z.flatten(0, 1).to(za.dtype)).view(steps, len(za), *model.spec.shape)
         return frames.transpose(0, 1), kind
-    if is_diffusion(model):
-        na = ddim_invert(model, x_a, inversion_steps)  # type: ignore[arg-type]  # checked above
-        nb = ddim_invert(model, x_b, inversion_steps)  # type: ignore[arg-type]
+    if isinstance(model, Invertible):
+        na, nb = invert(model, x_a), invert(model, x_b)  # type: ignore[arg-type]  # checked above
         noise = path(na, nb, steps, kind).view(steps * len(na), *model.spec.shape)
-        frames = ddim_sample(model, noise, inversion_steps).view(steps, len(na), *model.spec.shape)
+        frames = generate(model, noise).view(steps, len(na), *model.spec.shape)
         return frames.transpose(0, 1), kind
-    if is_gan(model):
+    if isinstance(model, CodeSampler):
         pairs = n if n is not None else (len(x_a) if x_a is not None else 1)
-        d = model.config.z_dim
-        za, zb = torch.randn(pairs, d, generator=generator), torch.randn(pairs, d, generator=generator)
+        p = model.latent_prior()
+        za, zb = p.sample(pairs, generator), p.sample(pairs, generator)
         z = path(za, zb, steps, kind).flatten(0, 1)
-        frames = gan_decode(model, z).view(steps, pairs, *model.spec.shape)
+        frames = decode(model, z).view(steps, pairs, *model.spec.shape)
         return frames.transpose(0, 1), kind
-    raise TypeError(f"{model.name} has no encoder, no DDIM inversion and no generator network to interpolate with")
+    raise TypeError(f"{model.name} has no encoder, no inversion and no code sampler to interpolate with")
 
 
 @torch.no_grad()
-def gan_decode(model: Any, z: Tensor, labels: Tensor | None = None) -> Tensor:
-    """G(z) in [0,1] for codes z (N, z_dim); a conditional GAN needs labels (N,)."""
+def invert(model: Generator, x: Tensor, batch: int = 64) -> Tensor:
+    """An `Invertible` model's noise for images x (N,C,H,W) in [0,1], in batches: (N,C,H,W) on the CPU."""
+    if not isinstance(model, Invertible):
+        raise TypeError(f"{model.name} cannot map images back to noise (it is not `Invertible`)")
     model.eval()
-    if is_conditional(model) and labels is None:
-        raise TypeError(f"{model.name} is class-conditional: pass labels")
-    return ((model.G(z.to(model.device), labels) + 1) / 2).clamp(0, 1).float().cpu()
+    return torch.cat([model.invert(b).float().cpu() for b in x.split(batch)])
 
 
-def load_feature_net(weights_path: str | Path) -> torch.nn.Module:
-    """The feature space's FeatureNet (classifier features), from its cached weights and JSON."""
-    from safetensors.torch import load_file
-
-    from zoo.metrics.features import FeatureNet
-
-    path = Path(weights_path)
-    meta = json.loads(path.with_suffix(".json").read_text())
-    net = FeatureNet(meta["channels"], meta["num_classes"])
-    net.load_state_dict(load_file(str(path)))
-    return net.eval()
+@torch.no_grad()
+def generate(model: Generator, noise: Tensor, batch: int = 64) -> Tensor:
+    """An `Invertible` model's images from noise (N,C,H,W), in batches: in [0,1] on the CPU."""
+    if not isinstance(model, Invertible):
+        raise TypeError(f"{model.name} has no deterministic map from noise (it is not `Invertible`)")
+    model.eval()
+    return torch.cat([model.generate(b).clamp(0, 1).float().cpu() for b in noise.split(batch)])
 
 
 @torch.no_grad()
@@ -375,7 +277,7 @@ def std_along(reference: Tensor, directions: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def perturb(model: Any, x: Tensor, directions: Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0), *,
+def perturb(model: Generator, x: Tensor, directions: Tensor, scales: tuple[float, ...] = (0.5, 1.0, 2.0), *,
             reference: Tensor) -> Tensor:
     """Decode codes moved along unit directions (k,D) by scale x the reference codes' std along
     that direction: images (N, k, S, C, H, W) for images x (N,...) and S scales. The code's own
@@ -398,11 +300,11 @@ def prior_quantiles(n: int) -> Tensor:
 
 
 @torch.no_grad()
-def latent_grid_2d(model: Any, n: int = 15) -> tuple[Tensor, Tensor]:
+def latent_grid_2d(model: Generator, n: int = 15) -> tuple[Tensor, Tensor]:
     """For a model with a 2-D code: codes (n*n, 2) on the grid of its Gaussian's quantiles (row-major,
     first coordinate along the columns, second down the rows, descending so "up" is larger) and
-    their decoded images (n*n, C, H, W). The AE uses its fitted Gaussian."""
-    p = prior_of(model)
+    their decoded images (n*n, C, H, W). A fitted Gaussian (the plain AE's) serves as well."""
+    p = code_prior(model)
     if p is None or p.dim != 2:
         raise TypeError(f"{model.name} needs a Gaussian over a 2-D code, got {None if p is None else p.dim}-D")
     q = prior_quantiles(n)
@@ -415,159 +317,106 @@ def latent_grid_2d(model: Any, n: int = 15) -> tuple[Tensor, Tensor]:
 # -- 6. how each paradigm draws ----------------------------------------------------------------------
 
 
-def _x0_and_eps(model: Any, out: Tensor, x_t: Tensor, abar: Tensor) -> tuple[Tensor, Tensor]:
-    """The network's output at x_t -> (x0, eps), whatever it predicts (noise, v or x0)."""
-    kind = model.noise_scheduler.config.prediction_type
-    a, s = abar.sqrt(), (1 - abar).sqrt()
-    if kind == "epsilon":
-        eps = out
-        x0 = (x_t - s * eps) / a
-    elif kind == "v_prediction":
-        x0 = a * x_t - s * out
-        eps = a * out + s * x_t
-    else:
-        x0 = out
-        eps = (x_t - a * x0) / s
-    return x0, eps
+def _watched(model: Generator, n: int, keep: Callable[[int], set[int]], generator: torch.Generator | None,
+             labels: Tensor | None) -> tuple[list[SamplingStep], int, Tensor]:
+    """`model.sample(n, callback=...)`, keeping the steps whose index is in `keep(total steps)`:
+    those steps (their tensors on the CPU), the number of steps, and the sample (on the CPU)."""
+    kept: list[SamplingStep] = []
+    wanted: set[int] = set()
+    total = 0
+
+    def watch(step: SamplingStep) -> None:
+        nonlocal total
+        if step.index == 0:
+            total = step.total
+            wanted.update(keep(total))
+        if step.index in wanted:
+            cpu = {k: getattr(step, k).cpu() for k in ("images", "prediction", "drawn") if getattr(step, k) is not None}
+            kept.append(dataclasses.replace(step, **cpu))
+
+    final = model.sample(n, generator=generator, labels=labels, callback=watch)
+    return kept, total, final.cpu()
 
 
-def ddim_scheduler(model: Any, steps: int):
-    """The deterministic DDIM scheduler the `ddim` model samples with ("trailing" spacing, eta 0,
-    x0 clipped with the noise re-derived from it), at `steps` steps, for any diffusion model."""
-    from diffusers import DDIMScheduler
-
-    s = DDIMScheduler.from_config(model.noise_scheduler.config, timestep_spacing="trailing")
-    s.set_timesteps(steps)
-    return s
-
-
-@torch.no_grad()
-def ddim_sample(model: Any, noise: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
-    """DDIM (eta 0) from given x_T noise (N,C,H,W): images in [0,1] on the CPU. With the `ddim`
-    model's own steps this is its sampler, with x_T given instead of drawn."""
-    model.eval()
-    outs = []
-    for x in noise.split(batch):
-        s = ddim_scheduler(model, steps)
-        x = x.to(model.device)
-        for t in s.timesteps:
-            out = model.predict(x, t.to(model.device).expand(len(x)))
-            x = s.step(out, t, x, eta=0.0, use_clipped_model_output=True).prev_sample
-        outs.append(((x + 1) / 2).clamp(0, 1).float().cpu())
-    return torch.cat(outs)
+class _Seen(Exception):
+    """Carries the first step out of a sampler that `first_step` stops."""
 
 
 @torch.no_grad()
-def ddim_invert(model: Any, x: Tensor, steps: int = 50, batch: int = 64) -> Tensor:
-    """DDIM inversion: images (N,C,H,W) in [0,1] -> the x_T noise that DDIM sampling at `steps`
-    steps maps back (approximately) to them. The DDIM update run backwards: from level s to the next
-    noisier level t, x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, with (x0, eps) from the network at
-    timestep t on the current x_s (the exact inverse would need it on x_t itself, which is unknown;
-    that is the whole approximation, as in diffusers' DDIMInverseScheduler). x0 is clipped to
-    [-1, 1] and eps re-derived from it, as the sampler does."""
-    model.eval()
-    s = ddim_scheduler(model, steps)
-    ts = list(reversed(s.timesteps.tolist()))  # ascending: e.g. 19, 39, ..., 999 for 50 steps
-    abars = s.alphas_cumprod.to(torch.float64)
-    outs = []
-    for xb in x.split(batch):
-        cur = (xb.to(model.device) * 2 - 1).double()
-        abar_cur = torch.tensor(float(s.final_alpha_cumprod), dtype=torch.float64)  # the clean image's level
-        for t in ts:
-            abar_t = abars[t]
-            out = model.predict(cur.float(), torch.full((len(cur),), t, device=model.device)).double()
-            if model.noise_scheduler.config.prediction_type == "epsilon":
-                eps = out  # the net's noise at timestep t, applied to the current, less noisy x
-            else:  # v or x0: read the noise as the net would at level t (x0 from its output at t)
-                eps = _x0_and_eps(model, out, cur, abar_t)[1]
-            x0 = ((cur - (1 - abar_cur).sqrt() * eps) / abar_cur.sqrt()) if abar_cur < 1 else cur
-            x0 = x0.clamp(-1, 1)
-            eps = (cur - abar_cur.sqrt() * x0) / (1 - abar_cur).sqrt() if abar_cur < 1 else eps
-            cur = abar_t.sqrt() * x0 + (1 - abar_t).sqrt() * eps
-            abar_cur = abar_t
-        outs.append(cur.float().cpu())
-    return torch.cat(outs)
+def first_step(model: Generator) -> SamplingStep:
+    """The first `SamplingStep` of a `Stepwise` model's sampler on one image (what its steps carry:
+    a prediction, a timestep, which sub-pixels are drawn), stopping the sampler there; the global
+    random state is left alone."""
+    def stop(step: SamplingStep) -> None:
+        raise _Seen(step)
+
+    try:
+        model.sample(1, generator=torch.Generator(model.device).manual_seed(0), callback=stop)
+    except _Seen as seen:
+        return seen.args[0]
+    raise TypeError(f"{model.name}: its sampler never called the callback")
 
 
 @torch.no_grad()
-def diffusion_trajectory(model: Any, n: int = 4, points: int = 8, *, generator: torch.Generator | None = None,
-                         scheduler=None) -> dict[str, Any]:
-    """Run the model's own sampler (`model.sampler()`: DDPM's 1000 ancestral steps, DDIM's few
-    deterministic ones) on n images, keeping x_t and the predicted clean image x0 at `points` steps
-    spread evenly over the run (the last one is the final image). Returns timesteps (points,),
-    step indices, x_t and x0 (points, n, C, H, W) in [0,1] (x_t clipped for display)."""
-    model.eval()
-    if scheduler is None:
-        scheduler, kwargs = model.sampler()
-    else:
-        kwargs = {}
-    ts = scheduler.timesteps
-    keep = sorted({round(i * (len(ts) - 1) / (points - 1)) for i in range(points)})
-    x = model.randn(n, *model.spec.shape, generator=generator)
-    xt, x0, kept_t = [], [], []
-    for i, t in enumerate(ts):
-        out = model.predict(x, t.to(model.device).expand(n))
-        step = scheduler.step(out, t, x, generator=generator, **kwargs)
-        if i in keep:
-            xt.append(((x + 1) / 2).clamp(0, 1).float().cpu())
-            x0.append(((step.pred_original_sample + 1) / 2).clamp(0, 1).float().cpu())
-            kept_t.append(int(t))
-        x = step.prev_sample
-    final = ((x + 1) / 2).clamp(0, 1).float().cpu()
-    return {"timesteps": kept_t, "steps": keep, "total_steps": len(ts), "x_t": torch.stack(xt),
-            "x0": torch.stack(x0), "final": final}
+def trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torch.Generator | None = None,
+               labels: Tensor | None = None) -> dict[str, Any]:
+    """Sample n images with a `Stepwise` model, keeping the state each step starts from at `points`
+    steps spread evenly over the run (the first and the last included): a diffusion model's x_t
+    and its predicted clean image x0. Draws exactly what `model.sample(n, generator=...)` draws.
+    Returns timesteps (the steps' noise levels, None where the sampler has none), step indices,
+    total_steps, x_t (points, n, C, H, W) in [0,1] (clipped for display), x0 (the same, or None
+    where the model makes no prediction) and final (the sample)."""
+    steps, total, final = _watched(model, n, lambda total: {round(i * (total - 1) / (points - 1)) for i in range(points)},
+                                   generator, labels)
+    predicted = [s.prediction for s in steps if s.prediction is not None]
+    return {"timesteps": [s.timestep for s in steps], "steps": [s.index for s in steps], "total_steps": total,
+            "x_t": torch.stack([s.images.clamp(0, 1).float() for s in steps]),
+            "x0": torch.stack([p.clamp(0, 1).float() for p in predicted]) if len(predicted) == len(steps) else None,
+            "final": final}
 
 
 @torch.no_grad()
-def pixelcnn_snapshots(model: Any, n: int = 4, parts: int = 8, *, generator: torch.Generator | None = None,
-                       labels: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The canvas of the raster-order sampler after 1/parts, 2/parts, ..., all of the sub-pixels:
-    (parts, n, C, H, W) in [0,1], undrawn sub-pixels 0; and the number of sub-pixels drawn at each
-    (parts,). Draws exactly as `model.sample(n, generator=...)` does (the same uniforms, the fast
-    sampler), so the last snapshot is that sample."""
-    from zoo.models.pixelcnn import LEVELS, _frozen_masks
+def snapshots(model: Generator, n: int = 4, parts: int = 8, *, generator: torch.Generator | None = None,
+              labels: Tensor | None = None) -> dict[str, Any]:
+    """The partial result of a `Stepwise` model's sampler after 1/parts, 2/parts, ..., all of its
+    steps (an autoregressive model's canvas, undrawn sub-pixels 0), drawing exactly what `model.sample(n,
+    generator=..., labels=...)` draws, so the last snapshot is that sample. Returns images (parts, n,
+    C, H, W) in [0,1], steps (parts,): how many steps were done at each, and drawn (parts, C, H, W)
+    bool, the sub-pixels final at each, or None where the sampler does not say."""
+    def marks(total: int) -> set[int]:
+        return {round(k * total / parts) for k in range(1, parts + 1)}  # the last, all of them, is the sample
 
-    model.eval()
-    if is_conditional(model):
-        labels = model.default_labels(n, generator) if labels is None else model.check_labels(labels, n)
-    u = model.rand(n, *model.spec.shape, generator=generator)  # as `_sample` draws them
-    total = model.spec.dims
-    marks = {round(k * total / parts): k - 1 for k in range(1, parts + 1)}
-    shots: list[Tensor] = [torch.empty(0)] * parts
-
-    def watch(drawn: int, levels: Tensor) -> None:
-        if drawn in marks:
-            shots[marks[drawn]] = levels.float().cpu() / (LEVELS - 1)
-
-    with _frozen_masks(model):
-        final = model._sample_fast(u, labels, snapshot=watch)
-    shots[-1] = final.float().cpu() / (LEVELS - 1)
-    return torch.stack(shots), torch.tensor(sorted(marks))
+    steps, total, final = _watched(model, n, marks, generator, labels)
+    done = sorted(marks(total))
+    shot = {s.index: s for s in steps}
+    images = torch.stack([shot[k].images.clamp(0, 1).float() if k < total else final for k in done])
+    drawn = None
+    if all(shot[k].drawn is not None for k in done if k < total):
+        everything = torch.ones(final.shape[1:], dtype=torch.bool)
+        drawn = torch.stack([shot[k].drawn if k < total else everything for k in done])  # type: ignore[misc]
+    return {"images": images, "steps": torch.tensor(done), "drawn": drawn}
 
 
 @torch.no_grad()
-def temperature_samples(model: Any, n: int = 8, temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0), *,
+def temperature_samples(model: Generator, n: int = 8, temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0), *,
                         generator: torch.Generator | None = None) -> Tensor:
     """The same standard-normal draw eps, decoded at each temperature T as loc + T scale eps:
     (len(temperatures), n, C, H, W). For a flow, T = 1 samples its density and T < 1 trades variety
     for cleaner images (Glow)."""
-    p = prior_of(model)
-    if p is None or not is_latent(model):
+    p = code_prior(model)
+    if p is None:
         raise TypeError(f"{model.name} has no Gaussian code with a decoder")
     eps = torch.randn(n, p.dim, generator=generator)
     return torch.stack([decode(model, p.from_standard(t * eps)) for t in temperatures])
 
 
 @torch.no_grad()
-def likelihood_mean_and_draw(model: Any, z: Tensor, generator: torch.Generator | None = None
+def likelihood_mean_and_draw(model: Generator, z: Tensor, generator: torch.Generator | None = None
                              ) -> dict[str, Tensor]:
-    """For a decoder with a pixel distribution p(x|z) (`sample_likelihood`: the VAE): per code z (N,D),
-    the distribution's mean image, which is what `decode` shows, and one draw from p(x|z) (N,C,H,W
-    each, in [0,1]). A decoder that gives one image per code (the AE, the AAE, the VAE-GAN's GAN-trained
-    decoder) has no such distribution: TypeError."""
-    draw_fn = getattr(model, "sample_likelihood", None)
-    if not callable(draw_fn):
+    """For a decoder with a pixel distribution p(x|z) (`ProbabilisticDecoder`): per code z (N,D), the
+    distribution's mean image, which is what `decode` shows, and one draw from p(x|z) (N,C,H,W each,
+    in [0,1]). A decoder that gives one image per code has no such distribution: TypeError."""
+    if not isinstance(model, ProbabilisticDecoder):
         raise TypeError(f"{model.name}: its decoder gives one image per code, no distribution p(x|z) to draw from")
-    z = z.to(model.device)
-    model.eval()
-    return {"mean": model.decode(z).clamp(0, 1).float().cpu(), "draw": draw_fn(z, generator).clamp(0, 1).float().cpu()}
+    mean = decode(model, z)  # in eval mode, as is the draw
+    return {"mean": mean, "draw": model.sample_likelihood(z.to(model.device), generator).clamp(0, 1).float().cpu()}

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types
 
 ENTRY_POINT_GROUP = "genzoo.models"
 _REGISTRY: dict[str, type[Generator]] = {}
@@ -41,6 +41,11 @@ def register(cls: type[Generator]) -> type[Generator]:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}")
+    for preset, values in {"(defaults)": {}, **cls.presets}.items():  # each value against what its field accepts
+        try:
+            check_config(name, config(**values))
+        except (GenzooError, TypeError) as e:
+            raise ValueError(f"{cls.__name__} preset {preset}: {e}") from None
     _REGISTRY[name] = cls
     return cls
 
@@ -61,10 +66,16 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def split_variant(name: str) -> tuple[str, str | None]:
+    """"ddim@10" -> ("ddim", "10"); "vae" -> ("vae", None). The one place that reads a `name@K`."""
+    base, at, value = name.partition("@")
+    return base, value if at else None
+
+
 def get(name: str) -> type[Generator]:
     """The class registered as `name` (a variant `name@V` gives the class of `name`)."""
     _discover()
-    base = name.split("@", 1)[0]
+    base, _ = split_variant(name)
     if base not in _REGISTRY:
         raise GenzooError(f"unknown model {name!r}; available: {', '.join(available())}")
     return _REGISTRY[base]
@@ -73,10 +84,10 @@ def get(name: str) -> type[Generator]:
 def parse(name: str) -> tuple[type[Generator], dict[str, Any]]:
     """`ddim@10` -> (DDIM class, {"steps": 10}); a plain name -> (class, {})."""
     cls = get(name)
-    if "@" not in name:
+    _, value = split_variant(name)
+    if value is None:
         return cls, {}
-    value = name.split("@", 1)[1]
-    if cls.variant_param is None or not value.isdigit():
+    if cls.variant_param is None or not (value.isascii() and value.isdigit()):
         hint = f"{cls.name}@<int> sets {cls.variant_param}" if cls.variant_param else f"{cls.name} has no variants"
         raise GenzooError(f"bad model variant {name!r}: {hint}")
     return cls, {cls.variant_param: int(value)}
@@ -107,12 +118,6 @@ def load(path: str | Path, device: str | None = None) -> Generator:
 
 
 # -- hyper-parameters from the command line: --set vae.latent_dim=2 ---------------------------
-
-def config_types(cls: type[Generator]) -> dict[str, Any]:
-    """Each Config field's type (annotations resolved), by name."""
-    module = vars(importlib.import_module(cls.Config.__module__))
-    return typing.get_type_hints(cls.Config, globalns=module)
-
 
 def convert(value: str, kind: Any) -> Any:
     """A command-line string -> a value of the Config field's type; ValueError when it is not one."""
@@ -150,7 +155,9 @@ def convert(value: str, kind: Any) -> Any:
 
 
 def _type_name(kind: Any) -> str:
-    return getattr(kind, "__name__", None) or str(kind).replace("typing.", "")
+    """"an int", "a float", "a list[int]", "a str | None"."""
+    name = kind.__name__ if isinstance(kind, type) else str(kind).replace("typing.", "")
+    return f"{'an' if name[0] in 'aeiou' else 'a'} {name}"
 
 
 def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -162,14 +169,26 @@ def parse_overrides(items: list[str]) -> dict[str, dict[str, Any]]:
         model, dot, field = target.partition(".")
         if not (sep and dot and model and field):
             raise GenzooError(f"--set takes MODEL.FIELD=VALUE, e.g. vae.latent_dim=2; got {item!r}")
-        if "@" in model:
-            raise GenzooError(f"--set applies to a whole model, not a variant: use {model.split('@')[0]}.{field}")
+        base, variant = split_variant(model)
+        if variant is not None:
+            raise GenzooError(f"--set applies to a whole model, not a variant: use {base}.{field}")
         cls = get(model)
-        kinds = config_types(cls)
+        kinds = config_types(cls.Config)
         if field not in kinds:
             raise GenzooError(f"{model} has no hyper-parameter {field!r}; accepted: {', '.join(kinds)}")
+        if field in out.get(model, {}):
+            raise GenzooError(f"--set {model}.{field} is given twice; give it once")
         try:
             out.setdefault(model, {})[field] = convert(value, kinds[field])
         except ValueError:
-            raise GenzooError(f"--set {item}: {value!r} is not a {_type_name(kinds[field])}") from None
+            raise GenzooError(f"--set {item}: {value!r} is not {_type_name(kinds[field])}; "
+                              f"{field} must be {accepts(cls.Config, field).describe(kinds[field])}") from None
     return out
+
+
+def describe_hparams(cls: type[Generator]) -> list[tuple[str, Any, str]]:
+    """(field, default, what it accepts) for each hyper-parameter of a model, in declaration order."""
+    kinds = config_types(cls.Config)
+    defaults = cls.Config()
+    return [(f.name, getattr(defaults, f.name), accepts(cls.Config, f.name).describe(kinds.get(f.name)))
+            for f in dataclasses.fields(cls.Config)]

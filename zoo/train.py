@@ -4,7 +4,7 @@ The loop knows nothing of paradigms: it hands batches to `model.train_step`, whi
 optimizers. It counts the training FLOPs of one step on the first real step, keeps the moving
 average of the weights when the model's `config.ema` asks for it, scales the optimizers' learning
 rates when its `config.lr_schedule` does, saves a resumable checkpoint
-every few minutes and on SIGTERM/SIGINT, and resumes from it exactly. `Checkpoint` is the one
+every few minutes and on SIGTERM, SIGHUP or SIGINT, and resumes from it exactly. `Checkpoint` is the one
 place that decides whether a training is done, can be resumed, or must start over.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import pickle
 import random
 import re
 import signal
@@ -32,6 +33,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from zoo.base import LR_SCHEDULES, Generator, GenzooError
 from zoo.data import to_float
+from zoo.files import atomic_write, quiet_if_terminal_closed, say, set_aside, stale_temporaries, unwritable
 from zoo.parallel import Processes
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -39,6 +41,8 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 BUDGET_UNITS = {"s": "seconds", "steps": "steps", "epochs": "epochs", "flops": "flops"}
 SAVE_EVERY = 300.0  # seconds between resumable checkpoints; $GENZOO_SAVE_EVERY overrides it (0: after every step)
+# What stops a training after its step, with a checkpoint: a kill, a closed terminal or SSH session, Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 
 
 @dataclass(frozen=True)
@@ -66,11 +70,14 @@ class Budget:
     @classmethod
     def parse(cls, text: str, batch_size: int = 64) -> Budget:
         """"60s", "2000steps", "10epochs", "3e12flops" -> Budget."""
-        m = re.fullmatch(r"\s*([0-9.eE+]+)\s*(s|steps|epochs|flops)\s*", str(text))
+        m = re.fullmatch(r"\s*([0-9.eE+-]+)\s*(s|steps|epochs|flops)\s*", str(text))
         try:
             amount = float(m.group(1)) if m else math.nan
         except ValueError:
             amount = math.nan
+        if math.isinf(amount):
+            raise GenzooError(f"budget {text!r} overflows: {m.group(1) if m else text} is beyond the largest float "
+                              "(about 1.8e308); give a smaller one")
         if m is None or not math.isfinite(amount):
             raise GenzooError(f"bad budget {text!r}; accepted: a number and a unit, e.g. 60s, 2000steps, 10epochs, 3e12flops")
         return cls(amount, BUDGET_UNITS[m.group(2)], batch_size)
@@ -118,8 +125,8 @@ class Diverged(RuntimeError):
 
 
 class Interrupted(BaseException):
-    """SIGTERM or SIGINT arrived: during training (`step`), after a resumable checkpoint was saved
-    where there is a checkpoint folder, or outside training (`step` None). A BaseException, like
+    """One of the STOP_SIGNALS arrived: during training (`step`), after a resumable checkpoint was
+    saved where there is a checkpoint folder, or outside training (`step` None). A BaseException, like
     KeyboardInterrupt, so that no `except Exception` on the way swallows the stop."""
 
     def __init__(self, signum: int, step: int | None = None, saved: bool = True):
@@ -130,7 +137,7 @@ class Interrupted(BaseException):
             what = f"at step {step}: " + ("checkpoint saved, a rerun resumes here" if saved else "no checkpoint folder, nothing saved")
         super().__init__(f"{name} {what}")
         self.signum, self.step = signum, step
-        self.exit_code = 128 + signum  # 143 for SIGTERM, 130 for SIGINT
+        self.exit_code = 128 + signum  # 143 for SIGTERM, 129 for SIGHUP, 130 for SIGINT
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -230,11 +237,6 @@ class WeightAverage:
             p.copy_(a)
 
 
-def optimizers(model: Generator) -> dict[str, torch.optim.Optimizer]:
-    """Every optimizer a model holds as an attribute (train_step owns them; the loop only saves them)."""
-    return {k: v for k, v in vars(model).items() if isinstance(v, torch.optim.Optimizer)}
-
-
 def file_hash(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as f:
@@ -248,9 +250,10 @@ class Checkpoint:
 
     Done: `model.safetensors` + `config.json` (the `Generator.save` format) and `train.json`, which
     holds the TrainResult and the hash of the weights file. In progress: `resume.pt`, the whole
-    training state (weights, optimizers, weight average, RNG states, step, history). A done training
-    whose weights do not match their hash, or a resume file that does not load, is set aside with
-    one line and started over."""
+    training state (weights, optimizers, weight average, RNG states, step, history) as tensors,
+    numbers, strings, lists and dicts only, read with `torch.load(weights_only=True)`: a run folder
+    from someone else cannot run code here. A done training whose weights do not match their hash,
+    or a resume file that does not load that way, is set aside with one line and started over."""
 
     def __init__(self, folder: str | Path):
         self.folder = Path(folder)
@@ -285,47 +288,45 @@ class Checkpoint:
         return TrainResult(**{**saved, "reused": True})
 
     def save_finished(self, model: Generator, result: TrainResult) -> None:
-        model.save(self.folder)
+        try:
+            model.save(self.folder)
+        except OSError as e:
+            raise unwritable(e.filename or self.folder, e) from None
         saved = {k: v for k, v in asdict(result).items() if k != "reused"}
         saved["weights_hash"] = file_hash(self.folder / "model.safetensors")
-        _atomic_write(self.result_file, json.dumps(saved))
+        atomic_write(self.result_file, json.dumps(saved))
         self.resume_file.unlink(missing_ok=True)
 
     def save_progress(self, state: dict[str, Any]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        tmp = self.resume_file.with_name(f"resume.{os.getpid()}.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.resume_file)
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file torch writes through Python: a failure is an OSError
+                torch.save(state, f)
+
+        atomic_write(self.resume_file, write)
 
     def load_progress(self) -> dict[str, Any] | None:
-        for stale in self.folder.glob("resume.*.tmp"):  # a killed saver's; one process trains a key at a time
+        for stale in stale_temporaries(self.resume_file):  # a killed saver's; one process trains a key at a time
             stale.unlink(missing_ok=True)
         if not self.resume_file.is_file():
             return None
         try:
-            return torch.load(self.resume_file, map_location="cpu", weights_only=False)
+            return torch.load(self.resume_file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # what weights_only refuses: a class, a function, anything that runs code
+            self._set_aside(self.resume_file, "a resume file that holds pickled objects (refused: loading it could run code)")
         except Exception as e:
             self._set_aside(self.resume_file, f"a resume file that does not load ({type(e).__name__})")
-            return None
+        return None
 
     def _set_aside(self, path: Path, why: str) -> None:
-        os.replace(path, path.with_name(path.name + ".corrupt"))
-        print(f"warning: checkpoint {self.folder} has {why}; set aside as {path.name}.corrupt, training from the start")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+        set_aside(path, f"checkpoint {self.folder} has {why}", "training from the start")
 
 
 @contextmanager
 def _signals_caught() -> Iterator[list[int]]:
-    """SIGTERM and SIGINT set a flag the loop reads after each step (main thread only)."""
+    """The STOP_SIGNALS set a flag the loop reads after each step (main thread only)."""
     caught: list[int] = []
     try:
-        old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in (signal.SIGTERM, signal.SIGINT)}
+        old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in STOP_SIGNALS}
     except ValueError:  # not the main thread: signals stay as they are
         yield caught
         return
@@ -337,7 +338,12 @@ def _signals_caught() -> Iterator[list[int]]:
 
 
 def _rng_state(device: torch.device) -> dict[str, Any]:
-    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """Every random state the loop restores on resume, as tensors, numbers and lists (numpy's key and
+    Python's state would otherwise pickle as objects)."""
+    kind, key, pos, has_gauss, gauss = np.random.get_state(legacy=True)
+    version, internal, gauss_next = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": [kind, np.asarray(key).tolist(), int(pos), int(has_gauss), float(gauss)],
+             "python": [version, list(internal), gauss_next]}
     if device.type == "cuda":
         state["cuda"] = torch.cuda.get_rng_state(device)
     return state
@@ -345,8 +351,10 @@ def _rng_state(device: torch.device) -> dict[str, Any]:
 
 def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    kind, key, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, np.array(key, dtype=np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
     if "cuda" in state and device.type == "cuda":
         torch.cuda.set_rng_state(state["cuda"], device)
 
@@ -414,9 +422,11 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     Dataset of (uint8 image, label or -1), such as `zoo.data.ImageFolder`, read with `workers` processes.
 
     With `checkpoint` (a folder): a finished training there is loaded instead of trained, an
-    interrupted one is resumed, and the training is saved there every `save_every` seconds (default:
-    `save_interval()`), on SIGTERM/SIGINT and when done. SIGTERM/SIGINT end the training with
-    `Interrupted` after the step in progress, checkpoint or not. Raises `Diverged` on a NaN/inf loss.
+    interrupted one is resumed (saying so in one line), and the training is saved there every
+    `save_every` seconds (default: `save_interval()`), on the STOP_SIGNALS and when done. A stop signal
+    ends the training with `Interrupted` after the step in progress, checkpoint or not; the checkpoint
+    is saved before anything is printed, and a terminal that has closed loses nothing. Raises
+    `Diverged` on a NaN/inf loss.
     Under a step, epoch or FLOP budget on CPU, a resumed training ends with the same weights as an
     uninterrupted one.
 
@@ -424,7 +434,8 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     arguments: each trains on its slice of every global batch, gradients are averaged, the losses,
     FLOPs and stopping decisions are the whole group's, and only the main process writes files.
     `precision` "bf16" or "fp16" runs each train_step under autocast (weights and optimizer states
-    stay fp32); fp16 also scales the losses with a GradScaler, through `Generator.optimize`."""
+    stay fp32); fp16 also scales the losses with a GradScaler, handed to the model through
+    `Generator.loss_scaling` for the training, with which `Generator.optimize` steps."""
     check_precision(precision)
     procs = processes or Processes()
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
@@ -463,7 +474,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         state = ckpt.load_progress()
     if state is not None:
         model.load_state_dict(state["model"])
-        for name, opt in optimizers(model).items():
+        for name, opt in model.optimizers().items():
             opt.load_state_dict(state["optimizers"][name])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
@@ -471,6 +482,8 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             average.average = [a.to(device) for a in state["average"]]
         result = TrainResult(**state["result"])
         result.events.append(f"resumed at step {result.steps}")
+        if procs.main:
+            say(f"{model.name} seed {seed}: resumed at step {result.steps}")
         spent = result.seconds
         rngs = state.get("rng_ranks") or [state["rng"]]
         if len(rngs) == procs.world:
@@ -486,7 +499,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         rngs = procs.gather(_rng_state(device))  # a collective: every process takes the snapshot
         return {
             "model": model.state_dict(),
-            "optimizers": {k: o.state_dict() for k, o in optimizers(model).items()},
+            "optimizers": {k: o.state_dict() for k, o in model.optimizers().items()},
             "scaler": None if scaler is None else scaler.state_dict(),
             "average": None if average is None or average.average is None else [a.cpu() for a in average.average],
             "result": {**asdict(result), "reused": False},
@@ -496,9 +509,8 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
 
     model.train()
     procs.copy_from_main(model)
-    columns = [TextColumn(f"[bold]{model.name}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
-    with (Progress(*columns, disable=not progress, transient=True) as bar, _signals_caught() as caught,
-          procs.averaged_gradients(model), _scaling(model, scaler)):
+    with (_progress_bar(model.name, progress) as bar, _signals_caught() as caught,
+          procs.averaged_gradients(model), model.loss_scaling(scaler)):
         task = bar.add_task("train", total=None, info="")
         start = time.perf_counter()
         last_save = 0.0
@@ -507,7 +519,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             xb, yb = batches(result.steps)
             if schedule is not None:
                 fraction = result.seconds / budget.amount if budget.unit == "seconds" else result.steps / max_steps
-                for opt in optimizers(model).values():
+                for opt in model.optimizers().values():
                     for group in opt.param_groups:
                         group.setdefault("initial_lr", group["lr"])  # torch's schedulers keep it there too
                         group["lr"] = group["initial_lr"] * schedule(fraction)
@@ -554,7 +566,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                 bar.update(task, info=f"step {result.steps}{total}  {info}  {result.images / result.seconds:.0f} img/s")
         if average is not None:
             average.copy_to_model()
-        if type(model).after_training is not Generator.after_training:
+        if model.fits_after_training:
             whole = x if isinstance(x, Tensor) else _whole(x, workers)
             model.after_training(whole.to(device), None if y is None else y.to(device))
         if device.type == "cuda":
@@ -569,13 +581,17 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
 
 
 @contextmanager
-def _scaling(model: Generator, scaler: torch.amp.GradScaler | None) -> Iterator[None]:
-    """Inside: the model's `optimize` scales its losses through `scaler` (fp16)."""
-    model.grad_scaler = scaler
+def _progress_bar(name: str, shown: bool) -> Iterator[Progress]:
+    """A transient progress bar; a terminal that closes under it (SIGHUP) stops the drawing only."""
+    columns = [TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+    bar = Progress(*columns, disable=not shown, transient=True)
+    with quiet_if_terminal_closed():
+        bar.start()
     try:
-        yield
+        yield bar
     finally:
-        model.grad_scaler = None
+        with quiet_if_terminal_closed():
+            bar.stop()
 
 
 def _whole(data: Dataset, workers: int) -> Tensor:

@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import torch_fidelity
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from zoo.base import GenzooError
 from zoo.data import Splits, to_float
+from zoo.files import atomic_write
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 
@@ -52,6 +53,16 @@ class FeatureNet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         f = self.body(x)
         return f, self.head(f)
+
+
+def load_feature_net(weights_path: str | Path) -> tuple[FeatureNet, dict]:
+    """A saved FeatureNet, in eval mode, and its metadata: the JSON beside the weights (channels,
+    num_classes, the task it was trained on, its test accuracy)."""
+    path = Path(weights_path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    net = FeatureNet(meta["channels"], meta["num_classes"])
+    net.load_state_dict(load_file(str(path)))
+    return net.eval(), meta
 
 
 def _rotations(x: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,10 +110,8 @@ class ClassifierExtractor(FeatureExtractorBase):
         super().__init__(name, features_list)
         if feature_extractor_weights_path is None:
             raise GenzooError("the genzoo-classifier feature extractor needs feature_extractor_weights_path")
-        meta = json.loads(Path(feature_extractor_weights_path).with_suffix(".json").read_text())
+        self.net, meta = load_feature_net(feature_extractor_weights_path)
         self.channels = meta["channels"]
-        self.net = FeatureNet(meta["channels"], meta["num_classes"])
-        self.net.load_state_dict(load_file(feature_extractor_weights_path))
 
     @staticmethod
     def get_provided_features_list():
@@ -159,10 +168,7 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu") -> Feat
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (path.is_file() and meta_path.is_file()):
                 _train_into_cache(splits, path, device)
-    meta = json.loads(meta_path.read_text())
-    net = FeatureNet(meta["channels"], meta["num_classes"])
-    net.load_state_dict(load_file(str(path)))
-    net.eval()
+    net, meta = load_feature_net(path)
     fingerprint = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
     probs = (lambda x: probabilities(net, x)) if meta["task"] == "labels" else None
     return FeatureSpace(f"classifier:{splits.name}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, probs, meta)
@@ -182,12 +188,8 @@ def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) ->
         chance = 0.25
     meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels,
             "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance}
-    tmp_meta = path.with_name(f"{path.stem}.json.{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp_meta, path.with_suffix(".json"))
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp")
-    save_file({k: v.cpu() for k, v in net.state_dict().items()}, str(tmp))
-    os.replace(tmp, path)
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    atomic_write(path, save({k: v.cpu() for k, v in net.state_dict().items()}))
 
 
 def inception_space(weights_path: str | None = None) -> FeatureSpace:

@@ -7,6 +7,7 @@ dataset and feature space.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch_fidelity
 from torch import Tensor
@@ -37,22 +38,36 @@ class ImageDataset(Dataset):
         return self.x[i]
 
 
-def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
-            cuda: bool = False, isc: bool = False) -> dict[str, float | None]:
-    """FID, KID (mean and std), precision and recall of `samples` against `reference`."""
-    n = min(len(samples), len(reference))
-    kwargs = dict(
+def calculate(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
+              cuda: bool = False, **metrics: Any) -> dict[str, Any]:
+    """torch-fidelity's `calculate_metrics` of `samples` against `reference` in `space`: the metrics
+    and their settings (fid=True, kid=True, ...) as keywords; the reference's features are cached
+    under `reference_name` and the space's fingerprint. Returns torch-fidelity's dict."""
+    return torch_fidelity.calculate_metrics(
         input1=ImageDataset(samples),
         input2=ImageDataset(reference),
         input2_cache_name=f"genzoo-{reference_name}-{space.fingerprint}".replace(":", "_").replace("/", "_"),
         cache_root=str(cache_dir() / "fidelity"),
         feature_extractor=space.extractor,  # named explicitly: FID and PRC in one call need it
         feature_extractor_weights_path=space.weights_path,
-        fid=True, kid=True, prc=True, isc=isc, prc_neighborhood=PRC_NEIGHBOURS,
-        kid_subset_size=min(1000, n), kid_subsets=KID_SUBSETS,
-        cuda=cuda, save_cpu_ram=True, verbose=False, batch_size=250,
+        cuda=cuda, save_cpu_ram=True, verbose=False, batch_size=250, **metrics,
     )
-    m = torch_fidelity.calculate_metrics(**kwargs)
+
+
+def fid(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
+        cuda: bool = False) -> float | None:
+    """FID alone (None where it is not finite): `quality`'s FID, without the cost of the others."""
+    value = float(calculate(samples, reference, space, reference_name=reference_name, cuda=cuda,
+                            fid=True)["frechet_inception_distance"])
+    return value if math.isfinite(value) else None
+
+
+def quality(samples: Tensor, reference: Tensor, space: FeatureSpace, *, reference_name: str,
+            cuda: bool = False, isc: bool = False) -> dict[str, float | None]:
+    """FID, KID (mean and std), precision and recall of `samples` against `reference`."""
+    m = calculate(samples, reference, space, reference_name=reference_name, cuda=cuda,
+                  fid=True, kid=True, prc=True, isc=isc, prc_neighborhood=PRC_NEIGHBOURS,
+                  kid_subset_size=min(1000, len(samples), len(reference)), kid_subsets=KID_SUBSETS)
     out = {
         "fid": m["frechet_inception_distance"],
         "kid": m["kernel_inception_distance_mean"],

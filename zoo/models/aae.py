@@ -33,8 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Generator, Latent, ModelConfig
-from zoo.explore import GaussianPrior
+from zoo.base import GaussianPrior, Generator, Latent, ModelConfig, hparam, learning_rate, width
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
@@ -55,23 +54,23 @@ class CodeDiscriminator(nn.Module):
 
 
 @register
-class AAE(Generator, Latent):
+class AAE(Generator["AAE.Config"], Latent):
     """Adversarial autoencoder: a code discriminator, not a KL term, pulls the codes toward N(0, I)."""
 
     name = "aae"
 
     @dataclass
     class Config(ModelConfig):
-        latent_dim: int = 16
-        hidden: int = 32  # channels of the conv encoder/decoder's first level
-        disc_hidden: int = 128  # width of the code discriminator
-        adv_weight: float = 0.01  # weight of the adversarial term against the per-pixel BCE
-        lr: float = 1e-3
-        disc_lr: float = 1e-3
+        latent_dim: int = width(16)
+        hidden: int = width(32)  # channels of the conv encoder/decoder's first level
+        disc_hidden: int = width(128)  # width of the code discriminator
+        adv_weight: float = hparam(0.01, ge=0)  # weight of the adversarial term against the per-pixel BCE
+        lr: float = learning_rate(1e-3)
+        disc_lr: float = learning_rate(1e-3)
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8, disc_hidden=16),
-        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
+        # A short budget: 4x the default learning rate draws better digits (docs/experiments/2026-11-25-learning-rates.md).
         "quick": dict(latent_dim=8, hidden=32, disc_hidden=128, lr=4e-3),
         "full": dict(latent_dim=16, hidden=64, disc_hidden=512),
     }
@@ -95,7 +94,7 @@ class AAE(Generator, Latent):
         """The code discriminator's BCE: prior draws (B,d) -> 1, encoder codes (B,d) -> 0."""
         return F.softplus(-self.disc(z_prior)).mean() + F.softplus(self.disc(z_fake)).mean()
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         z = self.encoder(x)  # (B,d)
         # Discriminator phase: on detached codes, so that only D_z moves.
         d_loss = self.disc_loss(z.detach(), torch.randn_like(z))
@@ -107,10 +106,10 @@ class AAE(Generator, Latent):
         self.optimize(self.opt, loss)  # also leaves gradients on D_z's weights; opt_d clears them before its next step
         return {"loss": loss.item(), "rec": rec.item(), "adv": adv.item(), "d_loss": d_loss.item()}
 
-    def _sample(self, n, generator, labels):
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.randn(n, self.config.latent_dim, generator=generator))
 
-    def latent_prior(self):
-        """N(0, I): the prior the codes were trained to match and samples are drawn from (for the lecture figures)."""
+    def latent_prior(self) -> GaussianPrior:
+        """N(0, I): the prior the codes were trained to match and samples are drawn from."""
         d = self.config.latent_dim
         return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")

@@ -17,28 +17,29 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, Latent, ModelConfig
+from zoo.base import GaussianPrior, Generator, Latent, ModelConfig, hparam, learning_rate, width
 from zoo.data import to_float
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
 
 @register
-class AE(Generator, Latent):
+class AE(Generator["AE.Config"], Latent):
     """Autoencoder: conv encoder and decoder; samples decode draws from a Gaussian fitted to the codes."""
 
     name = "ae"
+    fits_after_training = True  # the code prior: a Gaussian fitted to the training set's codes
 
     @dataclass
     class Config(ModelConfig):
-        latent_dim: int = 16
-        hidden: int = 32
-        lr: float = 1e-3
-        noise: float = 0.0  # std of the Gaussian noise added to the input in training (denoising AE)
+        latent_dim: int = width(16)
+        hidden: int = width(32)
+        lr: float = learning_rate(1e-3)
+        noise: float = hparam(0.0, ge=0)  # std of the Gaussian noise added to the input in training (denoising AE)
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8),
-        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
+        # A short budget: 4x the default learning rate draws better digits (docs/experiments/2026-11-25-learning-rates.md).
         "quick": dict(latent_dim=16, hidden=32, lr=4e-3),
         "full": dict(latent_dim=32, hidden=64),
     }
@@ -59,7 +60,7 @@ class AE(Generator, Latent):
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
         loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)  # clean target
         self.optimize(self.opt, loss)
@@ -74,6 +75,14 @@ class AE(Generator, Latent):
         self.code_scale.copy_(torch.linalg.cholesky(cov))
         self.train()
 
-    def _sample(self, n, generator, labels):
+    code_mean: Tensor  # buffers, registered in __init__
+    code_scale: Tensor
+
+    def latent_prior(self) -> GaussianPrior:
+        """The Gaussian fitted to the training codes after training (kind "fitted": nothing in training
+        put the codes there), whose decoded draws are the samples."""
+        return GaussianPrior(self.code_mean.detach().cpu(), self.code_scale.detach().cpu(), "fitted")
+
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         eps = self.randn(n, self.config.latent_dim, generator=generator)
         return self.decode(self.code_mean + eps @ self.code_scale.T)

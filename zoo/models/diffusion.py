@@ -18,7 +18,12 @@ Sampling runs the process backwards from x_T ~ N(0, I), one network evaluation (
   little fresh noise (DDPMScheduler.step). Best samples, 1000 NFE per image.
 - `ddim`: the same trained network, but a deterministic (eta = 0) update that jumps over many
   timesteps at once (DDIMScheduler.step); 50 steps by default, `ddim@10` for 10. Most of the
-  quality for a fraction of the cost, with no retraining: both names share one training.
+  quality for a fraction of the cost, with no retraining: both names share one training. Being
+  deterministic, it can also be run backwards (`invert`, diffusers' DDIMInverseScheduler): an image
+  to the noise it is drawn from, which is how two images are interpolated.
+
+Both samplers can be watched step by step (`sample(n, callback=fn)`: x_t and the predicted x0 at
+every step).
 
 The network is diffusers' `UNet2DModel`; the schedules and update rules are diffusers'
 `DDPMScheduler` / `DDIMScheduler`, used as they are. The UNet halves the image once per level, so
@@ -27,17 +32,28 @@ and the prediction cropped back: the diffusion itself, and every sample, stays a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
+
+# From their own modules: a type checker reads diffusers' package-level names as the placeholder
+# classes it defines for installs without torch.
+from diffusers.models.unets.unet_2d import UNet2DModel
+from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+from diffusers.schedulers.scheduling_ddim_inverse import DDIMInverseScheduler
+from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
+from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.nets import to_signed, to_unit
 from zoo.registry import register
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names, understood by both schedulers
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # those both schedulers know
+MAX_LEVELS = 6  # UNet levels: each halves the side (the image is padded to a multiple of 2**(levels-1))
 
 
 def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int, groups: int) -> UNet2DModel:
@@ -52,8 +68,18 @@ def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int
     )
 
 
+def check_unet(name: str, c: DDPM.Config) -> None:
+    """What the UNet's fields ask of each other: every level's channels divide into norm_groups, and
+    attention is on levels that exist (ddpm's, ddim's and ldm's checks)."""
+    if any(ch % c.norm_groups for ch in c.channels):
+        raise GenzooError(f"{name}: channels must be divisible by norm_groups={c.norm_groups}, got {list(c.channels)}")
+    if any(i >= len(c.channels) for i in c.attention):
+        raise GenzooError(f"{name}: attention levels must be in [0, {len(c.channels)}) (one per entry of channels), "
+                          f"got {list(c.attention)}")
+
+
 @register
-class DDPM(Generator):
+class DDPM(Generator["DDPM.Config"], Stepwise):
     """Denoising diffusion, ancestral sampling: 1000 network evaluations a sample."""
 
     name = "ddpm"
@@ -61,22 +87,22 @@ class DDPM(Generator):
 
     @dataclass
     class Config(ModelConfig):
-        channels: list[int] = field(default_factory=lambda: [32, 64, 64])  # per UNet level
-        attention: list[int] = field(default_factory=list)  # levels (0 = full size) with self-attention
-        layers_per_block: int = 1
-        norm_groups: int = 8
-        train_timesteps: int = 1000
-        beta_schedule: str = "linear"  # diffusers' names: linear, scaled_linear, squaredcos_cap_v2
-        prediction_type: str = "epsilon"  # what the UNet predicts: epsilon, v_prediction or sample (x0)
-        lr: float = 1e-3
+        channels: list[int] = hparam([32, 64, 64], ge=1, le=MAX_WIDTH, min_len=1, max_len=MAX_LEVELS)  # per UNet level
+        attention: list[int] = hparam([], ge=0, lt=MAX_LEVELS, max_len=MAX_LEVELS)  # levels (0 = full size) with self-attention
+        layers_per_block: int = hparam(1, ge=1, le=8)
+        norm_groups: int = hparam(8, ge=1, le=MAX_WIDTH)  # of every group norm: each level's channels must divide by it
+        train_timesteps: int = hparam(1000, ge=1, le=10_000)
+        beta_schedule: str = hparam("linear", choices=BETA_SCHEDULES)  # diffusers' names
+        prediction_type: str = hparam("epsilon", choices=PREDICTION_TYPES)  # what the UNet predicts: noise, v or x0
+        lr: float = learning_rate(1e-3)
 
     presets = {
         "smoke": dict(channels=[8], attention=[], norm_groups=4),  # one level: cheap enough for 1000-step tests
         # v + cosine: see the module docstring. Three levels for their receptive field (a two-level UNet
         # costs barely less a step); narrow ones, because under a FLOP budget four times the steps of a
-        # network twice as wide draw better digits (README, "Recipes"). The weights' moving average (ema,
-        # as in DDPM) keeps the last steps' weight noise out of the samples' black background (README,
-        # "The shared batch").
+        # network twice as wide draw better digits (docs/experiments/2026-11-24-narrow-networks.md).
+        # The weights' moving average (ema, as in DDPM) keeps the last steps' weight noise out of the
+        # samples' black background (docs/experiments/2026-12-02-diffusion-weight-average.md).
         "quick": dict(channels=[8, 16, 16], attention=[], norm_groups=4, lr=2e-3, ema=0.99,
                       prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256, 256], attention=[2, 3], layers_per_block=2, norm_groups=32, lr=2e-4),
@@ -85,23 +111,19 @@ class DDPM(Generator):
     # ddim uses the same counts, so the FIDs of the samplers of one training compare like with like.
     eval_samples = {"smoke": 8, "quick": 128, "full": 5000}
 
+    def validate(self) -> None:
+        """Every level's channels divisible by norm_groups; attention only on levels that exist."""
+        check_unet(self.name, self.config)
+
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
         c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
-        if not c.channels or any(not isinstance(ch, int) or ch < 1 or ch % c.norm_groups for ch in c.channels):
-            raise GenzooError(f"{self.name}: channels must be positive ints divisible by norm_groups={c.norm_groups}, "
-                              f"got {c.channels}")
-        if any(i not in range(len(c.channels)) for i in c.attention):
-            raise GenzooError(f"{self.name}: attention levels must be in [0, {len(c.channels)}), got {c.attention}")
         self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups)
         self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
         # The forward process (beta schedule, add_noise) used for training; sampling builds its own scheduler.
-        if c.prediction_type not in PREDICTION_TYPES:
-            raise GenzooError(f"{self.name}: prediction_type must be one of {', '.join(PREDICTION_TYPES)}, "
-                              f"got {c.prediction_type!r}")
-        self.noise_scheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
-                                             prediction_type=c.prediction_type, clip_sample=True)
+        self.noise_scheduler: DDPMScheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
+                                                            prediction_type=c.prediction_type, clip_sample=True)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
     def predict(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -114,18 +136,19 @@ class DDPM(Generator):
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """MSE of the prediction for images x in [0,1], given the noise and timesteps."""
-        x0 = x * 2 - 1  # [-1, 1], as the schedulers expect
-        x_t = self.noise_scheduler.add_noise(x0, noise, t)  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
+        x0 = to_signed(x)  # [-1, 1], as the schedulers expect
+        # The arg-type ignores: diffusers annotates timesteps as the legacy IntTensor, and takes any integer tensor.
+        x_t = self.noise_scheduler.add_noise(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
         kind = self.config.prediction_type
         if kind == "epsilon":
             target = noise
         elif kind == "v_prediction":
-            target = self.noise_scheduler.get_velocity(x0, noise, t)  # sqrt(abar_t) noise - sqrt(1 - abar_t) x0
+            target = self.noise_scheduler.get_velocity(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) noise - sqrt(1 - abar_t) x0
         else:
             target = x0
         return F.mse_loss(self.predict(x_t, t), target)
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
         loss = self.loss(x, torch.randn_like(x), t)
         self.optimize(self.opt, loss)
@@ -138,14 +161,26 @@ class DDPM(Generator):
         s.set_timesteps(self.config.train_timesteps)  # all of them: 999, 998, ..., 0
         return s, {}
 
-    def _sample(self, n, generator, labels):
-        scheduler, kwargs = self.sampler()
-        x = self.randn(n, *self.spec.shape, generator=generator)  # x_T ~ N(0, I)
-        for t in scheduler.timesteps:
-            out = self.predict(x, t.to(self.device).expand(n))
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
+                callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
+        return self.denoise(self.randn(n, *self.spec.shape, generator=generator), generator, callback)  # x_T ~ N(0, I)
+
+    def denoise(self, noise: Tensor, generator: torch.Generator | None = None,
+                callback: Callable[[SamplingStep], None] | None = None,
+                sampler: tuple[Any, dict[str, Any]] | None = None) -> Tensor:
+        """The reverse process from x_T = `noise` (n,C,H,W) with the model's sampler (or `sampler`, a
+        scheduler and its step's keyword arguments): images on the [0,1] scale, not clamped. What
+        `sample` draws, from given noise; `callback` as in `sample`. Call it under no_grad in eval mode."""
+        scheduler, kwargs = self.sampler() if sampler is None else sampler
+        x, ts = noise, scheduler.timesteps
+        for i, t in enumerate(ts):
+            out = self.predict(x, t.to(self.device).expand(len(x)))
             # DDPM's step draws its variance noise from `generator` (on the generator's device, then moved)
-            x = scheduler.step(out, t, x, generator=generator, **kwargs).prev_sample
-        return (x + 1) / 2  # [-1, 1] -> [0, 1]
+            step = scheduler.step(out, t, x, generator=generator, **kwargs)
+            if callback is not None:
+                callback(SamplingStep(i, len(ts), to_unit(x), to_unit(step.pred_original_sample), int(t)))
+            x = step.prev_sample
+        return to_unit(x)
 
     @property
     def nfe(self) -> int:
@@ -153,7 +188,7 @@ class DDPM(Generator):
 
 
 @register
-class DDIM(DDPM):
+class DDIM(DDPM, Invertible):
     """The same trained network, sampled with DDIM (eta 0): `steps` network evaluations a sample."""
 
     name = "ddim"
@@ -162,14 +197,10 @@ class DDIM(DDPM):
 
     @dataclass
     class Config(DDPM.Config):
-        steps: int = 50
-        eta: float = 0.0  # 0: deterministic DDIM; 1: DDPM-like noise
+        steps: int = hparam(50, ge=1, le="train_timesteps")
+        eta: float = hparam(0.0, ge=0, le=1)  # 0: deterministic DDIM; 1: DDPM-like noise
 
-    def __init__(self, spec, **hparams):
-        super().__init__(spec, **hparams)
-        c = self.config
-        if not isinstance(c.steps, int) or not 1 <= c.steps <= c.train_timesteps:
-            raise GenzooError(f"ddim: steps must be an int in [1, {c.train_timesteps}], got {c.steps!r}")
+    config: DDIM.Config  # DDPM.Config and the fields above
 
     def sampler(self):
         # "trailing" spacing starts at t = T-1 (pure noise) even with few steps: 999, 899, ..., 99 for 10.
@@ -178,3 +209,36 @@ class DDIM(DDPM):
         # With clip_sample, x0 is clipped to [-1, 1]; use_clipped_model_output re-derives the noise from the clipped
         # x0, so the deterministic update stays consistent (without it an under-trained net leaves grainy samples).
         return s, {"eta": self.config.eta, "use_clipped_model_output": True}
+
+    # -- inversion: images back to the noise that DDIM maps to them ------------------------------
+    # `generate` and `invert` run the DDIM update (eta 0) without the sampler's x0 clipping: clipping
+    # has no inverse, and diffusers' DDIMInverseScheduler cannot re-derive the noise from a clipped
+    # x0 as the sampler does, so only the unclipped pair undoes itself.
+    @property
+    def inversion_name(self) -> str:
+        return f"DDIM inversion ({self.config.steps} steps)"
+
+    def _unclipped(self, scheduler: type[DDIMScheduler | DDIMInverseScheduler]) -> Any:
+        # A scheduler: diffusers' annotation adds the (scheduler, unused kwargs) tuple of return_unused_kwargs=True.
+        s = cast("DDIMScheduler | DDIMInverseScheduler",
+                 scheduler.from_config(self.noise_scheduler.config, timestep_spacing="trailing", clip_sample=False))
+        s.set_timesteps(self.config.steps)
+        return s
+
+    @torch.no_grad()
+    def invert(self, x: Tensor) -> Tensor:
+        """Images (B,C,H,W) in [0,1] -> the x_T noise that `generate` maps back to them, approximately:
+        diffusers' DDIMInverseScheduler runs the update backwards, from each level to the next noisier
+        one t with the network's output at t on the current, less noisy x (the exact inverse would
+        need it on x_t itself, which is unknown)."""
+        s = self._unclipped(DDIMInverseScheduler)  # timesteps ascending: 19, 39, ..., 999 for 50 steps
+        z = to_signed(x.to(self.device))
+        for t in s.timesteps:
+            z = s.step(self.predict(z, t.to(self.device).expand(len(z))), int(t), z).prev_sample
+        return z
+
+    @torch.no_grad()
+    def generate(self, noise: Tensor) -> Tensor:
+        """DDIM from given x_T noise (B,C,H,W) at this model's `steps`, eta 0 and x0 unclipped (so
+        deterministic, and undone by `invert`): images in [0,1]."""
+        return self.denoise(noise.to(self.device), sampler=(self._unclipped(DDIMScheduler), {"eta": 0.0})).clamp(0, 1)

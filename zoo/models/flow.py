@@ -50,7 +50,7 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
-from zoo.base import Generator, GenzooError, Latent, Likelihood, ModelConfig
+from zoo.base import GaussianPrior, Generator, GenzooError, Latent, Likelihood, ModelConfig, hparam, learning_rate, width
 from zoo.registry import register
 
 
@@ -104,7 +104,7 @@ def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.fl
 
 
 @register
-class RealNVP(Generator, Likelihood, Latent):
+class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
     """RealNVP flow (normflows): invertible affine couplings, exact bits/dim, one pass a sample."""
 
     name = "realnvp"
@@ -113,22 +113,22 @@ class RealNVP(Generator, Likelihood, Latent):
 
     @dataclass
     class Config(ModelConfig):
-        num_scales: int = 2  # each halves the side; image sides must be divisible by 2**num_scales
-        couplings: int = 3  # checkerboard couplings before, and channel couplings after, each squeeze
-        coarse_couplings: int = 4  # channel couplings at the coarsest scale (cheap: a few pixels, many channels)
-        hidden: int = 64  # channels of each coupling's CNN at the finest scale, doubling at each coarser one
-        depth: int = 3  # conv layers of each coupling's CNN
-        kernel: int = 3  # kernel of its inner layers (first and last are 3x3)
+        num_scales: int = hparam(2, ge=1, le=8)  # each halves the side; image sides must be divisible by 2**num_scales
+        couplings: int = hparam(3, ge=1, le=64)  # checkerboard couplings before, and channel couplings after, each squeeze
+        coarse_couplings: int = hparam(4, ge=1, le=64)  # channel couplings at the coarsest scale (cheap: a few pixels, many channels)
+        hidden: int = width(64)  # channels of each coupling's CNN at the finest scale, doubling at each coarser one
+        depth: int = hparam(3, ge=2, le=32)  # conv layers of each coupling's CNN
+        kernel: int = hparam(3, ge=1, le=31, odd=True)  # kernel of its inner layers (first and last are 3x3)
         learn_prior: bool = True  # a learned mean and scale per latent (still an exact density)
-        logit_alpha: float = 0.05
+        logit_alpha: float = hparam(0.05, gt=0, lt=0.5)
         invertible_conv: bool = False  # Glow's learned 1x1 convolution before each channel coupling
-        lr: float = 1e-3
-        temperature: float = 1.0  # std of the latent noise when sampling (1.0 = the model's density)
+        lr: float = learning_rate(1e-3)
+        temperature: float = hparam(1.0, gt=0)  # std of the latent noise when sampling (1.0 = the model's density)
 
     presets = {
         "smoke": dict(couplings=1, coarse_couplings=2, hidden=8, depth=2),
         # A short budget: cheap 1x1 inner layers, narrow, so that the FLOP budget buys more steps
-        # (README, "Recipes"), a high lr, most couplings at 7x7 where they cost least, Glow's 1x1
+        # (docs/experiments/2026-11-24-narrow-networks.md), a high lr, most couplings at 7x7 where they cost least, Glow's 1x1
         # convolutions; samples at Glow's temperature 0.7 (bits/dim do not depend on it). At this lr the
         # training loss spikes now and then; the weights' moving average (ema) rides them out, over
         # 200 steps of the quick batch.
@@ -137,17 +137,19 @@ class RealNVP(Generator, Likelihood, Latent):
         "full": dict(couplings=3, coarse_couplings=8, hidden=128, depth=3, kernel=3, lr=1e-3, ema=0.999),
     }
 
-    def __init__(self, spec, **hparams):
-        super().__init__(spec, **hparams)
-        c = self.config
+    def validate(self) -> None:
+        """Image sides divisible by 2**num_scales (each scale squeezes the side by 2)."""
+        c, spec = self.config, self.spec
         side = 2**c.num_scales
-        if c.num_scales < 1 or spec.height % side or spec.width % side:
+        if spec.height % side or spec.width % side:
             raise GenzooError(
                 f"realnvp with num_scales={c.num_scales} needs image sides divisible by {side}, got "
                 f"{spec.height}x{spec.width}; pass --image-size (e.g. 28 with num_scales<=2, 32 with <=5)"
             )
-        if not 0 < c.logit_alpha < 0.5:
-            raise GenzooError(f"realnvp: logit_alpha must be in (0, 0.5), got {c.logit_alpha}")
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        c = self.config
         # Build each scale in the data direction x -> z, then hand normflows its generative order.
         ch, h, w = spec.shape
         levels, shapes = [], []  # per scale: list of flows (x -> z order); shape of the latent it emits
@@ -180,7 +182,7 @@ class RealNVP(Generator, Likelihood, Latent):
         """Exact log-density (nats, per image) of y (B,C,H,W) in [0,1], logit Jacobian included."""
         return self.flow.log_prob(y, None)
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         nll = -self.log_prob(self.dequantize(x))  # (B,) nats
         loss = nll.mean() / self.spec.dims  # nats per dim
         self.optimize(self.opt, loss, clip=100.0)
@@ -204,7 +206,14 @@ class RealNVP(Generator, Likelihood, Latent):
         x, _ = self.flow.forward_and_log_det(zs)
         return x
 
-    def _sample(self, n, generator, labels):
+    def latent_prior(self) -> GaussianPrior:
+        """The learned diagonal Gaussian of every scale (normflows' `q0`), flattened in the order
+        `encode` concatenates the latents (coarsest first): the density samples draw at temperature 1."""
+        locs = [q.loc.detach().expand(1, *s).flatten() for q, s in zip(self.flow.q0, self.latent_shapes)]
+        scales = [q.log_scale.detach().exp().expand(1, *s).flatten() for q, s in zip(self.flow.q0, self.latent_shapes)]
+        return GaussianPrior(torch.cat(locs).cpu(), torch.cat(scales).cpu(), "prior")
+
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         t = self.config.temperature
         zs = [q.loc + q.log_scale.exp() * t * self.randn(n, *s, generator=generator)
               for q, s in zip(self.flow.q0, self.latent_shapes)]

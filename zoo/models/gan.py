@@ -38,8 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Conditional, DataSpec, Generator, GenzooError, ModelConfig
-from zoo.nets import down_levels, norm_layer
+from zoo.base import CodeSampler, Conditional, DataSpec, GaussianPrior, Generator, GenzooError, ModelConfig, hparam, learning_rate, width
+from zoo.nets import down_levels, norm_layer, to_signed, to_unit
 from zoo.registry import register
 
 # -- the two networks, shared by all three models ---------------------------------------------
@@ -143,14 +143,14 @@ def gradient_penalty(critic: Callable[[Tensor], Tensor], real: Tensor, fake: Ten
 
 @dataclass
 class GANConfig(ModelConfig):
-    z_dim: int = 64
-    hidden: int = 32  # channels of the first D level / last G level; doubled at each level
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
+    z_dim: int = width(64)
+    hidden: int = width(32)  # channels of the first D level / last G level; doubled at each level
+    lr: float = learning_rate(2e-4)
+    beta1: float = hparam(0.5, ge=0, lt=1)  # Adam's betas
+    beta2: float = hparam(0.999, ge=0, lt=1)
 
 
-class _GAN(Generator):
+class _GAN(Generator[GANConfig], CodeSampler):
     """What the three share: the two networks, their optimizers, noise, sampling. Not registered."""
 
     Config = GANConfig
@@ -175,9 +175,9 @@ class _GAN(Generator):
     def _fake(self, n: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
         return self.G(self.randn(n, self.config.z_dim, generator=generator), labels)  # (n,C,H,W) in [-1,1]
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """Non-saturating GAN: one D step on BCE, then one G step on -log D(G(z))."""
-        real = x * 2 - 1  # [0,1] -> [-1,1]
+        real = to_signed(x)
         y = self._labels(y, len(x))
         fake = self._fake(len(x), y)
         # D step: real -> 1, fake -> 0; softplus(-s) = -log sigmoid(s), softplus(s) = -log(1 - sigmoid(s)).
@@ -190,8 +190,23 @@ class _GAN(Generator):
         return {"loss": d_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
                 "d_real": torch.sigmoid(s_real).mean().item(), "d_fake": torch.sigmoid(s_fake).mean().item()}
 
-    def _sample(self, n, generator, labels):
-        return (self._fake(n, labels, generator) + 1) / 2
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
+        return to_unit(self._fake(n, labels, generator))
+
+    # -- the code sampler: G draws from z ~ N(0, I) --------------------------------------------
+    def latent_prior(self) -> GaussianPrior:
+        d = self.config.z_dim
+        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+
+    def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """G(z) (B,C,H,W) in [0,1] for codes z (B, z_dim); `cgan` needs labels (B,)."""
+        if isinstance(self, Conditional):
+            if labels is None:
+                raise GenzooError(f"{self.name} is class-conditional: decode(z, labels) needs the labels")
+            labels = self.check_labels(labels, len(z))
+        elif labels is not None:
+            raise GenzooError(f"{self.name} is not class-conditional; decode without labels")
+        return to_unit(self.G(z.to(self.device), labels))
 
 
 @register
@@ -202,8 +217,8 @@ class DCGAN(_GAN):
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         # A short budget: twice the paper's learning rate draws better digits, and the weights' moving
-        # average (the generator's is what draws) smooths the last steps' swings (README: "Recipes at quick",
-        # "The shared batch").
+        # average (the generator's is what draws) smooths the last steps' swings
+        # (docs/experiments/2026-11-25-learning-rates.md, 2026-12-02-gan-weight-average.md).
         "quick": dict(z_dim=64, hidden=32, lr=4e-4, ema=0.99),
         "full": dict(z_dim=100, hidden=64),
     }
@@ -220,9 +235,11 @@ class WGAN(_GAN):
         lr: float = 1e-4
         beta1: float = 0.0
         beta2: float = 0.9
-        n_critic: int = 5
-        gp_weight: float = 10.0
-        critic_norm: str | None = "layer"  # "layer" or None; batch norm breaks the per-sample penalty
+        n_critic: int = hparam(5, ge=1, le=100)
+        gp_weight: float = hparam(10.0, ge=0)
+        critic_norm: str | None = hparam("layer", choices=("layer", None))  # batch norm breaks the per-sample penalty
+
+    config: WGAN.Config  # GANConfig and the fields above
 
     # The paper's lr 1e-4 is tuned for 200k generator steps; the quick budget gives a few hundred,
     # so "quick" raises it (at 1e-4 the samples were still blobs when 5e-4 drew strokes).
@@ -233,15 +250,9 @@ class WGAN(_GAN):
     }
 
     def _d_norm(self):
-        c = self.config
-        if c.critic_norm not in ("layer", None):
-            raise GenzooError(f"wgan: critic_norm must be 'layer' or None (batch norm breaks the gradient "
-                              f"penalty), got {c.critic_norm!r}")
-        if not isinstance(c.n_critic, int) or c.n_critic < 1:
-            raise GenzooError(f"wgan: n_critic must be a positive int, got {c.n_critic!r}")
-        return c.critic_norm
+        return self.config.critic_norm
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         """n_critic critic steps, then one generator step.
 
         The loop hands us one batch per step, so the batch is split into n_critic sub-batches: each
@@ -251,7 +262,7 @@ class WGAN(_GAN):
         penalty needs no batch statistics, so small critic batches are fine.
         """
         c = self.config
-        real_all = x * 2 - 1
+        real_all = to_signed(x)
         stats = {"loss": 0.0, "w_dist": 0.0, "gp": 0.0}
         chunks = real_all.chunk(c.n_critic)
         for real in chunks:
@@ -281,7 +292,9 @@ class CGAN(_GAN, Conditional):
 
     @dataclass
     class Config(GANConfig):
-        embed_dim: int = 16  # size of the generator's label embedding
+        embed_dim: int = width(16)  # size of the generator's label embedding
+
+    config: CGAN.Config  # GANConfig and the field above
 
     presets = {
         "smoke": dict(z_dim=16, hidden=8, embed_dim=4),

@@ -21,7 +21,7 @@ most of whose detail is imperceptible. Latent diffusion splits the work in two s
    random timestep, with diffusers' schedulers. That part is not re-implemented here: the model
    *holds* a `zoo.models.diffusion.DDIM` built on a DataSpec of the latent shape, and calls its
    `loss`, its sampler and its optimizer. The DDIM maps its
-   "images" from [0,1] to [-1,1] by x * 2 - 1, so it is handed (z + 1) / 2: its diffusion space is
+   "images" from [0,1] to [-1,1] by `to_signed`, so it is handed `to_unit(z)`: its diffusion space is
    then the normalised code itself. Its x0 clipping, which keeps an under-trained image model's
    first jumps inside [-1, 1], is widened to [-clip, clip] standard deviations of the code.
 
@@ -40,11 +40,13 @@ upper bound: the model gets no compute it does not pay for.
     z_T (n,zc,h,w) --DDIM, `steps` UNet passes--> z_0 --* std + mean--> D(z_0) --sigmoid--> (n,C,H,W)
 
 So NFE = steps + 1 (the decoder pass). Each UNet pass works on a 7x7 code instead of a 28x28
-image, which is where latent diffusion's speed comes from.
+image, which is where latent diffusion's speed comes from. Watched step by step (`sample(n,
+callback=fn)`), each step's z_t and predicted z_0 are shown decoded.
 """
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -52,8 +54,9 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
-from zoo.models.diffusion import DDIM
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
+from zoo.models.diffusion import DDIM, check_unet
+from zoo.nets import gaussian_kl, reparameterize, to_signed, to_unit
 from zoo.registry import register
 
 DOWNSAMPLE = 4  # two stride-2 levels: 28x28 -> 7x7, 32x32 -> 8x8
@@ -92,7 +95,7 @@ class LatentDecoder(nn.Module):
 
 
 @register
-class LDM(Generator):
+class LDM(Generator["LDM.Config"], Stepwise):
     """Latent diffusion: an autoencoder's spatial codes, diffused and sampled with DDIM, then decoded."""
 
     name = "ldm"
@@ -101,18 +104,18 @@ class LDM(Generator):
 
     @dataclass
     class Config(DDIM.Config):  # the latent DDIM's fields (channels, prediction_type, steps, ...) plus:
-        latent_channels: int = 4  # zc: the code is (zc, H/4, W/4)
-        ae_hidden: int = 16  # channels of the autoencoder's first level (doubled at the second)
-        kl_weight: float = 0.0  # > 0: a Gaussian encoder with this weight on KL(q(z|x) || N(0, I)) per dim
-        ae_lr: float = 1e-3
-        ae_steps: int = 300  # steps during which the autoencoder trains (jointly); then it is frozen
-        clip: float = 3.0  # predicted clean codes are clipped to [-clip, clip] (in standard deviations)
-        channels: list[int] = field(default_factory=lambda: [16, 32])  # the latent UNet's levels
+        latent_channels: int = hparam(4, ge=1, le=256)  # zc: the code is (zc, H/4, W/4)
+        ae_hidden: int = width(16)  # channels of the autoencoder's first level (doubled at the second)
+        kl_weight: float = hparam(0.0, ge=0)  # > 0: a Gaussian encoder with this weight on KL(q(z|x) || N(0, I)) per dim
+        ae_lr: float = learning_rate(1e-3)
+        ae_steps: int = hparam(300, ge=0)  # steps during which the autoencoder trains (jointly); then it is frozen
+        clip: float = hparam(3.0, gt=0)  # predicted clean codes are clipped to [-clip, clip] (in standard deviations)
+        channels: list[int] = field(default_factory=lambda: [16, 32])  # the latent UNet's levels (accepted as ddim's)
 
     presets = {
         "smoke": dict(channels=[8], norm_groups=4, latent_channels=2, ae_hidden=4, ae_steps=40),
-        # A short budget: the first stage at 4x the default ae_lr, for 600 steps (README: "Recipes at quick",
-        # "The shared batch").
+        # A short budget: the first stage at 4x the default ae_lr, for 600 steps
+        # (docs/experiments/2026-11-25-learning-rates.md, 2026-12-02-ldm-ae-steps.md).
         "quick": dict(channels=[16, 32], norm_groups=8, lr=2e-3, ae_hidden=16, ae_steps=600, ae_lr=4e-3,
                       prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2"),
         "full": dict(channels=[64, 128, 256], attention=[1, 2], layers_per_block=2, norm_groups=32, lr=2e-4,
@@ -123,17 +126,17 @@ class LDM(Generator):
     steps_done: Tensor
     eval_samples = DDIM.eval_samples  # like ddim, so the FIDs of the two compare like with like
 
+    def validate(self) -> None:
+        """Image sides multiples of 4; the latent UNet's channels divisible by norm_groups, attention on its levels."""
+        if self.spec.height % DOWNSAMPLE or self.spec.width % DOWNSAMPLE:
+            raise GenzooError(f"ldm: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
+                              f"got {self.spec.height}x{self.spec.width}; pass --image-size (e.g. 28 or 32)")
+        check_unet(self.name, self.config)  # the latent DDIM's, named as this model's
+
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
         c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
-        if spec.height % DOWNSAMPLE or spec.width % DOWNSAMPLE:
-            raise GenzooError(f"ldm: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
-                              f"got {spec.height}x{spec.width}; pass --image-size (e.g. 28 or 32)")
-        if c.latent_channels < 1 or c.ae_hidden < 1 or c.ae_steps < 0 or c.clip <= 0 or c.kl_weight < 0:
-            raise GenzooError(f"ldm: latent_channels and ae_hidden must be >= 1, ae_steps >= 0, clip > 0 and "
-                              f"kl_weight >= 0; got {c.latent_channels}, {c.ae_hidden}, {c.ae_steps}, {c.clip}, "
-                              f"{c.kl_weight}")
         zc = c.latent_channels
         self.latent_spec = DataSpec(zc, spec.height // DOWNSAMPLE, spec.width // DOWNSAMPLE)
         self.encoder = LatentEncoder(spec.channels, c.ae_hidden, 2 * zc if c.kl_weight else zc)
@@ -146,13 +149,15 @@ class LDM(Generator):
         self.denoiser = DDIM(self.latent_spec, **{k: getattr(c, k) for k in ddim_fields})
         sched = self.denoiser.noise_scheduler
         self.denoiser.noise_scheduler = DDPMScheduler.from_config(sched.config, clip_sample_range=c.clip)
-        self.opt_unet = self.denoiser.opt  # an attribute here too, so checkpoints save and resume its state
 
         # Per-channel code statistics (running during the first stage, then frozen) and the step count:
         # buffers, so that they are saved with the weights and restored on resume.
         self.register_buffer("latent_mean", torch.zeros(zc))
         self.register_buffer("latent_std", torch.ones(zc))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"opt_ae": self.opt_ae, "opt_unet": self.denoiser.opt}  # the DDIM holds its own
 
     # -- the first stage ------------------------------------------------------------------------
     def _posterior(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -183,8 +188,8 @@ class LDM(Generator):
         z = mu
         kl = torch.zeros((), device=x.device)
         if logvar is not None:  # z ~ q(z|x) by reparameterization; KL per code dimension
-            z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-            kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean()
+            z = reparameterize(mu, logvar, torch.randn_like(mu))
+            kl = gaussian_kl(mu, logvar).mean()
         rec = F.binary_cross_entropy_with_logits(self.decoder(z), x)
         loss = rec + self.config.kl_weight * kl * self.latent_spec.dims / self.spec.dims
         self.optimize(self.opt_ae, loss)
@@ -199,7 +204,7 @@ class LDM(Generator):
         self.latent_std.lerp_(mu.std((0, 2, 3)).clamp(min=1e-4), rate)
 
     # -- training -------------------------------------------------------------------------------
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         stats: dict[str, float] = {}
         if int(self.steps_done) < self.config.ae_steps:
             stats, mu = self._ae_step(x)  # stage 1, with the diffusion step below on its codes
@@ -211,17 +216,25 @@ class LDM(Generator):
         z0 = self._normalise(mu).detach()  # stop-gradient: the diffusion loss never reaches the autoencoder
         d = self.denoiser
         t = torch.randint(0, d.config.train_timesteps, (len(x),), device=x.device)
-        loss = d.loss((z0 + 1) / 2, torch.randn_like(z0), t)  # the DDIM maps its input by * 2 - 1 back to z0
-        self.optimize(self.opt_unet, loss)
+        loss = d.loss(to_unit(z0), torch.randn_like(z0), t)  # the DDIM maps its input by to_signed back to z0
+        self.optimize(self.denoiser.opt, loss)
         self.steps_done += 1
         return {"loss": loss.item(), **stats}
 
     # -- sampling -------------------------------------------------------------------------------
-    def _sample(self, n, generator, labels):
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
+                callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         # The DDIM's own reverse process (its scheduler, its `steps`), on the latent shape; it returns
-        # (z + 1) / 2 unclamped, so z = 2 out - 1 is the normalised code.
-        z = self.denoiser._sample(n, generator, None) * 2 - 1  # (n,zc,h,w)
+        # to_unit(z) unclamped, so z = to_signed(out) is the normalised code.
+        z_T = self.randn(n, *self.latent_spec.shape, generator=generator)
+        watch = None if callback is None else (lambda step: callback(self._decoded(step)))
+        z = to_signed(self.denoiser.denoise(z_T, generator, watch))  # (n,zc,h,w)
         return self.decode_latent(z)
+
+    def _decoded(self, step: SamplingStep) -> SamplingStep:
+        """A step of the latent DDIM (codes as its [0,1]-scale "images") as images: decoded."""
+        prediction = None if step.prediction is None else self.decode_latent(to_signed(step.prediction))
+        return dataclasses.replace(step, images=self.decode_latent(to_signed(step.images)), prediction=prediction)
 
     @property
     def nfe(self) -> int:

@@ -36,19 +36,22 @@ vectors. Both draw u ~ U[0,1) from the seeded generator for every sub-pixel and 
 the softmax, so they draw the same image whenever their logits agree; the two compute the same sums
 in a different order, and a rounding difference (~1e-6 in float32) flips a drawn value only if u
 falls that close to a CDF boundary (the tests check identical draws in float32 and float64).
+Either can be watched (`sample(n, callback=fn)`): one step per sub-pixel, the canvas so far.
 """
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig
+from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
+from zoo.nets import to_signed
 from zoo.registry import register
 
 LEVELS = 256
@@ -134,7 +137,7 @@ class GatedLayer(nn.Module):
 
 
 @register
-class PixelCNN(Generator, Likelihood):
+class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise):
     """Gated PixelCNN: 256-way softmax per sub-pixel in raster order; exact bits/dim, NFE = H*W*C."""
 
     name = "pixelcnn"
@@ -143,14 +146,14 @@ class PixelCNN(Generator, Likelihood):
 
     @dataclass
     class Config(ModelConfig):
-        hidden: int = 16  # feature channels of each stack
-        layers: int = 6  # gated layers (the first one has mask A)
-        first_kernel: int = 7  # the first layer's kernel (odd): it reaches first_kernel//2 rows up
-        kernel: int = 3  # later layers' kernel (odd): each reaches kernel//2 more rows/columns
-        head: int = 32  # width of the 1x1 output head
-        lr: float = 5e-3
-        grad_clip: float = 1.0
-        sampler: str = "fast"  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
+        hidden: int = width(16)  # feature channels of each stack (at least the image's channels)
+        layers: int = hparam(6, ge=1, le=64)  # gated layers (the first one has mask A)
+        first_kernel: int = hparam(7, ge=3, le=31, odd=True)  # the first layer's kernel: it reaches first_kernel//2 rows up
+        kernel: int = hparam(3, ge=3, le=31, odd=True)  # later layers' kernel: each reaches kernel//2 more rows/columns
+        head: int = width(32)  # width of the 1x1 output head
+        lr: float = learning_rate(5e-3)
+        grad_clip: float = hparam(1.0, ge=0)  # max gradient norm (0: no clipping)
+        sampler: str = hparam("fast", choices=("fast", "naive"))  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
 
     # quick: narrow stacks, so that a FLOP budget buys several hundred steps (a network twice as wide
     # gets a third of them and draws fragments), at a high lr. The last weights of such a short
@@ -162,16 +165,15 @@ class PixelCNN(Generator, Likelihood):
     }
     # The fast sampler is quick enough that FID keeps the preset's sample count.
 
+    def validate(self) -> None:
+        """hidden at least the image's channels (each feature channel belongs to one colour channel)."""
+        if self.config.hidden < self.spec.channels:
+            raise GenzooError(f"{self.name}: hidden must be at least the image's {self.spec.channels} channels, "
+                              f"got {self.config.hidden}")
+
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c, C = self.config, spec.channels
-        for k in ("first_kernel", "kernel"):
-            if getattr(c, k) < 3 or getattr(c, k) % 2 == 0:
-                raise GenzooError(f"{self.name}: {k} must be an odd int >= 3, got {getattr(c, k)}")
-        if c.layers < 1 or c.hidden < C:
-            raise GenzooError(f"{self.name}: needs layers >= 1 and hidden >= {C} channels, got {c.layers}, {c.hidden}")
-        if c.sampler not in ("fast", "naive"):
-            raise GenzooError(f"{self.name}: sampler must be 'fast' or 'naive', got {c.sampler!r}")
         self.label_classes = spec.num_classes if isinstance(self, Conditional) else None  # None: unconditional
         self.layers = nn.ModuleList(
             GatedLayer(C if i == 0 else c.hidden, c.hidden, C, c.first_kernel if i == 0 else c.kernel, first=i == 0)
@@ -196,6 +198,15 @@ class PixelCNN(Generator, Likelihood):
         return self.spec.dims  # one network evaluation per sub-pixel
 
     # -- the network ---------------------------------------------------------------------
+    # `layers` and `head` as what they hold (an nn.ModuleList types its items as bare Modules).
+    @property
+    def _gated_layers(self) -> Sequence[GatedLayer]:
+        return cast("Sequence[GatedLayer]", self.layers)
+
+    @property
+    def _head_convs(self) -> Sequence[CentreMaskedConv]:
+        return cast("Sequence[CentreMaskedConv]", self.head)
+
     def _cond(self, labels: Tensor | None) -> list[tuple[Tensor, Tensor]] | list[tuple[int, int]]:
         """Per layer, the class bias for the vertical and the horizontal gates, (B,2h,1,1) each."""
         if not self.label_classes:
@@ -206,11 +217,11 @@ class PixelCNN(Generator, Likelihood):
 
     @property
     def _dtype(self) -> torch.dtype:
-        return self.head[-1].weight.dtype
+        return self._head_convs[-1].weight.dtype
 
     @staticmethod
     def _inputs(levels: Tensor) -> Tensor:
-        return levels / (LEVELS - 1) * 2 - 1  # integer levels -> [-1, 1]
+        return to_signed(levels / (LEVELS - 1))  # integer levels -> [-1, 1]
 
     def _position_bias(self, rows: slice, labels: Tensor | None) -> Tensor:
         """The first layer's position bias for these rows, (B or 1, 2h, rows, W)."""
@@ -219,8 +230,9 @@ class PixelCNN(Generator, Likelihood):
 
     def _head(self, skip: Tensor) -> Tensor:
         """Summed skip features (..., hidden) -> logits (..., C, 256)."""
-        h = F.linear(F.elu(skip), *self.head[0].as_linear())
-        return F.linear(F.elu(h), *self.head[1].as_linear()).unflatten(-1, (self.spec.channels, LEVELS))
+        first, second = self._head_convs
+        h = F.linear(F.elu(skip), *first.as_linear())
+        return F.linear(F.elu(h), *second.as_linear()).unflatten(-1, (self.spec.channels, LEVELS))
 
     def forward(self, levels: Tensor, labels: Tensor | None = None) -> Tensor:
         """levels (B,C,H,W) in {0..255} -> logits (B,H,W,C,256) of p(x_i | x_<i) at every sub-pixel;
@@ -228,7 +240,7 @@ class PixelCNN(Generator, Likelihood):
         B, C, H, W = levels.shape
         v = h = self._inputs(levels).to(self._dtype)
         skip: Tensor | int = 0  # the sum of every layer's skip output
-        for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, self._cond(labels))):
+        for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self._gated_layers, self._cond(labels))):
             v_pre = layer.v_conv(layer.v_window(v)) + bias_v  # (B,2h,H,W): rows above only
             if depth == 0:
                 v_pre = v_pre + self._position_bias(slice(None), labels)
@@ -249,7 +261,7 @@ class PixelCNN(Generator, Likelihood):
         """Images in [0,1] -> integer levels round(255 x) (B,C,H,W), long."""
         return torch.round(x.clamp(0, 1) * (LEVELS - 1)).long()
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         loss = self._nll(self.to_levels(x), y if self.label_classes else None).mean() / self.spec.dims  # nats per sub-pixel
         self.optimize(self.opt, loss, clip=self.config.grad_clip)
         return {"loss": loss.item(), "bpd": loss.item() / math.log(2)}
@@ -277,28 +289,44 @@ class PixelCNN(Generator, Likelihood):
         cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
         return (cdf < u.double()[:, None]).sum(-1).clamp(max=LEVELS - 1)
 
-    def _sample(self, n, generator, labels):
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
+                callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         u = self.rand(n, *self.spec.shape, generator=generator)  # one uniform per sub-pixel, drawn up front
+        watch = None if callback is None else self._canvas_watcher(callback)
         with _frozen_masks(self):
             if self.config.sampler == "naive":
-                return self._sample_naive(u, labels).float() / (LEVELS - 1)
-            return self._sample_fast(u, labels).float() / (LEVELS - 1)
+                return self._sample_naive(u, labels, watch).float() / (LEVELS - 1)
+            return self._sample_fast(u, labels, watch).float() / (LEVELS - 1)
 
-    def _sample_naive(self, u: Tensor, labels: Tensor | None) -> Tensor:
-        """The textbook sampler: the whole network on the whole image, once per sub-pixel."""
+    def _canvas_watcher(self, callback: Callable[[SamplingStep], None]) -> Callable[[int, Tensor], None]:
+        """The samplers' hook (sub-pixels drawn so far, canvas of levels) as `sample`'s callback: one
+        step per sub-pixel, the canvas before it is drawn, with the sub-pixels already drawn."""
+        C, H, W = self.spec.shape
+        order = torch.arange(C * H * W, device=self.device).view(H, W, C).permute(2, 0, 1)  # raster index (C,H,W)
+
+        def watch(index: int, levels: Tensor) -> None:
+            callback(SamplingStep(index, C * H * W, levels.float() / (LEVELS - 1), drawn=order < index))
+        return watch
+
+    def _sample_naive(self, u: Tensor, labels: Tensor | None, watch: Callable[[int, Tensor], None] | None = None
+                      ) -> Tensor:
+        """The textbook sampler: the whole network on the whole image, once per sub-pixel. `watch`
+        as in `_sample_fast`."""
         B, C, H, W = u.shape
         levels = torch.zeros(B, C, H, W, device=self.device)
         for i in range(H):
             for j in range(W):
                 for c in range(C):
+                    if watch is not None:
+                        watch((i * W + j) * C + c, levels)
                     levels[:, c, i, j] = self._draw(self(levels, labels)[:, i, j, c], u[:, c, i, j])
         return levels
 
-    def _sample_fast(self, u: Tensor, labels: Tensor | None,
-                     snapshot: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    def _sample_fast(self, u: Tensor, labels: Tensor | None, watch: Callable[[int, Tensor], None] | None = None
+                     ) -> Tensor:
         """The same conditionals, computed only where they change.
 
-        `snapshot`, if given, is called after every drawn sub-pixel with the number drawn so far and
+        `watch`, if given, is called before every sub-pixel is drawn with the number drawn so far and
         the canvas of levels (B,C,H,W) (undrawn sub-pixels 0); it only watches, the draws are the same.
 
         Per row: the vertical stack's features of that row (they depend on the rows above only), one
@@ -309,8 +337,9 @@ class PixelCNN(Generator, Likelihood):
         """
         B, C, H, W = u.shape
         hidden, dev, dtype = self.config.hidden, self.device, self._dtype
-        first_reach, reach = self.layers[0].p, self.layers[-1].p  # how far the first and later layers see
-        later_layers = len(self.layers) - 1
+        layers = self._gated_layers
+        first_reach, reach = layers[0].p, layers[-1].p  # how far the first and later layers see
+        later_layers = len(layers) - 1
         levels = torch.zeros(B, C, H, W, device=dev)
         # Zero-padded caches, laid out like the padding the full forward pass applies:
         #   image_cache     (B,C,first_reach+H,W+2*first_reach): the image drawn so far, as network inputs
@@ -319,13 +348,13 @@ class PixelCNN(Generator, Likelihood):
         image_cache = F.pad(self._inputs(torch.zeros(B, C, H, W, device=dev, dtype=dtype)), pad)
         vertical_cache = [torch.zeros(B, hidden, H + reach, W + 2 * reach, device=dev, dtype=dtype)
                           for _ in range(later_layers)]
-        h_conv_matrices = [layer.h_conv.as_linear() for layer in self.layers]
-        res_skip_matrices = [layer.res_skip.as_linear() for layer in self.layers]
+        h_conv_matrices = [layer.h_conv.as_linear() for layer in layers]
+        res_skip_matrices = [layer.res_skip.as_linear() for layer in layers]
         class_bias = self._cond(labels)
         for row in range(H):
             # Per layer: what the vertical stack adds to this row of the horizontal stack, (B,W,2h).
             vertical_into_row = []
-            for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self.layers, class_bias)):
+            for depth, (layer, (bias_v, bias_h)) in enumerate(zip(layers, class_bias)):
                 if depth == 0:
                     window = image_cache[:, :, row:row + first_reach]  # the rows above: (B,C,first_reach,W+..)
                 else:
@@ -343,9 +372,11 @@ class PixelCNN(Generator, Likelihood):
                                for _ in range(later_layers)]
             for col in range(W):
                 for channel in range(C):
+                    if watch is not None:
+                        watch((row * W + col) * C + channel, levels)
                     window, h = image_row[:, col:col + first_reach + 1], None
                     skip: Tensor | int = 0
-                    for depth in range(len(self.layers)):
+                    for depth in range(len(layers)):
                         z = F.linear(window.reshape(B, -1), *h_conv_matrices[depth]) + vertical_into_row[depth][:, col]
                         res, s = F.linear(gate(z), *res_skip_matrices[depth]).chunk(2, dim=1)  # (B,h) each
                         h = res if h is None else h + res  # the horizontal stack is residual after layer 0
@@ -360,8 +391,6 @@ class PixelCNN(Generator, Likelihood):
                     value = self._inputs(drawn).to(dtype)
                     image_row[:, first_reach + col, channel] = value
                     image_cache[:, channel, row + first_reach, col + first_reach] = value
-                    if snapshot is not None:
-                        snapshot((row * W + col) * C + channel + 1, levels)
         return levels
 
 

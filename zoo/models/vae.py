@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, GenzooError, Latent, Likelihood, ModelConfig
-from zoo.nets import ConvDecoder, ConvEncoder
+from zoo.base import GaussianPrior, Generator, GenzooError, Latent, Likelihood, ModelConfig, ProbabilisticDecoder, hparam, learning_rate, width
+from zoo.nets import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize
 from zoo.registry import register
 
 DECODERS = ("logistic", "gaussian")
@@ -89,7 +89,7 @@ def discretized_gaussian_nll(x: Tensor, mean: Tensor, sigma: float) -> Tensor:
 
 
 @register
-class VAE(Generator, Latent, Likelihood):
+class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder):
     """Variational autoencoder: a conv encoder to q(z|x), a conv decoder to p(x|z); samples are mean images."""
 
     name = "vae"
@@ -98,18 +98,19 @@ class VAE(Generator, Latent, Likelihood):
 
     @dataclass
     class Config(ModelConfig):
-        latent_dim: int = 16
-        hidden: int = 32
-        beta: float = 1.0
-        lr: float = 1e-3
-        decoder: str = "gaussian"  # p(x|z): "gaussian" (fixed sigma, the textbook VAE) or "logistic" (discretized, learned scale)
-        sigma: float = 0.4  # the gaussian decoder's fixed standard deviation, in [0,1] pixel units
-        iw_samples: int = 64  # k of the importance-weighted bound (evaluation only)
-        temperature: float = 1.0  # std of the prior noise `sample` decodes (1.0 = the model's prior N(0, I))
+        latent_dim: int = width(16)
+        hidden: int = width(32)
+        beta: float = hparam(1.0, ge=0)
+        lr: float = learning_rate(1e-3)
+        # p(x|z): "gaussian" (fixed sigma, the textbook VAE) or "logistic" (discretized, learned scale)
+        decoder: str = hparam("gaussian", choices=DECODERS)
+        sigma: float = hparam(0.4, gt=0)  # the gaussian decoder's fixed standard deviation, in [0,1] pixel units
+        iw_samples: int = hparam(64, ge=1, le=10_000)  # k of the importance-weighted bound (evaluation only)
+        temperature: float = hparam(1.0, gt=0)  # std of the prior noise `sample` decodes (1.0 = the model's prior N(0, I))
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "smoke": {"latent_dim": 4, "hidden": 8, "iw_samples": 8},
-        # A short budget: 4x the default learning rate draws better digits (README, "Recipes at quick").
+        # A short budget: 4x the default learning rate draws better digits (docs/experiments/2026-11-25-learning-rates.md).
         "quick": {"latent_dim": 16, "hidden": 32, "iw_samples": 16, "lr": 4e-3},
         "full": {"latent_dim": 32, "hidden": 64, "iw_samples": 128},
     }
@@ -117,13 +118,6 @@ class VAE(Generator, Latent, Likelihood):
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        if c.decoder not in DECODERS:
-            raise GenzooError(f"vae: unknown decoder {c.decoder!r}; accepted: {', '.join(map(repr, DECODERS))}")
-        if not (isinstance(c.sigma, (int, float)) and math.isfinite(c.sigma) and c.sigma > 0):
-            raise GenzooError(f"vae: sigma (the gaussian decoder's standard deviation) must be a positive number, got {c.sigma!r}")
-        if not (isinstance(c.temperature, (int, float)) and math.isfinite(c.temperature) and c.temperature > 0):
-            raise GenzooError(f"vae: temperature (the std of the prior noise when sampling) must be a positive number, "
-                              f"got {c.temperature!r}")
         self.encoder = ConvEncoder(spec, c.hidden, 2 * c.latent_dim, model=self.name)  # -> (B, 2d): mu, log var
         # (B,d) -> per sub-pixel the logit of p(x|z)'s location, and for the logistic its log-scale
         out = 2 * spec.channels if c.decoder == "logistic" else spec.channels
@@ -182,11 +176,11 @@ class VAE(Generator, Latent, Likelihood):
     def _terms(self, x: Tensor, generator=None) -> tuple[Tensor, Tensor]:
         """Per-image reconstruction loss and KL, both in nats, from one posterior draw."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
-        z = mu + (0.5 * logvar).exp() * self.randn(*mu.shape, generator=generator)
-        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        z = reparameterize(mu, logvar, self.randn(*mu.shape, generator=generator))
+        kl = gaussian_kl(mu, logvar).sum(1)
         return self.reconstruction_loss(x, z), kl
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         rec, kl = self._terms(x)
         loss = (rec + self.config.beta * kl).mean() / self.spec.dims  # per dimension
         self.optimize(self.opt, loss)
@@ -202,14 +196,13 @@ class VAE(Generator, Latent, Likelihood):
         if k < 1:
             raise GenzooError(f"vae: iw_samples must be a positive int, got {k}")
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
-        std = (0.5 * logvar).exp()
         eps = self.randn(k, *mu.shape, generator=generator)  # (k,B,d)
-        z = mu + std * eps
+        z = reparameterize(mu, logvar, eps)
         log_px = torch.stack([-self.reconstruction_nll(x, zi) for zi in z])  # (k,B), one draw at a time
         log_pz = -0.5 * (z**2 + math.log(2 * math.pi)).sum(2)  # (k,B)
         log_qz = -0.5 * (eps**2 + math.log(2 * math.pi) + logvar).sum(2)  # (k,B)
         iw = torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)  # (B,) nats
-        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        kl = gaussian_kl(mu, logvar).sum(1)
         elbo = log_px.mean(0) - kl
         to_bits = self.spec.dims * math.log(2)  # a probability of the 8-bit image itself: no dequantization
         return -iw / to_bits, -elbo / to_bits
@@ -222,5 +215,10 @@ class VAE(Generator, Latent, Likelihood):
         iw, elbo = self.bounds(x, generator)
         return iw, {"ELBO": elbo}
 
-    def _sample(self, n, generator, labels):
+    def latent_prior(self) -> GaussianPrior:
+        """N(0, I): the prior the KL term pulls q(z|x) toward, and `sample` decodes draws of."""
+        d = self.config.latent_dim
+        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.config.temperature * self.randn(n, self.config.latent_dim, generator=generator))

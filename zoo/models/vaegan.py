@@ -46,36 +46,36 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, GenzooError, Latent, ModelConfig
-from zoo.explore import GaussianPrior
+from zoo.base import GaussianPrior, Generator, Latent, ModelConfig, hparam, learning_rate, width
 from zoo.models.gan import GANDiscriminator, dcgan_init
-from zoo.nets import ConvDecoder, ConvEncoder
+from zoo.nets import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize, to_signed
 from zoo.registry import register
 
 RECON = ("pixel", "feature")
 
 
 @register
-class VAEGAN(Generator, Latent):
+class VAEGAN(Generator["VAEGAN.Config"], Latent):
     """VAE-GAN: a VAE whose decoder is also trained against a discriminator on its decodings."""
 
     name = "vae-gan"
 
     @dataclass
     class Config(ModelConfig):
-        latent_dim: int = 16
-        hidden: int = 32  # channels of the first level of encoder, decoder and discriminator
-        recon: str = "pixel"  # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l)
-        beta: float = 1.0  # weight of KL (per reconstruction dimension) in the encoder's loss
-        adv_weight: float = 0.01  # weight of the GAN term in the decoder's loss
-        d_norm: str | None = "layer"  # the discriminator's norm: "layer", "batch" or None
-        lr: float = 1e-3
-        d_lr: float = 2e-4
+        latent_dim: int = width(16)
+        hidden: int = width(32)  # channels of the first level of encoder, decoder and discriminator
+        recon: str = hparam("pixel", choices=RECON)  # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l)
+        beta: float = hparam(1.0, ge=0)  # weight of KL (per reconstruction dimension) in the encoder's loss
+        adv_weight: float = hparam(0.01, ge=0)  # weight of the GAN term in the decoder's loss
+        d_norm: str | None = hparam("layer", choices=("layer", "batch", None))  # the discriminator's norm
+        lr: float = learning_rate(1e-3)
+        d_lr: float = learning_rate(2e-4)
 
     presets = {
         "smoke": dict(latent_dim=4, hidden=8),
         # A short budget: 4x the default learning rate, and 8 latent dimensions (as the aae's); each drew
-        # better digits, on FID and the recognisable share alike (README, "Recipes at quick").
+        # better digits, on FID and the recognisable share alike
+        # (docs/experiments/2026-11-25-learning-rates.md, 2026-12-02-code-size.md).
         "quick": dict(latent_dim=8, hidden=32, lr=4e-3),
         "full": dict(latent_dim=32, hidden=64),
     }
@@ -83,8 +83,6 @@ class VAEGAN(Generator, Latent):
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        if c.recon not in RECON:
-            raise GenzooError(f"vae-gan: recon must be one of {', '.join(RECON)}, got {c.recon!r}")
         self.encoder = ConvEncoder(spec, c.hidden, 2 * c.latent_dim, model=self.name)  # -> (B,2d): mu, log var
         self.decoder = ConvDecoder(spec, c.hidden, c.latent_dim, model=self.name)  # (B,d) -> (B,C,H,W) logits
         self.D = GANDiscriminator(spec, c.hidden, norm=c.d_norm, model=self.name)  # (B,C,H,W) in [-1,1] -> (B,)
@@ -99,14 +97,14 @@ class VAEGAN(Generator, Latent):
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def train_step(self, x, y=None):
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
         c = self.config
-        real = x * 2 - 1  # the discriminator sees [-1, 1], as in the GANs
+        real = to_signed(x)  # the discriminator sees [-1, 1], as in the GANs
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
-        z = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+        z = reparameterize(mu, logvar, torch.randn_like(mu))
         logits = self.decoder(z)  # (B,C,H,W)
-        x_tilde = torch.sigmoid(logits) * 2 - 1
-        x_p = torch.sigmoid(self.decoder(torch.randn_like(mu))) * 2 - 1  # decoded prior draws
+        x_tilde = to_signed(torch.sigmoid(logits))
+        x_p = to_signed(torch.sigmoid(self.decoder(torch.randn_like(mu))))  # decoded prior draws
 
         # Discriminator: real -> 1, reconstructions and prior samples -> 0 (fakes detached).
         s_real, s_fake = self.D(real), self.D(torch.cat([x_tilde, x_p]).detach())
@@ -121,27 +119,24 @@ class VAEGAN(Generator, Latent):
             target = self.D.features(real).detach()  # (B,F)
             rec = 0.5 * F.mse_loss(self.D.features(x_tilde), target)  # per feature
             rec_dims = target.shape[1]
-        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()  # per image
+        kl = gaussian_kl(mu, logvar).sum(1).mean()  # per image
         g_adv = F.softplus(-self.D(torch.cat([x_tilde, x_p]))).mean()
 
         # Each network its own terms: two backward passes, each reaching only its network's weights
-        # (`inputs`), then one step each. (Backward, not autograd.grad: the loop's hooks see gradients
-        # that accumulate, which is how data-parallel training averages them. No fp16 loss scaling here.)
+        # (`inputs`), so the encoder's step cannot touch what the decoder's backward reads. (Backward,
+        # not autograd.grad: the loop's hooks see gradients that accumulate, which is how data-parallel
+        # training averages them.)
         enc_loss = rec + c.beta * kl / rec_dims
         dec_loss = rec + c.adv_weight * g_adv
-        self.opt_enc.zero_grad(set_to_none=True)
-        self.opt_dec.zero_grad(set_to_none=True)
-        enc_loss.backward(inputs=list(self.encoder.parameters()), retain_graph=True)
-        dec_loss.backward(inputs=list(self.decoder.parameters()))
-        self.opt_enc.step()
-        self.opt_dec.step()
+        self.optimize(self.opt_enc, enc_loss, inputs=list(self.encoder.parameters()), retain_graph=True)
+        self.optimize(self.opt_dec, dec_loss, inputs=list(self.decoder.parameters()))
         return {"loss": enc_loss.item(), "rec": rec.item(), "kl": kl.item(), "d_loss": d_loss.item(),
                 "g_loss": g_adv.item()}
 
-    def _sample(self, n, generator, labels):
+    def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.randn(n, self.config.latent_dim, generator=generator))
 
-    def latent_prior(self):
-        """N(0, I): the prior the codes were trained to match and samples are drawn from (for the lecture figures)."""
+    def latent_prior(self) -> GaussianPrior:
+        """N(0, I): the prior the codes were trained to match and samples are drawn from."""
         d = self.config.latent_dim
         return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")

@@ -1,0 +1,36 @@
+"""What the commands share: an argument parser whose refusals are one line, and the --threads option."""
+from __future__ import annotations
+
+import argparse
+import os
+
+import torch
+
+from zoo.base import GenzooError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a refusal is a GenzooError (one `error:` line from the command, exit 2), never the
+    usage block: that is for --help."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        if "expected one argument" in message:  # `--budget -5steps`: argparse reads -5steps as an option
+            message += " (a value that starts with '-' is written --option=VALUE)"
+        elif message.startswith("unrecognized arguments") and not message.split(": ", 1)[-1].startswith("-"):
+            message += " (a value with a space in it is quoted: --budget '5 steps')"  # `--budget 5 steps`
+        raise GenzooError(message)
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (its affinity, where the system says), else the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def set_threads(threads: int | None) -> None:
+    """--threads: torch's CPU threads, from 1 to the CPUs this process may use (more only makes them queue)."""
+    if threads is None:
+        return
+    most = cpu_count()
+    if not 1 <= threads <= most:
+        raise GenzooError(f"--threads must be an int in [1, {most}] (the CPUs this process may use), got {threads}")
+    torch.set_num_threads(threads)

@@ -1,0 +1,62 @@
+"""The index of run folders is generated from their results.json, and the committed one lists every committed folder."""
+import json
+from pathlib import Path
+
+from benchmarks import index
+
+RESULTS = Path(__file__).parents[1] / "results"
+
+
+def write_run(folder: Path, run: dict, models: list[dict]) -> None:
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps({"run": run, "models": models}))
+
+
+def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
+    run = {"dataset": "mnist5k", "preset": "smoke", "seeds": [0, 1], "device": "cuda", "device_name": "Some GPU",
+           "versions": {"torch": "9.9.9"}, "budget": "20 steps, batch 32", "commit": "abc1234", "date": "2031-01-02",
+           "history": [{"command": "python -m benchmarks.run --models vae,ddim --seeds 0,1", "wall_seconds": 12.0}]}
+    models = [{"model": m, "seed": s, "status": "ok"} for m in ("data", "vae", "ddim") for s in (0, 1)]
+    write_run(tmp_path / "gpu-run", run, models)
+    (tmp_path / "not-a-run").mkdir()  # no results.json, no records/: not indexed
+    assert index.main([str(tmp_path)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    text = (tmp_path / "README.md").read_text()
+    row = next(line for line in text.splitlines() if line.startswith("| [gpu-run]"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["[gpu-run](gpu-run/results.md)", "2031-01-02", "mnist5k", "cuda (Some GPU)", "9.9.9", "abc1234",
+                     "smoke", "20 steps, batch 32", "0, 1", "2: vae, ddim"]  # the data row is not a model
+    assert "- `python -m benchmarks.run --models vae,ddim --seeds 0,1` (12 s)" in text
+    assert "not-a-run" not in text
+
+
+def test_what_a_run_did_not_record_is_a_dash(tmp_path):
+    write_run(tmp_path / "old", {"dataset": "mnist5k", "device": "cpu", "device_name": "x86_64", "threads": 1,
+                                 "command": "python -m benchmarks.run"}, [{"model": "ae"}])
+    row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [old]"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[3] == "cpu (x86_64, 1 thread)"
+    assert cells[1] == cells[4] == cells[5] == cells[7] == index.NOT_RECORDED  # date (not in git), torch, commit, budget
+    assert cells[8:] == ["0", "1: ae"]  # a record without a seed is seed 0
+
+
+def test_an_unreadable_folder_is_named_not_fatal(tmp_path):
+    write_run(tmp_path / "good", {"dataset": "mnist5k"}, [{"model": "vae", "seed": 0}])
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "results.json").write_text("{ not json")
+    text = index.render(tmp_path)
+    assert "| [good](good/results.md)" in text
+    assert "- `broken`: " in text and "cannot be read" in text
+
+
+def test_a_missing_directory_is_refused(tmp_path, capsys):
+    assert index.main([str(tmp_path / "nowhere")]) == 2
+    assert "is not a directory" in capsys.readouterr().out
+
+
+def test_the_committed_index_lists_every_committed_run_folder():
+    text = (RESULTS / "README.md").read_text()
+    folders = index.run_folders(RESULTS)
+    assert folders
+    for folder in folders:
+        assert f"| [{folder.name}]({folder.name}/results.md) |" in text, f"rerun python -m benchmarks.index results ({folder.name})"

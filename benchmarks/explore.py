@@ -47,7 +47,6 @@ from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError,
 from zoo.data import Splits, load_splits
 from zoo.metrics import coverage, fidelity
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
-from zoo.train import derive_seed
 
 matplotlib.use("Agg")  # files only, no display
 
@@ -99,7 +98,8 @@ class Context:
     def gen(self, *what: Any) -> torch.Generator:
         """A CPU generator seeded from the settings' seed and a label: each figure draws the same
         numbers whatever else is drawn."""
-        return torch.Generator().manual_seed(derive_seed(self.settings.seed, *what))
+        key = "/".join(map(str, (self.settings.seed, *what)))
+        return torch.Generator().manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
 
     def skip(self, figure: str, model: str, reason: str) -> None:
         self.skipped.setdefault(figure, []).append((model, reason))
@@ -602,7 +602,7 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
                        f"{fmt(s.get('same_class'))} | {fmt(s.get('different_class'))} | {fmt(s.get('class_ratio'))} | "
                        f"{fmt(s['nearest_neighbour'])} | {fmt(s['nn_relative'])} |")
         for name, s in ref.items():
-            out.append(f"| {name} (anime study) | {s['dims']} | {fmt(s['per_dim_std'])} | "
+            out.append(f"| {name} (anime study) | {s.get('dims', '–')} | {fmt(s['per_dim_std'])} | "
                        f"{fmt(s['code_length'])} | {s.get('same_class', '–')} | {s.get('different_class', '–')} | – | – | – |")
         out += ["", ("Codes are the encoder's outputs (the VAE's posterior means). Raw distances depend on each "
                      "code's scale; the ratio columns do not."), ""]

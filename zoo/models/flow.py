@@ -123,7 +123,7 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
         logit_alpha: float = hparam(0.05, gt=0, lt=0.5)
         invertible_conv: bool = False  # Glow's learned 1x1 convolution before each channel coupling
         lr: float = learning_rate(1e-3)
-        temperature: float = hparam(1.0, gt=0)  # std of the latent noise when sampling (1.0 = the model's density)
+        temperature: float = hparam(1.0, ge=0)  # std of the latent noise when sampling (1.0 = the model's density; 0 = its mean)
 
     presets = {
         "smoke": dict(couplings=1, coarse_couplings=2, hidden=8, depth=2),

@@ -217,14 +217,14 @@ def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:
 
 def t_interval(values: list[float]) -> tuple[float, float | None]:
     """Mean and half-width of the 95 % Student-t confidence interval of the finite values (None for
-    fewer than 2)."""
+    fewer than 2; the mean is NaN where there are none: a flagged record's inf or NaN)."""
     import numpy as np
     from scipy import stats
 
     vals = np.array([v for v in values if v is not None and math.isfinite(v)], dtype=float)
-    mean = float(vals.mean())
     if len(vals) < 2:
-        return mean, None
+        return (float(vals[0]) if len(vals) else math.nan), None
+    mean = float(vals.mean())
     _, high = stats.t.interval(0.95, len(vals) - 1)  # the interval of the standard t; scaled by the standard error
     return mean, float(high * stats.sem(vals))
 

@@ -90,6 +90,8 @@ def test_aggregate_matches_a_hand_computation():
     assert vae.cells["status"] == ("error (1/4 seeds)", None)
     assert ddim.cells["fid"] == (10.0, None) and ddim.cells["status"] == ("ok", None)
     assert gan.cells["fid"] == (7.0, None) and not gan.ok  # no seed finished: every seed counts, None passed over
+    mean, half = t_interval([math.inf, math.nan])  # a flagged record's number: no finite value to average
+    assert math.isnan(mean) and half is None
 
 
 @pytest.mark.slow

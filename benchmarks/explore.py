@@ -12,7 +12,8 @@ the run folder, for embedding in results.md). The figures (lecture-notes.md, iss
 4. perturbation of codes along random and principal directions;
 5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
 6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion) or canvas (autoregressive),
-   a Gaussian code decoded at temperatures, a decoder's mean beside a draw from p(x|z).
+   a Gaussian code decoded at temperatures, a decoder's mean beside a draw from p(x|z);
+7. is it just copying? each model's samples nearest to a training image, beside that image (the copy rate's question).
 
 A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
 one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
@@ -43,14 +44,16 @@ import zoo
 import zoo.explore as ex
 from benchmarks.cli import Parser, set_threads
 from benchmarks.records import DATA_ROW, Record, RunFolder
+from benchmarks.score import run_settings
 from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise
-from zoo.data import Splits, load_splits
-from zoo.metrics import coverage, fidelity
+from zoo.data import Splits, load_splits, to_float
+from zoo.metrics import coverage, fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
+from zoo.seeds import derive_seed
 
 matplotlib.use("Agg")  # files only, no display
 
-FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing")
+FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies")
 TITLES = {
     "latent_statistics": "1. Latent statistics",
     "holes": "2. Holes in a plain autoencoder's code space",
@@ -58,6 +61,7 @@ TITLES = {
     "perturbation": "4. Perturbation",
     "latent_2d": "5. A 2-D latent space",
     "drawing": "6. How each paradigm draws",
+    "copies": "7. Is it just copying?",
 }
 
 
@@ -73,6 +77,8 @@ class Settings:
     draw_images: int = 4  # images per "how it draws" panel
     points: int = 8  # trajectory points / canvas snapshots
     temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0)
+    copy_samples: int = 100  # samples per model searched for the ones nearest to a training image
+    copies_shown: int = 3  # of them, the nearest shown
     seed: int = 0
 
 
@@ -96,10 +102,9 @@ class Context:
     _feature_net: torch.nn.Module | None = None
 
     def gen(self, *what: Any) -> torch.Generator:
-        """A CPU generator seeded from the settings' seed and a label: each figure draws the same
-        numbers whatever else is drawn."""
-        key = "/".join(map(str, (self.settings.seed, *what)))
-        return torch.Generator().manual_seed(int.from_bytes(key.encode(), "little") % (2**63))
+        """A CPU generator seeded from the settings' seed and a label (`derive_seed`, as every other
+        seed): each figure draws the same numbers whatever else is drawn."""
+        return torch.Generator().manual_seed(derive_seed(self.settings.seed, "explore", *what))
 
     def skip(self, figure: str, model: str, reason: str) -> None:
         self.skipped.setdefault(figure, []).append((model, reason))
@@ -446,8 +451,8 @@ def fig_latent_2d(ctx: Context) -> None:
         if d != 2 or prior is None:
             if d == 2:
                 why = "no Gaussian over its codes to take quantiles of"
-            elif hasattr(m.config, "latent_dim"):
-                why = f"its code has {d} dimensions; a run with --set {m.name}.latent_dim=2 draws this"
+            elif m.code_size_hparam is not None:
+                why = f"its code has {d} dimensions; a run with --set {m.name}.{m.code_size_hparam}=2 draws this"
             else:
                 why = f"its code has {d} dimensions, fixed by the model"
             ctx.skip(fig_name, m.name, why)
@@ -564,9 +569,57 @@ def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:
     return rgb
 
 
+# -- 7. copies ---------------------------------------------------------------------------------------
+
+COPY_COLUMNS = ["sample", "feat. NN", "pixel NN"]
+
+
+def fig_copies(ctx: Context) -> None:
+    """Every model samples, so every model is here: of `copy_samples` samples, the `copies_shown`
+    nearest to a training image in the feature space (the copy rate's distance), each followed by
+    that training image and by its nearest training image in pixel space. The test images that did
+    not set the copy threshold come first, as the baseline."""
+    from benchmarks.evaluate import copy_reference
+
+    fig_name, n, k = "copies", ctx.settings.copy_samples, ctx.settings.copies_shown
+    splits, space = ctx.splits, ctx.space
+    train = to_float(splits.x_train)
+    train_feats = fidelity.features(train, space, cache_as=fidelity.cache_name(splits.content_hash, space))
+    test_nn = copy_reference(splits, space, train_feats)
+    median, threshold = float(test_nn.median()), memorisation.threshold(test_nn)
+    _, other = memorisation.reference_half(len(splits.x_test))
+    pick = other[torch.randperm(len(other), generator=torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies")))[:n]]
+    rows, labels, numbers = [], [], {}
+    for name, model in [("data (test images)", None), *((item.model.name, item.model) for item in ctx.models)]:
+        if model is None:
+            images = to_float(splits.x_test[pick])
+        else:
+            gen = torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies", name))
+            images = model.sample(n, generator=gen).detach().cpu().clamp(0, 1)
+        dist, idx = memorisation.nearest(fidelity.features(images, space), train_feats)
+        stats = memorisation.memorisation(dist, test_nn)
+        shown = dist.argsort()[:k]
+        pixel_dist, pixel_idx = memorisation.nearest(images[shown].flatten(1), train.flatten(1))
+        rows.append(torch.stack([im for j, p in zip(shown.tolist(), pixel_idx.tolist())
+                                 for im in (images[j], train[idx[j]], train[p])]))
+        ratios = [float(dist[j]) / median for j in shown]
+        numbers[name] = {"samples": len(images), "copy_rate": stats["copy_rate"], "nn_distance_ratio": stats["nn_distance_ratio"],
+                         "shown": [{"feature_distance_ratio": r, "train_index_features": int(idx[j]),
+                                    "train_index_pixels": int(p), "pixel_distance": float(d)}
+                                   for r, j, p, d in zip(ratios, shown.tolist(), pixel_idx.tolist(), pixel_dist.tolist())]}
+        labels.append(f"{name}: copy rate {fmt(stats['copy_rate'], 2)}\nnearest {', '.join(fmt(r, 2) for r in ratios)} × test median")
+    ctx.numbers[fig_name] = {"rows": numbers, "threshold_ratio": threshold / median, "test_median": median,
+                             "percentile": memorisation.COPY_PERCENTILE, "space": space.name}
+    fig = rows_figure(rows, labels, COPY_COLUMNS * k, title=(
+        f"the {k} of {n} samples nearest to a training image in the feature space ({space.name}),\n"
+        "each followed by that training image and by its nearest training image in pixel space;\n"
+        f"a copy is nearer than {fmt(threshold / median, 2)} × the test images' median distance"), cell=0.6)
+    ctx.save(fig, "copies.png", fig_name)
+
+
 FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "latent_statistics": fig_latent_statistics, "holes": fig_holes, "interpolation": fig_interpolation,
-    "perturbation": fig_perturbation, "latent_2d": fig_latent_2d, "drawing": fig_drawing,
+    "perturbation": fig_perturbation, "latent_2d": fig_latent_2d, "drawing": fig_drawing, "copies": fig_copies,
 }
 
 
@@ -632,6 +685,17 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
         out += [f"- {name}: {v['grid']}" for name, v in nums.items()] + [""]
     elif key == "drawing" and nums:
         out += [f"- {name}: {v['what']}" for name, v in nums.items()] + [""]
+    elif key == "copies" and nums.get("rows"):
+        out += ["| row | samples searched | copy rate | NN dist ratio | shown: distance / test median |", "|---|---|---|---|---|"]
+        out += [f"| {name} | {v['samples']} | {fmt(v['copy_rate'])} | {fmt(v['nn_distance_ratio'])} | "
+                f"{', '.join(fmt(s['feature_distance_ratio'], 2) for s in v['shown'])} |" for name, v in nums["rows"].items()]
+        out += ["", (f"Each sample is followed by its nearest training image in the feature space ({nums['space']}: the "
+                     "distance the copy rate measures) and by its nearest training image in pixel space (Euclidean). The "
+                     "samples shown are the ones nearest to a training image in the feature space. A sample counts as a "
+                     f"copy when it is nearer than the {fmt(nums['percentile'])}st percentile of the held-out test images' "
+                     f"nearest-training distances ({fmt(nums['threshold_ratio'], 2)} × their median); the data row is test "
+                     "images from the half that did not set that threshold. The run's table has the copy rate on all its "
+                     "evaluation samples; these rates are on the samples searched here."), ""]
     return out
 
 
@@ -663,8 +727,10 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     if unknown:
         raise GenzooError(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)}")
     settings = settings or Settings()
-    splits = load_splits(run["dataset"])
-    space = classifier_space(splits)
+    options = run_settings(run)  # the run's own data and ruler
+    splits = load_splits(run["dataset"], image_size=options.get("image_size"), labels=options.get("labels", "auto"),
+                         data_root=options.get("data_root", "data"))
+    space = classifier_space(splits, net_path=options.get("feature_net"))
     load_skips: list[tuple[str, str]] = []
     loaded = load_models(folder, records, models, load_skips)
     for item in loaded:

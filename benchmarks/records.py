@@ -45,6 +45,8 @@ class Record:
     kid_std: float | None = None
     precision: float | None = col("precision ↑", "{:.3f}", ci=True)
     recall: float | None = col("recall ↑", "{:.3f}", ci=True)
+    density: float | None = col("density", "{:.3f}", ci=True)  # Naeem et al. 2020, k = 5: about 1 for the data
+    coverage: float | None = col("coverage ↑", "{:.3f}", ci=True)
     recognisable: float | None = col("recognisable ↑", "{:.3f}", ci=True)  # share classified with p >= 0.9
     inception_score: float | None = None  # of the feature net's classifier head
     fid_samples: int | None = col("samples", "{:d}")
@@ -52,6 +54,10 @@ class Record:
     modes: int | None = col("modes ↑", "{:.1f}", ci=True)
     mode_kl: float | None = col("mode KL ↓", "{:.3f}", ci=True)
     label_accuracy: float | None = col("label acc ↑", "{:.3f}", ci=True)
+    # memorisation, in `feature_space`: each sample's distance to its nearest training image, against the test images'
+    copy_rate: float | None = col("copy rate ↓", "{:.3f}", ci=True)  # nearer than 1 % of test images come; data ~0.01
+    nn_distance_ratio: float | None = col("NN dist ratio", "{:.2f}", ci=True)  # median sample / median test image
+    nn_distance_quantiles: dict[str, float] = field(default_factory=dict)  # p05..p95 of sample distance / test median
     # likelihood on the held-out split, bits per sub-pixel on the 8-bit scale
     bits_per_dim: float | None = col("bits/dim ↓", "{:.3f}", ci=True)
     bpd_kind: str | None = col("bpd kind")  # exact | bound
@@ -66,6 +72,7 @@ class Record:
     train_flops: float | None = col("train TFLOP", "{:.2f}", scale=1e-12)
     flops_per_step: float | None = None  # of the global batch: every data-parallel process's FLOPs together
     train_processes: int | None = None  # data-parallel processes that trained it (1: no data parallelism)
+    deterministic: bool | None = None  # trained and evaluated with deterministic kernels (--deterministic)
     train_seconds: float | None = col("train s", "{:.0f}", ci=True)
     train_images_per_s: float | None = col("train img/s", "{:.0f}", ci=True)
     eval_seconds: dict[str, float] = field(default_factory=dict)  # per phase: sampling, fidelity, likelihood

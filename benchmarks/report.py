@@ -28,7 +28,8 @@ SHARE = (0.0, 1.0)
 # dimension; KID, an unbiased estimate, may dip below 0 by its noise (see `problems`).
 VALID: dict[str, tuple[float, float]] = {
     "fid": (0, 1e6), "kid_std": (0, math.inf), "precision": SHARE, "recall": SHARE, "recognisable": SHARE,
-    "label_accuracy": SHARE, "modes": (0, math.inf), "mode_kl": (0, math.inf), "bits_per_dim": (0, math.inf),
+    "label_accuracy": SHARE, "density": (0, math.inf), "coverage": SHARE, "copy_rate": SHARE,
+    "nn_distance_ratio": (0, math.inf), "modes": (0, math.inf), "mode_kl": (0, math.inf), "bits_per_dim": (0, math.inf),
     "inception_score": (1, math.inf), "fid_samples": (1, math.inf), "nfe": (1, math.inf), "params": (0, math.inf),
     "sample_images_per_s": (0, math.inf), "train_steps": (0, math.inf), "train_flops": (0, math.inf),
     "train_seconds": (0, math.inf), "train_images_per_s": (0, math.inf), "peak_memory_mb": (0, math.inf),
@@ -42,6 +43,7 @@ def problems(record: Record) -> list[str]:
     out = []
     numbers = [(name, getattr(record, name), name) for name in NUMBERS]
     numbers += [(f"bits/dim {label}", v, "bits_per_dim") for label, v in record.bpd_extras.items()]  # the VAE's ELBO
+    numbers += [(f"nn_distance_quantiles {q}", v, "nn_distance_ratio") for q, v in record.nn_distance_quantiles.items()]
     for name, v, kind in numbers:
         low, high = VALID.get(kind, (-math.inf, math.inf))
         if v is None:
@@ -117,8 +119,10 @@ def headers() -> list[str]:
 
 def rich_table(records: list[Record], title: str | None = None, caption: str | None = None) -> Table:
     table = Table(title=title, caption=caption)
-    for h in headers():
-        table.add_column(h, justify="left" if h in ("model", "status") else "right")
+    names = max([len("model"), *(len(r.model) for r in records)])
+    for h in headers():  # the model's name whole, however many columns share the width
+        table.add_column(h, justify="left" if h in ("model", "status") else "right", no_wrap=h == "model",
+                         min_width=names if h == "model" else None)
     for row in aggregate(records):
         table.add_row(*cells(row), style=None if row.status in ("ok", "skipped") else "red")
     return table
@@ -137,6 +141,10 @@ def footnote(run: dict, records: list[Record]) -> str:
         interval
         + f"Feature space: {', '.join(spaces) or '–'}; generated samples per metric: {', '.join(map(str, counts)) or '–'} "
         f"against {ref.get('split', '?')} ({ref.get('images', '?')} images); the data row is the held-out test split. "
+        "Density and coverage (k = 5) against as many training images as samples. Copy rate: the share of samples "
+        "nearer to a training image (in the feature space) than the 1st percentile of held-out test images' distances, "
+        "the data row's on the test half that did not set it; NN dist ratio: the median sample's nearest-training "
+        "distance over the test images' median. "
         f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, "
         "forward and backward, counted by torch.utils.flop_counter). "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
@@ -199,7 +207,11 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
 
 def _feature_net(space: dict) -> str:
     if "test_accuracy" in space:
-        return f"{space.get('name')}, trained on {space.get('task')}, test accuracy {space['test_accuracy']:.3f}"
+        where = {"shipped": "shipped with genzoo", "file": f"from {space.get('file')}",
+                 "trained here": "trained on this machine"}.get(space.get("source", ""), "")
+        sha = f", sha256 {space['sha256'][:16]}" if space.get("sha256") else ""
+        return (f"{space.get('name')}, trained on {space.get('task')}, test accuracy {space['test_accuracy']:.3f}"
+                + (f", {where}" if where else "") + sha)
     return str(space.get("name", "?"))
 
 

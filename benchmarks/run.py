@@ -39,24 +39,16 @@ from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
+from zoo import graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
+from zoo.budget import Budget
+from zoo.checkpoint import Checkpoint, save_interval, training_key
 from zoo.files import SafeConsole, atomic_write
 from zoo.metrics import features, fidelity, speed
 from zoo.parallel import Processes
-from zoo.registry import describe_hparams, parse, parse_overrides, split_variant
-from zoo.train import (
-    STOP_SIGNALS,
-    Budget,
-    Checkpoint,
-    Diverged,
-    Interrupted,
-    derive_seed,
-    fit,
-    resolve_device,
-    save_interval,
-    seed_everything,
-    training_key,
-)
+from zoo.registry import describe_hparams, parse, parse_overrides, preset_entry, split_variant
+from zoo.seeds import derive_seed, seed_everything
+from zoo.train import STOP_SIGNALS, Diverged, Interrupted, fit, resolve_device, use_deterministic
 
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
@@ -79,13 +71,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", dest="seeds", help="the same as --seeds")
     p.add_argument("--precision", default="fp32", choices=list(zoo.train.PRECISIONS),
                    help="training precision: fp32 (default; TF32 matmuls on CUDA), bf16 or fp16 autocast (for GPUs)")
+    p.add_argument("--graphs", default="auto", choices=graphs.GRAPH_MODES,
+                   help="replay each training step as one CUDA graph: auto (on CUDA, where a model allows it), on, off")
+    p.add_argument("--deterministic", default=True, action=argparse.BooleanOptionalAction,
+                   help="deterministic kernels on CUDA, so the same command gives the same table (default: on; "
+                        "the CPU is deterministic either way)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
+    p.add_argument("--labels", default="auto", choices=zdata.LABELS,
+                   help="auto (default): a dataset's labels where it has them, a folder's from its class subfolders; "
+                        "none: read the data unlabeled (conditional models skipped, the feature net learns rotations)")
     p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE}; "
                                                   f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
+    p.add_argument("--feature-net", metavar="PATH",
+                   help="a classifier feature net (.safetensors with its .json) to measure with, e.g. one shared between "
+                        "machines (default: the one shipped for mnist5k, else one trained here and cached)")
     p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
     p.add_argument("--list", nargs="?", const="", metavar="MODEL",
                    help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
@@ -197,10 +200,13 @@ def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: 
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
+        "deterministic": args.deterministic,
+        "graphs": args.graphs,
         "versions": versions,
         "command": " ".join(["python -m benchmarks.run", *map(shlex.quote, argv)]),
         "budget": str(budget),
         "split": zdata.describe_split(args.dataset),
+        "data_options": {"image_size": args.image_size, "labels": args.labels, "data_root": args.data_root},
         "reference": {"split": f"{args.dataset}:train", "images": len(splits.x_train)},
         "bpd_split": "test",
         "feature_space": {"name": space.name, **space.info},
@@ -257,13 +263,15 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     with speed.PeakMemory(device) as mem:
         with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
-                     progress=console.is_terminal and procs.main, processes=procs, precision=args.precision)
+                     progress=console.is_terminal and procs.main, processes=procs, precision=args.precision,
+                     graphs_mode=args.graphs)
         if not procs.main:
             return None
         assert space is not None
         record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
                         overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
-                        checkpoint=str(Path("checkpoints") / key), train_processes=procs.world)
+                        checkpoint=str(Path("checkpoints") / key), train_processes=procs.world,
+                        deterministic=args.deterministic)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
@@ -310,7 +318,7 @@ def list_models(args: argparse.Namespace) -> None:
     """The zoo (or the one model --list names), with what each model can do, whether it takes this
     dataset's image size, and its hyper-parameters: default, the preset's value, what each accepts."""
     names = [parse(args.list)[0].name] if args.list else zoo.available()
-    spec = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root)[0]
+    spec = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root, labels=args.labels)[0]
     table = Table(title=f"genzoo models (NFE and sizes for {args.dataset}, {'x'.join(map(str, spec.shape))})")
     for column in ("name", "capabilities", "NFE", f"takes {spec.height}x{spec.width}", "what it is"):
         table.add_column(column)
@@ -319,7 +327,7 @@ def list_models(args: argparse.Namespace) -> None:
         hparams.add_column(column)
     for name in names:
         cls, _ = parse(name)
-        preset = cls.presets.get(args.preset, {})
+        preset = preset_entry(cls.presets, args.preset) or {}
         fields = describe_hparams(cls)
         together = (cls.validate.__doc__ or "").strip().split("\n")[0] if cls.validate is not Generator.validate else ""
         if together:  # the model's checks of several fields, or of the data
@@ -373,15 +381,19 @@ def _main(argv: list[str]) -> int:
     try:
         args = parse_args(argv)
         set_threads(args.threads)
+        use_deterministic(args.deterministic)  # before any CUDA work: cuBLAS reads its workspace setting once
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
         if args.list is not None:
             list_models(args)
             return 0
         seeds = parse_seeds(args.seeds)
+        if args.feature_net is not None and args.feature_space != "classifier":
+            raise GenzooError("--feature-net gives a classifier feature net; it does not go with --feature-space inception")
         preset = PRESETS[args.preset]
         budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
         device = resolve_device(args.device)
+        graphs.check_graphs(args.graphs, device)
         if device.type == "cuda":  # TF32 matmuls (cuDNN convolutions use it already), as GPU users expect
             torch.set_float32_matmul_precision("high")
         procs = Processes.start(cpu=device.type == "cpu")  # one process unless torchrun/accelerate started several
@@ -399,13 +411,13 @@ def _main(argv: list[str]) -> int:
         out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else ""))
         check_out_folder(out)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
-                                   min_test=fidelity.MIN_IMAGES)
+                                   min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)
         space: features.FeatureSpace | None = None
         if not procs.main:
             pass  # only the main process evaluates
         elif args.feature_space == "classifier":
-            space = features.classifier_space(splits, device=device)
+            space = features.classifier_space(splits, device=device, net_path=args.feature_net)
         else:
             space = features.inception_space(args.inception_weights)
         make_out_folder(out)

@@ -10,8 +10,10 @@ import torch
 
 import zoo
 from zoo import data
+from zoo.budget import Budget
 from zoo.parallel import Processes
-from zoo.train import Budget, derive_seed, fit, seed_everything
+from zoo.seeds import derive_seed, seed_everything
+from zoo.train import fit
 
 
 def train(out: str, models: str, steps: int, batch: int) -> None:

@@ -8,7 +8,9 @@ import torch
 
 import zoo
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
-from zoo.train import Budget, Checkpoint, Interrupted, fit
+from zoo.budget import Budget
+from zoo.checkpoint import Checkpoint
+from zoo.train import Interrupted, fit
 
 B, IN, OUT = 4, 12, 3
 

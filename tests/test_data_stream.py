@@ -6,8 +6,11 @@ from PIL import Image
 
 import zoo
 from zoo import data
+from zoo.batches import Batches
+from zoo.budget import Budget
 from zoo.parallel import Processes
-from zoo.train import Batches, Budget, derive_seed, fit, seed_everything
+from zoo.seeds import derive_seed, seed_everything
+from zoo.train import fit
 
 
 @pytest.fixture

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import zoo
+from zoo.budget import Budget
+from zoo.checkpoint import training_key
 from zoo.models.diffusion import DDPM
-from zoo.train import Budget, training_key
 
 
 def build(name, spec, **hparams):

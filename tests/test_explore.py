@@ -206,7 +206,8 @@ def test_diffusion_trajectory_watches_the_sampler_it_does_not_copy(data):
 
 # -- the command on a run folder ----------------------------------------------------------------------
 
-SMALL = explore.Settings(samples=16, pairs=1, steps=4, perturb_images=1, directions=1, grid=4, draw_images=1, points=4)
+SMALL = explore.Settings(samples=16, pairs=1, steps=4, perturb_images=1, directions=1, grid=4, draw_images=1, points=4,
+                         copy_samples=12, copies_shown=2)
 
 
 @pytest.fixture(scope="module")
@@ -253,7 +254,8 @@ def test_explore_writes_every_figure(run_folder, read_png):
     written = {p.name for p in (path / "explore").iterdir()}
     expected = {"latent_statistics.png", "holes.png", "interpolation.png", "perturbation.png", "latent_2d.png",
                 "drawing-ddim.png", "drawing-ddpm.png", "drawing-pixelcnn.png", "drawing-realnvp.png",
-                "drawing-vae.png", "drawing-aae.png", "drawing-vae-gan.png", "drawing-ldm.png", "explore.json", "explore.md"}
+                "drawing-vae.png", "drawing-aae.png", "drawing-vae-gan.png", "drawing-ldm.png", "copies.png", "explore.json",
+                "explore.md"}
     assert expected <= written
     assert all(read_png(path / "explore" / n).std() > 0 for n in expected if n.endswith(".png"))  # each decodes, not blank
     assert not any(n.endswith(".error.txt") for n in written)
@@ -268,8 +270,16 @@ def test_explore_writes_every_figure(run_folder, read_png):
     drawing = saved["figures"]["drawing"]
     assert drawing["ddpm"]["total_steps"] == 50 and drawing["ldm"]["total_steps"] == 5  # trajectories
     assert drawing["pixelcnn"]["sub_pixels_drawn"][-1] == 784  # a canvas
+    copies = saved["figures"]["copies"]  # every model samples: every model is in it, after the test images
+    assert next(iter(copies["rows"])) == "data (test images)"
+    assert set(copies["rows"]) == {"data (test images)", "ae", "vae", "realnvp", "dcgan", "pixelcnn", "ddpm", "ddim", "aae",
+                                   "vae-gan", "ldm"}
+    for row in copies["rows"].values():
+        assert row["samples"] == 12 and len(row["shown"]) == 2 and 0 <= row["copy_rate"] <= 1
+        assert row["shown"][0]["feature_distance_ratio"] <= row["shown"][1]["feature_distance_ratio"]  # the nearest first
     md = (path / "explore" / "explore.md").read_text()
     assert "## Lecture figures" in md and "](holes.png)" in md
+    assert "nearest training image in the feature space" in md and "nearest training image in pixel space" in md
     assert "](explore/holes.png)" in explore.section(path)  # for embedding in the run folder's results.md
 
 
@@ -285,6 +295,9 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
     assert dict(out["skipped"]["drawing"])["wgan"].startswith("status error")
     # decoders that give one image per code: drawn at temperatures, without the VAE's mean-vs-draw panel
     assert "no distribution p(x|z)" in dict(out["skipped"]["drawing"])["vae-gan (mean vs draw)"]
+    # no 2-D code: the model's declared `code_size_hparam` says how to get one, or that the model fixes it
+    grid = dict(out["skipped"]["latent_2d"])
+    assert grid["aae"].endswith("a run with --set aae.latent_dim=2 draws this") and grid["realnvp"].endswith("fixed by the model")
     assert "\n" not in "".join(r for skips in out["skipped"].values() for _, r in skips)
 
 

@@ -22,9 +22,11 @@ import zoo
 from benchmarks import evaluate, run
 from benchmarks.records import RunFolder
 from zoo.base import GenzooError
+from zoo.budget import Budget
+from zoo.checkpoint import Checkpoint
 from zoo.files import atomic_write
 from zoo.metrics import features
-from zoo.train import Budget, Checkpoint, fit
+from zoo.train import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = ("fid", "kid", "precision", "recall", "bits_per_dim", "train_steps", "flops_per_step", "weights_hash", "loss_curve")

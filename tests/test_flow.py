@@ -106,3 +106,17 @@ def test_actnorm_is_set_from_the_first_data_batch_and_not_from_sampling(mnist):
     # sees the logits of the pixels, std ~2: set from them, its log-scale is far from the identity's 0.
     first = [m for m in model.flow.flows[-1] if isinstance(m, ActNorm)][-1]
     assert first.s.min() > 0.3
+
+
+def test_whether_the_actnorms_are_set_is_kept_on_the_host_and_read_again_after_a_load(mnist):
+    spec, x = mnist[0], mnist[1][:64]
+    torch.manual_seed(0)
+    model = zoo.create("realnvp", spec, preset="smoke")
+    untrained = {k: v.clone() for k, v in model.state_dict().items()}
+    assert model.capture_phase(0) is None  # the step that sets them runs eagerly
+    model.train_step(x)
+    assert model.capture_phase(1) == "train" and all(a.is_set() for a in actnorms(model))
+    model.load_state_dict(untrained)  # unset again: the next batch sets them again
+    assert not any(a.is_set() for a in actnorms(model))
+    model.train_step(x[32:])
+    assert all(a.data_dep_init_done for a in actnorms(model))

@@ -6,7 +6,8 @@ import torch
 
 import zoo
 from zoo.base import DataSpec
-from zoo.train import Budget, training_key
+from zoo.budget import Budget
+from zoo.checkpoint import training_key
 
 SPEC = DataSpec(1, 28, 28, num_classes=10)
 
@@ -106,6 +107,24 @@ def test_the_step_count_is_saved_so_a_reloaded_model_stays_frozen(mnist, tmp_pat
         model.train_step(mnist[1][:8])
     model.save(tmp_path / "m")
     assert int(zoo.load(tmp_path / "m").steps_done) == 3
+
+
+def test_the_step_count_is_kept_on_the_host_and_read_again_after_a_load(mnist):
+    """A step never reads `steps_done` off the device: the count lives on the host (read once after
+    building or loading), follows the loop's through `capture_phase`, and the two steps that set the
+    code statistics outright run eagerly."""
+    x = mnist[1][:8]
+    model = build(ae_steps=2)
+    assert [model.capture_phase(s) for s in range(4)] == [None, "autoencoder", None, "diffusion"]
+    model.capture_phase(0)
+    for _ in range(3):
+        model.train_step(x)
+    assert int(model.steps_done) == 3
+    fresh = build(ae_steps=2)
+    model.load_state_dict(fresh.state_dict())  # back to step 0: the next step is a first-stage one again
+    assert "rec" in model.train_step(x)
+    model.load_state_dict({**fresh.state_dict(), "steps_done": torch.tensor(5)})
+    assert "rec" not in model.train_step(x)
 
 
 def test_codes_are_normalised_with_the_statistics_of_the_final_encoder(mnist):

@@ -278,3 +278,17 @@ def test_describe_hparams_gives_defaults_and_ranges():
     rows = {f: (d, a) for f, d, a in describe_hparams(zoo.registry.get("ddim"))}
     assert rows["steps"] == (50, "an int in [1, train_timesteps]")
     assert rows["channels"] == ([32, 64, 64], "a list of 1 to 6 ints in [1, 1024]")
+
+
+def test_the_lecture_preset_takes_quick_hyper_parameters_and_sample_counts_where_a_model_names_none():
+    from benchmarks.presets import PRESETS
+    from zoo.registry import PRESET_FALLBACK, preset_entry
+
+    assert PRESET_FALLBACK == {"lecture": "quick"}
+    spec = DataSpec(1, 28, 28)
+    for name in ("ddpm", "vae", "pixelcnn"):
+        assert zoo.create(name, spec, preset="lecture").config == zoo.create(name, spec, preset="quick").config
+    ddim = zoo.create("ddim", spec)
+    assert PRESETS["lecture"].eval.samples_for(ddim, "lecture") == ddim.eval_samples["quick"]
+    assert PRESETS["lecture"].budget.amount == 4 * PRESETS["quick"].budget.amount
+    assert preset_entry({"quick": 1}, "full") is None and preset_entry({"lecture": 2, "quick": 1}, "lecture") == 2

@@ -66,7 +66,8 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models,
     for name in ("ae", "vae"):
         r = by_name[name]
         assert r.ok and r.fid > 0 and r.fid_samples == 200 and 0 <= r.recognisable <= 1
-        assert r.feature_space == "classifier:mnist5k" and r.params > 0 and r.nfe == 1 and r.train_steps == 20
+        assert r.density >= 0 and 0 <= r.coverage <= 1 and 0 <= r.copy_rate <= 1 and r.nn_distance_ratio > 0
+        assert r.feature_space.startswith("classifier:mnist5k@28px#") and r.params > 0 and r.nfe == 1 and r.train_steps == 20
         assert r.sample_images_per_s > 0 and r.peak_memory_mb > 0 and r.modes is not None
         assert r.flops_per_step > 0 and r.train_flops == r.flops_per_step * 20
         assert set(r.eval_seconds) >= {"sampling", "fidelity"}
@@ -88,7 +89,8 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models,
     md = (out / "results.md").read_text()
     assert "classifier:mnist5k" in md and "samples/vae--seed0.png" in md
     for r in (by_name["data"], by_name["vae"]):  # a row of the table with its numbers
-        assert f"| {r.model} | ok | {r.fid:.2f} | {r.kid:.4f} | {r.precision:.3f} | {r.recall:.3f} | {r.recognisable:.3f} |" in md
+        assert (f"| {r.model} | ok | {r.fid:.2f} | {r.kid:.4f} | {r.precision:.3f} | {r.recall:.3f} | {r.density:.3f} | "
+                f"{r.coverage:.3f} | {r.recognisable:.3f} |") in md
 
     # A rerun reuses what finished: no model trains again.
     def no_training(*a, **k):

@@ -11,7 +11,10 @@ import torch
 import zoo
 from zoo import data
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
-from zoo.train import Budget, Interrupted, fit, seed_everything, training_key
+from zoo.budget import Budget
+from zoo.checkpoint import training_key
+from zoo.seeds import seed_everything
+from zoo.train import Interrupted, fit
 
 
 class Counter(Generator):
@@ -258,3 +261,34 @@ def test_a_resumed_training_says_so_once(tmp_path, capsys):
     r = fit(Counter(DataSpec(1, 2, 2)), x, None, budget, seed=3, checkpoint=tmp_path, progress=False)
     assert r.events == ["SIGTERM at step 2", "resumed at step 2"]
     assert capsys.readouterr().out.splitlines() == ["counter seed 3: resumed at step 2"]
+
+
+class TwoUpdates(Counter):
+    """Two optimizer steps inside one train_step, as a GAN's discriminator and generator updates."""
+
+    def __init__(self, spec, **hp):
+        super().__init__(spec, **hp)
+        self.lin = torch.nn.Linear(spec.dims, 1)
+        self.opt = torch.optim.SGD(self.lin.parameters(), lr=0.5)
+        self.seen: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []  # (weight, bias, loss) per forward
+
+    def train_step(self, x, y=None):
+        for _ in range(2):
+            weight, bias = self.lin.weight.detach().clone(), self.lin.bias.detach().clone()
+            loss = self.lin(x.flatten(1)).float().pow(2).mean()
+            self.seen.append((weight, bias, loss.detach()))
+            self.opt.zero_grad()
+            loss.backward()
+            self.opt.step()
+        return {"loss": loss.detach()}
+
+
+def test_under_bf16_a_second_update_in_one_step_sees_the_weights_the_first_one_made():
+    x = torch.rand(4, 1, 2, 2, generator=torch.Generator().manual_seed(0))
+    model = TwoUpdates(DataSpec(1, 2, 2))
+    fit(model, x, None, Budget(1, "steps", batch_size=4), progress=False, precision="bf16")
+    weight, bias, loss = model.seen[1]
+    with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+        expected = torch.nn.functional.linear(x.flatten(1), weight, bias).float().pow(2).mean()
+    assert not torch.equal(weight, model.seen[0][0])  # the first update moved the weights
+    assert torch.equal(loss, expected)  # autocast's weight cache would have served the old ones

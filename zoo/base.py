@@ -13,7 +13,7 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,6 +241,9 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     variant_param: ClassVar[str | None] = None  # `name@V` sets this hparam to int(V), e.g. ddim@10
     # True: the training loop hands `after_training` the whole training set (False spares loading it).
     fits_after_training: ClassVar[bool] = False
+    # Why this model's training step can never be replayed as a CUDA graph (`zoo.graphs`), in a few
+    # words; "" when it can. Steps that differ from one another are declared by `capture_phase`.
+    not_capturable: ClassVar[str] = ""
     _grad_scaler: torch.amp.GradScaler | None = None  # inside `loss_scaling` only
 
     def __init__(self, spec: DataSpec, **hparams: Any):
@@ -263,8 +266,15 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
 
     # -- what every model implements -------------------------------------------------------
     @abc.abstractmethod
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
-        """One optimisation step on a batch x (B,C,H,W) in [0,1]; returns losses, "loss" first."""
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> Mapping[str, Tensor | float]:
+        """One optimisation step on a batch x (B,C,H,W) in [0,1]; returns named losses as 0-d tensors
+        (floats are accepted too; the loop reads them every few steps), "loss" first.
+
+        Return them detached (`loss.detach()`), not as `loss.item()`: reading a number off the device
+        makes the host wait for the step to finish, at every step. For the same reason nothing in a
+        step should branch on a tensor's value (`if t:`, `bool(t)`, `float(t)`, `.tolist()`).
+        (Typed as a `Mapping`, whose values are covariant, so that a model may declare
+        `-> dict[str, Tensor]`.)"""
 
     @abc.abstractmethod
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
@@ -276,6 +286,15 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         and restores their state in a resume file, under these names. By default every optimizer held
         as an attribute of the model itself; a model that holds one elsewhere overrides this."""
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+
+    def capture_phase(self, step: int) -> Hashable | None:
+        """Which CUDA graph replays training step `step` (the number of steps done before it), for
+        `zoo.graphs`. Steps of one phase launch the same kernels on the same tensors, so one graph,
+        captured once, replays them all; None runs this step eagerly (a one-off: a data-dependent
+        initialisation, the first step of a new stage). A replayed step runs no Python, so the loop
+        calls this before every step, replayed or not: a model whose `train_step` keeps host-side
+        state (a step count, a stage) takes it from `step` here. By default every step is alike."""
+        return "train"
 
     @contextmanager
     def loss_scaling(self, scaler: torch.amp.GradScaler | None) -> Iterator[None]:
@@ -471,7 +490,13 @@ class GaussianPrior:
 
 class Latent:
     """Capability: an encoder and a decoder, for interpolation and traversal; and, if the model has
-    one, the Gaussian its codes are drawn from (`latent_prior`)."""
+    one, the Gaussian its codes are drawn from (`latent_prior`).
+
+    `code_size_hparam` names the hyper-parameter that sets the code's size D ("latent_dim"), or is
+    None where the model fixes it (a flow's code is as large as the image): the lecture figures say
+    which `--set` gives a 2-D code."""
+
+    code_size_hparam: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def encode(self, x: Tensor) -> Tensor:

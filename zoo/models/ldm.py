@@ -46,8 +46,9 @@ callback=fn)`), each step's z_t and predicted z_0 are shown decoded.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -155,6 +156,27 @@ class LDM(Generator["LDM.Config"], Stepwise):
         self.register_buffer("latent_mean", torch.zeros(zc))
         self.register_buffer("latent_std", torch.ones(zc))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self._steps_seen: int | None = None  # steps_done as a Python int, so a step never reads the device; None: read it
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps_seen = None  # steps_done was just overwritten: read it again at the next step
+
+    def _steps(self) -> int:
+        """The training steps done so far: the `steps_done` buffer, read from the device once after the
+        model is built or loaded (one sync), then counted on the host."""
+        if self._steps_seen is None:
+            self._steps_seen = int(self.steps_done)
+        return self._steps_seen
+
+    def capture_phase(self, step: int) -> Hashable | None:
+        """Two phases, the joint first-stage steps and the frozen ones; the two steps that set the code
+        statistics outright (the first, and the first frozen one) run eagerly. A replayed step runs no
+        Python, so the step count `train_step` goes by is taken from the loop's `step` here."""
+        self._steps_seen = step
+        if step in (0, self.config.ae_steps):
+            return None
+        return "autoencoder" if step < self.config.ae_steps else "diffusion"
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_ae": self.opt_ae, "opt_unet": self.denoiser.opt}  # the DDIM holds its own
@@ -182,8 +204,9 @@ class LDM(Generator["LDM.Config"], Stepwise):
         """Normalised codes (B,zc,h,w) -> images (B,C,H,W) in [0,1]."""
         return torch.sigmoid(self.decoder(self._denormalise(z)))
 
-    def _ae_step(self, x: Tensor) -> tuple[dict[str, float], Tensor]:
-        """One autoencoder update; returns its losses and the batch's (detached) code means."""
+    def _ae_step(self, x: Tensor, first: bool) -> tuple[dict[str, Tensor], Tensor]:
+        """One autoencoder update (`first`: the training's first step); returns its losses and the
+        batch's (detached) code means."""
         mu, logvar = self._posterior(x)
         z = mu
         kl = torch.zeros((), device=x.device)
@@ -194,8 +217,8 @@ class LDM(Generator["LDM.Config"], Stepwise):
         loss = rec + self.config.kl_weight * kl * self.latent_spec.dims / self.spec.dims
         self.optimize(self.opt_ae, loss)
         mu = mu.detach()
-        self._update_statistics(mu, 1.0 if int(self.steps_done) == 0 else 0.1)
-        return {"rec": rec.item(), "kl": kl.item()}, mu
+        self._update_statistics(mu, 1.0 if first else 0.1)
+        return {"rec": rec.detach(), "kl": kl.detach()}, mu
 
     @torch.no_grad()
     def _update_statistics(self, mu: Tensor, rate: float) -> None:
@@ -204,14 +227,15 @@ class LDM(Generator["LDM.Config"], Stepwise):
         self.latent_std.lerp_(mu.std((0, 2, 3)).clamp(min=1e-4), rate)
 
     # -- training -------------------------------------------------------------------------------
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
-        stats: dict[str, float] = {}
-        if int(self.steps_done) < self.config.ae_steps:
-            stats, mu = self._ae_step(x)  # stage 1, with the diffusion step below on its codes
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        stats: dict[str, Tensor] = {}
+        steps = self._steps()
+        if steps < self.config.ae_steps:
+            stats, mu = self._ae_step(x, first=steps == 0)  # stage 1, with the diffusion step below on its codes
         else:
             with torch.no_grad():
                 mu = self._posterior(x)[0]  # (B,zc,h,w), the frozen encoder's code means
-            if int(self.steps_done) == self.config.ae_steps:  # the first frozen step: the statistics of the
+            if steps == self.config.ae_steps:  # the first frozen step: the statistics of the
                 self._update_statistics(mu, 1.0)  # final encoder's codes (a running average lags), then frozen
         z0 = self._normalise(mu).detach()  # stop-gradient: the diffusion loss never reaches the autoencoder
         d = self.denoiser
@@ -219,7 +243,8 @@ class LDM(Generator["LDM.Config"], Stepwise):
         loss = d.loss(to_unit(z0), torch.randn_like(z0), t)  # the DDIM maps its input by to_signed back to z0
         self.optimize(self.denoiser.opt, loss)
         self.steps_done += 1
-        return {"loss": loss.item(), **stats}
+        self._steps_seen = steps + 1
+        return {"loss": loss.detach(), **stats}
 
     # -- sampling -------------------------------------------------------------------------------
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,

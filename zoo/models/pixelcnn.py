@@ -261,10 +261,11 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise):
         """Images in [0,1] -> integer levels round(255 x) (B,C,H,W), long."""
         return torch.round(x.clamp(0, 1) * (LEVELS - 1)).long()
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         loss = self._nll(self.to_levels(x), y if self.label_classes else None).mean() / self.spec.dims  # nats per sub-pixel
         self.optimize(self.opt, loss, clip=self.config.grad_clip)
-        return {"loss": loss.item(), "bpd": loss.item() / math.log(2)}
+        loss = loss.detach()
+        return {"loss": loss, "bpd": loss / math.log(2)}
 
     @torch.no_grad()
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None,

@@ -93,6 +93,7 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder):
     """Variational autoencoder: a conv encoder to q(z|x), a conv decoder to p(x|z); samples are mean images."""
 
     name = "vae"
+    code_size_hparam = "latent_dim"
     bpd_kind = "bound"
     sampler_params = ("iw_samples", "temperature")  # evaluation only: not part of the training key
 
@@ -180,11 +181,11 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder):
         kl = gaussian_kl(mu, logvar).sum(1)
         return self.reconstruction_loss(x, z), kl
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         rec, kl = self._terms(x)
         loss = (rec + self.config.beta * kl).mean() / self.spec.dims  # per dimension
         self.optimize(self.opt, loss)
-        return {"loss": loss.item(), "rec": rec.mean().item(), "kl": kl.mean().item()}
+        return {"loss": loss.detach(), "rec": rec.detach().mean(), "kl": kl.detach().mean()}
 
     # -- likelihood ---------------------------------------------------------------------------
     @torch.no_grad()

@@ -59,6 +59,7 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
     """VAE-GAN: a VAE whose decoder is also trained against a discriminator on its decodings."""
 
     name = "vae-gan"
+    code_size_hparam = "latent_dim"
 
     @dataclass
     class Config(ModelConfig):
@@ -97,7 +98,7 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, float]:
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         c = self.config
         real = to_signed(x)  # the discriminator sees [-1, 1], as in the GANs
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
@@ -130,8 +131,8 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
         dec_loss = rec + c.adv_weight * g_adv
         self.optimize(self.opt_enc, enc_loss, inputs=list(self.encoder.parameters()), retain_graph=True)
         self.optimize(self.opt_dec, dec_loss, inputs=list(self.decoder.parameters()))
-        return {"loss": enc_loss.item(), "rec": rec.item(), "kl": kl.item(), "d_loss": d_loss.item(),
-                "g_loss": g_adv.item()}
+        return {"loss": enc_loss.detach(), "rec": rec.detach(), "kl": kl.detach(), "d_loss": d_loss.detach(),
+                "g_loss": g_adv.detach()}
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.randn(n, self.config.latent_dim, generator=generator))

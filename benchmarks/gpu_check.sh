@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Every GPU check of issue 31 in one call, most important first, within about 9 minutes.
+#
+#   bash benchmarks/gpu_wheels.sh                       # once, where package registries can be reached
+#   bash benchmarks/gpu_check.sh                        # on the GPU machine, from the repo root, with .whl/ carried
+#
+# Phases, each under its own timeout and the script's deadline (a phase that would start with too
+# little time left is skipped and says so):
+#   1. the machine: nvidia-smi, torch, the carried packages
+#   2. pytest tests/test_graphs.py: graphed steps train like eager ones, fallbacks say why
+#   3. benchmarks.gpu_bench: per model GFLOP/step, steps/s eager vs graphed, TFLOP/s and share of peak,
+#      peak memory, sampling images/s; what deterministic kernels cost and which ops have none
+#   4. the runner: a smoke run (fills the feature-net cache, so the timed runs below do not pay for it),
+#      then quick with --graphs on, the same with --deterministic twice (are the tables identical?),
+#      and quick with --graphs off, each timed end to end
+# Writes into $OUT (at most 8 files come back from a lent machine): gpu_check.log, summary.md,
+# pytest.xml, throughput.md, determinism.md, gpu_bench.json, dmon.txt, runs.tar.gz (the run
+# folders without checkpoints).
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-out}
+mkdir -p "$OUT"
+DEADLINE=${GPU_CHECK_SECONDS:-530}       # seconds for the whole script: a lent machine's call allows 600
+RUN_MODELS=${RUN_MODELS:-ae,dcgan,ddpm,pixelcnn}  # issue 31 timed these four eagerly at 110 s on an H200
+RUN_SEEDS=${RUN_SEEDS:-0}
+DET_MODELS=${DET_MODELS:-ae,dcgan,ddpm}   # the models whose tables differed between two CUDA runs
+RUNS=/tmp/runs
+SUMMARY=$OUT/summary.md
+exec > >(tee -a "$OUT/gpu_check.log") 2>&1
+
+export PYTHONPATH=/tmp/site:$PWD HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1 MPLBACKEND=Agg GENZOO_CACHE=/tmp/genzoo-cache
+
+left() { echo $((DEADLINE - SECONDS)); }
+
+# phase NAME CAP COMMAND...: run COMMAND under a timeout of CAP seconds, or of what is left before
+# the deadline (less a reserve for the summary); skip it when under 20 s would remain.
+phase() {
+    local name=$1 cap=$2 budget
+    shift 2
+    PHASE_SECONDS=""
+    budget=$(( $(left) - 20 ))
+    (( budget > cap )) && budget=$cap
+    if (( budget < 20 )); then
+        echo "== $name: skipped, $(left) s left"
+        echo "| $name | skipped | - |" >> "$SUMMARY"
+        return 1
+    fi
+    echo "== $name (at most ${budget} s, $(left) s left)"
+    local start=$SECONDS
+    timeout -k 10 "$budget" "$@"
+    local rc=$?
+    PHASE_SECONDS=$((SECONDS - start))
+    echo "== $name: exit $rc after $PHASE_SECONDS s"
+    echo "| $name | $rc$( (( rc == 124 || rc == 137 )) && echo ' (timed out)') | $PHASE_SECONDS |" >> "$SUMMARY"
+    return $rc
+}
+
+QUICK=(python3 -m benchmarks.run --preset quick)  # each run below gets a fresh folder: nothing is reused
+
+printf '# GPU check\n\n| phase | exit | seconds |\n|---|---|---|\n' > "$SUMMARY"
+
+# -- 1. the machine -------------------------------------------------------------------------------
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    || { echo "no wheels: run benchmarks/gpu_wheels.sh where registries can be reached, and carry .whl"; exit 1; }
+rm -rf /tmp/site/tests  # torch-fidelity's wheel ships a top-level `tests` package
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
+python3 - <<'EOF'
+import importlib.metadata as m, torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "device", torch.cuda.get_device_name())
+print(", ".join(f"{p} {m.version(p)}" for p in ("diffusers", "normflows", "torch-fidelity", "mlxtend", "huggingface-hub")))
+EOF
+
+# -- 2. correctness: graphed steps train like eager ones ------------------------------------------
+phase "pytest tests/test_graphs.py" 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_graphs.py \
+    --junitxml="$OUT/pytest.xml" -o junit_logging=system-out
+
+# -- 3. the throughput and determinism tables -----------------------------------------------------
+BENCH=$(( $(left) - 230 ))   # keep about 230 s for the runner phases
+(( BENCH > 190 )) && BENCH=190
+phase "gpu_bench" $((BENCH + 15)) python3 -m benchmarks.gpu_bench "$OUT" --seconds "$BENCH"
+
+# -- 4. the runner, end to end ----------------------------------------------------------------------
+nvidia-smi dmon -s um -d 1 > "$OUT/dmon.txt" 2>&1 &
+DMON=$!
+phase "smoke, warms the feature-net cache" 60 \
+    python3 -m benchmarks.run --preset smoke --models ae --graphs on --out "$RUNS/smoke"
+phase "quick --graphs on: $RUN_MODELS, seeds $RUN_SEEDS" 120 "${QUICK[@]}" --out "$RUNS/graphs-on" --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs on
+ON_SECONDS=${PHASE_SECONDS:-}
+phase "quick --deterministic (a): $DET_MODELS" 70 "${QUICK[@]}" --out "$RUNS/det-a" --models "$DET_MODELS" --seeds 0 --graphs on --deterministic
+phase "quick --deterministic (b): $DET_MODELS" 70 "${QUICK[@]}" --out "$RUNS/det-b" --models "$DET_MODELS" --seeds 0 --graphs on --deterministic
+phase "quick --graphs off: $RUN_MODELS, seeds $RUN_SEEDS" 150 "${QUICK[@]}" --out "$RUNS/graphs-off" --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs off
+OFF_SECONDS=${PHASE_SECONDS:-}
+kill "$DMON" 2>/dev/null
+
+# -- the summary ----------------------------------------------------------------------------------------
+{
+    printf '\n## quick, end to end (%s, seeds %s)\n\n' "$RUN_MODELS" "$RUN_SEEDS"
+    printf -- '- --graphs on: %s s\n- --graphs off: %s s\n' "${ON_SECONDS:-?}" "${OFF_SECONDS:-?}"
+    printf '\n## the same command twice, --deterministic (%s)\n\n' "$DET_MODELS"
+} >> "$SUMMARY"
+python3 - "$RUNS/det-a/results.json" "$RUNS/det-b/results.json" >> "$SUMMARY" 2>&1 <<'EOF'
+"""Every quality and likelihood column of two results.json, record by record: identical or not."""
+import json, math, sys
+
+TIMINGS = ("seconds", "per_s", "memory", "_mb", "latency")  # these differ between runs, of course
+
+
+def numbers(record, prefix=""):
+    for key, value in record.items():
+        name = prefix + key
+        if isinstance(value, dict):
+            yield from numbers(value, name + ".")
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not any(t in name for t in TIMINGS):
+            yield name, value
+
+
+def same(a, b):
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+
+
+try:
+    first, second = ({(r["model"], r["seed"]): r for r in json.load(open(p))["models"]} for p in sys.argv[1:3])
+except (OSError, ValueError, KeyError) as e:
+    sys.exit(f"no comparison: {type(e).__name__}: {e}")
+differing = 0
+for key in sorted(first.keys() | second.keys()):
+    a, b = dict(numbers(first.get(key, {}))), dict(numbers(second.get(key, {})))
+    diffs = [f"{n} {a.get(n)} vs {b.get(n)}" for n in sorted(a.keys() | b.keys()) if not same(a.get(n), b.get(n))]
+    differing += bool(diffs)
+    print(f"- {key[0]} seed {key[1]}: " + ("identical" if not diffs else "DIFFERENT: " + "; ".join(diffs)))
+print(f"\n{'identical tables' if not differing else f'{differing} record(s) differ'}")
+EOF
+for run in "$RUNS"/*/; do  # each run's own record of its wall-clock
+    python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["run"]; print(f"- {sys.argv[2]}: history", [h.get("wall_seconds") for h in r.get("history", [])])' \
+        "$run/results.json" "$(basename "$run")" >> "$SUMMARY" 2>/dev/null
+done
+tar -czf "$OUT/runs.tar.gz" -C /tmp --exclude=checkpoints --exclude='*.safetensors' --exclude='resume.pt' runs 2>/dev/null
+echo
+cat "$SUMMARY"
+cat "$OUT/throughput.md" "$OUT/determinism.md" 2>/dev/null
+echo "== done after $SECONDS s"

@@ -1,0 +1,416 @@
+"""Score images made elsewhere in genzoo's feature space, next to the zoo.
+
+    python -m benchmarks.score samples/                     # a folder of images, against mnist5k (quick)
+    python -m benchmarks.score samples.npz --dataset cifar10 --preset full
+    python -m benchmarks.score samples.pt --into results/mnist5k-quick --name my-gan
+
+SAMPLES is a folder of images (read recursively, sorted by path), an `.npz` (its array `images`,
+else `arr_0`, else its first), an `.npy`, or a `.pt`/`.pth` file holding a tensor (or a dict with
+one under `images`), read with `torch.load(weights_only=True)`: a pickled object is refused.
+
+They are scored against `--dataset` with the evaluation settings of `--preset`, in the same feature
+space and by the same rules as a run's rows (`benchmarks.evaluate.score_samples`): the preset's
+sample count, a seeded random subset where more are given (the subset the data row draws from the
+test split, so the test split written out in its order scores exactly as the data row). With
+`--into RUN` the result becomes a row of that run folder's tables and comparison figure (and the
+dataset, preset and feature space default to the run's); without it the table is printed, with the
+data row beside it.
+
+What is accepted, and what is refused in one line:
+- layout (N,H,W), (N,C,H,W) or (N,H,W,C) with C 1 or 3, at the dataset's image size exactly (no
+  resampling: resizing changes the scores);
+- values: uint8 0..255, other integers within 0..255, or floats in [0,1] (up to 1e-4 outside is
+  clipped); anything else (a [-1,1] range, 0..255 as floats, NaN) is refused, saying what it saw;
+- channels: three equal channels are read as grey for a grey dataset (other colour is refused); a
+  grey image for a colour dataset is repeated into three channels (a note says so);
+- too few samples for a metric: that metric is left empty and the reason printed (FID and KID need
+  2, precision and recall 4, density and coverage 6); fewer than the preset's count are all scored,
+  with a note that FID and KID then read higher than rows of the full count.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from rich.table import Table
+from torch import Tensor
+
+import zoo
+from benchmarks import evaluate, report
+from benchmarks.cli import Parser, set_threads
+from benchmarks.presets import PRESETS
+from benchmarks.records import COLUMNS, DATA_ROW, Record, RunFolder, aggregate
+from zoo import data as zdata
+from zoo.base import DataSpec, GenzooError
+from zoo.files import SafeConsole
+from zoo.metrics import coverage, density, features, fidelity
+from zoo.registry import split_variant
+
+console = SafeConsole(width=None if sys.stdout.isatty() else 200)
+ARRAY_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
+FLOAT_SLACK = 1e-4  # floats this far outside [0,1] are clipped (rounding in a conversion); further is refused
+SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
+# The fewest samples each metric needs, and why: below it the metric is left empty.
+MINIMUM = {
+    "fid": (2, "FID needs 2 samples for a covariance"),
+    "kid": (2, "KID needs 2 samples"),
+    "precision": (fidelity.MIN_IMAGES, f"precision and recall need {fidelity.MIN_IMAGES} samples "
+                                       f"(k = {fidelity.PRC_NEIGHBOURS} neighbours besides itself)"),
+    "density": (density.NEIGHBOURS + 1, f"density and coverage need {density.NEIGHBOURS + 1} samples "
+                                        f"(k = {density.NEIGHBOURS} neighbours besides itself, among as many real images)"),
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = Parser(prog="python -m benchmarks.score", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("samples", help="a folder of images, an .npz or .npy file, or a .pt tensor")
+    p.add_argument("--dataset", help=f"what to score against: one of {', '.join(zdata.NAMES)} "
+                                     "(default: the run's with --into, else mnist5k)")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="whose evaluation settings (sample count) to use (default: the run's with --into, else quick)")
+    p.add_argument("--image-size", type=int, help="the dataset's image size, as the run's --image-size")
+    p.add_argument("--labels", choices=zdata.LABELS, help="as the run's --labels (default: auto)")
+    p.add_argument("--data-root", help="where torchvision datasets live (default: data)")
+    p.add_argument("--feature-space", choices=features.FEATURE_SPACES, help="as the run's (default: classifier)")
+    p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
+    p.add_argument("--feature-net", help="a feature net file (.safetensors with its .json), as the run's --feature-net")
+    p.add_argument("--into", metavar="RUN", help="add the scores as a row of this run folder's tables and figures")
+    p.add_argument("--name", help="the row's name with --into, e.g. my-gan")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    return p.parse_args(argv)
+
+
+# -- reading the samples -------------------------------------------------------------------------
+
+def read_samples(path: Path, spec: DataSpec, dataset: str = "the dataset") -> Tensor:
+    """SAMPLES -> (N,C,H,W) in the dataset's shape: uint8, or float32 in [0,1]. Refused in one line
+    where the layout, size, channels or values do not fit (see the module's doc)."""
+    if not path.exists():
+        raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")
+    if path.is_dir():
+        x = _read_folder(path, spec, dataset)
+    elif path.suffix.lower() in ARRAY_SUFFIXES:
+        x = _layout(_read_array(path), spec, path, dataset)
+    else:
+        raise GenzooError(f"samples {path}: a {path.suffix or 'suffix-less'} file; give a folder of images, "
+                          f"or a file ending in {', '.join(ARRAY_SUFFIXES)}")
+    return _channels(_values(x, path), spec, path, dataset)
+
+
+def _read_folder(root: Path, spec: DataSpec, dataset: str) -> Tensor:
+    """Every image under `root`, sorted by path, as stored (no resizing): uint8 (N,C,H,W)."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in zdata.IMAGE_EXTS and p.is_file())
+    if not files:
+        raise GenzooError(f"samples folder {root} has no images ({', '.join(sorted(zdata.IMAGE_EXTS))})")
+    for f in files:  # headers first: a wrong size is refused before anything is decoded
+        with zdata.open_image(f) as img:
+            w, h = img.size
+        if (h, w) != (spec.height, spec.width):
+            raise GenzooError(f"sample {f} is {w}x{h}; {dataset}'s images are {spec.width}x{spec.height} "
+                              "(samples are not resized: resampling changes the scores; resize them to the dataset's size)")
+    mode = zdata.folder_mode(files)
+    return torch.stack([zdata.read_image(f, mode, None) for f in files])
+
+
+def _read_array(path: Path) -> Tensor:
+    """The array of an .npz/.npy (no pickles) or the tensor of a .pt (weights_only)."""
+    suffix = path.suffix.lower()
+    if suffix in (".pt", ".pth"):
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a pickled object weights_only refuses, or a damaged file
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if "weights_only" in str(e) or "Unsupported global" in str(e):
+                reason = "it holds pickled objects that torch.load(weights_only=True) does not load"
+            raise GenzooError(f"samples {path} cannot be read as a tensor ({reason}); save one with "
+                              "torch.save(images, path)") from None
+        if isinstance(obj, dict) and isinstance(obj.get("images"), Tensor):
+            obj = obj["images"]
+        if not isinstance(obj, Tensor):
+            raise GenzooError(f"samples {path} holds a {type(obj).__name__}, not a tensor (or a dict with one "
+                              "under 'images'); save one with torch.save(images, path)")
+        return obj.detach().cpu()
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                keys = list(loaded.files)
+                if not keys:
+                    raise GenzooError(f"samples {path} holds no arrays")
+                key = next((k for k in ("images", "arr_0") if k in keys), keys[0])
+                array = loaded[key]
+        else:
+            array = loaded
+    except GenzooError:
+        raise
+    except ValueError as e:  # object arrays: allow_pickle=False
+        raise GenzooError(f"samples {path} holds Python objects, not numbers ({str(e).splitlines()[0]}); "
+                          "save a numeric array with np.savez(path, images=...)") from None
+    except (OSError, EOFError) as e:
+        raise GenzooError(f"samples {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if array.dtype.kind not in "biuf":
+        raise GenzooError(f"samples {path} holds {array.dtype} values, not numbers")
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _layout(x: Tensor, spec: DataSpec, path: Path, dataset: str) -> Tensor:
+    """(N,H,W), (N,C,H,W) or (N,H,W,C) -> (N,C,H,W), the image size matched against the dataset's."""
+    size = (spec.height, spec.width)
+    expected = (f"expected (N,H,W), (N,C,H,W) or (N,H,W,C) with C 1 or 3 and HxW {spec.height}x{spec.width} "
+                f"({dataset}'s images; samples are not resized)")
+    shape = tuple(x.shape)
+    if x.ndim == 3 and shape[1:] == size:
+        return x.unsqueeze(1)
+    if x.ndim == 4 and shape[2:] == size:
+        return x
+    if x.ndim == 4 and shape[1:3] == size:
+        return x.permute(0, 3, 1, 2)
+    raise GenzooError(f"samples {path} have shape {shape}; {expected}")
+
+
+def _values(x: Tensor, path: Path) -> Tensor:
+    """uint8 as it is; integers within 0..255 as uint8; floats within [0,1] (FLOAT_SLACK clipped) as float32."""
+    if len(x) == 0:
+        raise GenzooError(f"samples {path} hold no images")
+    if x.dtype == torch.bool or x.is_complex():
+        raise GenzooError(f"samples {path} are {x.dtype}; expected uint8 0..255 or floats in [0,1]")
+    if x.dtype == torch.uint8:
+        return x.contiguous()
+    if not x.is_floating_point():
+        least, most = int(x.min()), int(x.max())
+        if least < 0 or most > 255:
+            raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255 (or floats in [0,1])")
+        return x.to(torch.uint8).contiguous()
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise GenzooError(f"samples {path} hold NaN or infinite values; expected floats in [0,1]")
+    low, high = float(x.min()), float(x.max())
+    if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
+        hint = ("; it looks like [-1,1]: map it with (x + 1) / 2" if low >= -1 - FLOAT_SLACK and high <= 1 + FLOAT_SLACK
+                else "; it looks like 0..255: divide by 255 or store uint8" if low >= 0 and high <= 255 else "")
+        raise GenzooError(f"samples {path} are floats from {low:.4g} to {high:.4g}; expected [0,1]{hint}")
+    return x.clamp_(0, 1).contiguous()
+
+
+def _channels(x: Tensor, spec: DataSpec, path: Path, dataset: str) -> Tensor:
+    """Three equal channels -> one for a grey dataset; one -> three (repeated) for a colour one."""
+    c = x.shape[1]
+    if c == spec.channels:
+        return x
+    if c == 3 and spec.channels == 1:
+        if bool((x[:, 0] == x[:, 1]).all()) and bool((x[:, 1] == x[:, 2]).all()):
+            return x[:, :1].contiguous()
+        raise GenzooError(f"samples {path} are in colour (their three channels differ); {dataset}'s images are grey")
+    if c == 1 and spec.channels == 3:
+        console.print(f"note: {path} holds grey images; {dataset}'s are in colour: the grey channel is repeated into three",
+                      highlight=False)
+        return x.expand(-1, 3, -1, -1).contiguous()
+    raise GenzooError(f"samples {path} have {c} channels; {dataset}'s images have {spec.channels} (1 or 3 are read)")
+
+
+# -- scoring -------------------------------------------------------------------------------------
+
+def score_tensor(images: Tensor, splits: zdata.Splits, space: features.FeatureSpace, settings: evaluate.EvalSettings,
+                 *, cuda: bool = False) -> tuple[dict[str, Any], Tensor, list[str]]:
+    """The metrics of images made elsewhere, the images scored, and why any metric is left empty.
+    From 4 images on they are scored like a run's rows (`evaluate.score_samples`); fewer get what
+    can be measured of so few (FID and KID from 2, the classifier's share and mode coverage)."""
+    n = min(len(images), settings.samples)
+    if n >= fidelity.MIN_IMAGES:
+        metrics, scored = evaluate.score_samples(images, splits, space, settings, cuda=cuda)
+    else:
+        scored = zdata.to_float(images[:n])
+        metrics = {"fid_samples": n, "feature_space": space.name}
+        if n >= MINIMUM["fid"][0]:
+            m = fidelity.calculate(scored, splits.x_train, space, reference_name=splits.content_hash, cuda=cuda,
+                                   fid=True, kid=True, kid_subset_size=n, kid_subsets=fidelity.KID_SUBSETS)
+            values = {"fid": m["frechet_inception_distance"], "kid": m["kernel_inception_distance_mean"],
+                      "kid_std": m["kernel_inception_distance_std"]}
+            metrics.update({k: float(v) if np.isfinite(v) else None for k, v in values.items()})
+        if space.probabilities is not None and splits.y_train is not None and splits.spec.num_classes:
+            probs = space.probabilities(scored)
+            metrics["recognisable"] = coverage.recognisable(probs)
+            metrics.update(coverage.mode_coverage(probs.argmax(1), splits.y_train, splits.spec.num_classes))
+    reasons = [why for key, (least, why) in MINIMUM.items() if n < least and metrics.get(key) is None]
+    if n < fidelity.MIN_IMAGES:
+        reasons.append(f"the copy rate is measured with the other feature metrics, from {fidelity.MIN_IMAGES} samples")
+    return metrics, scored, reasons
+
+
+def quality_table(records: list[Record], title: str, caption: str) -> Table:
+    """The run's table with only the columns some row fills (no training or sampling cost here)."""
+    rows = aggregate(records)
+    keep = [i for i, (name, *_) in enumerate(COLUMNS) if any(row.cells[name][0] is not None for row in rows)]
+    table = Table(title=title, caption=caption)
+    for h in [report.headers()[0], *(report.headers()[i + 1] for i in keep)]:
+        table.add_column(h, justify="left" if h in ("model", "status") else "right")
+    for row in rows:
+        cells = report.cells(row)
+        table.add_row(cells[0], *(cells[i + 1] for i in keep))
+    return table
+
+
+# -- the run folder ------------------------------------------------------------------------------
+
+RUN_OPTIONS = ("dataset", "preset", "image_size", "labels", "data_root", "feature_space", "inception_weights", "feature_net")
+
+
+def run_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """The data and evaluation options of the command that made a run folder (its latest), read back
+    with the runner's own parser; where that fails, what the run info says."""
+    from benchmarks import run as runner
+
+    found: dict[str, Any] = {"dataset": run.get("dataset"), "preset": run.get("preset")}
+    command = str(run.get("command", ""))
+    prefix = "python -m benchmarks.run"
+    if command.startswith(prefix):
+        try:
+            args = runner.parse_args(shlex.split(command[len(prefix):]))
+            found.update({k: getattr(args, k, None) for k in RUN_OPTIONS})
+        except (GenzooError, ValueError, SystemExit):
+            pass
+    found.update(run.get("data_options", {}))  # what the run recorded wins over its command read back
+    space = run.get("feature_space", {})
+    if found.get("feature_net") is None and space.get("file"):
+        found["feature_net"] = space["file"]
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def check_name(name: str | None, folder: RunFolder) -> str:
+    """A row name for --into: free of path characters, not the data row or a model of the zoo, and not
+    a trained model of this run (an earlier score under the name is replaced)."""
+    if not name:
+        raise GenzooError("--into needs --name NAME, the row's name in the run's tables (e.g. my-gan)")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*", name) or "--" in name:
+        raise GenzooError(f"--name {name!r}: use letters, digits and _ . @ + - (a single -), starting with a letter or digit")
+    if name == DATA_ROW:
+        raise GenzooError(f"--name {name} is the data row's name; choose another")
+    if split_variant(name)[0] in zoo.available():
+        raise GenzooError(f"--name {name} is a model of the zoo; name samples made elsewhere otherwise, e.g. {name}-external")
+    trained = [r for r in folder.load_records().values() if r.model == name and not any(e.startswith(SCORED) for e in r.events)]
+    if trained:
+        raise GenzooError(f"{folder.path} already has a row {name} that was trained there; choose another --name")
+    return name
+
+
+def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
+    folder = RunFolder(path)
+    if not folder.results.is_file():
+        raise GenzooError(f"--into {path}: no results.json there; give a run folder written by benchmarks.run")
+    run = folder.run_info()
+    if not run.get("dataset"):
+        raise GenzooError(f"--into {path}: its results.json holds no run (no dataset); give a run folder written by benchmarks.run")
+    return folder, run
+
+
+def _hash(images: Tensor) -> str:
+    return hashlib.sha1(zdata.quantize(images).contiguous().numpy().tobytes()).hexdigest()[:12]
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(argv)
+    except GenzooError as e:
+        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        return 2
+
+
+def _main(argv: list[str]) -> int:
+    from benchmarks.run import save_grid
+    from zoo.train import resolve_device
+
+    started = time.perf_counter()
+    args = parse_args(argv)
+    set_threads(args.threads)
+    folder, run = _run_folder(args.into) if args.into else (None, {})
+    name = check_name(args.name, folder) if folder is not None else args.name
+    if folder is None and args.name:
+        raise GenzooError("--name names the row of --into RUN; without --into the scores are printed")
+    defaults = {"dataset": "mnist5k", "preset": "quick", "labels": "auto", "data_root": "data", "feature_space": "classifier",
+                **run_settings(run)}
+    opts: dict[str, Any] = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k) for k in RUN_OPTIONS}
+    if opts["image_size"] is not None and not 4 <= opts["image_size"] <= 256:
+        raise GenzooError(f"--image-size must be between 4 and 256, got {opts['image_size']}")
+    preset = PRESETS[opts["preset"]]
+    device = resolve_device(args.device)
+    path = Path(args.samples).expanduser()
+    if not path.exists():  # before the dataset is read
+        raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")
+    splits = zdata.load_splits(opts["dataset"], image_size=opts["image_size"], data_root=opts["data_root"], uint8=True,
+                               min_test=fidelity.MIN_IMAGES, labels=opts["labels"])
+    if folder is not None and run.get("data_hash") not in (None, splits.content_hash):
+        raise GenzooError(f"{folder.path} was run on other data (hash {run['data_hash']}) than {opts['dataset']} as read here "
+                          f"(hash {splits.content_hash}); give the run's --dataset, --image-size and --labels")
+    images = read_samples(path, splits.spec, opts["dataset"])
+    if opts["feature_space"] == "classifier":
+        space = features.classifier_space(splits, device=device, net_path=opts["feature_net"])
+    else:
+        space = features.inception_space(opts["inception_weights"])
+    ran_in = run.get("feature_space", {}).get("name")
+    if folder is not None and ran_in not in (None, space.name):
+        raise GenzooError(f"{folder.path} was measured in the feature space {ran_in}; these samples would be scored in "
+                          f"{space.name}; give the run's --feature-space or --feature-net")
+
+    n = len(images)
+    console.print(f"scoring {n} images from {path} against {opts['dataset']} {tuple(splits.x_train.shape)}, preset "
+                  f"{preset.name} ({preset.eval.samples} samples), features {space.name}", highlight=False)
+    if n > preset.eval.samples:
+        console.print(f"note: {preset.eval.samples} of the {n} images are scored (a seeded random subset, as the data row "
+                      "draws from the test split)", highlight=False)
+    elif n < preset.eval.samples:
+        console.print(f"note: {n} images, fewer than the preset's {preset.eval.samples}: FID and KID read higher with fewer "
+                      "samples; compare them with rows of the same count", highlight=False)
+    metrics, scored, reasons = score_tensor(images, splits, space, preset.eval, cuda=device.type == "cuda")
+    for why in reasons:
+        console.print(f"[yellow]left empty: {why}; {n} given[/]", highlight=False)
+
+    if folder is None:
+        data_metrics, _ = evaluate.score_data(splits, space, preset.eval)
+        rows = [Record(DATA_ROW, 0, status="ok", **data_metrics), Record(path.name, 0, status="ok", **metrics)]
+        about = {"reference": {"split": f"{opts['dataset']}:train", "images": len(splits.x_train)},
+                 "budget": "none (samples made elsewhere)"}
+        console.print(quality_table(rows, title=f"genzoo · {opts['dataset']} · {preset.name} · {path.name}",
+                                    caption=report.footnote(about, rows)))
+        return 0
+
+    assert name is not None
+    seed = (run.get("seeds") or [0])[0]
+    for old in [r for r in folder.load_records().values() if r.model == name]:  # an earlier score under this name
+        (folder.records_dir / old.file_name).unlink(missing_ok=True)
+        console.print(f"note: replacing the earlier scores named {name} (seed {old.seed})", highlight=False)
+    eval_key = hashlib.sha1(json.dumps([_hash(scored), space.fingerprint, preset.name], sort_keys=True).encode()).hexdigest()[:12]
+    record = Record(name, seed, status="ok", **metrics, eval_key=eval_key, events=[f"{SCORED}{path}"])
+    save_grid(scored, folder.samples(record))
+    folder.write_record(record)
+    try:
+        order = [m["model"] for m in json.loads(folder.results.read_text())["models"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        order = []
+    entry = {"command": " ".join(["python -m benchmarks.score", *map(shlex.quote, argv)]),
+             "wall_seconds": round(time.perf_counter() - started, 1), "models": [name], "seeds": [seed]}
+    folder.merge({"new_history": [entry]}, [*(m for m in order if m != name), name])
+    made = report.render(folder.path)
+    run, records = folder.read()
+    records = report.flag(records, warn=lambda line: None)
+    console.print(report.rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",
+                                    caption=report.footnote(run, records)))
+    console.print(f"added {name} to {folder.path}: results.md, results.csv, results.json, "
+                  + ", ".join(str(m.relative_to(folder.path)) for m in made), highlight=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

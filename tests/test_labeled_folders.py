@@ -1,0 +1,148 @@
+"""Folders of images in class subfolders are read with their labels; flat and deeper folders stay
+unlabeled; a mixed folder is refused; `--labels none` reads a labeled folder unlabeled."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks import run
+from zoo import data
+from zoo.base import DataSpec, GenzooError
+from zoo.batches import Batches
+from zoo.parallel import Processes
+
+
+def write(path, value: int, size: int = 12, rgb: bool = False) -> None:
+    """A small image of one class: a bright square on a dark ground, its place and level from `value`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img = np.full((size, size), 20, np.uint8)
+    k = value % 3
+    img[2 + k:6 + k, 2 + 2 * k:6 + 2 * k] = 120 + 40 * k
+    img = img + np.random.default_rng(value).integers(0, 12, img.shape).astype(np.uint8)
+    Image.fromarray(np.stack([img] * 3, -1) if rgb else img).save(path)
+
+
+def labeled(root, classes=("b-circle", "a-square", "c-bar"), per_class=10):
+    """root/<class>/<i>.png: `per_class` images in each class folder."""
+    for c, name in enumerate(classes):
+        for i in range(per_class):
+            write(root / name / f"{i:02d}.png", value=3 * i + c)
+    return root
+
+
+def test_a_folder_of_class_subfolders_is_labeled_by_sorted_name(tmp_path):
+    root = labeled(tmp_path / "set")
+    splits = data.load_splits(f"folder:{root}", image_size=8)
+    assert splits.classes == ("a-square", "b-circle", "c-bar")  # sorted, whatever order they were made in
+    assert splits.spec == DataSpec(1, 8, 8, 3)
+    assert splits.y_train is not None and splits.y_test is not None
+    assert len(splits.y_train) == 27 and len(splits.y_test) == 3  # every 10th of the 30, sorted by path: as unlabeled
+    # each image's label is its folder's index: the folders are read in sorted order, ten each
+    every = torch.arange(30) // 10
+    test = torch.arange(30) % 10 == 9
+    assert torch.equal(splits.y_train, every[~test]) and torch.equal(splits.y_test, every[test])
+    assert data.folder_classes(root) == ["a-square", "b-circle", "c-bar"]
+    _, x, y = data.load(f"folder:{root}", image_size=8)
+    assert torch.equal(y, splits.y_train) and torch.equal(x, splits.x_train)
+
+
+def test_the_streamed_folder_yields_the_labels_of_the_in_memory_path(tmp_path):
+    root = labeled(tmp_path / "set")
+    _, x8, y = data.load(f"folder:{root}", image_size=8, uint8=True)
+    stream = data.ImageFolder(root, size=8)
+    assert stream.classes == ["a-square", "b-circle", "c-bar"] and stream.spec.num_classes == 3
+    items = [stream[i] for i in range(len(stream))]
+    assert torch.equal(torch.stack([x for x, _ in items]), x8)
+    assert [label for _, label in items] == y.tolist()
+    cpu = torch.device("cpu")
+    in_memory, streamed = Batches(x8, y, 8, 3, Processes(), cpu), Batches(stream, None, 8, 3, Processes(), cpu)
+    for step in range(4):  # the training loop's batches: the same images and labels either way
+        (xa, ya), (xb, yb) = in_memory(step), streamed(step)
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)
+    unlabeled = data.ImageFolder(root, size=8, labels="none")
+    assert unlabeled.classes is None and {unlabeled[i][1] for i in range(3)} == {-1}
+
+
+def test_labels_none_reads_a_labeled_folder_unlabeled_with_another_hash(tmp_path):
+    root = labeled(tmp_path / "set")
+    with_labels = data.load_splits(f"folder:{root}", image_size=8)
+    without = data.load_splits(f"folder:{root}", image_size=8, labels="none")
+    assert without.y_train is None and without.y_test is None and without.spec.num_classes is None
+    assert without.classes is None
+    assert torch.equal(without.x_train, with_labels.x_train)  # the same images
+    assert without.content_hash != with_labels.content_hash  # the labels are part of the data
+    with pytest.raises(GenzooError, match="unknown labels setting 'some'; accepted: auto, none"):
+        data.load(f"folder:{root}", labels="some")
+
+
+def test_relabeling_a_folder_changes_its_hash(tmp_path):
+    """The same images moved between class folders are other data: no stale feature net or training."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    labeled(a, classes=("x", "y"))
+    labeled(b, classes=("x", "y"))
+    (b / "x" / "00.png").rename(b / "y" / "00b.png")  # one image to the other class
+    ha = data.load_splits(f"folder:{a}", image_size=8).content_hash
+    hb = data.load_splits(f"folder:{b}", image_size=8).content_hash
+    assert ha != hb
+    (a / "x").rename(a / "renamed")  # the same classes in the same order, another name: the same data
+    assert data.load_splits(f"folder:{a}", image_size=8).content_hash == ha
+
+
+def test_flat_deep_and_one_class_folders_stay_unlabeled(tmp_path):
+    for i in range(10):
+        write(tmp_path / "flat" / f"{i}.png", i)
+        write(tmp_path / "deep" / ("a" if i % 2 else "b") / "inner" / f"{i}.png", i)  # two levels down
+        write(tmp_path / "one" / "only" / f"{i}.png", i)  # a single class folder is not a labeling
+        write(tmp_path / "uneven" / ("a" if i % 2 else "b") / ("sub/" if i == 3 else "") / f"{i}.png", i)
+    for name in ("flat", "deep", "one", "uneven"):
+        splits = data.load_splits(f"folder:{tmp_path / name}", image_size=8)
+        assert splits.y_train is None and splits.spec.num_classes is None and splits.classes is None, name
+        assert len(splits.x_train) == 9 and len(splits.x_test) == 1, name
+
+
+def test_a_mixed_folder_is_refused_in_one_line_unless_labels_none(tmp_path):
+    root = labeled(tmp_path / "set")
+    write(root / "stray.png", 0)
+    with pytest.raises(GenzooError) as e:
+        data.load(f"folder:{root}")
+    line = str(e.value)
+    assert "\n" not in line
+    assert "mixes images at its top level (1, e.g. stray.png) with images in subfolders (30" in line
+    assert "every image in a class subfolder" in line and "--labels none" in line
+    with pytest.raises(GenzooError, match="mixes images"):
+        data.ImageFolder(root, size=8)
+    _, x, y = data.load(f"folder:{root}", image_size=8, labels="none")  # read as today: every image, unlabeled
+    assert y is None and len(x) == 28
+
+
+def test_the_runner_refuses_a_mixed_folder_in_one_line(tmp_path, capsys):
+    root = labeled(tmp_path / "set")
+    write(root / "stray.png", 0)
+    code = run.main(["--dataset", f"folder:{root}", "--models", "ae", "--preset", "smoke", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().out.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: image folder") and "mixes images" in err[-1]
+    assert not (tmp_path / "r").exists()
+    with pytest.raises(GenzooError, match="invalid choice: 'maybe'"):
+        run.parse_args(["--labels", "maybe"])
+
+
+def test_a_labeled_folder_runs_a_conditional_model_in_the_classifier_space(tmp_path, capsys):
+    root = labeled(tmp_path / "set", classes=("a", "b"), per_class=20)
+    out = tmp_path / "run"
+    code = run.main(["--dataset", f"folder:{root}", "--image-size", "16", "--models", "cgan", "--preset", "smoke",
+                     "--threads", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    space = results["run"]["feature_space"]
+    assert space["task"] == "labels" and space["num_classes"] == 2  # the classifier space, trained on the labels
+    cgan = next(m for m in results["models"] if m["model"] == "cgan")
+    assert cgan["status"] == "ok" and cgan["label_accuracy"] is not None and cgan["modes"] is not None
+    # --labels none: the same folder, unlabeled: cgan is skipped, and the net learns rotations
+    code = run.main(["--dataset", f"folder:{root}", "--image-size", "16", "--models", "cgan", "--preset", "smoke",
+                     "--threads", "1", "--labels", "none", "--out", str(tmp_path / "unlabeled")])
+    assert code == 0
+    results = json.loads((tmp_path / "unlabeled" / "results.json").read_text())
+    assert results["run"]["feature_space"]["task"] == "rotations"
+    assert next(m for m in results["models"] if m["model"] == "cgan")["status"] == "skipped"

@@ -1,0 +1,48 @@
+"""One ruler: the feature net for mnist5k ships with the package, matched to the data by hash;
+`--feature-net PATH` uses a given one; the space's name carries the image size and the net's hash."""
+import json
+import shutil
+
+import pytest
+
+from zoo.base import GenzooError
+from zoo.metrics import features
+
+
+def test_mnist5k_is_measured_with_the_shipped_net_whose_hash_is_recorded(splits):
+    space = features.classifier_space(splits)
+    meta = json.loads((features.SHIPPED / "classifier-mnist5k.json").read_text())
+    assert space.info["source"] == "shipped" and space.info["sha256"] == meta["sha256"]
+    assert space.weights_path == str(features.SHIPPED / "classifier-mnist5k.safetensors")
+    assert space.name == f"classifier:mnist5k@28px#{meta['sha256'][:8]}"
+    assert meta["data_hash"] == splits.content_hash and meta["test_accuracy"] > 0.95
+
+
+def test_a_damaged_shipped_net_is_one_line(splits, tmp_path, monkeypatch):
+    shutil.copytree(features.SHIPPED, tmp_path / "nets")
+    weights = tmp_path / "nets" / "classifier-mnist5k.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-10] + b"0" * 10)
+    monkeypatch.setattr(features, "SHIPPED", tmp_path / "nets")
+    with pytest.raises(GenzooError, match="missing or damaged"):
+        features.classifier_space(splits)
+
+
+def test_a_given_net_is_used_and_named_by_its_hash(splits, tmp_path):
+    for f in features.SHIPPED.iterdir():
+        shutil.copy(f, tmp_path / f.name.replace("classifier-mnist5k", "lab"))
+    space = features.classifier_space(splits, net_path=tmp_path / "lab.safetensors")
+    assert space.info["source"] == "file" and space.info["file"] == str(tmp_path / "lab.safetensors")
+    assert space.name == features.classifier_space(splits).name  # the same bytes: the same ruler
+
+
+@pytest.mark.parametrize("problem", ["missing", "no-json", "other-size"])
+def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, problem):
+    path = tmp_path / "net.safetensors"
+    if problem != "missing":
+        shutil.copy(features.SHIPPED / "classifier-mnist5k.safetensors", path)
+    if problem == "other-size":
+        meta = json.loads((features.SHIPPED / "classifier-mnist5k.json").read_text())
+        path.with_suffix(".json").write_text(json.dumps({**meta, "image_size": 32}))
+    with pytest.raises(GenzooError, match="--feature-net") as e:
+        features.classifier_space(splits, net_path=path)
+    assert "\n" not in str(e.value)

@@ -1,0 +1,191 @@
+"""`python -m benchmarks.score`: images made elsewhere scored in the run's feature space and by its
+rules; the test split written out as PNGs scores as the data row; bad inputs are refused in one line."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks import run, score
+from benchmarks.presets import PRESETS
+from benchmarks.records import DATA_ROW, RunFolder
+from zoo.base import DataSpec, GenzooError
+
+GREY = DataSpec(1, 28, 28, 10)
+COLOUR = DataSpec(3, 8, 8, None)
+
+
+class Thing:
+    """A pickled object in a .pt file: torch.load(weights_only=True) refuses it."""
+
+
+def run_info(splits, space, **changes):
+    return {"dataset": "mnist5k", "preset": "smoke", "data_hash": splits.content_hash, "seeds": [0],
+            "feature_space": {"name": space.name, **space.info},
+            "command": "python -m benchmarks.run --models ae --preset smoke", "budget": "20 steps", **changes}
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, splits, space):
+    """A run folder holding the data row of the smoke preset, as `benchmarks.run --preset smoke` writes it."""
+    folder = RunFolder(tmp_path_factory.mktemp("run"))
+    folder.write_record(run.data_record(0, PRESETS["smoke"], splits, space, folder))
+    folder.merge(run_info(splits, space), [DATA_ROW])
+    return folder
+
+
+@pytest.fixture
+def bare_run(tmp_path, splits, space):
+    """A run folder with its run info and one trained row's record, and no scores (cheap)."""
+    from benchmarks.records import Record
+
+    folder = RunFolder(tmp_path / "bare")
+    folder.write_record(Record("my-vae", 0, status="ok", train_key="vae-123"))
+    folder.merge(run_info(splits, space), ["my-vae"])
+    return folder
+
+
+def test_the_test_split_as_pngs_scores_as_the_data_row_into_the_run(tmp_path, splits, smoke_run, capsys, read_grid):
+    pngs = tmp_path / "test-split"
+    pngs.mkdir()
+    for i, x in enumerate(splits.x_test):  # in the split's order: the scorer draws the data row's subset of it
+        Image.fromarray((x[0] * 255).round().to(torch.uint8).numpy()).save(pngs / f"{i:05d}.png")
+    code = score.main([str(pngs), "--into", str(smoke_run.path), "--name", "test-pngs"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    records = smoke_run.load_records()
+    data, scored = records[(DATA_ROW, 0)], records[("test-pngs", 0)]
+    assert scored.fid == pytest.approx(data.fid, rel=0.005)  # the issue's bar; it is in fact the same subset
+    for metric in ("kid", "precision", "recall", "density", "coverage", "recognisable", "modes", "fid_samples"):
+        assert getattr(scored, metric) == pytest.approx(getattr(data, metric)), metric
+    assert scored.feature_space == data.feature_space and scored.events[0].startswith(score.SCORED)
+    assert "200 of the 1000 images are scored" in out
+    results = json.loads((smoke_run.path / "results.json").read_text())
+    assert [m["model"] for m in results["models"]] == [DATA_ROW, "test-pngs"]
+    assert "benchmarks.score" in results["run"]["history"][-1]["command"]
+    assert "| test-pngs | ok |" in (smoke_run.path / "results.md").read_text()
+    assert (smoke_run.path / "comparison.png").is_file()
+    grid = read_grid(smoke_run.samples(scored))  # the images it scored, in the order scored
+    assert torch.equal(grid[:8], read_grid(smoke_run.samples(data))[:8])
+
+
+def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(bare_run, splits, tmp_path, capsys):
+    torch.save(splits.x_test[:8], tmp_path / "few.pt")
+    for _ in range(2):
+        assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "few"]) == 0
+    out = capsys.readouterr().out
+    assert "replacing the earlier scores named few (seed 0)" in out and "8 images, fewer than the preset's 200" in out
+    records = bare_run.load_records()
+    assert sorted(m for m, _ in records) == ["few", "my-vae"] and records[("few", 0)].fid_samples == 8
+    assert [m["model"] for m in json.loads(bare_run.results.read_text())["models"]] == ["my-vae", "few"]
+    assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "my-vae"]) == 2
+    assert "already has a row my-vae that was trained there" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--into", "{run}"], "--into needs --name NAME"),
+    (["--into", "{run}", "--name", "data"], "the data row's name"),
+    (["--into", "{run}", "--name", "vae"], "is a model of the zoo"),
+    (["--into", "{run}", "--name", "a/b"], "--name 'a/b': use letters"),
+    (["--into", "{run}", "--name", "x", "--image-size", "32"], "was run on other data"),
+    (["--into", "{run}", "--name", "x", "--labels", "none"], "was run on other data"),
+    (["--into", "{other_space}", "--name", "x"], "was measured in the feature space classifier:elsewhere"),
+    (["--name", "x"], "--name names the row of --into RUN"),
+    (["--into", "{tmp}", "--name", "x"], "no results.json there"),
+])
+def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, capsys):
+    samples = tmp_path / "s.pt"
+    torch.save(torch.zeros(4, 28, 28, dtype=torch.uint8), samples)
+    other = RunFolder(tmp_path / "other")
+    other.merge(run_info(splits, space, feature_space={"name": "classifier:elsewhere"}), [])
+    argv = [a.format(run=bare_run.path, tmp=tmp_path, other_space=other.path) for a in argv]
+    assert score.main([str(samples), *argv]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
+def test_missing_samples_are_refused_before_anything_is_read(tmp_path, capsys):
+    assert score.main([str(tmp_path / "nowhere.npz")]) == 2
+    assert capsys.readouterr().out.strip() == f"error: samples {tmp_path / 'nowhere.npz'} do not exist; give a folder " \
+                                              "of images, an .npz/.npy file or a .pt tensor"
+
+
+def refused(path, spec=GREY) -> str:
+    with pytest.raises(GenzooError) as e:
+        score.read_samples(path, spec, "mnist5k")
+    assert "\n" not in str(e.value)
+    return str(e.value)
+
+
+def test_bad_inputs_are_refused_saying_why(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert "has no images" in refused(tmp_path / "empty")
+    big = tmp_path / "big"
+    big.mkdir()
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(big / "0.png")
+    assert "is 32x32; mnist5k's images are 28x28" in refused(big)
+    torch.save(Thing(), tmp_path / "pickled.pt")
+    assert "does not load" in refused(tmp_path / "pickled.pt")
+    torch.save([1, 2], tmp_path / "list.pt")
+    assert "holds a list, not a tensor" in refused(tmp_path / "list.pt")
+    np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object))
+    assert "holds Python objects" in refused(tmp_path / "objects.npy")
+    cases = {
+        "size.pt": (torch.zeros(4, 1, 32, 32), "have shape (4, 1, 32, 32); expected (N,H,W), (N,C,H,W) or (N,H,W,C)"),
+        "rgba.pt": (torch.zeros(4, 4, 28, 28), "have 4 channels"),
+        "colour.pt": (torch.rand(4, 3, 28, 28), "are in colour (their three channels differ)"),
+        "signed.pt": (torch.rand(4, 28, 28) * 2 - 1, "it looks like [-1,1]: map it with (x + 1) / 2"),
+        "bytes-as-floats.pt": (torch.rand(4, 28, 28) * 255, "it looks like 0..255"),
+        "nan.pt": (torch.full((4, 28, 28), float("nan")), "NaN"),
+        "wide.pt": (torch.full((4, 28, 28), 300), "from 300 to 300; expected 0..255"),
+        "none.pt": (torch.zeros(0, 28, 28), "hold no images"),
+        "bool.pt": (torch.zeros(4, 28, 28, dtype=torch.bool), "torch.bool"),
+    }
+    for name, (x, message) in cases.items():
+        torch.save(x, tmp_path / name)
+        assert message in refused(tmp_path / name), name
+    (tmp_path / "x.txt").write_text("1")
+    assert "a .txt file" in refused(tmp_path / "x.txt")
+
+
+def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path):
+    x8 = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
+    torch.save(x8[:, 0], tmp_path / "nhw.pt")
+    torch.save({"images": x8.float() / 255}, tmp_path / "float-dict.pt")
+    np.savez(tmp_path / "nhwc.npz", other=np.zeros(3), images=x8.permute(0, 2, 3, 1).numpy())
+    np.savez(tmp_path / "first.npz", x8.expand(-1, 3, -1, -1).numpy())  # RGB with equal channels: grey
+    np.save(tmp_path / "int64.npy", x8.long().numpy())
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    for i, x in enumerate(x8):  # stored as RGB with equal channels
+        Image.fromarray(x[0].numpy()).convert("RGB").save(folder / f"{i}.png")
+    for name in ("nhw.pt", "float-dict.pt", "nhwc.npz", "first.npz", "int64.npy", "pngs"):
+        x = score.read_samples(tmp_path / name, GREY)
+        assert x.shape == (5, 1, 28, 28), name
+        got = x if x.dtype == torch.uint8 else (x * 255).round().to(torch.uint8)
+        assert torch.equal(got, x8), name
+    torch.save(x8[:, 0].float() / 255 + 5e-5, tmp_path / "slack.pt")  # a rounding past 1: clipped
+    assert score.read_samples(tmp_path / "slack.pt", GREY).max() <= 1
+
+
+def test_grey_samples_for_a_colour_dataset_are_repeated(tmp_path, capsys):
+    torch.save(torch.rand(4, 8, 8), tmp_path / "grey.pt")
+    x = score.read_samples(tmp_path / "grey.pt", COLOUR, "cifar")
+    assert x.shape == (4, 3, 8, 8) and torch.equal(x[:, 0], x[:, 2])
+    assert "the grey channel is repeated into three" in capsys.readouterr().out
+
+
+def test_too_few_samples_leave_their_metrics_empty_with_the_reason(splits, space):
+    settings = PRESETS["smoke"].eval
+    metrics, scored, reasons = score.score_tensor(splits.x_test[:3], splits, space, settings)
+    assert len(scored) == 3 and metrics["fid_samples"] == 3
+    assert metrics["fid"] is not None and metrics["recognisable"] is not None
+    assert metrics.get("precision") is None and metrics.get("density") is None and metrics.get("copy_rate") is None
+    assert any("precision and recall need 4 samples" in r for r in reasons)
+    assert any("density and coverage need 6 samples" in r for r in reasons)
+    metrics, _, reasons = score.score_tensor(splits.x_test[:1], splits, space, settings)
+    assert metrics.get("fid") is None and any("FID needs 2" in r for r in reasons)
+    metrics, _, reasons = score.score_tensor(splits.x_test[:5], splits, space, settings)
+    assert metrics["precision"] is not None and metrics["density"] is None
+    assert [r for r in reasons if "density" in r] and not [r for r in reasons if "precision" in r]

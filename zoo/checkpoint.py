@@ -1,0 +1,159 @@
+"""A training's folder: what a training produced (`TrainResult`), the key that names it, and
+`Checkpoint`, the one place that decides whether a training is done, can be resumed, or starts over."""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import pickle
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.base import Generator, GenzooError
+from zoo.budget import Budget
+from zoo.files import atomic_write, set_aside, stale_temporaries, unwritable
+
+SAVE_EVERY = 300.0  # seconds between resumable checkpoints; $GENZOO_SAVE_EVERY overrides it (0: after every step)
+
+
+@dataclass
+class TrainResult:
+    steps: int = 0
+    images: int = 0
+    seconds: float = 0.0
+    flops_per_step: float | None = None  # matmul/conv FLOPs of one train_step, forward and backward
+    history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
+    events: list[str] = field(default_factory=list)  # resumes and interruptions, in order
+    reused: bool = False
+
+    @property
+    def images_per_s(self) -> float:
+        return self.images / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def train_flops(self) -> float | None:
+        return None if self.flops_per_step is None else self.flops_per_step * self.steps
+
+
+def save_interval() -> float:
+    """Seconds between resumable checkpoints: $GENZOO_SAVE_EVERY if set, else SAVE_EVERY."""
+    text = os.environ.get("GENZOO_SAVE_EVERY")
+    if text is None:
+        return SAVE_EVERY
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not seconds >= 0:
+        raise GenzooError(f"GENZOO_SAVE_EVERY must be seconds between checkpoints, >= 0 (0: after every step); got {text!r}")
+    return seconds
+
+
+def training_key(model: Generator, data_hash: str, budget: Budget, seed: int, processes: int = 1,
+                 precision: str = "fp32") -> str:
+    """Same key = same training: sampler variants (ddpm/ddim) of one model share it. The data enters
+    by the hash of its content, never its path, so changed images never reuse an old training.
+    A data-parallel training draws other noise than one process does, so its process count is part
+    of the key (left out for one process, so that single-process keys stay as they were)."""
+    what: dict[str, Any] = {
+        "family": model.train_family or model.name,
+        "config": model.training_config(),
+        "spec": asdict(model.spec),
+        "data": data_hash,
+        "budget": asdict(budget),
+        "seed": seed,
+    }
+    if processes > 1:
+        what["processes"] = processes
+    if precision != "fp32":  # the same for mixed precision
+        what["precision"] = precision
+    digest = hashlib.sha1(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return f"{what['family']}-{digest}"
+
+
+def file_hash(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+class Checkpoint:
+    """A training's folder, the one owner of "is this training done, resumable, or to start over".
+
+    Done: `model.safetensors` + `config.json` (the `Generator.save` format) and `train.json`, which
+    holds the TrainResult and the hash of the weights file. In progress: `resume.pt`, the whole
+    training state (weights, optimizers, weight average, RNG states, step, history) as tensors,
+    numbers, strings, lists and dicts only, read with `torch.load(weights_only=True)`: a run folder
+    from someone else cannot run code here. A done training whose weights do not match their hash,
+    or a resume file that does not load that way, is set aside with one line and started over."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        self.result_file = self.folder / "train.json"
+        self.resume_file = self.folder / "resume.pt"
+
+    def finished(self) -> dict | None:
+        """The saved TrainResult of a finished training whose weights are intact, else None."""
+        try:
+            saved = json.loads(self.result_file.read_text())
+            if saved.pop("weights_hash") != file_hash(self.folder / "model.safetensors"):
+                return None
+            return saved
+        except (OSError, ValueError, KeyError):
+            return None
+
+    def weights_hash(self) -> str | None:
+        saved = self.finished()
+        return None if saved is None else json.loads(self.result_file.read_text())["weights_hash"]
+
+    def load_finished(self, model: Generator) -> TrainResult | None:
+        saved = self.finished()
+        if saved is None:
+            if self.result_file.exists():
+                self._set_aside(self.result_file, "weights that do not match their hash")
+            return None
+        try:
+            model.load_weights(self.folder)
+        except Exception as e:  # a damaged weights file that still hashes right cannot happen; a changed model can
+            self._set_aside(self.result_file, f"weights that do not load ({type(e).__name__})")
+            return None
+        return TrainResult(**{**saved, "reused": True})
+
+    def save_finished(self, model: Generator, result: TrainResult) -> None:
+        try:
+            model.save(self.folder)
+        except OSError as e:
+            raise unwritable(e.filename or self.folder, e) from None
+        saved = {k: v for k, v in asdict(result).items() if k != "reused"}
+        saved["weights_hash"] = file_hash(self.folder / "model.safetensors")
+        atomic_write(self.result_file, json.dumps(saved))
+        self.resume_file.unlink(missing_ok=True)
+
+    def save_progress(self, state: dict[str, Any]) -> None:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as f:  # a file torch writes through Python: a failure is an OSError
+                torch.save(state, f)
+
+        atomic_write(self.resume_file, write)
+
+    def load_progress(self) -> dict[str, Any] | None:
+        for stale in stale_temporaries(self.resume_file):  # a killed saver's; one process trains a key at a time
+            stale.unlink(missing_ok=True)
+        if not self.resume_file.is_file():
+            return None
+        try:
+            return torch.load(self.resume_file, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError:  # what weights_only refuses: a class, a function, anything that runs code
+            self._set_aside(self.resume_file, "a resume file that holds pickled objects (refused: loading it could run code)")
+        except Exception as e:
+            self._set_aside(self.resume_file, f"a resume file that does not load ({type(e).__name__})")
+        return None
+
+    def _set_aside(self, path: Path, why: str) -> None:
+        set_aside(path, f"checkpoint {self.folder} has {why}", "training from the start")

@@ -71,8 +71,10 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models,
         assert r.sample_images_per_s > 0 and r.peak_memory_mb > 0 and r.modes is not None
         assert r.flops_per_step > 0 and r.train_flops == r.flops_per_step * 20
         assert set(r.eval_seconds) >= {"sampling", "fidelity"}
+        assert r.deterministic is True  # the CPU repeats exactly without torch's (slower) deterministic mode
         grid = read_grid(RunFolder(out).samples(r))
         assert grid.shape == (64, 3, 28, 28) and torch.equal(grid[:, 0], grid[:, 2])  # 64 grey images
+    assert data["run"]["deterministic"] is True and not torch.are_deterministic_algorithms_enabled()
     from benchmarks.evaluate import data_images  # the data row's grid: its test images, exactly
 
     assert torch.equal(read_grid(RunFolder(out).samples(by_name["data"]))[:, :1], zoo.data.quantize(data_images(splits, 64)))

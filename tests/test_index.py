@@ -15,6 +15,7 @@ def write_run(folder: Path, run: dict, models: list[dict]) -> None:
 def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
     run = {"dataset": "mnist5k", "preset": "smoke", "seeds": [0, 1], "device": "cuda", "device_name": "Some GPU",
            "versions": {"torch": "9.9.9"}, "budget": "20 steps, batch 32", "commit": "abc1234", "date": "2031-01-02",
+           "feature_space": {"name": "classifier:mnist5k@28px#a1d42ffe"},
            "history": [{"command": "python -m benchmarks.run --models vae,ddim --seeds 0,1", "wall_seconds": 12.0}]}
     models = [{"model": m, "seed": s, "status": "ok"} for m in ("data", "vae", "ddim") for s in (0, 1)]
     write_run(tmp_path / "gpu-run", run, models)
@@ -25,7 +26,8 @@ def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
     row = next(line for line in text.splitlines() if line.startswith("| [gpu-run]"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["[gpu-run](gpu-run/results.md)", "2031-01-02", "mnist5k", "cuda (Some GPU)", "9.9.9", "abc1234",
-                     "smoke", "20 steps, batch 32", "0, 1", "2: vae, ddim"]  # the data row is not a model
+                     "smoke", "20 steps, batch 32", "classifier:mnist5k@28px#a1d42ffe", "0, 1",
+                     "2: vae, ddim"]  # the data row is not a model
     assert "- `python -m benchmarks.run --models vae,ddim --seeds 0,1` (12 s)" in text
     assert "not-a-run" not in text
 
@@ -36,8 +38,9 @@ def test_what_a_run_did_not_record_is_a_dash(tmp_path):
     row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [old]"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3] == "cpu (x86_64, 1 thread)"
-    assert cells[1] == cells[4] == cells[5] == cells[7] == index.NOT_RECORDED  # date (not in git), torch, commit, budget
-    assert cells[8:] == ["0", "1: ae"]  # a record without a seed is seed 0
+    # date (not in git), torch, commit, budget, ruler
+    assert cells[1] == cells[4] == cells[5] == cells[7] == cells[8] == index.NOT_RECORDED
+    assert cells[9:] == ["0", "1: ae"]  # a record without a seed is seed 0
 
 
 def test_an_unreadable_folder_is_named_not_fatal(tmp_path):

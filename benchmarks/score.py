@@ -65,7 +65,7 @@ MINIMUM = {
     "kid": (2, "KID needs 2 samples"),
     "precision": (fidelity.MIN_IMAGES, f"precision and recall need {fidelity.MIN_IMAGES} samples "
                                        f"(k = {fidelity.PRC_NEIGHBOURS} neighbours besides itself)"),
-    "density": (density.NEIGHBOURS + 1, f"density and coverage need {density.NEIGHBOURS + 1} samples "
+    "density": (density.MIN_IMAGES, f"density and coverage need {density.MIN_IMAGES} samples "
                                         f"(k = {density.NEIGHBOURS} neighbours besides itself, among as many real images)"),
 }
 
@@ -266,24 +266,17 @@ RUN_OPTIONS = ("dataset", "preset", "image_size", "labels", "data_root", "featur
 
 
 def run_settings(run: dict[str, Any]) -> dict[str, Any]:
-    """The data and evaluation options of the command that made a run folder (its latest), read back
-    with the runner's own parser; where that fails, what the run info says."""
-    from benchmarks import run as runner
-
-    found: dict[str, Any] = {"dataset": run.get("dataset"), "preset": run.get("preset")}
-    command = str(run.get("command", ""))
-    prefix = "python -m benchmarks.run"
-    if command.startswith(prefix):
-        try:
-            args = runner.parse_args(shlex.split(command[len(prefix):]))
-            found.update({k: getattr(args, k, None) for k in RUN_OPTIONS})
-        except (GenzooError, ValueError, SystemExit):
-            pass
-    found.update(run.get("data_options", {}))  # what the run recorded wins over its command read back
+    """The data and evaluation options a run folder was made with, as its run info records them (a
+    folder from before `data_options` was recorded used the defaults)."""
     space = run.get("feature_space", {})
-    if found.get("feature_net") is None and space.get("file"):
-        found["feature_net"] = space["file"]
+    found = {"dataset": run.get("dataset"), "preset": run.get("preset"), **run.get("data_options", {}),
+             "feature_space": "inception" if str(space.get("name", "")).startswith("inception") else "classifier",
+             "feature_net": space.get("file"), "inception_weights": _local_file(space.get("weights"))}
     return {k: v for k, v in found.items() if v is not None}
+
+
+def _local_file(path: Any) -> str | None:
+    return path if isinstance(path, str) and Path(path).is_file() else None
 
 
 def check_name(name: str | None, folder: RunFolder) -> str:

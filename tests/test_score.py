@@ -189,3 +189,16 @@ def test_too_few_samples_leave_their_metrics_empty_with_the_reason(splits, space
     metrics, _, reasons = score.score_tensor(splits.x_test[:5], splits, space, settings)
     assert metrics["precision"] is not None and metrics["density"] is None
     assert [r for r in reasons if "density" in r] and not [r for r in reasons if "precision" in r]
+
+
+def test_a_runs_own_data_options_and_ruler_are_read_from_what_it_recorded(tmp_path):
+    from benchmarks.score import run_settings
+
+    net = tmp_path / "net.safetensors"
+    net.write_bytes(b"")
+    run = {"dataset": "mnist5k", "preset": "quick", "data_options": {"image_size": 32, "labels": "none", "data_root": "d"},
+           "feature_space": {"name": "classifier:mnist5k@32px#00000000", "file": str(net)}}
+    assert run_settings(run) == {"dataset": "mnist5k", "preset": "quick", "image_size": 32, "labels": "none",
+                                 "data_root": "d", "feature_space": "classifier", "feature_net": str(net)}
+    old = {"dataset": "mnist5k", "feature_space": {"name": "inception-v3", "weights": "torch-fidelity's download"}}
+    assert run_settings(old) == {"dataset": "mnist5k", "feature_space": "inception"}  # defaults for the rest

@@ -301,7 +301,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                     average.update()
             elif procs.world > 1:  # batch-norm statistics: the main process's, as torch's DDP does
                 procs.copy_from_main(model, buffers_only=True)
-            if step.why_eager and not told_why_eager and procs.main and graphs_mode != "off" and device.type == "cuda":
+            if step.why_eager and not told_why_eager and procs.main:
                 say(step.why_eager)  # known at the start or found by a warm-up step
                 told_why_eager = True
             result.steps += 1

@@ -17,6 +17,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
 from zoo.registry import split_variant  # noqa: E402
@@ -56,6 +57,7 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
                 ax.annotate(f"{r.cells['nfe'][0]} NFE", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     counts = sorted({r.fid_samples for rs in groups.values() for row in rs for r in row.records if r.fid_samples})
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())  # a span under a decade labels minor ticks, which collide
     ax.set_xlabel("seconds per sample (1 / sample img/s)")
     ax.set_ylabel("FID ↓")
     ax.set_title(f"one training, several samplers; FID on {', '.join(map(str, counts))} samples", fontsize=10)

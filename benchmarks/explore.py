@@ -1,4 +1,4 @@
-"""The lecture figures, drawn from a run folder's checkpoints: nothing is trained.
+"""The lecture figures, drawn from a run folder's checkpoints and records: nothing is trained.
 
     python -m benchmarks.explore results/mnist5k-quick [--models ae,vae] [--samples 500]
 
@@ -13,7 +13,11 @@ the run folder, for embedding in results.md). The figures (lecture-notes.md, iss
 5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
 6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion) or canvas (autoregressive),
    a Gaussian code decoded at temperatures, a decoder's mean beside a draw from p(x|z);
-7. is it just copying? each model's samples nearest to a training image, beside that image (the copy rate's question).
+7. is it just copying? each model's samples nearest to a training image, beside that image (the copy rate's question);
+8. how each paradigm learns: each model's snapshot strips, drawn from the same noise at every point of its
+   quality curve (`benchmarks.curves`), from 1/32 of the training budget to all of it, with the FID there.
+   It reads only the records and RUN/snapshots/, no checkpoint: `--figures training` draws it from a
+   folder whose checkpoints are gone or do not load.
 
 A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
 one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
@@ -36,6 +40,7 @@ from typing import Any
 
 import matplotlib
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.utils import make_grid  # type: ignore[import-untyped]
@@ -53,7 +58,8 @@ from zoo.seeds import derive_seed
 
 matplotlib.use("Agg")  # files only, no display
 
-FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies")
+FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training")
+RECORD_FIGURES = frozenset({"training"})  # drawn from records and files alone: no model is loaded for them
 TITLES = {
     "latent_statistics": "1. Latent statistics",
     "holes": "2. Holes in a plain autoencoder's code space",
@@ -62,6 +68,7 @@ TITLES = {
     "latent_2d": "5. A 2-D latent space",
     "drawing": "6. How each paradigm draws",
     "copies": "7. Is it just copying?",
+    "training": "8. How each paradigm learns",
 }
 
 
@@ -79,6 +86,7 @@ class Settings:
     temperatures: tuple[float, ...] = (0.5, 0.7, 0.85, 1.0)
     copy_samples: int = 100  # samples per model searched for the ones nearest to a training image
     copies_shown: int = 3  # of them, the nearest shown
+    training_images: int = 4  # of each snapshot strip's images, the first this many per cell of the training figure
     seed: int = 0
 
 
@@ -92,14 +100,36 @@ class Loaded:
 class Context:
     folder: RunFolder
     out: Path
-    splits: Splits
-    space: FeatureSpace
+    run: dict[str, Any]  # results.json's run info
+    records: list[Record]  # every record of the folder, models not loaded included
+    names: list[str] | None  # --models, or None for every model
     models: list[Loaded]
     settings: Settings
     numbers: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)
+    _splits: Splits | None = None
+    _space: FeatureSpace | None = None
     _feature_net: torch.nn.Module | None = None
+
+    @property
+    def splits(self) -> Splits:
+        """The run's own data, loaded when a figure first asks (the training figure never does)."""
+        if self._splits is None:
+            options = run_settings(self.run)
+            self._splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
+                                       labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
+        return self._splits
+
+    @property
+    def space(self) -> FeatureSpace:
+        """The run's own ruler, loaded when a figure first asks."""
+        if self._space is None:
+            self._space = classifier_space(self.splits, net_path=run_settings(self.run).get("feature_net"))
+        return self._space
+
+    def feature_space_name(self) -> str:
+        return self._space.name if self._space is not None else str(self.run.get("feature_space", {}).get("name", "?"))
 
     def gen(self, *what: Any) -> torch.Generator:
         """A CPU generator seeded from the settings' seed and a label (`derive_seed`, as every other
@@ -617,9 +647,153 @@ def fig_copies(ctx: Context) -> None:
     ctx.save(fig, "copies.png", fig_name)
 
 
+# -- 8. how each paradigm learns ------------------------------------------------------------------
+
+NO_CURVE = "no quality curve: trained with --curves off or before curves existed"
+
+
+def budget_share(fraction: float | None) -> str:
+    """The share of the budget a curve point was due at, as "1/32", ..., "1/2", "1": a point is measured
+    at the first step at or past its share (`benchmarks.curves`), so its fraction rounds down to a power of 2
+    (after a little slack: the record keeps 6 decimals, 1/2048 as 0.000488)."""
+    if not fraction or fraction <= 0:
+        return "?"
+    k = max(0, -math.floor(math.log2(fraction) + 0.01))
+    return "1" if k == 0 else f"1/{2 ** k}"
+
+
+def read_strip(path: Path) -> Tensor:
+    """A snapshot strip (torchvision's save_image of one row, 2 px padding) cut back into its images,
+    (N,3,H,W) in [0,1]; a file that is not such a strip comes back whole, as one image."""
+    from PIL import Image
+
+    with Image.open(path) as img:
+        strip = torch.from_numpy(np.asarray(img.convert("RGB")).copy()).permute(2, 0, 1).float() / 255
+    side = strip.shape[1] - 4
+    n = (strip.shape[2] - 2) // (side + 2) if side > 0 else 0
+    if n < 1 or strip.shape[2] != n * (side + 2) + 2:
+        return strip[None]
+    return torch.stack([strip[:, 2:2 + side, 2 + j * (side + 2):2 + j * (side + 2) + side] for j in range(n)])
+
+
+@dataclass
+class Learner:
+    """One training of the run as the training figure draws it: the models sharing it (ddpm and ddim),
+    its record (the lowest seed) and, per curve point, its snapshot's images or None."""
+
+    label: str
+    record: Record
+    points: list[dict[str, Any]]
+    strips: list[Tensor | None]
+
+
+def learners(ctx: Context, fig_name: str) -> list[Learner]:
+    """Every training of the run with a quality curve and snapshot strips, in the run's order, one per
+    train_key; the others are listed as skipped, with the reason."""
+    first: dict[str, Record] = {}
+    for rec in ctx.records:
+        if rec.model == DATA_ROW or (ctx.names and rec.model not in ctx.names):
+            continue
+        if rec.model not in first or rec.seed < first[rec.model].seed:
+            first[rec.model] = rec
+    groups: dict[str, list[Record]] = {}
+    for rec in first.values():
+        groups.setdefault(rec.train_key or f"model:{rec.model}", []).append(rec)
+    if ctx.names:
+        for name in ctx.names:
+            if name not in first:
+                ctx.skip(fig_name, name, "not in this run folder")
+    out = []
+    for recs in groups.values():
+        label = ", ".join(r.model for r in recs)
+        rec = next((r for r in recs if r.quality_curve), recs[0])
+        if not rec.quality_curve:
+            why = f"status {rec.status}" + (f": {rec.error}" if rec.error else "") if not rec.ok else NO_CURVE
+            ctx.skip(fig_name, label, why)
+            continue
+        folder = ctx.folder.snapshots(rec.train_key) if rec.train_key else None
+        strips = [read_strip(folder / p["snapshot"]) if folder and p.get("snapshot") and (folder / p["snapshot"]).is_file()
+                  else None for p in rec.quality_curve]
+        if all(s is None for s in strips):
+            where = f"snapshots/{rec.train_key}/" if rec.train_key else "snapshots/ (the record has no train_key)"
+            ctx.skip(fig_name, label, f"its quality curve has no snapshot strips in {where}")
+            continue
+        out.append(Learner(label, rec, rec.quality_curve, strips))
+    return out
+
+
+def fig_training(ctx: Context) -> None:
+    """Each training's snapshot strips: the same noise (the same latent codes) drawn at every point of its
+    quality curve, so a row is one set of samples learning. Rows are the models, columns the shares of
+    the budget, each cell the strip's first `training_images` images over the point's FID: a paradigm's
+    learning reads along its row, the paradigms compare down a column (one block per model, a row per
+    point, would run to a page per model and lose that)."""
+    fig_name = "training"
+    items = learners(ctx, fig_name)
+    floor = next((r.quality_curve[0] for r in ctx.records if r.model == DATA_ROW and r.quality_curve), {})
+    samples = sorted({int(p["samples"]) for it in items for p in it.points if p.get("samples")})
+    numbers: dict[str, Any] = {
+        "samples": samples[0] if len(samples) == 1 else samples, "feature_space": ctx.feature_space_name(),
+        "data_fid": floor.get("fid"), "models": {}}
+    for it in items:
+        rec = it.record
+        numbers["models"][it.label] = {
+            "models": it.label.split(", "), "seed": rec.seed, "status": rec.status, "train_key": rec.train_key,
+            "sampler": next((p["sampler"] for p in it.points if p.get("sampler")), None),
+            "points": [{"share": budget_share(p.get("fraction")), "fraction": p.get("fraction"), "steps": p.get("steps"),
+                        "flops": p.get("flops"), "fid": p.get("fid"), "recognisable": p.get("recognisable"),
+                        "snapshot": (f"snapshots/{rec.train_key}/{p['snapshot']}" if strip is not None else None)}
+                       for p, strip in zip(it.points, it.strips)]}
+    ctx.numbers[fig_name] = numbers
+    if not items:
+        return
+    k = ctx.settings.training_images
+    n_text = fmt(numbers["samples"]) if len(samples) == 1 else "/".join(map(str, samples))
+    floor_text = f"; the test images score {fmt(floor['fid'], 3)} on as many" if floor.get("fid") is not None else ""
+    title = (f"each model's first {k} samples from the same noise, at each share of its training budget (columns);\n"
+             f"FID on {n_text} samples{floor_text}")
+    shares = sorted({budget_share(p.get("fraction")) for it in items for p in it.points},
+                    key=lambda s: float("inf") if s == "?" else share_value(s))
+    some = next(s for it in items for s in it.strips if s is not None)
+    blank = torch.ones(min(k, len(some)), *some.shape[1:])  # where a point's strip is missing
+    cell = 0.3  # inches per image
+    height = 0.8 + len(items) * (cell + 0.32)
+    fig, axes = plt.subplots(len(items), len(shares), squeeze=False,
+                             figsize=(1.5 + len(shares) * (k * cell + 0.15), height))
+    for r, it in enumerate(items):
+        at = {budget_share(p.get("fraction")): (p, s) for p, s in zip(it.points, it.strips)}
+        for c, share in enumerate(shares):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if r == 0:
+                ax.set_title(share, fontsize=9)
+            if share not in at:
+                continue
+            p, strip = at[share]
+            grid = make_grid(blank if strip is None else strip[:k], nrow=k, padding=2, pad_value=1.0)
+            ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+            ax.text(0.5, -0.04, f"FID {fmt(p.get('fid'), 3)}" + ("" if strip is not None else " (no snapshot)"),
+                    transform=ax.transAxes, ha="center", va="top", fontsize=7)
+        sampler = numbers["models"][it.label]["sampler"]
+        drawn = f"\n(drawn with {sampler})" if sampler and sampler not in it.label.split(", ") else ""
+        status = "" if it.record.ok else f"\n[{it.record.status}]"
+        axes[r, 0].text(-0.04, 0.5, it.label + drawn + status, transform=axes[r, 0].transAxes,
+                        ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=9, y=1 - 0.05 / height, va="top")
+    fig.subplots_adjust(wspace=0.08, hspace=0.45, top=1 - 0.75 / height, bottom=0.25 / height)
+    ctx.save(fig, "training.png", fig_name)
+
+
+def share_value(share: str) -> float:
+    """"1/32" -> 0.03125, "1" -> 1.0."""
+    num, _, den = share.partition("/")
+    return float(num) / float(den or 1)
+
+
 FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "latent_statistics": fig_latent_statistics, "holes": fig_holes, "interpolation": fig_interpolation,
     "perturbation": fig_perturbation, "latent_2d": fig_latent_2d, "drawing": fig_drawing, "copies": fig_copies,
+    "training": fig_training,
 }
 
 
@@ -631,7 +805,7 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
     data = json.loads((Path(run_folder) / "explore" / "explore.json").read_text())
     lines = ["## Lecture figures", "",
              (f"Drawn from the run's checkpoints by `python -m benchmarks.explore` ({data['feature_space']} features; "
-              f"seed {data['settings']['seed']})."), ""]
+              f"seed {data['settings']['seed']}); the training figure from its records and snapshot strips."), ""]
     numbers, skipped, images = data["figures"], data["skipped"], data["images"]
     for key in FIGURES:
         lines += [f"### {TITLES[key]}", ""]
@@ -696,6 +870,23 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
                      f"nearest-training distances ({fmt(nums['threshold_ratio'], 2)} × their median); the data row is test "
                      "images from the half that did not set that threshold. The run's table has the copy rate on all its "
                      "evaluation samples; these rates are on the samples searched here."), ""]
+    elif key == "training" and nums.get("models"):
+        shares = sorted({p["share"] for v in nums["models"].values() for p in v["points"]},
+                        key=lambda s: float("inf") if s == "?" else share_value(s))
+        out += ["| model | drawn with | " + " | ".join(f"FID at {s}" for s in shares) + " | steps at 1 |",
+                "|---|---|" + "---|" * len(shares) + "---|"]
+        for name, v in nums["models"].items():
+            at = {p["share"]: p for p in v["points"]}
+            out.append(f"| {name} | {v['sampler'] or '–'} | " + " | ".join(fmt(at[s]["fid"], 4) if s in at else "–" for s in shares)
+                       + f" | {fmt(at['1']['steps']) if '1' in at else '–'} |")
+        samples = nums["samples"]
+        floor = f" The test images score {fmt(nums['data_fid'], 4)} on as many." if nums.get("data_fid") is not None else ""
+        out += ["", (f"Each row is one training, measured at shares of its budget (its quality curve, "
+                     "`benchmarks.curves`): the images are the first the model draws from the same seeded noise (the same "
+                     "latent codes) at every point, so a row shows those samples learning. FID against the training split "
+                     f"on {samples if isinstance(samples, int) else '/'.join(map(str, samples))} samples per point "
+                     f"({nums['feature_space']} features), drawn with the model's fast sampler (ddpm's network through "
+                     "DDIM): a cheap curve, higher than the table's FID on more samples." + floor), ""]
     return out
 
 
@@ -727,19 +918,20 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     if unknown:
         raise GenzooError(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)}")
     settings = settings or Settings()
-    options = run_settings(run)  # the run's own data and ruler
-    splits = load_splits(run["dataset"], image_size=options.get("image_size"), labels=options.get("labels", "auto"),
-                         data_root=options.get("data_root", "data"))
-    space = classifier_space(splits, net_path=options.get("feature_net"))
+    chosen = list(dict.fromkeys(figures)) if figures else list(FIGURES)
     load_skips: list[tuple[str, str]] = []
-    loaded = load_models(folder, records, models, load_skips)
+    out = folder.path / "explore"
+    ctx = Context(folder, out, run, records, models, [], settings)
+    needs_models = any(f not in RECORD_FIGURES for f in chosen)  # the training figure alone needs no checkpoint
+    if needs_models:
+        _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
+        ctx.models = load_models(folder, records, models, load_skips)
+    loaded = ctx.models
     for item in loaded:
         item.model.to(device)
-    out = folder.path / "explore"
     out.mkdir(parents=True, exist_ok=True)
-    ctx = Context(folder, out, splits, space, loaded, settings)
-    for fig in figures or FIGURES:
-        for model, reason in load_skips:
+    for fig in chosen:
+        for model, reason in load_skips if fig not in RECORD_FIGURES else []:
             ctx.skip(fig, model, reason)
         started = time.perf_counter()
         try:
@@ -749,7 +941,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             (out / f"{fig}.error.txt").write_text(traceback.format_exc())
         log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
             + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))
-    data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": space.name,
+    data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": ctx.feature_space_name(),
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
             "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
@@ -761,6 +953,8 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             old = {}
         for key in ("figures", "images", "skipped"):
             data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in figures}, **data[key]}
+        if not needs_models:  # no model loaded this time (the training figure alone): the earlier list stands
+            data["models"] = old.get("models", {})
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     return data

@@ -7,11 +7,17 @@ styled apart, with the other figures a model reports (a VAE's ELBO) beside it. `
 training loss per model. `comparison`: one row of samples per model, real test images on top.
 `sampler_tradeoff`: rows that share one training (ddpm, ddim, ddim@10, ...) are samplers of the
 same network; FID against seconds per sample shows what each extra network evaluation buys.
+`quality_vs_training_compute`: each training's quality curve (`benchmarks.curves`), FID and the
+recognisable share against the training FLOPs spent so far: what more training buys each model.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -19,6 +25,7 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from benchmarks.curves import TARGET_FACTOR, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
 from zoo.registry import split_variant  # noqa: E402
 
@@ -188,6 +195,154 @@ def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_r
             parts.append(f"{r.sample_images_per_s:.3g} img/s · NFE {r.nfe}")
         ax.set_title(" · ".join(parts), fontsize=8, loc="right")
     return _save(fig, path)
+
+
+@dataclass
+class CurveLine:
+    """One training's quality curve as drawn: over its seeds, at each point, the median and the
+    lowest and highest value of each metric (NaN where no seed has it, a gap in the line)."""
+
+    label: str  # the models that share the training, and the sampler that drew it where it is another
+    seeds: int
+    flops: list[float]
+    values: dict[str, tuple[list[float], list[float], list[float]]]  # metric -> (median, low, high) per point
+
+
+CURVE_METRICS = ("fid", "recognisable")
+
+
+def curve_lines(records: list[Record]) -> list[CurveLine]:
+    """The lines of `quality_vs_training_compute`, one per training with a curve of >= 2 points."""
+    return [_curve_line(models, rs) for models, rs in _trainings(records)]
+
+
+def _trainings(records: list[Record]) -> list[tuple[list[str], list[Record]]]:
+    """Each training with a curve once, with the models that share it and one record per seed:
+    ddpm, ddim and ddim@K train one network (the same train_key for a seed), so their curves are
+    the same measurement and one line carries all their names."""
+    by_model: dict[str, list[Record]] = defaultdict(list)
+    for r in records:
+        if r.ok and r.model != DATA_ROW and len(r.quality_curve) >= 2:
+            by_model[r.model].append(r)
+    groups: dict[tuple[str, ...], tuple[list[str], list[Record]]] = {}
+    for model, rs in by_model.items():
+        key = tuple(sorted(r.train_key or f"{model}--seed{r.seed}" for r in rs))  # no key: a training of its own
+        names, _ = groups.setdefault(key, ([], sorted(rs, key=lambda r: r.seed)))
+        names.append(model)
+    return list(groups.values())
+
+
+def _curve_line(models: list[str], records: list[Record]) -> CurveLine:
+    samplers = sorted({p["sampler"] for r in records for p in r.quality_curve if p.get("sampler")})
+    label = ", ".join(models)
+    if any(split_variant(m)[0] != s for m in models for s in samplers):  # ddpm's curve is drawn by DDIM
+        label += f" (drawn with {', '.join(samplers)})"
+    flops, _, _ = _spread(records, "flops")
+    return CurveLine(label, len(records), flops, {key: _spread(records, key) for key in CURVE_METRICS})
+
+
+def _spread(records: list[Record], key: str) -> tuple[list[float], list[float], list[float]]:
+    """Median, lowest and highest of `key` over the seeds at each point index: the points are at
+    the same shares of every seed's budget, so the i-th points of the seeds belong together."""
+    middle: list[float] = []
+    low: list[float] = []
+    high: list[float] = []
+    for i in range(max(len(r.quality_curve) for r in records)):
+        values = [_number(r.quality_curve[i].get(key)) for r in records if i < len(r.quality_curve)]
+        found = [v for v in values if not math.isnan(v)] or [math.nan]
+        middle.append(statistics.median(found))
+        low.append(min(found))
+        high.append(max(found))
+    return middle, low, high
+
+
+def _number(value: Any) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else math.nan
+
+
+def _curve_samples(records: list[Record]) -> list[int]:
+    """The sample counts the curves' points (and the data row's floor) were scored on."""
+    return sorted({p["samples"] for r in records if r.ok for p in r.quality_curve if p.get("samples")})
+
+
+def quality_vs_training_compute(records: list[Record], path: str | Path) -> Path | None:
+    """FID (log) and the recognisable share against training FLOPs (log), one line per training,
+    with the data row's floor at the curves' sample count and the "TFLOP to target FID" target;
+    None when no record has a curve of >= 2 points."""
+    lines = curve_lines(records)
+    if not lines:
+        return None
+    floor = next((r.quality_curve for r in records if r.model == DATA_ROW and r.ok and r.quality_curve), [])
+    metrics = [m for m in CURVE_METRICS if m == "fid" or any(not math.isnan(v) for line in lines for v in line.values[m][0])]
+    columns = 2 if len(metrics) == 1 else 3  # of the legend
+    legend_rows = math.ceil((len(lines) + 2) / columns)
+    fig = plt.figure(figsize=(5.2 * len(metrics) + 0.6, 4.4 + 0.2 * legend_rows), dpi=120)
+    grid = fig.add_gridspec(2, len(metrics), height_ratios=[4.4, 0.2 * legend_rows + 0.1])
+    axes = [fig.add_subplot(grid[0, i]) for i in range(len(metrics))]
+    # a zoo has more models than the default cycle's 10 colours; tab20's dark shades first, then its
+    # light ones, so that neighbouring lines differ in hue and not only in shade
+    colours = [plt.get_cmap("tab20")(i) for i in [*range(0, 20, 2), *range(1, 20, 2)]]
+    markers = "osD^v<>phX"
+    for i, line in enumerate(lines):
+        colour = colours[i % len(colours)]
+        for ax, metric in zip(axes, metrics):
+            middle, low, high = line.values[metric]
+            ax.plot(line.flops, middle, marker=markers[i % len(markers)], ms=4, lw=1.3, color=colour, label=line.label)
+            if line.seeds > 1:
+                ax.fill_between(line.flops, low, high, color=colour, alpha=0.15, lw=0)
+    _floor_lines(axes, metrics, floor)
+    _style_curve_axes(axes, metrics)
+    handles: dict[str, Any] = {}
+    for ax in axes:  # every line, the floor and the target once
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    key = fig.add_subplot(grid[1, :])
+    key.axis("off")
+    key.legend(handles.values(), handles.keys(), loc="upper center", ncol=columns, fontsize=8, frameon=False)
+    fig.suptitle(_curve_title(records, lines), fontsize=10)
+    return _save(fig, path)
+
+
+def _floor_lines(axes: list, metrics: list[str], floor: list[dict[str, Any]]) -> None:
+    """The data row's floor (dashed) in each panel, and the target FID (dotted) in the FID panel."""
+    point = floor[0] if floor else {}
+    for ax, metric in zip(axes, metrics):
+        value = _number(point.get(metric))
+        if not math.isnan(value):
+            ax.axhline(value, color="black", ls="--", lw=1, label=f"data (test split, {point.get('samples', '?')} samples)")
+    target = target_fid(floor)
+    if target is not None and "fid" in metrics:
+        axes[metrics.index("fid")].axhline(target, color="grey", ls=":", lw=1.5, label=f"target ({TARGET_FACTOR:g}× data)")
+
+
+def _style_curve_axes(axes: list, metrics: list[str]) -> None:
+    for ax, metric in zip(axes, metrics):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # a span under a decade labels minor ticks, which collide
+        ax.set_xlabel("training FLOPs so far (log)")
+        if metric == "fid":
+            ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_ylabel("FID ↓ (log)")
+        else:
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel("recognisable share ↑")
+        ax.grid(True, which="both", alpha=0.3)
+
+
+def _curve_title(records: list[Record], lines: list[CurveLine]) -> str:
+    """Says the points' sample count: fewer samples than the table's give a higher FID, so the
+    curves' ends are not the table's numbers."""
+    counts = ", ".join(map(str, _curve_samples(records))) or "?"
+    table = sorted({r.fid_samples for r in records if r.ok and r.model != DATA_ROW and r.fid_samples})
+    title = f"quality against training compute: FID on {counts} samples per point"
+    if table:
+        title += f"; the table's FID on {', '.join(map(str, table))}"
+    seeds = max(line.seeds for line in lines)
+    if seeds > 1:
+        title += f"\nmedian over {seeds} seeds, the band from the lowest to the highest"
+    return title
 
 
 def _save(fig, path: str | Path) -> Path:

@@ -63,6 +63,11 @@ class Record:
     bpd_kind: str | None = col("bpd kind")  # exact | bound
     bpd_images: int | None = None
     bpd_extras: dict[str, float] = field(default_factory=dict)  # other figures, by the label the model gives them
+    # quality against training compute (`benchmarks.curves`): FID (and more) at shares of the budget;
+    # the data row's one point is the floor at the curve's sample count
+    quality_curve: list[dict[str, Any]] = field(default_factory=list)
+    # training FLOPs where the curve's FID first reaches the target (the footnote says which FID); "not reached"
+    flops_to_target: float | str | None = col("TFLOP to target FID", "{:.3f}", ci=True, scale=1e-12)
     # cost
     nfe: int | None = col("NFE", "{:d}")
     sample_images_per_s: float | None = col("sample img/s", "{:.1f}", ci=True)
@@ -135,6 +140,10 @@ class RunFolder:
 
     def checkpoint(self, train_key: str) -> Path:
         return self.path / "checkpoints" / train_key
+
+    def snapshots(self, train_key: str) -> Path:
+        """A training's snapshot strips, one per quality-curve point (`benchmarks.curves`)."""
+        return self.path / "snapshots" / train_key
 
     def samples(self, record: Record) -> Path:
         """The sample grid of a record (first-wave folders kept one grid per model, without the seed)."""

@@ -16,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.cli import Parser
-from benchmarks.records import COLUMNS, Record, Row, RunFolder, aggregate, atomic_write
+from benchmarks.curves import TARGET_FACTOR, fractions, target_fid
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write
 from zoo.base import GenzooError
+from zoo.registry import split_variant
 
 FLAGGED = "flagged"  # the status of a record holding a number it cannot hold (damaged, or edited by hand)
 SHARE = (0.0, 1.0)
@@ -33,7 +36,10 @@ VALID: dict[str, tuple[float, float]] = {
     "inception_score": (1, math.inf), "fid_samples": (1, math.inf), "nfe": (1, math.inf), "params": (0, math.inf),
     "sample_images_per_s": (0, math.inf), "train_steps": (0, math.inf), "train_flops": (0, math.inf),
     "train_seconds": (0, math.inf), "train_images_per_s": (0, math.inf), "peak_memory_mb": (0, math.inf),
+    "flops_to_target": (0, math.inf),
 }
+# The words a number's field may hold instead: a curve that never reached the target FID says so.
+WORDS: dict[str, set[str]] = {"flops_to_target": {"not reached"}}
 KID_NOISE = 3  # a KID below -KID_NOISE * kid_std is not noise
 NUMBERS = [f.name for f in dataclasses.fields(Record) if str(f.type).split(" ")[0] in ("int", "float")]
 
@@ -46,7 +52,7 @@ def problems(record: Record) -> list[str]:
     numbers += [(f"nn_distance_quantiles {q}", v, "nn_distance_ratio") for q, v in record.nn_distance_quantiles.items()]
     for name, v, kind in numbers:
         low, high = VALID.get(kind, (-math.inf, math.inf))
-        if v is None:
+        if v is None or (isinstance(v, str) and v in WORDS.get(name, set())):
             continue
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             out.append(f"{name} is {v!r}, not a number")
@@ -148,7 +154,37 @@ def footnote(run: dict, records: list[Record]) -> str:
         f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, "
         "forward and backward, counted by torch.utils.flop_counter). "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
+        + curves_note(records)
     )
+
+
+def curves_note(records: list[Record]) -> str:
+    """The footnote's sentence on the quality curves and the "TFLOP to target FID" column, with the
+    sample count, shares and target read from the records; empty where no record has a curve."""
+    models = [r for r in records if r.ok and r.model != DATA_ROW and r.quality_curve]
+    if not models:
+        return ""
+    counts = sorted({p["samples"] for r in models for p in r.quality_curve if p.get("samples")})
+    shares = _shares(fractions(max(len(r.quality_curve) for r in models)))
+    likelihood = " (and bits/dim)" if any(p.get("bits_per_dim") is not None for r in models for p in r.quality_curve) else ""
+    drawn = sorted({f"{r.model}'s network with {p['sampler']}'s sampler" for r in models for p in r.quality_curve
+                    if p.get("sampler") and p["sampler"] != split_variant(r.model)[0]})
+    floor = next((r.quality_curve for r in records if r.model == DATA_ROW and r.ok and r.quality_curve), [])
+    target = target_fid(floor)
+    text = (f" Quality curves: FID, recognisable share{likelihood} on {', '.join(map(str, counts)) or '?'} samples per "
+            f"point at {shares} of the budget, drawn with each model's fast sampler"
+            + (f" ({'; '.join(drawn)})" if drawn else "") + "; ")
+    if target is None:
+        return text + "TFLOP to target FID: not measured (the data row has no curve to set the target)."
+    return text + (f"TFLOP to target FID: training compute until the curve's FID first falls to {target:.1f} "
+                   f"({TARGET_FACTOR:g}× the data row's FID at the same sample count), interpolated in log–log, mean "
+                   "over the seeds that reached it.")
+
+
+def _shares(values: list[float]) -> str:
+    """Budget shares as fractions, "1/32, 1/16, ..., 1"; a long list by its ends."""
+    names = ["1" if v >= 1 else f"1/{round(1 / v)}" for v in values]
+    return ", ".join(names if len(names) <= 6 else [*names[:2], "...", *names[-2:]])
 
 
 # (file in the run folder, caption): the figures results.md embeds when they exist.
@@ -157,6 +193,9 @@ FIGURES = (
     ("plots/quality_vs_cost.png", "Sample quality against sampling cost"),
     ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched"),
     ("plots/sampler_tradeoff.png", "One trained network, several samplers: FID against seconds per sample"),
+    ("plots/quality_vs_training_compute.png", "Sample quality against training compute: FID and recognisable share "
+     "at shares of each model's budget (fewer samples per point than the table's FID), the data row's floor dashed, "
+     "the target FID dotted"),
     ("plots/loss_curves.png", "Training loss per model"),
 )
 
@@ -236,6 +275,7 @@ def render(path: str | Path) -> list[Path]:
             plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
             plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
             plots.sampler_tradeoff(records, folder.path / "plots" / "sampler_tradeoff.png"),
+            plots.quality_vs_training_compute(records, folder.path / "plots" / "quality_vs_training_compute.png"),
             plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
         ]
         write_tables(folder, run, records)
@@ -253,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = p.parse_args(argv)
     except GenzooError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     folder = RunFolder(args.folder)
     if not folder.results.is_file() and not folder.records_dir.is_dir():
@@ -273,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
                           highlight=False, soft_wrap=True)
         made = render(args.folder)
     except GenzooError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     run, records = folder.read()
     records = flag(records, warn=lambda line: None)  # render said it once

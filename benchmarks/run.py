@@ -29,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.markup import escape
 from rich.table import Table
 from torch import Tensor
 from torchvision.utils import save_image
 
 import zoo
-from benchmarks import evaluate, report
+from benchmarks import curves, evaluate, report, tensorboard_log
 from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
@@ -48,7 +49,7 @@ from zoo.metrics import features, fidelity, speed
 from zoo.parallel import Processes
 from zoo.registry import describe_hparams, parse, parse_overrides, preset_entry, split_variant
 from zoo.seeds import derive_seed, seed_everything
-from zoo.train import STOP_SIGNALS, Diverged, Interrupted, fit, resolve_device, use_deterministic
+from zoo.train import STOP_SIGNALS, Diverged, Hook, Interrupted, fit, resolve_device, use_deterministic
 
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
@@ -76,6 +77,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--deterministic", default=True, action=argparse.BooleanOptionalAction,
                    help="deterministic kernels on CUDA, so the same command gives the same table (default: on; "
                         "the CPU is deterministic either way)")
+    p.add_argument("--curves", metavar="K|off",
+                   help="quality against training compute: evaluate each training at K points, 1/2^(K-1) ... 1 of its "
+                        f"budget (default: the preset's, 6 for quick; 2..{curves.MAX_POINTS}), or off")
+    p.add_argument("--log", default="none", choices=("none", "tensorboard"),
+                   help="tensorboard: losses, curve metrics, snapshots and hyper-parameters to RUN/tensorboard/ "
+                        "(needs the tensorboard extra)")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
@@ -260,11 +267,19 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     # Two runners asking for one training: the second waits, then reuses it. Only the main process
     # locks (the others follow it in every collective, so they would wait for it forever).
     lock = folder.lock(f"train-{key}", on_wait=waiting) if procs.main else contextlib.nullcontext()
+    hooks: list[Hook] = []
+    if procs.main and space is not None and preset.curve.points:
+        hooks.append(curves.QualityCurve(splits, space, preset.curve, seed=derive_seed(seed, "curve", model.train_family or model.name),
+                                         snapshots=folder.snapshots(key)))
+    if procs.main and args.log == "tensorboard":
+        hooks.append(tensorboard_log.TensorBoardLog(folder.path / "tensorboard" / f"{job.name}-seed{seed}",
+                                                     dataclasses.asdict(model.config),
+                                                     snapshots=folder.snapshots(key) if preset.curve.points else None))
     with speed.PeakMemory(device) as mem:
         with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
                      progress=console.is_terminal and procs.main, processes=procs, precision=args.precision,
-                     graphs_mode=args.graphs)
+                     graphs_mode=args.graphs, hooks=hooks)
         if not procs.main:
             return None
         assert space is not None
@@ -282,6 +297,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         train_reused=tr.reused, events=tr.events, peak_memory_mb=mem.mb, memory_kind=mem.kind,
         weights_hash=Checkpoint(ckpt).weights_hash(),
         loss_curve=[[i + 1, h["loss"]] for i, h in enumerate(tr.history) if i % every == 0],
+        quality_curve=tr.curve,
     )
     save_grid(samples, folder.samples(record))
     return record
@@ -291,7 +307,8 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
     metrics, images = evaluate.score_data(splits, space, preset.eval)
-    record = Record(DATA_ROW, seed, status="ok", **metrics)
+    floor = curves.floor(splits, space, preset.curve) if preset.curve.points else []
+    record = Record(DATA_ROW, seed, status="ok", **metrics, quality_curve=floor)
     save_grid(images, folder.samples(record))
     return record
 
@@ -371,7 +388,7 @@ def _refusing_unwritable(argv: list[str]) -> int:
     try:
         return _main(argv)
     except GenzooError as e:  # a file that cannot be written once the run is under way (zoo.files.atomic_write)
-        console.print(f"[red]error:[/] {e}", highlight=False)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         return 2
 
 
@@ -390,6 +407,10 @@ def _main(argv: list[str]) -> int:
         if args.feature_net is not None and args.feature_space != "classifier":
             raise GenzooError("--feature-net gives a classifier feature net; it does not go with --feature-space inception")
         preset = PRESETS[args.preset]
+        if args.curves is not None:
+            preset = dataclasses.replace(preset, curve=dataclasses.replace(preset.curve, points=curves.parse_points(args.curves)))
+        if args.log == "tensorboard":
+            tensorboard_log.check_available()
         budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
         device = resolve_device(args.device)
         # Before any CUDA work: cuBLAS reads its workspace setting once. The CPU's kernels repeat
@@ -432,7 +453,7 @@ def _main(argv: list[str]) -> int:
         return stop.exit_code
     error = procs.from_main(error)  # the main process alone builds the feature space: all stop if it failed
     if error is not None:
-        console.print(f"[red]error:[/] {error}", highlight=False, soft_wrap=True)  # one line, however long
+        console.print(f"[red]error:[/] {escape(error)}", highlight=False, soft_wrap=True)  # one line, however long
         procs.close()
         return 2
     if not procs.main:
@@ -457,7 +478,14 @@ def _main(argv: list[str]) -> int:
     shown: list[Record] = []
     doing = "the data row"
 
+    target: float | None = None  # the FID of the "FLOPs to reach" column, set by the data row's curve
+
     def finish(record: Record) -> None:
+        nonlocal target
+        if record.model == DATA_ROW:
+            target = curves.target_fid(record.quality_curve)
+        elif record.quality_curve and target is not None:
+            record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
         folder.write_record(record)
         folder.merge(run, order)
         shown.append(record)

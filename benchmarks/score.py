@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from rich.markup import escape
 from rich.table import Table
 from torch import Tensor
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
     except GenzooError as e:
-        console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
 
 

@@ -339,6 +339,11 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         """Network evaluations one sample costs."""
         return 1
 
+    def fast_sampler(self) -> Generator:
+        """This trained model with a sampler cheap enough to look at it often, as the quality curves
+        do during training: the model itself, unless its own sampler is costly (ddpm's 1000 steps)."""
+        return self
+
     # -- shared behaviour ----------------------------------------------------------------
     @property
     def device(self) -> torch.device:

@@ -28,6 +28,8 @@ class TrainResult:
     flops_per_step: float | None = None  # matmul/conv FLOPs of one train_step, forward and backward
     history: list[dict[str, float]] = field(default_factory=list)  # one entry per step
     events: list[str] = field(default_factory=list)  # resumes and interruptions, in order
+    # What hooks measured during training (quality-curve points), saved with it so a resume goes on from there.
+    curve: list[dict[str, Any]] = field(default_factory=list)
     reused: bool = False
 
     @property

@@ -143,6 +143,8 @@ class Training:
     result: TrainResult  # steps, images, FLOPs so far; `history` holds the losses read so far
     average: WeightAverage | None
     finish: Callable[[Generator], None]  # what the loop does to a model when training ends
+    fraction: float = 0.0  # share of the budget spent: of its steps, or of its seconds under a wall-clock budget
+    seconds: float = 0.0  # training time so far (`result.seconds` is brought up to date only when losses are read)
 
     def finished_copy(self) -> Generator:
         """The model as it would be if training stopped now: a copy with the weight average applied
@@ -155,9 +157,10 @@ class Training:
 
 
 class Hook(Protocol):
-    """Something that watches a training: quality curves, logs. It runs between steps, may wait
-    for the device, and draws random numbers only inside the loop's `fork_rng`, so a training with
-    hooks ends with the same weights as one without."""
+    """Something that watches a training: quality curves, logs. It runs after every step (after the
+    last one with `fraction` 1), before the checkpoint of that step, may wait for the device, and
+    draws random numbers only inside the loop's `fork_rng`, so a training with hooks ends with the
+    same weights as one without. Its time is neither training time nor spent from a wall-clock budget."""
 
     def after_step(self, training: Training) -> None: ...
 
@@ -308,6 +311,15 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             result.images += len(xb) * procs.world
             pending.add(result.steps, losses)
             elapsed = time.perf_counter() - start
+            if hooks:  # before this step's checkpoint below, which then holds what they measured
+                watched.seconds = spent + elapsed
+                watched.fraction = min(1.0, watched.seconds / budget.amount if budget.unit == "seconds"
+                                       else result.steps / max_steps)
+                hooked = time.perf_counter()
+                for hook in hooks:
+                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+                        hook.after_step(watched)
+                start += time.perf_counter() - hooked
             # One process decides on its own clock and signals at once; a group agrees every few steps.
             urgent = procs.world == 1 and bool(
                 caught or (ckpt is not None and elapsed - last_save >= save_every)
@@ -332,9 +344,6 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                     info = " ".join(f"{k} {v:.4g}" for k, v in list(result.history[-1].items())[:3])
                     total = f"/{max_steps}" if math.isfinite(max_steps) else ""
                     bar.update(task, info=f"step {result.steps}{total}  {info}  {result.images / result.seconds:.0f} img/s")
-            for hook in hooks:
-                with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                    hook.after_step(watched)
         if average is not None:
             average.copy_to(model)
         finish(model)

@@ -32,9 +32,10 @@ and the prediction cropped back: the diffusion itself, and every sample, stays a
 """
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -68,9 +69,17 @@ def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int
     )
 
 
-def check_unet(name: str, c: DDPM.Config) -> None:
+class UNetFields(Protocol):
+    """The fields of a Config that `check_unet` reads (ddpm's, ldm's, flow-matching's)."""
+
+    channels: list[int]
+    attention: list[int]
+    norm_groups: int
+
+
+def check_unet(name: str, c: UNetFields) -> None:
     """What the UNet's fields ask of each other: every level's channels divide into norm_groups, and
-    attention is on levels that exist (ddpm's, ddim's and ldm's checks)."""
+    attention is on levels that exist (ddpm's, ddim's, ldm's and flow-matching's checks)."""
     if any(ch % c.norm_groups for ch in c.channels):
         raise GenzooError(f"{name}: channels must be divisible by norm_groups={c.norm_groups}, got {list(c.channels)}")
     if any(i >= len(c.channels) for i in c.attention):
@@ -186,6 +195,12 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
     def nfe(self) -> int:
         return len(self.sampler()[0].timesteps)
 
+    def fast_sampler(self) -> Generator:
+        """The same network sampled by DDIM at its default steps: a twentieth of the network passes."""
+        fast = DDIM(self.spec, **dataclasses.asdict(self.config)).to(self.device)
+        fast.load_state_dict(self.state_dict())
+        return fast.eval()
+
 
 @register
 class DDIM(DDPM, Invertible):
@@ -201,6 +216,9 @@ class DDIM(DDPM, Invertible):
         eta: float = hparam(0.0, ge=0, le=1)  # 0: deterministic DDIM; 1: DDPM-like noise
 
     config: DDIM.Config  # DDPM.Config and the fields above
+
+    def fast_sampler(self) -> Generator:
+        return self
 
     def sampler(self):
         # "trailing" spacing starts at t = T-1 (pure noise) even with few steps: 999, 899, ..., 99 for 10.

@@ -57,8 +57,10 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # those both 
 MAX_LEVELS = 6  # UNet levels: each halves the side (the image is padded to a multiple of 2**(levels-1))
 
 
-def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int, groups: int) -> UNet2DModel:
-    """A UNet with one level per entry of `channels`; levels listed in `attention` get self-attention."""
+def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int, groups: int,
+          class_embeds: int | None = None) -> UNet2DModel:
+    """A UNet with one level per entry of `channels`; levels listed in `attention` get self-attention.
+    With `class_embeds`, a learned embedding per class index, added to the timestep's (ddpm-cond's labels)."""
     down = tuple("AttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(len(channels)))
     up = tuple(b.replace("Down", "Up") for b in reversed(down))
     return UNet2DModel(
@@ -66,7 +68,20 @@ def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int
         block_out_channels=tuple(channels), down_block_types=down, up_block_types=up,
         layers_per_block=layers, norm_num_groups=groups, attention_head_dim=min(channels[-1], 32),
         add_attention=bool(attention),  # the middle block's attention, at the lowest resolution
+        num_class_embeds=class_embeds,
     )
+
+
+def padded_unet(unet: UNet2DModel, x_t: Tensor, timesteps: Tensor, multiple: int, class_labels: Tensor | None = None) -> Tensor:
+    """The UNet's output for x_t (B,C,H,W) at `timesteps` (B,) (and `class_labels` (B,) for a UNet with
+    class embeddings): padded to sides that are multiples of `multiple` (the UNet halves them once per
+    level) and cropped back, so any image size goes."""
+    h, w = x_t.shape[-2:]
+    ph, pw = -h % multiple, -w % multiple
+    x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) if ph or pw else x_t  # (B,C,H',W')
+    labelled = {} if class_labels is None else {"class_labels": class_labels}  # an unlabelled UNet is called as before
+    out = unet(x, timesteps, **labelled).sample  # (B,C,H',W')
+    return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]  # (B,C,H,W)
 
 
 class UNetFields(Protocol):
@@ -136,12 +151,8 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
     def predict(self, x_t: Tensor, t: Tensor) -> Tensor:
-        """The UNet's prediction (noise, v or x0: `prediction_type`) for x_t (B,C,H,W) at timesteps t (B,); pads to the UNet's grid and crops back."""
-        h, w = x_t.shape[-2:]
-        ph, pw = -h % self.multiple, -w % self.multiple
-        x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) if ph or pw else x_t  # (B,C,H',W')
-        out = self.unet(x, t).sample  # (B,C,H',W')
-        return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]  # (B,C,H,W)
+        """The UNet's prediction (noise, v or x0: `prediction_type`) for x_t (B,C,H,W) at timesteps t (B,)."""
+        return padded_unet(self.unet, x_t, t, self.multiple)
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """MSE of the prediction for images x in [0,1], given the noise and timesteps."""

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
-from benchmarks.evaluate import data_images
+from benchmarks.evaluate import data_images, data_pick
 from zoo.base import Generator, GenzooError, Likelihood
 from zoo.data import Splits
 from zoo.files import atomic_write
@@ -76,7 +76,9 @@ def measure(model: Generator, splits: Splits, space: FeatureSpace, settings: Cur
         return {**point, "fid": None}, images
     point.update(score(images, splits, space, cuda=cuda))
     if isinstance(model, Likelihood):
-        bpd, _ = likelihood.bits_per_dim(model, splits.x_test[:settings.bpd_images], seed=seed)
+        # a seeded subset, not the first images: a split sorted by class (mnist5k's) would give only its first classes
+        held_out = splits.x_test[data_pick(splits, settings.bpd_images)]
+        bpd, _ = likelihood.bits_per_dim(model, held_out, seed=seed)
         point["bits_per_dim"] = bpd if math.isfinite(bpd) else None
     return point, images
 

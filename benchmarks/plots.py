@@ -9,9 +9,13 @@ training loss per model. `comparison`: one row of samples per model, real test i
 same network; FID against seconds per sample shows what each extra network evaluation buys.
 `quality_vs_training_compute`: each training's quality curve (`benchmarks.curves`), FID and the
 recognisable share against the training FLOPs spent so far: what more training buys each model.
+`guidance_tradeoff`: rows of one training that differ only in the guidance scale (ddpm-cond@0,1,3,7):
+precision, recall and label accuracy, and FID beside them, against the scale: fidelity bought with
+diversity.
 """
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections import defaultdict
@@ -23,7 +27,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 from benchmarks.curves import TARGET_FACTOR, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
@@ -44,7 +49,7 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
         keys = sorted({r.train_key or "" for r in row.records})
-        if all(keys) and row.cells["sample_images_per_s"][0]:
+        if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
             groups[" ".join(keys)].append(row)
     groups = {k.split("-")[0]: v for k, v in groups.items() if len(v) >= 2}
     if not groups:
@@ -71,6 +76,86 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def _guided(row: Row) -> bool:
+    """Whether the row's model has a guidance scale (a `guidance` hyper-parameter in its records)."""
+    return all("guidance" in r.hparams for r in row.records)
+
+
+GUIDANCE_METRICS = (("precision", "precision ↑", "o"), ("recall", "recall ↑", "s"), ("label_accuracy", "label accuracy ↑", "D"))
+
+
+def guidance_sweeps(records: list[Record]) -> dict[str, list[tuple[float, Row]]]:
+    """Each training whose rows differ only in the guidance scale (the same train keys, and every
+    other hyper-parameter alike), with >= 2 scales: its model's name -> (scale, row), by scale. Two
+    rows at one scale (ddpm-cond and ddpm-cond@3) are one measurement: the first is kept."""
+    groups: dict[tuple[str, str], dict[float, Row]] = defaultdict(dict)
+    for row in _rows(records, "fid"):
+        keys = sorted({r.train_key or "" for r in row.records})
+        if all(keys) and _guided(row):
+            rest = {k: v for k, v in row.records[0].hparams.items() if k != "guidance"}  # steps, ...: alike within a sweep
+            groups[(" ".join(keys), json.dumps(rest, sort_keys=True, default=str))].setdefault(
+                float(row.records[0].hparams["guidance"]), row)
+    sweeps: dict[str, list[tuple[float, Row]]] = {}
+    for scales in groups.values():
+        if len(scales) >= 2:
+            name = split_variant(next(iter(scales.values())).model)[0]
+            label, n = name, 1
+            while label in sweeps:  # a second training of the same model (another --set): numbered
+                n += 1
+                label = f"{name} ({n})"
+            sweeps[label] = sorted(scales.items())
+    return sweeps
+
+
+def guidance_tradeoff(records: list[Record], path: str | Path) -> Path | None:
+    """Precision, recall and label accuracy (left) and FID (right) against the guidance scale, one line
+    per training swept over it (`guidance_sweeps`); None when no run swept one."""
+    sweeps = guidance_sweeps(records)
+    if not sweeps:
+        return None
+    fig, (shares, fids) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
+    styles = ["-", "--", ":", "-."]
+    for i, (label, points) in enumerate(sweeps.items()):
+        scales = [w for w, _ in points]
+        suffix = f" ({label})" if len(sweeps) > 1 else ""
+        for j, (key, header, marker) in enumerate(GUIDANCE_METRICS):
+            cells = [row.cells[key] for _, row in points]
+            if all(mean is None for mean, _ in cells):  # no label accuracy without a classifier's feature space
+                continue
+            ys = [math.nan if mean is None else mean for mean, _ in cells]
+            shares.errorbar(scales, ys, yerr=[half or 0 for _, half in cells], fmt=marker, ls=styles[i % len(styles)], capsize=3, ms=5,
+                            color=f"C{j}", label=header + suffix)
+        fid = [row.cells["fid"] for _, row in points]
+        fids.errorbar(scales, [m for m, _ in fid], yerr=[h or 0 for _, h in fid], fmt="o", ls=styles[i % len(styles)],
+                      capsize=3, color="C3", label=f"FID{suffix}")
+        for w, row in points:
+            fids.annotate(f"{row.cells['nfe'][0]} NFE", (w, row.cells["fid"][0]), textcoords="offset points",
+                          xytext=(4, 4), fontsize=7)
+    data_fid = _data_value(records, "fid")
+    if data_fid:
+        fids.axhline(data_fid, color="black", ls="--", lw=1, label="data (held-out test images)")
+    for ax in (shares, fids):
+        ax.axvline(1, color="grey", ls=":", lw=1)  # the plain conditional model; left of it toward unconditional
+        ax.set_xlabel("guidance scale w (0: unconditional, 1: conditional)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    shares.set_ylim(-0.02, 1.02)
+    shares.set_ylabel("share")
+    fids.set_yscale("log")  # the models' FIDs and the data row's, often a decade or more apart
+    fids.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 10, 100 rather than 10¹, 10²
+    fids.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
+    fids.set_ylabel("FID ↓ (log)")
+    counts = sorted({r.fid_samples for points in sweeps.values() for _, row in points for r in row.records if r.fid_samples})
+    fig.suptitle(f"one training, several guidance scales: fidelity against diversity; FID on "
+                 f"{', '.join(map(str, counts)) or '?'} samples", fontsize=10)
+    return _save(fig, path)
+
+
+def _two_and_five(value: float, _: Any) -> str:
+    """A minor tick's label on a log axis: 20, 50, 200, ... labelled, the ticks between them not (they crowd)."""
+    return f"{value:g}" if value > 0 and round(value / 10 ** math.floor(math.log10(value))) in (2, 5) else ""
 
 
 def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
@@ -208,7 +293,10 @@ class CurveLine:
     values: dict[str, tuple[list[float], list[float], list[float]]]  # metric -> (median, low, high) per point
 
 
-CURVE_METRICS = ("fid", "recognisable")
+CURVE_METRICS = ("fid", "recognisable")  # the panels
+# A point whose samples fall in this few classes is a blank or uniform canvas early in training, which
+# the classifier may name with confidence: its recognisable share is drawn as a cross, off the line.
+COLLAPSED_MODES = 2
 
 
 def curve_lines(records: list[Record]) -> list[CurveLine]:
@@ -238,7 +326,16 @@ def _curve_line(models: list[str], records: list[Record]) -> CurveLine:
     if any(split_variant(m)[0] != s for m in models for s in samplers):  # ddpm's curve is drawn by DDIM
         label += f" (drawn with {', '.join(samplers)})"
     flops, _, _ = _spread(records, "flops")
-    return CurveLine(label, len(records), flops, {key: _spread(records, key) for key in CURVE_METRICS})
+    return CurveLine(label, len(records), flops, {key: _spread(records, key) for key in (*CURVE_METRICS, "modes")})
+
+
+def recognisable_apart(line: CurveLine) -> tuple[list[float], list[tuple[float, float]]]:
+    """A line's recognisable shares with its collapsed points (median modes <= COLLAPSED_MODES) taken
+    out (NaN, a gap), and those points as (FLOPs, share) for the crosses."""
+    shares, modes = line.values["recognisable"][0], line.values["modes"][0]
+    collapsed = [m <= COLLAPSED_MODES for m in modes]
+    crosses = [(f, v) for f, v, c in zip(line.flops, shares, collapsed) if c]
+    return [math.nan if c else v for v, c in zip(shares, collapsed)], crosses
 
 
 def _spread(records: list[Record], key: str) -> tuple[list[float], list[float], list[float]]:
@@ -276,7 +373,7 @@ def quality_vs_training_compute(records: list[Record], path: str | Path) -> Path
     floor = next((r.quality_curve for r in records if r.model == DATA_ROW and r.ok and r.quality_curve), [])
     metrics = [m for m in CURVE_METRICS if m == "fid" or any(not math.isnan(v) for line in lines for v in line.values[m][0])]
     columns = 2 if len(metrics) == 1 else 3  # of the legend
-    legend_rows = math.ceil((len(lines) + 2) / columns)
+    legend_rows = math.ceil((len(lines) + 3) / columns)
     fig = plt.figure(figsize=(5.2 * len(metrics) + 0.6, 4.4 + 0.2 * legend_rows), dpi=120)
     grid = fig.add_gridspec(2, len(metrics), height_ratios=[4.4, 0.2 * legend_rows + 0.1])
     axes = [fig.add_subplot(grid[0, i]) for i in range(len(metrics))]
@@ -288,6 +385,10 @@ def quality_vs_training_compute(records: list[Record], path: str | Path) -> Path
         colour = colours[i % len(colours)]
         for ax, metric in zip(axes, metrics):
             middle, low, high = line.values[metric]
+            if metric == "recognisable":
+                middle, crosses = recognisable_apart(line)
+                if crosses:
+                    ax.scatter([f for f, _ in crosses], [v for _, v in crosses], marker="x", s=20, lw=1, color=colour)
             ax.plot(line.flops, middle, marker=markers[i % len(markers)], ms=4, lw=1.3, color=colour, label=line.label)
             if line.seeds > 1:
                 ax.fill_between(line.flops, low, high, color=colour, alpha=0.15, lw=0)
@@ -297,9 +398,13 @@ def quality_vs_training_compute(records: list[Record], path: str | Path) -> Path
     for ax in axes:  # every line, the floor and the target once
         for handle, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, handle)
+    if "recognisable" in metrics:
+        handles["collapsed"] = Line2D([], [], marker="x", ls="", color="grey",
+                                      label=f"samples of ≤ {COLLAPSED_MODES} classes: the share means nothing there")
     key = fig.add_subplot(grid[1, :])
     key.axis("off")
-    key.legend(handles.values(), handles.keys(), loc="upper center", ncol=columns, fontsize=8, frameon=False)
+    key.legend(handles.values(), [h.get_label() if k == "collapsed" else k for k, h in handles.items()],
+               loc="upper center", ncol=columns, fontsize=8, frameon=False)
     fig.suptitle(_curve_title(records, lines), fontsize=10)
     return _save(fig, path)
 

@@ -29,7 +29,7 @@ PRESETS = {
     "quick": Preset("quick", Budget(2.5e12, "flops", batch_size=32),
                     EvalSettings(samples=1000, speed_batch=64, bpd_images=1000),
                     CurveSettings(points=6, samples=200, bpd_images=200),
-                    about="the default: the same training compute for every model, the whole zoo in 13 to 22 minutes on 2 CPU cores"),
+                    about="the default: the same training compute for every model, the whole zoo in about 22 minutes on 2 CPU cores"),
     "lecture": Preset("lecture", Budget(1e13, "flops", batch_size=32),
                       EvalSettings(samples=1000, speed_batch=64, bpd_images=1000),
                       CurveSettings(points=6, samples=200, bpd_images=200),

@@ -193,6 +193,8 @@ FIGURES = (
     ("plots/quality_vs_cost.png", "Sample quality against sampling cost"),
     ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched"),
     ("plots/sampler_tradeoff.png", "One trained network, several samplers: FID against seconds per sample"),
+    ("plots/guidance_tradeoff.png", "One trained network, several guidance scales: precision, recall and label accuracy "
+     "(left) and FID (right) against the scale; w = 0 is the unconditional model, w = 1 the conditional one"),
     ("plots/quality_vs_training_compute.png", "Sample quality against training compute: FID and recognisable share "
      "at shares of each model's budget (fewer samples per point than the table's FID), the data row's floor dashed, "
      "the target FID dotted"),
@@ -275,6 +277,7 @@ def render(path: str | Path) -> list[Path]:
             plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
             plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
             plots.sampler_tradeoff(records, folder.path / "plots" / "sampler_tradeoff.png"),
+            plots.guidance_tradeoff(records, folder.path / "plots" / "guidance_tradeoff.png"),
             plots.quality_vs_training_compute(records, folder.path / "plots" / "quality_vs_training_compute.png"),
             plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
         ]

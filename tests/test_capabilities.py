@@ -23,9 +23,11 @@ DECLARED = {
     "ae": {Latent}, "vae": {Latent, ProbabilisticDecoder, Likelihood}, "aae": {Latent}, "vae-gan": {Latent},
     "realnvp": {Latent, Likelihood}, "dcgan": {CodeSampler}, "wgan": {CodeSampler}, "cgan": {CodeSampler, Conditional},
     "ddpm": {Stepwise}, "ddim": {Stepwise, Invertible}, "ldm": {Stepwise}, "flow-matching": {Stepwise},
+    "ddpm-cond": {Stepwise, Conditional},
     "pixelcnn": {Stepwise, Likelihood}, "pixelcnn-cond": {Stepwise, Likelihood, Conditional},
 }
-FAST = {"ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "ldm": {"steps": 5}, "flow-matching": {"steps": 5}}
+FAST = {"ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "ldm": {"steps": 5}, "flow-matching": {"steps": 5},
+        "ddpm-cond": {"steps": 5}}
 
 
 def build(name, spec, **hparams):

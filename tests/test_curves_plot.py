@@ -138,3 +138,16 @@ def test_not_reached_is_a_value_of_the_target_column_not_a_damaged_record():
     assert report.problems(Record("vae", 0, status="ok", flops_to_target=3e11)) == []
     assert report.problems(Record("vae", 0, status="ok", flops_to_target="soon")) == ["flops_to_target is 'soon', not a number"]
     assert report.problems(Record("vae", 0, status="ok", flops_to_target=-1.0))  # FLOPs are never negative
+
+
+def test_a_collapsed_point_is_a_cross_off_the_recognisable_line():
+    """Early in training a model may draw one blank canvas the classifier names with confidence: all
+    samples of one class, recognisable 1.0. That point leaves the line and becomes a cross."""
+    flops = [1e11, 2e11, 4e11]
+    rec = Record("ddpm", 0, status="ok", train_key="diffusion-1", quality_curve=[
+        {"flops": f, "fid": fid, "recognisable": share, "modes": modes, "samples": 200, "sampler": "ddpm"}
+        for f, fid, share, modes in zip(flops, (1500.0, 400.0, 120.0), (1.0, 0.2, 0.45), (1, 8, 10))])
+    (line,) = plots.curve_lines([rec])
+    shares, crosses = plots.recognisable_apart(line)
+    assert math.isnan(shares[0]) and shares[1:] == [0.2, 0.45]
+    assert crosses == [(1e11, 1.0)]

@@ -238,7 +238,7 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     # `sampler_params` change sampling only, so they are left out of the training key.
     train_family: ClassVar[str | None] = None
     sampler_params: ClassVar[tuple[str, ...]] = ()
-    variant_param: ClassVar[str | None] = None  # `name@V` sets this hparam to int(V), e.g. ddim@10
+    variant_param: ClassVar[str | None] = None  # `name@V` sets this int or float hparam to V: ddim@10, ddpm-cond@1.5
     # True: the training loop hands `after_training` the whole training set (False spares loading it).
     fits_after_training: ClassVar[bool] = False
     # Why this model's training step can never be replayed as a CUDA graph (`zoo.graphs`), in a few

@@ -87,16 +87,27 @@ def get(name: str) -> type[Generator]:
     return _REGISTRY[base]
 
 
+# What a variant's value may be written as, by the type of the field it sets: digits, and for a
+# float a decimal point too (ddpm-cond@1.5). No sign, exponent, nan or inf: a variant is a plain
+# count or scale; anything else goes through --set.
+VARIANT_TEXT = {int: (re.compile(r"[0-9]+"), "int"), float: (re.compile(r"[0-9]+(\.[0-9]+)?"), "number")}
+
+
 def parse(name: str) -> tuple[type[Generator], dict[str, Any]]:
-    """`ddim@10` -> (DDIM class, {"steps": 10}); a plain name -> (class, {})."""
+    """`ddim@10` -> (DDIM class, {"steps": 10}); `ddpm-cond@1.5` -> (its class, {"guidance": 1.5}): the
+    value takes the type of the field `variant_param` names, an int or a float; a plain name -> (class, {})."""
     cls = get(name)
     _, value = split_variant(name)
     if value is None:
         return cls, {}
-    if cls.variant_param is None or not (value.isascii() and value.isdigit()):
-        hint = f"{cls.name}@<int> sets {cls.variant_param}" if cls.variant_param else f"{cls.name} has no variants"
-        raise GenzooError(f"bad model variant {name!r}: {hint}")
-    return cls, {cls.variant_param: int(value)}
+    if cls.variant_param is None:
+        raise GenzooError(f"bad model variant {name!r}: {cls.name} has no variants")
+    kind = config_types(cls.Config).get(cls.variant_param)
+    kind = kind if kind in VARIANT_TEXT else int  # an annotation that does not resolve: an int, as before floats
+    pattern, noun = VARIANT_TEXT[kind]
+    if not pattern.fullmatch(value):
+        raise GenzooError(f"bad model variant {name!r}: {cls.name}@<{noun}> sets {cls.variant_param}")
+    return cls, {cls.variant_param: convert(value, kind)}
 
 
 def preset_entry(table: Mapping[str, T], preset: str) -> T | None:

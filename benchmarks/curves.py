@@ -25,11 +25,11 @@ import torch
 from torch import Tensor
 from torchvision.utils import save_image
 
-from benchmarks.evaluate import data_images, data_pick
+from benchmarks.evaluate import data_images, data_pick, fid_and_classes
 from zoo.base import Generator, GenzooError, Likelihood
 from zoo.data import Splits
 from zoo.files import atomic_write
-from zoo.metrics import coverage, fidelity, likelihood
+from zoo.metrics import likelihood
 from zoo.metrics.features import FeatureSpace
 from zoo.train import Training
 
@@ -74,7 +74,7 @@ def measure(model: Generator, splits: Splits, space: FeatureSpace, settings: Cur
     point: dict[str, Any] = {"samples": len(images), "sampler": sampler.name}
     if not torch.isfinite(images).all():
         return {**point, "fid": None}, images
-    point.update(score(images, splits, space, cuda=cuda))
+    point.update(fid_and_classes(images, splits, space, cuda=cuda))
     if isinstance(model, Likelihood):
         # a seeded subset, not the first images: a split sorted by class (mnist5k's) would give only its first classes
         held_out = splits.x_test[data_pick(splits, settings.bpd_images)]
@@ -83,20 +83,10 @@ def measure(model: Generator, splits: Splits, space: FeatureSpace, settings: Cur
     return point, images
 
 
-def score(images: Tensor, splits: Splits, space: FeatureSpace, *, cuda: bool = False) -> dict[str, Any]:
-    """FID against the training split and, where the space has classes, the recognisable share and modes."""
-    out: dict[str, Any] = {"fid": fidelity.fid(images, splits.x_train, space, reference_name=splits.content_hash, cuda=cuda)}
-    if space.probabilities is not None and splits.y_train is not None and splits.spec.num_classes:
-        probs = space.probabilities(images)
-        out["recognisable"] = coverage.recognisable(probs)
-        out["modes"] = coverage.mode_coverage(probs.argmax(1), splits.y_train, splits.spec.num_classes)["modes"]
-    return out
-
-
 def floor(splits: Splits, space: FeatureSpace, settings: CurveSettings) -> list[dict[str, Any]]:
     """The data row's curve: held-out test images scored like one point of a model's curve."""
     images = data_images(splits, settings.samples)
-    return [{"samples": len(images), **score(images, splits, space)}]
+    return [{"samples": len(images), **fid_and_classes(images, splits, space)}]
 
 
 class QualityCurve:

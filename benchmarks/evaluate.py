@@ -90,11 +90,25 @@ def score_images(images: Tensor, splits: Splits, space: FeatureSpace, *, cuda: b
         sample_feats = sample_feats[torch.isin(test_indices.cpu(), other).to(dev)]
     out.update(memorisation.memorisation(memorisation.nearest_distances(sample_feats, train_feats),
                                          copy_reference(splits, space, train_feats, cuda=cuda)))
-    if space.probabilities is not None and splits.y_train is not None and splits.spec.num_classes:
-        probs = space.probabilities(images.cpu())
-        out["recognisable"] = coverage.recognisable(probs)
-        out.update(coverage.mode_coverage(probs.argmax(1), splits.y_train, splits.spec.num_classes))
+    out.update(class_scores(images, splits, space))
     return out
+
+
+def class_scores(images: Tensor, splits: Splits, space: FeatureSpace) -> dict[str, Any]:
+    """Where the feature space's classifier names the data's classes: the recognisable share, the
+    modes and the mode KL of `images`; nothing otherwise (a space of rotations names no digit)."""
+    if space.probabilities is None or splits.y_train is None or not splits.spec.num_classes:
+        return {}
+    probs = space.probabilities(images.cpu())
+    return {"recognisable": coverage.recognisable(probs),
+            **coverage.mode_coverage(probs.argmax(1), splits.y_train, splits.spec.num_classes)}
+
+
+def fid_and_classes(images: Tensor, splits: Splits, space: FeatureSpace, *, cuda: bool = False) -> dict[str, Any]:
+    """The cheap part of `score_images`: FID against the training split and `class_scores`, for
+    figures and quality curves that score many small sample sets."""
+    fid = fidelity.fid(images, splits.x_train, space, reference_name=splits.content_hash, cuda=cuda)
+    return {"fid": fid, **class_scores(images, splits, space)}
 
 
 def evaluate(model: Generator, splits: Splits, space: FeatureSpace, settings: EvalSettings, *, preset: str,

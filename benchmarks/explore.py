@@ -48,11 +48,12 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 import zoo
 import zoo.explore as ex
 from benchmarks.cli import Parser, set_threads
+from benchmarks.evaluate import fid_and_classes
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
 from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise
 from zoo.data import Splits, load_splits, to_float
-from zoo.metrics import coverage, fidelity, memorisation
+from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
 from zoo.seeds import derive_seed
 
@@ -289,17 +290,6 @@ def fig_latent_statistics(ctx: Context) -> None:
 
 # -- 2. holes ---------------------------------------------------------------------------------
 
-def fid_and_recognisable(images: Tensor, splits: Splits, space: FeatureSpace) -> dict[str, float | None]:
-    """FID against the training split, computed as the runner's `score_images` does (same
-    torch-fidelity call, feature space and cached reference statistics) but without KID and
-    precision/recall, which the figure does not show; and the recognisable share."""
-    out: dict[str, float | None] = {
-        "fid": fidelity.fid(images, splits.x_train, space, reference_name=splits.content_hash), "recognisable": None}
-    if space.probabilities is not None:
-        out["recognisable"] = coverage.recognisable(space.probabilities(images.cpu()))
-    return out
-
-
 def fig_holes(ctx: Context) -> None:
     fig_name = "holes"
     n = ctx.settings.samples
@@ -330,7 +320,7 @@ def fig_holes(ctx: Context) -> None:
                           lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "prior"))))
         for label, draw in kinds:
             images = ex.decode(m, draw())
-            s = fid_and_recognisable(images, ctx.splits, ctx.space)
+            s = fid_and_classes(images, ctx.splits, ctx.space)
             key = f"{m.name}: {label}"
             scores[key] = {"fid": s.get("fid"), "recognisable": s.get("recognisable"), "samples": len(images)}
             rows.append(images[:12])

@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -84,15 +84,33 @@ def padded_unet(unet: UNet2DModel, x_t: Tensor, timesteps: Tensor, multiple: int
     return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]  # (B,C,H,W)
 
 
-class UNetFields(Protocol):
-    """The fields of a Config that `check_unet` reads (ddpm's, ldm's, flow-matching's)."""
+def reverse_process(predict: Callable[[Tensor, Tensor], Tensor], scheduler: Any, kwargs: dict[str, Any], noise: Tensor,
+                    generator: torch.Generator | None = None, callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
+    """From x_T = `noise` (n,C,H,W) down the scheduler's timesteps, each step from `predict(x_t, t)`
+    (the network's prediction at timesteps t (n,)) and `scheduler.step(..., **kwargs)`: images on
+    the [0,1] scale, not clamped. `callback` as in `Generator.sample`. Call it under no_grad."""
+    x, ts = noise, scheduler.timesteps
+    for i, t in enumerate(ts):
+        out = predict(x, t.to(x.device).expand(len(x)))
+        # DDPM's step draws its variance noise from `generator` (on the generator's device, then moved)
+        step = scheduler.step(out, t, x, generator=generator, **kwargs)
+        if callback is not None:
+            callback(SamplingStep(i, len(ts), to_unit(x), to_unit(step.pred_original_sample), int(t)))
+        x = step.prev_sample
+    return to_unit(x)
 
-    channels: list[int]
-    attention: list[int]
-    norm_groups: int
+
+@dataclass
+class UNetConfig(ModelConfig):
+    """The UNet's fields, which every model on `_unet` declares (ddpm's, ldm's, flow-matching's, ddpm-cond's)."""
+
+    channels: list[int] = hparam([32, 64, 64], ge=1, le=MAX_WIDTH, min_len=1, max_len=MAX_LEVELS)  # per UNet level
+    attention: list[int] = hparam([], ge=0, lt=MAX_LEVELS, max_len=MAX_LEVELS)  # levels (0 = full size) with self-attention
+    layers_per_block: int = hparam(1, ge=1, le=8)
+    norm_groups: int = hparam(8, ge=1, le=MAX_WIDTH)  # of every group norm: each level's channels must divide by it
 
 
-def check_unet(name: str, c: UNetFields) -> None:
+def check_unet(name: str, c: UNetConfig) -> None:
     """What the UNet's fields ask of each other: every level's channels divide into norm_groups, and
     attention is on levels that exist (ddpm's, ddim's, ldm's and flow-matching's checks)."""
     if any(ch % c.norm_groups for ch in c.channels):
@@ -110,11 +128,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
     train_family = "diffusion"  # ddpm and ddim are two samplers of one trained network
 
     @dataclass
-    class Config(ModelConfig):
-        channels: list[int] = hparam([32, 64, 64], ge=1, le=MAX_WIDTH, min_len=1, max_len=MAX_LEVELS)  # per UNet level
-        attention: list[int] = hparam([], ge=0, lt=MAX_LEVELS, max_len=MAX_LEVELS)  # levels (0 = full size) with self-attention
-        layers_per_block: int = hparam(1, ge=1, le=8)
-        norm_groups: int = hparam(8, ge=1, le=MAX_WIDTH)  # of every group norm: each level's channels must divide by it
+    class Config(UNetConfig):
         train_timesteps: int = hparam(1000, ge=1, le=10_000)
         beta_schedule: str = hparam("linear", choices=BETA_SCHEDULES)  # diffusers' names
         prediction_type: str = hparam("epsilon", choices=PREDICTION_TYPES)  # what the UNet predicts: noise, v or x0
@@ -192,15 +206,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
         scheduler and its step's keyword arguments): images on the [0,1] scale, not clamped. What
         `sample` draws, from given noise; `callback` as in `sample`. Call it under no_grad in eval mode."""
         scheduler, kwargs = self.sampler() if sampler is None else sampler
-        x, ts = noise, scheduler.timesteps
-        for i, t in enumerate(ts):
-            out = self.predict(x, t.to(self.device).expand(len(x)))
-            # DDPM's step draws its variance noise from `generator` (on the generator's device, then moved)
-            step = scheduler.step(out, t, x, generator=generator, **kwargs)
-            if callback is not None:
-                callback(SamplingStep(i, len(ts), to_unit(x), to_unit(step.pred_original_sample), int(t)))
-            x = step.prev_sample
-        return to_unit(x)
+        return reverse_process(self.predict, scheduler, kwargs, noise, generator, callback)
 
     @property
     def nfe(self) -> int:

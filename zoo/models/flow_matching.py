@@ -53,8 +53,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import MAX_WIDTH, Generator, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate
-from zoo.models.diffusion import DDIM, MAX_LEVELS, _unet, check_unet, padded_unet
+from zoo.base import Generator, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.models.diffusion import DDIM, UNetConfig, _unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
 from zoo.registry import register
 
@@ -86,11 +86,7 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise):
     variant_param = "steps"  # flow-matching@10 = 10 Euler steps
 
     @dataclass
-    class Config(ModelConfig):
-        channels: list[int] = hparam([32, 64, 64], ge=1, le=MAX_WIDTH, min_len=1, max_len=MAX_LEVELS)  # per UNet level
-        attention: list[int] = hparam([], ge=0, lt=MAX_LEVELS, max_len=MAX_LEVELS)  # levels (0 = full size) with self-attention
-        layers_per_block: int = hparam(1, ge=1, le=8)
-        norm_groups: int = hparam(8, ge=1, le=MAX_WIDTH)  # of every group norm: each level's channels must divide by it
+    class Config(UNetConfig):  # ddpm's UNet fields, plus:
         # 50: ddim's default, so that flow-matching and ddim (the same UNet under the two objectives) meet
         # at equal network evaluations; and not 10, because where the learned paths bend a long Euler
         # step averages the images a point could become (module docstring): blur that more steps remove.

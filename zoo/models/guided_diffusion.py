@@ -74,8 +74,8 @@ from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, padded_unet
-from zoo.nets import to_signed, to_unit
+from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, padded_unet, reverse_process
+from zoo.nets import to_signed
 from zoo.registry import register
 
 
@@ -197,14 +197,7 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
         """DDIM from x_T = `noise` (n,C,H,W) toward labels (n,) with the guided prediction: images on the
         [0,1] scale, not clamped; deterministic. `callback` as in `sample`; call it under no_grad in eval mode."""
         scheduler, kwargs = self.sampler()
-        x, ts = noise, scheduler.timesteps
-        for i, t in enumerate(ts):
-            out = self.guided(x, t.to(self.device).expand(len(x)), labels)
-            step = scheduler.step(out, t, x, **kwargs)
-            if callback is not None:
-                callback(SamplingStep(i, len(ts), to_unit(x), to_unit(step.pred_original_sample), int(t)))
-            x = step.prev_sample
-        return to_unit(x)
+        return reverse_process(lambda x, t: self.guided(x, t, labels), scheduler, kwargs, noise, callback=callback)
 
     @property
     def nfe(self) -> int:

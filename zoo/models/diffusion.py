@@ -219,6 +219,16 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
         return fast.eval()
 
 
+def ddim_sampler(noise_scheduler: DDPMScheduler, steps: int, eta: float) -> tuple[DDIMScheduler, dict[str, Any]]:
+    """A fresh DDIM scheduler on `noise_scheduler`'s schedule at `steps`, and its step's keywords."""
+    # "trailing" spacing starts at t = T-1 (pure noise) even with few steps: 999, 899, ..., 99 for 10.
+    s = DDIMScheduler.from_config(noise_scheduler.config, timestep_spacing="trailing")
+    s.set_timesteps(steps)
+    # With clip_sample, x0 is clipped to [-1, 1]; use_clipped_model_output re-derives the noise from the clipped
+    # x0, so the deterministic update stays consistent (without it an under-trained net leaves grainy samples).
+    return s, {"eta": eta, "use_clipped_model_output": True}
+
+
 @register
 class DDIM(DDPM, Invertible):
     """The same trained network, sampled with DDIM (eta 0): `steps` network evaluations a sample."""
@@ -238,12 +248,7 @@ class DDIM(DDPM, Invertible):
         return self
 
     def sampler(self):
-        # "trailing" spacing starts at t = T-1 (pure noise) even with few steps: 999, 899, ..., 99 for 10.
-        s = DDIMScheduler.from_config(self.noise_scheduler.config, timestep_spacing="trailing")
-        s.set_timesteps(self.config.steps)
-        # With clip_sample, x0 is clipped to [-1, 1]; use_clipped_model_output re-derives the noise from the clipped
-        # x0, so the deterministic update stays consistent (without it an under-trained net leaves grainy samples).
-        return s, {"eta": self.config.eta, "use_clipped_model_output": True}
+        return ddim_sampler(self.noise_scheduler, self.config.steps, self.config.eta)
 
     # -- inversion: images back to the noise that DDIM maps to them ------------------------------
     # `generate` and `invert` run the DDIM update (eta 0) without the sampler's x0 clipping: clipping

@@ -45,7 +45,7 @@ Cost: guidance doubles the network passes, two a step (the conditional and the u
 run as one UNet call on a batch of 2B images) when w is neither 0 nor 1, one otherwise: `nfe` is
 2 x steps or steps.
 
-The sampler is DDIM (eta 0, diffusers' `DDIMScheduler`, as `ddim` uses it), `steps` = 50 by default.
+The sampler is ddim's (diffusers' `DDIMScheduler`, `eta` 0 by default), `steps` = 50 by default.
 Ancestral sampling over all 1000 timesteps (ddpm's) would cost 1000 passes a sample, 2000 guided:
 too slow on a CPU to evaluate even one guidance scale, let alone a sweep. Guidance changes sampling
 only, so `ddpm-cond@3`, `--sweep ddpm-cond@0,1,3,7` and `--set ddpm-cond.guidance=3` all sample
@@ -69,14 +69,34 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers.schedulers.scheduling_ddim import DDIMScheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, padded_unet, reverse_process
+from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, padded_unet, reverse_process
 from zoo.nets import to_signed
 from zoo.registry import register
+
+
+def guidance_scale() -> Any:
+    """The guidance scale w, a Config field of every guided model: 3 by default, in [0, 20]."""
+    # 3 (Ho & Salimans' 2): their best FIDs came with little guidance (their w 0.1 to 0.3, 1.1 to
+    # 1.3 here), their Inception scores kept rising up to the largest they tried (their 4); 3 leans
+    # toward digits of the asked-for class, short of the saturated images of large w. A sweep draws
+    # the whole trade-off from one training.
+    return hparam(3.0, ge=0, le=20)
+
+
+def label_dropout_share() -> Any:
+    """The share of training labels replaced by the null class, a Config field of every guided model."""
+    return hparam(0.1, ge=0, lt=1)
+
+
+def check_guidance(model: str, config: Any) -> None:
+    """Guidance other than 1 needs the unconditional model, which only label dropout trains."""
+    if config.label_dropout == 0 and config.guidance != 1:
+        raise GenzooError(f"{model}: guidance {config.guidance:g} needs the unconditional model, which label_dropout=0 "
+                          "never trains; set label_dropout > 0, or guidance=1 for the plain conditional model")
 
 
 def guide(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
@@ -89,18 +109,13 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
     """Class-conditional diffusion, classifier-free guidance, DDIM: `steps` network evaluations a sample, twice that guided."""
 
     name = "ddpm-cond"
-    sampler_params = ("steps", "guidance")  # sampling only: every ddpm-cond@w shares one training
+    sampler_params = ("steps", "eta", "guidance")  # sampling only: every ddpm-cond@w shares one training
     variant_param = "guidance"  # ddpm-cond@3 = guidance 3, ddpm-cond@1.5 = 1.5
 
     @dataclass
-    class Config(DDPM.Config):  # ddpm's UNet, schedule, prediction type and rate
-        steps: int = hparam(50, ge=1, le="train_timesteps")  # DDIM steps, as ddim's
-        # 3 (Ho & Salimans' 2): their best FIDs came with little guidance (their w 0.1 to 0.3, 1.1 to
-        # 1.3 here), their Inception scores kept rising up to the largest they tried (their 4); 3 leans
-        # toward digits of the asked-for class, short of the saturated images of large w. A sweep draws
-        # the whole trade-off from one training.
-        guidance: float = hparam(3.0, ge=0, le=20)  # 0: unconditional, 1: conditional, > 1: guided
-        label_dropout: float = hparam(0.1, ge=0, lt=1)  # share of training labels replaced by the null class
+    class Config(DDIM.Config):  # ddpm's UNet, schedule, prediction type and rate; ddim's steps and eta
+        guidance: float = guidance_scale()  # 0: unconditional, 1: conditional, > 1: guided
+        label_dropout: float = label_dropout_share()  # share of training labels replaced by the null class
 
     config: GuidedDDPM.Config
 
@@ -117,11 +132,8 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
 
     def validate(self) -> None:
         """UNet fields as ddpm's; guidance other than 1 needs label_dropout > 0 (the unconditional model)."""
-        c = self.config
-        check_unet(self.name, c)
-        if c.label_dropout == 0 and c.guidance != 1:
-            raise GenzooError(f"{self.name}: guidance {c.guidance:g} needs the unconditional model, which label_dropout=0 "
-                              "never trains; set label_dropout > 0, or guidance=1 for the plain conditional model")
+        check_unet(self.name, self.config)
+        check_guidance(self.name, self.config)
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
@@ -182,10 +194,8 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
 
     # -- sampling: DDIM on the guided prediction --------------------------------------------------
     def sampler(self) -> tuple[Any, dict[str, Any]]:
-        """ddim's: a fresh DDIM scheduler at `steps` ("trailing" spacing, from t = T-1), eta 0, x0 clipped."""
-        s = DDIMScheduler.from_config(self.noise_scheduler.config, timestep_spacing="trailing")
-        s.set_timesteps(self.config.steps)
-        return s, {"eta": 0.0, "use_clipped_model_output": True}
+        """ddim's: a fresh DDIM scheduler at `steps` ("trailing" spacing, from t = T-1), x0 clipped."""
+        return ddim_sampler(self.noise_scheduler, self.config.steps, self.config.eta)
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
                 callback: Callable[[SamplingStep], None] | None = None) -> Tensor:

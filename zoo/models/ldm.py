@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -100,7 +100,7 @@ class LDM(Generator["LDM.Config"], Stepwise):
     """Latent diffusion: an autoencoder's spatial codes, diffused and sampled with DDIM, then decoded."""
 
     name = "ldm"
-    sampler_params = ("steps", "eta")  # sampling only: not part of the training key
+    sampler_params: ClassVar[tuple[str, ...]] = ("steps", "eta")  # sampling only: not part of the training key
     variant_param = "steps"  # ldm@10 = 10 DDIM steps in latent space
 
     @dataclass
@@ -122,6 +122,8 @@ class LDM(Generator["LDM.Config"], Stepwise):
         "full": dict(channels=[64, 128, 256], attention=[1, 2], layers_per_block=2, norm_groups=32, lr=2e-4,
                      ae_hidden=64, ae_steps=20000, kl_weight=1e-6),
     }
+    denoiser_class: ClassVar[type[Generator]] = DDIM  # the second stage (ldm-cond's: the guided one)
+    denoiser: Any  # an instance of it, built in __init__
     latent_mean: Tensor  # buffers, registered in __init__
     latent_std: Tensor
     steps_done: Tensor
@@ -139,15 +141,14 @@ class LDM(Generator["LDM.Config"], Stepwise):
         c = self.config
         c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
         zc = c.latent_channels
-        self.latent_spec = DataSpec(zc, spec.height // DOWNSAMPLE, spec.width // DOWNSAMPLE)
+        self.latent_spec = DataSpec(zc, spec.height // DOWNSAMPLE, spec.width // DOWNSAMPLE, spec.num_classes)
         self.encoder = LatentEncoder(spec.channels, c.ae_hidden, 2 * zc if c.kl_weight else zc)
         self.decoder = LatentDecoder(spec.channels, c.ae_hidden, zc)
         self.opt_ae = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=c.ae_lr)
 
-        # The second stage: a DDIM on the latent shape, built from this Config's diffusion fields.
-        # the loop averages and schedules all of this model's weights and optimizers
-        ddim_fields = {f.name for f in dataclasses.fields(DDIM.Config)} - {f.name for f in dataclasses.fields(ModelConfig)}
-        self.denoiser = DDIM(self.latent_spec, **{k: getattr(c, k) for k in ddim_fields})
+        # The second stage: a DDIM on the latent shape, built from this Config's diffusion fields
+        # (the loop averages and schedules all of this model's weights and optimizers).
+        self.denoiser = self.second_stage()
         sched = self.denoiser.noise_scheduler
         self.denoiser.noise_scheduler = DDPMScheduler.from_config(sched.config, clip_sample_range=c.clip)
 
@@ -157,6 +158,12 @@ class LDM(Generator["LDM.Config"], Stepwise):
         self.register_buffer("latent_std", torch.ones(zc))
         self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
         self._steps_seen: int | None = None  # steps_done as a Python int, so a step never reads the device; None: read it
+
+    def second_stage(self) -> Generator:
+        """The diffusion model (`denoiser_class`) on the latent shape, given the fields of its Config that this Config shares."""
+        kind = self.denoiser_class
+        shared = {f.name for f in dataclasses.fields(kind.Config)} - {f.name for f in dataclasses.fields(ModelConfig)}
+        return kind(self.latent_spec, **{k: getattr(self.config, k) for k in shared})
 
     def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
         super()._load_from_state_dict(*args, **kwargs)
@@ -238,13 +245,16 @@ class LDM(Generator["LDM.Config"], Stepwise):
             if steps == self.config.ae_steps:  # the first frozen step: the statistics of the
                 self._update_statistics(mu, 1.0)  # final encoder's codes (a running average lags), then frozen
         z0 = self._normalise(mu).detach()  # stop-gradient: the diffusion loss never reaches the autoencoder
-        d = self.denoiser
-        t = torch.randint(0, d.config.train_timesteps, (len(x),), device=x.device)
-        loss = d.loss(to_unit(z0), torch.randn_like(z0), t)  # the DDIM maps its input by to_signed back to z0
+        t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
+        loss = self.diffusion_loss(to_unit(z0), torch.randn_like(z0), t, y)  # the DDIM maps its input by to_signed back to z0
         self.optimize(self.denoiser.opt, loss)
         self.steps_done += 1
         self._steps_seen = steps + 1
         return {"loss": loss.detach(), **stats}
+
+    def diffusion_loss(self, z: Tensor, noise: Tensor, t: Tensor, y: Tensor | None) -> Tensor:
+        """The second stage's loss on codes z (B,zc,h,w) on its [0,1] scale; ldm-cond's uses the labels y."""
+        return self.denoiser.loss(z, noise, t)
 
     # -- sampling -------------------------------------------------------------------------------
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
@@ -253,8 +263,13 @@ class LDM(Generator["LDM.Config"], Stepwise):
         # to_unit(z) unclamped, so z = to_signed(out) is the normalised code.
         z_T = self.randn(n, *self.latent_spec.shape, generator=generator)
         watch = None if callback is None else (lambda step: callback(self._decoded(step)))
-        z = to_signed(self.denoiser.denoise(z_T, generator, watch))  # (n,zc,h,w)
+        z = to_signed(self.denoise_latent(z_T, generator, labels, watch))  # (n,zc,h,w)
         return self.decode_latent(z)
+
+    def denoise_latent(self, z_T: Tensor, generator: torch.Generator | None, labels: Tensor | None,
+                       watch: Callable[[SamplingStep], None] | None) -> Tensor:
+        """The second stage's reverse process from z_T: codes on its [0,1] scale; ldm-cond's is guided toward labels."""
+        return self.denoiser.denoise(z_T, generator, watch)
 
     def _decoded(self, step: SamplingStep) -> SamplingStep:
         """A step of the latent DDIM (codes as its [0,1]-scale "images") as images: decoded."""

@@ -207,22 +207,25 @@ def _label_points(ax, points: list[tuple[float, float, str]], fontsize: float = 
 
 
 def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
-    """Bits/dim of every likelihood model: exact likelihoods solid, bounds hatched, with error bars."""
-    bars: list[tuple[str, float, float | None, str]] = []  # label, mean, half-width, kind
+    """Bits/dim of every likelihood model: exact likelihoods solid, bounds hatched, with error bars; the
+    other figures a model reports beside it (the VAE's looser ELBO, the VQ-VAE's code bits) dotted,
+    named by their label alone (the model's kind is its main figure's, not theirs)."""
+    bars: list[tuple[str, float, float | None, str | None]] = []  # label, mean, half-width, kind (None: an extra)
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
         bars.append((row.model, mean, half, row.cells["bpd_kind"][0]))
         for label in sorted({k for r in row.records for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
             values = [r.bpd_extras[label] for r in row.records if r.ok and label in r.bpd_extras]
-            bars.append((f"{row.model} ({label})", sum(values) / len(values), None, "bound"))
+            bars.append((f"{row.model} ({label})", sum(values) / len(values), None, None))
     if not bars:
         return None
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(bars) + 1.5), dpi=120)
+    styles = {"exact": (None, "tab:blue", "exact"), "bound": ("//", "white", "bound (upper)"),
+              None: ("..", "white", "another figure it reports")}
     for i, (_, mean, half, kind) in enumerate(bars):
-        exact = kind == "exact"
-        ax.barh(i, mean, xerr=half, capsize=3, color="tab:blue" if exact else "white", edgecolor="tab:blue",
-                hatch=None if exact else "//", label="exact" if exact else "bound (upper)")
-        ax.annotate(f"{mean:.3f} ({kind})", (mean, i), textcoords="offset points", xytext=(4, -3), fontsize=8)
+        hatch, color, legend = styles.get(kind, ("//", "white", str(kind)))
+        ax.barh(i, mean, xerr=half, capsize=3, color=color, edgecolor="tab:blue", hatch=hatch, label=legend)
+        ax.annotate(f"{mean:.3f}" + (f" ({kind})" if kind else ""), (mean, i), textcoords="offset points", xytext=(4, -3), fontsize=8)
     ax.set_yticks(range(len(bars)), [b[0] for b in bars])
     ax.axvline(8, color="grey", ls=":", lw=1)
     ax.set_xlim(0, max(9.5, 1.15 * max(b[1] for b in bars)))

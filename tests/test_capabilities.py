@@ -16,18 +16,20 @@ from zoo.base import (
     ProbabilisticDecoder,
     SamplingStep,
     Stepwise,
+    Tokenized,
 )
 
-CAPABILITIES = (Latent, CodeSampler, ProbabilisticDecoder, Stepwise, Invertible, Likelihood, Conditional)
+CAPABILITIES = (Latent, CodeSampler, ProbabilisticDecoder, Stepwise, Invertible, Likelihood, Conditional, Tokenized)
 DECLARED = {
     "ae": {Latent}, "vae": {Latent, ProbabilisticDecoder, Likelihood}, "aae": {Latent}, "vae-gan": {Latent},
     "realnvp": {Latent, Likelihood}, "dcgan": {CodeSampler}, "wgan": {CodeSampler}, "cgan": {CodeSampler, Conditional},
     "ddpm": {Stepwise}, "ddim": {Stepwise, Invertible}, "ldm": {Stepwise}, "flow-matching": {Stepwise},
-    "ddpm-cond": {Stepwise, Conditional},
+    "ddpm-cond": {Stepwise, Conditional}, "ldm-cond": {Stepwise, Conditional},
     "pixelcnn": {Stepwise, Likelihood}, "pixelcnn-cond": {Stepwise, Likelihood, Conditional},
+    "vqvae": {Likelihood, Tokenized},
 }
 FAST = {"ddpm": {"train_timesteps": 50}, "ddim": {"train_timesteps": 50, "steps": 5}, "ldm": {"steps": 5}, "flow-matching": {"steps": 5},
-        "ddpm-cond": {"steps": 5}}
+        "ddpm-cond": {"steps": 5}, "ldm-cond": {"steps": 5}}
 
 
 def build(name, spec, **hparams):

@@ -37,8 +37,8 @@ CPU, CUDA = torch.device("cpu"), torch.device("cuda")
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 STEPS, BATCH = 30, 32
 RTOL = 1e-4
-# ldm switches from its joint stage to diffusion alone within the 30 steps, so both phases are checked
-OVERRIDES = {"ldm": {"ae_steps": 12}}
+# the two-phase models switch from their joint stage to the second alone within the 30 steps, so both phases are checked
+OVERRIDES = {"ldm": {"ae_steps": 12}, "ldm-cond": {"ae_steps": 12}, "vqvae": {"vq_steps": 12}}
 
 
 # -- the mode and its refusals ---------------------------------------------------------------------

@@ -13,12 +13,13 @@ from zoo.base import (
     ProbabilisticDecoder,
     SamplingStep,
     Stepwise,
+    Tokenized,
 )
 from zoo.registry import available, create, load, register
 
 __version__ = "0.1.0"
 __all__ = [
     "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Invertible", "Latent",
-    "Likelihood", "ModelConfig", "ProbabilisticDecoder", "SamplingStep", "Stepwise",
+    "Likelihood", "ModelConfig", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
     "available", "create", "load", "register", "__version__",
 ]

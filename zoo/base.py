@@ -605,3 +605,24 @@ class Invertible:
     @abc.abstractmethod
     def generate(self, noise: Tensor) -> Tensor:
         """Noise (B,C,H,W) -> images (B,C,H,W) in [0,1], deterministically: the map `invert` inverts."""
+
+
+class Tokenized:
+    """Capability: images as a grid of discrete tokens, the indices of a learned codebook's vectors (a
+    VQ-VAE's codes): `encode_tokens` maps an image to the index of the codebook vector nearest to each
+    cell of its code grid, `decode_tokens` maps any grid of indices back to an image. The model's
+    samples are decoded token grids, drawn from a prior over them. `codebook_size` is K, the number of
+    distinct tokens; a token grid of h x w cells then holds at most h w log2 K bits."""
+
+    @property
+    @abc.abstractmethod
+    def codebook_size(self) -> int:
+        """K: tokens are indices in [0, K)."""
+
+    @abc.abstractmethod
+    def encode_tokens(self, x: Tensor) -> Tensor:
+        """Images (B,C,H,W) in [0,1] -> token indices (B,h,w), long, in [0, codebook_size)."""
+
+    @abc.abstractmethod
+    def decode_tokens(self, tokens: Tensor) -> Tensor:
+        """Token indices (B,h,w) -> images (B,C,H,W) in [0,1]."""

@@ -18,11 +18,13 @@ the run folder, for embedding in results.md). The figures (lecture-notes.md, iss
    quality curve (`benchmarks.curves`), from 1/32 of the training budget to all of it, with the FID there.
    It reads only the records and RUN/snapshots/, no checkpoint: `--figures training` draws it from a
    folder whose checkpoints are gone or do not load.
+9. images as tokens: a tokenizing model's token grids of test images, the images decoded from them, and
+   images decoded from token grids its prior drew.
 
 A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
 one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
 chooses what to draw from each model's declared capabilities (`zoo.base`: `Latent`, `CodeSampler`,
-`Invertible`, `Stepwise`, `ProbabilisticDecoder`), never from its name.
+`Invertible`, `Stepwise`, `ProbabilisticDecoder`, `Tokenized`), never from its name.
 """
 from __future__ import annotations
 
@@ -47,11 +49,12 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 
 import zoo
 import zoo.explore as ex
+from benchmarks import report
 from benchmarks.cli import Parser, set_threads
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
-from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise
+from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized
 from zoo.data import Splits, load_splits, to_float
 from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
@@ -59,7 +62,8 @@ from zoo.seeds import derive_seed
 
 matplotlib.use("Agg")  # files only, no display
 
-FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training")
+FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training",
+           "tokens")
 RECORD_FIGURES = frozenset({"training"})  # drawn from records and files alone: no model is loaded for them
 TITLES = {
     "latent_statistics": "1. Latent statistics",
@@ -70,6 +74,35 @@ TITLES = {
     "drawing": "6. How each paradigm draws",
     "copies": "7. Is it just copying?",
     "training": "8. How each paradigm learns",
+    "tokens": "9. Images as tokens",
+}
+
+# What each figure shows, for its caption on the run's page (`benchmarks.html_report`): TITLES name
+# the figures, this says what to look at.
+CAPTIONS = {
+    "latent_statistics": "Each encoder's codes of the test images on their top two principal components, coloured by "
+                         "class; above each, the code's dimension, spread per dimension, length, and the distance "
+                         "between classes over that within one (diff/same).",
+    "holes": "Random codes decoded, a row per way of drawing them: a plain autoencoder's codes drawn uniformly in their "
+             "box, per dimension and from a fitted Gaussian, beside the priors of the models trained to match one, "
+             "with FID and recognisable share per row. Codes off the training codes' density decode to non-digits.",
+    "interpolation": "Paths between two test images of different classes (the outer columns): a pixel blend, then "
+                     "each model's path through its code (frames 0 and 1 are its reconstructions; a model without an "
+                     "encoder goes between two random codes). A good code space keeps a digit at every frame.",
+    "perturbation": "Two test images' codes moved along random and principal directions by growing multiples of the "
+                    "training codes' spread, then decoded, beside the input and its reconstruction: how far a step in "
+                    "the code moves the image.",
+    "latent_2d": "The whole of a 2-D code space: a grid of the prior's quantiles decoded, beside the test codes coloured by "
+                 "class with the grid's points.",
+    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory or its canvas filling "
+               "in, or one Gaussian code decoded at several temperatures.",
+    "copies": "Each model's samples nearest to a training image, each followed by that training image (nearest in the "
+              "feature space) and by its nearest in pixel space, with the copy rate: is the model copying its data?",
+    "training": "Each model's first samples from the same noise at each share of its training budget (the columns), "
+                "with the FID there: what each paradigm draws as it learns.",
+    "tokens": "Test images, their grids of tokens (one colour per codebook entry, its index in the cell), the images "
+              "decoded from those tokens, and images decoded from token grids the prior drew: an image as a short "
+              "sequence of symbols, which a sequence model generates.",
 }
 
 
@@ -780,10 +813,91 @@ def share_value(share: str) -> float:
     return float(num) / float(den or 1)
 
 
+# -- 9. images as tokens --------------------------------------------------------------------------
+
+def fig_tokens(ctx: Context) -> None:
+    """Every `Tokenized` model: test images, their token grids (one colour per code, its index written
+    in the cell), the images decoded from those tokens, and images decoded from token grids its prior
+    drew (its samples); with how many of the codes the test split uses."""
+    fig_name = "tokens"
+    k = ctx.settings.draw_images
+    x_test = ctx.splits.x_test
+    x = to_float(x_test[distinct_classes(ctx.splits, k, ctx.gen("tokens"))])
+    numbers: dict[str, Any] = {}
+    for item in ctx.models:
+        m = item.model
+        if not isinstance(m, Tokenized):
+            ctx.skip(fig_name, m.name, "no codebook (not `Tokenized`): its codes are not a grid of tokens")
+            continue
+        K = m.codebook_size
+        with torch.no_grad():
+            tokens = m.encode_tokens(x.to(m.device))  # (k,h,w)
+            decoded = m.decode_tokens(tokens).cpu().clamp(0, 1)
+            used = torch.cat([m.encode_tokens(to_float(chunk).to(m.device)).flatten().cpu() for chunk in x_test.split(256)])
+        samples = m.sample(2 * k, generator=ctx.gen("tokens", m.name)).cpu()
+        share = torch.bincount(used, minlength=K).float() / len(used)
+        h, w = tokens.shape[1:]
+        numbers[m.name] = {
+            "codebook_size": K, "grid": [h, w], "bits_per_image": h * w * math.log2(K),
+            "codes_used": int((share > 0).sum()),
+            "perplexity": math.exp(-float((share[share > 0] * share[share > 0].log()).sum())),
+            "most_used_share": float(share.max())}
+        ctx.save(tokens_figure(m.name, x, tokens.cpu(), decoded, samples, K, numbers[m.name]), f"tokens-{m.name}.png",
+                 fig_name)
+    ctx.numbers[fig_name] = numbers
+
+
+def distinct_classes(splits: Splits, k: int, gen: torch.Generator) -> list[int]:
+    """k test images in a seeded shuffle, each of a class not shown yet while classes last (the first k
+    of the shuffle where the split has no labels)."""
+    order = torch.randperm(len(splits.x_test), generator=gen).tolist()
+    if splits.y_test is None:
+        return order[:k]
+    first = {int(splits.y_test[i]): i for i in reversed(order)}  # each class's first image in the shuffle
+    picked = sorted(first.values(), key=order.index)[:k]
+    return picked + [i for i in order if i not in picked][:k - len(picked)]
+
+
+def token_colours(K: int) -> matplotlib.colors.ListedColormap:
+    """K distinct colours in a fixed shuffled order, so that neighbouring indices do not look alike."""
+    base = plt.get_cmap("tab20")(np.arange(20)) if K <= 20 else plt.get_cmap("hsv")(np.linspace(0, 1, K, endpoint=False))
+    order = np.random.default_rng(0).permutation(K)
+    return matplotlib.colors.ListedColormap([base[i % len(base)] for i in order])
+
+
+def tokens_figure(name: str, x: Tensor, tokens: Tensor, decoded: Tensor, samples: Tensor, K: int,
+                  stats: dict[str, Any]) -> plt.Figure:
+    """Columns of (image, its token grid, decoded from the tokens), then a row of samples."""
+    k, (h, w) = len(x), tokens.shape[1:]
+    fig, axes = plt.subplots(4, max(k, 1), figsize=(1.45 * k + 0.9, 6.4), squeeze=False)
+    cmap, legible = token_colours(K), h * w <= 100
+    for j in range(k):
+        axes[0, j].imshow(x[j].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+        axes[1, j].imshow(tokens[j].numpy(), cmap=cmap, vmin=-0.5, vmax=K - 0.5, interpolation="nearest")
+        if legible:
+            for (i, jj), t in np.ndenumerate(tokens[j].numpy()):
+                axes[1, j].text(jj, i, str(t), ha="center", va="center", fontsize=5.5, color="black")
+        axes[2, j].imshow(decoded[j].permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray", vmin=0, vmax=1)
+    grid = make_grid(samples, nrow=len(samples), padding=2, pad_value=1.0)
+    row = fig.add_subplot(4, 1, 4)
+    for ax in axes[3]:
+        ax.remove()
+    row.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+    for ax in [*axes[:3].flatten(), row]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for r, label in enumerate(["test image", f"its {h}x{w} tokens", "decoded"]):
+        axes[r, 0].set_ylabel(label, fontsize=8)
+    row.set_title("decoded from token grids drawn by the prior (its samples)", fontsize=8)
+    fig.suptitle(f"{name}: each image as {h * w} tokens of {K} codes ({h * w * math.log2(K):.0f} bits); "
+                 f"the test split uses {stats['codes_used']} of the codes", fontsize=9)
+    return fig
+
+
 FIGURE_FUNCTIONS: dict[str, Callable[[Context], None]] = {
     "latent_statistics": fig_latent_statistics, "holes": fig_holes, "interpolation": fig_interpolation,
     "perturbation": fig_perturbation, "latent_2d": fig_latent_2d, "drawing": fig_drawing, "copies": fig_copies,
-    "training": fig_training,
+    "training": fig_training, "tokens": fig_tokens,
 }
 
 
@@ -860,6 +974,15 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
                      f"nearest-training distances ({fmt(nums['threshold_ratio'], 2)} × their median); the data row is test "
                      "images from the half that did not set that threshold. The run's table has the copy rate on all its "
                      "evaluation samples; these rates are on the samples searched here."), ""]
+    elif key == "tokens" and nums:
+        out += ["| model | codes | token grid | bits per image as tokens | codes the test split uses | "
+                "usage perplexity | share of the most used code |", "|---|---|---|---|---|---|---|"]
+        out += [f"| {name} | {v['codebook_size']} | {v['grid'][0]}x{v['grid'][1]} | {fmt(v['bits_per_image'])} | "
+                f"{v['codes_used']} | {fmt(v['perplexity'])} | {fmt(v['most_used_share'], 2)} |" for name, v in nums.items()]
+        out += ["", ("Each image is encoded to the grid of its nearest codebook vectors (the numbers are the code "
+                     "indices) and decoded back; the samples are token grids drawn by the model's prior, decoded once. "
+                     "Usage perplexity is exp of the entropy of the codes' shares over the test split: the number of "
+                     "codes in equal use that would carry as much."), ""]
     elif key == "training" and nums.get("models"):
         shares = sorted({p["share"] for v in nums["models"].values() for p in v["points"]},
                         key=lambda s: float("inf") if s == "?" else share_value(s))
@@ -947,6 +1070,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             data["models"] = old.get("models", {})
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
+    report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
     return data
 
 
@@ -963,7 +1087,8 @@ def main(argv: list[str] | None = None) -> int:
     except GenzooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs")
+    print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs; "
+          "results.md and index.html rewritten with them")
     return 0
 
 

@@ -264,15 +264,26 @@ def write_tables(folder: RunFolder, run: dict, records: list[Record]) -> None:
     atomic_write(folder.path / "results.md", markdown(run, records, folder))
 
 
-def render(path: str | Path) -> list[Path]:
-    """Redraw every figure and rewrite the tables of a run folder from its records."""
+def write_reports(folder: RunFolder, run: dict, records: list[Record]) -> Path:
+    """The run's reports, from its records: results.csv, results.md and index.html (the same handout as
+    one web page, `benchmarks.html_report`); returns the page's path. The one writer of all three, so
+    they never disagree: `render` calls it, and through it run, report, score and explore."""
+    from benchmarks import html_report
+
+    write_tables(folder, run, records)
+    return html_report.write(folder, run, records)
+
+
+def render(path: str | Path, draw: bool = True) -> list[Path]:
+    """Redraw every figure (unless `draw` is False: explore, whose figures are not these) and rewrite the
+    reports of a run folder from its records; returns the figures drawn, then the page."""
     from benchmarks import plots
 
     folder = RunFolder(path)
     with folder.lock("report"):  # runners sharing a folder take turns; the last one draws every record
         run, records = folder.read()
         records = flag(records)
-        made = [
+        made = [] if not draw else [
             plots.comparison(records, folder, folder.path / "comparison.png"),
             plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
             plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
@@ -281,8 +292,8 @@ def render(path: str | Path) -> list[Path]:
             plots.quality_vs_training_compute(records, folder.path / "plots" / "quality_vs_training_compute.png"),
             plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
         ]
-        write_tables(folder, run, records)
-    return [p for p in made if p is not None]
+        page = write_reports(folder, run, records)
+    return [p for p in made if p is not None] + [page]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -290,8 +301,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
-    p = Parser(prog="python -m benchmarks.report", description="Regenerate a run's tables and plots.")
+    p = Parser(prog="python -m benchmarks.report", description="Regenerate a run's tables, plots and web page.")
     p.add_argument("folder", help="a run folder holding results.json")
+    p.add_argument("--html", action="store_true", help="print the address of the run's page, RUN/index.html, to open "
+                   "in a browser (every report writes it, beside results.md)")
     console = Console(width=None if sys.stdout.isatty() else 200)
     try:
         args = p.parse_args(argv)
@@ -323,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     console.print(rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",
                              caption=footnote(run, records)))
     console.print("wrote " + ", ".join(str(m) for m in made), highlight=False)
+    if args.html:
+        console.print(f"page: {made[-1].resolve().as_uri()}", highlight=False, soft_wrap=True)
     return 0
 
 

@@ -1,0 +1,345 @@
+"""benchmarks.serve over HTTP: the page, every endpoint of the API, its refusals and its bounds.
+
+One smoke run (a few seconds of training per model) is served for the whole session; the browser
+test (test_serve_browser.py) serves the same folder."""
+import http.client
+import io
+import json
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from benchmarks import serve
+
+pytestmark = pytest.mark.slow  # an end-to-end run to serve
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODELS = "ae,vae,ddim,ddpm-cond,pixelcnn,dcgan"  # plain and 2-D latents, steps + inversion, guidance + classes, a raster, G(z)
+
+
+@pytest.fixture(scope="session")
+def run_folder(tmp_path_factory, _cache) -> Path:
+    """A smoke run with checkpoints (the VAE with a 2-D code), made once per session: the browser test
+    reuses it from the same place."""
+    from benchmarks import run
+    from zoo.models.pixelcnn import PixelCNN
+
+    out = tmp_path_factory.getbasetemp() / "serve-run"
+    if not (out / "checkpoints").is_dir():
+        before = torch.get_num_threads()
+        with pytest.MonkeyPatch.context() as mp:  # its table is not what is tested here: few raster samples for it
+            mp.setattr(PixelCNN, "eval_samples", {"smoke": 8})
+            code = run.main(["--models", MODELS, "--preset", "smoke", "--set", "vae.latent_dim=2", "--curves", "off",
+                             "--threads", "1", "--out", str(out)])  # one thread: two fight over a busy machine's cores
+        torch.set_num_threads(before)
+        assert code == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def served(run_folder):
+    """The run served on a free port of 127.0.0.1 in a thread: (base address, the `Run`)."""
+    run = serve.Run(run_folder)
+    server = serve.make_server(run, port=0, quiet=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield serve.url(server), run
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """Small tensors through many sampler steps: one thread is faster than two, and leaves a core free."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def get(served, path: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None):
+    """A request sent as written (http.client does not tidy `..` away): (status, headers, body)."""
+    host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=300)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        res = conn.getresponse()
+        return res.status, dict(res.getheaders()), res.read()
+    finally:
+        conn.close()
+
+
+def image(body: bytes) -> Image.Image:
+    return Image.open(io.BytesIO(body))
+
+
+def one_line(body: bytes) -> str:
+    text = body.decode()
+    assert text.endswith("\n") and text.count("\n") == 1, f"not one line: {text!r}"
+    assert "Traceback" not in text
+    return text.strip()
+
+
+def models(served) -> dict:
+    return {m["name"]: m for m in json.loads(get(served, "/api/models")[2])["models"]}
+
+
+# -- the page --------------------------------------------------------------------------------------
+
+def test_page_is_served_and_fetches_nothing_from_outside(served):
+    status, headers, body = get(served, "/")
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert b'<script src="/app.js">' in body and b'href="/style.css"' in body
+    for path, kind in (("/app.js", "text/javascript"), ("/style.css", "text/css")):
+        status, headers, _ = get(served, path)
+        assert status == 200 and headers["Content-Type"].startswith(kind)
+    for name in ("index.html", "app.js", "style.css"):
+        text = (serve.PAGE / name).read_text()
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text, name
+
+
+def test_run_overview(served, run_folder):
+    info = json.loads(get(served, "/api/run")[2])
+    assert info["folder"] == run_folder.name and info["dataset"] == "mnist5k" and info["preset"] == "smoke"
+    assert info["pass_budget"] == serve.PASS_BUDGET and info["test_images"] > 100
+    assert "comparison.png" in info["figures"]
+    assert get(served, "/files/" + info["figures"][0])[0] == 200
+
+
+# -- the API: sampling -------------------------------------------------------------------------------
+
+def test_sample_is_a_png_that_one_seed_repeats_and_two_seeds_change(served):
+    status, headers, first = get(served, "/api/sample?model=ae&seed=0")
+    assert status == 200 and headers["Content-Type"] == "image/png" and first.startswith(PNG_SIGNATURE)
+    assert image(first).size == (4 * 30 + 2, 4 * 30 + 2)  # 16 images of 28 px, 2 px apart
+    assert get(served, "/api/sample?model=ae&seed=0")[2] == first
+    assert get(served, "/api/sample?model=ae&seed=1")[2] != first
+    assert "16 images, seed 0" in headers["X-Genzoo-Caption"]
+
+
+def test_models_get_the_controls_their_capabilities_give(served):
+    ms = models(served)
+    assert set(ms) == set(MODELS.split(","))
+    for m in ms.values():  # every control follows from a capability, for every model
+        caps, c = set(m["capabilities"]), m["controls"]
+        assert ("plane" in c) == ("Latent" in caps)
+        assert ("trajectory" in c) == ("Stepwise" in caps)
+        assert ("label" in c) == ("Conditional" in caps)
+        gan = "CodeSampler" in caps and "Conditional" not in caps
+        walks = "images" if caps & {"Latent", "Invertible"} else "codes" if gan else None
+        assert c.get("interpolate") == walks
+        for control, why in m["missing"].items():
+            assert control not in c and why and "\n" not in why
+    assert ms["ddim"]["controls"]["steps"] == {"type": "int", "min": 1, "max": 1000, "default": 50,
+                                               "accepts": "an int in [1, 1000]"}  # up to its train_timesteps
+    assert ms["ddpm-cond"]["controls"]["guidance"]["min"] == 0 and ms["ddpm-cond"]["controls"]["guidance"]["max"] == 20
+    assert ms["ddpm-cond"]["controls"]["label"]["classes"] == 10
+    assert "steps" not in ms["ae"]["controls"] and "steps" not in ms["pixelcnn"]["controls"]
+
+
+def test_steps_and_guidance_change_the_sampler_and_its_cost(served):
+    status, headers, body = get(served, "/api/sample?model=ddim&seed=0&steps=5&n=4")
+    assert status == 200 and headers["X-Genzoo-NFE"] == "5" and headers["X-Genzoo-Images"] == "4"
+    assert get(served, "/api/sample?model=ddim&seed=0&steps=6&n=4")[2] != body
+    unguided = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=1&label=3&n=4")[1]
+    guided = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=4.5&label=3&n=4")[1]
+    assert unguided["X-Genzoo-NFE"] == "5" and guided["X-Genzoo-NFE"] == "10"  # guidance: two passes a step
+    assert "class 3" in guided["X-Genzoo-Caption"]
+
+
+def test_images_a_request_are_capped_by_the_sampling_cost(served):
+    cost = json.loads(get(served, "/api/cost?model=ddim&steps=1000")[2])
+    assert cost["nfe"] == 1000 and cost["images"] == serve.PASS_BUDGET // 1000
+    status, _, body = get(served, f"/api/sample?model=ddim&steps=1000&n={cost['images'] + 1}")
+    assert status == 400 and f"n must be an int in [1, {cost['images']}]" in one_line(body)
+    assert json.loads(get(served, "/api/cost?model=ae")[2])["images"] == serve.MAX_IMAGES
+
+
+# -- the API: the latent plane, interpolation, the animation ----------------------------------------
+
+def test_latent_plane_of_a_2d_code_and_of_a_projection(served):
+    side = serve.PLANE_SIDE * 30 + 2
+    for name, kind in (("vae", "its own 2-D code"), ("ae", "a projection")):
+        status, headers, body = get(served, f"/api/plane-image?model={name}")
+        assert status == 200 and image(body).size == (side, side) and kind in headers["X-Genzoo-Caption"]
+        points = json.loads(get(served, f"/api/plane-points?model={name}")[2])["points"]
+        assert len(points) == serve.PLANE_CODES and all(0 <= x <= 1 and 0 <= y <= 1 for x, y, _ in points)
+    corner = get(served, "/api/plane?model=vae&x=0.05&y=0.05")[2]
+    assert image(corner).size == (28, 28)  # one image, unpadded
+    assert get(served, "/api/plane?model=vae&x=0.95&y=0.95")[2] != corner
+
+
+def test_a_plane_click_decodes_what_the_background_shows_there(served):
+    """The point at the centre of a background cell is that cell's code: the two decodings agree."""
+    background = image(get(served, "/api/plane-image?model=vae")[2]).convert("L")
+    n = serve.PLANE_SIDE
+    i, j = 3, 11  # column, row
+    cell = background.crop((2 + 30 * i, 2 + 30 * j, 2 + 30 * i + 28, 2 + 30 * j + 28))
+    body = get(served, f"/api/plane?model=vae&x={(i + 0.5) / n:.6f}&y={(j + 0.5) / n:.6f}")[2]
+    clicked = image(body).convert("L")
+    diff = max(abs(a - b) for a, b in zip(cell.tobytes(), clicked.tobytes()))
+    assert diff <= 2
+
+
+def test_interpolation_between_two_test_images(served):
+    for name in ("vae", "ddim"):  # through the codes; through DDIM inversion of the images
+        status, headers, body = get(served, f"/api/interpolate?model={name}&a=0&b=1")
+        assert status == 200 and image(body).size == ((serve.INTERPOLATION_FRAMES + 2) * 30 + 2, 32)
+        assert "test images 0 (class" in headers["X-Genzoo-Caption"]
+    status, headers, body = get(served, "/api/interpolate?model=dcgan&seed=4")  # a GAN: between two random codes
+    assert status == 200 and image(body).size == ((serve.INTERPOLATION_FRAMES + 2) * 30 + 2, 32)
+    assert "two random codes (seed 4)" in headers["X-Genzoo-Caption"]
+    assert get(served, "/api/interpolate?model=dcgan&seed=5")[2] != body
+    status, _, body = get(served, "/api/test-image?i=1")
+    assert status == 200 and image(body).size == (28, 28)
+
+
+def test_trajectory_and_raster_order_are_animations(served):
+    status, headers, body = get(served, "/api/trajectory?model=ddim&seed=0&steps=10&n=2")
+    assert status == 200 and headers["Content-Type"] == "image/gif" and body.startswith(b"GIF89a")
+    gif = image(body)
+    assert gif.n_frames == 11 and gif.size == (2 * 30 + 2, 2 * 30 + 2)  # 10 steps and the sample; x_t over x0
+    status, headers, body = get(served, "/api/trajectory?model=pixelcnn&seed=0&n=2")
+    assert status == 200 and image(body).n_frames == serve.ANIMATION_FRAMES and "raster order" in headers["X-Genzoo-Caption"]
+    first = image(body).convert("RGB")
+    assert first.getpixel((2 + 14, 2 + 27)) == (89, 115, 204)  # the canvas' last row is not drawn yet: blue
+
+
+# -- refusals ------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path, words", [
+    ("/api/sample?model=ae&steps=5", "ae takes no steps"),
+    ("/api/sample?model=ddim&guidance=2", "ddim takes no guidance"),
+    ("/api/sample?model=ddim&label=3", "not class-conditional"),
+    ("/api/trajectory?model=ae", "not `Stepwise`"),
+    ("/api/plane-image?model=ddim", "not `Latent`"),
+    ("/api/plane?model=pixelcnn&x=0.5&y=0.5", "not `Latent`"),
+    ("/api/interpolate?model=pixelcnn&a=0&b=1", "cannot interpolate"),
+])
+def test_a_control_a_model_lacks_is_refused_in_one_line(served, path, words):
+    status, _, body = get(served, path)
+    assert status == 400 and words in one_line(body)
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("/api/sample?model=nope", 404, "unknown model 'nope'; this run serves: ae"),
+    ("/api/sample?seed=1", 400, "model is missing"),
+    ("/api/sample?model=ddim&steps=0", 400, "steps must be an int in [1, 1000], got 0"),
+    ("/api/sample?model=ddim&steps=1001", 400, "steps must be an int in [1, 1000], got 1001"),
+    ("/api/sample?model=ddim&steps=1e2", 400, "steps must be an int in [1, 1000], got '1e2'"),
+    ("/api/sample?model=ddpm-cond&guidance=21", 400, "guidance must be a number in [0, 20], got 21"),
+    ("/api/sample?model=ddpm-cond&guidance=nan", 400, "guidance must be a number in [0, 20]"),
+    ("/api/sample?model=ddpm-cond&label=10", 400, "label must be an int in [0, 9], got 10"),
+    ("/api/sample?model=ae&seed=1.5", 400, "seed must be an int"),
+    ("/api/sample?model=ae&seed=-1", 400, "seed must be an int in [0, 2147483647], got -1"),
+    ("/api/sample?model=ae&n=0", 400, "n must be an int in [1, 64], got 0"),
+    ("/api/sample?model=ae&colour=red", 400, "/api/sample takes no parameter colour"),
+    ("/api/sample?model=ae&seed=1&seed=2", 400, "seed given more than once"),
+    ("/api/plane?model=vae&x=1&y=0.5", 400, "x must be a number in (0, 1), got 1"),
+    ("/api/plane?model=vae", 400, "x and y are required"),
+    ("/api/interpolate?model=vae&a=0&b=99999", 400, "b must be an int in [0, "),
+    ("/api/test-image?i=x", 400, "i must be an int"),
+    ("/api/nothing", 404, "no such page or endpoint"),
+    ("/api/sample?model=ae&seed=" + "1" * 3000, 414, "request path over 2048 characters"),
+])
+def test_bad_requests_get_a_4xx_and_one_line(served, path, status, words):
+    got, _, body = get(served, path)
+    assert got == status and words in one_line(body)
+
+
+def test_bodies_and_other_methods_are_refused(served):
+    status, headers, body = get(served, "/api/sample?model=ae", method="POST", body=b"{}")
+    assert status == 405 and headers["Allow"] == "GET, HEAD" and one_line(body)
+    status, _, body = get(served, "/api/sample?model=ae", body=b"x" * 100, headers={"Content-Length": "100"})
+    assert status == 413 and "no request bodies" in one_line(body)
+    status, _, body = get(served, "/", headers={"Content-Length": "lots"})
+    assert status == 400 and one_line(body)
+
+
+# -- the run folder's files, and nothing else --------------------------------------------------------
+
+def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp_path):
+    status, headers, body = get(served, "/files/comparison.png")
+    assert status == 200 and headers["Content-Type"] == "image/png" and body == (run_folder / "comparison.png").read_bytes()
+    outside = tmp_path / "secret.txt"
+    outside.write_text("not the run's")
+    (run_folder / "link-out").unlink(missing_ok=True)
+    (run_folder / "link-out").symlink_to(outside)
+    (run_folder / "link-in").unlink(missing_ok=True)
+    (run_folder / "link-in").symlink_to(run_folder / "results.md")
+    try:
+        for path in ("/files/../pyproject.toml", "/files/%2e%2e/%2e%2e/pyproject.toml", "/files/plots/../../x",
+                     "/files//etc/passwd", "/files/%2Fetc%2Fpasswd", "/files/link-out"):
+            status, _, body = get(served, path)
+            assert status == 403 and "only the run folder's own files" in one_line(body), path
+        assert get(served, "/files/link-in")[0] == 200
+        assert get(served, "/files/no-such.png")[0] == 404 and get(served, "/files/plots")[0] == 404
+    finally:
+        (run_folder / "link-out").unlink()
+        (run_folder / "link-in").unlink()
+
+
+# -- one request at a time, a responsive page, clients that leave ------------------------------------
+
+def test_one_drawing_at_a_time_while_the_page_stays_served(served):
+    base, run = served
+    answers: list[int] = []
+    with run.lock:  # as if a long drawing were under way
+        waiting = threading.Thread(target=lambda: answers.append(get(served, "/api/sample?model=ae&seed=5")[0]))
+        waiting.start()
+        assert get(served, "/")[0] == 200 and get(served, "/api/models")[0] == 200
+        assert get(served, "/files/results.md")[0] == 200
+        time.sleep(0.5)
+        assert answers == []  # the drawing waits its turn
+    waiting.join(timeout=60)
+    assert answers == [200]
+
+
+def test_a_client_that_disconnects_mid_response_leaves_the_server_answering(served):
+    host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
+    for path in ("/api/trajectory?model=ddim&seed=3&steps=20", "/files/comparison.png"):
+        sock = socket.create_connection((host, int(port)))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.recv(64)  # the response has begun
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.close()  # reset, with most of the body unread
+    time.sleep(0.5)
+    status, _, body = get(served, "/api/sample?model=ae&seed=0")
+    assert status == 200 and body.startswith(PNG_SIGNATURE)
+
+
+# -- the command ------------------------------------------------------------------------------------------
+
+def test_a_folder_without_checkpoints_is_refused_in_one_line(run_folder, tmp_path, capsys):
+    bare = tmp_path / "reference"
+    shutil.copytree(run_folder, bare, ignore=shutil.ignore_patterns("checkpoints"))
+    assert serve.main([str(bare), "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "has no checkpoints to serve" in err
+    assert "python -m benchmarks.run" in err and "results/mnist5k-quick" in err
+    assert serve.main([str(tmp_path / "nowhere")]) == 2
+    assert "no run folder at" in capsys.readouterr().err
+
+
+def test_the_command_binds_localhost_and_prints_the_address(run_folder):
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", str(run_folder), "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert "http://127.0.0.1:" in line, line + proc.stderr.read() if proc.poll() is not None else line
+        address = line.split("http://", 1)[1].split("/", 1)[0]
+        conn = http.client.HTTPConnection(address, timeout=60)
+        conn.request("GET", "/")
+        assert conn.getresponse().status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

@@ -912,6 +912,8 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
               f"seed {data['settings']['seed']}); the training figure from its records and snapshot strips."), ""]
     numbers, skipped, images = data["figures"], data["skipped"], data["images"]
     for key in FIGURES:
+        if not (numbers.get(key) or images.get(key) or skipped.get(key)):
+            continue  # a figure this explore.json never drew (it was made before the figure existed)
         lines += [f"### {TITLES[key]}", ""]
         lines += _numbers_markdown(key, numbers.get(key, {}))
         lines += [f"![{key}]({prefix}{name})" for name in images.get(key, [])]

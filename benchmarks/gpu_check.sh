@@ -98,38 +98,8 @@ kill "$DMON" 2>/dev/null
     printf -- '- --graphs on: %s s\n- --graphs off: %s s\n' "${ON_SECONDS:-?}" "${OFF_SECONDS:-?}"
     printf '\n## the same command twice, --deterministic (%s)\n\n' "$DET_MODELS"
 } >> "$SUMMARY"
-python3 - "$RUNS/det-a/results.json" "$RUNS/det-b/results.json" >> "$SUMMARY" 2>&1 <<'EOF'
-"""Every quality and likelihood column of two results.json, record by record: identical or not."""
-import json, math, sys
-
-TIMINGS = ("seconds", "per_s", "memory", "_mb", "latency")  # these differ between runs, of course
-
-
-def numbers(record, prefix=""):
-    for key, value in record.items():
-        name = prefix + key
-        if isinstance(value, dict):
-            yield from numbers(value, name + ".")
-        elif isinstance(value, (int, float)) and not isinstance(value, bool) and not any(t in name for t in TIMINGS):
-            yield name, value
-
-
-def same(a, b):
-    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
-
-
-try:
-    first, second = ({(r["model"], r["seed"]): r for r in json.load(open(p))["models"]} for p in sys.argv[1:3])
-except (OSError, ValueError, KeyError) as e:
-    sys.exit(f"no comparison: {type(e).__name__}: {e}")
-differing = 0
-for key in sorted(first.keys() | second.keys()):
-    a, b = dict(numbers(first.get(key, {}))), dict(numbers(second.get(key, {})))
-    diffs = [f"{n} {a.get(n)} vs {b.get(n)}" for n in sorted(a.keys() | b.keys()) if not same(a.get(n), b.get(n))]
-    differing += bool(diffs)
-    print(f"- {key[0]} seed {key[1]}: " + ("identical" if not diffs else "DIFFERENT: " + "; ".join(diffs)))
-print(f"\n{'identical tables' if not differing else f'{differing} record(s) differ'}")
-EOF
+# every quality and likelihood number and weights hash, record by record
+python3 -m benchmarks.compare "$RUNS/det-b" "$RUNS/det-a" --identical >> "$SUMMARY" 2>&1
 for run in "$RUNS"/*/; do  # each run's own record of its wall-clock
     python3 -c 'import json,sys; r=json.load(open(sys.argv[1]))["run"]; print(f"- {sys.argv[2]}: history", [h.get("wall_seconds") for h in r.get("history", [])])' \
         "$run/results.json" "$(basename "$run")" >> "$SUMMARY" 2>/dev/null

@@ -40,26 +40,26 @@ class Record:
     status: str = col("status")  # ok | error | diverged | skipped | interrupted
     error: str | None = None  # one line: why it did not finish, or why it was skipped
     # sample quality, in `feature_space`, against the training split
-    fid: float | None = col("FID ↓", "{:.2f}", ci=True)
-    kid: float | None = col("KID ↓", "{:.4f}", ci=True)
+    fid: float | None = col("FID ↓", "{:.2f}", ci=True, quality=True)
+    kid: float | None = col("KID ↓", "{:.4f}", ci=True, quality=True)
     kid_std: float | None = None
-    precision: float | None = col("precision ↑", "{:.3f}", ci=True)
-    recall: float | None = col("recall ↑", "{:.3f}", ci=True)
-    density: float | None = col("density", "{:.3f}", ci=True)  # Naeem et al. 2020, k = 5: about 1 for the data
-    coverage: float | None = col("coverage ↑", "{:.3f}", ci=True)
-    recognisable: float | None = col("recognisable ↑", "{:.3f}", ci=True)  # share classified with p >= 0.9
+    precision: float | None = col("precision ↑", "{:.3f}", ci=True, quality=True)
+    recall: float | None = col("recall ↑", "{:.3f}", ci=True, quality=True)
+    density: float | None = col("density", "{:.3f}", ci=True, quality=True)  # Naeem et al. 2020, k = 5: about 1 for the data
+    coverage: float | None = col("coverage ↑", "{:.3f}", ci=True, quality=True)
+    recognisable: float | None = col("recognisable ↑", "{:.3f}", ci=True, quality=True)  # share classified with p >= 0.9
     inception_score: float | None = None  # of the feature net's classifier head
     fid_samples: int | None = col("samples", "{:d}")
     feature_space: str | None = None
-    modes: int | None = col("modes ↑", "{:.1f}", ci=True)
-    mode_kl: float | None = col("mode KL ↓", "{:.3f}", ci=True)
-    label_accuracy: float | None = col("label acc ↑", "{:.3f}", ci=True)
+    modes: int | None = col("modes ↑", "{:.1f}", ci=True, quality=True)
+    mode_kl: float | None = col("mode KL ↓", "{:.3f}", ci=True, quality=True)
+    label_accuracy: float | None = col("label acc ↑", "{:.3f}", ci=True, quality=True)
     # memorisation, in `feature_space`: each sample's distance to its nearest training image, against the test images'
-    copy_rate: float | None = col("copy rate ↓", "{:.3f}", ci=True)  # nearer than 1 % of test images come; data ~0.01
-    nn_distance_ratio: float | None = col("NN dist ratio", "{:.2f}", ci=True)  # median sample / median test image
+    copy_rate: float | None = col("copy rate ↓", "{:.3f}", ci=True, quality=True)  # nearer than 1 % of test images come; data ~0.01
+    nn_distance_ratio: float | None = col("NN dist ratio", "{:.2f}", ci=True, quality=True)  # median sample / median test image
     nn_distance_quantiles: dict[str, float] = field(default_factory=dict)  # p05..p95 of sample distance / test median
     # likelihood on the held-out split, bits per sub-pixel on the 8-bit scale
-    bits_per_dim: float | None = col("bits/dim ↓", "{:.3f}", ci=True)
+    bits_per_dim: float | None = col("bits/dim ↓", "{:.3f}", ci=True, quality=True)
     bpd_kind: str | None = col("bpd kind")  # exact | bound
     bpd_images: int | None = None
     bpd_extras: dict[str, float] = field(default_factory=dict)  # other figures, by the label the model gives them
@@ -67,7 +67,7 @@ class Record:
     # the data row's one point is the floor at the curve's sample count
     quality_curve: list[dict[str, Any]] = field(default_factory=list)
     # training FLOPs where the curve's FID first reaches the target (the footnote says which FID); "not reached"
-    flops_to_target: float | str | None = col("TFLOP to target FID", "{:.3f}", ci=True, scale=1e-12)
+    flops_to_target: float | str | None = col("TFLOP to target FID", "{:.3f}", ci=True, quality=True, scale=1e-12)
     # cost
     nfe: int | None = col("NFE", "{:d}")
     sample_images_per_s: float | None = col("sample img/s", "{:.1f}", ci=True)
@@ -126,6 +126,9 @@ COLUMNS = tuple(
     (f.name, f.metadata["header"], f.metadata["fmt"], f.metadata.get("ci", False), f.metadata.get("scale", 1))
     for f in dataclasses.fields(Record) if "header" in f.metadata
 )
+# The columns that say how good a model is (quality and likelihood), not what it cost: the numbers two runs of
+# one command must share, and that a run on another machine is checked against (`benchmarks.compare`).
+QUALITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Record) if f.metadata.get("quality"))
 
 
 # -- the run folder ----------------------------------------------------------------------------

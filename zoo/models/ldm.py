@@ -95,8 +95,37 @@ class LatentDecoder(nn.Module):
         return self.net(z)
 
 
+class StepCounted(nn.Module):
+    """For a model whose training changes with its step count (ldm's two stages, vqvae's two phases):
+    the count is a `steps_done` buffer, so it is saved with the weights and restored on resume, and is
+    read from the device once after the model is built or loaded, then counted on the host, so that a
+    step never waits for the device. `start_counting` in `__init__`; `steps_trained()` and `count_step(steps)`
+    in `train_step`; `capture_phase` sets the count from the loop's step (a replayed graph runs no Python)."""
+
+    steps_done: Tensor
+
+    def start_counting(self) -> None:
+        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
+        self._steps_seen: int | None = None  # steps_done as a Python int; None: read it at the next step
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        super()._load_from_state_dict(*args, **kwargs)
+        self._steps_seen = None  # steps_done was just overwritten: read it again at the next step
+
+    def steps_trained(self) -> int:
+        """The training steps done so far."""
+        if self._steps_seen is None:
+            self._steps_seen = int(self.steps_done)
+        return self._steps_seen
+
+    def count_step(self, steps: int) -> None:
+        """One more step done, after `steps` (what `steps_trained()` returned at the start of this one)."""
+        self.steps_done += 1
+        self._steps_seen = steps + 1
+
+
 @register
-class LDM(Generator["LDM.Config"], Stepwise):
+class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
     """Latent diffusion: an autoencoder's spatial codes, diffused and sampled with DDIM, then decoded."""
 
     name = "ldm"
@@ -126,7 +155,6 @@ class LDM(Generator["LDM.Config"], Stepwise):
     denoiser: Any  # an instance of it, built in __init__
     latent_mean: Tensor  # buffers, registered in __init__
     latent_std: Tensor
-    steps_done: Tensor
     eval_samples = DDIM.eval_samples  # like ddim, so the FIDs of the two compare like with like
 
     def validate(self) -> None:
@@ -156,25 +184,13 @@ class LDM(Generator["LDM.Config"], Stepwise):
         # buffers, so that they are saved with the weights and restored on resume.
         self.register_buffer("latent_mean", torch.zeros(zc))
         self.register_buffer("latent_std", torch.ones(zc))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self._steps_seen: int | None = None  # steps_done as a Python int, so a step never reads the device; None: read it
+        self.start_counting()
 
     def second_stage(self) -> Generator:
         """The diffusion model (`denoiser_class`) on the latent shape, given the fields of its Config that this Config shares."""
         kind = self.denoiser_class
         shared = {f.name for f in dataclasses.fields(kind.Config)} - {f.name for f in dataclasses.fields(ModelConfig)}
         return kind(self.latent_spec, **{k: getattr(self.config, k) for k in shared})
-
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._steps_seen = None  # steps_done was just overwritten: read it again at the next step
-
-    def _steps(self) -> int:
-        """The training steps done so far: the `steps_done` buffer, read from the device once after the
-        model is built or loaded (one sync), then counted on the host."""
-        if self._steps_seen is None:
-            self._steps_seen = int(self.steps_done)
-        return self._steps_seen
 
     def capture_phase(self, step: int) -> Hashable | None:
         """Two phases, the joint first-stage steps and the frozen ones; the two steps that set the code
@@ -236,7 +252,7 @@ class LDM(Generator["LDM.Config"], Stepwise):
     # -- training -------------------------------------------------------------------------------
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         stats: dict[str, Tensor] = {}
-        steps = self._steps()
+        steps = self.steps_trained()
         if steps < self.config.ae_steps:
             stats, mu = self._ae_step(x, first=steps == 0)  # stage 1, with the diffusion step below on its codes
         else:
@@ -248,8 +264,7 @@ class LDM(Generator["LDM.Config"], Stepwise):
         t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
         loss = self.diffusion_loss(to_unit(z0), torch.randn_like(z0), t, y)  # the DDIM maps its input by to_signed back to z0
         self.optimize(self.denoiser.opt, loss)
-        self.steps_done += 1
-        self._steps_seen = steps + 1
+        self.count_step(steps)
         return {"loss": loss.detach(), **stats}
 
     def diffusion_loss(self, z: Tensor, noise: Tensor, t: Tensor, y: Tensor | None) -> Tensor:

@@ -104,7 +104,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.base import Generator, GenzooError, Likelihood, ModelConfig, Tokenized, hparam, learning_rate, width
-from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder
+from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder, StepCounted
 from zoo.models.pixelcnn import GatedLayer, gate
 from zoo.models.vae import discretized_logistic_nll
 from zoo.registry import register
@@ -186,7 +186,7 @@ def draw_token(logits: Tensor, u: Tensor) -> Tensor:
 # -- the model -------------------------------------------------------------------------------------
 
 @register
-class VQVAE(Generator["VQVAE.Config"], Likelihood, Tokenized):
+class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
     """VQ-VAE with an EMA codebook and a PixelCNN prior over its 7x7 token grid; bits/dim a single-code bound."""
 
     name = "vqvae"
@@ -226,7 +226,6 @@ class VQVAE(Generator["VQVAE.Config"], Likelihood, Tokenized):
     codebook: Tensor  # buffers, registered in __init__
     code_counts: Tensor
     code_sums: Tensor
-    steps_done: Tensor
 
     def validate(self) -> None:
         """Image sides multiples of 4 (two stride-2 levels)."""
@@ -250,8 +249,7 @@ class VQVAE(Generator["VQVAE.Config"], Likelihood, Tokenized):
         self.register_buffer("codebook", torch.randn(K, D))  # replaced by encoder outputs at the first step
         self.register_buffer("code_counts", torch.zeros(K))
         self.register_buffer("code_sums", torch.zeros(K, D))
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self._steps_seen: int | None = None  # steps_done as a Python int, so a step never reads the device; None: read it
+        self.start_counting()
 
     @property
     def codebook_size(self) -> int:
@@ -263,18 +261,6 @@ class VQVAE(Generator["VQVAE.Config"], Likelihood, Tokenized):
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"opt_vq": self.opt_vq, "opt_prior": self.opt_prior}
-
-    # -- the step count, as ldm keeps it -----------------------------------------------------------
-    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
-        super()._load_from_state_dict(*args, **kwargs)
-        self._steps_seen = None  # steps_done was just overwritten: read it again at the next step
-
-    def _steps(self) -> int:
-        """The training steps done so far: the `steps_done` buffer, read from the device once after the
-        model is built or loaded (one sync), then counted on the host."""
-        if self._steps_seen is None:
-            self._steps_seen = int(self.steps_done)
-        return self._steps_seen
 
     def capture_phase(self, step: int) -> Hashable | None:
         """Two phases, the joint VQ-VAE and prior steps and the prior alone; the first step, which sets
@@ -368,15 +354,14 @@ class VQVAE(Generator["VQVAE.Config"], Likelihood, Tokenized):
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         stats: dict[str, Tensor] = {}
-        steps = self._steps()
+        steps = self.steps_trained()
         if steps < self.config.vq_steps:
             stats, tokens = self._vq_step(x, first=steps == 0)  # phase 1, with the prior step below on its tokens
         else:
             tokens = self.encode_tokens(x)  # phase 2: the frozen encoder's tokens
         loss = self.prior.nll(tokens).mean() / tokens[0].numel()  # nats per token
         self.optimize(self.opt_prior, loss)
-        self.steps_done += 1
-        self._steps_seen = steps + 1
+        self.count_step(steps)
         return {"loss": loss.detach(), **stats}
 
     # -- likelihood ------------------------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""Does a run measure what a reference run measured?
+
+    python -m benchmarks.compare results/mnist5k-quick results/cpu-mnist5k-quick
+    python -m benchmarks.compare second-run first-run --identical
+
+Across machines a run cannot repeat a reference to the last digit: another processor's kernels round
+differently, and a few thousand steps turn that into other weights. What it can do is land where the
+reference's seeds land. So, for each model both folders hold and each quality or likelihood column
+(`records.QUALITY_COLUMNS`), this prints the reference's mean and 95 % t-interval over its seeds, this
+run's mean over its own seeds, and whether it falls inside the interval; if not, by how much. A
+reference with one seed has no interval: its number and this run's are compared as they are. A
+column only one of the two measured (curves off, no likelihood) is left out.
+
+`--identical` is the stricter check for one machine (or one GPU with `--deterministic`): record by
+record (model and seed), every quality and likelihood number and the weights' hash must be equal.
+
+Only like is compared with like. Folders of different datasets are refused in one line; a model whose
+ruler (feature space), budget, hyper-parameters or sample count differ between the two is listed as
+not comparable, with the reason. The exit status is 0 when every compared number agrees, 1 otherwise.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from benchmarks.cli import Parser
+from benchmarks.records import COLUMNS, QUALITY_COLUMNS, Record, RunFolder, t_interval
+from zoo.base import GenzooError
+
+HEADER = {name: header for name, header, *_ in COLUMNS}
+FORMAT = {name: (spec.replace("{:d}", "{:.1f}"), scale) for name, _, spec, _, scale in COLUMNS}
+# What must be the same for two records of a model to measure the same thing.
+LIKE = (("feature_space", "the rulers"), ("budget", "the budgets"), ("hparams", "the hyper-parameters"), ("fid_samples", "the sample counts"))
+
+
+@dataclass
+class Finding:
+    """One number of one model (one seed with --identical) against the reference."""
+
+    model: str
+    column: str
+    reference: str  # as the tables print it: mean ± half-width (n seeds)
+    run: str
+    agrees: bool
+    verdict: str  # "inside", "outside by ...", "equal", "differs by ...", "not comparable: ..."
+
+
+def numbers(records: list[Record], column: str) -> list[float]:
+    return [float(v) for r in records if isinstance(v := getattr(r, column), (int, float)) and not isinstance(v, bool)]
+
+
+def words(records: list[Record], column: str) -> set[str]:
+    """What a column holds instead of a number ("not reached"), over the records."""
+    return {v for r in records if isinstance(v := getattr(r, column), str)}
+
+
+def show(column: str, value: float) -> str:
+    spec, scale = FORMAT[column]
+    return spec.format(value * scale)
+
+
+def unlike(ref: list[Record], run: list[Record]) -> str | None:
+    """Why a model's records in the two folders do not measure the same thing; None when they do."""
+    for field, name in LIKE:
+        ours = {repr(getattr(r, field)) for r in ref} | {repr(getattr(r, field)) for r in run}
+        if len(ours) > 1:
+            return f"not comparable: {name} differ"
+    return None
+
+
+def against_interval(model: str, column: str, ref: list[Record], run: list[Record]) -> Finding | None:
+    """This run's mean of a column against the reference's interval over its seeds; None where
+    neither folder has a number (a model without a likelihood)."""
+    ref_values, run_values = numbers(ref, column), numbers(run, column)
+    ref_words, run_words = words(ref, column), words(run, column)
+    if not (ref_values or ref_words) or not (run_values or run_words):
+        return None  # one of them did not measure it (no likelihood, curves off)
+    if not ref_values and not run_values:
+        same = ref_words == run_words
+        return Finding(model, column, ", ".join(sorted(ref_words)), ", ".join(sorted(run_words)), same,
+                       "equal" if same else "differs")
+    if not ref_values or not run_values:
+        have = "the reference" if ref_values else "this run"
+        return Finding(model, column, describe(column, ref_values) or ", ".join(sorted(ref_words)),
+                       describe(column, run_values) or ", ".join(sorted(run_words)), False,
+                       f"only {have} has a number")
+    mean, half = t_interval(ref_values)
+    ours = sum(run_values) / len(run_values)
+    if half is None:
+        same = math.isclose(ours, mean, rel_tol=0, abs_tol=0)
+        return Finding(model, column, describe(column, ref_values), describe(column, run_values), same,
+                       "equal" if same else f"differs by {show(column, ours - mean)}"
+                       + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""))
+    off = abs(ours - mean) - half
+    if off <= 0:
+        return Finding(model, column, describe(column, ref_values), describe(column, run_values), True, "inside")
+    return Finding(model, column, describe(column, ref_values), describe(column, run_values), False,
+                   f"outside by {show(column, off)} ({abs(ours - mean) / half:.1f} half-widths from the mean)"
+                   if half > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)")
+
+
+def describe(column: str, values: list[float]) -> str:
+    """Values as the tables print them: the mean, ± the interval's half-width with several, the seed count."""
+    if not values:
+        return ""
+    mean, half = t_interval(values)
+    spec, scale = FORMAT[column]
+    text = spec.format(mean * scale) + (f" ± {spec.format(half * scale)}" if half is not None else "")
+    return text + f" ({len(values)} seed{'s' if len(values) > 1 else ''})"
+
+
+def identical(model: str, ref: Record, run: Record) -> Iterator[Finding]:
+    """Every quality and likelihood number of one record, and its weights' hash, against the reference's."""
+    pairs: list[tuple[str, Any, Any]] = [(c, getattr(ref, c), getattr(run, c)) for c in QUALITY_COLUMNS]
+    pairs += [(f"bits/dim {k}", ref.bpd_extras.get(k), run.bpd_extras.get(k)) for k in ref.bpd_extras.keys() | run.bpd_extras.keys()]
+    pairs += [("weights_hash", ref.weights_hash, run.weights_hash)]
+    for column, a, b in pairs:
+        if a is None and b is None:
+            continue
+        same = a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
+        yield Finding(f"{model} seed {run.seed}", column, str(a), str(b), same, "equal" if same else "differs")
+
+
+def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[Finding]:
+    """The findings for every model both folders finished (the data row included), in the run's order."""
+    run_info, run_records = run.read()
+    ref_info, ref_records = reference.read()
+    datasets = {run_info.get("dataset"), ref_info.get("dataset")}
+    if len(datasets) > 1:
+        raise GenzooError(f"{run.path} is a run on {run_info.get('dataset')} and {reference.path} on "
+                          f"{ref_info.get('dataset')}; compare runs on one dataset")
+    spaces = [{r.feature_space for r in records if r.ok and r.feature_space} for records in (run_records, ref_records)]
+    if all(spaces) and not spaces[0] & spaces[1]:
+        raise GenzooError(f"{run.path} was measured in {', '.join(sorted(spaces[0]))} and {reference.path} in "
+                          f"{', '.join(sorted(spaces[1]))}; numbers from different feature spaces are not comparable")
+    ours = {m: [r for r in run_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in run_records)}
+    theirs = {m: [r for r in ref_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in ref_records)}
+    found = []
+    for model, records in ours.items():
+        ref = theirs.get(model, [])
+        if not records or not ref:
+            continue
+        why = unlike(ref, records)
+        if why:
+            found.append(Finding(model, "–", "", "", False, why))
+        elif exact:
+            by_seed = {r.seed: r for r in ref}
+            for r in records:
+                if r.seed in by_seed:
+                    found += identical(model, by_seed[r.seed], r)
+        else:
+            found += [f for c in QUALITY_COLUMNS if (f := against_interval(model, c, ref, records)) is not None]
+    if not found:
+        raise GenzooError(f"{run.path} and {reference.path} share no finished model (and seed, with --identical) to compare")
+    return found
+
+
+def table(found: list[Finding], exact: bool) -> Table:
+    t = Table(title="record by record" if exact else "this run's mean against the reference's 95 % interval")
+    for h in ("model", "column", "reference", "this run", "verdict"):
+        t.add_column(h, no_wrap=h in ("model", "column"))
+    for f in found:
+        t.add_row(f.model, HEADER.get(f.column, f.column), f.reference, f.run, f.verdict,
+                  style=None if f.agrees else "red")
+    return t
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="python -m benchmarks.compare", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("run", help="the run folder to check")
+    p.add_argument("reference", help="the run folder to check it against, e.g. results/cpu-mnist5k-quick")
+    p.add_argument("--identical", action="store_true", help="every quality and likelihood number and the weights' "
+                   "hash equal, record by record (the same command twice on one machine)")
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    try:
+        args = p.parse_args(argv)
+        for path in (args.run, args.reference):
+            if not RunFolder(path).results.is_file() and not RunFolder(path).records_dir.is_dir():
+                raise GenzooError(f"no results.json in {path}; pass run folders written by benchmarks.run")
+        found = compare(RunFolder(args.run), RunFolder(args.reference), exact=args.identical)
+    except GenzooError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 2
+    console.print(table(found, args.identical))
+    bad = [f for f in found if not f.agrees]
+    models = sorted({f.model for f in bad})
+    console.print(f"{len(found) - len(bad)} of {len(found)} agree" + (f"; not: {', '.join(models)}" if bad else ""),
+                  highlight=False, soft_wrap=True)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""benchmarks.compare: a run's numbers against a reference's seeds, or record by record."""
+import pytest
+from scipy import stats
+
+from benchmarks import compare
+from benchmarks.records import Record, RunFolder
+
+RULER = "classifier:mnist5k@28px#a1d42ffe"
+
+
+def record(model, seed, **numbers):
+    base = dict(status="ok", feature_space=RULER, budget="2.5e+12 flops", hparams={"lr": 1e-3}, fid_samples=1000,
+                weights_hash=f"{model}{seed}")
+    return Record(model, seed, **{**base, **numbers})
+
+
+def folder(path, records, dataset="mnist5k"):
+    run = RunFolder(path)
+    for r in records:
+        run.write_record(r)
+    run.merge({"dataset": dataset, "seeds": sorted({r.seed for r in records})}, [r.model for r in records])
+    return run
+
+
+@pytest.fixture
+def reference(tmp_path):
+    return folder(tmp_path / "ref", [record("data", 0, fid=2.5),
+                                     *(record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0]))])
+
+
+def findings(found, model, column):
+    return [f for f in found if f.model == model and f.column == column]
+
+
+def test_a_mean_inside_and_outside_the_interval(tmp_path, reference):
+    half = stats.t.ppf(0.975, 2) * stats.sem([10.0, 12.0, 14.0])  # an independent interval: 4.97
+    inside = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, fid=16.0, bits_per_dim=1.2)])
+    (fid,) = findings(compare.compare(inside, reference), "vae", "fid")
+    assert fid.agrees and fid.verdict == "inside" and fid.reference == "12.00 ± 4.97 (3 seeds)"
+    outside = folder(tmp_path / "b", [record("data", 0, fid=2.5), record("vae", 3, fid=19.0), record("vae", 4, fid=21.0)])
+    (fid,) = findings(compare.compare(outside, reference), "vae", "fid")
+    assert not fid.agrees and fid.run == "20.00 ± 12.71 (2 seeds)"
+    assert fid.verdict == f"outside by {20 - 12 - half:.2f} ({8 / half:.1f} half-widths from the mean)"
+
+
+def test_a_single_seed_reference_is_compared_as_it_is(tmp_path, reference):
+    same = folder(tmp_path / "a", [record("data", 0, fid=2.5)])
+    assert [f.verdict for f in compare.compare(same, reference)] == ["equal"]  # the data row: the ruler is the same
+    other = folder(tmp_path / "b", [record("data", 0, fid=2.6)])
+    (data,) = compare.compare(other, reference)
+    assert not data.agrees and data.verdict == "differs by 0.10 (+4.0 %)"
+
+
+def test_a_column_only_one_run_measured_is_left_out(tmp_path, reference):
+    run = folder(tmp_path / "a", [record("vae", 0, fid=12.0)])  # no bits/dim
+    assert [f.column for f in compare.compare(run, reference)] == ["fid"]
+
+
+def test_words_are_compared_as_words(tmp_path):
+    ref = folder(tmp_path / "ref", [record("ddim", 0, flops_to_target="not reached")])
+    same = folder(tmp_path / "a", [record("ddim", 1, flops_to_target="not reached")])
+    assert [(f.agrees, f.verdict) for f in compare.compare(same, ref)] == [(True, "equal")]
+    reached = folder(tmp_path / "b", [record("ddim", 1, flops_to_target=1.5e12)])
+    (f,) = compare.compare(reached, ref)
+    assert not f.agrees and f.verdict == "only this run has a number"
+
+
+def test_unlike_models_are_not_compared(tmp_path, reference):
+    run = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, fid=12.0, budget="1e+13 flops")])
+    (vae,) = [f for f in compare.compare(run, reference) if f.model == "vae"]
+    assert not vae.agrees and vae.verdict == "not comparable: the budgets differ"
+    run = folder(tmp_path / "b", [record("vae", 0, fid=12.0, hparams={"lr": 2e-3})])
+    assert compare.compare(run, reference)[0].verdict == "not comparable: the hyper-parameters differ"
+
+
+def test_identical_compares_record_by_record(tmp_path, reference, capsys):
+    copy = folder(tmp_path / "a", [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])])
+    assert compare.main([str(copy.path), str(reference.path), "--identical"]) == 0
+    assert "9 of 9 agree" in capsys.readouterr().out  # three seeds: FID, bits/dim and the hash of each
+    changed = folder(tmp_path / "b", [record("vae", 1, fid=12.0, bits_per_dim=1.2, weights_hash="other")])
+    assert compare.main([str(changed.path), str(reference.path), "--identical"]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 3 agree" not in out and "2 of 3 agree; not: vae seed 1" in out
+
+
+def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, capsys):
+    cifar = folder(tmp_path / "cifar", [record("vae", 0, fid=12.0)], dataset="cifar10")
+    other_ruler = folder(tmp_path / "ruler", [record("vae", 0, fid=12.0, feature_space="classifier:mnist5k")])
+    nothing_shared = folder(tmp_path / "none", [record("dcgan", 0, fid=50.0)])
+    for run, words in [(cifar, "is a run on cifar10"), (other_ruler, "different feature spaces are not comparable"),
+                       (nothing_shared, "share no finished model"), (tmp_path / "missing", "no results.json")]:
+        assert compare.main([str(getattr(run, "path", run)), str(reference.path)]) == 2
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines

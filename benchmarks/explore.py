@@ -200,14 +200,22 @@ def load_model(folder: RunFolder, rec: Record) -> Generator:
     return model.eval()
 
 
+def lowest_seeds(records: list[Record]) -> dict[str, Record]:
+    """Per model (the data row aside), in the records' order, the record of its lowest seed: the one
+    the figures and the page draw."""
+    lowest: dict[str, Record] = {}
+    for rec in records:
+        if rec.model != DATA_ROW and (rec.model not in lowest or rec.seed < lowest[rec.model].seed):
+            lowest[rec.model] = rec
+    return lowest
+
+
 def load_models(folder: RunFolder, records: list[Record], names: list[str] | None,
                 skipped: list[tuple[str, str]]) -> list[Loaded]:
     out = []
-    for rec in sorted(records, key=lambda r: (r.seed, r.model)):
-        if rec.model == DATA_ROW or (names and rec.model not in names):
+    for rec in sorted(lowest_seeds(records).values(), key=lambda r: (r.seed, r.model)):
+        if names and rec.model not in names:
             continue
-        if rec.seed != min(r.seed for r in records if r.model == rec.model):
-            continue  # one seed per model: the lowest
         if not rec.ok:
             skipped.append((rec.model, f"status {rec.status}" + (f": {rec.error}" if rec.error else "")))
             continue

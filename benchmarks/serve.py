@@ -51,8 +51,8 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 import zoo
 import zoo.explore as ex
 from benchmarks.cli import Parser, set_threads
-from benchmarks.explore import load_model, tint_undrawn
-from benchmarks.records import DATA_ROW, Record, RunFolder
+from benchmarks.explore import load_model, lowest_seeds, tint_undrawn
+from benchmarks.records import Record, RunFolder
 from benchmarks.score import run_settings
 from zoo.base import (
     CodeSampler,
@@ -122,12 +122,8 @@ class Entry:
 def servable(folder: RunFolder, records: list[Record]) -> dict[str, Entry]:
     """Per model, its lowest seed's record if that finished and its checkpoint is on disk (the record
     `benchmarks.explore.load_models` picks), without loading anything."""
-    lowest: dict[str, Record] = {}
-    for rec in records:
-        if rec.model != DATA_ROW and (rec.model not in lowest or rec.seed < lowest[rec.model].seed):
-            lowest[rec.model] = rec
     out: dict[str, Entry] = {}
-    for name, rec in lowest.items():
+    for name, rec in lowest_seeds(records).items():
         ckpt = folder.path / (rec.checkpoint or "")
         if not (rec.ok and rec.checkpoint and (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()):
             continue
@@ -442,9 +438,7 @@ def make_plane(model: Generator, x_test: Tensor, y_test: Tensor | None) -> Plane
                 "directions, quantiles of their spread along each")
         to_code = lambda eps: mean + (eps * sd) @ dirs
         from_code = lambda c: ((c - mean) @ dirs.T) / sd
-        q = ex.prior_quantiles(PLANE_SIDE)
-        e1, e2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # as latent_grid_2d: columns vary e1, top = high e2
-        grid = ex.decode(model, to_code(torch.stack([e1.flatten(), e2.flatten()], dim=1)))
+        grid = ex.decode(model, to_code(ex.standard_grid_2d(PLANE_SIDE)))
     eps = from_code(z).float().cpu()
     p = normal_cdf(eps)
     labels = y_test[:PLANE_CODES].tolist() if y_test is not None else [-1] * len(z)

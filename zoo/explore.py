@@ -299,18 +299,23 @@ def prior_quantiles(n: int) -> Tensor:
     return torch.distributions.Normal(0.0, 1.0).icdf(p).float()
 
 
+def standard_grid_2d(n: int) -> Tensor:
+    """(n*n, 2): an n x n grid of the standard normal's quantiles, row-major, the first coordinate
+    along the columns and the second down the rows, descending so "up" is larger."""
+    q = prior_quantiles(n)
+    e1, e2 = torch.meshgrid(q, q.flip(0), indexing="xy")
+    return torch.stack([e1.flatten(), e2.flatten()], dim=1)
+
+
 @torch.no_grad()
 def latent_grid_2d(model: Generator, n: int = 15) -> tuple[Tensor, Tensor]:
-    """For a model with a 2-D code: codes (n*n, 2) on the grid of its Gaussian's quantiles (row-major,
-    first coordinate along the columns, second down the rows, descending so "up" is larger) and
-    their decoded images (n*n, C, H, W). A fitted Gaussian (the plain AE's) serves as well."""
+    """For a model with a 2-D code: codes (n*n, 2) on the grid of its Gaussian's quantiles
+    (`standard_grid_2d`) and their decoded images (n*n, C, H, W). A fitted Gaussian (the plain AE's)
+    serves as well."""
     p = code_prior(model)
     if p is None or p.dim != 2:
         raise TypeError(f"{model.name} needs a Gaussian over a 2-D code, got {None if p is None else p.dim}-D")
-    q = prior_quantiles(n)
-    e1, e2 = torch.meshgrid(q, q.flip(0), indexing="xy")  # (n,n): columns vary e1, rows vary e2 (top = high)
-    eps = torch.stack([e1.flatten(), e2.flatten()], dim=1)
-    z = p.from_standard(eps)
+    z = p.from_standard(standard_grid_2d(n))
     return z, decode(model, z)
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import importlib.metadata
 import json
+import multiprocessing
 import os
 import platform
 import shlex
@@ -24,6 +25,8 @@ import sys
 import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,7 @@ from torchvision.utils import save_image
 
 import zoo
 from benchmarks import curves, evaluate, report, tensorboard_log
-from benchmarks.cli import Parser, set_threads
+from benchmarks.cli import Parser, cpu_count, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
@@ -83,7 +86,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log", default="none", choices=("none", "tensorboard"),
                    help="tensorboard: losses, curve metrics, snapshots and hyper-parameters to RUN/tensorboard/ "
                         "(needs the tensorboard extra)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N)")
+    p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
+                   help="trainings in flight at once, each (model, seed) in a worker process of its own (default: 1)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
     p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
     p.add_argument("--labels", default="auto", choices=zdata.LABELS,
@@ -101,6 +106,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
                         "--list MODEL for one model")
     return p.parse_args(argv)
+
+
+def jobs_in_flight(text: str) -> int:
+    """--jobs N: a whole number of trainings in flight, 1 or more."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"takes a whole number of trainings in flight, 1 or more (default 1); got {text!r}")
+    return n
 
 
 # -- the plan: everything checked before any training ------------------------------------------
@@ -192,6 +208,12 @@ def make_out_folder(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
+
+
+def feature_space(args: argparse.Namespace, splits: zdata.Splits, device: torch.device) -> features.FeatureSpace:
+    if args.feature_space == "classifier":
+        return features.classifier_space(splits, device=device, net_path=args.feature_net)
+    return features.inception_space(args.inception_weights)
 
 
 def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: Budget, device: torch.device,
@@ -329,6 +351,138 @@ def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
                   diverged_step=getattr(e, "step", None))
 
 
+# -- --jobs N: trainings side by side -----------------------------------------------------------
+#
+# Each (model, seed) is `benchmark` in a worker process, started fresh (spawn: no forked torch
+# threads or CUDA state). The runner keeps the rest: the data row, writing each record as it comes
+# back (`finish`), the history entry and the report. A training does not depend on what ran before
+# it in its process (`benchmark` seeds it from (seed, model)), so the records are those of --jobs 1
+# with the same threads. Locks, checkpoints and reuse work as between runners on one folder.
+
+@dataclass
+class Worker:
+    """What a worker process holds for every job it runs: the runner's settings and data, and a
+    feature space of its own (one holds a function, which does not travel between processes)."""
+
+    args: argparse.Namespace
+    preset: Preset
+    budget: Budget
+    device: torch.device
+    splits: zdata.Splits
+    space: features.FeatureSpace
+    folder: RunFolder
+
+
+worker: Worker | None = None  # in a worker process, once `start_worker` has run
+busy = False  # a worker is running a job
+stops: list[int] = []  # the stop signals a worker has seen
+
+
+def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, device: torch.device,
+                 splits: zdata.Splits, out: Path) -> None:
+    """A worker's start: the runner's settings, threads and data (sent once, in shared memory), the
+    same feature space (the runner has cached its net), and the console without progress bars,
+    which N of them would garble."""
+    global worker, console
+    for s in STOP_SIGNALS:
+        signal.signal(s, _stop_worker)
+    console = SafeConsole(width=console.width, force_terminal=False)
+    set_threads(args.threads)
+    use_deterministic(args.deterministic and device.type != "cpu")
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")
+    worker = Worker(args, preset, budget, device, splits, feature_space(args, splits, device), RunFolder(out))
+
+
+def _stop_worker(signum: int, frame: Any) -> None:
+    """The first stop signal ends the job in hand as it ends the runner's (within a training, `fit`'s
+    own handler saves a checkpoint first). A repeat does not cut that ending short: Ctrl-C reaches a
+    worker from the terminal and again from the runner. An idle worker starts no more jobs."""
+    first = not stops
+    stops.append(signum)
+    if first and busy:
+        raise Interrupted(signum)
+
+
+def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
+    """One (model, seed) in a worker: its record (a failure becomes one, as in the runner); or, when a
+    stop signal ended it, (signal, step in training or None); or None for a job not started, the
+    worker having been stopped already."""
+    global busy
+    assert worker is not None, "start_worker runs first"
+    w = worker
+    if stops:
+        return None
+    busy = True
+    try:
+        record = benchmark(job, seed, w.args, w.preset, w.budget, w.device, w.splits, w.space, w.folder)
+        assert record is not None  # one process: it evaluates
+        return record
+    except Exception as e:
+        return failed(job, seed, e, w.folder)
+    except Interrupted as e:
+        stops.append(e.signum)
+        return e.signum, e.step
+    finally:
+        busy = False
+
+
+def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], folder: RunFolder,
+                 finish: Callable[[Record], None]) -> tuple[str, Interrupted] | None:
+    """Run `todo` with n jobs in flight, calling `finish` with each record as it comes back.
+
+    A stop signal to the runner, or to one worker, stops them all: the runner passes it on, starts
+    no more jobs, and waits until every job in flight has saved its training and come back (one line
+    each, as the runner's), finishing the records that did. Returns the first stop and what it
+    stopped, for the history entry; None when every job ran."""
+    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                               initargs=start)
+    running: dict[Future, tuple[Job, int]] = {}
+    stop: Interrupted | None = None
+    first: tuple[str, Interrupted] | None = None
+
+    def stop_all(e: BaseException) -> None:
+        nonlocal stop
+        if stop is not None:
+            return  # a repeat while the workers save: they have had the first
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        for child in multiprocessing.active_children():  # the pool's workers: the runner starts no others
+            if child.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, stop.signum)
+        pool.shutdown(wait=False, cancel_futures=True)
+
+    with pool:
+        try:
+            for job, seed in todo:
+                running[pool.submit(run_job, job, seed)] = (job, seed)
+        except (Interrupted, KeyboardInterrupt) as e:
+            stop_all(e)
+        while running:
+            try:
+                for future in as_completed(list(running)):
+                    job, seed = running.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as e:  # cancelled in a stop, or its worker died (BrokenProcessPool)
+                        result = None if stop else failed(job, seed, e, folder)
+                    if isinstance(result, Record):
+                        finish(result)
+                    elif result is not None:  # a stop ended it; its training is saved
+                        said = (f"{job.name} seed {seed}", Interrupted(*result))
+                        console.print(f"[yellow]{said[0]}: {said[1]}[/]", highlight=False)
+                        first = first or said
+                        stop_all(said[1])  # a worker stopped on its own stops the run
+            except (Interrupted, KeyboardInterrupt) as e:
+                stop_all(e)
+    if stop is None:
+        return None
+    if first is None:
+        first = ("the runner", stop)
+        console.print(f"[yellow]{first[0]}: {first[1]}[/]", highlight=False)
+    return first
+
+
 # -- the command --------------------------------------------------------------------------------
 
 def list_models(args: argparse.Namespace) -> None:
@@ -397,6 +551,8 @@ def _main(argv: list[str]) -> int:
     error: str | None = None
     try:
         args = parse_args(argv)
+        if args.jobs > 1 and args.threads is None:  # N trainings side by side share the cores
+            args.threads = max(1, cpu_count() // args.jobs)
         set_threads(args.threads)
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
@@ -424,6 +580,9 @@ def _main(argv: list[str]) -> int:
         if procs.world > 1:
             device = procs.device or device  # accelerate's: cuda:LOCAL_RANK on GPUs
             console.quiet = not procs.main  # one process speaks
+            if args.jobs > 1:
+                raise GenzooError(f"--jobs {args.jobs} does not go with data parallelism ({procs.world} processes); "
+                                  "under torchrun or accelerate launch use --jobs 1")
             if budget.batch_size % procs.world:
                 raise GenzooError(f"the batch of {budget.batch_size} does not split evenly over {procs.world} processes; "
                                   f"use a preset or --budget whose batch is divisible by {procs.world}")
@@ -437,13 +596,7 @@ def _main(argv: list[str]) -> int:
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)
-        space: features.FeatureSpace | None = None
-        if not procs.main:
-            pass  # only the main process evaluates
-        elif args.feature_space == "classifier":
-            space = features.classifier_space(splits, device=device, net_path=args.feature_net)
-        else:
-            space = features.inception_space(args.inception_weights)
+        space = feature_space(args, splits, device) if procs.main else None  # only the main process evaluates
         make_out_folder(out)
     except GenzooError as e:
         error = str(e)
@@ -494,22 +647,36 @@ def _main(argv: list[str]) -> int:
             console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
 
     try:
-        for seed in seeds:
-            if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
-                doing = "the data row"
-                finish(data_record(seed, preset, splits, space, folder))
-            for job in jobs:
-                doing = f"{job.name} seed {seed}"
-                if job.skip:
-                    finish(Record(job.name, seed, status="skipped", error=job.skip))
-                    continue
-                record: Record | None
-                try:
-                    record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
-                except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
-                    record = failed(job, seed, e, folder)
-                if record is not None:
-                    finish(record)
+        if args.jobs > 1:  # the data row here, the trainings in worker processes, the records written here
+            finish(data_record(seeds[0], preset, splits, space, folder))
+            todo = []
+            for seed in seeds:
+                for job in jobs:
+                    if job.skip:
+                        finish(Record(job.name, seed, status="skipped", error=job.skip))
+                    else:
+                        todo.append((job, seed))
+            doing = "the trainings in flight"
+            stopped = side_by_side(todo, args.jobs, (args, preset, budget, device, splits, out), folder, finish)
+            if stopped is not None:
+                doing, interrupted = stopped
+        else:
+            for seed in seeds:
+                if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
+                    doing = "the data row"
+                    finish(data_record(seed, preset, splits, space, folder))
+                for job in jobs:
+                    doing = f"{job.name} seed {seed}"
+                    if job.skip:
+                        finish(Record(job.name, seed, status="skipped", error=job.skip))
+                        continue
+                    record: Record | None
+                    try:
+                        record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
+                    except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
+                        record = failed(job, seed, e, folder)
+                    if record is not None:
+                        finish(record)
     except (Interrupted, KeyboardInterrupt) as e:
         interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
@@ -527,6 +694,8 @@ def _main(argv: list[str]) -> int:
                       highlight=False)
         return stop.exit_code
     rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
+    if args.jobs > 1:  # the plan's order, not the order the trainings finished in
+        rows.sort(key=lambda r: -1 if r.model == DATA_ROW else order.index(r.model))
     console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
                                     caption=report.footnote(folder.run_info(), rows)))
     console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "

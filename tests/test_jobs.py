@@ -1,0 +1,150 @@
+"""--jobs N: N (model, seed) trainings in flight at once, each in a worker process. The records are
+those of --jobs 1 with the same threads; a bad N is one line; a stop signal stops every worker the
+way it stops one runner, keeping what finished."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import run
+from benchmarks.cli import cpu_count
+from benchmarks.compare import compare
+from benchmarks.records import RunFolder
+from zoo.checkpoint import Checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ["--preset", "smoke", "--budget", "5steps"]
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    """run.main sets torch's threads in this process; the tests after these keep theirs."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.slow
+def test_two_jobs_give_the_records_of_one_job_with_the_same_threads(tmp_path, space, monkeypatch):
+    models = ["--models", "ae,vae,ddim", "--seeds", "0,1", "--curves", "2", *SMOKE]  # curves: the TFLOP-to-target column
+    threads = max(1, cpu_count() // 2)  # what --jobs 2 gives each worker without --threads
+
+    def not_here(*a, **k):
+        raise AssertionError("--jobs 2 trained in the runner's own process")
+
+    with monkeypatch.context() as m:
+        m.setattr(run, "benchmark", not_here)  # a worker imports its own, unpatched
+        assert run.main([*models, "--jobs", "2", "--out", str(tmp_path / "two")]) == 0
+    assert run.main([*models, "--jobs", "1", "--threads", str(threads), "--out", str(tmp_path / "one")]) == 0
+
+    found = compare(RunFolder(tmp_path / "two"), RunFolder(tmp_path / "one"), exact=True)
+    assert [f"{f.model} {f.column}: {f.reference} vs {f.run}" for f in found if not f.agrees] == []
+    compared = {f.model for f in found}
+    assert compared == {f"{m} seed {s}" for m in ("data", "ae", "vae", "ddim") for s in (0, 1)} - {"data seed 1"}
+    records = RunFolder(tmp_path / "two").load_records()
+    assert all(records[(m, s)].flops_to_target is not None for m in ("ae", "vae", "ddim") for s in (0, 1))
+    info = json.loads((tmp_path / "two" / "results.json").read_text())["run"]
+    assert len(info["history"]) == 1 and "--jobs 2" in info["history"][0]["command"]
+    assert "interrupted" not in info["history"][0] and info["threads"] == threads
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two"])
+def test_a_bad_jobs_count_is_one_line_and_writes_nothing(tmp_path, capsys, value):
+    out = tmp_path / "run"
+    assert run.main(["--models", "ae", *SMOKE, "--jobs", value, "--out", str(out)]) == 2
+    said = capsys.readouterr().out.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith("error: argument --jobs:") and "1 or more" in said[0], said
+    assert repr(value) in said[0] and not out.exists()
+
+
+def runner(args: list[str], log: Path, tag: str, **env: str) -> subprocess.Popen:
+    """`python -m benchmarks.run ARGS` in a fresh process and session (a process group of its own, as
+    a terminal's job has), its output to `log`; `tag` marks its environment, which its workers inherit."""
+    return subprocess.Popen([sys.executable, "-m", "benchmarks.run", *args], cwd=ROOT, stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "GENZOO_TEST_TAG": tag, **env})
+
+
+def processes_tagged(tag: str) -> list[int]:
+    """The live processes whose environment carries `tag`: a runner and its workers."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if f"GENZOO_TEST_TAG={tag}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.append(int(proc.name))
+        except OSError:  # gone, or not ours
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_sigterm_stops_every_job_in_flight_keeps_what_finished_and_a_rerun_goes_on(tmp_path, space):
+    # vae at this width takes many times ae's steps: ae's record is back while vae still trains
+    args = ["--models", "ae,vae", "--set", "vae.hidden=128", "--preset", "smoke", "--budget", "80steps",
+            "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "run")]
+    tag, log = uuid.uuid4().hex, tmp_path / "first.log"
+    proc = runner(args, log, tag)
+    folder = RunFolder(tmp_path / "run")
+    deadline = time.monotonic() + 180
+    while ("ae", 0) not in folder.load_records():
+        assert proc.poll() is None, f"the runner ended before ae's record:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"no ae record after 180 s:\n{log.read_text()}"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, log.read_text()
+    assert processes_tagged(tag) == []  # no worker outlives the runner
+
+    said = [line for line in log.read_text().splitlines() if "SIGTERM" in line]
+    assert len(said) == 1 and said[0].startswith("vae seed 0: SIGTERM at step ") and "checkpoint saved" in said[0], said
+    step = int(said[0].split("at step ")[1].split(":")[0])
+    assert 0 < step < 80
+    records = folder.load_records()
+    finished = records[("ae", 0)]
+    assert finished.status == "ok" and ("vae", 0) not in records
+    (resume,) = (tmp_path / "run" / "checkpoints").glob("*/resume.pt")
+    assert torch.load(resume, weights_only=True)["result"]["events"] == [f"SIGTERM at step {step}"]
+    history = json.loads((tmp_path / "run" / "results.json").read_text())["run"]["history"]
+    assert len(history) == 1 and history[0]["interrupted"] == said[0]
+
+    proc = runner(args, tmp_path / "rerun.log", tag)
+    assert proc.wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()
+    rerun = (tmp_path / "rerun.log").read_text()
+    assert "ae seed 0: finished in an earlier run, reused" in rerun and f"vae seed 0: resumed at step {step}" in rerun
+    records = folder.load_records()
+    assert records[("ae", 0)].to_json() == finished.to_json()
+    resumed = records[("vae", 0)]
+    assert resumed.status == "ok" and resumed.train_steps == 80 and f"resumed at step {step}" in resumed.events
+    assert resumed.weights_hash == Checkpoint(tmp_path / "run" / resumed.checkpoint).weights_hash()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_ctrl_c_reaches_runner_and_workers_at_once_and_each_training_stops_once_with_its_checkpoint(tmp_path, space):
+    out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
+    proc = runner(["--models", "ae,vae", "--preset", "smoke", "--budget", "100000steps", "--jobs", "2", "--threads", "1",
+                   "--out", str(out)], log, tag, GENZOO_SAVE_EVERY="0")  # a checkpoint after every step
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("checkpoints/*/resume.pt"))) < 2:  # both in training
+        assert proc.poll() is None, f"the runner ended before both trainings saved:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"not both training after 180 s:\n{log.read_text()}"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the runner gets it, and each worker, and then the runner's
+    assert proc.wait(timeout=120) == 130, log.read_text()
+    assert processes_tagged(tag) == []
+    text = log.read_text()
+    said = sorted(line for line in text.splitlines() if "SIGINT" in line)
+    assert [line.split(" at step ")[0] for line in said] == ["ae seed 0: SIGINT", "vae seed 0: SIGINT"], text
+    assert all("checkpoint saved" in line for line in said) and "Traceback" not in text
+    for resume in out.glob("checkpoints/*/resume.pt"):
+        result = torch.load(resume, weights_only=True)["result"]
+        assert result["events"] == [f"SIGINT at step {result['steps']}"]  # one stop, however many signals
+    assert "SIGINT" in json.loads((out / "results.json").read_text())["run"]["history"][-1]["interrupted"]
+    assert RunFolder(out).load_records().keys() == {("data", 0)}

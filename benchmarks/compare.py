@@ -76,8 +76,8 @@ def unlike(ref: list[Record], run: list[Record]) -> str | None:
 
 
 def against_interval(model: str, column: str, ref: list[Record], run: list[Record]) -> Finding | None:
-    """This run's mean of a column against the reference's interval over its seeds; None where
-    neither folder has a number (a model without a likelihood)."""
+    """This run's mean of a column against the reference's interval over its seeds; None where one
+    of the two did not measure it."""
     ref_values, run_values = numbers(ref, column), numbers(run, column)
     ref_words, run_words = words(ref, column), words(run, column)
     if not (ref_values or ref_words) or not (run_values or run_words):
@@ -94,7 +94,7 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
     mean, half = t_interval(ref_values)
     ours = sum(run_values) / len(run_values)
     if half is None:
-        same = math.isclose(ours, mean, rel_tol=0, abs_tol=0)
+        same = ours == mean
         return Finding(model, column, describe(column, ref_values), describe(column, run_values), same,
                        "equal" if same else f"differs by {show(column, ours - mean)}"
                        + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""))
@@ -119,7 +119,7 @@ def describe(column: str, values: list[float]) -> str:
 def identical(model: str, ref: Record, run: Record) -> Iterator[Finding]:
     """Every quality and likelihood number of one record, and its weights' hash, against the reference's."""
     pairs: list[tuple[str, Any, Any]] = [(c, getattr(ref, c), getattr(run, c)) for c in QUALITY_COLUMNS]
-    pairs += [(f"bits/dim {k}", ref.bpd_extras.get(k), run.bpd_extras.get(k)) for k in ref.bpd_extras.keys() | run.bpd_extras.keys()]
+    pairs += [(f"bits/dim {k}", ref.bpd_extras.get(k), run.bpd_extras.get(k)) for k in sorted(ref.bpd_extras.keys() | run.bpd_extras.keys())]
     pairs += [("weights_hash", ref.weights_hash, run.weights_hash)]
     for column, a, b in pairs:
         if a is None and b is None:

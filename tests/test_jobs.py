@@ -17,7 +17,6 @@ from benchmarks import run
 from benchmarks.cli import cpu_count
 from benchmarks.compare import compare
 from benchmarks.records import RunFolder
-from zoo.checkpoint import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--preset", "smoke", "--budget", "5steps"]
@@ -33,7 +32,7 @@ def _threads():
 
 @pytest.mark.slow
 def test_two_jobs_give_the_records_of_one_job_with_the_same_threads(tmp_path, space, monkeypatch):
-    models = ["--models", "ae,vae,ddim", "--seeds", "0,1", "--curves", "2", *SMOKE]  # curves: the TFLOP-to-target column
+    models = ["--models", "ae,vae", "--seeds", "0", "--curves", "2", *SMOKE]  # curves: the TFLOP-to-target column
     threads = max(1, cpu_count() // 2)  # what --jobs 2 gives each worker without --threads
 
     def not_here(*a, **k):
@@ -47,9 +46,9 @@ def test_two_jobs_give_the_records_of_one_job_with_the_same_threads(tmp_path, sp
     found = compare(RunFolder(tmp_path / "two"), RunFolder(tmp_path / "one"), exact=True)
     assert [f"{f.model} {f.column}: {f.reference} vs {f.run}" for f in found if not f.agrees] == []
     compared = {f.model for f in found}
-    assert compared == {f"{m} seed {s}" for m in ("data", "ae", "vae", "ddim") for s in (0, 1)} - {"data seed 1"}
+    assert compared == {"data seed 0", "ae seed 0", "vae seed 0"}
     records = RunFolder(tmp_path / "two").load_records()
-    assert all(records[(m, s)].flops_to_target is not None for m in ("ae", "vae", "ddim") for s in (0, 1))
+    assert all(records[(m, 0)].flops_to_target is not None for m in ("ae", "vae"))
     info = json.loads((tmp_path / "two" / "results.json").read_text())["run"]
     assert len(info["history"]) == 1 and "--jobs 2" in info["history"][0]["command"]
     assert "interrupted" not in info["history"][0] and info["threads"] == threads
@@ -86,9 +85,9 @@ def processes_tagged(tag: str) -> list[int]:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
-def test_sigterm_stops_every_job_in_flight_keeps_what_finished_and_a_rerun_goes_on(tmp_path, space):
+def test_sigterm_stops_every_job_in_flight_and_keeps_what_finished_and_the_checkpoints(tmp_path, space):
     # vae at this width takes many times ae's steps: ae's record is back while vae still trains
-    args = ["--models", "ae,vae", "--set", "vae.hidden=128", "--preset", "smoke", "--budget", "80steps",
+    args = ["--models", "ae,vae", "--set", "vae.hidden=128", "--preset", "smoke", "--budget", "40steps",
             "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "run")]
     tag, log = uuid.uuid4().hex, tmp_path / "first.log"
     proc = runner(args, log, tag)
@@ -105,7 +104,7 @@ def test_sigterm_stops_every_job_in_flight_keeps_what_finished_and_a_rerun_goes_
     said = [line for line in log.read_text().splitlines() if "SIGTERM" in line]
     assert len(said) == 1 and said[0].startswith("vae seed 0: SIGTERM at step ") and "checkpoint saved" in said[0], said
     step = int(said[0].split("at step ")[1].split(":")[0])
-    assert 0 < step < 80
+    assert 0 < step < 40
     records = folder.load_records()
     finished = records[("ae", 0)]
     assert finished.status == "ok" and ("vae", 0) not in records
@@ -114,15 +113,8 @@ def test_sigterm_stops_every_job_in_flight_keeps_what_finished_and_a_rerun_goes_
     history = json.loads((tmp_path / "run" / "results.json").read_text())["run"]["history"]
     assert len(history) == 1 and history[0]["interrupted"] == said[0]
 
-    proc = runner(args, tmp_path / "rerun.log", tag)
-    assert proc.wait(timeout=300) == 0, (tmp_path / "rerun.log").read_text()
-    rerun = (tmp_path / "rerun.log").read_text()
-    assert "ae seed 0: finished in an earlier run, reused" in rerun and f"vae seed 0: resumed at step {step}" in rerun
-    records = folder.load_records()
-    assert records[("ae", 0)].to_json() == finished.to_json()
-    resumed = records[("vae", 0)]
-    assert resumed.status == "ok" and resumed.train_steps == 80 and f"resumed at step {step}" in resumed.events
-    assert resumed.weights_hash == Checkpoint(tmp_path / "run" / resumed.checkpoint).weights_hash()
+    # A rerun resumes from that checkpoint through fit's own resume, as after one runner's stop
+    # (tests/test_faults.py); not repeated here, for the suite's time.
 
 
 @pytest.mark.slow

@@ -427,6 +427,20 @@ def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
         busy = False
 
 
+def followers_last(todo: list[tuple[Job, int]]) -> list[tuple[Job, int]]:
+    """The jobs of one training (ddpm and ddim, a --sweep's variants) after every other job: in flight
+    together, the second would wait for the first's training while a core could train another model."""
+    seen: set[tuple[str, int]] = set()
+    leaders: list[tuple[Job, int]] = []
+    followers: list[tuple[Job, int]] = []
+    for job, seed in todo:
+        cls = parse(job.name)[0]
+        family = (cls.train_family or cls.name, seed)
+        (followers if family in seen else leaders).append((job, seed))
+        seen.add(family)
+    return leaders + followers
+
+
 def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], folder: RunFolder,
                  finish: Callable[[Record], None]) -> tuple[str, Interrupted] | None:
     """Run `todo` with n jobs in flight, calling `finish` with each record as it comes back.
@@ -657,7 +671,7 @@ def _main(argv: list[str]) -> int:
                     else:
                         todo.append((job, seed))
             doing = "the trainings in flight"
-            stopped = side_by_side(todo, args.jobs, (args, preset, budget, device, splits, out), folder, finish)
+            stopped = side_by_side(followers_last(todo), args.jobs, (args, preset, budget, device, splits, out), folder, finish)
             if stopped is not None:
                 doing, interrupted = stopped
         else:

@@ -79,7 +79,8 @@ def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_
     assert not resume.exists() and not list(resume.parent.glob("*.tmp"))  # nothing left of the killed process's saves
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+# SIGHUP: test_a_closed_terminal_and_its_sighup_keep_the_checkpoint_and_exit_129, the way it arrives
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 @pytest.mark.slow
 def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_its_number(tmp_path, space, signum):
     log = tmp_path / "run.log"
@@ -88,7 +89,7 @@ def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_i
                   log, GENZOO_SAVE_EVERY="0")
     resume = training_started(out, proc, log)
     proc.send_signal(signum)
-    assert proc.wait(timeout=60) == 128 + signum, log.read_text()  # 143 for SIGTERM, 129 for SIGHUP, 130 for SIGINT
+    assert proc.wait(timeout=60) == 128 + signum, log.read_text()  # 143 for SIGTERM, 130 for SIGINT
     name = signal.Signals(signum).name
     printed = [line for line in log.read_text().splitlines() if name in line]
     assert len(printed) == 1 and printed[0].startswith(f"vae seed 0: {name} at step ") and "checkpoint saved" in printed[0]

@@ -54,6 +54,13 @@ def test_two_jobs_give_the_records_of_one_job_with_the_same_threads(tmp_path, sp
     assert "interrupted" not in info["history"][0] and info["threads"] == threads
 
 
+def test_the_jobs_of_one_training_wait_at_the_end_of_the_queue_not_beside_it():
+    todo = [(run.Job(name), seed) for seed in (0, 1) for name in ("ae", "ddim", "ddpm", "ddpm-cond@1", "ddpm-cond@3", "vae")]
+    order = [(job.name, seed) for job, seed in run.followers_last(todo)]
+    assert order == [("ae", 0), ("ddim", 0), ("ddpm-cond@1", 0), ("vae", 0), ("ae", 1), ("ddim", 1), ("ddpm-cond@1", 1),
+                     ("vae", 1), ("ddpm", 0), ("ddpm-cond@3", 0), ("ddpm", 1), ("ddpm-cond@3", 1)]
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_a_bad_jobs_count_is_one_line_and_writes_nothing(tmp_path, capsys, value):
     out = tmp_path / "run"

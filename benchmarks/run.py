@@ -273,7 +273,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     others return None), and it alone decides reuse, so that all processes take the same path."""
     procs = procs or Processes()
     cls, _ = parse(job.name)
-    seed_everything(derive_seed(seed, "init", cls.train_family or cls.name))  # weights depend on (seed, model) only
+    seed_everything(derive_seed(seed, "init", cls.training_family()))  # weights depend on (seed, model) only
     model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
     key = training_key(model, splits.content_hash, budget, seed, procs.world, args.precision)
     old = None
@@ -291,7 +291,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     lock = folder.lock(f"train-{key}", on_wait=waiting) if procs.main else contextlib.nullcontext()
     hooks: list[Hook] = []
     if procs.main and space is not None and preset.curve.points:
-        hooks.append(curves.QualityCurve(splits, space, preset.curve, seed=derive_seed(seed, "curve", model.train_family or model.name),
+        hooks.append(curves.QualityCurve(splits, space, preset.curve, seed=derive_seed(seed, "curve", model.training_family()),
                                          snapshots=folder.snapshots(key)))
     if procs.main and args.log == "tensorboard":
         hooks.append(tensorboard_log.TensorBoardLog(folder.path / "tensorboard" / f"{job.name}-seed{seed}",
@@ -435,7 +435,7 @@ def followers_last(todo: list[tuple[Job, int]]) -> list[tuple[Job, int]]:
     followers: list[tuple[Job, int]] = []
     for job, seed in todo:
         cls = parse(job.name)[0]
-        family = (cls.train_family or cls.name, seed)
+        family = (cls.training_family(), seed)
         (followers if family in seen else leaders).append((job, seed))
         seen.add(family)
     return leaders + followers

@@ -401,6 +401,11 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         dev = generator.device if generator is not None else self.device
         return torch.rand(*shape, generator=generator, device=dev).to(self.device)
 
+    @classmethod
+    def training_family(cls) -> str:
+        """The name its training goes by: shared by the sampler variants of one trained model (ddpm/ddim)."""
+        return cls.train_family or cls.name
+
     def training_config(self) -> dict[str, Any]:
         """The hparams that change training (sampler-only ones left out): part of the training key."""
         c = dataclasses.asdict(self.config)

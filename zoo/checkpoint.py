@@ -62,7 +62,7 @@ def training_key(model: Generator, data_hash: str, budget: Budget, seed: int, pr
     A data-parallel training draws other noise than one process does, so its process count is part
     of the key (left out for one process, so that single-process keys stay as they were)."""
     what: dict[str, Any] = {
-        "family": model.train_family or model.name,
+        "family": model.training_family(),
         "config": model.training_config(),
         "spec": asdict(model.spec),
         "data": data_hash,

@@ -247,10 +247,10 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             set_rng_state(rngs[procs.rank], device)
         else:  # another process count: each process's random draws start afresh
             result.events.append(f"resumed on {procs.world} process(es), saved from {len(rngs)}: random draws differ")
-            seed_everything(derive_seed(seed, "train", model.train_family or model.name, "resume", result.steps, procs.rank))
+            seed_everything(derive_seed(seed, "train", model.training_family(), "resume", result.steps, procs.rank))
     else:
         # The main process draws what one process would; the others get their own streams (noise, timesteps).
-        seed_everything(derive_seed(seed, "train", model.train_family or model.name, *([f"rank{procs.rank}"] if procs.rank else [])))
+        seed_everything(derive_seed(seed, "train", model.training_family(), *([f"rank{procs.rank}"] if procs.rank else [])))
 
     def finish(done: Generator) -> None:
         if done.fits_after_training:

@@ -7,12 +7,14 @@
 # Phases, each under its own timeout and the script's deadline (a phase that would start with too
 # little time left is skipped and says so):
 #   1. the machine: nvidia-smi, torch, the carried packages
-#   2. pytest tests/test_graphs.py: graphed steps train like eager ones, fallbacks say why
+#   2. pytest tests/test_graphs.py and the CUDA tests of tests/test_fused.py: graphed steps (and fused
+#      seeds' graphed steps) train like eager ones, fallbacks say why
 #   3. benchmarks.gpu_bench: per model GFLOP/step, steps/s eager vs graphed, TFLOP/s and share of peak,
 #      peak memory, sampling images/s; what deterministic kernels cost and which ops have none
 #   4. the runner: a smoke run (fills the feature-net cache, so the timed runs below do not pay for it),
-#      then quick with --graphs on, the same with --deterministic twice (are the tables identical?),
-#      and quick with --graphs off, each timed end to end
+#      then quick with --graphs on for three seeds trained together (--fused-seeds on), the same with
+#      --deterministic twice (are the tables identical?), and the three seeds trained one by one
+#      (--fused-seeds off), each timed end to end
 # Writes into $OUT (at most 8 files come back from a lent machine): gpu_check.log, summary.md,
 # pytest.xml, throughput.md, determinism.md, gpu_bench.json, dmon.txt, runs.tar.gz (the run
 # folders without checkpoints).
@@ -22,7 +24,7 @@ OUT=${OUT:-$PWD/gpu-out}
 mkdir -p "$OUT"
 DEADLINE=${GPU_CHECK_SECONDS:-530}       # seconds for the whole script: a lent machine's call allows 600
 RUN_MODELS=${RUN_MODELS:-ae,dcgan,ddpm,pixelcnn}  # issue 31 timed these four eagerly at 110 s on an H200
-RUN_SEEDS=${RUN_SEEDS:-0}
+RUN_SEEDS=${RUN_SEEDS:-0,1,2}
 DET_MODELS=${DET_MODELS:-ae,dcgan,ddpm}   # the models whose tables differed between two CUDA runs
 RUNS=/tmp/runs
 SUMMARY=$OUT/summary.md
@@ -71,7 +73,8 @@ print(", ".join(f"{p} {m.version(p)}" for p in ("diffusers", "normflows", "torch
 EOF
 
 # -- 2. correctness: graphed steps train like eager ones ------------------------------------------
-phase "pytest tests/test_graphs.py" 150 python3 -m pytest -q -s -p no:cacheprovider tests/test_graphs.py \
+phase "pytest tests/test_graphs.py, CUDA tests of tests/test_fused.py" 170 python3 -m pytest -q -s -p no:cacheprovider \
+    tests/test_graphs.py tests/test_fused.py -k "cuda or graph" \
     --junitxml="$OUT/pytest.xml" -o junit_logging=system-out
 
 # -- 3. the throughput and determinism tables -----------------------------------------------------
@@ -84,18 +87,21 @@ nvidia-smi dmon -s um -d 1 > "$OUT/dmon.txt" 2>&1 &
 DMON=$!
 phase "smoke, warms the feature-net cache" 60 \
     python3 -m benchmarks.run --preset smoke --models ae --graphs on --out "$RUNS/smoke"
-phase "quick --graphs on: $RUN_MODELS, seeds $RUN_SEEDS" 120 "${QUICK[@]}" --out "$RUNS/graphs-on" --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs on
+phase "quick --graphs on --fused-seeds on: $RUN_MODELS, seeds $RUN_SEEDS" 120 "${QUICK[@]}" --out "$RUNS/fused-on" \
+    --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs on --fused-seeds on
 ON_SECONDS=${PHASE_SECONDS:-}
 phase "quick --deterministic (a): $DET_MODELS" 70 "${QUICK[@]}" --out "$RUNS/det-a" --models "$DET_MODELS" --seeds 0 --graphs on --deterministic
 phase "quick --deterministic (b): $DET_MODELS" 70 "${QUICK[@]}" --out "$RUNS/det-b" --models "$DET_MODELS" --seeds 0 --graphs on --deterministic
-phase "quick --graphs off: $RUN_MODELS, seeds $RUN_SEEDS" 150 "${QUICK[@]}" --out "$RUNS/graphs-off" --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs off
+phase "quick --graphs on --fused-seeds off: $RUN_MODELS, seeds $RUN_SEEDS" 150 "${QUICK[@]}" --out "$RUNS/fused-off" \
+    --models "$RUN_MODELS" --seeds "$RUN_SEEDS" --graphs on --fused-seeds off
 OFF_SECONDS=${PHASE_SECONDS:-}
 kill "$DMON" 2>/dev/null
 
 # -- the summary ----------------------------------------------------------------------------------------
 {
     printf '\n## quick, end to end (%s, seeds %s)\n\n' "$RUN_MODELS" "$RUN_SEEDS"
-    printf -- '- --graphs on: %s s\n- --graphs off: %s s\n' "${ON_SECONDS:-?}" "${OFF_SECONDS:-?}"
+    printf -- '- seeds trained together (--fused-seeds on): %s s\n- one by one (--fused-seeds off): %s s\n' "${ON_SECONDS:-?}" "${OFF_SECONDS:-?}"
+    python3 -m benchmarks.compare "$RUNS/fused-on" "$RUNS/fused-off" 2>&1
     printf '\n## the same command twice, --deterministic (%s)\n\n' "$DET_MODELS"
 } >> "$SUMMARY"
 # every quality and likelihood number and weights hash, record by record

@@ -43,7 +43,7 @@ from benchmarks.cli import Parser, cpu_count, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
-from zoo import graphs
+from zoo import fused, graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
@@ -77,6 +77,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="training precision: fp32 (default; TF32 matmuls on CUDA), bf16 or fp16 autocast (for GPUs)")
     p.add_argument("--graphs", default="auto", choices=graphs.GRAPH_MODES,
                    help="replay each training step as one CUDA graph: auto (on CUDA, where a model allows it), on, off")
+    p.add_argument("--fused-seeds", default="auto", choices=fused.FUSE_MODES,
+                   help="train a model's seeds as one batched ensemble, where its step allows it: auto (on CUDA), on, off")
     p.add_argument("--deterministic", default=True, action=argparse.BooleanOptionalAction,
                    help="deterministic kernels on CUDA, so the same command gives the same table (default: on; "
                         "the CPU is deterministic either way)")
@@ -289,19 +291,19 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     # Two runners asking for one training: the second waits, then reuses it. Only the main process
     # locks (the others follow it in every collective, so they would wait for it forever).
     lock = folder.lock(f"train-{key}", on_wait=waiting) if procs.main else contextlib.nullcontext()
-    hooks: list[Hook] = []
-    if procs.main and space is not None and preset.curve.points:
-        hooks.append(curves.QualityCurve(splits, space, preset.curve, seed=derive_seed(seed, "curve", model.training_family()),
-                                         snapshots=folder.snapshots(key)))
-    if procs.main and args.log == "tensorboard":
-        hooks.append(tensorboard_log.TensorBoardLog(folder.path / "tensorboard" / f"{job.name}-seed{seed}",
-                                                     dataclasses.asdict(model.config),
-                                                     snapshots=folder.snapshots(key) if preset.curve.points else None))
+    hooks = training_hooks(job, seed, model, key, args, preset, splits, space, folder) if procs.main else []
+    seeds = parse_seeds(args.seeds)
+    together = set()
     with speed.PeakMemory(device) as mem:
+        if procs.world == 1 and fused.fuses(args.fused_seeds, device, len(seeds)) \
+                and not fused.why_not_fused(type(model), budget, args.precision):
+            together = train_together(job, seeds, args, preset, budget, device, splits, space, folder)
         with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
                      progress=console.is_terminal and procs.main, processes=procs, precision=args.precision,
                      graphs_mode=args.graphs, hooks=hooks)
+        if key in together:  # trained just now, in this job, with the other seeds
+            tr = dataclasses.replace(tr, reused=False)
         if not procs.main:
             return None
         assert space is not None
@@ -323,6 +325,56 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     )
     save_grid(samples, folder.samples(record))
     return record
+
+
+def training_hooks(job: Job, seed: int, model: Generator, key: str, args: argparse.Namespace, preset: Preset,
+                   splits: zdata.Splits, space: features.FeatureSpace | None, folder: RunFolder) -> list[Hook]:
+    """What watches a training: the quality curve, and TensorBoard when asked for."""
+    hooks: list[Hook] = []
+    if space is not None and preset.curve.points:
+        hooks.append(curves.QualityCurve(splits, space, preset.curve, seed=derive_seed(seed, "curve", model.training_family()),
+                                         snapshots=folder.snapshots(key)))
+    if args.log == "tensorboard":
+        hooks.append(tensorboard_log.TensorBoardLog(folder.path / "tensorboard" / f"{job.name}-seed{seed}",
+                                                     dataclasses.asdict(model.config),
+                                                     snapshots=folder.snapshots(key) if preset.curve.points else None))
+    return hooks
+
+
+def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset: Preset, budget: Budget,
+                   device: torch.device, splits: zdata.Splits, space: features.FeatureSpace | None,
+                   folder: RunFolder) -> set[str]:
+    """This model's seeds that no finished or interrupted training covers yet, trained as one batched
+    ensemble (`zoo.fused`) into their own checkpoints, which each seed's job then finds finished.
+    Returns the training keys it trained; none when fewer than two seeds need training."""
+    cls, _ = parse(job.name)
+    todo: list[tuple[int, Generator, str]] = []
+    for seed in seeds:
+        seed_everything(derive_seed(seed, "init", cls.training_family()))  # as `benchmark` builds it
+        model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
+        todo.append((seed, model, training_key(model, splits.content_hash, budget, seed, 1, args.precision)))
+
+    def untrained(key: str) -> bool:
+        ckpt = Checkpoint(folder.checkpoint(key))
+        return ckpt.finished() is None and not ckpt.resume_file.exists()
+
+    todo = [t for t in todo if untrained(t[2])]
+    if len(todo) < 2:
+        return set()
+    with contextlib.ExitStack() as locks:
+        for _, _, key in sorted(todo, key=lambda t: t[2]):  # one order for every runner: no deadlock
+            locks.enter_context(folder.lock(f"train-{key}", on_wait=lambda: console.print(
+                f"{job.name}: another runner is training one of its seeds; waiting for it to finish")))
+        todo = [t for t in todo if untrained(t[2])]  # another runner may have trained one meanwhile
+        if len(todo) < 2:
+            return set()
+        console.print(f"{job.name}: seeds {', '.join(str(s) for s, _, _ in todo)} train together as one batched ensemble",
+                      highlight=False)
+        results = fused.fit_seeds([m for _, m, _ in todo], [s for s, _, _ in todo], splits.x_train, splits.y_train, budget,
+                                  checkpoints=[folder.checkpoint(k) for _, _, k in todo],
+                                  hooks=[training_hooks(job, s, m, k, args, preset, splits, space, folder) for s, m, k in todo],
+                                  progress=console.is_terminal, precision=args.precision, graphs_mode=args.graphs)
+    return {k for (_, _, k), r in zip(todo, results) if r is not None}
 
 
 def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,
@@ -427,15 +479,17 @@ def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
         busy = False
 
 
-def followers_last(todo: list[tuple[Job, int]]) -> list[tuple[Job, int]]:
+def followers_last(todo: list[tuple[Job, int]], together: Callable[[type[Generator]], bool] = lambda cls: False
+                   ) -> list[tuple[Job, int]]:
     """The jobs of one training (ddpm and ddim, a --sweep's variants) after every other job: in flight
-    together, the second would wait for the first's training while a core could train another model."""
-    seen: set[tuple[str, int]] = set()
+    together, the second would wait for the first's training while a core could train another model.
+    Where a model's seeds train `together` (as one ensemble), its other seeds' jobs follow too."""
+    seen: set[tuple[str, int | None]] = set()
     leaders: list[tuple[Job, int]] = []
     followers: list[tuple[Job, int]] = []
     for job, seed in todo:
         cls = parse(job.name)[0]
-        family = (cls.training_family(), seed)
+        family = (cls.training_family(), None if together(cls) else seed)
         (followers if family in seen else leaders).append((job, seed))
         seen.add(family)
     return leaders + followers
@@ -574,6 +628,7 @@ def _main(argv: list[str]) -> int:
             list_models(args)
             return 0
         seeds = parse_seeds(args.seeds)
+        args.seeds = ",".join(map(str, seeds))  # as parsed: each job reads them again
         if args.feature_net is not None and args.feature_space != "classifier":
             raise GenzooError("--feature-net gives a classifier feature net; it does not go with --feature-space inception")
         preset = PRESETS[args.preset]
@@ -671,7 +726,9 @@ def _main(argv: list[str]) -> int:
                     else:
                         todo.append((job, seed))
             doing = "the trainings in flight"
-            stopped = side_by_side(followers_last(todo), args.jobs, (args, preset, budget, device, splits, out), folder, finish)
+            fusing = fused.fuses(args.fused_seeds, device, len(seeds))
+            together = lambda cls: fusing and not fused.why_not_fused(cls, budget, args.precision)  # noqa: E731
+            stopped = side_by_side(followers_last(todo, together), args.jobs, (args, preset, budget, device, splits, out), folder, finish)
             if stopped is not None:
                 doing, interrupted = stopped
         else:

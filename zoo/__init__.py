@@ -10,6 +10,7 @@ from zoo.base import (
     Latent,
     Likelihood,
     ModelConfig,
+    Objective,
     ProbabilisticDecoder,
     SamplingStep,
     Stepwise,
@@ -20,6 +21,6 @@ from zoo.registry import available, create, load, register
 __version__ = "0.1.0"
 __all__ = [
     "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Invertible", "Latent",
-    "Likelihood", "ModelConfig", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
+    "Likelihood", "ModelConfig", "Objective", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
     "available", "create", "load", "register", "__version__",
 ]

@@ -498,6 +498,38 @@ class GaussianPrior:
         return self.from_standard(temperature * eps)
 
 
+class Objective:
+    """Capability: the training step is one optimizer minimising one loss, written as two pure parts,
+    so that `zoo.fused` can train several seeds of the model as one batched ensemble:
+
+    - `training_noise(x, y, generator)`: every random number the step needs, drawn from `generator`
+      (the global RNG for None), as named tensors;
+    - `training_loss(x, y, noise)`: the named losses, "loss" first (the one minimised), computed from
+      the batch and those draws alone: no randomness, no host-side state, no in-place change of a
+      buffer, no optimizer.
+
+    The model's `train_step` is then `return self.minimise(x, y)`: its one optimizer (`optimizers()`)
+    steps on "loss", with the gradient norm clipped at `gradient_clip()` (None: not clipped)."""
+
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        return {}
+
+    @abc.abstractmethod
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Named 0-d losses, "loss" first, for batch x (B,C,H,W) in [0,1] and the step's `noise`."""
+
+    def gradient_clip(self) -> float | None:
+        return None
+
+    def minimise(self, x: Tensor, y: Tensor | None) -> dict[str, Tensor]:
+        """One training step: the losses on fresh noise from the global RNG, one update, the losses detached."""
+        model = cast(Generator, self)
+        losses = self.training_loss(x, y, self.training_noise(x, y, None))
+        (opt,) = model.optimizers().values()
+        model.optimize(opt, losses["loss"], self.gradient_clip())
+        return {k: v.detach() for k, v in losses.items()}
+
+
 class Latent:
     """Capability: an encoder and a decoder, for interpolation and traversal; and, if the model has
     one, the Gaussian its codes are drawn from (`latent_prior`).

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
@@ -141,7 +141,7 @@ class GraphedStep(Step):
         return self._capture(key, xb, yb)
 
     def _eager(self, xb: Tensor, yb: Tensor | None) -> Losses:
-        with _quiet_capturable():  # the optimizers may have been made capturable already
+        with quiet_capturable():  # the optimizers may have been made capturable already
             return super()._eager(xb, yb)
 
     # -- the recipe's steps ----------------------------------------------------------------------
@@ -161,7 +161,7 @@ class GraphedStep(Step):
         self.counts["warm-up"] += 1
         sx, sy = self._static_inputs(key, xb, yb)
         self.side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.side), _quiet_capturable(), _syncs_recorded(check) as syncs:
+        with torch.cuda.stream(self.side), quiet_capturable(), _syncs_recorded(check) as syncs:
             losses = self._run(sx, sy)
         torch.cuda.current_stream(self.device).wait_stream(self.side)
         for value in losses.values():  # made on the side stream, used on the current one
@@ -175,7 +175,7 @@ class GraphedStep(Step):
         """Record the step as a graph and replay it once: that replay is this step's training."""
         sx, sy = self._static_inputs(key, xb, yb)
         try:
-            graph, packed, names = _record(lambda: self._run(sx, sy), self.side)
+            graph, packed, names = record(lambda: self._run(sx, sy), self.side)
         except Exception as e:  # a capture that fails has run nothing: the step runs eagerly instead
             self.why_eager = f"{self.model.name}: steps run eagerly: capturing the step failed ({_one_line(e)})"
             self.graphs.clear()
@@ -200,18 +200,23 @@ class CapturedStep:
         return dict(zip(self.names, self.packed.clone().unbind()))
 
 
-def _record(run: Callable[[], Losses], stream: torch.cuda.Stream) -> tuple[torch.cuda.CUDAGraph, Tensor, tuple[str, ...]]:
+def record(run: Callable[[], Losses], stream: torch.cuda.Stream, generators: Sequence[torch.Generator] = (),
+           loss_shape: tuple[int, ...] = ()) -> tuple[torch.cuda.CUDAGraph, Tensor, tuple[str, ...]]:
     """Capture `run` on `stream` into a new graph with its own memory pool; its losses are stacked
     inside the graph into one float32 tensor. (torch.cuda.graph does the same, but a capture that
-    fails there can leave the capture stream current; here the stream is always restored.)"""
+    fails there can leave the capture stream current; here the stream is always restored.)
+    `run` may draw from the default CUDA generator and from `generators`: every replay advances them.
+    Each loss has `loss_shape` (0-d for one training; one per seed for seeds trained together)."""
     graph = torch.cuda.CUDAGraph()
+    for generator in generators:
+        graph.register_generator_state(generator)
     torch.cuda.synchronize()  # the warm-ups and the batch copy are done before the capture starts
-    with torch.cuda.stream(stream), _quiet_capturable():
+    with torch.cuda.stream(stream), quiet_capturable():
         # thread_local: a DataLoader's pin-memory thread may call into CUDA while we capture
         graph.capture_begin(capture_error_mode="thread_local")
         try:
             losses = run()
-            packed = torch.stack([v.detach().float().reshape(()) for v in losses.values()])  # type: ignore[union-attr]
+            packed = torch.stack([v.detach().float().reshape(loss_shape) for v in losses.values()])  # type: ignore[union-attr]
         finally:
             graph.capture_end()
     return graph, packed, tuple(losses)
@@ -287,7 +292,7 @@ def _syncs_recorded(on: bool) -> Iterator[list[warnings.WarningMessage]]:
 
 
 @contextmanager
-def _quiet_capturable() -> Iterator[None]:
+def quiet_capturable() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=_CAPTURABLE_WARNING)
         yield

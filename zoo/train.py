@@ -20,7 +20,7 @@ import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -274,7 +274,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     read_every = READ_EVERY.get(device.type, READ_EVERY["default"])
     pending = UnreadLosses(device)
     watched = Training(model, result, average, finish)
-    with (_progress_bar(model.name, progress) as bar, _signals_caught() as caught,
+    with (progress_bar(model.name, progress) as bar, signals_caught() as caught,
           procs.averaged_gradients(model), model.loss_scaling(scaler)):
         step = graphs.training_step(model, graphs_mode, device, autocast, inside=average.update if average else None,
                                     loss_scaled=scaler is not None)
@@ -287,7 +287,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             xb, yb = batches(result.steps)
             if schedule is not None:
                 fraction = result.seconds / budget.amount if budget.unit == "seconds" else result.steps / max_steps
-                _set_learning_rates(model, schedule(fraction))
+                set_learning_rates(model.optimizers().values(), schedule(fraction))
             if result.flops_per_step is None:  # count once, on a real step (no extra step, no RNG drawn)
                 with FlopCounterMode(display=False) as counter:
                     losses = step(xb, yb, result.steps)
@@ -386,10 +386,10 @@ class UnreadLosses:
         return elapsed, signalled > 0
 
 
-def _set_learning_rates(model: Generator, factor: float) -> None:
+def set_learning_rates(optimizers: Iterable[torch.optim.Optimizer], factor: float) -> None:
     """Each optimizer's learning rates at `factor` times their first value (in place where a CUDA
     graph reads them); never waits for the device."""
-    for opt in model.optimizers().values():
+    for opt in optimizers:
         for group in opt.param_groups:
             if "initial_lr" not in group:  # torch's schedulers keep it there too
                 group["initial_lr"] = float(group["lr"])
@@ -397,7 +397,7 @@ def _set_learning_rates(model: Generator, factor: float) -> None:
 
 
 @contextmanager
-def _signals_caught() -> Iterator[list[int]]:
+def signals_caught() -> Iterator[list[int]]:
     """The STOP_SIGNALS set a flag the loop reads after each step (main thread only)."""
     caught: list[int] = []
     try:
@@ -413,7 +413,7 @@ def _signals_caught() -> Iterator[list[int]]:
 
 
 @contextmanager
-def _progress_bar(name: str, shown: bool) -> Iterator[Progress]:
+def progress_bar(name: str, shown: bool) -> Iterator[Progress]:
     """A transient progress bar; a terminal that closes under it (SIGHUP) stops the drawing only."""
     columns = [TextColumn(f"[bold]{name}"), BarColumn(), TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not shown, transient=True)

@@ -11,20 +11,21 @@ what survives the corruption. Encoding, decoding and sampling are unchanged (no 
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import GaussianPrior, Generator, Latent, ModelConfig, hparam, learning_rate, width
+from zoo.base import GaussianPrior, Generator, Latent, ModelConfig, Objective, hparam, learning_rate, width
 from zoo.data import to_float
 from zoo.nets import ConvDecoder, ConvEncoder
 from zoo.registry import register
 
 
 @register
-class AE(Generator["AE.Config"], Latent):
+class AE(Generator["AE.Config"], Latent, Objective):
     """Autoencoder: conv encoder and decoder; samples decode draws from a Gaussian fitted to the codes."""
 
     name = "ae"
@@ -61,11 +62,15 @@ class AE(Generator["AE.Config"], Latent):
     def decode(self, z: Tensor) -> Tensor:
         return torch.sigmoid(self.decoder(z))
 
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        return {"eps": torch.randn(x.shape, generator=generator, device=x.device)} if self.config.noise else {}
+
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        noisy = x + self.config.noise * noise["eps"] if self.config.noise else x
+        return {"loss": F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)}  # clean target
+
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        noisy = x + self.config.noise * torch.randn_like(x) if self.config.noise else x
-        loss = F.binary_cross_entropy_with_logits(self.decoder(self.encoder(noisy)), x)  # clean target
-        self.optimize(self.opt, loss)
-        return {"loss": loss.detach()}
+        return self.minimise(x, y)
 
     @torch.no_grad()
     def after_training(self, x, y=None):

@@ -33,7 +33,7 @@ and the prediction cropped back: the diffusion itself, and every sample, stays a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -48,7 +48,7 @@ from diffusers.schedulers.scheduling_ddim_inverse import DDIMInverseScheduler
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
-from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.nets import to_signed, to_unit
 from zoo.registry import register
 
@@ -121,7 +121,7 @@ def check_unet(name: str, c: UNetConfig) -> None:
 
 
 @register
-class DDPM(Generator["DDPM.Config"], Stepwise):
+class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     """Denoising diffusion, ancestral sampling: 1000 network evaluations a sample."""
 
     name = "ddpm"
@@ -182,11 +182,15 @@ class DDPM(Generator["DDPM.Config"], Stepwise):
             target = x0
         return F.mse_loss(self.predict(x_t, t), target)
 
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        t = torch.randint(0, self.config.train_timesteps, (len(x),), generator=generator, device=x.device)
+        return {"t": t, "noise": torch.randn(x.shape, generator=generator, device=x.device)}
+
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {"loss": self.loss(x, noise["noise"], noise["t"])}
+
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
-        loss = self.loss(x, torch.randn_like(x), t)
-        self.optimize(self.opt, loss)
-        return {"loss": loss.detach()}
+        return self.minimise(x, y)
 
     # -- sampling ---------------------------------------------------------------------------
     def sampler(self):

@@ -46,14 +46,14 @@ checks, and its padding of images whose sides the UNet cannot halve.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.base import Generator, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.models.diffusion import DDIM, UNetConfig, _unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
 from zoo.registry import register
@@ -78,7 +78,7 @@ def unet_timestep(t: Tensor) -> Tensor:
 
 
 @register
-class FlowMatching(Generator["FlowMatching.Config"], Stepwise):
+class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
     """Conditional flow matching on straight paths, sampled by Euler's method: `steps` network evaluations a sample."""
 
     name = "flow-matching"
@@ -126,11 +126,15 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise):
         x_t = interpolate(x0, x1, t)
         return F.mse_loss(self.velocity(x_t, t), x1 - x0)
 
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        t = torch.rand(len(x), generator=generator, device=x.device)  # U(0, 1), one time per image
+        return {"t": t, "noise": torch.randn(x.shape, generator=generator, device=x.device)}
+
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        return {"loss": self.loss(x, noise["noise"], noise["t"])}
+
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        t = torch.rand(len(x), device=x.device)  # U(0, 1), one time per image
-        loss = self.loss(x, torch.randn_like(x), t)
-        self.optimize(self.opt, loss)
-        return {"loss": loss.detach()}
+        return self.minimise(x, y)
 
     # -- sampling: Euler's method from noise (t = 0) to images (t = 1) ----------------------------
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,

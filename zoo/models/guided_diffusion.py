@@ -63,7 +63,7 @@ unconditional model of one size under one sampler (and `ddpm-cond@0` the same ne
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
-from zoo.base import Conditional, Generator, GenzooError, SamplingStep, Stepwise, hparam
+from zoo.base import Conditional, Generator, GenzooError, Objective, SamplingStep, Stepwise, hparam
 from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, padded_unet, reverse_process
 from zoo.nets import to_signed
 from zoo.registry import register
@@ -105,7 +105,7 @@ def guide(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
 
 
 @register
-class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
+class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objective):
     """Class-conditional diffusion, classifier-free guidance, DDIM: `steps` network evaluations a sample, twice that guided."""
 
     name = "ddpm-cond"
@@ -164,11 +164,10 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
         return guide(cond, uncond, w)
 
     # -- training: ddpm's loss, with labels, some dropped --------------------------------------
-    def drop_labels(self, y: Tensor) -> Tensor:
-        """Labels (B,) with each replaced by `null_class` with probability `label_dropout`, drawn on y's
-        device (no value is read on the host)."""
-        drop = torch.rand(y.shape, device=y.device) < self.config.label_dropout
-        return torch.where(drop, torch.full_like(y, self.null_class), y)
+    def drop_labels(self, y: Tensor, u: Tensor) -> Tensor:
+        """Labels (B,) with each replaced by `null_class` where its uniform draw u (B,) is below
+        `label_dropout` (no value is read on the host)."""
+        return torch.where(u < self.config.label_dropout, torch.full_like(y, self.null_class), y)
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         """ddpm's MSE for images x in [0,1], given the noise, timesteps and the labels (B,) the UNet sees."""
@@ -184,13 +183,19 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise):
             target = x0
         return F.mse_loss(self.predict(x_t, t, labels), target)
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        t = torch.randint(0, self.config.train_timesteps, (len(x),), generator=generator, device=x.device)
+        noise = torch.randn(x.shape, generator=generator, device=x.device)
+        return {"t": t, "noise": noise, "drop": torch.rand(len(x), generator=generator, device=x.device)}
+
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
         if y is None:
             raise GenzooError(f"{self.name} trains on labeled batches: train_step(x, y) needs the class labels y")
-        t = torch.randint(0, self.config.train_timesteps, (len(x),), device=x.device)
-        loss = self.loss(x, torch.randn_like(x), t, self.drop_labels(y.to(x.device, torch.long)))
-        self.optimize(self.opt, loss)
-        return {"loss": loss.detach()}
+        labels = self.drop_labels(y.to(x.device, torch.long), noise["drop"])
+        return {"loss": self.loss(x, noise["noise"], noise["t"], labels)}
+
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        return self.minimise(x, y)
 
     # -- sampling: DDIM on the guided prediction --------------------------------------------------
     def sampler(self) -> tuple[Any, dict[str, Any]]:

@@ -36,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError
@@ -75,7 +76,7 @@ class GuidedLDM(LDM, Conditional):
         """ddpm-cond's loss on the codes, with the batch's labels, some dropped to the null class."""
         if y is None:
             raise GenzooError(f"{self.name} trains on labeled batches: train_step(x, y) needs the class labels y")
-        return self.denoiser.loss(z, noise, t, self.denoiser.drop_labels(y.to(z.device).long()))
+        return self.denoiser.loss(z, noise, t, self.denoiser.drop_labels(y.to(z.device).long(), torch.rand(len(y), device=z.device)))
 
     def denoise_latent(self, z_T: Tensor, generator, labels: Tensor | None, watch) -> Tensor:
         """ddpm-cond's guided DDIM from z_T toward `labels` (deterministic: `generator` is not needed)."""

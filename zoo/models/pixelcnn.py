@@ -41,7 +41,7 @@ Either can be watched (`sample(n, callback=fn)`): one step per sub-pixel, the ca
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import cast
@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
+from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate, width
 from zoo.nets import to_signed
 from zoo.registry import register
 
@@ -137,7 +137,7 @@ class GatedLayer(nn.Module):
 
 
 @register
-class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise):
+class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
     """Gated PixelCNN: 256-way softmax per sub-pixel in raster order; exact bits/dim, NFE = H*W*C."""
 
     name = "pixelcnn"
@@ -261,11 +261,15 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise):
         """Images in [0,1] -> integer levels round(255 x) (B,C,H,W), long."""
         return torch.round(x.clamp(0, 1) * (LEVELS - 1)).long()
 
-    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
         loss = self._nll(self.to_levels(x), y if self.label_classes else None).mean() / self.spec.dims  # nats per sub-pixel
-        self.optimize(self.opt, loss, clip=self.config.grad_clip)
-        loss = loss.detach()
         return {"loss": loss, "bpd": loss / math.log(2)}
+
+    def gradient_clip(self) -> float | None:
+        return self.config.grad_clip or None
+
+    def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        return self.minimise(x, y)
 
     @torch.no_grad()
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None,

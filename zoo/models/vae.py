@@ -35,6 +35,7 @@ reports that tighter bound (k = `iw_samples`); the ELBO is reported next to it.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
@@ -42,7 +43,19 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import GaussianPrior, Generator, GenzooError, Latent, Likelihood, ModelConfig, ProbabilisticDecoder, hparam, learning_rate, width
+from zoo.base import (
+    GaussianPrior,
+    Generator,
+    GenzooError,
+    Latent,
+    Likelihood,
+    ModelConfig,
+    Objective,
+    ProbabilisticDecoder,
+    hparam,
+    learning_rate,
+    width,
+)
 from zoo.nets import ConvDecoder, ConvEncoder, gaussian_kl, reparameterize
 from zoo.registry import register
 
@@ -89,7 +102,7 @@ def discretized_gaussian_nll(x: Tensor, mean: Tensor, sigma: float) -> Tensor:
 
 
 @register
-class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder):
+class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Objective):
     """Variational autoencoder: a conv encoder to q(z|x), a conv decoder to p(x|z); samples are mean images."""
 
     name = "vae"
@@ -174,18 +187,19 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder):
         return (x - mean).pow(2).flatten(1).sum(1) / (2 * self.config.sigma**2)
 
     # -- training -----------------------------------------------------------------------------
-    def _terms(self, x: Tensor, generator=None) -> tuple[Tensor, Tensor]:
-        """Per-image reconstruction loss and KL, both in nats, from one posterior draw."""
+    def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
+        return {"eps": torch.randn(len(x), self.config.latent_dim, generator=generator, device=x.device)}  # one posterior draw
+
+    def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """The negative ELBO per dimension, with its per-image reconstruction loss and KL in nats."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
-        z = reparameterize(mu, logvar, self.randn(*mu.shape, generator=generator))
+        rec = self.reconstruction_loss(x, reparameterize(mu, logvar, noise["eps"]))
         kl = gaussian_kl(mu, logvar).sum(1)
-        return self.reconstruction_loss(x, z), kl
+        loss = (rec + self.config.beta * kl).mean() / self.spec.dims  # per dimension
+        return {"loss": loss, "rec": rec.mean(), "kl": kl.mean()}
 
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        rec, kl = self._terms(x)
-        loss = (rec + self.config.beta * kl).mean() / self.spec.dims  # per dimension
-        self.optimize(self.opt, loss)
-        return {"loss": loss.detach(), "rec": rec.detach().mean(), "kl": kl.detach().mean()}
+        return self.minimise(x, y)
 
     # -- likelihood ---------------------------------------------------------------------------
     @torch.no_grad()

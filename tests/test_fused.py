@@ -1,0 +1,150 @@
+"""Seeds trained together (zoo.fused): each fused seed trains as it would alone, into the same files."""
+import os
+import signal
+
+import pytest
+import torch
+
+import zoo
+from benchmarks import run
+from benchmarks.records import RunFolder
+from zoo.base import GenzooError, Objective
+from zoo.budget import Budget
+from zoo.checkpoint import Checkpoint
+from zoo.fused import fit_seeds, fuses, why_not_fused
+from zoo.registry import parse
+from zoo.seeds import derive_seed, seed_everything
+from zoo.train import Interrupted, fit
+
+SEEDS = (0, 1)
+# the weight average and the cosine schedule on, so that fusing them is checked too
+EXTRAS = dict(ema=0.9, lr_schedule="cosine")
+
+
+def objectives() -> list[str]:
+    """Every registered model whose step is an Objective, one per training (ddpm's is ddim's too)."""
+    families: dict[str, str] = {}
+    for name in sorted(zoo.available(), reverse=True):  # ddpm before ddim
+        cls = parse(name)[0]
+        if issubclass(cls, Objective):
+            families.setdefault(cls.training_family(), name)
+    return sorted(families.values())
+
+
+def build(name, spec, seed, **hparams):
+    """As the runner builds a seed's model: its initial weights from (seed, model)."""
+    seed_everything(derive_seed(seed, "init", parse(name)[0].training_family()))
+    return zoo.create(name, spec, preset="smoke", **hparams)
+
+
+def relative_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    worst = 0.0
+    for u, v in zip(a.state_dict().values(), b.state_dict().values()):
+        if u.is_floating_point():
+            worst = max(worst, ((u - v).norm() / u.norm().clamp_min(1e-12)).item())
+    return worst
+
+
+def test_the_models_that_fuse_are_the_ones_with_one_loss():
+    assert {"ae", "vae", "ddpm", "ddpm-cond", "flow-matching", "pixelcnn", "pixelcnn-cond"} <= set(objectives())
+    assert "dcgan" not in objectives() and "realnvp" not in objectives()
+
+
+@pytest.mark.parametrize("name", objectives())
+def test_a_fused_seed_ends_with_the_weights_it_has_trained_alone(name, splits):
+    budget = Budget.parse("50steps", 8)
+    alone = []
+    for seed in SEEDS:
+        model = build(name, splits.spec, seed, **EXTRAS)
+        alone.append((model, fit(model, splits.x_train, splits.y_train, budget, seed=seed, progress=False)))
+    together = [build(name, splits.spec, seed, **EXTRAS) for seed in SEEDS]
+    results = fit_seeds(together, SEEDS, splits.x_train, splits.y_train, budget, progress=False)
+    for (model, result), fused_model, fused_result in zip(alone, together, results):
+        assert fused_result is not None and fused_result.steps == result.steps == 50
+        assert fused_result.flops_per_step == pytest.approx(result.flops_per_step, rel=1e-9)
+        assert relative_difference(model, fused_model) < 1e-4
+        for h, f in zip(result.history, fused_result.history):
+            assert f["loss"] == pytest.approx(h["loss"], rel=1e-4)
+    assert relative_difference(together[0], together[1]) > 1e-2  # the seeds did not train one model
+
+
+class StopAt:
+    """A hook that sends this process SIGTERM after step `step`, as a kill would."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def after_step(self, training):
+        if training.result.steps == self.step:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_fused_trainings_save_and_resume_as_trainings_alone(tmp_path, splits):
+    budget = Budget.parse("10steps", 8)
+    folders = [tmp_path / f"seed{s}" for s in SEEDS]
+    models = [build("ae", splits.spec, s) for s in SEEDS]
+    with pytest.raises(Interrupted) as stop:
+        fit_seeds(models, SEEDS, splits.x_train, None, budget, checkpoints=folders, hooks=[[StopAt(4)], []], progress=False)
+    assert stop.value.step == 4 and all((f / "resume.pt").is_file() for f in folders)
+    # each seed resumes alone, and ends where an uninterrupted training alone ends
+    for seed, folder in zip(SEEDS, folders):
+        resumed = build("ae", splits.spec, seed)
+        result = fit(resumed, splits.x_train, None, budget, seed=seed, checkpoint=folder, progress=False)
+        assert result.steps == 10 and "resumed at step 4" in result.events and not result.reused
+        straight = build("ae", splits.spec, seed)
+        fit(straight, splits.x_train, None, budget, seed=seed, progress=False)
+        assert relative_difference(straight, resumed) < 1e-4
+    # a finished fused training is a finished training: `fit` loads it
+    again = [tmp_path / f"again{s}" for s in SEEDS]
+    models = [build("ae", splits.spec, s) for s in SEEDS]
+    fit_seeds(models, SEEDS, splits.x_train, None, budget, checkpoints=again, progress=False)
+    for seed, folder, model in zip(SEEDS, again, models):
+        loaded = build("ae", splits.spec, seed)
+        result = fit(loaded, splits.x_train, None, budget, seed=seed, checkpoint=folder, progress=False)
+        assert result.reused and result.events == ["trained with seeds 0, 1 as one batched ensemble"]
+        assert relative_difference(model, loaded) == 0
+        assert Checkpoint(folder).finished() is not None
+
+
+def test_what_cannot_fuse_is_said_in_one_line(splits):
+    steps = Budget.parse("5steps", 8)
+    assert "Objective" in why_not_fused(parse("dcgan")[0], steps, "fp32")
+    assert "wall-clock" in why_not_fused(parse("ae")[0], Budget.parse("60s", 8), "fp32")
+    assert "fp16" in why_not_fused(parse("ae")[0], steps, "fp16")
+    with pytest.raises(GenzooError, match="Objective"):
+        fit_seeds([build("dcgan", splits.spec, s) for s in SEEDS], SEEDS, splits.x_train, None, steps, progress=False)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not fuses("auto", cpu, 3) and fuses("auto", cuda, 3) and fuses("on", cpu, 2)
+    assert not fuses("on", cpu, 1) and not fuses("off", cuda, 3)
+
+
+@pytest.mark.slow
+def test_the_runner_trains_a_models_seeds_together(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["--models", "ae,dcgan", "--preset", "smoke", "--seeds", "0,1", "--fused-seeds", "on", "--curves", "off",
+            "--out", str(out)]
+    assert run.main(args) == 0
+    said = capsys.readouterr().out
+    assert "ae: seeds 0, 1 train together as one batched ensemble" in said and "dcgan: seeds" not in said
+    records = RunFolder(out).load_records()
+    ae0, ae1, dcgan1 = records[("ae", 0)], records[("ae", 1)], records[("dcgan", 1)]
+    assert ae0.events == ae1.events == ["trained with seeds 0, 1 as one batched ensemble"]
+    assert not ae0.train_reused and ae1.train_reused  # seed 1's job found the training seed 0's had made
+    assert ae0.status == ae1.status == "ok" and ae0.weights_hash != ae1.weights_hash
+    assert dcgan1.events == [] and not dcgan1.train_reused
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["ae", "ddpm", "pixelcnn"])
+def test_on_cuda_the_fused_step_replayed_as_a_graph_trains_as_the_eager_one(name, splits, capsys):
+    budget, cuda = Budget.parse("30steps", 32), torch.device("cuda")
+    runs = {}
+    for mode in ("off", "on"):
+        models = [build(name, splits.spec, s, **EXTRAS).to(cuda) for s in SEEDS]
+        results = fit_seeds(models, SEEDS, splits.x_train, splits.y_train, budget, progress=False, graphs_mode=mode)
+        runs[mode] = (models, results)
+    assert "run eagerly" not in capsys.readouterr().out  # the capture worked
+    for eager, graphed in zip(runs["off"][0], runs["on"][0]):
+        assert relative_difference(eager, graphed) < 1e-3  # TF32 and the graph's kernels round differently
+    for eager, graphed in zip(runs["off"][1], runs["on"][1]):
+        assert graphed.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-2)

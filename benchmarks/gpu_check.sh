@@ -7,8 +7,9 @@
 # Phases, each under its own timeout and the script's deadline (a phase that would start with too
 # little time left is skipped and says so):
 #   1. the machine: nvidia-smi, torch, the carried packages
-#   2. pytest tests/test_graphs.py and the CUDA tests of tests/test_fused.py: graphed steps (and fused
-#      seeds' graphed steps) train like eager ones, fallbacks say why
+#   2. pytest tests/test_graphs.py and the CUDA tests of tests/test_fused.py and tests/test_replay.py:
+#      graphed steps (and fused seeds' graphed steps) train like eager ones, replayed samplers draw
+#      the eager samples, fallbacks say why
 #   3. benchmarks.gpu_bench: per model GFLOP/step, steps/s eager vs graphed, TFLOP/s and share of peak,
 #      peak memory, sampling images/s; what deterministic kernels cost and which ops have none
 #   4. the runner: a smoke run (fills the feature-net cache, so the timed runs below do not pay for it),
@@ -73,8 +74,8 @@ print(", ".join(f"{p} {m.version(p)}" for p in ("diffusers", "normflows", "torch
 EOF
 
 # -- 2. correctness: graphed steps train like eager ones ------------------------------------------
-phase "pytest tests/test_graphs.py, CUDA tests of tests/test_fused.py" 170 python3 -m pytest -q -s -p no:cacheprovider \
-    tests/test_graphs.py tests/test_fused.py -k "cuda or graph" \
+phase "pytest tests/test_graphs.py, CUDA tests of test_fused.py and test_replay.py" 170 python3 -m pytest -q -s -p no:cacheprovider \
+    tests/test_graphs.py tests/test_fused.py tests/test_replay.py -k "cuda or graph" \
     --junitxml="$OUT/pytest.xml" -o junit_logging=system-out
 
 # -- 3. the throughput and determinism tables -----------------------------------------------------

@@ -49,6 +49,7 @@ from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
 from zoo.files import SafeConsole, atomic_write
 from zoo.metrics import features, fidelity, speed
+from zoo.nets import replay
 from zoo.parallel import Processes
 from zoo.registry import describe_hparams, parse, parse_overrides, preset_entry, split_variant
 from zoo.seeds import derive_seed, seed_everything
@@ -441,6 +442,7 @@ def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, devic
     console = SafeConsole(width=console.width, force_terminal=False)
     set_threads(args.threads)
     use_deterministic(args.deterministic and device.type != "cpu")
+    replay.sampling_graphs(args.graphs)
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")
     worker = Worker(args, preset, budget, device, splits, feature_space(args, splits, device), RunFolder(out))
@@ -643,6 +645,7 @@ def _main(argv: list[str]) -> int:
         use_deterministic(args.deterministic and device.type != "cpu")
         args.deterministic = args.deterministic or device.type == "cpu"  # what the records say
         graphs.check_graphs(args.graphs, device)
+        replay.sampling_graphs(args.graphs)  # the samplers' network calls, as the training steps
         if device.type == "cuda":  # TF32 matmuls (cuDNN convolutions use it already), as GPU users expect
             torch.set_float32_matmul_precision("high")
         procs = Processes.start(cpu=device.type == "cpu")  # one process unless torchrun/accelerate started several

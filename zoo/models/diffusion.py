@@ -50,6 +50,7 @@ from torch import Tensor
 
 from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.nets import to_signed, to_unit
+from zoo.nets.replay import replayed
 from zoo.registry import register
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names, understood by both schedulers
@@ -88,8 +89,10 @@ def reverse_process(predict: Callable[[Tensor, Tensor], Tensor], scheduler: Any,
                     generator: torch.Generator | None = None, callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
     """From x_T = `noise` (n,C,H,W) down the scheduler's timesteps, each step from `predict(x_t, t)`
     (the network's prediction at timesteps t (n,)) and `scheduler.step(..., **kwargs)`: images on
-    the [0,1] scale, not clamped. `callback` as in `Generator.sample`. Call it under no_grad."""
+    the [0,1] scale, not clamped. `callback` as in `Generator.sample`. Call it under no_grad.
+    `predict` is replayed as a CUDA graph where sampling graphs are on (`zoo.nets.replay`)."""
     x, ts = noise, scheduler.timesteps
+    predict = replayed(predict, noise.device)
     for i, t in enumerate(ts):
         out = predict(x, t.to(x.device).expand(len(x)))
         # DDPM's step draws its variance noise from `generator` (on the generator's device, then moved)

@@ -56,6 +56,7 @@ from torch import Tensor
 from zoo.base import Generator, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.models.diffusion import DDIM, UNetConfig, _unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
+from zoo.nets.replay import replayed
 from zoo.registry import register
 
 # The UNet's timestep for t = 0 (pure noise). diffusers' UNet embeds its timestep in sinusoids with
@@ -146,9 +147,10 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
         `steps` equal steps: images on the [0,1] scale, not clamped. Deterministic: all the randomness
         is in the noise. `callback` as in `sample`; call it under no_grad in eval mode."""
         x, steps = noise, self.config.steps
+        velocity = replayed(self.velocity, x.device)  # a CUDA graph where sampling graphs are on
         for i in range(steps):
             t = i / steps
-            v = self.velocity(x, torch.full((len(x),), t, device=x.device))
+            v = velocity(x, torch.full((len(x),), t, device=x.device))
             if callback is not None:  # x_t, and the end of the straight line through it at this velocity
                 callback(SamplingStep(i, steps, to_unit(x), to_unit(x + (1 - t) * v), round((1 - t) * NOISE_TIMESTEP)))
             x = x + v / steps

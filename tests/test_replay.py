@@ -1,0 +1,62 @@
+"""zoo.nets.replay: a sampler's network call replayed as a CUDA graph (on CUDA only; off by default)."""
+import pytest
+import torch
+
+import zoo
+from zoo.nets import replay
+from zoo.nets.replay import replayed, sampling_graphs
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(autouse=True)
+def graphs_off_afterwards():
+    yield
+    sampling_graphs("off")
+
+
+def double(x, t):
+    return 2 * x + t[:, None, None, None]
+
+
+def test_off_by_default_and_never_on_the_cpu():
+    assert replayed(double, torch.device("cpu")) is double
+    assert replayed(double, torch.device("cuda")) is double  # off: not even on CUDA
+    sampling_graphs("on")
+    assert replayed(double, torch.device("cpu")) is double
+
+
+def test_the_runner_turns_it_on_with_its_graphs_flag(monkeypatch, tmp_path):
+    from benchmarks import run
+    seen = []
+    monkeypatch.setattr(replay, "sampling_graphs", seen.append)
+    args = ["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--curves", "off", "--out", str(tmp_path / "run")]
+    assert run.main(args + ["--graphs", "off"]) == 0
+    assert seen == ["off"]
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["ddim", "flow-matching", "ddpm-cond"])
+def test_on_cuda_a_replayed_sampler_draws_the_eager_samples(name, splits):
+    cuda = torch.device("cuda")
+    model = zoo.create(name, splits.spec, preset="smoke").to(cuda).eval()
+    draws = {}
+    for mode in ("off", "on"):
+        sampling_graphs(mode)
+        draws[mode] = model.sample(16, generator=torch.Generator(cuda).manual_seed(0))
+    assert torch.allclose(draws["on"], draws["off"], atol=1e-3)
+
+
+@needs_cuda
+def test_on_cuda_a_call_that_waits_for_the_device_runs_eagerly_and_says_why(capsys):
+    sampling_graphs("on")
+    calls = []
+
+    def waits(x):
+        calls.append(float(x.sum()))  # reads the device: cannot be captured
+        return x + 1
+
+    fn = replayed(waits, torch.device("cuda"))
+    x = torch.ones(4, device="cuda")
+    assert torch.equal(fn(x), x + 1) and torch.equal(fn(x), x + 1)
+    assert "sampling runs eagerly" in capsys.readouterr().out

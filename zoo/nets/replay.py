@@ -1,0 +1,105 @@
+"""A sampler's network call replayed as a CUDA graph.
+
+A diffusion sampler calls its UNet hundreds of times on tensors of one shape; on a GPU each call is
+hundreds of small kernels launched from Python, and the launches set the pace. `replayed(fn)` wraps
+such a call: the first call with given input shapes runs `fn` once on a side stream (lazy work such
+as cuDNN's choices done), then records it as a CUDA graph (torch.cuda.graphs' recipe); later calls
+copy their inputs into the graph's static buffers and replay it.
+
+It is off unless turned on (`sampling_graphs("auto")` or "on": the runner does, with its `--graphs`),
+and only on CUDA. A call that cannot be captured (it waits for the device, or the capture fails)
+runs eagerly from then on, and the reason is said once. `fn` must be a pure function of its tensor
+arguments that returns one tensor; it is called under no_grad, as samplers are.
+"""
+from __future__ import annotations
+
+import contextvars
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from zoo.files import say
+
+_MODE = contextvars.ContextVar("genzoo_sampling_graphs", default="off")
+_SAID: set[str] = set()  # reasons already said, once per process
+
+
+def sampling_graphs(mode: str) -> None:
+    """Replay samplers' network calls as CUDA graphs from now on in this context: "auto" or "on" (on
+    CUDA), or "off"."""
+    _MODE.set(mode)
+
+
+def replayed(fn: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
+    """`fn` itself, or `fn` replayed as a CUDA graph per input shape when sampling graphs are on and
+    `device` is CUDA."""
+    if _MODE.get() == "off" or device.type != "cuda":
+        return fn
+    return ReplayedCall(fn, device)
+
+
+class ReplayedCall:
+    """`fn(*tensors) -> tensor`, captured once per input shapes and replayed (see the module docstring)."""
+
+    def __init__(self, fn: Callable[..., Tensor], device: torch.device):
+        self.fn = fn
+        self.device = device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+        self.side = torch.cuda.Stream(self.device)
+        self.graphs: dict[tuple, tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor]] = {}
+        self.eager = False
+
+    def __call__(self, *args: Tensor) -> Tensor:
+        if self.eager:
+            return self.fn(*args)
+        key = tuple((tuple(a.shape), a.dtype) for a in args)
+        if key not in self.graphs:
+            try:
+                self.graphs[key] = self._capture(args)
+            except Exception as e:  # the warm-up's result is lost with it; this call runs eagerly
+                self.eager = True
+                _say_once(f"sampling runs eagerly: capturing the network call failed ({type(e).__name__}: {str(e)[:160]})")
+                return self.fn(*args)
+        graph, inputs, output = self.graphs[key]
+        for buffer, a in zip(inputs, args):
+            buffer.copy_(a)
+        graph.replay()
+        return output.clone()  # the next replay overwrites `output`
+
+    def _capture(self, args: tuple[Tensor, ...]) -> tuple[torch.cuda.CUDAGraph, list[Tensor], Tensor]:
+        inputs = [a.clone() for a in args]
+        current = torch.cuda.current_stream(self.device)
+        self.side.wait_stream(current)
+        with torch.cuda.stream(self.side):
+            self._warm_up(inputs)
+        current.wait_stream(self.side)
+        torch.cuda.synchronize(self.device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.stream(self.side):
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                output = self.fn(*inputs)
+            finally:
+                graph.capture_end()
+        return graph, inputs, output
+
+    def _warm_up(self, inputs: list[Tensor]) -> None:
+        """One eager call; one that waits for the device cannot be captured, and says so."""
+        before = torch.cuda.get_sync_debug_mode()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                self.fn(*inputs)
+            finally:
+                torch.cuda.set_sync_debug_mode(before)
+        syncs = [w for w in caught if "synchroniz" in str(w.message)]
+        if syncs:
+            raise RuntimeError(f"it waits for the GPU at {syncs[0].filename}:{syncs[0].lineno}")
+
+
+def _say_once(text: str) -> None:
+    if text not in _SAID:
+        _SAID.add(text)
+        say(text)

@@ -148,3 +148,33 @@ def test_on_cuda_the_fused_step_replayed_as_a_graph_trains_as_the_eager_one(name
         assert relative_difference(eager, graphed) < 1e-3  # TF32 and the graph's kernels round differently
     for eager, graphed in zip(runs["off"][1], runs["on"][1]):
         assert graphed.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-2)
+
+
+class Root(zoo.Generator, Objective):
+    """Test model: minimises (w - 2)^2 + 0 * sqrt(w), which is NaN while w < 0."""
+
+    name = "test-root"
+
+    def __init__(self, spec, w: float):
+        super().__init__(spec)
+        self.w = torch.nn.Parameter(torch.tensor([w]))
+        self.opt = torch.optim.Adam(self.parameters(), lr=0.01)
+
+    def training_loss(self, x, y, noise):
+        return {"loss": ((self.w - 2) ** 2 + 0 * self.w.sqrt()).sum() + 0 * x.mean()}
+
+    def train_step(self, x, y=None):
+        return self.minimise(x, y)
+
+    def _sample(self, n, generator, labels):
+        return torch.zeros(n, *self.spec.shape)
+
+
+def test_a_seed_that_diverges_is_left_unsaved_and_the_others_go_on(tmp_path, splits, capsys):
+    folders = [tmp_path / "seed0", tmp_path / "seed1"]
+    models = [Root(splits.spec, -1.0), Root(splits.spec, 1.0)]
+    results = fit_seeds(models, SEEDS, splits.x_train, None, Budget.parse("20steps", 8), checkpoints=folders, progress=False)
+    assert results[0] is None and results[1] is not None and results[1].steps == 20
+    assert "test-root seed 0: diverged at step 1" in capsys.readouterr().out
+    assert Checkpoint(folders[0]).finished() is None and Checkpoint(folders[1]).finished() is not None
+    assert 1.0 < models[1].w.item() < 2.0  # it trained on toward w = 2

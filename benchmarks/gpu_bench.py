@@ -183,7 +183,7 @@ def throughput_table(rows: list[dict[str, Any]], info: dict[str, Any]) -> str:
             f"torch {info['torch']}. Peak: {peak_text}. "
             "Steps/s of the whole train_step (every optimizer, the weight average when the preset has one); "
             "TFLOP/s from the graphed rate. Sampling: eagerly, and with the sampler's network calls replayed as CUDA "
-            "graphs (zoo.nets.replay: the diffusion samplers and flow matching; the others' are unchanged).", "",
+            "graphs (zoo.nets.replay: the diffusion samplers, flow matching and the PixelCNNs; the others' are unchanged).", "",
             "| model | GFLOP/step | eager steps/s | graphed steps/s | speed-up | train img/s | TFLOP/s | % of peak | peak MB "
             "| sample img/s | replayed sample img/s | step |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -35,16 +35,39 @@ def test_the_runner_turns_it_on_with_its_graphs_flag(monkeypatch, tmp_path):
     assert seen == ["off"]
 
 
+class Owner(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(1))
+
+    def scaled(self, x):
+        return self.w * x
+
+
+def test_a_kept_call_is_kept_per_owner_and_goes_with_it():
+    import gc
+
+    owner, cpu = Owner(), torch.device("cpu")
+    first = replay.kept(owner, Owner.scaled, cpu)
+    assert replay.kept(owner, Owner.scaled, cpu) is first  # the next batch gets the same call
+    assert torch.equal(first(torch.tensor([2.0])), torch.tensor([2.0]))
+    assert owner in replay._KEPT
+    del owner, first
+    gc.collect()
+    assert len(replay._KEPT) == 0  # held weakly: no model is kept alive by its sampler
+
+
 @needs_cuda
-@pytest.mark.parametrize("name", ["ddim", "flow-matching", "ddpm-cond"])
+@pytest.mark.parametrize("name", ["ddim", "flow-matching", "ddpm-cond", "pixelcnn", "pixelcnn-cond"])
 def test_on_cuda_a_replayed_sampler_draws_the_eager_samples(name, splits):
     cuda = torch.device("cuda")
     model = zoo.create(name, splits.spec, preset="smoke").to(cuda).eval()
     draws = {}
     for mode in ("off", "on"):
-        sampling_graphs(mode)
-        draws[mode] = model.sample(16, generator=torch.Generator(cuda).manual_seed(0))
-    assert torch.allclose(draws["on"], draws["off"], atol=1e-3)
+        sampling_graphs(mode)  # two batches: the pixelcnn's second replays the graph its first captured
+        draws[mode] = [model.sample(16, generator=torch.Generator(cuda).manual_seed(s)) for s in (0, 1)]
+    for on, off in zip(draws["on"], draws["off"]):
+        assert torch.allclose(on, off, atol=1e-3)
 
 
 @needs_cuda

@@ -52,6 +52,7 @@ from torch import Tensor, nn
 
 from zoo.base import Conditional, Generator, GenzooError, Likelihood, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate, width
 from zoo.nets import to_signed
+from zoo.nets.replay import kept
 from zoo.registry import register
 
 LEVELS = 256
@@ -298,10 +299,20 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
                 callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         u = self.rand(n, *self.spec.shape, generator=generator)  # one uniform per sub-pixel, drawn up front
         watch = None if callback is None else self._canvas_watcher(callback)
-        with _frozen_masks(self):
-            if self.config.sampler == "naive":
+        if self.config.sampler == "naive":
+            with _frozen_masks(self):
                 return self._sample_naive(u, labels, watch).float() / (LEVELS - 1)
-            return self._sample_fast(u, labels, watch).float() / (LEVELS - 1)
+        if watch is not None:
+            with _frozen_masks(self):
+                return self._sample_fast(u, labels, watch).float() / (LEVELS - 1)
+        # unwatched: the whole raster loop, replayed as one CUDA graph where sampling graphs are on
+        draw = kept(self, PixelCNN._unwatched_levels, self.device)
+        return (draw(u) if labels is None else draw(u, labels)).float() / (LEVELS - 1)
+
+    def _unwatched_levels(self, u: Tensor, labels: Tensor | None = None) -> Tensor:
+        """`_sample_fast` with its masks frozen inside the call (a replayed graph recomputes them)."""
+        with _frozen_masks(self):
+            return self._sample_fast(u, labels)
 
     def _canvas_watcher(self, callback: Callable[[SamplingStep], None]) -> Callable[[int, Tensor], None]:
         """The samplers' hook (sub-pixels drawn so far, canvas of levels) as `sample`'s callback: one

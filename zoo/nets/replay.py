@@ -14,8 +14,11 @@ arguments that returns one tensor; it is called under no_grad, as samplers are.
 from __future__ import annotations
 
 import contextvars
+import functools
 import warnings
+import weakref
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -24,6 +27,7 @@ from zoo.files import say
 
 _MODE = contextvars.ContextVar("genzoo_sampling_graphs", default="off")
 _SAID: set[str] = set()  # reasons already said, once per process
+_KEPT: weakref.WeakKeyDictionary[Any, dict[tuple, Callable[..., Tensor]]] = weakref.WeakKeyDictionary()
 
 
 def sampling_graphs(mode: str) -> None:
@@ -38,6 +42,19 @@ def replayed(fn: Callable[..., Tensor], device: torch.device) -> Callable[..., T
     if _MODE.get() == "off" or device.type != "cuda":
         return fn
     return ReplayedCall(fn, device)
+
+
+def kept(owner: Any, method: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
+    """`replayed(owner.method)`, kept for `owner` across calls (per method, mode and device), so that
+    a sampler called batch after batch replays what its first call captured. Everything the call
+    computes from the owner's weights must happen inside `method`: a graph keeps the addresses of
+    what it read, and only the owner's parameters and buffers stay where they are between calls.
+    The kept call holds the owner weakly: it goes when the owner does."""
+    key = (method, _MODE.get(), device)
+    calls = _KEPT.setdefault(owner, {})
+    if key not in calls:
+        calls[key] = replayed(functools.partial(method, weakref.proxy(owner)), device)
+    return calls[key]
 
 
 class ReplayedCall:

@@ -292,13 +292,14 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     # Two runners asking for one training: the second waits, then reuses it. Only the main process
     # locks (the others follow it in every collective, so they would wait for it forever).
     lock = folder.lock(f"train-{key}", on_wait=waiting) if procs.main else contextlib.nullcontext()
-    hooks = training_hooks(job, seed, model, key, args, preset, splits, space, folder) if procs.main else []
     seeds = parse_seeds(args.seeds)
-    together = set()
+    together: set[str] = set()
     with speed.PeakMemory(device) as mem:
         if procs.world == 1 and fused.fuses(args.fused_seeds, device, len(seeds)) \
                 and not fused.why_not_fused(type(model), budget, args.precision):
             together = train_together(job, seeds, args, preset, budget, device, splits, space, folder)
+        trains = procs.main and key not in together  # else `fit` below loads what was just trained
+        hooks = training_hooks(job, seed, model, key, args, preset, splits, space, folder) if trains else []
         with lock:
             tr = fit(model, splits.x_train, splits.y_train, budget, seed=seed, checkpoint=ckpt,
                      progress=console.is_terminal and procs.main, processes=procs, precision=args.precision,

@@ -12,6 +12,7 @@ from zoo.base import GenzooError, Objective
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint
 from zoo.fused import fit_seeds, fuses, why_not_fused
+from zoo.nets import replay
 from zoo.registry import parse
 from zoo.seeds import derive_seed, seed_everything
 from zoo.train import Interrupted, fit
@@ -119,11 +120,14 @@ def test_what_cannot_fuse_is_said_in_one_line(splits):
 
 
 @pytest.mark.slow
-def test_the_runner_trains_a_models_seeds_together(tmp_path, capsys):
+def test_the_runner_trains_a_models_seeds_together(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     args = ["--models", "ae,dcgan", "--preset", "smoke", "--seeds", "0,1", "--fused-seeds", "on", "--curves", "off",
             "--out", str(out)]
+    sampling_graphs = []  # and, in passing: its --graphs turns the samplers' graphs on too (zoo.nets.replay)
+    monkeypatch.setattr(replay, "sampling_graphs", sampling_graphs.append)
     assert run.main(args) == 0
+    assert sampling_graphs == ["auto"]
     said = capsys.readouterr().out
     assert "ae: seeds 0, 1 train together as one batched ensemble" in said and "dcgan: seeds" not in said
     records = RunFolder(out).load_records()

@@ -1,4 +1,7 @@
 """zoo.nets.replay: a sampler's network call replayed as a CUDA graph (on CUDA only; off by default)."""
+import contextvars
+import weakref
+
 import pytest
 import torch
 
@@ -10,7 +13,8 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 @pytest.fixture(autouse=True)
-def graphs_off_afterwards():
+def graphs_off():
+    sampling_graphs("off")  # a runner test earlier in this process may have turned them on
     yield
     sampling_graphs("off")
 
@@ -20,19 +24,10 @@ def double(x, t):
 
 
 def test_off_by_default_and_never_on_the_cpu():
+    assert contextvars.Context().run(replayed, double, torch.device("cuda")) is double  # off: not even on CUDA
     assert replayed(double, torch.device("cpu")) is double
-    assert replayed(double, torch.device("cuda")) is double  # off: not even on CUDA
     sampling_graphs("on")
     assert replayed(double, torch.device("cpu")) is double
-
-
-def test_the_runner_turns_it_on_with_its_graphs_flag(monkeypatch, tmp_path):
-    from benchmarks import run
-    seen = []
-    monkeypatch.setattr(replay, "sampling_graphs", seen.append)
-    args = ["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--curves", "off", "--out", str(tmp_path / "run")]
-    assert run.main(args + ["--graphs", "off"]) == 0
-    assert seen == ["off"]
 
 
 class Owner(torch.nn.Module):
@@ -52,9 +47,10 @@ def test_a_kept_call_is_kept_per_owner_and_goes_with_it():
     assert replay.kept(owner, Owner.scaled, cpu) is first  # the next batch gets the same call
     assert torch.equal(first(torch.tensor([2.0])), torch.tensor([2.0]))
     assert owner in replay._KEPT
+    gone = weakref.ref(owner)
     del owner, first
     gc.collect()
-    assert len(replay._KEPT) == 0  # held weakly: no model is kept alive by its sampler
+    assert gone() is None  # held weakly: no model is kept alive by its kept sampler
 
 
 @needs_cuda

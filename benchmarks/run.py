@@ -343,12 +343,18 @@ def training_hooks(job: Job, seed: int, model: Generator, key: str, args: argpar
     return hooks
 
 
+# Trainings that an ensemble could not finish in this process (it failed, or the seed diverged in it):
+# they train alone, in their own job, and are never tried together again.
+alone: set[str] = set()
+
+
 def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset: Preset, budget: Budget,
                    device: torch.device, splits: zdata.Splits, space: features.FeatureSpace | None,
                    folder: RunFolder) -> set[str]:
     """This model's seeds that no finished or interrupted training covers yet, trained as one batched
     ensemble (`zoo.fused`) into their own checkpoints, which each seed's job then finds finished.
-    Returns the training keys it trained; none when fewer than two seeds need training."""
+    Returns the training keys it trained; none when fewer than two seeds need training. An ensemble
+    that fails (out of memory, say) says so in one line, and its seeds then train alone."""
     cls, _ = parse(job.name)
     todo: list[tuple[int, Generator, str]] = []
     for seed in seeds:
@@ -358,7 +364,7 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
 
     def untrained(key: str) -> bool:
         ckpt = Checkpoint(folder.checkpoint(key))
-        return ckpt.finished() is None and not ckpt.resume_file.exists()
+        return key not in alone and ckpt.finished() is None and not ckpt.resume_file.exists()
 
     todo = [t for t in todo if untrained(t[2])]
     if len(todo) < 2:
@@ -372,11 +378,24 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
             return set()
         console.print(f"{job.name}: seeds {', '.join(str(s) for s, _, _ in todo)} train together as one batched ensemble",
                       highlight=False)
-        results = fused.fit_seeds([m for _, m, _ in todo], [s for s, _, _ in todo], splits.x_train, splits.y_train, budget,
-                                  checkpoints=[folder.checkpoint(k) for _, _, k in todo],
-                                  hooks=[training_hooks(job, s, m, k, args, preset, splits, space, folder) for s, m, k in todo],
-                                  progress=console.is_terminal, precision=args.precision, graphs_mode=args.graphs)
-    return {k for (_, _, k), r in zip(todo, results) if r is not None}
+        keys = [k for _, _, k in todo]
+        try:
+            results: list[Any] = fused.fit_seeds(
+                [m for _, m, _ in todo], [s for s, _, _ in todo], splits.x_train, splits.y_train, budget,
+                checkpoints=[folder.checkpoint(k) for k in keys],
+                hooks=[training_hooks(job, s, m, k, args, preset, splits, space, folder) for s, m, k in todo],
+                progress=console.is_terminal, precision=args.precision, graphs_mode=args.graphs)
+        except Exception as e:  # Interrupted is not an Exception: a stop still stops the run
+            first_line = str(e).splitlines()[0][:160] if str(e) else ""
+            console.print(f"[yellow]{job.name}: training its seeds together failed ({type(e).__name__}: "
+                          f"{escape(first_line)}); each seed trains alone[/]")
+            results = [None] * len(keys)
+    del todo, model  # the ensemble's models: their memory goes before a seed trains alone
+    if device.type == "cuda" and None in results:
+        torch.cuda.empty_cache()
+    trained = {k for k, r in zip(keys, results) if r is not None}
+    alone.update(k for k in keys if k not in trained)  # failed or diverged together: they train alone from now on
+    return trained
 
 
 def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,

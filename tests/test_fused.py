@@ -138,6 +138,23 @@ def test_the_runner_trains_a_models_seeds_together(tmp_path, capsys, monkeypatch
     assert dcgan1.events == [] and not dcgan1.train_reused
 
 
+def test_an_ensemble_that_fails_says_so_and_its_seeds_train_alone(tmp_path, capsys, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(run.fused, "fit_seeds", out_of_memory)
+    monkeypatch.setattr(run, "alone", set())
+    out = tmp_path / "run"
+    args = ["--models", "ae", "--preset", "smoke", "--budget", "3steps", "--seeds", "0,1,2", "--fused-seeds", "on",
+            "--curves", "off", "--out", str(out)]
+    assert run.main(args) == 0
+    said = capsys.readouterr().out
+    assert said.count("ae: training its seeds together failed (RuntimeError: CUDA out of memory. Tried to allocate "
+                      "2.00 GiB); each seed trains alone") == 1  # seeds 1 and 2 are not tried together again
+    records = RunFolder(out).load_records()
+    assert all(records[("ae", s)].status == "ok" and records[("ae", s)].events == [] for s in (0, 1, 2))  # each alone
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("name", ["ae", "ddpm", "pixelcnn"])
 def test_on_cuda_the_fused_step_replayed_as_a_graph_trains_as_the_eager_one(name, splits, capsys):
@@ -150,6 +167,10 @@ def test_on_cuda_the_fused_step_replayed_as_a_graph_trains_as_the_eager_one(name
     assert "run eagerly" not in capsys.readouterr().out  # the capture worked
     for eager, graphed in zip(runs["off"][0], runs["on"][0]):
         assert relative_difference(eager, graphed) < 1e-3  # TF32 and the graph's kernels round differently
+    for seed, graphed in zip(SEEDS, runs["on"][0]):  # and a fused seed on CUDA trains as it does alone there
+        model = build(name, splits.spec, seed, **EXTRAS).to(cuda)
+        fit(model, splits.x_train, splits.y_train, budget, seed=seed, progress=False, graphs_mode="on")
+        assert relative_difference(model, graphed) < 1e-3
     for eager, graphed in zip(runs["off"][1], runs["on"][1]):
         assert graphed.history[-1]["loss"] == pytest.approx(eager.history[-1]["loss"], rel=1e-2)
 

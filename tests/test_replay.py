@@ -47,8 +47,11 @@ def test_a_kept_call_is_kept_per_owner_and_goes_with_it():
     assert replay.kept(owner, Owner.scaled, cpu) is first  # the next batch gets the same call
     assert torch.equal(first(torch.tensor([2.0])), torch.tensor([2.0]))
     assert owner in replay._KEPT
+    owner.w.data = owner.w.data.clone()  # weights moved (a reload, .to()): a graph of the old ones would read freed memory
+    moved = replay.kept(owner, Owner.scaled, cpu)
+    assert moved is not first and list(replay._KEPT[owner].values()) == [moved]
     gone = weakref.ref(owner)
-    del owner, first
+    del owner, first, moved
     gc.collect()
     assert gone() is None  # held weakly: no model is kept alive by its kept sampler
 

@@ -139,7 +139,7 @@ class Ensemble:
     def _clip_per_seed(self, max_norm: float) -> None:
         """`nn.utils.clip_grad_norm_`, for each seed's own gradients."""
         grads = [p.grad for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-        norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (seeds,)
+        norms = torch.stack([g.reshape(len(g), -1).norm(dim=1) for g in grads]).norm(dim=0)  # (seeds,)
         scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
         for g in grads:
             g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
@@ -235,6 +235,10 @@ class GraphedEnsembleStep(EnsembleStep):
         self.static: list[tuple[Tensor, Tensor | None]] = []
         self.warmed = 0
         self.captured: tuple[torch.cuda.CUDAGraph, Tensor, tuple[str, ...]] | None = None
+        model = ensemble.models[0]
+        if model.not_capturable:
+            self.why_eager = f"{model.name}: fused steps run eagerly: {model.not_capturable}"
+            say(self.why_eager)
         graphs.make_capturable(ensemble.optimizer)
 
     def __call__(self, batch: Batch) -> dict[str, Tensor]:

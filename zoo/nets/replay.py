@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from zoo.files import say
 
@@ -44,15 +44,19 @@ def replayed(fn: Callable[..., Tensor], device: torch.device) -> Callable[..., T
     return ReplayedCall(fn, device)
 
 
-def kept(owner: Any, method: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
-    """`replayed(owner.method)`, kept for `owner` across calls (per method, mode and device), so that
-    a sampler called batch after batch replays what its first call captured. Everything the call
-    computes from the owner's weights must happen inside `method`: a graph keeps the addresses of
-    what it read, and only the owner's parameters and buffers stay where they are between calls.
-    The kept call holds the owner weakly: it goes when the owner does."""
-    key = (method, _MODE.get(), device)
+def kept(owner: nn.Module, method: Callable[..., Tensor], device: torch.device) -> Callable[..., Tensor]:
+    """`replayed(owner.method)`, kept for `owner` across calls (per method, mode, device and where the
+    owner's weights live), so that a sampler called batch after batch replays what its first call
+    captured. Everything the call computes from the owner's weights must happen inside `method`: a
+    graph keeps the addresses of what it read, and only the owner's parameters and buffers stay where
+    they are between calls (moved to new storage, by `.to()` or a reload, they get a new graph). The
+    kept call holds the owner weakly: it goes when the owner does."""
+    storage = tuple(t.data_ptr() for t in (*owner.parameters(), *owner.buffers()))
+    key = (method, _MODE.get(), device, storage)
     calls = _KEPT.setdefault(owner, {})
     if key not in calls:
+        for old in [k for k in calls if k[:3] == key[:3]]:  # the graph of weights that have moved
+            del calls[old]
         calls[key] = replayed(functools.partial(method, weakref.proxy(owner)), device)
     return calls[key]
 
@@ -112,6 +116,9 @@ class ReplayedCall:
             finally:
                 torch.cuda.set_sync_debug_mode(before)
         syncs = [w for w in caught if "synchroniz" in str(w.message)]
+        for w in caught:  # anything else (a missing deterministic kernel, say) goes on to whoever listens
+            if w not in syncs:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if syncs:
             raise RuntimeError(f"it waits for the GPU at {syncs[0].filename}:{syncs[0].lineno}")
 

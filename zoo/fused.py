@@ -273,13 +273,20 @@ class GraphedEnsembleStep(EnsembleStep):
                 sy.copy_(y)
 
     def _warm_up(self) -> dict[str, Tensor]:
+        """A real step on the side stream; the last one also checks that the step never waits for the
+        device (else every later step runs eagerly, naming the line), as `zoo.graphs` does."""
         current = torch.cuda.current_stream(self.device)
         self.side.wait_stream(current)
-        with torch.cuda.stream(self.side), graphs.quiet_capturable():
+        check = self.warmed == graphs.WARMUP_STEPS
+        with torch.cuda.stream(self.side), graphs.quiet_capturable(), graphs.syncs_recorded(check) as syncs:
             losses = self.run(self.static)
         current.wait_stream(self.side)
         for value in losses.values():  # made on the side stream, used on the current one
             value.record_stream(current)
+        if syncs:
+            self.why_eager = (f"{self.ensemble.models[0].name}: fused steps run eagerly: the step waits for the GPU "
+                              f"at {syncs[0].filename}:{syncs[0].lineno}")
+            say(self.why_eager)
         return losses
 
 

@@ -161,7 +161,7 @@ class GraphedStep(Step):
         self.counts["warm-up"] += 1
         sx, sy = self._static_inputs(key, xb, yb)
         self.side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(self.side), quiet_capturable(), _syncs_recorded(check) as syncs:
+        with torch.cuda.stream(self.side), quiet_capturable(), syncs_recorded(check) as syncs:
             losses = self._run(sx, sy)
         torch.cuda.current_stream(self.device).wait_stream(self.side)
         for value in losses.values():  # made on the side stream, used on the current one
@@ -271,7 +271,7 @@ def _one_line(e: BaseException) -> str:
 
 
 @contextmanager
-def _syncs_recorded(on: bool) -> Iterator[list[warnings.WarningMessage]]:
+def syncs_recorded(on: bool) -> Iterator[list[warnings.WarningMessage]]:
     """With `on`, torch warns at every host-device synchronisation inside; the warnings are collected."""
     found: list[warnings.WarningMessage] = []
     if not on:

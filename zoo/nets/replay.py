@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zoo import graphs
 from zoo.files import say
 
 _MODE = contextvars.ContextVar("genzoo_sampling_graphs", default="off")
@@ -107,18 +107,8 @@ class ReplayedCall:
 
     def _warm_up(self, inputs: list[Tensor]) -> None:
         """One eager call; one that waits for the device cannot be captured, and says so."""
-        before = torch.cuda.get_sync_debug_mode()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                self.fn(*inputs)
-            finally:
-                torch.cuda.set_sync_debug_mode(before)
-        syncs = [w for w in caught if "synchroniz" in str(w.message)]
-        for w in caught:  # anything else (a missing deterministic kernel, say) goes on to whoever listens
-            if w not in syncs:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        with graphs.syncs_recorded(True) as syncs:  # other warnings (a missing deterministic kernel) go on
+            self.fn(*inputs)
         if syncs:
             raise RuntimeError(f"it waits for the GPU at {syncs[0].filename}:{syncs[0].lineno}")
 

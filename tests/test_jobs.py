@@ -106,12 +106,14 @@ def test_sigterm_stops_every_job_in_flight_and_keeps_what_finished_and_the_check
     args = ["--models", "ae,vae", "--set", "vae.hidden=128", "--preset", "smoke", "--budget", "40steps",
             "--jobs", "2", "--threads", "1", "--out", str(tmp_path / "run")]
     tag, log = uuid.uuid4().hex, tmp_path / "first.log"
-    proc = runner(args, log, tag)
+    proc = runner(args, log, tag, GENZOO_SAVE_EVERY="0")  # a checkpoint after every step
     folder = RunFolder(tmp_path / "run")
     deadline = time.monotonic() + 180
-    while ("ae", 0) not in folder.load_records():
-        assert proc.poll() is None, f"the runner ended before ae's record:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"no ae record after 180 s:\n{log.read_text()}"
+    # ae's record is back and vae is training: a finished training has removed its resume file,
+    # so the one left is vae's (a signal before vae's first step would find it outside training)
+    while ("ae", 0) not in folder.load_records() or not list(folder.path.glob("checkpoints/*/resume.pt")):
+        assert proc.poll() is None, f"the runner ended before ae's record with vae training:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"not ae's record with vae training after 180 s:\n{log.read_text()}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143, log.read_text()

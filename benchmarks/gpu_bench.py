@@ -24,7 +24,8 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from zoo.base import Generator
 from zoo.graphs import GraphedStep, Step, training_step
 from zoo.metrics import speed
 from zoo.nets import replay
-from zoo.train import WeightAverage
+from zoo.train import WeightAverage, autocast_for
 
 # Dense TFLOP/s of the tensor cores by the vendors' datasheets (which print twice these, "with
 # sparsity"), keyed by a part of torch.cuda.get_device_name(); the first key found in the name wins.
@@ -51,7 +52,7 @@ PEAK_TFLOPS = {
     "H100": {"tf32": 494.7, "bf16": 989.4},  # SXM: "NVIDIA H100 80GB HBM3"
     "A100": {"tf32": 156.0, "bf16": 312.0},
 }
-PRECISIONS = {"fp32": ("tf32", None), "bf16": ("bf16", torch.bfloat16)}  # -> (peak column, autocast dtype)
+PEAK_COLUMN = {"fp32": "tf32", "bf16": "bf16"}  # --precision -> its column of PEAK_TFLOPS
 DETERMINISM_ENV = {"CUBLAS_WORKSPACE_CONFIG": ":4096:8"}
 _NO_DETERMINISTIC_KERNEL = re.compile(r"^(.+?) does not have a deterministic implementation")
 
@@ -64,7 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sample-batch", type=int, default=64, help="sampling batch (default: 64, the quick preset's speed batch)")
     p.add_argument("--time-per-run", type=float, default=1.0, help="seconds each timing aims at (default: 1)")
     p.add_argument("--seconds", type=float, default=170.0, help="the whole benchmark's budget: models left when it runs out are skipped")
-    p.add_argument("--precision", default="fp32", choices=list(PRECISIONS), help="fp32 (TF32 matmuls, as the runner) or bf16 autocast")
+    p.add_argument("--precision", default="fp32", choices=list(PEAK_COLUMN), help="fp32 (TF32 matmuls, as the runner) or bf16 autocast")
     p.add_argument("--part", default="all", choices=("all", "throughput", "determinism"), help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -125,8 +126,8 @@ def how_stepped(step: Step) -> str:
 
 def throughput(name: str, args: argparse.Namespace, data: tuple[Tensor, Tensor], spec: zoo.DataSpec) -> dict[str, Any]:
     """One model's row: FLOPs, eager and graphed steps/s, TFLOP/s, share of peak, memory, sampling."""
-    column, dtype = PRECISIONS[args.precision]
-    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype is not None else nullcontext
+    column = PEAK_COLUMN[args.precision]
+    autocast = partial(autocast_for, torch.device("cuda"), args.precision)  # as the loop runs train_step
     torch.cuda.reset_peak_memory_stats()
     eager = Trainer(fresh(name, spec), "off", data, args.batch, autocast)
     flops = flops_per_step(eager)
@@ -152,8 +153,7 @@ def throughput(name: str, args: argparse.Namespace, data: tuple[Tensor, Tensor],
 def determinism(name: str, args: argparse.Namespace, data: tuple[Tensor, Tensor], spec: zoo.DataSpec) -> dict[str, Any]:
     """One model's steps/s under deterministic algorithms, eager and graphed (with and without the
     NaN fill of new memory that deterministic mode adds), and the ops that have no deterministic kernel."""
-    _, dtype = PRECISIONS[args.precision]
-    autocast = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype is not None else nullcontext
+    autocast = partial(autocast_for, torch.device("cuda"), args.precision)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         eager = Trainer(fresh(name, spec), "off", data, args.batch, autocast)
@@ -228,7 +228,7 @@ def run_part(part: str, args: argparse.Namespace, deadline: float) -> None:
     names = args.models.split(",") if args.models else zoo.available()
     saved = args.out / "gpu_bench.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
-    column, _ = PRECISIONS[args.precision]
+    column = PEAK_COLUMN[args.precision]
     info = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": args.batch,
             "precision": args.precision, "peak_column": column, "peak_tflops": peak_tflops(column)}
     results["info"], results[part] = info, []

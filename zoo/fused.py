@@ -28,11 +28,9 @@ the graph so that every replay draws that seed's next noise.
 from __future__ import annotations
 
 import copy
-import math
 import signal
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
@@ -43,7 +41,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import graphs
-from zoo.base import LR_SCHEDULES, Generator, GenzooError, Objective
+from zoo.base import Generator, GenzooError, Objective
 from zoo.batches import Batches
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, TrainResult, save_interval
@@ -51,7 +49,6 @@ from zoo.files import say
 from zoo.parallel import Processes
 from zoo.seeds import derive_seed, rng_state
 from zoo.train import (
-    PRECISIONS,
     READ_EVERY,
     Diverged,
     Hook,
@@ -59,8 +56,13 @@ from zoo.train import (
     Training,
     UnreadLosses,
     WeightAverage,
+    autocast_for,
     check_precision,
+    lr_schedule,
+    on_device,
     progress_bar,
+    progress_text,
+    run_hooks,
     set_learning_rates,
     signals_caught,
 )
@@ -307,17 +309,15 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
     graphs.check_graphs(graphs_mode, device)
     ckpts = [Checkpoint(c) for c in checkpoints] if checkpoints is not None else None
     save_every = save_interval() if save_every is None else save_every
-    if device.type != "cpu" and x.numel() * x.element_size() < 2**30:
-        x, y = x.to(device), None if y is None else y.to(device)
+    x, y = cast(tuple[Tensor, Tensor | None], on_device(x, y, device))
     bs = min(budget.batch_size, len(x))
     one = Processes()
     batches = [Batches(x, y, bs, seed, one, device) for seed in seeds]
     # the generator `fit` would leave as the global RNG: a fused seed draws what it would draw alone
     generators = [torch.Generator(device).manual_seed(derive_seed(seed, "train", family)) for seed in seeds]
-    dtype = PRECISIONS[precision]
-    autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype is not None else nullcontext()
+    autocast = autocast_for(device, precision)
     config = models[0].config
-    schedule = LR_SCHEDULES[config.lr_schedule] if config.lr_schedule != "constant" else None
+    schedule = lr_schedule(models[0])
     for m in models:
         m.train()
     ensemble = Ensemble(models)
@@ -364,13 +364,9 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                     unread[s].add(steps, {k: v[s] for k, v in losses.items()})
             elapsed = time.perf_counter() - start
             if hooks:
-                hooked = time.perf_counter()
                 for s, w in enumerate(watched):
                     w.seconds, w.fraction = elapsed, min(1.0, steps / max_steps)
-                    for hook in hooks[s] if alive[s] else ():
-                        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                            hook.after_step(w)
-                start += time.perf_counter() - hooked
+                    start += run_hooks(hooks[s] if alive[s] else (), w, device)
             save_due = ckpts is not None and elapsed - last_save >= save_every
             if caught or save_due or steps % read_every == 0 or steps >= max_steps:
                 for s in range(len(seeds)):
@@ -392,9 +388,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                 if caught:
                     raise Interrupted(caught[0], steps, saved=ckpts is not None)
                 if progress and results[0].history:
-                    info = " ".join(f"{k} {v:.4g}" for k, v in list(results[0].history[-1].items())[:3])
-                    total = f"/{max_steps}" if math.isfinite(max_steps) else ""
-                    bar.update(task, info=f"step {steps}{total}  seed {seeds[0]}: {info}")
+                    bar.update(task, info=f"{progress_text(steps, max_steps, results[0].history)}  (seed {seeds[0]})")
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start

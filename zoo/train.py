@@ -21,7 +21,7 @@ import re
 import signal
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -206,24 +206,20 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                 raise GenzooError(f"checkpoint {ckpt.folder} changed while process {procs.rank} was loading it")
             return done
 
-    if isinstance(x, Tensor) and device.type != "cpu" and x.numel() * x.element_size() < 2**30:
-        x, y = x.to(device), None if y is None else y.to(device)  # small sets live on the accelerator
+    x, y = on_device(x, y, device)
     bs = min(budget.batch_size, len(x))  # type: ignore[arg-type]
     if bs % procs.world:
         raise GenzooError(f"a global batch of {bs} does not split evenly over {procs.world} processes; "
                           f"use a batch size divisible by {procs.world}")
     batches = Batches(x, y, bs, seed, procs, device, workers)
-    dtype = PRECISIONS[precision]
-    # No weight cache: a model that steps an optimizer inside one train_step (a GAN's two updates,
-    # WGAN's critic steps) would otherwise get the old low-precision weights in its next forward.
-    autocast = torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype is not None else nullcontext()
+    autocast = autocast_for(device, precision)
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None
     steps_per_epoch = batches.steps_per_epoch
     result = TrainResult()
     average = WeightAverage(model, model.config.ema) if model.config.ema else None
     # Set from the step count before every step (saved with the optimizers, so a resume continues it);
     # torch's schedulers would need the step count up front, which a FLOP budget knows only after step 1.
-    schedule = LR_SCHEDULES[model.config.lr_schedule] if model.config.lr_schedule != "constant" else None
+    schedule = lr_schedule(model)
     spent = 0.0  # seconds of training before this process (a resumed run)
 
     state = ckpt.load_progress() if ckpt is not None and procs.main else None
@@ -315,11 +311,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                 watched.seconds = spent + elapsed
                 watched.fraction = min(1.0, watched.seconds / budget.amount if budget.unit == "seconds"
                                        else result.steps / max_steps)
-                hooked = time.perf_counter()
-                for hook in hooks:
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        hook.after_step(watched)
-                start += time.perf_counter() - hooked
+                start += run_hooks(hooks, watched, device)
             # One process decides on its own clock and signals at once; a group agrees every few steps.
             urgent = procs.world == 1 and bool(
                 caught or (ckpt is not None and elapsed - last_save >= save_every)
@@ -341,9 +333,8 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                 if signalled:
                     raise Interrupted(signum, result.steps, saved=ckpt is not None)
                 if progress and result.history:
-                    info = " ".join(f"{k} {v:.4g}" for k, v in list(result.history[-1].items())[:3])
-                    total = f"/{max_steps}" if math.isfinite(max_steps) else ""
-                    bar.update(task, info=f"step {result.steps}{total}  {info}  {result.images / result.seconds:.0f} img/s")
+                    speed = f"{result.images / result.seconds:.0f} img/s"
+                    bar.update(task, info=f"{progress_text(result.steps, max_steps, result.history)}  {speed}")
         if average is not None:
             average.copy_to(model)
         finish(model)
@@ -356,6 +347,44 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     if caught:  # arrived after the last step: the finished training is saved, the caller still stops
         raise Interrupted(caught[0], result.steps, saved=ckpt is not None)
     return result
+
+
+def on_device(x: Tensor | Dataset, y: Tensor | None, device: torch.device) -> tuple[Tensor | Dataset, Tensor | None]:
+    """The training images where the steps run: a small set moves to the accelerator once, a large
+    one (or a Dataset) stays where it is and goes batch by batch."""
+    if isinstance(x, Tensor) and device.type != "cpu" and x.numel() * x.element_size() < 2**30:
+        return x.to(device), None if y is None else y.to(device)
+    return x, y
+
+
+def autocast_for(device: torch.device, precision: str) -> AbstractContextManager[Any]:
+    """The context every train_step runs in: autocast at `precision`, or nothing for fp32."""
+    dtype = PRECISIONS[precision]
+    # No weight cache: a model that steps an optimizer inside one train_step (a GAN's two updates,
+    # WGAN's critic steps) would otherwise get the old low-precision weights in its next forward.
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False) if dtype is not None else nullcontext()
+
+
+def lr_schedule(model: Generator) -> Callable[[float], float] | None:
+    """The learning-rate factor against the fraction of the budget spent, or None for a constant rate."""
+    return LR_SCHEDULES[model.config.lr_schedule] if model.config.lr_schedule != "constant" else None
+
+
+def run_hooks(hooks: Iterable[Hook], training: Training, device: torch.device) -> float:
+    """Call each hook after a step, with the RNG as it was (a hook's draws change no training);
+    return the seconds they took, which the budget does not count."""
+    start = time.perf_counter()
+    for hook in hooks:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            hook.after_step(training)
+    return time.perf_counter() - start
+
+
+def progress_text(steps: int, max_steps: float, history: list[dict[str, float]]) -> str:
+    """The progress bar's text: the step, of how many, and the first losses last read."""
+    losses = " ".join(f"{k} {v:.4g}" for k, v in list(history[-1].items())[:3])
+    total = f"/{max_steps}" if math.isfinite(max_steps) else ""
+    return f"step {steps}{total}  {losses}"
 
 
 class UnreadLosses:

@@ -7,9 +7,11 @@
 # Run it on the GPU machine from the repo root, with .whl/ carried (see benchmarks/gpu_check.sh),
 # once gpu_check.sh has shown the fast path works. The runs live in gpu-runs/ (git-ignored), which a
 # warm machine keeps between calls: a call that runs out of time stops each training with its
-# checkpoint (SIGTERM), and the same call again goes on from there. Writes into $OUT:
-# gpu_references.log and one tar.gz per folder, without checkpoints; unpack them into results/ here,
-# then `python -m benchmarks.index results`.
+# checkpoint (SIGTERM), and the same call again goes on from there. Last, item 6: the quick zoo in
+# bf16 over the same three seeds, compared with the fp32 (TF32) folder number by number against its
+# seeds' intervals (bf16-vs-fp32.txt); bf16 becomes the GPU default only if every number is inside.
+# Writes into $OUT: gpu_references.log, bf16-vs-fp32.txt and one tar.gz per folder, without
+# checkpoints; unpack gpu-* into results/ here, then `python -m benchmarks.index results`.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-out}
@@ -41,7 +43,10 @@ step() {
 step "quick, seeds 0,1,2" python3 -m benchmarks.run --device "$DEVICE" --seeds 0,1,2 --out gpu-runs/gpu-mnist5k-quick $RUN_EXTRA \
     && step "quick: lecture figures" python3 -m benchmarks.explore gpu-runs/gpu-mnist5k-quick --device "$DEVICE" \
     && step "lecture, seed 0" python3 -m benchmarks.run --device "$DEVICE" --preset lecture --out gpu-runs/gpu-mnist5k-lecture $RUN_EXTRA \
-    && step "lecture: lecture figures" python3 -m benchmarks.explore gpu-runs/gpu-mnist5k-lecture --device "$DEVICE"
+    && step "lecture: lecture figures" python3 -m benchmarks.explore gpu-runs/gpu-mnist5k-lecture --device "$DEVICE" \
+    && step "quick in bf16, seeds 0,1,2 (item 6)" python3 -m benchmarks.run --device "$DEVICE" --seeds 0,1,2 --precision bf16 \
+        --out gpu-runs/bf16-mnist5k-quick $RUN_EXTRA \
+    && python3 -m benchmarks.compare gpu-runs/bf16-mnist5k-quick gpu-runs/gpu-mnist5k-quick > "$OUT/bf16-vs-fp32.txt" 2>&1
 for run in gpu-runs/*/; do
     name=$(basename "$run")
     tar -czf "$OUT/$name.tar.gz" -C gpu-runs --exclude=checkpoints --exclude=snapshots --exclude='*.safetensors' \

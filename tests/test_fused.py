@@ -11,7 +11,7 @@ from benchmarks.records import RunFolder
 from zoo.base import GenzooError, Objective
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint
-from zoo.fused import fit_seeds, fuses, why_not_fused
+from zoo.fused import fit_seeds, fuses, fusing_models, why_not_fused
 from zoo.nets import replay
 from zoo.registry import parse
 from zoo.seeds import derive_seed, seed_everything
@@ -20,16 +20,6 @@ from zoo.train import Interrupted, fit
 SEEDS = (0, 1)
 # the weight average and the cosine schedule on, so that fusing them is checked too
 EXTRAS = dict(ema=0.9, lr_schedule="cosine")
-
-
-def objectives() -> list[str]:
-    """Every registered model whose step is an Objective, one per training (ddpm's is ddim's too)."""
-    families: dict[str, str] = {}
-    for name in sorted(zoo.available(), reverse=True):  # ddpm before ddim
-        cls = parse(name)[0]
-        if issubclass(cls, Objective):
-            families.setdefault(cls.training_family(), name)
-    return sorted(families.values())
 
 
 def build(name, spec, seed, **hparams):
@@ -47,11 +37,11 @@ def relative_difference(a: torch.nn.Module, b: torch.nn.Module) -> float:
 
 
 def test_the_models_that_fuse_are_the_ones_with_one_loss():
-    assert {"ae", "vae", "ddpm", "ddpm-cond", "flow-matching", "pixelcnn", "pixelcnn-cond"} <= set(objectives())
-    assert "dcgan" not in objectives() and "realnvp" not in objectives()
+    assert {"ae", "vae", "ddpm", "ddpm-cond", "flow-matching", "pixelcnn", "pixelcnn-cond"} <= set(fusing_models())
+    assert "dcgan" not in fusing_models() and "realnvp" not in fusing_models()
 
 
-@pytest.mark.parametrize("name", objectives())
+@pytest.mark.parametrize("name", fusing_models())
 def test_a_fused_seed_ends_with_the_weights_it_has_trained_alone(name, splits):
     budget = Budget.parse("50steps", 8)
     alone = []

@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
-from zoo import graphs
+from zoo import graphs, registry
 from zoo.base import Generator, GenzooError, Objective
 from zoo.batches import Batches
 from zoo.budget import Budget
@@ -79,6 +79,17 @@ def why_not_fused(model: type[Generator], budget: Budget, precision: str) -> str
     if precision == "fp16":
         return "fp16's loss scaling is kept per training"
     return ""
+
+
+def fusing_models() -> list[str]:
+    """The registered models whose seeds can train together (their step is an `Objective`), one name
+    per training: ddpm's serves ddim too."""
+    families: dict[str, str] = {}
+    for name in sorted(registry.available(), reverse=True):  # ddpm before ddim
+        cls = registry.parse(name)[0]
+        if issubclass(cls, Objective):
+            families.setdefault(cls.training_family(), name)
+    return sorted(families.values())
 
 
 def fuses(mode: str, device: torch.device, seeds: int) -> bool:

@@ -11,11 +11,9 @@ import torch
 
 import zoo
 from benchmarks.presets import PRESETS
-from zoo.base import Objective
 from zoo.budget import Budget
 from zoo.data import load
-from zoo.fused import fit_seeds
-from zoo.registry import parse
+from zoo.fused import fit_seeds, fusing_models
 from zoo.train import fit
 
 SEEDS = (0, 1, 2)
@@ -23,18 +21,8 @@ STEPS = 20  # per seed and round
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def objectives() -> list[str]:
-    """One model per training family whose step is an Objective, the ones that fuse."""
-    families: dict[str, str] = {}
-    for name in sorted(zoo.available(), reverse=True):  # ddpm before ddim
-        cls = parse(name)[0]
-        if issubclass(cls, Objective):
-            families.setdefault(cls.training_family(), name)
-    return sorted(families.values())
-
-
 @pytest.mark.parametrize("together", [True, False], ids=["together", "one-by-one"])
-@pytest.mark.parametrize("name", objectives())
+@pytest.mark.parametrize("name", fusing_models())
 def test_seeds_trained_together_or_one_by_one(benchmark, name, together):
     spec, x, y = load("mnist5k", split="train")
     budget = Budget(STEPS, "steps", PRESETS["quick"].budget.batch_size)

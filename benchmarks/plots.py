@@ -28,7 +28,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+from matplotlib.transforms import Bbox  # noqa: E402
 
 from benchmarks.curves import TARGET_FACTOR, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
@@ -178,7 +180,6 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
                     textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
-    _label_points(ax, points)
     ax.set_xlabel("seconds per generated image (log)")
     space = next((r.feature_space for r in records if r.feature_space), "")
     ax.set_ylabel(f"FID ↓ (log), {space}")
@@ -186,24 +187,42 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
     ax.set_title("sample quality against sampling cost" + (f" (95% interval over {len(seeds)} seeds)" if len(seeds) > 1 else ""),
                  fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
+    _label_points(ax, points)
     return _save(fig, path)
 
 
 def _label_points(ax, points: list[tuple[float, float, str]], fontsize: float = 8) -> None:
-    """Label each point to its upper right, moving a label down a line at a time while it would overlap
-    one already placed (the 1-NFE models crowd one corner of the quality/cost plot). Call it last:
-    it reads the axes' final limits to know where the points land."""
+    """Label each point at the first place, near it, where the label covers no other label or dot and
+    stays inside the axes: to its upper right, its upper left, then a line lower at a time, right before
+    left, with a thin line back to the dot once it is more than a line away (the 1-NFE models crowd one
+    corner of the quality/cost plot). Call it last: it reads the axes' final limits and layout to know
+    where the points land."""
+    ax.figure.tight_layout()
     ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
     line = 1.15 * fontsize  # in points, as are all offsets here
-    to_points = 72 / ax.figure.dpi
-    placed: list[tuple[float, float, float]] = []  # x, y (points from the figure's corner) and width of each label
-    for x, y, text in sorted(points, key=lambda p: -p[1]):
-        px, py = (v * to_points for v in ax.transData.transform((x, y)))
-        width, dy = 0.6 * fontsize * len(text), 3.0
-        while any(abs(py + dy - qy) < line and px < qx + qw and qx < px + width for qx, qy, qw in placed):
-            dy -= line
-        placed.append((px, py + dy, width))
-        ax.annotate(text, (x, y), textcoords="offset points", xytext=(5, dy), fontsize=fontsize)
+    frame = ax.get_window_extent(renderer)
+    dot = 3 * ax.figure.dpi / 72  # half a marker, in pixels
+    dots = [Bbox.from_extents(px - dot, py - dot, px + dot, py + dot)
+            for px, py in (ax.transData.transform((x, y)) for x, y, _ in points)]
+    labels: list[Bbox] = []
+    places = [(side * 5, 3 - k * line, "left" if side > 0 else "right") for k in range(30) for side in (1, -1)]
+    for i in sorted(range(len(points)), key=lambda i: -points[i][1]):
+        x, y, text = points[i]
+        in_the_way = labels + dots[:i] + dots[i + 1:]
+        for dx, dy, side in places:
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=side, fontsize=fontsize,
+                                arrowprops=dict(arrowstyle="-", lw=0.5, color="grey") if dy < 3 - line else None)
+            label.update_positions(renderer)
+            box = Text.get_window_extent(label, renderer)  # the words alone, not the line back to the dot
+            inside = frame.contains(box.x0, box.y0) and frame.contains(box.x1, box.y1)
+            if inside and not any(box.overlaps(b) for b in in_the_way):
+                break
+            label.remove()
+        else:  # nowhere free: the first place after all
+            label = ax.annotate(text, (x, y), textcoords="offset points", xytext=places[0][:2], fontsize=fontsize)
+            box = label.get_window_extent(renderer)
+        labels.append(box)
 
 
 def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:

@@ -122,6 +122,7 @@ def test_old_record_keys_still_read():
 
 def test_quality_plot_labels_do_not_overlap():
     import matplotlib.pyplot as plt
+    from matplotlib.text import Text
 
     from benchmarks.plots import _label_points
 
@@ -133,11 +134,15 @@ def test_quality_plot_labels_do_not_overlap():
     ax.set_yscale("log")
     _label_points(ax, points)
     fig.canvas.draw()
-    boxes = [t.get_window_extent() for t in ax.texts]
+    boxes = [Text.get_window_extent(t) for t in ax.texts]  # the words, without a line back to the dot
     assert len(boxes) == len(points)
     overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    frame = ax.get_window_extent()
+    outside = [b for b in boxes if not (frame.contains(b.x0, b.y0) and frame.contains(b.x1, b.y1))]
+    dots = [ax.transData.transform(p[:2]) for p in points]
+    covered = [(i, j) for i, b in enumerate(boxes) for j, d in enumerate(dots) if i != j and b.contains(*d)]
     plt.close(fig)
-    assert not overlaps
+    assert not overlaps and not outside and not covered
 
 
 def _folder_with(tmp_path, **vae) -> Path:

@@ -7,9 +7,10 @@
 # Run it on the GPU machine from the repo root, with .whl/ carried (see benchmarks/gpu_check.sh),
 # once gpu_check.sh has shown the fast path works. The runs live in gpu-runs/ (git-ignored), which a
 # warm machine keeps between calls: a call that runs out of time stops each training with its
-# checkpoint (SIGTERM), and the same call again goes on from there. Last, item 6: the quick zoo in
-# bf16 over the same three seeds, compared with the fp32 (TF32) folder number by number against its
-# seeds' intervals (bf16-vs-fp32.txt); bf16 becomes the GPU default only if every number is inside.
+# checkpoint (SIGTERM), and the same call again goes on from there, until one ends with "== done".
+# Last, item 6: the quick zoo in bf16 over the same three seeds, compared with the fp32 (TF32)
+# folder number by number against its seeds' intervals (bf16-vs-fp32.txt); bf16 becomes the GPU
+# default only if every number is inside.
 # Writes into $OUT: gpu_references.log, bf16-vs-fp32.txt and one tar.gz per folder, without
 # checkpoints; unpack gpu-* into results/ here, then `python -m benchmarks.index results`.
 set -u
@@ -47,10 +48,15 @@ step "quick, seeds 0,1,2" python3 -m benchmarks.run --device "$DEVICE" --seeds 0
     && step "quick in bf16, seeds 0,1,2 (item 6)" python3 -m benchmarks.run --device "$DEVICE" --seeds 0,1,2 --precision bf16 \
         --out gpu-runs/bf16-mnist5k-quick $RUN_EXTRA \
     && python3 -m benchmarks.compare gpu-runs/bf16-mnist5k-quick gpu-runs/gpu-mnist5k-quick > "$OUT/bf16-vs-fp32.txt" 2>&1
+finished=$?
 for run in gpu-runs/*/; do
     name=$(basename "$run")
     tar -czf "$OUT/$name.tar.gz" -C gpu-runs --exclude=checkpoints --exclude=snapshots --exclude='*.safetensors' \
         --exclude='*.pt' --exclude='.*.lock' --exclude='.*.tmp' "$name"
 done
 ls -l "$OUT"
-echo "== done after $SECONDS s"
+if (( finished == 0 )); then
+    echo "== done after $SECONDS s: every folder finished"
+else  # a step ran out of time or failed: its log above says which
+    echo "== not finished after $SECONDS s: run this again on the warm machine, it goes on from the checkpoints"
+fi

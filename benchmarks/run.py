@@ -69,7 +69,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="MODEL.FIELD=VALUE",
                    help="override a hyper-parameter, e.g. vae.latent_dim=2 (repeatable)")
     p.add_argument("--dataset", default="mnist5k", help=f"one of {', '.join(zdata.NAMES)} (default: mnist5k)")
-    p.add_argument("--preset", default="quick", choices=list(PRESETS), help="budget preset (default: quick)")
+    p.add_argument("--preset", default="quick", choices=list(PRESETS),
+                   help="budget preset (default: quick). " + " ".join(f"{name}: {preset.about}." for name, preset in PRESETS.items()))
     p.add_argument("--budget", help="replace the preset's budget: 60s, 2000steps, 10epochs or 3e12flops")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
     p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: mean and 95%% interval per metric")

@@ -161,9 +161,11 @@ def determinism(name: str, args: argparse.Namespace, data: tuple[Tensor, Tensor]
         graphed = Trainer(fresh(name, spec), "on", data, args.batch, autocast)
         graphed_rate = steps_per_second(graphed, args.time_per_run)
         torch.utils.deterministic.fill_uninitialized_memory = False  # type: ignore[attr-defined]
-        unfilled = Trainer(fresh(name, spec), "on", data, args.batch, autocast)
-        unfilled_rate = steps_per_second(unfilled, args.time_per_run)
-        torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
+        try:  # a model that fails here must not leave the fill off for the next ones
+            unfilled = Trainer(fresh(name, spec), "on", data, args.batch, autocast)
+            unfilled_rate = steps_per_second(unfilled, args.time_per_run)
+        finally:
+            torch.utils.deterministic.fill_uninitialized_memory = True  # type: ignore[attr-defined]
     ops = sorted({m.group(1) for w in caught if (m := _NO_DETERMINISTIC_KERNEL.match(str(w.message)))})
     return {"model": name, "det_eager_steps_per_s": eager_rate, "det_graphed_steps_per_s": graphed_rate,
             "det_graphed_unfilled_steps_per_s": unfilled_rate, "det_step": how_stepped(graphed.step), "nondeterministic_ops": ops}

@@ -36,6 +36,19 @@ def space(splits, _cache):
     return features.classifier_space(splits)
 
 
+@pytest.fixture
+def exact_cuda():
+    """No TF32, deterministic cuDNN: two CUDA trainings (eager and graphed, fused and alone) then
+    differ only by the rounding of their kernels."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    yield
+    (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32,
+     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark) = saved
+
+
 @pytest.fixture(scope="session")
 def read_png():
     """A PNG read back as its pixels, (H, W, C) uint8: a figure or a sample grid is checked for what it

@@ -58,13 +58,14 @@ def test_a_kept_call_is_kept_per_owner_and_goes_with_it():
 
 @needs_cuda
 @pytest.mark.parametrize("name", ["ddim", "flow-matching", "ddpm-cond", "pixelcnn", "pixelcnn-cond"])
-def test_on_cuda_a_replayed_sampler_draws_the_eager_samples(name, splits):
+def test_on_cuda_a_replayed_sampler_draws_the_eager_samples(name, splits, exact_cuda, capsys):
     cuda = torch.device("cuda")
     model = zoo.create(name, splits.spec, preset="smoke").to(cuda).eval()
     draws = {}
     for mode in ("off", "on"):
         sampling_graphs(mode)  # two batches: the pixelcnn's second replays the graph its first captured
         draws[mode] = [model.sample(16, generator=torch.Generator(cuda).manual_seed(s)) for s in (0, 1)]
+    assert "sampling runs eagerly" not in capsys.readouterr().out  # the calls were replayed, not run eagerly
     for on, off in zip(draws["on"], draws["off"]):
         assert torch.allclose(on, off, atol=1e-3)
 

@@ -248,11 +248,11 @@ class GraphedEnsembleStep(EnsembleStep):
         self.static: list[tuple[Tensor, Tensor | None]] = []
         self.warmed = 0
         self.captured: tuple[torch.cuda.CUDAGraph, Tensor, tuple[str, ...]] | None = None
-        model = ensemble.models[0]
-        if model.not_capturable:
-            self.why_eager = f"{model.name}: fused steps run eagerly: {model.not_capturable}"
+        self.why_eager = graphs.never_captured(ensemble.models[0], "fused steps")
+        if self.why_eager is not None:
             say(self.why_eager)
-        graphs.make_capturable(ensemble.optimizer)
+        else:
+            graphs.make_capturable(ensemble.optimizer)
 
     def __call__(self, batch: Batch) -> dict[str, Tensor]:
         if self.why_eager is not None or (self.static and batch[0][0].shape != self.static[0][0].shape):

@@ -35,7 +35,7 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,7 @@ Key = tuple[Any, ...]  # (phase, batch shape, batch dtype, labels' shape and dty
 # What torch says when a capturable optimizer steps outside a capture: expected here, during warm-up.
 _CAPTURABLE_WARNING = "This instance was constructed with capturable=True"
 _SYNC_WARNING = "called a synchronizing CUDA operation"
+_REGISTER_WARNING = "CUDAGraph.register_generator_state"  # later torch (2.14) deprecates it: a no-op there
 
 
 def check_graphs(mode: str, device: torch.device) -> None:
@@ -203,30 +204,69 @@ class CapturedStep:
 def record(run: Callable[[], Losses], stream: torch.cuda.Stream, generators: Sequence[torch.Generator] = (),
            loss_shape: tuple[int, ...] = ()) -> tuple[torch.cuda.CUDAGraph, Tensor, tuple[str, ...]]:
     """Capture `run` on `stream` into a new graph with its own memory pool; its losses are stacked
-    inside the graph into one float32 tensor. (torch.cuda.graph does the same, but a capture that
-    fails there can leave the capture stream current; here the stream is always restored.)
-    `run` may draw from the default CUDA generator and from `generators`: every replay advances them.
-    Each loss has `loss_shape` (0-d for one training; one per seed for seeds trained together)."""
+    inside the graph into one float32 tensor. `run` may draw from the default CUDA generator and from
+    `generators`: every replay advances them. Each loss has `loss_shape` (0-d for one training; one
+    per seed for seeds trained together)."""
     graph = torch.cuda.CUDAGraph()
-    for generator in generators:
-        graph.register_generator_state(generator)
-    torch.cuda.synchronize()  # the warm-ups and the batch copy are done before the capture starts
+    with capturing(graph, stream, generators):
+        losses = run()
+        packed = torch.stack([v.detach().float().reshape(loss_shape) for v in losses.values()])  # type: ignore[union-attr]
+    return graph, packed, tuple(losses)
+
+
+@contextmanager
+def capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream,
+              generators: Sequence[torch.Generator] = ()) -> Iterator[None]:
+    """Record into `graph` what runs inside, on `stream`, once the device has finished what came
+    before. (torch.cuda.graph does the same, but a capture that fails there can leave the capture
+    stream current; here the stream is always restored.) A capture that fails raises its own error,
+    not capture_end's echo of it, and leaves the random generators usable: torch before the
+    per-capture random state (the GPU image's 2.11 among them) keeps every generator of a failed
+    capture in capture mode, and each random draw after it fails, until a capture ends well; one
+    small capture that does sets them free (on later torch there is nothing to free)."""
+    with warnings.catch_warnings():  # later torch registers by itself, and says the call is not needed
+        warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
+        for generator in generators:
+            graph.register_generator_state(generator)
+    torch.cuda.synchronize(stream.device)
     with torch.cuda.stream(stream), quiet_capturable():
         # thread_local: a DataLoader's pin-memory thread may call into CUDA while we capture
         graph.capture_begin(capture_error_mode="thread_local")
         try:
-            losses = run()
-            packed = torch.stack([v.detach().float().reshape(loss_shape) for v in losses.values()])  # type: ignore[union-attr]
-        finally:
+            yield
+        except BaseException:
+            with suppress(RuntimeError):  # "a previous error during capture": the one being raised
+                graph.capture_end()
+            _free_generators(stream, generators)
+            raise
+        try:
             graph.capture_end()
-    return graph, packed, tuple(losses)
+        except BaseException:
+            _free_generators(stream, generators)
+            raise
+
+
+def _free_generators(stream: torch.cuda.Stream, generators: Sequence[torch.Generator]) -> None:
+    """After a failed capture: one capture of a single kernel, with the same generators, that ends
+    well (see `capturing`). Best effort: the caller raises the capture's own error either way."""
+    with suppress(RuntimeError), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
+        torch.cuda.synchronize(stream.device)
+        graph, scratch = torch.cuda.CUDAGraph(), torch.zeros(1, device=stream.device)
+        for generator in generators:
+            graph.register_generator_state(generator)
+        with torch.cuda.stream(stream):
+            graph.capture_begin(capture_error_mode="thread_local")
+            scratch.add_(1)  # one node: an empty capture warns
+            graph.capture_end()
 
 
 # -- what keeps a model eager ------------------------------------------------------------------
 
-def never_captured(model: Generator) -> str | None:
-    """Why none of this model's steps can be captured, known before any step (None: they may be)."""
-    eager = f"{model.name}: steps run eagerly"
+def never_captured(model: Generator, steps: str = "steps") -> str | None:
+    """Why none of this model's steps can be captured, known before any step (None: they may be),
+    as "NAME: `steps` run eagerly: REASON"."""
+    eager = f"{model.name}: {steps} run eagerly"
     if model.not_capturable:
         return f"{eager}: {model.not_capturable}"
     if dist.is_available() and dist.is_initialized():
@@ -310,7 +350,8 @@ def make_capturable(opt: torch.optim.Optimizer) -> None:
         opt.register_state_dict_post_hook(_as_built)
     for group in opt.param_groups:
         lr, device = group["lr"], group["params"][0].device
-        group.setdefault("initial_lr", float(lr))  # as torch's schedulers keep it: the rate the schedule scales
+        if "initial_lr" not in group:  # as torch's schedulers keep it: the rate the schedule scales
+            group["initial_lr"] = float(lr)  # not again once lr is a device tensor: that would wait for it
         if not isinstance(lr, Tensor):
             group["lr"] = torch.tensor(float(lr), device=device)
         group["capturable"] = True

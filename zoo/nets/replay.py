@@ -95,14 +95,9 @@ class ReplayedCall:
         with torch.cuda.stream(self.side):
             self._warm_up(inputs)
         current.wait_stream(self.side)
-        torch.cuda.synchronize(self.device)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.stream(self.side):
-            graph.capture_begin(capture_error_mode="thread_local")
-            try:
-                output = self.fn(*inputs)
-            finally:
-                graph.capture_end()
+        with graphs.capturing(graph, self.side):
+            output = self.fn(*inputs)
         return graph, inputs, output
 
     def _warm_up(self, inputs: list[Tensor]) -> None:

@@ -15,6 +15,7 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 @pytest.fixture(autouse=True)
 def graphs_off():
     sampling_graphs("off")  # a runner test earlier in this process may have turned them on
+    replay._SAID.clear()  # each test sees its own fallbacks said (they are said once per process)
     yield
     sampling_graphs("off")
 

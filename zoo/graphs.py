@@ -223,16 +223,17 @@ def capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream,
     not capture_end's echo of it, and leaves the random generators usable: torch before the
     per-capture random state (the GPU image's 2.11 among them) keeps every generator of a failed
     capture in capture mode, and each random draw after it fails, until a capture ends well; one
-    small capture that does sets them free (on later torch there is nothing to free)."""
+    small capture that does sets them free (on later torch there is nothing to free). That torch's
+    caching allocator may also keep the failed capture's pool open; benchmarks/gpu_check.sh measures it."""
     with warnings.catch_warnings():  # later torch registers by itself, and says the call is not needed
         warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
         for generator in generators:
             graph.register_generator_state(generator)
     torch.cuda.synchronize(stream.device)
     with torch.cuda.stream(stream), quiet_capturable():
-        # thread_local: a DataLoader's pin-memory thread may call into CUDA while we capture
-        graph.capture_begin(capture_error_mode="thread_local")
         try:
+            # thread_local: a DataLoader's pin-memory thread may call into CUDA while we capture
+            graph.capture_begin(capture_error_mode="thread_local")  # it may fail after marking the generators
             yield
         except BaseException:
             with suppress(RuntimeError):  # "a previous error during capture": the one being raised
@@ -253,12 +254,15 @@ def _free_generators(stream: torch.cuda.Stream, generators: Sequence[torch.Gener
         warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
         torch.cuda.synchronize(stream.device)
         graph, scratch = torch.cuda.CUDAGraph(), torch.zeros(1, device=stream.device)
+        scratch.add_(1)  # once eagerly: its kernel is loaded before the capture
         for generator in generators:
             graph.register_generator_state(generator)
         with torch.cuda.stream(stream):
             graph.capture_begin(capture_error_mode="thread_local")
-            scratch.add_(1)  # one node: an empty capture warns
-            graph.capture_end()
+            try:
+                scratch.add_(1)  # one node: an empty capture warns
+            finally:  # a stream left capturing would break every later call
+                graph.capture_end()
 
 
 # -- what keeps a model eager ------------------------------------------------------------------

@@ -225,10 +225,7 @@ def capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream,
     capture in capture mode, and each random draw after it fails, until a capture ends well; one
     small capture that does sets them free (on later torch there is nothing to free). That torch's
     caching allocator may also keep the failed capture's pool open; benchmarks/gpu_check.sh measures it."""
-    with warnings.catch_warnings():  # later torch registers by itself, and says the call is not needed
-        warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
-        for generator in generators:
-            graph.register_generator_state(generator)
+    _register(graph, generators)
     torch.cuda.synchronize(stream.device)
     with torch.cuda.stream(stream), quiet_capturable():
         try:
@@ -250,19 +247,25 @@ def capturing(graph: torch.cuda.CUDAGraph, stream: torch.cuda.Stream,
 def _free_generators(stream: torch.cuda.Stream, generators: Sequence[torch.Generator]) -> None:
     """After a failed capture: one capture of a single kernel, with the same generators, that ends
     well (see `capturing`). Best effort: the caller raises the capture's own error either way."""
-    with suppress(RuntimeError), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
+    with suppress(RuntimeError):
         torch.cuda.synchronize(stream.device)
         graph, scratch = torch.cuda.CUDAGraph(), torch.zeros(1, device=stream.device)
         scratch.add_(1)  # once eagerly: its kernel is loaded before the capture
-        for generator in generators:
-            graph.register_generator_state(generator)
+        _register(graph, generators)
         with torch.cuda.stream(stream):
             graph.capture_begin(capture_error_mode="thread_local")
             try:
                 scratch.add_(1)  # one node: an empty capture warns
             finally:  # a stream left capturing would break every later call
                 graph.capture_end()
+
+
+def _register(graph: torch.cuda.CUDAGraph, generators: Sequence[torch.Generator]) -> None:
+    """Let `graph` draw from `generators` (2.11 needs it; later torch registers by itself and warns)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=_REGISTER_WARNING)
+        for generator in generators:
+            graph.register_generator_state(generator)
 
 
 # -- what keeps a model eager ------------------------------------------------------------------

@@ -127,7 +127,8 @@ def evaluate(model: Generator, splits: Splits, space: FeatureSpace, settings: Ev
         metrics.update(score_images(samples, splits, space, cuda=cuda))
     if isinstance(model, Likelihood):
         with timed(seconds, "likelihood"):
-            x = splits.x_test if settings.bpd_images is None else splits.x_test[: settings.bpd_images]
+            # a seeded subset (in the split's order), not the first images: a split sorted by class would give its first classes
+            x = splits.x_test if settings.bpd_images is None else splits.x_test[data_pick(splits, settings.bpd_images).sort().values]
             bpd, extras = likelihood.bits_per_dim(model, x, seed=derive_seed(seed, "bpd", model.name))
         metrics.update(bits_per_dim=bpd, bpd_kind=model.bpd_kind, bpd_images=len(x), bpd_extras=extras)
     if isinstance(model, Conditional) and space.probabilities is not None:

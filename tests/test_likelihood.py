@@ -94,3 +94,20 @@ def test_vae_discretized_logistic_is_a_distribution_over_256_levels():
     log_scale = torch.tensor([[-6.0, -2.0, 0.0, -4.0, 1.0]], dtype=torch.float64)
     p = torch.exp(-discretized_logistic_nll(levels, mean, log_scale))  # (256, 5)
     assert torch.allclose(p.sum(0), torch.ones(5, dtype=torch.float64), atol=1e-6)
+
+
+def test_bits_per_dim_scores_a_subset_from_every_class_not_the_first_images(splits, space, monkeypatch):
+    """mnist5k's test split, like a labeled folder's, is sorted by class: its first 200 images are 0s and 1s."""
+    from benchmarks import evaluate
+    scored = []
+    monkeypatch.setattr(evaluate.likelihood, "bits_per_dim", lambda model, x, seed: scored.append(x) or (8.0, {}))
+    settings = evaluate.EvalSettings(samples=100, speed_batch=50, bpd_images=200)
+    metrics, _ = evaluate.evaluate(Density(splits.spec), splits, space, settings, preset="smoke", seed=0)
+    (x,) = scored
+    assert metrics["bpd_images"] == len(x) == 200
+    index = {image.numpy().tobytes(): i for i, image in enumerate(splits.x_test)}  # which test image each one is
+    picked = [index[image.numpy().tobytes()] for image in x]
+    assert len(set(splits.y_test[picked].tolist())) == splits.spec.num_classes
+    settings = evaluate.EvalSettings(samples=100, speed_batch=50, bpd_images=len(splits.x_test))
+    evaluate.evaluate(Density(splits.spec), splits, space, settings, preset="smoke", seed=0)
+    assert torch.equal(scored[-1], splits.x_test)  # all of them: the split as it is, so earlier numbers stand

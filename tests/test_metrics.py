@@ -106,6 +106,15 @@ def test_fid_of_real_test_split_is_far_below_noise(space, mnist):
     assert noise["precision"] < 0.1
 
 
+def test_precision_and_recall_point_the_right_way(space, mnist):
+    """Real 1s only: every sample lies on the data's manifold (high precision) while most of the data
+    lies far from the samples (low recall). Samples and reference passed the other way round, as
+    torch-fidelity's argument order has differed between versions, give the reverse."""
+    _, x, _, xt, yt = mnist
+    ones = fidelity.quality(xt[yt == 1], x, space, reference_name="test-fid")
+    assert ones["precision"] > 0.8 and ones["recall"] < 0.3
+
+
 @pytest.mark.slow
 def test_mode_coverage_of_real_data_and_of_one_digit(space, mnist):
     _, x, y, xt, yt = mnist

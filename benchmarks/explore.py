@@ -223,9 +223,6 @@ def load_models(folder: RunFolder, records: list[Record], names: list[str] | Non
             out.append(Loaded(rec, load_model(folder, rec)))
         except Exception as e:  # noqa: BLE001 - a checkpoint that does not load is one line, not a crash
             skipped.append((rec.model, f"could not load: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
-    if names:
-        found = {r.model for r in records}
-        skipped += [(n, "not in this run folder") for n in names if n not in found]
     return out
 
 
@@ -730,10 +727,6 @@ def learners(ctx: Context, fig_name: str) -> list[Learner]:
     groups: dict[str, list[Record]] = {}
     for rec in first.values():
         groups.setdefault(rec.train_key or f"model:{rec.model}", []).append(rec)
-    if ctx.names:
-        for name in ctx.names:
-            if name not in first:
-                ctx.skip(fig_name, name, "not in this run folder")
     out = []
     for recs in groups.values():
         label = ", ".join(r.model for r in recs)
@@ -1040,6 +1033,10 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     unknown = sorted(set(figures or []) - set(FIGURES))
     if unknown:
         raise GenzooError(f"unknown figure(s) {unknown}; choose from {', '.join(FIGURES)}")
+    held = list(lowest_seeds(records))
+    absent = [m for m in models or [] if m not in held]
+    if absent:  # a typo must not redraw the figures without the models meant
+        raise GenzooError(f"--models names {', '.join(absent)}, not in {folder.path}; it holds {', '.join(held) or 'no model'}")
     settings = settings or Settings()
     chosen = list(dict.fromkeys(figures)) if figures else list(FIGURES)
     load_skips: list[tuple[str, str]] = []

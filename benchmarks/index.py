@@ -133,7 +133,15 @@ def main(argv: list[str] | None = None) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a directory; pass the folder that holds the run folders, e.g. results")
         return 2
+    if not run_folders(root):
+        print(f"error: {root} holds no run folders (subfolders with a results.json or records/); "
+              "pass the folder that holds them, e.g. results")
+        return 2
     target = root / INDEX_FILE
+    if target.is_file() and not target.read_text(errors="replace").startswith("# Run folders in "):
+        print(f"error: {target} exists and is not an index this command wrote; it is left as it is "
+              "(move it away to write the index there)")
+        return 2
     atomic_write(target, render(root))
     print(f"wrote {target}")
     return 0

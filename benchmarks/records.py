@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from zoo.base import GenzooError
-from zoo.files import atomic_write, set_aside
+from zoo.files import atomic_write, say, set_aside
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
+SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.set_aside_other_run`)
 
 
 def col(header: str, fmt: str = "{}", **meta: Any) -> Any:
@@ -205,6 +206,28 @@ class RunFolder:
         run = data["run"]
         seed = run.get("seed", 0)
         return run, [Record.from_json(r, seed) for r in data["models"]]
+
+    def set_aside_other_run(self, run: dict[str, Any]) -> Path | None:
+        """Records made on other images or under another preset or budget must not join this run's
+        table: move them and their results.json into `set-aside/N-PRESET-HASH/` (kept, not deleted;
+        the checkpoints stay, keyed by what they trained). Returns that folder, or None."""
+        with self.lock():
+            old = self.run_info()
+            differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
+            if not differs:
+                return None
+            parent = self.path / "set-aside"
+            taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
+            aside = parent / f"{max(taken, default=0) + 1}-{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}"
+            aside.mkdir(parents=True)
+            for part in (self.records_dir, self.results):
+                if part.exists():
+                    part.replace(aside / part.name)
+        named = {"data_hash": "other images", "preset": "another preset", "budget": "another budget"}
+        say(f"warning: {self.path} holds results made with {' and '.join(named[k] for k in differs)} "
+            f"({', '.join(f'{old[k]} now {run.get(k)}' for k in differs)}); moved to {aside.relative_to(self.path)}/, "
+            "this table starts afresh")
+        return aside
 
     def write_record(self, record: Record) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import dataclasses
 import hashlib
 import importlib.metadata
@@ -184,7 +185,14 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
         if issubclass(cls, Conditional) and spec.num_classes is None:
             job.skip = "class-conditional, and this dataset has no labels"
         else:
-            zoo.create(name, spec, preset=args.preset, **job.overrides)  # small on CPU; refuses what cannot be built
+            try:  # small on CPU; refuses what cannot be built, before anything trains
+                zoo.create(name, spec, preset=args.preset, **job.overrides)
+            except GenzooError:
+                raise
+            except Exception as e:  # a plugin's constructor, or torch, refusing a value its Config let through
+                given = ", ".join(f"{k}={v}" for k, v in job.overrides.items()) or f"its {args.preset} hyper-parameters"
+                raise GenzooError(f"{name} cannot be built with {given}: {type(e).__name__}: "
+                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
         jobs.append(job)
     return jobs
 
@@ -319,7 +327,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
     every = max(1, len(tr.history) // 200)
     record = dataclasses.replace(
-        record, status="ok", **metrics, train_steps=tr.steps, train_seconds=tr.seconds,
+        record, **{"status": "ok", **metrics}, train_steps=tr.steps, train_seconds=tr.seconds,
         train_images_per_s=tr.images_per_s, flops_per_step=tr.flops_per_step, train_flops=tr.train_flops,
         train_reused=tr.reused, events=tr.events, peak_memory_mb=mem.mb, memory_kind=mem.kind,
         weights_hash=Checkpoint(ckpt).weights_hash(),
@@ -447,6 +455,7 @@ class Worker:
     folder: RunFolder
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
 worker: Worker | None = None  # in a worker process, once `start_worker` has run
 busy = False  # a worker is running a job
 stops: list[int] = []  # the stop signals a worker has seen
@@ -460,6 +469,7 @@ def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, devic
     global worker, console
     for s in STOP_SIGNALS:
         signal.signal(s, _stop_worker)
+    stop_with_runner()
     console = SafeConsole(width=console.width, force_terminal=False)
     set_threads(args.threads)
     use_deterministic(args.deterministic and device.type != "cpu")
@@ -469,12 +479,31 @@ def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, devic
     worker = Worker(args, preset, budget, device, splits, feature_space(args, splits, device), RunFolder(out))
 
 
+def stop_with_runner() -> None:
+    """A runner killed outright (SIGKILL, the out-of-memory killer) passes no stop on: on Linux the
+    kernel then sends its workers SIGTERM, and each saves the training in hand and exits (`runner_gone`),
+    rather than training on unseen, holding its locks, for a record nobody will write."""
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: no such call
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if runner_gone():  # it died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def runner_gone() -> bool:
+    """In a worker: its runner has died (the worker was handed to another parent). Holds for the
+    `spawn` context `side_by_side` uses, whose workers the runner starts itself (not a fork server's)."""
+    parent = multiprocessing.parent_process()
+    return parent is not None and os.getppid() != parent.pid
+
+
 def _stop_worker(signum: int, frame: Any) -> None:
     """The first stop signal ends the job in hand as it ends the runner's (within a training, `fit`'s
     own handler saves a checkpoint first). A repeat does not cut that ending short: Ctrl-C reaches a
     worker from the terminal and again from the runner. An idle worker starts no more jobs."""
     first = not stops
     stops.append(signum)
+    if not busy and runner_gone():  # nothing in hand, and no runner to take a record: its pool would wait forever
+        os._exit(128 + signum)
     if first and busy:
         raise Interrupted(signum)
 
@@ -496,6 +525,8 @@ def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
     except Exception as e:
         return failed(job, seed, e, w.folder)
     except Interrupted as e:
+        if runner_gone():  # the training is saved; nobody is left to send the record to
+            os._exit(e.exit_code)
         stops.append(e.signum)
         return e.signum, e.step
     finally:
@@ -710,6 +741,7 @@ def _main(argv: list[str]) -> int:
     run = run_info(args, argv, preset, budget, device, space, splits, seeds)
     run["processes"] = procs.world
     run["precision"] = args.precision + (" (TF32 matmuls)" if device.type == "cuda" else "")
+    folder.set_aside_other_run(run)
     order = [j.name for j in jobs]
     acc = space.info.get("test_accuracy")
     console.print(f"genzoo: {len(jobs)} model(s) x {len(seeds)} seed(s) on {args.dataset} {tuple(splits.x_train.shape)}, "

@@ -338,6 +338,9 @@ def _main(argv: list[str]) -> int:
     opts: dict[str, Any] = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k) for k in RUN_OPTIONS}
     if opts["image_size"] is not None and not 4 <= opts["image_size"] <= 256:
         raise GenzooError(f"--image-size must be between 4 and 256, got {opts['image_size']}")
+    if folder is not None and run.get("preset") not in (None, opts["preset"]):
+        raise GenzooError(f"{folder.path} was evaluated with the {run['preset']} preset (its sample counts); "
+                          f"--preset {opts['preset']} would score this row on others; leave --preset out or give {run['preset']}")
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
     path = Path(args.samples).expanduser()

@@ -77,3 +77,19 @@ def read_grid(read_png):
         return grid[:, 2:, 2:].reshape(-1, rows, cell, 8, cell).permute(1, 3, 0, 2, 4)[..., :-2, :-2].reshape(rows * 8, -1, cell - 2, cell - 2)
 
     return read
+
+
+@pytest.fixture
+def runner_handler():
+    """SIGTERM handled as the runner handles it outside training: by raising where the program is.
+    A save that a stop cuts short then fails its test, rather than pytest's process being ended."""
+    import signal
+
+    from zoo.train import Interrupted
+
+    def stop(signum, frame):
+        raise Interrupted(signum)
+
+    old = signal.signal(signal.SIGTERM, stop)
+    yield
+    signal.signal(signal.SIGTERM, old)

@@ -111,3 +111,16 @@ def test_python_values_of_the_wrong_kind_are_refused_on_the_same_path():
                 zoo.create(name, spec, preset="smoke", **{field: value})
                 pytest.fail(f"{name}.{field} = {value!r} accepted")
             assert len(str(e.value).splitlines()) == 1 and f"{field} must be" in str(e.value), (name, field, value, e.value)
+
+
+def test_a_value_a_constructor_refuses_past_its_config_is_one_line_before_training(tmp_path, capsys, monkeypatch):
+    """A plugin whose Config declares no range (docs/add-a-model.md): torch's optimizer refuses lr=-1."""
+    def refusing(name, spec, preset, **hp):
+        raise ValueError(f"Invalid learning rate: {hp['lr']}\nmore of torch's words")
+
+    monkeypatch.setattr(run.zoo, "create", refusing)
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite a bad hyper-parameter"))
+    out = tmp_path / "run"
+    assert run.main(["--models", "vae", "--set", "vae.lr=0.5", "--preset", "smoke", "--out", str(out)]) == 2
+    assert capsys.readouterr().out.strip() == "error: vae cannot be built with lr=0.5: ValueError: Invalid learning rate: 0.5"
+    assert not out.exists()

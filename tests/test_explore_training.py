@@ -8,6 +8,7 @@ from torchvision.utils import save_image
 
 from benchmarks import explore
 from benchmarks.records import Record, RunFolder
+from zoo.base import GenzooError
 
 SIDE = 12  # image side of the fake strips
 FRACTIONS = [1 / 32, 0.07, 0.15, 0.3, 0.55, 1.0]  # as a curve records them: at the first step at or past each share
@@ -107,10 +108,17 @@ def test_the_training_section_carries_the_fids_and_the_skips(run_folder, no_mode
 
 
 def test_one_of_two_models_sharing_a_training_is_drawn_under_its_own_name(run_folder, no_models):
-    out = explore.explore(run_folder.path, models=["ddpm", "nope"], figures=["training"], log=lambda s: None)
+    out = explore.explore(run_folder.path, models=["ddpm"], figures=["training"], log=lambda s: None)
     fig = out["figures"]["training"]
     assert list(fig["models"]) == ["ddpm"] and fig["models"]["ddpm"]["sampler"] == "ddim"
-    assert dict(out["skipped"]["training"]) == {"nope": "not in this run folder"}
+
+
+def test_a_model_not_in_the_folder_is_refused_before_anything_is_redrawn(run_folder, no_models):
+    explore.explore(run_folder.path, figures=["training"], log=lambda s: None)
+    before = (run_folder.path / "explore" / "explore.json").read_text()
+    with pytest.raises(GenzooError, match=r"--models names nope, not in .*; it holds ddpm, ddim, vae, ae, dcgan, wgan$"):
+        explore.explore(run_folder.path, models=["ddpm", "nope"], figures=["training"], log=lambda s: None)
+    assert (run_folder.path / "explore" / "explore.json").read_text() == before
 
 
 def test_a_training_figure_rerun_keeps_the_other_figures(run_folder, no_models):

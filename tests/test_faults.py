@@ -205,6 +205,12 @@ def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is
     assert hash_after != hash_before and (features.cache_dir() / "features" / f"{hash_after}.safetensors").is_file()
     assert "reused" not in printed and after.train_key != before.train_key and after.eval_key != before.eval_key
     assert data_after.fid != data_before.fid  # the data row too is scored against the new images and feature net
+    # cgan's record was made on the old images: kept, but out of this table
+    aside = f"set-aside/1-smoke-{hash_before[:8]}"
+    assert f"warning: {out} holds results made with other images ({hash_before} now {hash_after}); moved to {aside}/" in printed
+    rows = [m["model"] for m in json.loads((out / "results.json").read_text())["models"]]
+    assert rows == ["data", "ae"] and not (out / "records" / "cgan--seed0.json").exists()
+    assert (out / aside / "records" / "cgan--seed0.json").is_file()
 
 
 @pytest.mark.parametrize("n", [3, 39])
@@ -268,6 +274,20 @@ def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_tempo
         with pytest.raises(GenzooError, match=r"cannot write .*results\.json \(Operation not permitted\); make it"):
             atomic_write(tmp_path / "results.json", data)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no temporary file left
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the synced files through /proc")
+def test_a_written_file_and_then_its_name_reach_the_disk_before_the_write_returns(tmp_path, monkeypatch):
+    done = []  # a power loss must never leave a name pointing at data the OS had not written yet
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: done.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))) or real_fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda src, dst: done.append(("replace", str(dst))) or real_replace(src, dst))
+    for data in ("text", b"bytes", lambda path: path.write_bytes(b"by a writer")):
+        done.clear()
+        atomic_write(tmp_path / "results.json", data)
+        (what, tmp), rename, folder = done
+        assert what == "fsync" and tmp.endswith(".tmp") and Path(tmp).parent == tmp_path
+        assert rename == ("replace", str(tmp_path / "results.json")) and folder == ("fsync", str(tmp_path))
 
 
 @pytest.mark.slow

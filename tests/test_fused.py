@@ -97,6 +97,21 @@ def test_fused_trainings_save_and_resume_as_trainings_alone(tmp_path, splits):
         assert Checkpoint(folder).finished() is not None
 
 
+def test_a_stop_while_fused_seeds_are_saved_lets_every_save_finish_then_stops(tmp_path, splits, monkeypatch, runner_handler):
+    real_save = Checkpoint.save_finished
+
+    def save_while_stopped(self, model, result):
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler, outside fit_seeds', would raise here, mid-save
+        real_save(self, model, result)
+
+    monkeypatch.setattr(Checkpoint, "save_finished", save_while_stopped)
+    folders = [tmp_path / f"seed{s}" for s in SEEDS]
+    models = [build("ae", splits.spec, s) for s in SEEDS]
+    with pytest.raises(Interrupted) as stop:
+        fit_seeds(models, SEEDS, splits.x_train, None, Budget.parse("3steps", 8), checkpoints=folders, progress=False)
+    assert stop.value.step == 3 and all(Checkpoint(f).finished() is not None for f in folders)
+
+
 def test_what_cannot_fuse_is_said_in_one_line(splits):
     steps = Budget.parse("5steps", 8)
     assert "Objective" in why_not_fused(parse("dcgan")[0], steps, "fp32")

@@ -71,3 +71,13 @@ def test_the_committed_index_lists_every_committed_run_folder():
     assert folders and len(folders) == len(committed)
     for folder in folders:
         assert f"| [{folder.name}]({folder.name}/results.md) |" in text, f"rerun python -m benchmarks.index results ({folder.name})"
+
+
+def test_a_folder_without_run_folders_or_with_a_readme_of_its_own_is_left_alone(tmp_path, capsys):
+    (tmp_path / "README.md").write_text("# my project\n")
+    assert index.main([str(tmp_path)]) == 2  # no run folders: not what the command is for
+    assert "holds no run folders" in capsys.readouterr().out
+    write_run(tmp_path / "run", {"dataset": "mnist5k"}, [{"model": "vae", "seed": 0}])
+    assert index.main([str(tmp_path)]) == 2  # a README this command did not write
+    assert "is not an index this command wrote" in capsys.readouterr().out
+    assert (tmp_path / "README.md").read_text() == "# my project\n"

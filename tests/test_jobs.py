@@ -158,3 +158,22 @@ def test_ctrl_c_reaches_runner_and_workers_at_once_and_each_training_stops_once_
         assert result["events"] == [f"SIGINT at step {result['steps']}"]  # one stop, however many signals
     assert "SIGINT" in json.loads((out / "results.json").read_text())["run"]["history"][-1]["interrupted"]
     assert RunFolder(out).load_records().keys() == {("data", 0)}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_workers_of_a_runner_killed_outright_save_their_trainings_and_end(tmp_path, space):
+    out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
+    proc = runner(["--models", "ae,vae", "--preset", "smoke", "--budget", "100000steps", "--jobs", "2", "--threads", "1",
+                   "--out", str(out)], log, tag, GENZOO_SAVE_EVERY="0")
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("checkpoints/*/resume.pt"))) < 2:  # both in training
+        assert proc.poll() is None, f"the runner ended before both trainings saved:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"not both training after 180 s:\n{log.read_text()}"
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL: the runner passes nothing on
+    assert proc.wait(timeout=10) == -signal.SIGKILL
+    assert left_after(tag, seconds=60) == []  # not training on, unseen
+    for resume in out.glob("checkpoints/*/resume.pt"):
+        result = torch.load(resume, weights_only=True)["result"]
+        assert result["events"] == [f"SIGTERM at step {result['steps']}"]  # each stopped as at a runner's SIGTERM

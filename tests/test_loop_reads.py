@@ -87,6 +87,31 @@ def test_a_signal_between_reads_saves_at_its_step_and_the_rerun_ends_where_an_un
     assert all(torch.equal(a, b) for a, b in zip(straight.parameters(), resumed.parameters()))
 
 
+def test_a_stop_that_comes_with_a_divergence_still_stops_the_run(read_every_7):
+    with pytest.raises(Interrupted) as e:  # not Diverged, which the runner records and then trains the next model
+        trained(nan_at=5, kill_at=5)
+    assert isinstance(e.value.__cause__, Diverged) and e.value.signum == signal.SIGTERM
+    assert str(e.value).startswith("SIGTERM in training, then Diverged: diverged at step 5: ")
+    assert str(e.value).endswith("; the last checkpoint is kept, a rerun resumes from it")
+
+
+def test_a_stop_during_the_final_save_lets_the_save_finish_then_stops(tmp_path, monkeypatch, runner_handler):
+    saved = []
+    real_save = train.Checkpoint.save_finished
+
+    def save_while_stopped(self, model, result):
+        os.kill(os.getpid(), signal.SIGTERM)  # the runner's handler, outside fit's, would raise here, mid-save
+        saved.append(real_save(self, model, result))
+
+    monkeypatch.setattr(train.Checkpoint, "save_finished", save_while_stopped)
+    with pytest.raises(Interrupted) as e:
+        trained(tmp_path)
+    assert saved and e.value.step == 25
+    monkeypatch.undo()
+    _, again = trained(tmp_path)  # the finished training is on disk, whole
+    assert again.reused and again.steps == 25
+
+
 class Watcher:
     """A hook that draws random numbers and takes a finished copy after every step."""
 

@@ -114,6 +114,22 @@ def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path, read_grid
     assert grid.shape == (64, 3, 28, 28) and set(grid.unique().tolist()) == {0, 255}  # its 0/1 draws, written as drawn
 
 
+class BrokenPlugin:
+    name, value = "broken", "broken_pkg.models"
+
+    def load(self):
+        raise ValueError("model name 'vae' is already registered by zoo.models.vae\nmore detail")
+
+
+def test_a_plugin_that_fails_to_load_is_one_warning_line_and_the_zoo_still_works(monkeypatch, capsys):
+    monkeypatch.setattr(zoo.registry, "entry_points", lambda group: [BrokenPlugin()])
+    monkeypatch.setattr(zoo.registry, "_discovered", False)
+    assert "vae" in zoo.available()
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: plugin broken = broken_pkg.models failed to load, the zoo runs without it: "
+        "ValueError: model name 'vae' is already registered by zoo.models.vae"]
+
+
 # -- what each hyper-parameter accepts ---------------------------------------------------------
 
 SPEC = DataSpec(1, 28, 28, 10)

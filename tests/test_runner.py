@@ -42,15 +42,27 @@ class Diverges(Crashes):
         return {"loss": float("nan") if self.w.item() >= 3 else 1.0}
 
 
+class DrawsNaN(Diverges):
+    """Test model: trains, then draws NaN."""
+
+    name = "test-draws-nan"
+
+    def train_step(self, x, y=None):
+        return {"loss": 1.0}
+
+    def _sample(self, n, generator, labels):
+        return torch.full((n, *self.spec.shape), float("nan"))
+
+
 @pytest.fixture
 def failing_models():
     """Register two misbehaving models for one test only."""
     from zoo import registry
 
-    for cls in (Crashes, Diverges):
+    for cls in (Crashes, Diverges, DrawsNaN):
         registry.register(cls)
     yield
-    for cls in (Crashes, Diverges):
+    for cls in (Crashes, Diverges, DrawsNaN):
         registry._REGISTRY.pop(cls.name)
 
 
@@ -107,6 +119,13 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models,
     assert "finished in an earlier run, reused" in capsys.readouterr().out
 
 
+def test_a_model_that_draws_nan_is_recorded_as_diverged_with_the_reason(tmp_path, failing_models):
+    out = tmp_path / "run"
+    assert run.main(["--models", "test-draws-nan", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]) == 1
+    r = RunFolder(out).load_records()[("test-draws-nan", 0)]
+    assert (r.status, r.error, r.train_steps) == ("diverged", "non-finite samples", 2)
+
+
 @pytest.mark.slow
 def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     out = tmp_path / "run"
@@ -153,6 +172,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--image-size", "x"], "error: argument --image-size: invalid int value: 'x'"),
     (["--models", "vae", "--budget", "1e400flops"], "budget '1e400flops' overflows"),
     (["--models", "vae", "--list", "nope"], "unknown model 'nope'"),
+    (["--models", "vae", "--dataset", "folder:"], "'folder:' names no folder; give folder:PATH"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))

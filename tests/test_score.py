@@ -90,6 +90,7 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     (["--into", "{run}", "--name", "a/b"], "--name 'a/b': use letters"),
     (["--into", "{run}", "--name", "x", "--image-size", "32"], "was run on other data"),
     (["--into", "{run}", "--name", "x", "--labels", "none"], "was run on other data"),
+    (["--into", "{run}", "--name", "x", "--preset", "quick"], "was evaluated with the smoke preset"),
     (["--into", "{other_space}", "--name", "x"], "was measured in the feature space classifier:elsewhere"),
     (["--name", "x"], "--name names the row of --into RUN"),
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),

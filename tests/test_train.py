@@ -252,6 +252,28 @@ def test_a_resume_file_carrying_a_pickled_object_is_refused_unread_set_aside_and
     assert (tmp_path / "resume.pt.corrupt").is_file() and not resume.exists()
 
 
+class Widened(Counter):
+    """Counter after a code change: one more weight."""
+
+    def __init__(self, spec, **hp):
+        super().__init__(spec, **hp)
+        self.b = torch.nn.Parameter(torch.zeros(2))
+
+
+def test_a_resume_file_that_no_longer_fits_the_model_is_set_aside_and_training_starts_over(tmp_path, capsys):
+    budget = Budget(5, "steps", batch_size=4)
+    x = torch.zeros(8, 1, 2, 2)
+    with pytest.raises(Interrupted):
+        fit(Stopping(DataSpec(1, 2, 2)), x, None, budget, checkpoint=tmp_path, progress=False)
+    capsys.readouterr()
+
+    r = fit(Widened(DataSpec(1, 2, 2)), x, None, budget, checkpoint=tmp_path, progress=False)
+    assert r.steps == 5 and r.events == []  # from the start, not resumed
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed == [f"warning: checkpoint {tmp_path} has a resume file that does not fit counter "
+                       "(weight b is in one of them only); set aside as resume.pt.corrupt, training from the start"]
+
+
 def test_a_resumed_training_says_so_once(tmp_path, capsys):
     budget = Budget(5, "steps", batch_size=4)
     x = torch.zeros(8, 1, 2, 2)

@@ -15,7 +15,7 @@ import torch
 
 from zoo.base import Generator, GenzooError
 from zoo.budget import Budget
-from zoo.files import atomic_write, set_aside, stale_temporaries, unwritable
+from zoo.files import atomic_write, flush_to_disk, set_aside, stale_temporaries, unwritable
 
 SAVE_EVERY = 300.0  # seconds between resumable checkpoints; $GENZOO_SAVE_EVERY overrides it (0: after every step)
 
@@ -130,6 +130,8 @@ class Checkpoint:
     def save_finished(self, model: Generator, result: TrainResult) -> None:
         try:
             model.save(self.folder)
+            for written in ("model.safetensors", "config.json"):  # on the disk before train.json says they are done
+                flush_to_disk(self.folder / written)
         except OSError as e:
             raise unwritable(e.filename or self.folder, e) from None
         saved = {k: v for k, v in asdict(result).items() if k != "reused"}
@@ -144,18 +146,46 @@ class Checkpoint:
 
         atomic_write(self.resume_file, write)
 
-    def load_progress(self) -> dict[str, Any] | None:
+    def load_progress(self, model: Generator) -> dict[str, Any] | None:
+        """The saved state of `model`'s unfinished training, or None: none saved, or one set aside that
+        does not load or does not fit the model (its code changed since: other weights or optimizers)."""
         for stale in stale_temporaries(self.resume_file):  # a killed saver's; one process trains a key at a time
             stale.unlink(missing_ok=True)
         if not self.resume_file.is_file():
             return None
         try:
-            return torch.load(self.resume_file, map_location="cpu", weights_only=True)
+            state = torch.load(self.resume_file, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:  # what weights_only refuses: a class, a function, anything that runs code
             self._set_aside(self.resume_file, "a resume file that holds pickled objects (refused: loading it could run code)")
+            return None
         except Exception as e:
             self._set_aside(self.resume_file, f"a resume file that does not load ({type(e).__name__})")
-        return None
+            return None
+        why = misfit(state, model)
+        if why is not None:  # checked before loading: a refused load_state_dict has already changed some weights
+            self._set_aside(self.resume_file, f"a resume file that does not fit {model.name} ({why})")
+            return None
+        return state
 
     def _set_aside(self, path: Path, why: str) -> None:
         set_aside(path, f"checkpoint {self.folder} has {why}", "training from the start")
+
+
+def misfit(state: dict[str, Any], model: Generator) -> str | None:
+    """Why a saved training state cannot continue in `model` (another version of its code), or None."""
+    try:
+        saved, own = state["model"], model.state_dict()
+        if saved.keys() != own.keys():
+            return f"weight {sorted(saved.keys() ^ own.keys())[0]} is in one of them only"
+        for k, v in own.items():
+            if getattr(saved[k], "shape", None) != getattr(v, "shape", None):
+                return f"weight {k} has shape {tuple(saved[k].shape)}, the model {tuple(v.shape)}"
+        optimizers = model.optimizers()
+        if state["optimizers"].keys() != optimizers.keys():
+            return f"optimizers {sorted(state['optimizers'])}, the model {sorted(optimizers)}"
+        for name, opt in optimizers.items():
+            if [len(g["params"]) for g in state["optimizers"][name]["param_groups"]] != [len(g["params"]) for g in opt.param_groups]:
+                return f"optimizer {name} steps other weights"
+    except (KeyError, TypeError, AttributeError) as e:
+        return f"no {e}" if isinstance(e, KeyError) else type(e).__name__
+    return None

@@ -101,7 +101,7 @@ def class_names(name: str, labels: str = "auto") -> tuple[str, ...] | None:
     if name == "mnist5k":
         return tuple(str(d) for d in range(10))
     if name.startswith("folder:"):
-        classes = folder_layout(Path(name[len("folder:"):]).expanduser(), labels)[1]
+        classes = folder_layout(folder_root(name), labels)[1]
         return None if classes is None else tuple(classes)
     return None
 
@@ -137,7 +137,7 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         x, y = _mnist5k(split)
         num_classes = 10
     elif name.startswith("folder:"):
-        root = Path(name[len("folder:"):]).expanduser()
+        root = folder_root(name)
         x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test, labels)
     elif name in TORCHVISION:
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
@@ -195,6 +195,14 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
     y = torch.as_tensor(np.asarray(ds.targets)).long()
     return x.contiguous(), y, 10
+
+
+def folder_root(name: str) -> Path:
+    """The folder of `folder:PATH`; an empty PATH is refused rather than read as the current folder."""
+    path = name[len("folder:"):]
+    if not path.strip():
+        raise GenzooError(f"{name!r} names no folder; give folder:PATH, e.g. folder:./images (folder:. for the current one)")
+    return Path(path).expanduser()
 
 
 def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[str] | None]:

@@ -35,13 +35,25 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[Path], None]) -
             tmp.write_bytes(data)
         else:
             data(tmp)
+        flush_to_disk(tmp)  # before the rename: after a power loss the name never points at unwritten data
         os.replace(tmp, path)
+        with suppress(OSError):  # and the rename itself; a system whose folders do not open skips this
+            flush_to_disk(path.parent)
     except BaseException as e:  # a signal in the middle too: no half-written temporary stays behind
         with suppress(OSError):  # a folder we cannot write holds no temporary file of ours either
             tmp.unlink(missing_ok=True)
         if isinstance(e, OSError):
             raise unwritable(path, e) from None
         raise
+
+
+def flush_to_disk(path: str | Path) -> None:
+    """Have the OS write a file (or a folder's entries) to the disk now, not when it gets round to it."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def unwritable(path: str | Path, e: OSError) -> GenzooError:

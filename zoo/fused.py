@@ -403,17 +403,19 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-    ensemble.set_apart()
-    done: list[TrainResult | None] = []
-    for s, model in enumerate(models):
-        if not alive[s]:
-            done.append(None)
-            continue
-        if average is not None:
-            average.per_seed[s].copy_to(model)
-        finish(model)
-        results[s].seconds = seconds
-        if ckpts is not None:
-            ckpts[s].save_finished(model, results[s])
-        done.append(results[s])
+        ensemble.set_apart()
+        done: list[TrainResult | None] = []
+        for s, model in enumerate(models):  # with the signals still caught, so a stop cannot cut a save short
+            if not alive[s]:
+                done.append(None)
+                continue
+            if average is not None:
+                average.per_seed[s].copy_to(model)
+            finish(model)
+            results[s].seconds = seconds
+            if ckpts is not None:
+                ckpts[s].save_finished(model, results[s])
+            done.append(results[s])
+    if caught:  # arrived after the last step: the finished seeds are saved, the caller still stops
+        raise Interrupted(caught[0], steps, saved=ckpts is not None)
     return done

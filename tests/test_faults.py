@@ -79,8 +79,9 @@ def test_kill_9_mid_training_then_a_rerun_gives_the_metrics_of_an_uninterrupted_
     assert not resume.exists() and not list(resume.parent.glob("*.tmp"))  # nothing left of the killed process's saves
 
 
-# SIGHUP: test_a_closed_terminal_and_its_sighup_keep_the_checkpoint_and_exit_129, the way it arrives
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+# SIGHUP: test_a_closed_terminal_and_its_sighup_keep_the_checkpoint_and_exit_129, the way it arrives; SIGTERM
+# the same way in test_jobs (sent to the runner, and by the kernel to the workers of a killed runner)
+@pytest.mark.parametrize("signum", [signal.SIGINT])
 @pytest.mark.slow
 def test_a_signal_during_training_saves_says_so_in_one_line_and_exits_128_plus_its_number(tmp_path, space, signum):
     log = tmp_path / "run.log"

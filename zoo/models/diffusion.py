@@ -35,23 +35,26 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
-
-# From their own modules: a type checker reads diffusers' package-level names as the placeholder
-# classes it defines for installs without torch.
-from diffusers.models.unets.unet_2d import UNet2DModel
-from diffusers.schedulers.scheduling_ddim import DDIMScheduler
-from diffusers.schedulers.scheduling_ddim_inverse import DDIMInverseScheduler
-from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
 from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.nets import to_signed, to_unit
 from zoo.nets.replay import replayed
 from zoo.registry import register
+
+# diffusers is imported where it is used, not here: it takes seconds (it loads torch's compiler), and
+# only a process that builds a diffusion model should pay them (the registry imports every model).
+# From their own modules: a type checker reads diffusers' package-level names as the placeholder
+# classes it defines for installs without torch.
+if TYPE_CHECKING:
+    from diffusers.models.unets.unet_2d import UNet2DModel
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+    from diffusers.schedulers.scheduling_ddim_inverse import DDIMInverseScheduler
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # diffusers' names, understood by both schedulers
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # those both schedulers know
@@ -62,6 +65,8 @@ def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int
           class_embeds: int | None = None) -> UNet2DModel:
     """A UNet with one level per entry of `channels`; levels listed in `attention` get self-attention.
     With `class_embeds`, a learned embedding per class index, added to the timestep's (ddpm-cond's labels)."""
+    from diffusers.models.unets.unet_2d import UNet2DModel
+
     down = tuple("AttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(len(channels)))
     up = tuple(b.replace("Down", "Up") for b in reversed(down))
     return UNet2DModel(
@@ -123,6 +128,16 @@ def check_unet(name: str, c: UNetConfig) -> None:
                           f"got {list(c.attention)}")
 
 
+def forward_process(c: DDPM.Config, clip: float = 1.0) -> DDPMScheduler:
+    """The forward process of a diffusion Config (its beta schedule, `add_noise`), as diffusers'
+    DDPMScheduler: what training uses, and what each sampler builds its own scheduler from. Samplers
+    clip their x0 estimate to [-clip, clip]."""
+    from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+
+    return DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
+                         prediction_type=c.prediction_type, clip_sample=True, clip_sample_range=clip)
+
+
 @register
 class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     """Denoising diffusion, ancestral sampling: 1000 network evaluations a sample."""
@@ -162,9 +177,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
         c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
         self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups)
         self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
-        # The forward process (beta schedule, add_noise) used for training; sampling builds its own scheduler.
-        self.noise_scheduler: DDPMScheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
-                                                            prediction_type=c.prediction_type, clip_sample=True)
+        self.noise_scheduler = forward_process(c)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
     def predict(self, x_t: Tensor, t: Tensor) -> Tensor:
@@ -198,6 +211,8 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     # -- sampling ---------------------------------------------------------------------------
     def sampler(self):
         """A fresh scheduler for the reverse process (schedulers keep state, so one per sampling run)."""
+        from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
+
         s = DDPMScheduler.from_config(self.noise_scheduler.config)
         s.set_timesteps(self.config.train_timesteps)  # all of them: 999, 998, ..., 0
         return s, {}
@@ -228,6 +243,8 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
 
 def ddim_sampler(noise_scheduler: DDPMScheduler, steps: int, eta: float) -> tuple[DDIMScheduler, dict[str, Any]]:
     """A fresh DDIM scheduler on `noise_scheduler`'s schedule at `steps`, and its step's keywords."""
+    from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
     # "trailing" spacing starts at t = T-1 (pure noise) even with few steps: 999, 899, ..., 99 for 10.
     s = DDIMScheduler.from_config(noise_scheduler.config, timestep_spacing="trailing")
     s.set_timesteps(steps)
@@ -278,6 +295,8 @@ class DDIM(DDPM, Invertible):
         diffusers' DDIMInverseScheduler runs the update backwards, from each level to the next noisier
         one t with the network's output at t on the current, less noisy x (the exact inverse would
         need it on x_t itself, which is unknown)."""
+        from diffusers.schedulers.scheduling_ddim_inverse import DDIMInverseScheduler
+
         s = self._unclipped(DDIMInverseScheduler)  # timesteps ascending: 19, 39, ..., 999 for 50 steps
         z = to_signed(x.to(self.device))
         for t in s.timesteps:
@@ -288,4 +307,6 @@ class DDIM(DDPM, Invertible):
     def generate(self, noise: Tensor) -> Tensor:
         """DDIM from given x_T noise (B,C,H,W) at this model's `steps`, eta 0 and x0 unclipped (so
         deterministic, and undone by `invert`): images in [0,1]."""
+        from diffusers.schedulers.scheduling_ddim import DDIMScheduler
+
         return self.denoise(noise.to(self.device), sampler=(self._unclipped(DDIMScheduler), {"eta": 0.0})).clamp(0, 1)

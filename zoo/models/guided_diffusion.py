@@ -69,11 +69,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from diffusers.schedulers.scheduling_ddpm import DDPMScheduler
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError, Objective, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, padded_unet, reverse_process
+from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, forward_process, padded_unet, reverse_process
 from zoo.nets import to_signed
 from zoo.registry import register
 
@@ -143,8 +142,7 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
         self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups, class_embeds=spec.num_classes + 1)
         self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
         # The forward process, as ddpm's; sampling builds its own DDIM scheduler from its config.
-        self.noise_scheduler: DDPMScheduler = DDPMScheduler(num_train_timesteps=c.train_timesteps, beta_schedule=c.beta_schedule,
-                                                            prediction_type=c.prediction_type, clip_sample=True)
+        self.noise_scheduler = forward_process(c)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
     def predict(self, x_t: Tensor, t: Tensor, labels: Tensor) -> Tensor:

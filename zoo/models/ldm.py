@@ -52,11 +52,10 @@ from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
 from torch import Tensor, nn
 
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
-from zoo.models.diffusion import DDIM, check_unet
+from zoo.models.diffusion import DDIM, check_unet, forward_process
 from zoo.nets import gaussian_kl, reparameterize, to_signed, to_unit
 from zoo.registry import register
 
@@ -177,8 +176,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
         # The second stage: a DDIM on the latent shape, built from this Config's diffusion fields
         # (the loop averages and schedules all of this model's weights and optimizers).
         self.denoiser = self.second_stage()
-        sched = self.denoiser.noise_scheduler
-        self.denoiser.noise_scheduler = DDPMScheduler.from_config(sched.config, clip_sample_range=c.clip)
+        self.denoiser.noise_scheduler = forward_process(self.denoiser.config, clip=c.clip)
 
         # Per-channel code statistics (running during the first stage, then frozen) and the step count:
         # buffers, so that they are saved with the weights and restored on resume.

@@ -54,7 +54,7 @@ from benchmarks.cli import Parser, set_threads
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
-from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized
+from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized, one_line
 from zoo.data import Splits, load_splits, to_float
 from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
@@ -1057,7 +1057,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
         try:
             FIGURE_FUNCTIONS[fig](ctx)
         except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
-            ctx.skip(fig, "(figure)", f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
             (out / f"{fig}.error.txt").write_text(traceback.format_exc())
         log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
             + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))

@@ -16,6 +16,7 @@ import ctypes
 import dataclasses
 import hashlib
 import importlib.metadata
+import io
 import json
 import multiprocessing
 import os
@@ -45,7 +46,7 @@ from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
 from zoo import fused, graphs
-from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood
+from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
 from zoo.files import SafeConsole, atomic_write
@@ -191,8 +192,7 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
                 raise
             except Exception as e:  # a plugin's constructor, or torch, refusing a value its Config let through
                 given = ", ".join(f"{k}={v}" for k, v in job.overrides.items()) or f"its {args.preset} hyper-parameters"
-                raise GenzooError(f"{name} cannot be built with {given}: {type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                raise GenzooError(f"{name} cannot be built with {given}: {one_line(e)}") from None
         jobs.append(job)
     return jobs
 
@@ -295,6 +295,8 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         old = reusable(folder, job.name, seed, ekey)
     if procs.from_main(old is not None):
         console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
+        if old is not None:  # the main process
+            note_other_curve(job.name, seed, old.quality_curve, preset, folder.path / "checkpoints" / key)
         return old
     ckpt = folder.checkpoint(key)
     waiting = lambda: console.print(f"{job.name} seed {seed}: another runner is training it; waiting for it to finish")
@@ -324,6 +326,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
                         deterministic=args.deterministic)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
+            note_other_curve(job.name, seed, tr.curve, preset, folder.path / "checkpoints" / key)
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
     every = max(1, len(tr.history) // 200)
     record = dataclasses.replace(
@@ -336,6 +339,16 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     )
     save_grid(samples, folder.samples(record))
     return record
+
+
+def note_other_curve(name: str, seed: int, curve: list | None, preset: Preset, checkpoint: Path) -> None:
+    """A reused training keeps the quality curve measured while it trained: where --curves asks for
+    another, say so (the record's evaluation does not depend on it, so it is reused as it is)."""
+    points = len(curve or [])
+    if points != preset.curve.points:
+        console.print(f"note: {name} seed {seed}: the quality curve is the {points} points measured in that training, "
+                      f"not --curves {preset.curve.points or 'off'}; for another curve delete {checkpoint} and rerun",
+                      highlight=False, soft_wrap=True)
 
 
 def training_hooks(job: Job, seed: int, model: Generator, key: str, args: argparse.Namespace, preset: Preset,
@@ -395,9 +408,8 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
                 hooks=[training_hooks(job, s, m, k, args, preset, splits, space, folder) for s, m, k in todo],
                 progress=console.is_terminal, precision=args.precision, graphs_mode=args.graphs)
         except Exception as e:  # Interrupted is not an Exception: a stop still stops the run
-            first_line = str(e).splitlines()[0][:160] if str(e) else ""
-            console.print(f"[yellow]{job.name}: training its seeds together failed ({type(e).__name__}: "
-                          f"{escape(first_line)}); each seed trains alone[/]")
+            console.print(f"[yellow]{job.name}: training its seeds together failed ({escape(one_line(e))}); "
+                          "each seed trains alone[/]")
             results = [None] * len(keys)
     del todo, model  # the ensemble's models: their memory goes before a seed trains alone
     if device.type == "cuda" and None in results:
@@ -470,6 +482,8 @@ def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, devic
     for s in STOP_SIGNALS:
         signal.signal(s, _stop_worker)
     stop_with_runner()
+    with contextlib.redirect_stdout(io.StringIO()):  # the runner has said which plugins failed to load
+        zoo.available()
     console = SafeConsole(width=console.width, force_terminal=False)
     set_threads(args.threads)
     use_deterministic(args.deterministic and device.type != "cpu")
@@ -683,8 +697,7 @@ def _main(argv: list[str]) -> int:
             return 0
         seeds = parse_seeds(args.seeds)
         args.seeds = ",".join(map(str, seeds))  # as parsed: each job reads them again
-        if args.feature_net is not None and args.feature_space != "classifier":
-            raise GenzooError("--feature-net gives a classifier feature net; it does not go with --feature-space inception")
+        features.check_space_files(args.feature_space, args.feature_net, args.inception_weights)
         preset = PRESETS[args.preset]
         if args.curves is not None:
             preset = dataclasses.replace(preset, curve=dataclasses.replace(preset.curve, points=curves.parse_points(args.curves)))

@@ -51,7 +51,7 @@ from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS
 from benchmarks.records import COLUMNS, DATA_ROW, Record, RunFolder, aggregate
 from zoo import data as zdata
-from zoo.base import DataSpec, GenzooError
+from zoo.base import DataSpec, GenzooError, one_line
 from zoo.files import SafeConsole
 from zoo.metrics import coverage, density, features, fidelity
 from zoo.registry import split_variant
@@ -158,7 +158,7 @@ def _read_array(path: Path) -> Tensor:
         raise GenzooError(f"samples {path} holds Python objects, not numbers ({str(e).splitlines()[0]}); "
                           "save a numeric array with np.savez(path, images=...)") from None
     except (OSError, EOFError) as e:
-        raise GenzooError(f"samples {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise GenzooError(f"samples {path} cannot be read ({one_line(e)})") from None
     if array.dtype.kind not in "biuf":
         raise GenzooError(f"samples {path} holds {array.dtype} values, not numbers")
     return torch.from_numpy(np.ascontiguousarray(array))
@@ -341,6 +341,7 @@ def _main(argv: list[str]) -> int:
     if folder is not None and run.get("preset") not in (None, opts["preset"]):
         raise GenzooError(f"{folder.path} was evaluated with the {run['preset']} preset (its sample counts); "
                           f"--preset {opts['preset']} would score this row on others; leave --preset out or give {run['preset']}")
+    features.check_space_files(opts["feature_space"], args.feature_net, args.inception_weights)
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
     path = Path(args.samples).expanduser()

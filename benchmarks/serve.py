@@ -65,6 +65,7 @@ from zoo.base import (
     Stepwise,
     accepts,
     config_types,
+    one_line,
 )
 from zoo.data import class_names
 from zoo.data import load as load_data
@@ -694,7 +695,7 @@ class Handler(BaseHTTPRequestHandler):
             pass  # the client left; the server goes on
         except Exception as e:  # noqa: BLE001 - one request failing must not take the server down
             traceback.print_exc()
-            self.send_line(500, f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            self.send_line(500, f"internal error: {one_line(e)}")
 
     def route(self) -> Reply:
         if len(self.path) > MAX_URL:

@@ -62,8 +62,17 @@ def test_a_flop_budget_runs_the_steps_it_pays_for():
     per_step = 3 * 2 * B * IN * OUT
     r = fit(Linear(SPEC), X, None, Budget(per_step * 7.5, "flops", batch_size=B), progress=False)
     assert r.steps == 7  # floor(7.5)
+    assert r.events == []
     r = fit(Linear(SPEC), X, None, Budget(2, "epochs", batch_size=B), progress=False)
     assert r.steps == 2 * (40 // B)
+
+
+def test_a_flop_budget_below_one_step_trains_one_and_says_so(capsys):
+    per_step = 3 * 2 * B * IN * OUT
+    r = fit(Linear(SPEC), X, None, Budget(per_step / 2, "flops", batch_size=B), progress=False)
+    note = f"the budget of {per_step / 2:.3g} FLOPs is below one step's {per_step:.3g}: trained one step"
+    assert r.steps == 1 and r.events == [note]
+    assert capsys.readouterr().out.splitlines() == [f"test-linear seed 0: {note}"]
 
 
 @pytest.mark.parametrize("text, unit, amount", [("60s", "seconds", 60), ("2000steps", "steps", 2000),

@@ -114,6 +114,10 @@ def test_the_runner_records_curves_and_keeps_them_when_reused(tmp_path, capsys):
     assert "reused" in capsys.readouterr().out
     assert RunFolder(out).load_records()[("ae", 0)].quality_curve == ae.quality_curve
     assert json.loads((out / "results.json").read_text())["models"][1]["quality_curve"] == ae.quality_curve
+    assert run.main([*args[:-4], "--curves", "4", "--out", str(out)]) == 0  # a curve comes from the training: said so
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ae seed 0: the quality curve")]
+    assert said == [f"note: ae seed 0: the quality curve is the 3 points measured in that training, not --curves 4; "
+                    f"for another curve delete {out / 'checkpoints' / ae.train_key} and rerun"]
 
 
 @pytest.mark.parametrize("value", ["1", "13", "x", "-2"])

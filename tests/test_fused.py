@@ -112,6 +112,15 @@ def test_a_stop_while_fused_seeds_are_saved_lets_every_save_finish_then_stops(tm
     assert stop.value.step == 3 and all(Checkpoint(f).finished() is not None for f in folders)
 
 
+def test_a_flop_budget_below_one_step_trains_each_seed_one_step_and_says_so(splits, capsys):
+    models = [build("ae", splits.spec, s) for s in SEEDS]
+    results = fit_seeds(models, SEEDS, splits.x_train, None, Budget(1e3, "flops", batch_size=8), progress=False)
+    assert [r.steps for r in results] == [1, 1]
+    note = f"the budget of 1e+03 FLOPs is below one step's {results[0].flops_per_step:.3g}: trained one step"
+    assert [r.events[-1] for r in results] == [note, note]
+    assert [line for line in capsys.readouterr().out.splitlines() if "budget" in line] == [f"ae seed {s}: {note}" for s in SEEDS]
+
+
 def test_what_cannot_fuse_is_said_in_one_line(splits):
     steps = Budget.parse("5steps", 8)
     assert "Objective" in why_not_fused(parse("dcgan")[0], steps, "fp32")

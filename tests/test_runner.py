@@ -173,6 +173,10 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--budget", "1e400flops"], "budget '1e400flops' overflows"),
     (["--models", "vae", "--list", "nope"], "unknown model 'nope'"),
     (["--models", "vae", "--dataset", "folder:"], "'folder:' names no folder; give folder:PATH"),
+    # a file for the other feature space was ignored
+    (["--models", "vae", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights; it goes with "
+                                                          "--feature-space inception, not classifier"),
+    (["--models", "vae", "--feature-space", "inception", "--feature-net", "n.safetensors"], "--feature-net gives a classifier"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))

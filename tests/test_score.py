@@ -93,6 +93,7 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     (["--into", "{run}", "--name", "x", "--preset", "quick"], "was evaluated with the smoke preset"),
     (["--into", "{other_space}", "--name", "x"], "was measured in the feature space classifier:elsewhere"),
     (["--name", "x"], "--name names the row of --into RUN"),
+    (["--into", "{run}", "--name", "x", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights"),
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),
 ])
 def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, capsys):

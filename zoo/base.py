@@ -28,6 +28,13 @@ class GenzooError(ValueError):
     """Bad input from a user: the message is one line that says what was wrong and what is accepted."""
 
 
+def one_line(e: BaseException, limit: int = 160) -> str:
+    """An exception in one line, for refusals, warnings and records: its class and the first line of
+    its message, cut at `limit` characters."""
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:limit]}" if text else type(e).__name__
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What a model needs to know about its data: shape, classes, and pixel levels (8-bit = 256)."""

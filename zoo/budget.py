@@ -60,3 +60,9 @@ class Budget:
         if self.unit == "flops":
             return max(1, math.floor(self.amount / flops_per_step)) if flops_per_step else math.inf
         return math.inf
+
+    def below_one_step(self, flops_per_step: float) -> str | None:
+        """What to say where a FLOP budget is smaller than one step's cost (that one step is trained)."""
+        if self.unit == "flops" and flops_per_step > self.amount:
+            return f"the budget of {self.amount:.3g} FLOPs is below one step's {flops_per_step:.3g}: trained one step"
+        return None

@@ -41,7 +41,7 @@ from torch.func import functional_call, stack_module_state, vmap
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import graphs, registry
-from zoo.base import Generator, GenzooError, Objective
+from zoo.base import Generator, GenzooError, Objective, one_line
 from zoo.batches import Batches
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, TrainResult, save_interval
@@ -268,7 +268,7 @@ class GraphedEnsembleStep(EnsembleStep):
                                               (self.ensemble.seeds,))
             except Exception as e:  # a capture that fails has run nothing: this step runs eagerly
                 name = self.ensemble.models[0].name
-                self.why_eager = f"{name}: fused steps run eagerly: capturing the step failed ({type(e).__name__}: {str(e)[:160]})"
+                self.why_eager = f"{name}: fused steps run eagerly: capturing the step failed ({one_line(e)})"
                 say(self.why_eager)
                 with graphs.quiet_capturable():
                     return self.run(batch)
@@ -367,6 +367,10 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
             if flops is None:
                 flops = one_seed_flops(models[0], *batch[0], generators[0], autocast)
                 max_steps = budget.max_steps(batches[0].steps_per_epoch, flops)
+                if note := budget.below_one_step(flops):
+                    for seed, r in zip(seeds, results):
+                        r.events.append(note)
+                        say(f"{models[0].name} seed {seed}: {note}")
             losses = step(batch)
             steps += 1
             for s, r in enumerate(results):

@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from zoo.base import Generator, GenzooError
+from zoo.base import Generator, GenzooError, one_line
 
 GRAPH_MODES = ("auto", "on", "off")
 WARMUP_STEPS = 3  # eager steps of each phase before its capture, as in PyTorch's recipe
@@ -178,7 +178,7 @@ class GraphedStep(Step):
         try:
             graph, packed, names = record(lambda: self._run(sx, sy), self.side)
         except Exception as e:  # a capture that fails has run nothing: the step runs eagerly instead
-            self.why_eager = f"{self.model.name}: steps run eagerly: capturing the step failed ({_one_line(e)})"
+            self.why_eager = f"{self.model.name}: steps run eagerly: capturing the step failed ({one_line(e)})"
             self.graphs.clear()
             return self._eager(xb, yb)
         self.graphs[key] = CapturedStep(graph, sx, sy, names, packed)
@@ -310,11 +310,6 @@ def _short_path(filename: str) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return filename
-
-
-def _one_line(e: BaseException) -> str:
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
 
 
 @contextmanager

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types, one_line
 from zoo.files import say
 
 ENTRY_POINT_GROUP = "genzoo.models"
@@ -67,8 +67,7 @@ def _discover() -> None:
         try:
             ep.load()  # importing the plugin runs its @register decorators
         except Exception as e:  # one broken plugin must not take every command down with a traceback
-            say(f"warning: plugin {ep.name} = {ep.value} failed to load, the zoo runs without it: "
-                f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            say(f"warning: plugin {ep.name} = {ep.value} failed to load, the zoo runs without it: {one_line(e)}")
 
 
 def available() -> list[str]:

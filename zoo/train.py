@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import graphs
-from zoo.base import LR_SCHEDULES, Generator, GenzooError
+from zoo.base import LR_SCHEDULES, Generator, GenzooError, one_line
 from zoo.batches import Batches, whole_dataset
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, TrainResult, save_interval
@@ -67,7 +67,7 @@ class Interrupted(BaseException):
     def __init__(self, signum: int, step: int | None = None, saved: bool = True, cut_short: Exception | None = None):
         name = signal.Signals(signum).name
         if cut_short is not None:  # the stop came, then an error ended the training before it could save
-            what = (f"in training, then {type(cut_short).__name__}: {str(cut_short).splitlines()[0] if str(cut_short) else ''}; "
+            what = (f"in training, then {one_line(cut_short)}; "
                     "the last checkpoint is kept, a rerun resumes from it")
         elif step is None:
             what = "outside training: finished work is kept, a rerun goes on from there"
@@ -293,6 +293,10 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
                 # every process's FLOPs: a FLOP budget is the group's compute
                 result.flops_per_step = procs.mean([float(counter.get_total_flops())], device)[0] * procs.world
                 max_steps = budget.max_steps(steps_per_epoch, result.flops_per_step)
+                if note := budget.below_one_step(result.flops_per_step):
+                    result.events.append(note)
+                    if procs.main:
+                        say(f"{model.name} seed {seed}: {note}")
             else:
                 losses = step(xb, yb, result.steps)
             if result.steps == 0 and procs.world > 1:

@@ -271,6 +271,15 @@ def inception_space(weights_path: str | None = None) -> FeatureSpace:
 FEATURE_SPACES = ("classifier", "inception")
 
 
+def check_space_files(space: str, feature_net: str | None, inception_weights: str | None) -> None:
+    """A file given for the other feature space would be ignored: refused in one line instead."""
+    if feature_net is not None and space != "classifier":
+        raise GenzooError("--feature-net gives a classifier feature net; it does not go with --feature-space inception")
+    if inception_weights is not None and space != "inception":
+        raise GenzooError("--inception-weights gives Inception-v3's weights; it goes with --feature-space inception, "
+                          f"not {space}")
+
+
 def ship(dataset: str, out: Path = SHIPPED) -> Path:
     """Train the feature net for `dataset` and write it where the package ships it, with its hash,
     the data's hash and the command that made it."""

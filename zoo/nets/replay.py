@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo import graphs
+from zoo.base import one_line
 from zoo.files import say
 
 _MODE = contextvars.ContextVar("genzoo_sampling_graphs", default="off")
@@ -80,7 +81,7 @@ class ReplayedCall:
                 self.graphs[key] = self._capture(args)
             except Exception as e:  # the warm-up's result is lost with it; this call runs eagerly
                 self.eager = True
-                _say_once(f"sampling runs eagerly: capturing the network call failed ({type(e).__name__}: {str(e)[:160]})")
+                _say_once(f"sampling runs eagerly: capturing the network call failed ({one_line(e)})")
                 return self.fn(*args)
         graph, inputs, output = self.graphs[key]
         for buffer, a in zip(inputs, args):

@@ -89,6 +89,23 @@ def floor(splits: Splits, space: FeatureSpace, settings: CurveSettings) -> list[
     return [{"samples": len(images), **fid_and_classes(images, splits, space)}]
 
 
+def due(shares: list[float], done: float, fraction: float) -> bool:
+    """Whether a training at `fraction` of its budget, its last point measured at `done`, measures the
+    next of the budget `shares`: at most one point a step, so a short training skips some."""
+    upcoming = [f for f in shares if f > done + 1e-9]
+    return bool(upcoming) and fraction >= upcoming[0] - 1e-9
+
+
+def measured_fractions(points: int, steps: int) -> list[float]:
+    """The fractions at which a training of `steps` steps (a budget of steps, epochs or FLOPs) measures
+    a curve of `points` points: what a reused training's curve holds if it was measured with them."""
+    measured: list[float] = []
+    for step in range(1, steps + 1):
+        if due(fractions(points), measured[-1] if measured else 0.0, step / steps):
+            measured.append(round(step / steps, 6))
+    return measured
+
+
 class QualityCurve:
     """The hook that measures a training's curve into `training.result.curve`, and writes each
     point's snapshot strip into `snapshots` (a folder, or None for none)."""
@@ -101,8 +118,7 @@ class QualityCurve:
 
     def due(self, training: Training) -> bool:
         done = training.result.curve[-1]["fraction"] if training.result.curve else 0.0
-        upcoming = [f for f in self.fractions if f > done + 1e-9]
-        return bool(upcoming) and training.fraction >= upcoming[0] - 1e-9
+        return due(self.fractions, done, training.fraction)
 
     def after_step(self, training: Training) -> None:
         if not self.due(training):

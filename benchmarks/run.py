@@ -29,6 +29,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -295,8 +296,9 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         old = reusable(folder, job.name, seed, ekey)
     if procs.from_main(old is not None):
         console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
-        if old is not None:  # the main process
-            note_other_curve(job.name, seed, old.quality_curve, preset, folder.path / "checkpoints" / key)
+        if old is not None and old.status == "ok":  # the main process; a diverged record has no curve to keep
+            note_other_curve(job.name, seed, old.quality_curve or [], old.train_steps or 0, preset, budget,
+                             folder.path / "checkpoints" / key)
         return old
     ckpt = folder.checkpoint(key)
     waiting = lambda: console.print(f"{job.name} seed {seed}: another runner is training it; waiting for it to finish")
@@ -326,7 +328,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
                         deterministic=args.deterministic)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
-            note_other_curve(job.name, seed, tr.curve, preset, folder.path / "checkpoints" / key)
+            note_other_curve(job.name, seed, tr.curve, tr.steps, preset, budget, folder.path / "checkpoints" / key)
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
     every = max(1, len(tr.history) // 200)
     record = dataclasses.replace(
@@ -341,13 +343,16 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     return record
 
 
-def note_other_curve(name: str, seed: int, curve: list | None, preset: Preset, checkpoint: Path) -> None:
+def note_other_curve(name: str, seed: int, curve: list[dict[str, Any]], steps: int, preset: Preset, budget: Budget,
+                     checkpoint: Path) -> None:
     """A reused training keeps the quality curve measured while it trained: where --curves asks for
-    another, say so (the record's evaluation does not depend on it, so it is reused as it is)."""
-    points = len(curve or [])
-    if points != preset.curve.points:
-        console.print(f"note: {name} seed {seed}: the quality curve is the {points} points measured in that training, "
-                      f"not --curves {preset.curve.points or 'off'}; for another curve delete {checkpoint} and rerun",
+    points it did not measure, say so (the record's evaluation does not depend on them, so it is
+    reused as it is). A wall-clock budget's points depend on the clock: nothing to compare."""
+    if not preset.curve.points or budget.unit == "seconds":
+        return
+    if [p["fraction"] for p in curve] != curves.measured_fractions(preset.curve.points, steps):
+        console.print(f"note: {name} seed {seed}: the quality curve is the {len(curve)} points measured in that training, "
+                      f"not the {preset.curve.points} of --curves; for those delete {checkpoint} and rerun",
                       highlight=False, soft_wrap=True)
 
 
@@ -570,10 +575,12 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
     A stop signal to the runner, or to one worker, stops them all: the runner passes it on, starts
     no more jobs, and waits until every job in flight has saved its training and come back (one line
     each, as the runner's), finishing the records that did. Returns the first stop and what it
-    stopped, for the history entry; None when every job ran."""
-    pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
-                               initargs=start)
-    running: dict[Future, tuple[Job, int]] = {}
+    stopped, for the history entry; None when every job ran.
+
+    A worker that dies without a word (killed for memory, a crash in a library) breaks the pool, and
+    every job not finished fails with it, whichever killed it. Those jobs run again, from their last
+    checkpoints, in a fresh pool of one worker: the one that kills its worker again then takes only
+    itself down, and is recorded as an error."""
     stop: Interrupted | None = None
     first: tuple[str, Interrupted] | None = None
 
@@ -588,29 +595,43 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                     os.kill(child.pid, stop.signum)
         pool.shutdown(wait=False, cancel_futures=True)
 
-    with pool:
-        try:
-            for job, seed in todo:
-                running[pool.submit(run_job, job, seed)] = (job, seed)
-        except (Interrupted, KeyboardInterrupt) as e:
-            stop_all(e)
-        while running:
+    while todo and stop is None:
+        pool = ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=start_worker,
+                                   initargs=start)
+        running: dict[Future, tuple[Job, int]] = {}
+        broken: list[tuple[Job, int]] = []  # what a worker's death took down
+        with pool:
             try:
-                for future in as_completed(list(running)):
-                    job, seed = running.pop(future)
-                    try:
-                        result = future.result()
-                    except Exception as e:  # cancelled in a stop, or its worker died (BrokenProcessPool)
-                        result = None if stop else failed(job, seed, e, folder)
-                    if isinstance(result, Record):
-                        finish(result)
-                    elif result is not None:  # a stop ended it; its training is saved
-                        said = (f"{job.name} seed {seed}", Interrupted(*result))
-                        console.print(f"[yellow]{said[0]}: {said[1]}[/]", highlight=False)
-                        first = first or said
-                        stop_all(said[1])  # a worker stopped on its own stops the run
+                for job, seed in todo:
+                    running[pool.submit(run_job, job, seed)] = (job, seed)
             except (Interrupted, KeyboardInterrupt) as e:
                 stop_all(e)
+            while running:
+                try:
+                    for future in as_completed(list(running)):
+                        job, seed = running.pop(future)
+                        try:
+                            result = future.result()
+                        except BrokenProcessPool as e:
+                            if stop is None and n > 1:
+                                broken.append((job, seed))
+                            result = None if stop or n > 1 else failed(job, seed, e, folder)
+                        except Exception as e:  # cancelled in a stop
+                            result = None if stop else failed(job, seed, e, folder)
+                        if isinstance(result, Record):
+                            finish(result)
+                        elif result is not None:  # a stop ended it; its training is saved
+                            said = (f"{job.name} seed {seed}", Interrupted(*result))
+                            console.print(f"[yellow]{said[0]}: {said[1]}[/]", highlight=False)
+                            first = first or said
+                            stop_all(said[1])  # a worker stopped on its own stops the run
+                except (Interrupted, KeyboardInterrupt) as e:
+                    stop_all(e)
+        todo, n = broken, 1
+        if todo and stop is None:
+            console.print(f"[yellow]a worker ended without a word (killed for memory?); {len(todo)} job(s) it took down "
+                          f"run again from their checkpoints, one at a time: {', '.join(f'{j.name} seed {s}' for j, s in todo)}[/]",
+                          highlight=False)
     if stop is None:
         return None
     if first is None:

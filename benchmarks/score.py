@@ -155,7 +155,7 @@ def _read_array(path: Path) -> Tensor:
     except GenzooError:
         raise
     except ValueError as e:  # object arrays: allow_pickle=False
-        raise GenzooError(f"samples {path} holds Python objects, not numbers ({str(e).splitlines()[0]}); "
+        raise GenzooError(f"samples {path} holds Python objects, not numbers ({one_line(e)}); "
                           "save a numeric array with np.savez(path, images=...)") from None
     except (OSError, EOFError) as e:
         raise GenzooError(f"samples {path} cannot be read ({one_line(e)})") from None

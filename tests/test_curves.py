@@ -11,7 +11,7 @@ import torch
 
 import zoo
 from benchmarks import run
-from benchmarks.curves import CurveSettings, QualityCurve, measure
+from benchmarks.curves import CurveSettings, QualityCurve, fractions, measure, measured_fractions
 from benchmarks.records import DATA_ROW, RunFolder
 from zoo.budget import Budget
 from zoo.seeds import derive_seed, seed_everything
@@ -41,6 +41,7 @@ def test_a_training_with_curves_ends_with_the_weights_of_one_without(name, split
     # 1/8, 1/4, 1/2 and all of 12 steps: the first step at or past each share
     assert [p["steps"] for p in with_curve.curve] == [2, 3, 6, 12]
     assert [p["fraction"] for p in with_curve.curve] == [round(2 / 12, 6), 0.25, 0.5, 1.0]
+    assert measured_fractions(SETTINGS.points, 12) == [p["fraction"] for p in with_curve.curve]  # what a rerun compares
     flops = with_curve.flops_per_step
     assert [p["flops"] for p in with_curve.curve] == [s * flops for s in (2, 3, 6, 12)]
     assert all(p["fid"] > 0 and p["samples"] == 64 for p in with_curve.curve)
@@ -111,13 +112,19 @@ def test_the_runner_records_curves_and_keeps_them_when_reused(tmp_path, capsys):
     assert sorted(p.name for p in snapshots.iterdir()) == [p["snapshot"] for p in ae.quality_curve]
     capsys.readouterr()
     assert run.main(args) == 0
-    assert "reused" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert "reused" in said and "note:" not in said  # the same curve: nothing to say
     assert RunFolder(out).load_records()[("ae", 0)].quality_curve == ae.quality_curve
     assert json.loads((out / "results.json").read_text())["models"][1]["quality_curve"] == ae.quality_curve
     assert run.main([*args[:-4], "--curves", "4", "--out", str(out)]) == 0  # a curve comes from the training: said so
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ae seed 0: the quality curve")]
-    assert said == [f"note: ae seed 0: the quality curve is the 3 points measured in that training, not --curves 4; "
-                    f"for another curve delete {out / 'checkpoints' / ae.train_key} and rerun"]
+    assert said == [f"note: ae seed 0: the quality curve is the 3 points measured in that training, not the 4 of --curves; "
+                    f"for those delete {out / 'checkpoints' / ae.train_key} and rerun"]
+
+
+def test_a_short_training_measures_fewer_points_and_a_rerun_expects_as_many():
+    assert measured_fractions(6, 5) == [0.2, 0.4, 0.6, 1.0]  # 1/32, 1/16 and 1/8 all fall due at step 1
+    assert measured_fractions(6, 64) == [round(f, 6) for f in fractions(6)] and measured_fractions(3, 1) == [1.0]
 
 
 @pytest.mark.parametrize("value", ["1", "13", "x", "-2"])

@@ -177,3 +177,38 @@ def test_workers_of_a_runner_killed_outright_save_their_trainings_and_end(tmp_pa
     for resume in out.glob("checkpoints/*/resume.pt"):
         result = torch.load(resume, weights_only=True)["result"]
         assert result["events"] == [f"SIGTERM at step {result['steps']}"]  # each stopped as at a runner's SIGTERM
+
+
+def workers_of(tag: str) -> list[int]:
+    """The pool's worker processes among those tagged `tag` (spawned: `spawn_main` in their command line)."""
+    found = []
+    for pid in processes_tagged(tag):
+        try:
+            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
+            pass
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_a_worker_killed_outright_costs_no_job_they_run_again_from_their_checkpoints(tmp_path, space):
+    out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
+    proc = runner(["--models", "ae,vae", "--preset", "smoke", "--budget", "3s", "--jobs", "2", "--threads", "1",
+                   "--curves", "off", "--out", str(out)], log, tag, GENZOO_SAVE_EVERY="0")
+    deadline = time.monotonic() + 180
+    while len(list(out.glob("checkpoints/*/resume.pt"))) < 2:  # both in training
+        assert proc.poll() is None, f"the runner ended before both trainings saved:\n{log.read_text()}"
+        assert time.monotonic() < deadline, f"not both training after 180 s:\n{log.read_text()}"
+        time.sleep(0.05)
+    os.kill(workers_of(tag)[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would: no word, no save
+    assert proc.wait(timeout=180) == 0, log.read_text()
+    text = log.read_text()
+    assert "a worker ended without a word (killed for memory?); 2 job(s) it took down run again" in text, text
+    records = RunFolder(out).load_records()
+    assert records[("ae", 0)].status == records[("vae", 0)].status == "ok"
+    # from their checkpoints: the killed worker's last one, and the one the pool's end stopped (SIGTERM, saved)
+    for events in (records[(m, 0)].events for m in ("ae", "vae")):
+        assert events[-1].startswith("resumed at step ") and events[:-1] in ([], [f"SIGTERM at step {events[-1].split()[-1]}"])
+    assert "Traceback" not in text and left_after(tag) == []

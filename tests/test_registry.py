@@ -114,6 +114,12 @@ def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path, read_grid
     assert grid.shape == (64, 3, 28, 28) and set(grid.unique().tolist()) == {0, 255}  # its 0/1 draws, written as drawn
 
 
+def test_the_zoo_and_the_runner_load_without_diffusers():
+    """diffusers takes seconds to import: only a process that builds a diffusion model pays them."""
+    code = "import sys, zoo, benchmarks.run; zoo.available(); assert 'diffusers' not in sys.modules, 'imported'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
+
+
 class BrokenPlugin:
     name, value = "broken", "broken_pkg.models"
 

@@ -143,6 +143,10 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
     ours = {m: [r for r in run_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in run_records)}
     theirs = {m: [r for r in ref_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in ref_records)}
     found = []
+    for r in run_records:  # a model that failed here and finished there is a disagreement, not left out
+        if not r.ok and any(t.model == r.model and t.ok and (t.seed == r.seed or not exact) for t in ref_records):
+            found.append(Finding(r.model if not exact else f"{r.model} seed {r.seed}", "status", "ok", r.status, False,
+                                 f"seed {r.seed}: {r.status} in this run, finished in the reference"))
     for model, records in ours.items():
         ref = theirs.get(model, [])
         if not records or not ref:

@@ -173,16 +173,29 @@ class RunFolder:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
     def load_records(self) -> dict[tuple[str, int], Record]:
-        """Every record in `records/`; a file that does not parse is set aside with a message."""
+        """Every record in `records/`; a file that does not parse is set aside with a message, and
+        written again from its copy in results.json where that has one."""
         out: dict[tuple[str, int], Record] = {}
         for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
             try:
                 r = Record.from_json(json.loads(path.read_text()))
             except (ValueError, TypeError, KeyError):
-                set_aside(path, f"{path} did not parse")
-                continue
+                copy = self.copy_in_results(path.name)
+                set_aside(path, f"{path} did not parse", "written again from results.json" if copy else "")
+                if copy is None:
+                    continue
+                self.write_record(r := copy)
             out[(r.model, r.seed)] = r
         return out
+
+    def copy_in_results(self, file_name: str) -> Record | None:
+        """results.json's copy of the record kept in `records/file_name`, if it has one that reads."""
+        try:
+            data = json.loads(self.results.read_text())
+            copies = [Record.from_json(m, data["run"].get("seed", 0)) for m in data["models"]]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None
+        return next((r for r in copies if r.file_name == file_name), None)
 
     def run_info(self) -> dict[str, Any]:
         try:

@@ -41,7 +41,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 import zoo
-from benchmarks import curves, evaluate, report, tensorboard_log
+from benchmarks import curves, evaluate, html_report, report, tensorboard_log
 from benchmarks.cli import Parser, cpu_count, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
@@ -198,11 +198,23 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
     return jobs
 
 
-def check_out_folder(out: Path) -> None:
-    """Refuse a run folder that cannot be made or written, and leave nothing behind: the folder itself
-    is made once every input has passed (`make_out_folder`)."""
+def check_out_folder(out: Path, dataset: str) -> None:
+    """Refuse a run folder that cannot be made or written, one whose report files are someone else's,
+    and one inside the image folder it would read, and leave nothing behind: the folder itself is
+    made once every input has passed (`make_out_folder`)."""
     if out.exists() and not out.is_dir():
         raise GenzooError(f"--out {out} is a file; give a folder (it is created if missing)")
+    folder = RunFolder(out)
+    if out.is_dir() and not folder.results.exists() and not folder.records_dir.exists():
+        theirs = [name for name in ("results.md", "results.csv", html_report.PAGE, "plots", "samples") if (out / name).exists()]
+        if theirs:
+            raise GenzooError(f"--out {out} is not a run folder (no results.json or records/) and holds {', '.join(theirs)}, "
+                              "which a run would overwrite; give a new or empty folder, or a run folder")
+    if dataset.startswith("folder:"):
+        images = zdata.folder_root(dataset).resolve()
+        if out.resolve() == images or images in out.resolve().parents:
+            raise GenzooError(f"--out {out} is inside the image folder {images}: the run's images would join the data; "
+                              "give a folder outside it")
     there = next(p for p in [out, *out.absolute().parents] if p.exists())  # the folder it would be made in
     try:
         if not there.is_dir():
@@ -750,7 +762,7 @@ def _main(argv: list[str]) -> int:
         if args.out is not None and not args.out.strip():
             raise GenzooError("--out is empty; give a folder (it is created if missing)")
         out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else ""))
-        check_out_folder(out)
+        check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)

@@ -83,6 +83,13 @@ def test_identical_compares_record_by_record(tmp_path, reference, capsys):
     assert "1 of 3 agree" not in out and "2 of 3 agree; not: vae seed 1" in out
 
 
+@pytest.mark.parametrize("exact", [False, True])
+def test_a_model_that_failed_here_and_finished_there_disagrees(tmp_path, reference, exact):
+    run = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, status="diverged")])
+    (vae,) = findings(compare.compare(run, reference, exact=exact), "vae seed 0" if exact else "vae", "status")
+    assert not vae.agrees and vae.verdict == "seed 0: diverged in this run, finished in the reference"
+
+
 def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, capsys):
     cifar = folder(tmp_path / "cifar", [record("vae", 0, fid=12.0)], dataset="cifar10")
     other_ruler = folder(tmp_path / "ruler", [record("vae", 0, fid=12.0, feature_space="classifier:mnist5k")])

@@ -125,6 +125,15 @@ def test_grey_and_colour_images_in_one_folder_read_as_colour(tmp_path):
     assert torch.allclose(x[0], torch.full((3, 8, 8), 200 / 255)) and torch.allclose(x[1], torch.full((3, 8, 8), 100 / 255))
 
 
+def test_one_colour_image_among_grey_ones_makes_both_splits_colour(tmp_path):
+    for i in range(40):
+        Image.new("L", (8, 8), i).save(tmp_path / f"{i:02d}.png")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "05.png")  # in the training split (the test split: every 10th)
+    train, test = (data.load(f"folder:{tmp_path}", split=s, image_size=8)[1] for s in ("train", "test"))
+    assert train.shape[1] == test.shape[1] == 3
+    assert data.ImageFolder(tmp_path, "test", size=8)[0][0].shape == (3, 8, 8)
+
+
 def test_a_folder_too_small_to_hold_out_a_test_split_is_refused(tmp_path):
     for i in range(9):
         Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")

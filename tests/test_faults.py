@@ -248,6 +248,14 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     assert len((out / "results.json.corrupt").read_text()) == 100 and (out / "records" / "ae--seed0.json.corrupt").read_text() == "{"
     assert [r["model"] for r in json.loads((out / "results.json").read_text())["models"]] == ["data", "ae"]
 
+    # A record damaged while results.json holds its copy: the copy is written back, nothing is lost.
+    record_file.write_text("{")
+    assert report.main([str(out)]) == 0
+    assert "ae--seed0.json did not parse; set aside as ae--seed0.json.corrupt, written again from results.json" \
+        in capsys.readouterr().out
+    assert [r["model"] for r in json.loads((out / "results.json").read_text())["models"]] == ["data", "ae"]
+    assert json.loads(record_file.read_text())["model"] == "ae"
+
     # Weights damaged under a record that still parses: noticed, set aside in one line, trained again.
     kept = record(out, "ae")
     weights = out / kept.checkpoint / "model.safetensors"

@@ -186,6 +186,23 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     assert not (tmp_path / "run").exists()  # nothing is created before every input has passed
 
 
+def test_an_out_folder_of_someone_elses_report_files_or_inside_the_images_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "results.md").write_text("my notes")
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(mine)]) == 2
+    assert capsys.readouterr().out.strip() == (f"error: --out {mine} is not a run folder (no results.json or records/) and "
+                                               "holds results.md, which a run would overwrite; give a new or empty folder, "
+                                               "or a run folder")
+    assert (mine / "results.md").read_text() == "my notes" and sorted(p.name for p in mine.iterdir()) == ["results.md"]
+    images = tmp_path / "images"
+    images.mkdir()
+    assert run.main(["--models", "ae", "--preset", "smoke", "--dataset", f"folder:{images}", "--out", str(images / "run")]) == 2
+    assert capsys.readouterr().out.strip().startswith(f"error: --out {images / 'run'} is inside the image folder ")
+    assert list(images.iterdir()) == []
+
+
 def test_offline_mnist_is_one_line_saying_where_the_files_go_and_leaves_no_folders(tmp_path, capsys, monkeypatch):
     """Issue 30: the reason was empty, and the refused run left ./data/MNIST/raw/ and its --out folder."""
     import socket

@@ -321,7 +321,7 @@ def _folder(root: Path, split: str, size: int, uint8: bool = False, min_test: in
     is the result's, a quarter of it as uint8, not a list of decoded images plus their stack); with
     its labels and number of classes where the folder has class subfolders."""
     files, y, classes = folder_split(root, split, min_test, labels)
-    mode = folder_mode(files)
+    mode = folder_mode(folder_layout(root, labels)[0])  # the whole folder's: both splits grey, or both colour
     out = torch.empty(len(files), 1 if mode == "L" else 3, size, size, dtype=torch.uint8 if uint8 else torch.float32)
     for i, f in enumerate(files):
         out[i] = read_image(f, mode, size, uint8)
@@ -340,7 +340,7 @@ class ImageFolder(torch.utils.data.Dataset):
         self.files, y, classes = folder_split(Path(root).expanduser(), split, labels=labels)
         self.labels = [-1] * len(self.files) if y is None else y.tolist()
         self.classes = classes
-        self.mode, self.size = folder_mode(self.files), size
+        self.mode, self.size = folder_mode(folder_layout(Path(root).expanduser(), labels)[0]), size  # both splits'
         self.spec = DataSpec(1 if self.mode == "L" else 3, size, size, None if classes is None else len(classes))
 
     def __len__(self) -> int:

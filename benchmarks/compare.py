@@ -9,7 +9,8 @@ reference's seeds land. So, for each model both folders hold and each quality or
 (`records.QUALITY_COLUMNS`), this prints the reference's mean and 95 % t-interval over its seeds, this
 run's mean over its own seeds, and whether it falls inside the interval; if not, by how much. A
 reference with one seed has no interval: its number and this run's are compared as they are. A
-column only one of the two measured (curves off, no likelihood) is left out.
+column only one of the two measured (curves off, no likelihood) is left out. A model (a seed, with
+--identical) that finished in the reference and diverged or failed in this run disagrees.
 
 `--identical` is the stricter check for one machine (or one GPU with `--deterministic`): record by
 record (model and seed), every quality and likelihood number and the weights' hash must be equal.
@@ -143,8 +144,9 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
     ours = {m: [r for r in run_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in run_records)}
     theirs = {m: [r for r in ref_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in ref_records)}
     found = []
-    for r in run_records:  # a model that failed here and finished there is a disagreement, not left out
-        if not r.ok and any(t.model == r.model and t.ok and (t.seed == r.seed or not exact) for t in ref_records):
+    for r in (r for r in run_records if r.status in ("error", "diverged")):  # failed here, finished there: a disagreement
+        same_seed = [t for t in ref_records if t.model == r.model and t.seed == r.seed]
+        if any(t.ok for t in same_seed) or (not same_seed and not exact and any(t.ok for t in ref_records if t.model == r.model)):
             found.append(Finding(r.model if not exact else f"{r.model} seed {r.seed}", "status", "ok", r.status, False,
                                  f"seed {r.seed}: {r.status} in this run, finished in the reference"))
     for model, records in ours.items():

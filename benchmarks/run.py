@@ -205,7 +205,8 @@ def check_out_folder(out: Path, dataset: str) -> None:
     if out.exists() and not out.is_dir():
         raise GenzooError(f"--out {out} is a file; give a folder (it is created if missing)")
     folder = RunFolder(out)
-    if out.is_dir() and not folder.results.exists() and not folder.records_dir.exists():
+    made_by_a_run = (folder.results, folder.records_dir, out / "checkpoints", out / "set-aside", out / "results.json.corrupt")
+    if out.is_dir() and not any(p.exists() for p in made_by_a_run):
         theirs = [name for name in ("results.md", "results.csv", html_report.PAGE, "plots", "samples") if (out / name).exists()]
         if theirs:
             raise GenzooError(f"--out {out} is not a run folder (no results.json or records/) and holds {', '.join(theirs)}, "
@@ -214,7 +215,7 @@ def check_out_folder(out: Path, dataset: str) -> None:
         images = zdata.folder_root(dataset).resolve()
         if out.resolve() == images or images in out.resolve().parents:
             raise GenzooError(f"--out {out} is inside the image folder {images}: the run's images would join the data; "
-                              "give a folder outside it")
+                              "give an --out outside it")
     there = next(p for p in [out, *out.absolute().parents] if p.exists())  # the folder it would be made in
     try:
         if not there.is_dir():
@@ -457,7 +458,7 @@ def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
     logs = folder.path / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    (logs / f"{job.name}--seed{seed}.txt").write_text(traceback.format_exc())
+    (logs / f"{job.name}--seed{seed}.txt").write_text("".join(traceback.format_exception(e)))
     return Record(job.name, seed, status=status, error=message if status == "diverged" else f"{type(e).__name__}: {message}",
                   diverged_step=getattr(e, "step", None))
 
@@ -591,8 +592,8 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
 
     A worker that dies without a word (killed for memory, a crash in a library) breaks the pool, and
     every job not finished fails with it, whichever killed it. Those jobs run again, from their last
-    checkpoints, in a fresh pool of one worker: the one that kills its worker again then takes only
-    itself down, and is recorded as an error."""
+    checkpoints, in a fresh pool of one worker, which runs them in turn: one that kills that worker
+    too is recorded as an error, and the jobs after it go on in another such pool."""
     stop: Interrupted | None = None
     first: tuple[str, Interrupted] | None = None
 
@@ -625,9 +626,9 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                         try:
                             result = future.result()
                         except BrokenProcessPool as e:
-                            if stop is None and n > 1:
+                            death, result = e, None
+                            if stop is None:
                                 broken.append((job, seed))
-                            result = None if stop or n > 1 else failed(job, seed, e, folder)
                         except Exception as e:  # cancelled in a stop
                             result = None if stop else failed(job, seed, e, folder)
                         if isinstance(result, Record):
@@ -639,6 +640,10 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                             stop_all(said[1])  # a worker stopped on its own stops the run
                 except (Interrupted, KeyboardInterrupt) as e:
                     stop_all(e)
+        broken.sort(key=todo.index)  # in the order asked for: as_completed gives them in any order
+        if n == 1 and broken and stop is None:  # one worker runs them in turn: the first not back killed it
+            job, seed = broken.pop(0)
+            finish(failed(job, seed, death, folder))
         todo, n = broken, 1
         if todo and stop is None:
             console.print(f"[yellow]a worker ended without a word (killed for memory?); {len(todo)} job(s) it took down "

@@ -90,6 +90,14 @@ def test_a_model_that_failed_here_and_finished_there_disagrees(tmp_path, referen
     assert not vae.agrees and vae.verdict == "seed 0: diverged in this run, finished in the reference"
 
 
+def test_a_skipped_model_or_a_failure_the_reference_shares_is_no_disagreement(tmp_path):
+    reference = folder(tmp_path / "ref", [record("data", 0, fid=2.5), record("vae", 0, status="diverged"),
+                                          record("vae", 1, fid=11.0), record("cgan", 0, fid=30.0)])
+    run = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, status="diverged"),
+                                  record("vae", 1, fid=11.0), record("cgan", 0, status="skipped")])
+    assert all(f.agrees for f in compare.compare(run, reference)) and not findings(compare.compare(run, reference), "vae", "status")
+
+
 def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, capsys):
     cifar = folder(tmp_path / "cifar", [record("vae", 0, fid=12.0)], dataset="cifar10")
     other_ruler = folder(tmp_path / "ruler", [record("vae", 0, fid=12.0, feature_space="classifier:mnist5k")])

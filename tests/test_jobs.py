@@ -212,3 +212,46 @@ def test_a_worker_killed_outright_costs_no_job_they_run_again_from_their_checkpo
     for events in (records[(m, 0)].events for m in ("ae", "vae")):
         assert events[-1].startswith("resumed at step ") and events[:-1] in ([], [f"SIGTERM at step {events[-1].split()[-1]}"])
     assert "Traceback" not in text and left_after(tag) == []
+
+
+KILLER = '''
+"""A model whose training step kills its own process outright, as the out-of-memory killer would."""
+import os
+import signal
+
+import torch
+import zoo
+
+
+@zoo.register
+class Killer(zoo.Generator):
+    name = "killer"
+
+    def __init__(self, spec, **hparams):
+        super().__init__(spec, **hparams)
+        self.w = torch.nn.Parameter(torch.zeros(1))
+
+    def train_step(self, x, y=None):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def _sample(self, n, generator, labels):
+        return torch.zeros(n, *self.spec.shape)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
+def test_a_job_that_kills_its_worker_every_time_is_an_error_and_the_others_finish(tmp_path, space):
+    site = tmp_path / "site"
+    (site / "killer_plugin-0.1.dist-info").mkdir(parents=True)
+    (site / "killer_plugin.py").write_text(KILLER)
+    (site / "killer_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: killer-plugin\nVersion: 0.1\n")
+    (site / "killer_plugin-0.1.dist-info" / "entry_points.txt").write_text("[genzoo.models]\nkiller = killer_plugin\n")
+    out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
+    proc = runner(["--models", "killer,ae", "--preset", "smoke", "--budget", "3steps", "--jobs", "2", "--threads", "1",
+                   "--out", str(out)], log, tag, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
+    assert proc.wait(timeout=240) == 1, log.read_text()  # a model failed: exit 1, after every other finished
+    records = RunFolder(out).load_records()
+    assert records[("killer", 0)].status == "error" and "BrokenProcessPool" in (records[("killer", 0)].error or "")
+    assert records[("ae", 0)].status == "ok"
+    assert "Traceback" not in log.read_text() and left_after(tag) == []

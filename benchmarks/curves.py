@@ -99,9 +99,9 @@ def due(shares: list[float], done: float, fraction: float) -> bool:
 def measured_fractions(points: int, steps: int) -> list[float]:
     """The fractions at which a training of `steps` steps (a budget of steps, epochs or FLOPs) measures
     a curve of `points` points: what a reused training's curve holds if it was measured with them."""
-    measured: list[float] = []
+    shares, measured = fractions(points), list[float]()
     for step in range(1, steps + 1):
-        if due(fractions(points), measured[-1] if measured else 0.0, step / steps):
+        if due(shares, measured[-1] if measured else 0.0, step / steps):
             measured.append(round(step / steps, 6))
     return measured
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from typing import Any
 
 import torch
 
@@ -11,11 +12,16 @@ from zoo.base import GenzooError
 
 class Parser(argparse.ArgumentParser):
     """argparse, but a refusal is a GenzooError (one `error:` line from the command, exit 2), never the
-    usage block: that is for --help."""
+    usage block: that is for --help. No abbreviated options: `--seed 1` must not quietly mean `--seeds 1`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if "expected one argument" in message:  # `--budget -5steps`: argparse reads -5steps as an option
             message += " (a value that starts with '-' is written --option=VALUE)"
+        elif "not allowed with argument" in message:  # `--seeds 0 --seed 1`
+            message += " (give one of them)"
         elif message.startswith("unrecognized arguments") and not message.split(": ", 1)[-1].startswith("-"):
             message += " (a value with a space in it is quoted: --budget '5 steps')"  # `--budget 5 steps`
         raise GenzooError(message)

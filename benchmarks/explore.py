@@ -56,6 +56,7 @@ from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
 from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized, one_line
 from zoo.data import Splits, load_splits, to_float
+from zoo.files import check_writable
 from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
 from zoo.seeds import derive_seed
@@ -221,8 +222,10 @@ def load_models(folder: RunFolder, records: list[Record], names: list[str] | Non
             continue
         try:
             out.append(Loaded(rec, load_model(folder, rec)))
+        except GenzooError as e:
+            skipped.append((rec.model, str(e)))
         except Exception as e:  # noqa: BLE001 - a checkpoint that does not load is one line, not a crash
-            skipped.append((rec.model, f"could not load: {str(e).splitlines()[0] if str(e) else type(e).__name__}"))
+            skipped.append((rec.model, f"could not load {folder.path / (rec.checkpoint or '')}: {one_line(e)}"))
     return out
 
 
@@ -1043,9 +1046,14 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     out = folder.path / "explore"
     ctx = Context(folder, out, run, records, models, [], settings)
     needs_models = any(f not in RECORD_FIGURES for f in chosen)  # the training figure alone needs no checkpoint
+    check_writable(folder.path, "explore writes its figures into RUN/explore/ and rewrites results.md; "
+                                "copy the run folder somewhere writable")
     if needs_models:
         _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
         ctx.models = load_models(folder, records, models, load_skips)
+        if not ctx.models and all(f not in RECORD_FIGURES for f in chosen):  # every figure would be empty
+            why = "; ".join(f"{m}: {reason}" for m, reason in load_skips) or "it holds no model"
+            raise GenzooError(f"no model of {folder.path} could be loaded: {why}")
     loaded = ctx.models
     for item in loaded:
         item.model.to(device)

@@ -8,15 +8,16 @@ made each folder. Generated rather than written, so the index cannot drift from 
 """
 from __future__ import annotations
 
-import argparse
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+from benchmarks.cli import Parser
 from benchmarks.records import DATA_ROW, RunFolder
 from zoo.base import GenzooError
-from zoo.files import atomic_write
+from zoo.files import atomic_write, check_writable
 
 INDEX_FILE = "README.md"
 NOT_RECORDED = "–"
@@ -82,6 +83,11 @@ def entry(path: Path) -> Entry:
     )
 
 
+def cell(text: str) -> str:
+    """Text as one Markdown table cell: a `|` in a folder's name or a budget would end it early."""
+    return str(text).replace("|", "\\|")
+
+
 def run_folders(root: Path) -> list[Path]:
     """The folders under `root` a runner wrote: they hold results.json or records/."""
     return sorted(p for p in root.iterdir() if p.is_dir() and ((p / "results.json").is_file() or (p / "records").is_dir()))
@@ -111,8 +117,9 @@ def render(root: Path) -> str:
     for e in entries:
         seeds = ", ".join(map(str, e.seeds)) or NOT_RECORDED
         models = f"{len(e.models)}: {', '.join(e.models)}" if e.models else NOT_RECORDED
-        lines.append(f"| [{e.folder}]({e.folder}/results.md) | {e.date} | {e.dataset} | {e.device} | {e.torch} | "
-                     f"{e.commit} | {e.preset} | {e.budget} | {e.ruler} | {seeds} | {models} |")
+        link = f"[{cell(e.folder).replace('[', '&#91;').replace(']', '&#93;')}]({quote(e.folder)}/results.md)"
+        lines.append("| " + " | ".join([link, *map(cell, (e.date, e.dataset, e.device, e.torch, e.commit, e.preset,
+                                                           e.budget, e.ruler, seeds, models))]) + " |")
     lines += ["", "## The commands that made each folder", ""]
     for e in entries:
         lines.append(f"**{e.folder}**")
@@ -126,7 +133,15 @@ def render(root: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.index", description=(__doc__ or "").split("\n\n")[0])
+    try:
+        return _main(argv)
+    except GenzooError as e:
+        print(f"error: {e}")
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
+    p = Parser(prog="python -m benchmarks.index", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("root", nargs="?", default="results", help="the directory whose run folders to index (default: results)")
     args = p.parse_args(argv)
     root = Path(args.root)
@@ -142,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {target} exists and is not an index this command wrote; it is left as it is "
               "(move it away to write the index there)")
         return 2
+    check_writable(root, f"the index is written there as {INDEX_FILE}")
     atomic_write(target, render(root))
     print(f"wrote {target}")
     return 0

@@ -27,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
@@ -34,6 +35,8 @@ from matplotlib.transforms import Bbox  # noqa: E402
 
 from benchmarks.curves import TARGET_FACTOR, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
+from zoo.base import one_line  # noqa: E402
+from zoo.files import say  # noqa: E402
 from zoo.registry import split_variant  # noqa: E402
 
 
@@ -280,16 +283,15 @@ def loss_curves(records: list[Record], path: str | Path) -> Path | None:
 
 def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_row: int = 8) -> Path | None:
     """One row of samples per model (the top row of its first seed's grid), labelled with its FID and images/s."""
-    first: dict[str, Record] = {}
+    first: dict[str, tuple[Record, np.ndarray]] = {}
     for r in sorted(records, key=lambda r: r.seed):
-        if r.ok and r.model not in first and folder.samples(r).is_file():
-            first[r.model] = r
-    rows = sorted(first.values(), key=lambda r: r.model != DATA_ROW)  # the real images first
+        if r.ok and r.model not in first and (grid := _read_grid(folder.samples(r))) is not None:
+            first[r.model] = (r, grid)
+    rows = sorted(first.values(), key=lambda row: row[0].model != DATA_ROW)  # the real images first
     if not rows:
         return None
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.15 * len(rows)), dpi=120, squeeze=False)
-    for ax, r in zip(axes[:, 0], rows):
-        grid = plt.imread(folder.samples(r))
+    for ax, (r, grid) in zip(axes[:, 0], rows):
         cell = (grid.shape[1] - 2) // per_row  # make_grid: 2 px padding around each image
         ax.imshow(grid[: cell + 2], cmap="gray", interpolation="nearest")
         ax.set_xticks([])
@@ -302,6 +304,18 @@ def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_r
             parts.append(f"{r.sample_images_per_s:.3g} img/s · NFE {r.nfe}")
         ax.set_title(" · ".join(parts), fontsize=8, loc="right")
     return _save(fig, path)
+
+
+def _read_grid(path: Path) -> np.ndarray | None:
+    """A sample grid as an array; None where there is none, and where it does not read (a truncated
+    file), with one warning line: the other rows are drawn."""
+    if not path.is_file():
+        return None
+    try:
+        return plt.imread(path)
+    except Exception as e:  # noqa: BLE001 - PIL and matplotlib raise several kinds for a damaged PNG
+        say(f"warning: {path} does not read as an image ({one_line(e)}); left out of comparison.png")
+        return None
 
 
 @dataclass

@@ -15,12 +15,14 @@ import fcntl
 import functools
 import json
 import math
+import types
+import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.base import GenzooError
+from zoo.base import GenzooError, one_line
 from zoo.files import atomic_write, say, set_aside
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
@@ -119,7 +121,28 @@ class Record:
             d.setdefault("bpd_extras", {} if elbo is None else {"ELBO": elbo})
         d.setdefault("seed", seed)
         clean = {k: v for k, v in d.items() if k in names and v is not None}
+        hints = _field_types()
+        for k, v in clean.items():  # a hand-edited `"seed": "x"` would fail later, deep in a sort or a format
+            if not _of_type(v, hints[k]):
+                raise TypeError(f"{k} is {v!r}, not {hints[k]}")
         return cls(**clean)
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(Record)
+
+
+def _of_type(value: Any, hint: Any) -> bool:
+    """Whether a JSON value fits a Record field's type (a float field takes ints, and inf and NaN)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_of_type(value, arg) for arg in typing.get_args(hint))
+    kind = typing.get_origin(hint) or hint
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind) if kind in (str, bool, list, dict) else True
 
 
 # The table's columns, in order: (field, header, format, show a confidence interval, scale).
@@ -172,19 +195,27 @@ class RunFolder:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
-    def load_records(self) -> dict[tuple[str, int], Record]:
-        """Every record in `records/`; a file that does not parse is set aside with a message, and
-        written again from its copy in results.json where that has one."""
+    def load_records(self, repair: bool = True) -> dict[tuple[str, int], Record]:
+        """Every record in `records/`. One that does not parse is read from its copy in results.json
+        where that has one; with `repair` (the commands that write here: run, score, report) the file
+        is also set aside and written again from that copy. Without it (`read`, for the readers:
+        compare, index, explore, serve) no file changes, and a warning says what was read instead."""
         out: dict[tuple[str, int], Record] = {}
         for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
             try:
                 r = Record.from_json(json.loads(path.read_text()))
             except (ValueError, TypeError, KeyError):
                 copy = self.copy_in_results(path.name)
-                set_aside(path, f"{path} did not parse", "written again from results.json" if copy else "")
+                if repair:
+                    set_aside(path, f"{path} did not parse", "written again from results.json" if copy else "")
+                    if copy is not None:
+                        self.write_record(copy)
+                else:
+                    say(f"warning: {path} does not parse; " + ("read from its copy in results.json" if copy else "left out")
+                        + " (the next run or report in this folder sets it aside)")
                 if copy is None:
                     continue
-                self.write_record(r := copy)
+                r = copy
             out[(r.model, r.seed)] = r
         return out
 
@@ -204,8 +235,9 @@ class RunFolder:
             return {}
 
     def read(self) -> tuple[dict[str, Any], list[Record]]:
-        """Run info and records; from `records/` where it exists, else from results.json (older runs)."""
-        records = self.load_records()
+        """Run info and records; from `records/` where it exists, else from results.json (older runs).
+        It changes no file: a command that writes here repairs a damaged record first (`load_records`)."""
+        records = self.load_records(repair=False)
         if records:
             try:  # the order results.json was merged in: the data row, then models as asked for
                 order = [m["model"] for m in json.loads(self.results.read_text())["models"]]
@@ -216,9 +248,12 @@ class RunFolder:
             data = json.loads(self.results.read_text())
         except (OSError, ValueError) as e:
             raise GenzooError(f"{self.results} cannot be read ({type(e).__name__}) and there is no records/ folder to rebuild it from") from None
-        run = data["run"]
-        seed = run.get("seed", 0)
-        return run, [Record.from_json(r, seed) for r in data["models"]]
+        try:
+            run = data["run"]
+            return run, [Record.from_json(r, run.get("seed", 0)) for r in data["models"]]
+        except (KeyError, TypeError, AttributeError) as e:
+            raise GenzooError(f"{self.results} is not a run's results ({one_line(e)}) and there is no records/ folder "
+                              "to rebuild it from") from None
 
     def set_aside_other_run(self, run: dict[str, Any]) -> Path | None:
         """Records made on other images or under another preset or budget must not join this run's

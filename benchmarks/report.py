@@ -23,6 +23,7 @@ from benchmarks.cli import Parser
 from benchmarks.curves import TARGET_FACTOR, fractions, target_fid
 from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write
 from zoo.base import GenzooError
+from zoo.files import check_writable
 from zoo.registry import split_variant
 
 FLAGGED = "flagged"  # the status of a record holding a number it cannot hold (damaged, or edited by hand)
@@ -301,36 +302,34 @@ def main(argv: list[str] | None = None) -> int:
 
     from rich.console import Console
 
+    console = Console(width=None if sys.stdout.isatty() else 200)
+    try:
+        return _main(argv, console)
+    except GenzooError as e:
+        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
+        return 2
+
+
+def _main(argv: list[str] | None, console: Any) -> int:
     p = Parser(prog="python -m benchmarks.report", description="Regenerate a run's tables, plots and web page.")
     p.add_argument("folder", help="a run folder holding results.json")
     p.add_argument("--html", action="store_true", help="print the address of the run's page, RUN/index.html, to open "
                    "in a browser (every report writes it, beside results.md)")
-    console = Console(width=None if sys.stdout.isatty() else 200)
-    try:
-        args = p.parse_args(argv)
-    except GenzooError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return 2
+    args = p.parse_args(argv)
     folder = RunFolder(args.folder)
     if not folder.results.is_file() and not folder.records_dir.is_dir():
-        console.print(f"[red]error:[/] no results.json in {args.folder}; pass a run folder written by benchmarks.run",
-                      highlight=False, soft_wrap=True)
-        return 2
+        raise GenzooError(f"no results.json in {args.folder}; pass a run folder written by benchmarks.run")
+    check_writable(folder.path, "the report rewrites its tables, figures and page there; copy the run folder somewhere writable")
     if folder.results.is_file() and not folder.run_info() and not folder.load_records():
-        console.print(f"[red]error:[/] {folder.results} holds no run (it does not parse, or is not a run's results) and "
-                      "there is no records/ folder to rebuild it from", highlight=False, soft_wrap=True)
-        return 2
+        raise GenzooError(f"{folder.results} holds no run (it does not parse, or is not a run's results) and there is "
+                          "no records/ folder to rebuild it from")
     if folder.results.is_file() and not folder.run_info():
         console.print(f"[yellow]warning: {folder.results} does not parse; tables from records/ alone, without the run's "
                       "settings (the next runner in this folder sets it aside and rebuilds it)[/]", highlight=False)
-    try:
-        if sync_results(folder):
-            console.print(f"[yellow]warning: {folder.results} disagreed with {folder.records_dir}/; rewritten from it[/]",
-                          highlight=False, soft_wrap=True)
-        made = render(args.folder)
-    except GenzooError as e:
-        console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
-        return 2
+    if sync_results(folder):
+        console.print(f"[yellow]warning: {folder.results} disagreed with {folder.records_dir}/; rewritten from it[/]",
+                      highlight=False, soft_wrap=True)
+    made = render(args.folder)
     run, records = folder.read()
     records = flag(records, warn=lambda line: None)  # render said it once
     console.print(rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",

@@ -76,8 +76,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="budget preset (default: quick). " + " ".join(f"{name}: {preset.about}." for name, preset in PRESETS.items()))
     p.add_argument("--budget", help="replace the preset's budget: 60s, 2000steps, 10epochs or 3e12flops")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps")
-    p.add_argument("--seeds", default="0", help="comma-separated seeds, e.g. 0,1,2: mean and 95%% interval per metric")
-    p.add_argument("--seed", dest="seeds", help="the same as --seeds")
+    seeds = p.add_mutually_exclusive_group()  # `--seeds 0 --seed 1` would quietly mean seed 1
+    seeds.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2: mean and 95%% interval per metric (default: 0)")
+    seeds.add_argument("--seed", dest="seeds", help="the same as --seeds")
     p.add_argument("--precision", default="fp32", choices=list(zoo.train.PRECISIONS),
                    help="training precision: fp32 (default; TF32 matmuls on CUDA), bf16 or fp16 autocast (for GPUs)")
     p.add_argument("--graphs", default="auto", choices=graphs.GRAPH_MODES,
@@ -112,7 +113,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--list", nargs="?", const="", metavar="MODEL",
                    help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
                         "--list MODEL for one model")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.seeds = "0" if args.seeds is None else args.seeds  # not argparse's default: the group compares with it
+    return args
 
 
 def jobs_in_flight(text: str) -> int:

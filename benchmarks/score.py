@@ -36,6 +36,8 @@ import re
 import shlex
 import sys
 import time
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +60,10 @@ from zoo.registry import split_variant
 
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)
 ARRAY_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
+NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # how an .npy, an .npz, and an empty .npz begin
 FLOAT_SLACK = 1e-4  # floats this far outside [0,1] are clipped (rounding in a conversion); further is refused
+ACCEPTED = ("give an .npz/.npy/.pt of images, uint8 0..255 or floats in [0,1], shaped (N,H,W), (N,C,H,W) or (N,H,W,C), "
+            "or a folder of images")
 SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
 # The fewest samples each metric needs, and why: below it the metric is left empty.
 MINIMUM = {
@@ -128,19 +133,26 @@ def _read_array(path: Path) -> Tensor:
     suffix = path.suffix.lower()
     if suffix in (".pt", ".pth"):
         try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # a pickled object weights_only refuses, or a damaged file
-            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if "weights_only" in str(e) or "Unsupported global" in str(e):
+            with warnings.catch_warnings():  # torch warns of a pickle protocol it then refuses: the refusal is the line
+                warnings.simplefilter("ignore")
+                obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a pickled object weights_only refuses, a damaged file, or no torch file at all
+            reason = one_line(e)
+            if "Unsupported global" in str(e):
                 reason = "it holds pickled objects that torch.load(weights_only=True) does not load"
+            elif not zipfile.is_zipfile(path):  # torch.save writes a zip; its failures on other bytes say nothing useful
+                reason = "it is not a file written by torch.save"
             raise GenzooError(f"samples {path} cannot be read as a tensor ({reason}); save one with "
-                              "torch.save(images, path)") from None
+                              f"torch.save(images, path), or {ACCEPTED}") from None
         if isinstance(obj, dict) and isinstance(obj.get("images"), Tensor):
             obj = obj["images"]
         if not isinstance(obj, Tensor):
             raise GenzooError(f"samples {path} holds a {type(obj).__name__}, not a tensor (or a dict with one "
                               "under 'images'); save one with torch.save(images, path)")
         return obj.detach().cpu()
+    with path.open("rb") as f:  # np.load reads anything else as a pickle and says it holds objects
+        if not f.read(6).startswith(NUMPY_MAGIC):
+            raise GenzooError(f"samples {path} is not a NumPy file (as np.save or np.savez write); {ACCEPTED}")
     try:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
@@ -160,8 +172,8 @@ def _read_array(path: Path) -> Tensor:
     except (OSError, EOFError) as e:
         raise GenzooError(f"samples {path} cannot be read ({one_line(e)})") from None
     if array.dtype.kind not in "biuf":
-        raise GenzooError(f"samples {path} holds {array.dtype} values, not numbers")
-    return torch.from_numpy(np.ascontiguousarray(array))
+        raise GenzooError(f"samples {path} holds {array.dtype} values; expected uint8 0..255 or floats in [0,1]")
+    return torch.from_numpy(np.ascontiguousarray(array)).reshape(array.shape)  # ascontiguousarray makes a 0-d array 1-d
 
 
 def _layout(x: Tensor, spec: DataSpec, path: Path, dataset: str) -> Tensor:
@@ -170,6 +182,8 @@ def _layout(x: Tensor, spec: DataSpec, path: Path, dataset: str) -> Tensor:
     expected = (f"expected (N,H,W), (N,C,H,W) or (N,H,W,C) with C 1 or 3 and HxW {spec.height}x{spec.width} "
                 f"({dataset}'s images; samples are not resized)")
     shape = tuple(x.shape)
+    if x.ndim == 0:
+        raise GenzooError(f"samples {path} hold a single number, not images; {ACCEPTED}")
     if x.ndim == 3 and shape[1:] == size:
         return x.unsqueeze(1)
     if x.ndim == 4 and shape[2:] == size:
@@ -307,6 +321,22 @@ def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
     return folder, run
 
 
+def check_run_options(folder: RunFolder, run: dict[str, Any], opts: dict[str, Any]) -> None:
+    """Options that differ from the run's are refused before the data or a feature space is loaded
+    (a download, maybe); the data's hash and the space's exact name are checked once they are."""
+    if run.get("preset") not in (None, opts["preset"]):
+        raise GenzooError(f"{folder.path} was evaluated with the {run['preset']} preset (its sample counts); "
+                          f"--preset {opts['preset']} would score this row on others; leave --preset out or give {run['preset']}")
+    if run.get("dataset") not in (None, opts["dataset"]):
+        raise GenzooError(f"{folder.path} was run on {run['dataset']}; --dataset {opts['dataset']} would score this row "
+                          f"against other data; leave --dataset out or give {run['dataset']}")
+    ran_in = str(run.get("feature_space", {}).get("name") or "")
+    kind = "inception" if ran_in.startswith("inception") else "classifier" if ran_in.startswith("classifier") else None
+    if kind not in (None, opts["feature_space"]):
+        raise GenzooError(f"{folder.path} was measured in the feature space {ran_in}; --feature-space {opts['feature_space']} "
+                          f"would score this row in another; leave --feature-space out or give {kind}")
+
+
 def _hash(images: Tensor) -> str:
     return hashlib.sha1(zdata.quantize(images).contiguous().numpy().tobytes()).hexdigest()[:12]
 
@@ -338,9 +368,8 @@ def _main(argv: list[str]) -> int:
     opts: dict[str, Any] = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k) for k in RUN_OPTIONS}
     if opts["image_size"] is not None and not 4 <= opts["image_size"] <= 256:
         raise GenzooError(f"--image-size must be between 4 and 256, got {opts['image_size']}")
-    if folder is not None and run.get("preset") not in (None, opts["preset"]):
-        raise GenzooError(f"{folder.path} was evaluated with the {run['preset']} preset (its sample counts); "
-                          f"--preset {opts['preset']} would score this row on others; leave --preset out or give {run['preset']}")
+    if folder is not None:
+        check_run_options(folder, run, opts)
     features.check_space_files(opts["feature_space"], args.feature_net, args.inception_weights)
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
@@ -386,13 +415,15 @@ def _main(argv: list[str]) -> int:
 
     assert name is not None
     seed = (run.get("seeds") or [0])[0]
-    for old in [r for r in folder.load_records().values() if r.model == name]:  # an earlier score under this name
-        (folder.records_dir / old.file_name).unlink(missing_ok=True)
-        console.print(f"note: replacing the earlier scores named {name} (seed {old.seed})", highlight=False)
     eval_key = hashlib.sha1(json.dumps([_hash(scored), space.fingerprint, preset.name], sort_keys=True).encode()).hexdigest()[:12]
     record = Record(name, seed, status="ok", **metrics, eval_key=eval_key, events=[f"{SCORED}{path}"])
+    earlier = [r for r in folder.load_records().values() if r.model == name]  # an earlier score under this name
     save_grid(scored, folder.samples(record))
-    folder.write_record(record)
+    folder.write_record(record)  # first: should writing fail, the earlier row is still there
+    for old in earlier:
+        if old.file_name != record.file_name:  # the same name and seed was just overwritten whole
+            (folder.records_dir / old.file_name).unlink(missing_ok=True)
+        console.print(f"note: replacing the earlier scores named {name} (seed {old.seed})", highlight=False)
     try:
         order = [m["model"] for m in json.loads(folder.results.read_text())["models"]]
     except (OSError, ValueError, KeyError, TypeError):

@@ -107,3 +107,15 @@ def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, cap
         assert compare.main([str(getattr(run, "path", run)), str(reference.path)]) == 2
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
+
+
+def test_a_damaged_record_is_read_from_results_json_and_left_as_it_is(tmp_path, reference, capsys):
+    """compare only reads: a record file that does not parse is read from its copy, not set aside."""
+    copy = folder(tmp_path / "a", [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])])
+    damaged = copy.records_dir / "vae--seed1.json"
+    damaged.write_text("{")
+    assert compare.main([str(copy.path), str(reference.path), "--identical"]) == 0
+    out = capsys.readouterr().out
+    assert "9 of 9 agree" in out and f"{damaged} does not parse; read from its copy in results.json" in out
+    assert damaged.read_text() == "{" and sorted(p.name for p in copy.records_dir.iterdir()) == [
+        "vae--seed0.json", "vae--seed1.json", "vae--seed2.json"]

@@ -306,6 +306,22 @@ def test_explore_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_explore_without_a_loadable_model_says_which_file_and_exits_2(tmp_path, capsys):
+    from benchmarks.records import Record, RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    ckpt = folder.path / "checkpoints" / "k"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text(json.dumps({"spec": {"channels": 1, "height": 28, "width": 28, "num_classes": 10}}))
+    (ckpt / "model.safetensors").write_bytes(b"")  # emptied, as by a full disk
+    folder.write_record(Record("vae", 0, status="ok", checkpoint="checkpoints/k"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, ["vae"])
+    assert explore.main([str(folder.path), "--figures", "drawing"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and said[0].startswith(f"error: no model of {folder.path} could be loaded: vae: could not "
+                                                 f"load {ckpt}: "), said
+
+
 # -- a plugin gets every figure its capabilities allow -------------------------------------------------
 
 @pytest.fixture

@@ -81,3 +81,23 @@ def test_a_folder_without_run_folders_or_with_a_readme_of_its_own_is_left_alone(
     assert index.main([str(tmp_path)]) == 2  # a README this command did not write
     assert "is not an index this command wrote" in capsys.readouterr().out
     assert (tmp_path / "README.md").read_text() == "# my project\n"
+
+
+def test_a_folder_name_with_a_space_or_a_bar_keeps_its_link_and_its_row(tmp_path):
+    write_run(tmp_path / "my run|2", {"dataset": "mnist5k", "budget": "5 steps|x"}, [{"model": "vae", "seed": 0}])
+    row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [my run"))
+    assert row.startswith("| [my run\\|2](my%20run%7C2/results.md) |") and "| 5 steps\\|x |" in row
+    assert len(row.replace("\\|", "").strip("|").split("|")) == 11  # eleven columns, as the header
+
+
+def test_the_index_reads_a_damaged_record_from_its_copy_and_renames_nothing(tmp_path, capsys):
+    from benchmarks.records import Record, RunFolder
+
+    folder = RunFolder(tmp_path / "run")
+    folder.write_record(Record("vae", 0, status="ok"))
+    folder.merge({"dataset": "mnist5k"}, ["vae"])
+    (folder.records_dir / "vae--seed0.json").write_text("{")
+    assert index.main([str(tmp_path)]) == 0
+    assert "does not parse; read from its copy in results.json" in capsys.readouterr().out
+    assert "1: vae" in (tmp_path / "README.md").read_text()
+    assert [p.name for p in folder.records_dir.iterdir()] == ["vae--seed0.json"]

@@ -219,3 +219,19 @@ def test_report_refusals_are_one_line(tmp_path, capsys):
     assert report.main([str(tmp_path)]) == 2
     err = capsys.readouterr().out.strip()
     assert len(err.splitlines()) == 1 and "holds no run" in err and "no records/ folder" in err
+
+
+def test_a_hand_edited_record_or_an_empty_sample_grid_is_a_warning_not_a_traceback(tmp_path, capsys):
+    """A newcomer's probe: `"seed": "x"` in a record, or a 0-byte samples PNG, ended the report in a traceback."""
+    import json
+
+    path = _folder_with(tmp_path)
+    (path / "samples").mkdir()
+    (path / "samples" / "vae--seed0.png").write_bytes(b"")
+    record = json.loads((path / "records" / "vae--seed0.json").read_text())
+    (path / "records" / "vae--seed0.json").write_text(json.dumps({**record, "seed": "x"}))
+    assert report.main([str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "vae--seed0.json did not parse; set aside as vae--seed0.json.corrupt, written again from results.json" in out
+    assert f"warning: {path / 'samples' / 'vae--seed0.png'} does not read as an image (" in out
+    assert json.loads((path / "records" / "vae--seed0.json").read_text())["seed"] == 0

@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+from safetensors.torch import save_file
 
 from zoo.base import GenzooError
 from zoo.metrics import features
@@ -35,14 +36,29 @@ def test_a_given_net_is_used_and_named_by_its_hash(splits, tmp_path):
     assert space.name == features.classifier_space(splits).name  # the same bytes: the same ruler
 
 
-@pytest.mark.parametrize("problem", ["missing", "no-json", "other-size"])
-def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, problem):
+@pytest.mark.parametrize("problem, message", [
+    ("missing", "expected a .safetensors file"),
+    ("no-json", "expected a .safetensors file"),
+    ("other-size", "was made for 1-channel 32-pixel images"),
+    ("empty-weights", "its weights do not load into the feature net net.json describes"),
+    ("other-classes", "size mismatch for head.weight"),  # a net of 5 classes, its .json claiming 10
+    ("no-task", "net.json is not a feature net's description (task missing"),
+])
+def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, problem, message):
     path = tmp_path / "net.safetensors"
     if problem != "missing":
         shutil.copy(features.SHIPPED / "classifier-mnist5k.safetensors", path)
-    if problem == "other-size":
+    if problem not in ("missing", "no-json"):
         meta = json.loads((features.SHIPPED / "classifier-mnist5k.json").read_text())
-        path.with_suffix(".json").write_text(json.dumps({**meta, "image_size": 32}))
+        if problem == "other-size":
+            meta["image_size"] = 32
+        if problem == "no-task":
+            del meta["task"]
+        path.with_suffix(".json").write_text(json.dumps(meta))
+    if problem == "empty-weights":
+        path.write_bytes(b"")
+    if problem == "other-classes":
+        save_file(features.FeatureNet(1, 5).state_dict(), path)
     with pytest.raises(GenzooError, match="--feature-net") as e:
         features.classifier_space(splits, net_path=path)
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and message in str(e.value)

@@ -177,6 +177,11 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights; it goes with "
                                                           "--feature-space inception, not classifier"),
     (["--models", "vae", "--feature-space", "inception", "--feature-net", "n.safetensors"], "--feature-net gives a classifier"),
+    # a newcomer's probe: the second seed option won silently, an abbreviation was read as an option, inf and 0 as "0.0"
+    (["--models", "vae", "--seeds", "0", "--seed", "1"], "argument --seed: not allowed with argument --seeds (give one of them)"),
+    (["--models", "vae", "--thread", "1"], "unrecognized arguments: --thread 1"),
+    (["--models", "vae", "--set", "vae.beta=inf"], "vae: beta must be a finite number >= 0, got inf"),
+    (["--models", "vae", "--budget", "0steps"], "a budget must be a positive number of steps, got 0"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))

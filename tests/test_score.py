@@ -83,6 +83,48 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     assert "already has a row my-vae that was trained there" in capsys.readouterr().out
 
 
+def test_a_failed_write_keeps_the_earlier_scores_under_the_name(bare_run, splits, tmp_path, monkeypatch, capsys):
+    from benchmarks.records import Record
+
+    for seed in (0, 1):  # seed 1: the run's seeds were other when it was scored
+        bare_run.write_record(Record("few", seed, status="ok", eval_key=f"earlier{seed}", events=[f"{score.SCORED}old.pt"]))
+    torch.save(splits.x_test[:8], tmp_path / "few.pt")
+
+    def unwritable(images, path):
+        raise GenzooError(f"cannot write {path}: read-only")
+
+    monkeypatch.setattr(run, "save_grid", unwritable)
+    assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "few"]) == 2
+    assert "error: cannot write" in capsys.readouterr().out
+    assert [bare_run.load_records()[("few", s)].eval_key for s in (0, 1)] == ["earlier0", "earlier1"]
+    monkeypatch.undo()
+    assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "few"]) == 0
+    records = bare_run.load_records()
+    assert ("few", 1) not in records and records[("few", 0)].eval_key not in (None, "earlier0")
+
+
+@pytest.mark.parametrize("ran_in, argv, message", [
+    ("classifier", ["--dataset", "cifar10"], "was run on mnist5k; --dataset cifar10 would score this row against other data"),
+    ("classifier", ["--feature-space", "inception"], "--feature-space inception would score this row in another"),
+    ("inception-v3", ["--feature-space", "classifier"], "--feature-space classifier would score this row in another"),
+])
+def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in, argv, message, splits, space, tmp_path,
+                                                                          monkeypatch, capsys):
+    def loaded(*args, **kwargs):
+        pytest.fail("the data or a feature space was loaded before the run's options were checked")
+
+    monkeypatch.setattr(score.zdata, "load_splits", loaded)
+    monkeypatch.setattr(score.features, "inception_space", loaded)
+    monkeypatch.setattr(score.features, "classifier_space", loaded)
+    folder = RunFolder(tmp_path / "run")
+    name = space.name if ran_in == "classifier" else ran_in
+    folder.merge(run_info(splits, space, feature_space={"name": name}), [])
+    torch.save(torch.zeros(4, 28, 28, dtype=torch.uint8), tmp_path / "s.pt")
+    assert score.main([str(tmp_path / "s.pt"), "--into", str(folder.path), "--name", "x", *argv]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--into", "{run}"], "--into needs --name NAME"),
     (["--into", "{run}", "--name", "data"], "the data row's name"),
@@ -149,6 +191,21 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
         assert message in refused(tmp_path / name), name
     (tmp_path / "x.txt").write_text("1")
     assert "a .txt file" in refused(tmp_path / "x.txt")
+
+
+@pytest.mark.parametrize("name, write, message", [
+    ("text.npy", lambda p: p.write_text("1 2 3"), "is not a NumPy file"),
+    ("text.npz", lambda p: p.write_text("1 2 3"), "is not a NumPy file"),
+    ("random.pt", lambda p: p.write_bytes(np.random.default_rng(0).bytes(300)), "it is not a file written by torch.save"),
+    ("scalar.npy", lambda p: np.save(p, np.array(3.0)), "hold a single number, not images"),
+    ("scalar.pt", lambda p: torch.save(torch.tensor(0.5), p), "hold a single number, not images"),
+    ("bool.npy", lambda p: np.save(p, np.zeros((4, 28, 28), bool)), "bool"),
+    ("complex.npy", lambda p: np.save(p, np.zeros((4, 28, 28), complex)), "complex128 values"),
+])
+def test_odd_sample_files_are_one_line_naming_the_file_and_what_is_accepted(name, write, message, tmp_path):
+    write(tmp_path / name)
+    text = refused(tmp_path / name)
+    assert str(tmp_path / name) in text and message in text and "uint8 0..255 or floats in [0,1]" in text, text
 
 
 def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path):

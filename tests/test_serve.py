@@ -330,6 +330,18 @@ def test_a_folder_without_checkpoints_is_refused_in_one_line(run_folder, tmp_pat
     assert "no run folder at" in capsys.readouterr().err
 
 
+def test_a_checkpoint_whose_weights_do_not_load_is_named_in_one_line(run_folder, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    served = serve.Run(copy)
+    weights = copy / served.entry("ae").record.checkpoint / "model.safetensors"
+    weights.write_bytes(b"")  # emptied, as by a full disk
+    with pytest.raises(serve.Refused) as refused:
+        served.model(served.entry("ae"))
+    assert refused.value.status == 500 and str(refused.value).startswith(f"ae: its checkpoint {weights.parent} does not load: ")
+    assert "\n" not in str(refused.value)
+
+
 def test_the_command_binds_localhost_and_prints_the_address(run_folder):
     proc = subprocess.Popen([sys.executable, "-m", "benchmarks.serve", str(run_folder), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

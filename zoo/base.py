@@ -113,6 +113,8 @@ class Accepts:
             return " ".join(filter(None, ["an odd int" if self.odd else "an int", bounds]))
         if kind in _NOUNS:
             return _NOUNS[kind]
+        if kind is float and bounds.startswith((">", "<")):  # one-sided: inf is beyond it, yet refused
+            return f"a finite number {bounds}"
         return bounds or ("a finite number" if kind is float else "a value")
 
     def _bounds(self, config: Any) -> str:

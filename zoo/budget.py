@@ -26,7 +26,7 @@ class Budget:
         if self.unit not in BUDGET_UNITS.values():
             raise GenzooError(f"unknown budget unit {self.unit!r}; accepted: {', '.join(BUDGET_UNITS.values())}")
         if not (math.isfinite(self.amount) and self.amount > 0):
-            raise GenzooError(f"a budget must be a positive number of {self.unit}, got {self.amount}")
+            raise GenzooError(f"a budget must be a positive number of {self.unit}, got {self.amount:g}")
         if self.unit == "steps" and self.amount != int(self.amount):
             raise GenzooError(f"a step budget must be a whole number, got {self.amount}")
         if not (isinstance(self.batch_size, int) and self.batch_size >= 1):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -54,6 +55,16 @@ def flush_to_disk(path: str | Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """One line before any work where `folder` takes no files (read-only, full, not a folder); `what`
+    says what the command would write there and what to do. It writes and removes a folder there: the
+    permission bits alone miss a read-only mount, and root passes them all."""
+    try:
+        tempfile.TemporaryDirectory(prefix=".genzoo-write-test-", dir=folder).cleanup()
+    except OSError as e:
+        raise GenzooError(f"cannot write in {folder} ({_reason(e)}); {what}") from None
 
 
 def unwritable(path: str | Path, e: OSError) -> GenzooError:

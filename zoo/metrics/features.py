@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from zoo.base import GenzooError
+from zoo.base import GenzooError, one_line
 from zoo.data import Splits, to_float
 from zoo.files import atomic_write
 
@@ -181,7 +181,7 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_pat
                 fcntl.flock(lock, fcntl.LOCK_EX)
                 if not (path.is_file() and meta_path.is_file()):
                     _train_into_cache(splits, path, device)
-    net, meta = load_feature_net(path)
+    net, meta = load_given_net(path) if source == "file" else load_feature_net(path)
     digest = file_sha256(path)
     probs = (lambda x: probabilities(net, x)) if meta["task"] == "labels" else None
     name = f"classifier:{meta['dataset']}@{splits.spec.height}px#{digest[:8]}"
@@ -207,21 +207,42 @@ def shipped_net(splits: Splits) -> Path | None:
     return None
 
 
+NET_FILES = "a .safetensors file with its .json beside it, as written in the feature-net cache or by python -m zoo.metrics.features"
+NET_KEYS = {"channels": int, "num_classes": int, "task": str, "dataset": str}  # what loading and naming a net read from its .json
+
+
 def given_net(path: Path, splits: Splits) -> Path:
     """A feature net file from `--feature-net`: refused in one line unless it fits these images."""
     meta_path = path.with_suffix(".json")
     if path.suffix != ".safetensors" or not path.is_file() or not meta_path.is_file():
-        raise GenzooError(f"--feature-net {path}: expected a .safetensors file with its .json beside it "
-                          "(as written in the feature-net cache or by python -m zoo.metrics.features)")
+        raise GenzooError(f"--feature-net {path}: expected {NET_FILES}")
     try:
         meta = json.loads(meta_path.read_text())
-        channels, size = int(meta["channels"]), meta.get("image_size")
-    except (ValueError, KeyError, TypeError):
-        raise GenzooError(f"--feature-net {path}: {meta_path.name} is not a feature net's description") from None
+    except (OSError, ValueError) as e:
+        raise GenzooError(f"--feature-net {path}: {meta_path.name} does not parse ({one_line(e)}); expected {NET_FILES}") from None
+    bad = [k for k, kind in NET_KEYS.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), kind)]
+    if bad:
+        raise GenzooError(f"--feature-net {path}: {meta_path.name} is not a feature net's description ({', '.join(bad)} "
+                          "missing or of another type: it gives channels and num_classes as integers, task and "
+                          f"dataset as text); expected {NET_FILES}")
+    channels, size = meta["channels"], meta.get("image_size")
     if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
                           f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")
     return path
+
+
+def load_given_net(path: Path) -> tuple[FeatureNet, dict]:
+    """`load_feature_net` for a file from `--feature-net`: weights that do not fit the net its .json
+    describes (damaged, empty, another net's) are refused in one line."""
+    try:
+        return load_feature_net(path)
+    except Exception as e:  # a file from elsewhere fails in safetensors' or torch's own ways
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # load_state_dict says what differs on the line after its header "Error(s) in loading state_dict for ...:"
+        reason = lines[1][:160] if len(lines) > 1 and lines[0].endswith(":") else one_line(e)
+        raise GenzooError(f"--feature-net {path}: its weights do not load into the feature net "
+                          f"{path.with_suffix('.json').name} describes ({reason}); expected {NET_FILES}") from None
 
 
 def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) -> None:

@@ -1049,11 +1049,11 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     check_writable(folder.path, "explore writes its figures into RUN/explore/ and rewrites results.md; "
                                 "copy the run folder somewhere writable")
     if needs_models:
-        _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
         ctx.models = load_models(folder, records, models, load_skips)
         if not ctx.models and all(f not in RECORD_FIGURES for f in chosen):  # every figure would be empty
             why = "; ".join(f"{m}: {reason}" for m, reason in load_skips) or "it holds no model"
             raise GenzooError(f"no model of {folder.path} could be loaded: {why}")
+        _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
     loaded = ctx.models
     for item in loaded:
         item.model.to(device)

@@ -123,7 +123,9 @@ class Record:
         clean = {k: v for k, v in d.items() if k in names and v is not None}
         hints = _field_types()
         for k, v in clean.items():  # a hand-edited `"seed": "x"` would fail later, deep in a sort or a format
-            if not _of_type(v, hints[k]):
+            if isinstance(v, float) and v.is_integer() and not _of_type(v, hints[k]) and _of_type(int(v), hints[k]):
+                clean[k] = int(v)  # a count a plugin gave as a float (an NFE of 8.0)
+            elif not _of_type(v, hints[k]):
                 raise TypeError(f"{k} is {v!r}, not {hints[k]}")
         return cls(**clean)
 
@@ -134,15 +136,22 @@ def _field_types() -> dict[str, Any]:
 
 
 def _of_type(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a Record field's type (a float field takes ints, and inf and NaN)."""
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return any(_of_type(value, arg) for arg in typing.get_args(hint))
-    kind = typing.get_origin(hint) or hint
-    if kind is float:
+    """Whether a JSON value fits a Record field's type, items of lists and values of dicts too (a float
+    field takes ints, and inf and NaN)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_of_type(value, arg) for arg in args)
+    if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if kind is int:
+    if hint is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind) if kind in (str, bool, list, dict) else True
+    if origin is list:
+        return isinstance(value, list) and all(_of_type(v, args[0]) for v in value)
+    if origin is dict:
+        return isinstance(value, dict) and all(_of_type(v, args[1]) for v in value.values())
+    if hint is type(None):
+        return value is None
+    return isinstance(value, hint) if hint in (str, bool) else True  # Any
 
 
 # The table's columns, in order: (field, header, format, show a confidence interval, scale).
@@ -159,6 +168,8 @@ QUALITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Record) if f.metadata
 
 class RunFolder:
     """`results.json` (run info + every record), `records/` (one file per record), samples, checkpoints."""
+
+    SUBFOLDERS = ("records", "samples", "plots", "checkpoints", "snapshots", "explore", "set-aside")  # what runs write
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -223,10 +234,17 @@ class RunFolder:
         """results.json's copy of the record kept in `records/file_name`, if it has one that reads."""
         try:
             data = json.loads(self.results.read_text())
-            copies = [Record.from_json(m, data["run"].get("seed", 0)) for m in data["models"]]
+            seed, entries = data["run"].get("seed", 0), list(data["models"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return None
-        return next((r for r in copies if r.file_name == file_name), None)
+        for entry in entries:  # each on its own: one mistyped entry does not hide the others
+            try:
+                copy = Record.from_json(entry, seed)
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+            if copy.file_name == file_name:
+                return copy
+        return None
 
     def run_info(self) -> dict[str, Any]:
         try:

@@ -24,7 +24,6 @@ import platform
 import shlex
 import signal
 import sys
-import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -50,7 +49,7 @@ from zoo import fused, graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
-from zoo.files import SafeConsole, atomic_write
+from zoo.files import SafeConsole, atomic_write, write_error
 from zoo.metrics import features, fidelity, speed
 from zoo.nets import replay
 from zoo.parallel import Processes
@@ -219,13 +218,14 @@ def check_out_folder(out: Path, dataset: str) -> None:
         if out.resolve() == images or images in out.resolve().parents:
             raise GenzooError(f"--out {out} is inside the image folder {images}: the run's images would join the data; "
                               "give an --out outside it")
+        written = next((w for w in ((out / name).resolve() for name in RunFolder.SUBFOLDERS) if w in (images, *images.parents)),
+                       None)
+        if written is not None:
+            raise GenzooError(f"the image folder {images} is inside {written}, which the run writes: the data would change "
+                              f"under it; copy the images out of --out {out}")
     there = next(p for p in [out, *out.absolute().parents] if p.exists())  # the folder it would be made in
-    try:
-        if not there.is_dir():
-            raise NotADirectoryError(20, "Not a directory")
-        tempfile.TemporaryDirectory(prefix=".genzoo-write-test-", dir=there).cleanup()  # what access() misses as root
-    except OSError as e:
-        raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
+    if (e := write_error(there)) is not None:
+        raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder")
 
 
 def make_out_folder(out: Path) -> None:

@@ -150,10 +150,10 @@ def _read_array(path: Path) -> Tensor:
             raise GenzooError(f"samples {path} holds a {type(obj).__name__}, not a tensor (or a dict with one "
                               "under 'images'); save one with torch.save(images, path)")
         return obj.detach().cpu()
-    with path.open("rb") as f:  # np.load reads anything else as a pickle and says it holds objects
-        if not f.read(6).startswith(NUMPY_MAGIC):
-            raise GenzooError(f"samples {path} is not a NumPy file (as np.save or np.savez write); {ACCEPTED}")
     try:
+        with path.open("rb") as f:  # np.load reads anything else as a pickle and says it holds objects
+            if not f.read(6).startswith(NUMPY_MAGIC):
+                raise GenzooError(f"samples {path} is not a NumPy file (as np.save or np.savez write); {ACCEPTED}")
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
@@ -285,9 +285,14 @@ def run_settings(run: dict[str, Any]) -> dict[str, Any]:
     folder from before `data_options` was recorded used the defaults)."""
     space = run.get("feature_space", {})
     found = {"dataset": run.get("dataset"), "preset": run.get("preset"), **run.get("data_options", {}),
-             "feature_space": "inception" if str(space.get("name", "")).startswith("inception") else "classifier",
+             "feature_space": space_kind(space.get("name", "")),
              "feature_net": space.get("file"), "inception_weights": _local_file(space.get("weights"))}
     return {k: v for k, v in found.items() if v is not None}
+
+
+def space_kind(name: str) -> str:
+    """--feature-space's value for a recorded feature space's name ("inception-v3", "classifier:...")."""
+    return "inception" if str(name).startswith("inception") else "classifier"
 
 
 def _local_file(path: Any) -> str | None:
@@ -327,14 +332,14 @@ def check_run_options(folder: RunFolder, run: dict[str, Any], opts: dict[str, An
     if run.get("preset") not in (None, opts["preset"]):
         raise GenzooError(f"{folder.path} was evaluated with the {run['preset']} preset (its sample counts); "
                           f"--preset {opts['preset']} would score this row on others; leave --preset out or give {run['preset']}")
-    if run.get("dataset") not in (None, opts["dataset"]):
+    if run.get("dataset") not in (None, opts["dataset"]) and not str(run["dataset"]).startswith("folder:"):
+        # a folder may be named from elsewhere or by another path: the data's hash decides, once read
         raise GenzooError(f"{folder.path} was run on {run['dataset']}; --dataset {opts['dataset']} would score this row "
                           f"against other data; leave --dataset out or give {run['dataset']}")
-    ran_in = str(run.get("feature_space", {}).get("name") or "")
-    kind = "inception" if ran_in.startswith("inception") else "classifier" if ran_in.startswith("classifier") else None
-    if kind not in (None, opts["feature_space"]):
+    ran_in = run.get("feature_space", {}).get("name")
+    if ran_in is not None and space_kind(ran_in) != opts["feature_space"]:
         raise GenzooError(f"{folder.path} was measured in the feature space {ran_in}; --feature-space {opts['feature_space']} "
-                          f"would score this row in another; leave --feature-space out or give {kind}")
+                          f"would score this row in another; leave --feature-space out or give {space_kind(ran_in)}")
 
 
 def _hash(images: Tensor) -> str:

@@ -191,13 +191,15 @@ class Run:
         key = (entry.name, tuple(sorted((settings or {}).items())))
         if key not in self._models:
             record = dataclasses.replace(entry.record, hparams={**entry.record.hparams, **(settings or {})})
+            checkpoint = self.folder.path / (record.checkpoint or "")
             try:
                 self._models[key] = load_model(self.folder, record).to(self.device)
-            except GenzooError:
+            except GenzooError as e:
+                if not (checkpoint / "model.safetensors").is_file():  # removed since the server started
+                    raise Refused(500, str(e)) from None
                 raise  # settings outside what the model accepts: the request's fault (400)
             except Exception as e:  # noqa: BLE001 - damaged weights: the file's fault, named in one line
-                raise Refused(500, f"{entry.name}: its checkpoint {self.folder.path / (record.checkpoint or '')} "
-                                   f"does not load: {one_line(e)}") from None
+                raise Refused(500, f"{entry.name}: its checkpoint {checkpoint} does not load: {one_line(e)}") from None
             while len(self._models) > MODEL_CACHE:
                 self._models.popitem(last=False)
         self._models.move_to_end(key)

@@ -48,6 +48,9 @@ def test_a_command_that_writes_there_is_one_line_and_changes_nothing(read_only, 
     assert files(read_only.path.parent) == before
 
 
-def test_compare_reads_a_folder_it_cannot_write(read_only, capsys):
+def test_compare_reads_a_folder_it_cannot_write_with_a_damaged_record_and_changes_nothing(read_only, capsys):
+    (read_only.records_dir / "vae--seed0.json").write_text("{")  # set aside by a writer; a reader reads its copy
+    before = files(read_only.path.parent)
     assert compare.main([str(read_only.path), str(read_only.path), "--identical"]) == 0
-    assert "agree" in capsys.readouterr().out
+    assert "does not parse; read from its copy in results.json" in capsys.readouterr().out
+    assert files(read_only.path.parent) == before

@@ -112,6 +112,21 @@ def test_plugin_through_entry_point_is_found_and_benchmarked(tmp_path, read_grid
     assert grid.shape == (64, 3, 28, 28) and set(grid.unique().tolist()) == {0, 255}  # its 0/1 draws, written as drawn
 
 
+def test_a_plugin_through_an_entry_point_is_listed(tmp_path, monkeypatch, capsys):
+    """What `--list` shows comes from the same discovery as a run's models (the test above, in a fresh process)."""
+    from importlib.metadata import EntryPoint
+
+    from benchmarks import run
+
+    (tmp_path / "genzoo_listed_plugin.py").write_text(PLUGIN)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", dict(zoo.registry._REGISTRY))
+    monkeypatch.setattr(zoo.registry, "entry_points", lambda group: [EntryPoint("demo", "genzoo_listed_plugin", group)])
+    monkeypatch.setattr(zoo.registry, "_discovered", False)
+    assert run.main(["--list"]) == 0
+    assert "demo-plugin" in capsys.readouterr().out
+
+
 def test_the_zoo_and_the_runner_load_without_diffusers():
     """diffusers takes seconds to import: only a process that builds a diffusion model pays them."""
     code = "import sys, zoo, benchmarks.run; zoo.available(); assert 'diffusers' not in sys.modules, 'imported'"

@@ -206,6 +206,13 @@ def test_an_out_folder_of_someone_elses_report_files_or_inside_the_images_is_ref
     assert run.main(["--models", "ae", "--preset", "smoke", "--dataset", f"folder:{images}", "--out", str(images / "run")]) == 2
     assert capsys.readouterr().out.strip().startswith(f"error: --out {images / 'run'} is inside the image folder ")
     assert list(images.iterdir()) == []
+    samples = tmp_path / "earlier" / "samples"  # an earlier run's sample grids, read as a dataset with that run as --out
+    samples.mkdir(parents=True)
+    (samples.parent / "records").mkdir()
+    assert run.main(["--models", "ae", "--preset", "smoke", "--dataset", f"folder:{samples}", "--out", str(samples.parent)]) == 2
+    assert capsys.readouterr().out.strip().startswith(f"error: the image folder {samples.resolve()} is inside "
+                                                      f"{samples.resolve()}, which the run writes")
+    assert list(samples.iterdir()) == []
 
 
 def test_offline_mnist_is_one_line_saying_where_the_files_go_and_leaves_no_folders(tmp_path, capsys, monkeypatch):

@@ -83,17 +83,18 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     assert "already has a row my-vae that was trained there" in capsys.readouterr().out
 
 
-def test_a_failed_write_keeps_the_earlier_scores_under_the_name(bare_run, splits, tmp_path, monkeypatch, capsys):
-    from benchmarks.records import Record
+@pytest.mark.parametrize("failing", ["save_grid", "write_record"])
+def test_a_failed_write_keeps_the_earlier_scores_under_the_name(failing, bare_run, splits, tmp_path, monkeypatch, capsys):
+    from benchmarks.records import Record, RunFolder
 
     for seed in (0, 1):  # seed 1: the run's seeds were other when it was scored
         bare_run.write_record(Record("few", seed, status="ok", eval_key=f"earlier{seed}", events=[f"{score.SCORED}old.pt"]))
     torch.save(splits.x_test[:8], tmp_path / "few.pt")
 
-    def unwritable(images, path):
-        raise GenzooError(f"cannot write {path}: read-only")
+    def unwritable(*args):
+        raise GenzooError("cannot write it: read-only")
 
-    monkeypatch.setattr(run, "save_grid", unwritable)
+    monkeypatch.setattr(*(run, "save_grid") if failing == "save_grid" else (RunFolder, "write_record"), unwritable)
     assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "few"]) == 2
     assert "error: cannot write" in capsys.readouterr().out
     assert [bare_run.load_records()[("few", s)].eval_key for s in (0, 1)] == ["earlier0", "earlier1"]

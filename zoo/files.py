@@ -57,14 +57,21 @@ def flush_to_disk(path: str | Path) -> None:
         os.close(fd)
 
 
-def check_writable(folder: str | Path, what: str) -> None:
-    """One line before any work where `folder` takes no files (read-only, full, not a folder); `what`
-    says what the command would write there and what to do. It writes and removes a folder there: the
-    permission bits alone miss a read-only mount, and root passes them all."""
+def write_error(folder: str | Path) -> OSError | None:
+    """Why `folder` takes no files (read-only, full, not a folder), or None where it does. It makes and
+    removes a folder there: the permission bits alone miss a read-only mount, and root passes them all."""
     try:
         tempfile.TemporaryDirectory(prefix=".genzoo-write-test-", dir=folder).cleanup()
     except OSError as e:
-        raise GenzooError(f"cannot write in {folder} ({_reason(e)}); {what}") from None
+        return e
+    return None
+
+
+def check_writable(folder: str | Path, what: str) -> None:
+    """One line before any work where `folder` takes no files; `what` says what the command would
+    write there and what to do."""
+    if (e := write_error(folder)) is not None:
+        raise GenzooError(f"cannot write in {folder} ({_reason(e)}); {what}")
 
 
 def unwritable(path: str | Path, e: OSError) -> GenzooError:

@@ -226,6 +226,8 @@ def given_net(path: Path, splits: Splits) -> Path:
                           "missing or of another type: it gives channels and num_classes as integers, task and "
                           f"dataset as text); expected {NET_FILES}")
     channels, size = meta["channels"], meta.get("image_size")
+    if not isinstance(size, (int, type(None))):
+        raise GenzooError(f"--feature-net {path}: {meta_path.name} gives image_size {size!r}; it is an integer or absent")
     if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
                           f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")

@@ -286,12 +286,12 @@ class RunFolder:
             taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
             aside = parent / f"{max(taken, default=0) + 1}-{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}"
             aside.mkdir(parents=True)
-            for part in (self.records_dir, self.results):
+            for part in (self.records_dir, self.results, self.path / "samples"):  # the grids too: its report redraws from them
                 if part.exists():
                     part.replace(aside / part.name)
-        named = {"data_hash": "other images", "preset": "another preset", "budget": "another budget"}
+        named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget"}
         say(f"warning: {self.path} holds results made with {' and '.join(named[k] for k in differs)} "
-            f"({', '.join(f'{old[k]} now {run.get(k)}' for k in differs)}); moved to {aside.relative_to(self.path)}/, "
+            f"({'; '.join(f'was {old[k]}, now {run.get(k)}' for k in differs)}); moved to {aside.relative_to(self.path)}/, "
             "this table starts afresh")
         return aside
 

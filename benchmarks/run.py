@@ -187,7 +187,8 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
         if both:
             raise GenzooError(f"--set {cls.name}.{both[0]} and the variant {name} both set {both[0]}; use one of them")
         if issubclass(cls, Conditional) and spec.num_classes is None:
-            job.skip = "class-conditional, and this dataset has no labels"
+            job.skip = "class-conditional, and " + ("--labels none reads the data without its labels" if args.labels == "none"
+                                                    else "this dataset has no labels")
         else:
             try:  # small on CPU; refuses what cannot be built, before anything trains
                 zoo.create(name, spec, preset=args.preset, **job.overrides)
@@ -197,6 +198,9 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
                 given = ", ".join(f"{k}={v}" for k, v in job.overrides.items()) or f"its {args.preset} hyper-parameters"
                 raise GenzooError(f"{name} cannot be built with {given}: {one_line(e)}") from None
         jobs.append(job)
+    if all(job.skip for job in jobs) and (args.models or args.sweep):  # nothing would train: a run of no use
+        raise GenzooError("every model asked for would be skipped (" + "; ".join(f"{j.name}: {j.skip}" for j in jobs)
+                          + "); give a model that trains on this data")
     return jobs
 
 
@@ -739,6 +743,7 @@ def _main(argv: list[str]) -> int:
         seeds = parse_seeds(args.seeds)
         args.seeds = ",".join(map(str, seeds))  # as parsed: each job reads them again
         features.check_space_files(args.feature_space, args.feature_net, args.inception_weights)
+        features.check_cache()
         preset = PRESETS[args.preset]
         if args.curves is not None:
             preset = dataclasses.replace(preset, curve=dataclasses.replace(preset.curve, points=curves.parse_points(args.curves)))

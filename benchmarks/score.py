@@ -376,6 +376,7 @@ def _main(argv: list[str]) -> int:
     if folder is not None:
         check_run_options(folder, run, opts)
     features.check_space_files(opts["feature_space"], args.feature_net, args.inception_weights)
+    features.check_cache()
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
     path = Path(args.samples).expanduser()

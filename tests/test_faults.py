@@ -208,7 +208,9 @@ def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is
     assert data_after.fid != data_before.fid  # the data row too is scored against the new images and feature net
     # cgan's record was made on the old images: kept, but out of this table
     aside = f"set-aside/1-smoke-{hash_before[:8]}"
-    assert f"warning: {out} holds results made with other images ({hash_before} now {hash_after}); moved to {aside}/" in printed
+    assert f"warning: {out} holds results made with other images or labels (was {hash_before}, now {hash_after}); moved to {aside}/" \
+        in printed
+    assert (out / aside / "samples").is_dir()  # the old grids, beside the old records
     rows = [m["model"] for m in json.loads((out / "results.json").read_text())["models"]]
     assert rows == ["data", "ae"] and not (out / "records" / "cgan--seed0.json").exists()
     assert (out / aside / "records" / "cgan--seed0.json").is_file()

@@ -139,9 +139,9 @@ def test_a_labeled_folder_runs_a_conditional_model_in_the_classifier_space(tmp_p
     assert space["task"] == "labels" and space["num_classes"] == 2  # the classifier space, trained on the labels
     cgan = next(m for m in results["models"] if m["model"] == "cgan")
     assert cgan["status"] == "ok" and cgan["label_accuracy"] is not None and cgan["modes"] is not None
-    # --labels none: the same folder, unlabeled: cgan is skipped, and the net learns rotations
-    code = run.main(["--dataset", f"folder:{root}", "--image-size", "16", "--models", "cgan", "--preset", "smoke",
-                     "--threads", "1", "--labels", "none", "--out", str(tmp_path / "unlabeled")])
+    # --labels none: the same folder, unlabeled: cgan is skipped (beside ae; alone it is refused), the net learns rotations
+    code = run.main(["--dataset", f"folder:{root}", "--image-size", "16", "--models", "cgan,ae", "--preset", "smoke",
+                     "--budget", "2steps", "--threads", "1", "--labels", "none", "--out", str(tmp_path / "unlabeled")])
     assert code == 0
     results = json.loads((tmp_path / "unlabeled" / "results.json").read_text())
     assert results["run"]["feature_space"]["task"] == "rotations"

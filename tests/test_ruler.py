@@ -65,3 +65,15 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
     with pytest.raises(GenzooError, match="--feature-net") as e:
         features.classifier_space(splits, net_path=path)
     assert "\n" not in str(e.value) and message in str(e.value)
+
+
+@pytest.mark.parametrize("given, message", [
+    ("folder", "is not a file; give the file https://"),  # was "does not exist"
+    ("text", "does not load as Inception-v3's weights ("),  # was "offline, fetch ... and pass it with --inception-weights"
+])
+def test_inception_weights_that_are_not_are_named_in_one_line(tmp_path, given, message):
+    path = tmp_path / "weights"
+    path.mkdir() if given == "folder" else path.write_text("not weights")
+    with pytest.raises(GenzooError, match="--inception-weights") as e:
+        features.inception_space(str(path))
+    assert "\n" not in str(e.value) and message in str(e.value)

@@ -182,6 +182,8 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--thread", "1"], "unrecognized arguments: --thread 1"),
     (["--models", "vae", "--set", "vae.beta=inf"], "vae: beta must be a finite number >= 0, got inf"),
     (["--models", "vae", "--budget", "0steps"], "a budget must be a positive number of steps, got 0"),
+    (["--models", "cgan", "--labels", "none"], "every model asked for would be skipped (cgan: class-conditional, and "
+                                               "--labels none reads the data without its labels)"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
@@ -189,6 +191,19 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     err = capsys.readouterr().out.strip()
     assert len(err.splitlines()) == 1 and message in err, err
     assert not (tmp_path / "run").exists()  # nothing is created before every input has passed
+
+
+@pytest.mark.parametrize("cache, message", [
+    ("", "GENZOO_CACHE is set but empty; give a folder for genzoo's cache, or unset it"),  # was: the current folder
+    ("a-file", "cannot be made (FileExistsError"),  # was: NotADirectoryError from torch-fidelity, after the data row
+])
+def test_a_cache_that_cannot_be_used_is_one_line_before_any_work(cache, message, tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / cache) if cache else "")
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "run").exists(), err
 
 
 def test_an_out_folder_of_someone_elses_report_files_or_inside_the_images_is_refused(tmp_path, capsys, monkeypatch):

@@ -29,7 +29,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from zoo.base import GenzooError, one_line
 from zoo.data import Splits, to_float
-from zoo.files import atomic_write
+from zoo.files import atomic_write, write_error
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: <name>.safetensors + <name>.json
@@ -37,7 +37,22 @@ SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: 
 
 def cache_dir() -> Path:
     """Where trained feature nets and reference statistics live ($GENZOO_CACHE, else ~/.cache/genzoo)."""
-    return Path(os.environ.get("GENZOO_CACHE", Path.home() / ".cache" / "genzoo"))
+    given = os.environ.get("GENZOO_CACHE")
+    if given is not None and not given.strip():  # an empty value would mean the current folder
+        raise GenzooError("GENZOO_CACHE is set but empty; give a folder for genzoo's cache, or unset it (default ~/.cache/genzoo)")
+    return Path(given) if given is not None else Path.home() / ".cache" / "genzoo"
+
+
+def check_cache() -> None:
+    """One line, before any work, where the cache cannot be made or written (a file, a read-only place)."""
+    path = cache_dir()
+    named = f"GENZOO_CACHE {path}" if "GENZOO_CACHE" in os.environ else f"the cache {path}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise GenzooError(f"{named} cannot be made ({one_line(e)}); set GENZOO_CACHE to a writable folder") from None
+    if (error := write_error(path)) is not None:
+        raise GenzooError(f"{named} takes no files ({one_line(error)}); set GENZOO_CACHE to a writable folder")
 
 
 class FeatureNet(nn.Module):
@@ -279,10 +294,14 @@ def inception_space(weights_path: str | None = None) -> FeatureSpace:
     from torch_fidelity.feature_extractor_inceptionv3 import URL_INCEPTION_V3, FeatureExtractorInceptionV3
 
     if weights_path is not None and not Path(weights_path).is_file():
-        raise GenzooError(f"Inception-v3 weights file {weights_path} does not exist")
+        why = "is not a file" if Path(weights_path).exists() else "does not exist"
+        raise GenzooError(f"--inception-weights {weights_path} {why}; give the file {URL_INCEPTION_V3}")
     try:
         FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=weights_path)
     except Exception as e:
+        if weights_path is not None:
+            raise GenzooError(f"--inception-weights {weights_path} does not load as Inception-v3's weights "
+                              f"({type(e).__name__}); give the file {URL_INCEPTION_V3}") from None
         raise GenzooError(
             f"could not load Inception-v3 weights ({type(e).__name__}); offline, fetch {URL_INCEPTION_V3} "
             "elsewhere and pass it with --inception-weights FILE, or use --feature-space classifier"

@@ -75,15 +75,3 @@ def test_a_two_process_run_writes_each_record_once_with_the_keys_of_one(tmp_path
     assert [r["model"] for r in results["models"]] == ["data", "ae", "dcgan"]
     assert results["run"]["processes"] == 2
     assert not list(two.rglob("*.tmp")) and not (two / "logs").exists()
-
-
-def test_two_runners_started_together_on_one_folder_leave_both_records(tmp_path):
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "benchmarks.run", "--preset", "smoke", "--threads", "1", "--out", str(out)]
-    runners = [subprocess.Popen([*cmd, "--models", m], cwd=ROOT, env=env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True) for m in ("ae", "vae")]
-    for p in runners:
-        output, _ = p.communicate(timeout=240)
-        assert p.returncode == 0, output[-3000:]
-    records = json.loads((out / "results.json").read_text())["models"]
-    assert sorted((r["model"], r["status"]) for r in records) == [("ae", "ok"), ("data", "ok"), ("vae", "ok")]

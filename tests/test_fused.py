@@ -43,7 +43,7 @@ def test_the_models_that_fuse_are_the_ones_with_one_loss():
 
 @pytest.mark.parametrize("name", fusing_models())
 def test_a_fused_seed_ends_with_the_weights_it_has_trained_alone(name, splits):
-    budget = Budget.parse("50steps", 8)
+    budget = Budget.parse("20steps", 8)
     alone = []
     for seed in SEEDS:
         model = build(name, splits.spec, seed, **EXTRAS)
@@ -51,7 +51,7 @@ def test_a_fused_seed_ends_with_the_weights_it_has_trained_alone(name, splits):
     together = [build(name, splits.spec, seed, **EXTRAS) for seed in SEEDS]
     results = fit_seeds(together, SEEDS, splits.x_train, splits.y_train, budget, progress=False)
     for (model, result), fused_model, fused_result in zip(alone, together, results):
-        assert fused_result is not None and fused_result.steps == result.steps == 50
+        assert fused_result is not None and fused_result.steps == result.steps == 20
         assert fused_result.flops_per_step == pytest.approx(result.flops_per_step, rel=1e-9)
         assert relative_difference(model, fused_model) < 1e-4
         for h, f in zip(result.history, fused_result.history):

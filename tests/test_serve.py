@@ -1,6 +1,6 @@
 """benchmarks.serve over HTTP: the page, every endpoint of the API, its refusals and its bounds.
 
-One smoke run (a few seconds of training per model) is served for the whole session; the browser
+One smoke run (five training steps per model) is served for the whole session; the browser
 test (test_serve_browser.py) serves the same folder."""
 import http.client
 import io
@@ -37,7 +37,7 @@ def run_folder(tmp_path_factory, _cache) -> Path:
         before = torch.get_num_threads()
         with pytest.MonkeyPatch.context() as mp:  # its table is not what is tested here: few raster samples for it
             mp.setattr(PixelCNN, "eval_samples", {"smoke": 8})
-            code = run.main(["--models", MODELS, "--preset", "smoke", "--set", "vae.latent_dim=2", "--curves", "off",
+            code = run.main(["--models", MODELS, "--preset", "smoke", "--budget", "5steps", "--set", "vae.latent_dim=2", "--curves", "off",
                              "--threads", "1", "--out", str(out)])  # one thread: two fight over a busy machine's cores
         torch.set_num_threads(before)
         assert code == 0

@@ -1,4 +1,5 @@
-"""What the commands share: an argument parser whose refusals are one line, and the --threads option."""
+"""What the commands share: an argument parser whose refusals are one line, comma-separated lists, and
+the --threads option."""
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,15 @@ class Parser(argparse.ArgumentParser):
         elif message.startswith("unrecognized arguments") and not message.split(": ", 1)[-1].startswith("-"):
             message += " (a value with a space in it is quoted: --budget '5 steps')"  # `--budget 5 steps`
         raise GenzooError(message)
+
+
+def comma_list(option: str, text: str, example: str) -> list[str]:
+    """`a, b` -> ["a", "b"]. An empty entry (`a,,b`, `a,`) is refused, not dropped: it is a slip of
+    the keyboard, and a run without the item meant would say nothing of it."""
+    items = [item.strip() for item in text.split(",")]
+    if "" in items:
+        raise GenzooError(f"{option} {text!r} has an empty entry; separate the items with single commas, e.g. {example}")
+    return items
 
 
 def cpu_count() -> int:

@@ -50,7 +50,7 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 import zoo
 import zoo.explore as ex
 from benchmarks import report
-from benchmarks.cli import Parser, set_threads
+from benchmarks.cli import Parser, comma_list, set_threads
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
@@ -1093,8 +1093,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         set_threads(args.threads)
-        names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else None
-        figures = [f.strip() for f in args.figures.split(",") if f.strip()] if args.figures else None
+        names = comma_list("--models", args.models, "vae,ddim") if args.models else None
+        figures = comma_list("--figures", args.figures, "holes,interpolation") if args.figures else None
         if args.samples < 2 or args.pairs < 1:
             raise GenzooError("--samples must be >= 2 and --pairs >= 1")
         settings = Settings(samples=args.samples, pairs=args.pairs, seed=args.seed)

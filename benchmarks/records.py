@@ -166,6 +166,9 @@ QUALITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Record) if f.metadata
 
 # -- the run folder ----------------------------------------------------------------------------
 
+_WARNED: set[tuple[Path, int]] = set()  # the damaged records a reader has warned of (path, mtime)
+
+
 class RunFolder:
     """`results.json` (run info + every record), `records/` (one file per record), samples, checkpoints."""
 
@@ -221,7 +224,8 @@ class RunFolder:
                     set_aside(path, f"{path} did not parse", "written again from results.json" if copy else "")
                     if copy is not None:
                         self.write_record(copy)
-                else:
+                elif (seen := (path.resolve(), path.stat().st_mtime_ns)) not in _WARNED:  # once a process, not once a read
+                    _WARNED.add(seen)
                     say(f"warning: {path} does not parse; " + ("read from its copy in results.json" if copy else "left out")
                         + " (the next run or report in this folder sets it aside)")
                 if copy is None:

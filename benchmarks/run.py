@@ -41,7 +41,7 @@ from torchvision.utils import save_image
 
 import zoo
 from benchmarks import curves, evaluate, html_report, report, tensorboard_log
-from benchmarks.cli import Parser, cpu_count, set_threads
+from benchmarks.cli import Parser, comma_list, cpu_count, set_threads
 from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo import data as zdata
@@ -142,7 +142,7 @@ class Job:
 def parse_seeds(text: str) -> list[int]:
     """--seeds 0,1,2 -> [0, 1, 2]; duplicates collapsed with a note."""
     try:
-        seeds = [int(s) for s in str(text).split(",") if s.strip()]
+        seeds = [int(s) for s in str(text).split(",")]  # an empty entry (0,,1) is refused, not dropped
     except ValueError:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
@@ -154,21 +154,40 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def model_names(args: argparse.Namespace) -> list[str]:
-    """--models and --sweep -> names in order, duplicates collapsed with a note."""
+    """--models and --sweep -> names in order, duplicates collapsed with a note: the same name twice,
+    or one variant written two ways (ddim@10 and ddim@010)."""
     if args.models is not None and not args.models.strip(","+" "):
         raise GenzooError("--models is empty; name models (see --list), or leave --models out for the whole zoo")
-    names = [n.strip() for n in args.models.split(",") if n.strip()] if args.models else []
+    names = comma_list("--models", args.models, "vae,ddim") if args.models else []
     for sweep in args.sweep:
         base, values = split_variant(sweep)
-        if not base or not (values or "").strip(", "):
-            raise GenzooError(f"--sweep takes MODEL@K1,K2,..., e.g. ddim@10,20,50; got {sweep!r}")
-        names += [f"{base}@{v.strip()}" for v in (values or "").split(",") if v.strip()]
+        ks = [k.strip() for k in (values or "").split(",")]
+        if not base or "" in ks:
+            raise GenzooError(f"--sweep takes MODEL@K1,K2,... with no empty K, e.g. ddim@10,20,50; got {sweep!r}")
+        names += [f"{base}@{k}" for k in ks]
     if not names:
         names = zoo.available()
-    unique = list(dict.fromkeys(names))
+    first: dict[Any, str] = {}  # what a name means -> the first name written for it
+    for name in names:
+        first.setdefault(meaning(name), name)
+    unique = list(first.values())
     if len(unique) < len(names):
-        console.print(f"note: duplicate model names collapsed: {', '.join(sorted({n for n in names if names.count(n) > 1}))}")
+        again = {n if n == first[meaning(n)] else f"{n} (as {first[meaning(n)]})" for i, n in enumerate(names)
+                 if n in names[:i] or n != first[meaning(n)]}
+        console.print(f"note: duplicate model names collapsed: {', '.join(sorted(again))}")
     return unique
+
+
+def meaning(name: str) -> Any:
+    """What a model name asks for: ddim@10 and ddim@010 are one variant; an unknown name is itself
+    (refused by `plan`, in its own words)."""
+    if split_variant(name)[1] is None:
+        return name
+    try:
+        cls, variant = parse(name)
+    except GenzooError:
+        return name
+    return cls.name, tuple(sorted(variant.items()))
 
 
 def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
@@ -737,6 +756,9 @@ def _main(argv: list[str]) -> int:
         set_threads(args.threads)
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
+        if Path(args.data_root).exists() and not Path(args.data_root).is_dir():
+            raise GenzooError(f"--data-root {args.data_root} is a file; give a folder (torchvision datasets are read or "
+                              "downloaded there)")
         if args.list is not None:
             list_models(args)
             return 0

@@ -306,6 +306,13 @@ def test_explore_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.parametrize("option, value", [("--models", "ae,,vae"), ("--figures", "holes,")])
+def test_an_empty_list_entry_is_one_line(tmp_path, capsys, option, value):
+    assert explore.main([str(tmp_path), option, value]) == 2
+    assert capsys.readouterr().err.strip() == (f"error: {option} {value!r} has an empty entry; separate the items with "
+                                               f"single commas, e.g. {'vae,ddim' if option == '--models' else 'holes,interpolation'}")
+
+
 def test_explore_without_a_loadable_model_says_which_file_and_exits_2(tmp_path, capsys):
     from benchmarks.records import Record, RunFolder
 

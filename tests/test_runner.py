@@ -184,6 +184,11 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--budget", "0steps"], "a budget must be a positive number of steps, got 0"),
     (["--models", "cgan", "--labels", "none"], "every model asked for would be skipped (cgan: class-conditional, and "
                                                "--labels none reads the data without its labels)"),
+    # a newcomer's probe: an empty list entry was dropped without a word (a model or seed meant and not run)
+    (["--models", "ae,,vae"], "--models 'ae,,vae' has an empty entry; separate the items with single commas"),
+    (["--models", "vae", "--seeds", "0,,1"], "--seeds takes non-negative integers, e.g. 0 or 0,1,2; got '0,,1'"),
+    (["--sweep", "ddim@10,,20"], "--sweep takes MODEL@K1,K2,... with no empty K, e.g. ddim@10,20,50; got 'ddim@10,,20'"),
+    (["--models", "vae", "--data-root", "README.md"], "--data-root README.md is a file; give a folder"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
@@ -306,6 +311,12 @@ def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
     assert run.main(["--models", "ae,ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path)]) == 0
     assert "duplicate model names collapsed: ae" in capsys.readouterr().out
     assert [r.model for r in RunFolder(tmp_path).read()[1]] == ["data", "ae"]
+
+
+def test_one_variant_written_two_ways_is_one_row(capsys):
+    args = run.parse_args(["--models", "ddim@010,ae", "--sweep", "ddim@10,20"])
+    assert run.model_names(args) == ["ddim@010", "ae", "ddim@20"]  # the first spelling, where it was first written
+    assert "note: duplicate model names collapsed: ddim@10 (as ddim@010)" in capsys.readouterr().out
 
 
 def test_a_class_without_sample_is_refused_at_registration():

@@ -368,6 +368,10 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
             note_other_curve(job.name, seed, tr.curve, tr.steps, preset, budget, folder.path / "checkpoints" / key)
+        elif len(tr.curve) < preset.curve.points:  # points are measured after steps, at most one a step
+            console.print(f"note: {job.name} seed {seed}: the quality curve has {len(tr.curve)} of the {preset.curve.points} "
+                          f"points of --curves: the shares of training that fall within one of its {tr.steps} steps are "
+                          "measured once", highlight=False, soft_wrap=True)
         metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
     every = max(1, len(tr.history) // 200)
     record = dataclasses.replace(

@@ -122,6 +122,13 @@ def test_the_runner_records_curves_and_keeps_them_when_reused(tmp_path, capsys):
                     f"for those delete {out / 'checkpoints' / ae.train_key} and rerun"]
 
 
+def test_a_training_too_short_for_every_point_says_how_many_it_has(tmp_path, capsys):
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "3steps", "--curves", "5", "--out", str(tmp_path)]) == 0
+    assert len(RunFolder(tmp_path).load_records()[("ae", 0)].quality_curve) == 3
+    assert ("note: ae seed 0: the quality curve has 3 of the 5 points of --curves: the shares of training that fall "
+            "within one of its 3 steps are measured once") in capsys.readouterr().out
+
+
 def test_a_short_training_measures_fewer_points_and_a_rerun_expects_as_many():
     assert measured_fractions(6, 5) == [0.2, 0.4, 0.6, 1.0]  # 1/32, 1/16 and 1/8 all fall due at step 1
     assert measured_fractions(6, 64) == [round(f, 6) for f in fractions(6)] and measured_fractions(3, 1) == [1.0]

@@ -611,6 +611,12 @@ def followers_last(todo: list[tuple[Job, int]], together: Callable[[type[Generat
     return leaders + followers
 
 
+def in_flight(asked: int, jobs: list[Job], seeds: list[int]) -> int:
+    """--jobs N: N trainings at once, or as many as the run has when that is fewer (their workers then
+    share the cores among them, not N ways)."""
+    return max(1, min(asked, len(seeds) * sum(not job.skip for job in jobs)))
+
+
 def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], folder: RunFolder,
                  finish: Callable[[Record], None]) -> tuple[str, Interrupted] | None:
     """Run `todo` with n jobs in flight, calling `finish` with each record as it comes back.
@@ -755,8 +761,6 @@ def _main(argv: list[str]) -> int:
     error: str | None = None
     try:
         args = parse_args(argv)
-        if args.jobs > 1 and args.threads is None:  # N trainings side by side share the cores
-            args.threads = max(1, cpu_count() // args.jobs)
         set_threads(args.threads)
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
@@ -805,6 +809,9 @@ def _main(argv: list[str]) -> int:
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)
+        if args.jobs > 1 and args.threads is None:  # the trainings side by side share the cores
+            args.threads = max(1, cpu_count() // in_flight(args.jobs, jobs, seeds))
+            set_threads(args.threads)
         space = feature_space(args, splits, device) if procs.main else None  # only the main process evaluates
         make_out_folder(out)
     except GenzooError as e:
@@ -869,7 +876,8 @@ def _main(argv: list[str]) -> int:
             doing = "the trainings in flight"
             fusing = fused.fuses(args.fused_seeds, device, len(seeds))
             together = lambda cls: fusing and not fused.why_not_fused(cls, budget, args.precision)  # noqa: E731
-            stopped = side_by_side(followers_last(todo, together), args.jobs, (args, preset, budget, device, splits, out), folder, finish)
+            stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds),
+                                   (args, preset, budget, device, splits, out), folder, finish)
             if stopped is not None:
                 doing, interrupted = stopped
         else:

@@ -61,6 +61,21 @@ def test_the_jobs_of_one_training_wait_at_the_end_of_the_queue_not_beside_it():
                      ("vae", 1), ("ddpm", 0), ("ddpm-cond@3", 0), ("ddpm", 1), ("ddpm-cond@3", 1)]
 
 
+def test_more_jobs_than_trainings_start_a_worker_a_training_and_share_the_cores_among_them(tmp_path, monkeypatch):
+    from benchmarks import cli
+
+    for module in (run, cli):  # two CPUs, whatever this machine has
+        monkeypatch.setattr(module, "cpu_count", lambda: 2)
+    seen = {}
+
+    def side_by_side(todo, n, *rest):
+        seen.update(todo=len(todo), n=n, threads=torch.get_num_threads())
+
+    monkeypatch.setattr(run, "side_by_side", side_by_side)
+    assert run.main(["--models", "ae", *SMOKE, "--jobs", "3", "--out", str(tmp_path)]) == 0
+    assert seen == {"todo": 1, "n": 1, "threads": 2}  # was three workers' share: one thread, the other CPU idle
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_a_bad_jobs_count_is_one_line_and_writes_nothing(tmp_path, capsys, value):
     out = tmp_path / "run"

@@ -223,6 +223,20 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
     return jobs
 
 
+def note_unfused(jobs: list[Job], seeds: list[int], budget: Budget, precision: str) -> None:
+    """--fused-seeds on: one note line naming what will train its seeds one at a time, and why."""
+    if len(seeds) < 2:
+        console.print("note: --fused-seeds on with one seed: there are no seeds to train together", highlight=False)
+        return
+    alone: dict[str, list[str]] = {}  # why -> the models it keeps apart
+    for job in jobs:
+        if not job.skip and (why := fused.why_not_fused(parse(job.name)[0], budget, precision)):
+            alone.setdefault(why, []).append(job.name)
+    if alone:
+        said = "; ".join(f"{', '.join(names)} ({why})" for why, names in alone.items())
+        console.print(f"note: --fused-seeds on: these train their seeds one at a time: {said}", highlight=False, soft_wrap=True)
+
+
 def check_out_folder(out: Path, dataset: str) -> None:
     """Refuse a run folder that cannot be made or written, one whose report files are someone else's,
     and one inside the image folder it would read, and leave nothing behind: the folder itself is
@@ -809,6 +823,8 @@ def _main(argv: list[str]) -> int:
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)
+        if args.fused_seeds == "on":  # asked for by name: say where it does not apply
+            note_unfused(jobs, seeds, budget, args.precision)
         if args.jobs > 1 and args.threads is None:  # the trainings side by side share the cores
             args.threads = max(1, cpu_count() // in_flight(args.jobs, jobs, seeds))
             set_threads(args.threads)

@@ -144,12 +144,24 @@ def test_the_runner_trains_a_models_seeds_together(tmp_path, capsys, monkeypatch
     assert sampling_graphs == ["auto"]
     said = capsys.readouterr().out
     assert "ae: seeds 0, 1 train together as one batched ensemble" in said and "dcgan: seeds" not in said
+    assert ("note: --fused-seeds on: these train their seeds one at a time: dcgan (the training step of dcgan is not an "
+            "`Objective` (one loss, one optimizer))") in said
     records = RunFolder(out).load_records()
     ae0, ae1, dcgan1 = records[("ae", 0)], records[("ae", 1)], records[("dcgan", 1)]
     assert ae0.events == ae1.events == ["trained with seeds 0, 1 as one batched ensemble"]
     assert not ae0.train_reused and ae1.train_reused  # seed 1's job found the training seed 0's had made
     assert ae0.status == ae1.status == "ok" and ae0.weights_hash != ae1.weights_hash
     assert dcgan1.events == [] and not dcgan1.train_reused
+
+
+def test_fused_seeds_on_says_where_it_does_not_apply(capsys):
+    jobs, steps = [run.Job("ae"), run.Job("vae"), run.Job("cgan", skip="no labels")], Budget.parse("5steps", 8)
+    run.note_unfused(jobs, [0], steps, "fp32")
+    run.note_unfused(jobs, [0, 1], Budget.parse("60s", 8), "fp32")
+    run.note_unfused(jobs, [0, 1], steps, "fp32")  # every one fuses: nothing to say
+    assert capsys.readouterr().out.splitlines() == [
+        "note: --fused-seeds on with one seed: there are no seeds to train together",
+        "note: --fused-seeds on: these train their seeds one at a time: ae, vae (a wall-clock budget is one training's time)"]
 
 
 def test_an_ensemble_that_fails_says_so_once_and_its_seeds_train_alone(tmp_path, capsys, monkeypatch, splits):

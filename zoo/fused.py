@@ -73,7 +73,7 @@ FUSE_MODES = ("auto", "on", "off")
 def why_not_fused(model: type[Generator], budget: Budget, precision: str) -> str:
     """Why this model's seeds cannot train as one ensemble under this budget, in a few words; "" if they can."""
     if not issubclass(model, Objective):
-        return f"{model.name}'s training step is not an `Objective` (one loss, one optimizer)"
+        return f"the training step of {model.name} is not an `Objective` (one loss, one optimizer)"
     if budget.unit == "seconds":
         return "a wall-clock budget is one training's time"
     if precision == "fp16":

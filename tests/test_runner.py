@@ -211,6 +211,21 @@ def test_a_cache_that_cannot_be_used_is_one_line_before_any_work(cache, message,
     assert len(err.splitlines()) == 1 and message in err and not (tmp_path / "run").exists(), err
 
 
+def test_a_feature_net_to_train_into_a_cache_that_cannot_be_used_is_one_line(tmp_path, monkeypatch):
+    """explore and serve reach the cache through `classifier_space` alone, for data without a shipped net."""
+    import dataclasses
+
+    from zoo.base import GenzooError
+    from zoo.data import load_splits
+    from zoo.metrics import features
+
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "a-file"))
+    splits = dataclasses.replace(load_splits("mnist5k"), content_hash="no-shipped-net")  # was: NotADirectoryError
+    with pytest.raises(GenzooError, match=r"^GENZOO_CACHE .*a-file cannot be made \(FileExistsError"):
+        features.classifier_space(splits)
+
+
 def test_an_out_folder_of_someone_elses_report_files_or_inside_the_images_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
     mine = tmp_path / "mine"

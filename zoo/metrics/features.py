@@ -191,6 +191,7 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_pat
         path, source = cache_dir() / "features" / f"{splits.content_hash}.safetensors", "trained here"
         meta_path = path.with_suffix(".json")
         if not (path.is_file() and meta_path.is_file()):
+            check_cache()  # explore and serve come here too: one line, not an OSError from mkdir
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".lock"), "w") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)

@@ -15,14 +15,13 @@ import fcntl
 import functools
 import json
 import math
-import types
 import typing
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zoo.base import GenzooError, one_line
+from zoo.base import GenzooError, of_type, one_line
 from zoo.files import atomic_write, say, set_aside
 
 DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
@@ -123,9 +122,9 @@ class Record:
         clean = {k: v for k, v in d.items() if k in names and v is not None}
         hints = _field_types()
         for k, v in clean.items():  # a hand-edited `"seed": "x"` would fail later, deep in a sort or a format
-            if isinstance(v, float) and v.is_integer() and not _of_type(v, hints[k]) and _of_type(int(v), hints[k]):
+            if isinstance(v, float) and v.is_integer() and not of_type(v, hints[k], finite=False) and of_type(int(v), hints[k]):
                 clean[k] = int(v)  # a count a plugin gave as a float (an NFE of 8.0)
-            elif not _of_type(v, hints[k]):
+            elif not of_type(v, hints[k], finite=False):
                 raise TypeError(f"{k} is {v!r}, not {hints[k]}")
         return cls(**clean)
 
@@ -133,25 +132,6 @@ class Record:
 @functools.cache
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(Record)
-
-
-def _of_type(value: Any, hint: Any) -> bool:
-    """Whether a JSON value fits a Record field's type, items of lists and values of dicts too (a float
-    field takes ints, and inf and NaN)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_of_type(value, arg) for arg in args)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if origin is list:
-        return isinstance(value, list) and all(_of_type(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(_of_type(v, args[1]) for v in value.values())
-    if hint is type(None):
-        return value is None
-    return isinstance(value, hint) if hint in (str, bool) else True  # Any
 
 
 # The table's columns, in order: (field, header, format, show a confidence interval, scale).

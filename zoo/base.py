@@ -83,7 +83,7 @@ class Accepts:
     max_len: int | None = None
 
     def admits(self, value: Any, kind: Any, config: Any = None) -> bool:
-        if not _fits(value, kind) or (self.choices is not None and value not in self.choices):
+        if not of_type(value, kind) or (self.choices is not None and value not in self.choices):
             return False
         if isinstance(value, (list, tuple)):
             if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
@@ -141,12 +141,14 @@ class Accepts:
 _NOUNS = {bool: "true or false", str: "a string"}  # a float is described by its bounds alone: "in (0, 1]", "> 0"
 
 
-def _fits(value: Any, kind: Any) -> bool:
-    """Whether `value` is of the annotated type: int, float, bool, str, list[...], X | None. Other
-    annotations (a plugin's own types) are not checked."""
+def of_type(value: Any, kind: Any, finite: bool = True) -> bool:
+    """Whether `value` is of the annotated type: int, float, bool, str, list[...], dict[..., ...],
+    X | None, items and values too. A float must be finite unless `finite` is False (a record's
+    metric may be inf or NaN; a hyper-parameter may not). Other annotations (Any, a plugin's own
+    types) are not checked."""
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
-        return any(_fits(value, arg) for arg in args)
+        return any(of_type(value, arg, finite) for arg in args)
     if kind is type(None):
         return value is None
     if kind is bool:
@@ -154,11 +156,13 @@ def _fits(value: Any, kind: Any) -> bool:
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and (not finite or math.isfinite(value))
     if kind is str:
         return isinstance(value, str)
     if origin is list:  # a tuple too: JSON and callers may hand one over
-        return isinstance(value, (list, tuple)) and all(_fits(v, args[0]) for v in value if args)
+        return isinstance(value, (list, tuple)) and all(of_type(v, args[0], finite) for v in value if args)
+    if origin is dict:
+        return isinstance(value, dict) and all(of_type(v, args[1], finite) for v in value.values() if args)
     return True
 
 

@@ -133,6 +133,10 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
     """The findings for every model both folders finished (the data row included), in the run's order."""
     run_info, run_records = run.read()
     ref_info, ref_records = reference.read()
+    for folder, info in ((run, run_info), (reference, ref_info)):
+        if "dataset" not in info:
+            raise GenzooError(f"{folder.path} has no run settings ({folder.results} does not parse or holds no run): "
+                              "which data it ran on is unknown; a rerun of its command there rebuilds them")
     datasets = {run_info.get("dataset"), ref_info.get("dataset")}
     if len(datasets) > 1:
         raise GenzooError(f"{run.path} is a run on {run_info.get('dataset')} and {reference.path} on "

@@ -146,7 +146,19 @@ QUALITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Record) if f.metadata
 
 # -- the run folder ----------------------------------------------------------------------------
 
-_WARNED: set[tuple[Path, int]] = set()  # the damaged records a reader has warned of (path, mtime)
+_WARNED: set[tuple[Path, int]] = set()  # the damaged files warned of in this process: (path, mtime)
+
+
+def warn_once(path: Path, text: str) -> None:
+    """A damaged file's warning, said once a process for the file as it is (a reader reads a folder
+    more than once: compare reads both sides, explore reads again to redraw the page)."""
+    try:
+        seen = (path.resolve(), path.stat().st_mtime_ns)
+    except OSError:
+        seen = (path.resolve(), -1)
+    if seen not in _WARNED:
+        _WARNED.add(seen)
+        say(text)
 
 
 class RunFolder:
@@ -204,10 +216,10 @@ class RunFolder:
                     set_aside(path, f"{path} did not parse", "written again from results.json" if copy else "")
                     if copy is not None:
                         self.write_record(copy)
-                elif (seen := (path.resolve(), path.stat().st_mtime_ns)) not in _WARNED:  # once a process, not once a read
-                    _WARNED.add(seen)
-                    say(f"warning: {path} does not parse; " + ("read from its copy in results.json" if copy else "left out")
-                        + " (the next run or report in this folder sets it aside)")
+                else:
+                    warn_once(path, f"warning: {path} does not parse; " + ("read from its copy in results.json" if copy
+                                                                           else "left out")
+                              + " (the next run or report in this folder sets it aside)")
                 if copy is None:
                     continue
                 r = copy
@@ -230,10 +242,15 @@ class RunFolder:
                 return copy
         return None
 
-    def run_info(self) -> dict[str, Any]:
+    def run_info(self, warn: bool = False) -> dict[str, Any]:
+        """The run's settings from results.json; {} where it is missing or does not parse (with `warn`,
+        said once: the tables are then made from records/ without them)."""
         try:
             return json.loads(self.results.read_text())["run"]
         except (OSError, ValueError, KeyError, TypeError):
+            if warn and self.results.exists():
+                warn_once(self.results, f"warning: {self.results} does not parse; records/ read alone, without the run's "
+                                        "settings (the next run in this folder sets it aside and rebuilds it)")
             return {}
 
     def read(self) -> tuple[dict[str, Any], list[Record]]:
@@ -245,7 +262,7 @@ class RunFolder:
                 order = [m["model"] for m in json.loads(self.results.read_text())["models"]]
             except (OSError, ValueError, KeyError, TypeError):
                 order = []
-            return self.run_info(), sorted(records.values(), key=lambda r: (sort_key(r.model, order), r.seed))
+            return self.run_info(warn=True), sorted(records.values(), key=lambda r: (sort_key(r.model, order), r.seed))
         try:
             data = json.loads(self.results.read_text())
         except (OSError, ValueError) as e:

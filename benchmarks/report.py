@@ -323,9 +323,7 @@ def _main(argv: list[str] | None, console: Any) -> int:
     if folder.results.is_file() and not folder.run_info() and not folder.load_records():
         raise GenzooError(f"{folder.results} holds no run (it does not parse, or is not a run's results) and there is "
                           "no records/ folder to rebuild it from")
-    if folder.results.is_file() and not folder.run_info():
-        console.print(f"[yellow]warning: {folder.results} does not parse; tables from records/ alone, without the run's "
-                      "settings (the next runner in this folder sets it aside and rebuilds it)[/]", highlight=False)
+    folder.run_info(warn=True)  # a results.json that does not parse: said before the tables made without it
     if sync_results(folder):
         console.print(f"[yellow]warning: {folder.results} disagreed with {folder.records_dir}/; rewritten from it[/]",
                       highlight=False, soft_wrap=True)

@@ -109,6 +109,17 @@ def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, cap
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
 
 
+def test_a_run_whose_results_json_does_not_parse_is_refused_naming_it(tmp_path, reference, capsys):
+    damaged = folder(tmp_path / "a", [record("vae", 0, fid=12.0)])
+    damaged.results.write_text("")  # was: "a is a run on None and ref on mnist5k"
+    assert compare.main([str(damaged.path), str(reference.path)]) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"warning: {damaged.results} does not parse; records/ read alone, without the run's settings (the next "
+                   "run in this folder sets it aside and rebuilds it)",
+                   f"error: {damaged.path} has no run settings ({damaged.results} does not parse or holds no run): which "
+                   "data it ran on is unknown; a rerun of its command there rebuilds them"]
+
+
 def test_a_damaged_record_is_read_from_results_json_and_left_as_it_is(tmp_path, reference, capsys):
     """compare only reads: a record file that does not parse is read from its copy, not set aside."""
     copy = folder(tmp_path / "a", [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])])

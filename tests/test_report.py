@@ -210,6 +210,15 @@ def test_results_json_is_rewritten_from_records_when_they_disagree(tmp_path, cap
     assert report.main([str(path)]) == 0 and "disagreed" not in capsys.readouterr().out  # now they agree
 
 
+def test_a_results_json_that_does_not_parse_is_said_once(tmp_path, capsys):
+    path = _folder_with(tmp_path)
+    (path / "results.json").write_text("")  # emptied, as by a full disk: the tables come from records/
+    assert report.main([str(path)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "does not parse" in line]
+    assert said == [f"warning: {path / 'results.json'} does not parse; records/ read alone, without the run's settings "
+                    "(the next run in this folder sets it aside and rebuilds it)"]
+
+
 def test_report_refusals_are_one_line(tmp_path, capsys):
     assert report.main([]) == 2
     assert capsys.readouterr().out.strip() == "error: the following arguments are required: folder"

@@ -134,6 +134,18 @@ def test_one_colour_image_among_grey_ones_makes_both_splits_colour(tmp_path):
     assert data.ImageFolder(tmp_path, "test", size=8)[0][0].shape == (3, 8, 8)
 
 
+def test_a_folders_headers_are_read_once_for_both_splits_and_again_when_a_file_changes(tmp_path, monkeypatch):
+    for i in range(40):
+        Image.new("L", (8, 8), i).save(tmp_path / f"{i:02d}.png")
+    opened = []
+    open_image = data.open_image
+    monkeypatch.setattr(data, "open_image", lambda f: opened.append(f) or open_image(f))
+    data.load_splits(f"folder:{tmp_path}", image_size=8)
+    assert len(opened) == 40 + 40  # each header once (the folder's mode), each image once (its pixels)
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(tmp_path / "05.png")  # another file: the mode is read again
+    assert data.load_splits(f"folder:{tmp_path}", image_size=8).spec.channels == 3
+
+
 def test_a_folder_too_small_to_hold_out_a_test_split_is_refused(tmp_path):
     for i in range(9):
         Image.fromarray(np.full((8, 8), 20 * i, np.uint8)).save(tmp_path / f"{i}.png")

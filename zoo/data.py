@@ -284,9 +284,15 @@ def open_image(f: Path):
 
 
 def folder_mode(files: list[Path]) -> str:
-    """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded)."""
+    """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded).
+    Both splits ask for the whole folder's: its headers are read once while no file changes."""
+    return _mode_of(tuple((f, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+
+
+@functools.lru_cache(maxsize=4)
+def _mode_of(files: tuple[tuple[Path, int, int], ...]) -> str:
     modes = set()
-    for f in files:
+    for f, _, _ in files:
         with open_image(f) as img:
             modes.add("L" if img.mode in GREY else "RGB")
     return "L" if modes == {"L"} else "RGB"

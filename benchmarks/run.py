@@ -93,7 +93,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--log", default="none", choices=("none", "tensorboard"),
                    help="tensorboard: losses, curve metrics, snapshots and hyper-parameters to RUN/tensorboard/ "
                         "(needs the tensorboard extra)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N)")
+    p.add_argument("--threads", type=int,
+                   help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N, N at most the trainings)")
     p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
                    help="trainings in flight at once, each (model, seed) in a worker process of its own (default: 1)")
     p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
@@ -141,8 +142,9 @@ class Job:
 
 def parse_seeds(text: str) -> list[int]:
     """--seeds 0,1,2 -> [0, 1, 2]; duplicates collapsed with a note."""
+    items = comma_list("--seeds", str(text), "0,1,2")
     try:
-        seeds = [int(s) for s in str(text).split(",")]  # an empty entry (0,,1) is refused, not dropped
+        seeds = [int(s) for s in items]
     except ValueError:
         seeds = []
     if not seeds or any(s < 0 for s in seeds):
@@ -223,10 +225,14 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
     return jobs
 
 
-def note_unfused(jobs: list[Job], seeds: list[int], budget: Budget, precision: str) -> None:
+def note_unfused(jobs: list[Job], seeds: list[int], budget: Budget, precision: str, processes: int = 1) -> None:
     """--fused-seeds on: one note line naming what will train its seeds one at a time, and why."""
     if len(seeds) < 2:
         console.print("note: --fused-seeds on with one seed: there are no seeds to train together", highlight=False)
+        return
+    if processes > 1:
+        console.print(f"note: --fused-seeds on under data parallelism ({processes} processes): each seed trains alone",
+                      highlight=False)
         return
     alone: dict[str, list[str]] = {}  # why -> the models it keeps apart
     for job in jobs:
@@ -625,10 +631,14 @@ def followers_last(todo: list[tuple[Job, int]], together: Callable[[type[Generat
     return leaders + followers
 
 
-def in_flight(asked: int, jobs: list[Job], seeds: list[int]) -> int:
+def in_flight(asked: int, jobs: list[Job], seeds: list[int],
+              together: Callable[[type[Generator]], bool] = lambda cls: False) -> int:
     """--jobs N: N trainings at once, or as many as the run has when that is fewer (their workers then
-    share the cores among them, not N ways)."""
-    return max(1, min(asked, len(seeds) * sum(not job.skip for job in jobs)))
+    share the cores among them, not N ways). The jobs of one training (ddpm and ddim, a --sweep's
+    variants, seeds trained `together`) count once: the others wait on it (`followers_last`)."""
+    trainings = {(parse(job.name)[0].training_family(), None if together(parse(job.name)[0]) else seed)
+                 for job in jobs if not job.skip for seed in seeds}
+    return max(1, min(asked, len(trainings)))
 
 
 def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], folder: RunFolder,
@@ -778,9 +788,6 @@ def _main(argv: list[str]) -> int:
         set_threads(args.threads)
         if args.image_size is not None and not 4 <= args.image_size <= MAX_IMAGE_SIZE:
             raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {args.image_size}")
-        if Path(args.data_root).exists() and not Path(args.data_root).is_dir():
-            raise GenzooError(f"--data-root {args.data_root} is a file; give a folder (torchvision datasets are read or "
-                              "downloaded there)")
         if args.list is not None:
             list_models(args)
             return 0
@@ -824,9 +831,11 @@ def _main(argv: list[str]) -> int:
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         jobs = plan(args, splits.spec)
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply
-            note_unfused(jobs, seeds, budget, args.precision)
+            note_unfused(jobs, seeds, budget, args.precision, procs.world)
+        fusing = procs.world == 1 and fused.fuses(args.fused_seeds, device, len(seeds))
+        together = lambda cls: fusing and not fused.why_not_fused(cls, budget, args.precision)  # noqa: E731
         if args.jobs > 1 and args.threads is None:  # the trainings side by side share the cores
-            args.threads = max(1, cpu_count() // in_flight(args.jobs, jobs, seeds))
+            args.threads = max(1, cpu_count() // in_flight(args.jobs, jobs, seeds, together))
             set_threads(args.threads)
         space = feature_space(args, splits, device) if procs.main else None  # only the main process evaluates
         make_out_folder(out)
@@ -890,9 +899,7 @@ def _main(argv: list[str]) -> int:
                     else:
                         todo.append((job, seed))
             doing = "the trainings in flight"
-            fusing = fused.fuses(args.fused_seeds, device, len(seeds))
-            together = lambda cls: fusing and not fused.why_not_fused(cls, budget, args.precision)  # noqa: E731
-            stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds),
+            stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds, together),
                                    (args, preset, budget, device, splits, out), folder, finish)
             if stopped is not None:
                 doing, interrupted = stopped

@@ -158,10 +158,12 @@ def test_fused_seeds_on_says_where_it_does_not_apply(capsys):
     jobs, steps = [run.Job("ae"), run.Job("vae"), run.Job("cgan", skip="no labels")], Budget.parse("5steps", 8)
     run.note_unfused(jobs, [0], steps, "fp32")
     run.note_unfused(jobs, [0, 1], Budget.parse("60s", 8), "fp32")
+    run.note_unfused(jobs, [0, 1], steps, "fp32", processes=2)
     run.note_unfused(jobs, [0, 1], steps, "fp32")  # every one fuses: nothing to say
     assert capsys.readouterr().out.splitlines() == [
         "note: --fused-seeds on with one seed: there are no seeds to train together",
-        "note: --fused-seeds on: these train their seeds one at a time: ae, vae (a wall-clock budget is one training's time)"]
+        "note: --fused-seeds on: these train their seeds one at a time: ae, vae (a wall-clock budget is one training's time)",
+        "note: --fused-seeds on under data parallelism (2 processes): each seed trains alone"]
 
 
 def test_an_ensemble_that_fails_says_so_once_and_its_seeds_train_alone(tmp_path, capsys, monkeypatch, splits):

@@ -76,6 +76,14 @@ def test_more_jobs_than_trainings_start_a_worker_a_training_and_share_the_cores_
     assert seen == {"todo": 1, "n": 1, "threads": 2}  # was three workers' share: one thread, the other CPU idle
 
 
+def test_the_jobs_of_one_training_count_once_among_the_trainings_in_flight():
+    jobs = [run.Job("ddpm"), run.Job("ddim@10"), run.Job("ae"), run.Job("cgan", skip="no labels")]
+    assert run.in_flight(8, jobs, [0]) == 2  # ddpm and ddim train once; cgan not at all
+    assert run.in_flight(8, jobs, [0, 1, 2]) == 6
+    assert run.in_flight(8, jobs, [0, 1, 2], together=lambda cls: True) == 2  # each model's seeds as one ensemble
+    assert run.in_flight(1, jobs, [0, 1, 2]) == 1 and run.in_flight(4, [run.Job("cgan", skip="x")], [0]) == 1
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "two"])
 def test_a_bad_jobs_count_is_one_line_and_writes_nothing(tmp_path, capsys, value):
     out = tmp_path / "run"

@@ -327,3 +327,13 @@ def test_the_lecture_preset_takes_quick_hyper_parameters_and_sample_counts_where
     assert PRESETS["lecture"].eval.samples_for(ddim, "lecture") == ddim.eval_samples["quick"]
     assert PRESETS["lecture"].budget.amount == 4 * PRESETS["quick"].budget.amount
     assert preset_entry({"quick": 1}, "full") is None and preset_entry({"lecture": 2, "quick": 1}, "lecture") == 2
+
+
+def test_one_type_check_serves_hyper_parameters_and_records():
+    from zoo.base import of_type
+
+    assert of_type(1, float) and not of_type(True, int) and not of_type(1, bool) and not of_type(1.0, int)
+    assert not of_type(float("inf"), float) and of_type(float("inf"), float, finite=False)  # a metric may be inf
+    assert not of_type([1.0, float("nan")], list[float]) and of_type([1.0, float("nan")], list[float], finite=False)
+    assert of_type({"a": 1.0}, dict[str, float]) and not of_type({"a": "x"}, dict[str, float])
+    assert of_type(None, int | None) and not of_type(None, int) and not of_type("1", int | None)

@@ -186,9 +186,8 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
                                                "--labels none reads the data without its labels)"),
     # a newcomer's probe: an empty list entry was dropped without a word (a model or seed meant and not run)
     (["--models", "ae,,vae"], "--models 'ae,,vae' has an empty entry; separate the items with single commas"),
-    (["--models", "vae", "--seeds", "0,,1"], "--seeds takes non-negative integers, e.g. 0 or 0,1,2; got '0,,1'"),
+    (["--models", "vae", "--seeds", "0,,1"], "--seeds '0,,1' has an empty entry; separate the items with single commas, e.g. 0,1,2"),
     (["--sweep", "ddim@10,,20"], "--sweep takes MODEL@K1,K2,... with no empty K, e.g. ddim@10,20,50; got 'ddim@10,,20'"),
-    (["--models", "vae", "--data-root", "README.md"], "--data-root README.md is a file; give a folder"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
@@ -328,10 +327,23 @@ def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
     assert [r.model for r in RunFolder(tmp_path).read()[1]] == ["data", "ae"]
 
 
+def test_a_data_root_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    argv = ["--models", "vae", "--dataset", "mnist", "--data-root", str(tmp_path / "a-file"), "--preset", "smoke"]
+    assert run.main([*argv, "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().out.strip() == (f"error: --data-root {tmp_path / 'a-file'} is a file; give a folder "
+                                               "(torchvision datasets are read or downloaded there)")
+    assert not (tmp_path / "run").exists()
+
+
 def test_one_variant_written_two_ways_is_one_row(capsys):
-    args = run.parse_args(["--models", "ddim@010,ae", "--sweep", "ddim@10,20"])
-    assert run.model_names(args) == ["ddim@010", "ae", "ddim@20"]  # the first spelling, where it was first written
-    assert "note: duplicate model names collapsed: ddim@10 (as ddim@010)" in capsys.readouterr().out
+    args = run.parse_args(["--models", "ddim@010,ae", "--sweep", "ddim@10,20", "--sweep", "ddpm-cond@1.5,1.50,3"])
+    assert run.model_names(args) == ["ddim@010", "ae", "ddim@20", "ddpm-cond@1.5", "ddpm-cond@3"]  # the first spelling
+    assert "note: duplicate model names collapsed: ddim@10 (as ddim@010), ddpm-cond@1.50 (as ddpm-cond@1.5)" in \
+        capsys.readouterr().out
+    spaced = run.parse_args(["--models", " vae , ae ", "--seeds", "0, 1"])  # spaces around entries are no entries
+    assert run.model_names(spaced) == ["vae", "ae"] and run.parse_seeds(spaced.seeds) == [0, 1]
 
 
 def test_a_class_without_sample_is_refused_at_registration():

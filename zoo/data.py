@@ -178,6 +178,8 @@ def _torchvision(name: str, split: str, root: Path, download: bool) -> tuple[Ten
     import torchvision
 
     cls_name, how, where = TORCHVISION[name]
+    if root.exists() and not root.is_dir():  # torchvision would say "not a directory" of a path inside it
+        raise GenzooError(f"--data-root {root} is a file; give a folder (torchvision datasets are read or downloaded there)")
     cls = getattr(torchvision.datasets, cls_name)
     kwargs = {"train": split == "train"} if how == "train" else {"split": "valid" if split == "test" else "train"}
     made = [d for d in (root, *(root / where).parents, root / where) if d.is_relative_to(root) and not d.exists()]

@@ -27,7 +27,7 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -590,6 +590,10 @@ def _stop_worker(signum: int, frame: Any) -> None:
         raise Interrupted(signum)
 
 
+def worker_ready() -> None:
+    """A job that does nothing: its result says a worker has started (`side_by_side`)."""
+
+
 def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
     """One (model, seed) in a worker: its record (a failure becomes one, as in the runner); or, when a
     stop signal ended it, (signal, step in training or None); or None for a job not started, the
@@ -675,8 +679,16 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
         broken: list[tuple[Job, int]] = []  # what a worker's death took down
         with pool:
             try:
+                # Every worker started before the first job. Python's pool watches for a dead worker
+                # among those it knew when it last woke, and `submit` wakes it before starting a worker:
+                # the last one's death went unseen until another job ended.
+                wait([pool.submit(worker_ready) for _ in range(n)])
                 for job, seed in todo:
-                    running[pool.submit(run_job, job, seed)] = (job, seed)
+                    try:
+                        running[pool.submit(run_job, job, seed)] = (job, seed)
+                    except BrokenProcessPool as e:  # a worker died starting: its jobs wait for the next pool
+                        death = e
+                        broken.append((job, seed))
             except (Interrupted, KeyboardInterrupt) as e:
                 stop_all(e)
             while running:

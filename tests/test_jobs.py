@@ -202,45 +202,14 @@ def test_workers_of_a_runner_killed_outright_save_their_trainings_and_end(tmp_pa
         assert result["events"] == [f"SIGTERM at step {result['steps']}"]  # each stopped as at a runner's SIGTERM
 
 
-def workers_of(tag: str) -> list[int]:
-    """The pool's worker processes among those tagged `tag` (spawned: `spawn_main` in their command line)."""
-    found = []
-    for pid in processes_tagged(tag):
-        try:
-            if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
-                found.append(pid)
-        except OSError:
-            pass
-    return found
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
-def test_a_worker_killed_outright_costs_no_job_they_run_again_from_their_checkpoints(tmp_path, space):
-    out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
-    proc = runner(["--models", "ae,vae", "--preset", "smoke", "--budget", "3s", "--jobs", "2", "--threads", "1",
-                   "--curves", "off", "--out", str(out)], log, tag, GENZOO_SAVE_EVERY="0")
-    deadline = time.monotonic() + 180
-    while len(list(out.glob("checkpoints/*/resume.pt"))) < 2:  # both in training
-        assert proc.poll() is None, f"the runner ended before both trainings saved:\n{log.read_text()}"
-        assert time.monotonic() < deadline, f"not both training after 180 s:\n{log.read_text()}"
-        time.sleep(0.05)
-    os.kill(workers_of(tag)[0], signal.SIGKILL)  # as the kernel's out-of-memory killer would: no word, no save
-    assert proc.wait(timeout=180) == 0, log.read_text()
-    text = log.read_text()
-    assert "a worker ended without a word (killed for memory?); 2 job(s) it took down run again" in text, text
-    records = RunFolder(out).load_records()
-    assert records[("ae", 0)].status == records[("vae", 0)].status == "ok"
-    # from their checkpoints: the killed worker's last one, and the one the pool's end stopped (SIGTERM, saved)
-    for events in (records[(m, 0)].events for m in ("ae", "vae")):
-        assert events[-1].startswith("resumed at step ") and events[:-1] in ([], [f"SIGTERM at step {events[-1].split()[-1]}"])
-    assert "Traceback" not in text and left_after(tag) == []
-
-
 KILLER = '''
-"""A model whose training step kills its own process outright, as the out-of-memory killer would."""
+"""A model whose training step kills its own process outright, as the out-of-memory killer would,
+once a file matching $KILLER_WAITS_FOR exists: another training's checkpoint, so that training is
+in flight in the other worker when the pool breaks."""
+import glob
 import os
 import signal
+import time
 
 import torch
 import zoo
@@ -255,6 +224,9 @@ class Killer(zoo.Generator):
         self.w = torch.nn.Parameter(torch.zeros(1))
 
     def train_step(self, x, y=None):
+        deadline = time.monotonic() + 120
+        while not glob.glob(os.environ["KILLER_WAITS_FOR"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGKILL)
 
     def _sample(self, n, generator, labels):
@@ -264,17 +236,25 @@ class Killer(zoo.Generator):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="finds the workers through /proc")
-def test_a_job_that_kills_its_worker_every_time_is_an_error_and_the_others_finish(tmp_path, space):
+def test_a_worker_killed_outright_costs_no_other_job_and_a_job_that_kills_it_every_time_is_an_error(tmp_path, space):
     site = tmp_path / "site"
     (site / "killer_plugin-0.1.dist-info").mkdir(parents=True)
     (site / "killer_plugin.py").write_text(KILLER)
     (site / "killer_plugin-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: killer-plugin\nVersion: 0.1\n")
     (site / "killer_plugin-0.1.dist-info" / "entry_points.txt").write_text("[genzoo.models]\nkiller = killer_plugin\n")
     out, tag, log = tmp_path / "run", uuid.uuid4().hex, tmp_path / "run.log"
-    proc = runner(["--models", "killer,ae", "--preset", "smoke", "--budget", "3steps", "--jobs", "2", "--threads", "1",
-                   "--out", str(out)], log, tag, PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
+    # killer waits for ae's first checkpoint, then kills its worker: ae is in training in the other one
+    proc = runner(["--models", "killer,ae", "--preset", "smoke", "--budget", "3s", "--jobs", "2", "--threads", "1",
+                   "--curves", "off", "--out", str(out)], log, tag, GENZOO_SAVE_EVERY="0",
+                  KILLER_WAITS_FOR=str(out / "checkpoints" / "*" / "resume.pt"),
+                  PYTHONPATH=os.pathsep.join([str(site), str(ROOT)]))
     assert proc.wait(timeout=240) == 1, log.read_text()  # a model failed: exit 1, after every other finished
+    text = log.read_text()
+    assert "a worker ended without a word (killed for memory?); 2 job(s) it took down run again" in text, text
     records = RunFolder(out).load_records()
     assert records[("killer", 0)].status == "error" and "BrokenProcessPool" in (records[("killer", 0)].error or "")
-    assert records[("ae", 0)].status == "ok"
-    assert "Traceback" not in log.read_text() and left_after(tag) == []
+    # ae from its checkpoint: the one the pool's end stopped it with (SIGTERM, saved), or its last one
+    ae = records[("ae", 0)]
+    assert ae.status == "ok" and ae.events[-1].startswith("resumed at step "), ae.events
+    assert ae.events[:-1] in ([], [f"SIGTERM at step {ae.events[-1].split()[-1]}"]), ae.events
+    assert "Traceback" not in text and left_after(tag) == []

@@ -170,14 +170,16 @@ def model_names(args: argparse.Namespace) -> list[str]:
     if not names:
         names = zoo.available()
     first: dict[Any, str] = {}  # what a name means -> the first name written for it
+    again: set[str] = set()
     for name in names:
-        first.setdefault(meaning(name), name)
-    unique = list(first.values())
-    if len(unique) < len(names):
-        again = {n if n == first[meaning(n)] else f"{n} (as {first[meaning(n)]})" for i, n in enumerate(names)
-                 if n in names[:i] or n != first[meaning(n)]}
+        key = meaning(name)
+        if key in first:
+            again.add(name if name == first[key] else f"{name} (as {first[key]})")
+        else:
+            first[key] = name
+    if again:
         console.print(f"note: duplicate model names collapsed: {', '.join(sorted(again))}")
-    return unique
+    return list(first.values())
 
 
 def meaning(name: str) -> Any:
@@ -628,11 +630,17 @@ def followers_last(todo: list[tuple[Job, int]], together: Callable[[type[Generat
     leaders: list[tuple[Job, int]] = []
     followers: list[tuple[Job, int]] = []
     for job, seed in todo:
-        cls = parse(job.name)[0]
-        family = (cls.training_family(), None if together(cls) else seed)
-        (followers if family in seen else leaders).append((job, seed))
-        seen.add(family)
+        training = training_of(job, seed, together)
+        (followers if training in seen else leaders).append((job, seed))
+        seen.add(training)
     return leaders + followers
+
+
+def training_of(job: Job, seed: int, together: Callable[[type[Generator]], bool]) -> tuple[str, int | None]:
+    """Which training a job waits on: its model's training family, and its seed unless the model's
+    seeds train `together` as one ensemble."""
+    cls = parse(job.name)[0]
+    return cls.training_family(), None if together(cls) else seed
 
 
 def in_flight(asked: int, jobs: list[Job], seeds: list[int],
@@ -640,8 +648,7 @@ def in_flight(asked: int, jobs: list[Job], seeds: list[int],
     """--jobs N: N trainings at once, or as many as the run has when that is fewer (their workers then
     share the cores among them, not N ways). The jobs of one training (ddpm and ddim, a --sweep's
     variants, seeds trained `together`) count once: the others wait on it (`followers_last`)."""
-    trainings = {(parse(job.name)[0].training_family(), None if together(parse(job.name)[0]) else seed)
-                 for job in jobs if not job.skip for seed in seeds}
+    trainings = {training_of(job, seed, together) for job in jobs if not job.skip for seed in seeds}
     return max(1, min(asked, len(trainings)))
 
 

@@ -288,7 +288,7 @@ def open_image(f: Path):
 def folder_mode(files: list[Path]) -> str:
     """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded).
     Both splits ask for the whole folder's: its headers are read once while no file changes."""
-    return _mode_of(tuple((f, f.stat().st_mtime_ns, f.stat().st_size) for f in files))
+    return _mode_of(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
 
 
 @functools.lru_cache(maxsize=4)

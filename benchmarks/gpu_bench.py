@@ -34,11 +34,13 @@ from torch import Tensor
 from torch.utils.flop_counter import FlopCounterMode
 
 import zoo
+from benchmarks.cli import comma_list
 from zoo import data as zdata
 from zoo.base import Generator
 from zoo.graphs import GraphedStep, Step, training_step
 from zoo.metrics import speed
 from zoo.nets import replay
+from zoo.registry import get
 from zoo.train import WeightAverage, autocast_for
 
 # Dense TFLOP/s of the tensor cores by the vendors' datasheets (which print twice these, "with
@@ -67,7 +69,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seconds", type=float, default=170.0, help="the whole benchmark's budget: models left when it runs out are skipped")
     p.add_argument("--precision", default="fp32", choices=list(PEAK_COLUMN), help="fp32 (TF32 matmuls, as the runner) or bf16 autocast")
     p.add_argument("--part", default="all", choices=("all", "throughput", "determinism"), help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    try:
+        args.names = comma_list("--models", args.models, "ae,ddpm") if args.models else zoo.available()
+        for name in args.names:
+            get(name)
+    except zoo.GenzooError as error:
+        p.error(str(error))
+    return args
 
 
 # -- timing --------------------------------------------------------------------------------------
@@ -227,7 +236,6 @@ def run_part(part: str, args: argparse.Namespace, deadline: float) -> None:
     spec, x, y = zdata.load("mnist5k", split="train")
     assert y is not None  # mnist5k is labeled: the conditional models train on its labels
     data = (x.cuda(), y.cuda())
-    names = args.models.split(",") if args.models else zoo.available()
     saved = args.out / "gpu_bench.json"
     results = json.loads(saved.read_text()) if saved.exists() else {}
     column = PEAK_COLUMN[args.precision]
@@ -235,7 +243,7 @@ def run_part(part: str, args: argparse.Namespace, deadline: float) -> None:
             "precision": args.precision, "peak_column": column, "peak_tflops": peak_tflops(column)}
     results["info"], results[part] = info, []
     measure = throughput if part == "throughput" else determinism
-    for name in names:
+    for name in args.names:
         if time.monotonic() > deadline:
             print(f"{part}: out of time, skipped from {name} on", flush=True)
             break

@@ -124,3 +124,17 @@ def test_a_value_a_constructor_refuses_past_its_config_is_one_line_before_traini
     assert run.main(["--models", "vae", "--set", "vae.lr=0.5", "--preset", "smoke", "--out", str(out)]) == 2
     assert capsys.readouterr().out.strip() == "error: vae cannot be built with lr=0.5: ValueError: Invalid learning rate: 0.5"
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("models", "message"), [
+    ("ae,,vae", "--models 'ae,,vae' has an empty entry; separate the items with single commas, e.g. ae,ddpm"),
+    ("ae,vea", "unknown model 'vea'; available: aae, ae,"),
+])
+def test_the_gpu_benchmark_reads_its_model_list_as_the_runner_does(models, message, capsys):
+    from benchmarks import gpu_bench
+    with pytest.raises(SystemExit) as stop:
+        gpu_bench.parse_args(["out", "--models", models])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err
+    assert gpu_bench.parse_args(["out", "--models", " ae, ddim@10"]).names == ["ae", "ddim@10"]
+    assert gpu_bench.parse_args(["out"]).names == MODELS

@@ -23,8 +23,12 @@ from typing import Any
 
 from zoo.base import GenzooError, of_type, one_line
 from zoo.files import atomic_write, say, set_aside
+from zoo.registry import DATA_ROW  # the test split, scored like a model: the floor every model is read against
 
-DATA_ROW = "data"  # the test split, scored like a model: the floor every model is read against
+# The run settings the commands read, by type: a results.json whose settings have another is read as
+# one that does not parse, as a hand edit may leave it.
+RUN_INFO_TYPES = {"dataset": str, "data_hash": str, "preset": str, "budget": str, "seeds": list, "history": list,
+                  "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
 SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.set_aside_other_run`)
 
 
@@ -171,6 +175,12 @@ class RunFolder:
         self.records_dir = self.path / "records"
         self.results = self.path / "results.json"
 
+    def check_subfolders(self, option: str) -> None:
+        """One line where a file stands in place of a folder runs write (a stray copy, a hand edit)."""
+        if files := [name for name in self.SUBFOLDERS if (self.path / name).exists() and not (self.path / name).is_dir()]:
+            raise GenzooError(f"{option} {self.path} holds {', '.join(files)} as a file where a run keeps a folder; "
+                              "move it away, or give another folder")
+
     def checkpoint(self, train_key: str) -> Path:
         return self.path / "checkpoints" / train_key
 
@@ -246,7 +256,10 @@ class RunFolder:
         """The run's settings from results.json; {} where it is missing or does not parse (with `warn`,
         said once: the tables are then made from records/ without them)."""
         try:
-            return json.loads(self.results.read_text())["run"]
+            run = json.loads(self.results.read_text())["run"]
+            if not isinstance(run, dict) or any(k in run and not isinstance(run[k], kind) for k, kind in RUN_INFO_TYPES.items()):
+                raise TypeError("run settings of another type")  # a hand edit: read as if it did not parse
+            return run
         except (OSError, ValueError, KeyError, TypeError):
             if warn and self.results.exists():
                 warn_once(self.results, f"warning: {self.results} does not parse; records/ read alone, without the run's "

@@ -320,6 +320,7 @@ def _main(argv: list[str] | None, console: Any) -> int:
     if not folder.results.is_file() and not folder.records_dir.is_dir():
         raise GenzooError(f"no results.json in {args.folder}; pass a run folder written by benchmarks.run")
     check_writable(folder.path, "the report rewrites its tables, figures and page there; copy the run folder somewhere writable")
+    folder.check_subfolders("the run folder")
     if folder.results.is_file() and not folder.run_info() and not folder.load_records():
         raise GenzooError(f"{folder.results} holds no run (it does not parse, or is not a run's results) and there is "
                           "no records/ folder to rebuild it from")

@@ -115,6 +115,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "--list MODEL for one model")
     args = p.parse_args(argv)
     args.seeds = "0" if args.seeds is None else args.seeds  # not argparse's default: the group compares with it
+    for option in ("out", "data_root", "feature_net", "inception_weights"):  # the shell leaves `--out=~/run` as it is
+        if getattr(args, option):
+            setattr(args, option, os.path.expanduser(getattr(args, option)))
     return args
 
 
@@ -252,6 +255,7 @@ def check_out_folder(out: Path, dataset: str) -> None:
     if out.exists() and not out.is_dir():
         raise GenzooError(f"--out {out} is a file; give a folder (it is created if missing)")
     folder = RunFolder(out)
+    folder.check_subfolders("--out")
     made_by_a_run = (folder.results, folder.records_dir, out / "checkpoints", out / "set-aside", out / "results.json.corrupt")
     if out.is_dir() and not any(p.exists() for p in made_by_a_run):
         theirs = [name for name in ("results.md", "results.csv", html_report.PAGE, "plots", "samples") if (out / name).exists()]

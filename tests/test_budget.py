@@ -165,3 +165,9 @@ def test_the_same_command_gives_the_same_table_in_any_model_order(tmp_path, spli
 
     assert table(tmp_path / "a") == table(tmp_path / "b")
     assert zoo.available()  # the registry is intact
+
+
+def test_an_epoch_budget_beyond_the_largest_float_trains_until_stopped_not_an_overflow():
+    steps = Budget.parse("1e308epochs", 32).max_steps(steps_per_epoch=125, flops_per_step=None)
+    assert isinstance(steps, int) and steps > 1e308  # was OverflowError: cannot convert float infinity to integer
+    assert Budget.parse("2.5epochs", 32).max_steps(steps_per_epoch=125, flops_per_step=None) == 313

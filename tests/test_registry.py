@@ -37,6 +37,29 @@ def test_register_validates_name_class_and_duplicates():
     with pytest.raises(ValueError, match="already registered"):
         zoo.register(Dup)
 
+    class TheDataRow(Generator):  # it would take the place of the runner's row for the data, saying nothing
+        name = "data"
+
+        @dataclass
+        class Config:
+            pass
+
+    with pytest.raises(ValueError, match="'data' is the name of the runner's row for the data itself"):
+        zoo.register(TheDataRow)
+
+
+@pytest.mark.parametrize("count", [0, -5, "10", True])
+def test_register_refuses_an_evaluation_sample_count_that_is_not_a_positive_int(count):
+    from zoo.models.ae import AE
+
+    class Odd(AE):
+        name = "odd-counts"
+        eval_samples = {"smoke": count}
+
+    with pytest.raises(ValueError, match=r"Odd.eval_samples\['smoke'\] must be an int >= 1"):
+        zoo.register(Odd)
+    assert "odd-counts" not in zoo.available()
+
 
 def test_unknown_model_and_hparam_errors():
     spec = DataSpec(1, 28, 28, 10)

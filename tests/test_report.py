@@ -1,4 +1,5 @@
 """The report is made from the records and the saved grids alone, so it can be redrawn without training."""
+import json
 import math
 import shutil
 import statistics
@@ -244,3 +245,13 @@ def test_a_hand_edited_record_or_an_empty_sample_grid_is_a_warning_not_a_traceba
     assert "vae--seed0.json did not parse; set aside as vae--seed0.json.corrupt, written again from results.json" in out
     assert f"warning: {path / 'samples' / 'vae--seed0.png'} does not read as an image (" in out
     assert json.loads((path / "records" / "vae--seed0.json").read_text())["seed"] == 0
+
+
+def test_a_file_where_the_report_writes_a_folder_is_one_line(tmp_path, capsys):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps({"run": {"dataset": "mnist5k"}, "models": []}))
+    (folder / "plots").write_text("")  # was a FileExistsError traceback
+    assert report.main([str(folder)]) == 2
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and "holds plots as a file where a run keeps a folder" in out, out

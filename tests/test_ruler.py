@@ -44,6 +44,7 @@ def test_a_given_net_is_used_and_named_by_its_hash(splits, tmp_path):
     ("other-classes", "size mismatch for head.weight"),  # a net of 5 classes, its .json claiming 10
     ("no-task", "net.json is not a feature net's description (task missing"),
     ("size-as-text", "net.json gives image_size '28'; it is an integer or absent"),
+    ("accuracy-as-text", "net.json gives test_accuracy 'high'; each is a number or absent"),  # was a traceback in the header
 ])
 def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, problem, message):
     path = tmp_path / "net.safetensors"
@@ -57,6 +58,8 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
             del meta["task"]
         if problem == "size-as-text":
             meta["image_size"] = "28"
+        if problem == "accuracy-as-text":
+            meta["test_accuracy"] = "high"
         path.with_suffix(".json").write_text(json.dumps(meta))
     if problem == "empty-weights":
         path.write_bytes(b"")

@@ -197,6 +197,56 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     assert not (tmp_path / "run").exists()  # nothing is created before every input has passed
 
 
+@pytest.mark.parametrize("env, message", [
+    # a value left over from another job: int() failed, or accelerate waited for a MASTER_ADDR
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE 'abc' is not a whole number; torchrun and accelerate launch set it"),
+    ({"WORLD_SIZE": "2"}, "WORLD_SIZE is 2 but RANK, MASTER_ADDR, MASTER_PORT are not set; start the processes with torchrun"),
+])
+def test_a_stray_world_size_is_one_line_before_any_training(env, message, tmp_path, capsys, monkeypatch):
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize("where", ["records", "checkpoints", "plots"])
+def test_a_file_where_a_run_keeps_a_folder_is_one_line_before_any_training(where, tmp_path, capsys, monkeypatch):
+    # records and plots: a FileExistsError traceback; checkpoints: refused only once the model had trained
+    (tmp_path / "run").mkdir()
+    if where != "records":
+        (tmp_path / "run" / "records").mkdir()  # a run folder
+    (tmp_path / "run" / where).write_text("")
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and f"holds {where} as a file where a run keeps a folder" in err, err
+
+
+def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch):
+    """`--out=~/run` and a quoted GENZOO_CACHE='~/cache' reach the program unexpanded: each made a folder named ~."""
+    from zoo.metrics import features
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = run.parse_args(["--out=~/run", "--feature-net=~/net.safetensors", "--data-root=~/data"])
+    assert (args.out, args.feature_net, args.data_root) == tuple(str(tmp_path / n) for n in ("run", "net.safetensors", "data"))
+    monkeypatch.setenv("GENZOO_CACHE", "~/cache")
+    assert features.cache_dir() == tmp_path / "cache"
+
+
+def test_run_settings_of_another_type_read_as_a_results_json_that_does_not_parse(tmp_path, capsys):
+    """A hand edit ("history": 5) broke every later run in the folder with a TypeError, and index with it."""
+    folder = RunFolder(tmp_path)
+    folder.results.write_text(json.dumps({"run": {"dataset": "mnist5k", "history": 5}, "models": []}))
+    assert folder.run_info(warn=True) == {}
+    assert "does not parse; records/ read alone" in capsys.readouterr().out
+    folder.merge({"dataset": "mnist5k", "new_history": [{"command": "x"}]}, [])
+    assert folder.run_info()["history"] == [{"command": "x"}]  # set aside and rebuilt
+
+
 @pytest.mark.parametrize("cache, message", [
     ("", "GENZOO_CACHE is set but empty; give a folder for genzoo's cache, or unset it"),  # was: the current folder
     ("a-file", "cannot be made (FileExistsError"),  # was: NotADirectoryError from torch-fidelity, after the data row

@@ -26,6 +26,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from zoo.base import GenzooError
+
 # The other processes wait while the main one evaluates, which at the full preset can take hours:
 # a collective must not give up before that.
 WAIT_LIMIT = timedelta(hours=12)
@@ -46,8 +48,16 @@ class Processes:
     def start(cls, cpu: bool) -> Processes:
         """The processes torchrun or `accelerate launch` started (their environment says how many),
         joined through accelerate: gloo on CPU, NCCL on CUDA. A plain `python -m` run is one process."""
-        if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        world = os.environ.get("WORLD_SIZE", "1")
+        if not world.strip().isdigit():
+            raise GenzooError(f"WORLD_SIZE {world!r} is not a whole number; torchrun and accelerate launch set it: "
+                              "unset it for a run in one process")
+        if int(world) <= 1:
             return cls()
+        if missing := [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if name not in os.environ]:
+            # a WORLD_SIZE left over from another job: joining would wait for processes that never come
+            raise GenzooError(f"WORLD_SIZE is {world} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
+                              "not set; start the processes with torchrun or accelerate launch, or unset WORLD_SIZE")
         from accelerate import PartialState
 
         return cls(PartialState(cpu=cpu, timeout=WAIT_LIMIT))

@@ -30,6 +30,7 @@ _discovered = False
 # The one place that knows it, for hyper-parameters and evaluation sample counts alike, so a model
 # or plugin needs no entry for a new preset.
 PRESET_FALLBACK = {"lecture": "quick"}
+DATA_ROW = "data"  # the runner's row for the test split, scored like a model: no model may take its name
 T = TypeVar("T")
 
 
@@ -40,6 +41,8 @@ def register(cls: type[Generator]) -> type[Generator]:
     name = getattr(cls, "name", None)
     if not isinstance(name, str) or not _NAME.match(name):
         raise ValueError(f"{cls.__name__}.name must be a lower-case letter, then lower-case letters, digits, '-' or '_', got {name!r}")
+    if name == DATA_ROW:
+        raise ValueError(f"{cls.__name__}.name {name!r} is the name of the runner's row for the data itself; choose another")
     if name in _REGISTRY and _REGISTRY[name] is not cls:
         raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].__module__}")
     config = cls.__dict__.get("Config", cls.Config)
@@ -53,6 +56,9 @@ def register(cls: type[Generator]) -> type[Generator]:
             check_config(name, config(**values))
         except (GenzooError, TypeError) as e:
             raise ValueError(f"{cls.__name__} preset {preset}: {e}") from None
+    for preset, count in cls.eval_samples.items():
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"{cls.__name__}.eval_samples[{preset!r}] must be an int >= 1 (samples per metric), got {count!r}")
     _REGISTRY[name] = cls
     return cls
 

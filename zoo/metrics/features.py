@@ -40,7 +40,7 @@ def cache_dir() -> Path:
     given = os.environ.get("GENZOO_CACHE")
     if given is not None and not given.strip():  # an empty value would mean the current folder
         raise GenzooError("GENZOO_CACHE is set but empty; give a folder for genzoo's cache, or unset it (default ~/.cache/genzoo)")
-    return Path(given) if given is not None else Path.home() / ".cache" / "genzoo"
+    return Path(given).expanduser() if given is not None else Path.home() / ".cache" / "genzoo"
 
 
 def check_cache() -> None:
@@ -244,6 +244,9 @@ def given_net(path: Path, splits: Splits) -> Path:
     channels, size = meta["channels"], meta.get("image_size")
     if not isinstance(size, (int, type(None))):
         raise GenzooError(f"--feature-net {path}: {meta_path.name} gives image_size {size!r}; it is an integer or absent")
+    if odd := [f"{k} {meta[k]!r}" for k in ("test_accuracy", "chance")  # the run's header prints them as numbers
+               if k in meta and (isinstance(meta[k], bool) or not isinstance(meta[k], (int, float)))]:
+        raise GenzooError(f"--feature-net {path}: {meta_path.name} gives {' and '.join(odd)}; each is a number or absent")
     if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
                           f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")

@@ -32,8 +32,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import shlex
+import signal
 import sys
 import time
 import warnings
@@ -65,6 +67,7 @@ FLOAT_SLACK = 1e-4  # floats this far outside [0,1] are clipped (rounding in a c
 ACCEPTED = ("give an .npz/.npy/.pt of images, uint8 0..255 or floats in [0,1], shaped (N,H,W), (N,C,H,W) or (N,H,W,C), "
             "or a folder of images")
 SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
+MAX_NAME = 100  # --name's length: it names the row's files (NAME--seedS.json), which the file system caps at 255 bytes
 # The fewest samples each metric needs, and why: below it the metric is left empty.
 MINIMUM = {
     "fid": (2, "FID needs 2 samples for a covariance"),
@@ -93,7 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--name", help="the row's name with --into, e.g. my-gan")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for option in ("samples", "into", "data_root", "feature_net", "inception_weights"):  # the shell leaves `--into=~/run` as it is
+        if getattr(args, option):
+            setattr(args, option, os.path.expanduser(getattr(args, option)))
+    return args
 
 
 # -- reading the samples -------------------------------------------------------------------------
@@ -149,6 +156,11 @@ def _read_array(path: Path) -> Tensor:
         if not isinstance(obj, Tensor):
             raise GenzooError(f"samples {path} holds a {type(obj).__name__}, not a tensor (or a dict with one "
                               "under 'images'); save one with torch.save(images, path)")
+        odd = ("quantized" if obj.is_quantized else "nested" if obj.is_nested else "meta (data-less)" if obj.is_meta
+               else str(obj.layout).removeprefix("torch.") if obj.layout != torch.strided else None)
+        if odd:  # torch's other kinds of tensor lack the operations read here
+            raise GenzooError(f"samples {path} hold a {odd} tensor, not a dense tensor of numbers (save a sparse one's "
+                              f"x.to_dense(), a quantized one's x.dequantize()); {ACCEPTED}")
         return obj.detach().cpu()
     try:
         with path.open("rb") as f:  # np.load reads anything else as a pickle and says it holds objects
@@ -157,22 +169,30 @@ def _read_array(path: Path) -> Tensor:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.lib.npyio.NpzFile):
             with loaded:
-                keys = list(loaded.files)
+                keys = [k for k in loaded.files if f"{k}.npy" in loaded]  # .npy members: np.load hands others over as bytes
                 if not keys:
-                    raise GenzooError(f"samples {path} holds no arrays")
+                    raise GenzooError(f"samples {path} holds no arrays (no .npy inside, as np.savez writes); {ACCEPTED}")
                 key = next((k for k in ("images", "arr_0") if k in keys), keys[0])
                 array = loaded[key]
+            if not isinstance(array, np.ndarray):  # a member that does not begin as an .npy: np.load hands its bytes over
+                raise GenzooError(f"samples {path}: its {key}.npy is not a NumPy array (it is damaged); {ACCEPTED}")
         else:
             array = loaded
     except GenzooError:
         raise
-    except ValueError as e:  # object arrays: allow_pickle=False
-        raise GenzooError(f"samples {path} holds Python objects, not numbers ({one_line(e)}); "
-                          "save a numeric array with np.savez(path, images=...)") from None
-    except (OSError, EOFError) as e:
+    except (ValueError, EOFError, zipfile.BadZipFile) as e:
+        if isinstance(e, ValueError) and "allow_pickle" in str(e):  # an object array: numpy would unpickle it
+            raise GenzooError(f"samples {path} holds Python objects, not numbers ({one_line(e)}); "
+                              "save a numeric array with np.savez(path, images=...)") from None
+        raise GenzooError(f"samples {path} is truncated or damaged ({one_line(e)}); write it again with "
+                          "np.save or np.savez") from None
+    except OSError as e:
         raise GenzooError(f"samples {path} cannot be read ({one_line(e)})") from None
     if array.dtype.kind not in "biuf":
         raise GenzooError(f"samples {path} holds {array.dtype} values; expected uint8 0..255 or floats in [0,1]")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 8:  # np.longdouble: torch has no such type; float64 is ample for pixels
+        array = array.astype(np.float64)
+    array = array.astype(array.dtype.newbyteorder("="), copy=False)  # a big-endian file: torch takes the native order only
     return torch.from_numpy(np.ascontiguousarray(array)).reshape(array.shape)  # ascontiguousarray makes a 0-d array 1-d
 
 
@@ -202,7 +222,8 @@ def _values(x: Tensor, path: Path) -> Tensor:
     if x.dtype == torch.uint8:
         return x.contiguous()
     if not x.is_floating_point():
-        least, most = int(x.min()), int(x.max())
+        values = x.numpy()  # numpy's min and max: torch has none for uint16, uint32 and uint64
+        least, most = int(values.min()), int(values.max())
         if least < 0 or most > 255:
             raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255 (or floats in [0,1])")
         return x.to(torch.uint8).contiguous()
@@ -300,10 +321,12 @@ def _local_file(path: Any) -> str | None:
 
 
 def check_name(name: str | None, folder: RunFolder) -> str:
-    """A row name for --into: free of path characters, not the data row or a model of the zoo, and not
-    a trained model of this run (an earlier score under the name is replaced)."""
+    """A row name for --into: at most MAX_NAME characters, free of path characters, not the data row or a
+    model of the zoo, and not a trained model of this run (an earlier score under the name is replaced)."""
     if not name:
         raise GenzooError("--into needs --name NAME, the row's name in the run's tables (e.g. my-gan)")
+    if len(name) > MAX_NAME:
+        raise GenzooError(f"--name is {len(name)} characters long; at most {MAX_NAME} (it names the row's files)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*", name) or "--" in name:
         raise GenzooError(f"--name {name!r}: use letters, digits and _ . @ + - (a single -), starting with a letter or digit")
     if name == DATA_ROW:
@@ -350,14 +373,20 @@ def _hash(images: Tensor) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    written: list[str] = []  # the files _main has written so far, for the line a Ctrl-C prints
     try:
-        return _main(argv)
+        return _main(argv, written)
     except GenzooError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: one line saying what is on disk, and 128 + SIGINT, as benchmarks.run
+        done = (f"{', '.join(written)} written; the same command again scores and adds the row anew" if written
+                else "nothing was written")
+        console.print(f"[yellow]stopped (SIGINT): {escape(done)}[/]", highlight=False, soft_wrap=True)
+        return 128 + signal.SIGINT
 
 
-def _main(argv: list[str]) -> int:
+def _main(argv: list[str], written: list[str]) -> int:
     from benchmarks.run import save_grid
     from zoo.train import resolve_device
 
@@ -379,7 +408,7 @@ def _main(argv: list[str]) -> int:
     features.check_cache()
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
-    path = Path(args.samples).expanduser()
+    path = Path(args.samples)
     if not path.exists():  # before the dataset is read
         raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")
     splits = zdata.load_splits(opts["dataset"], image_size=opts["image_size"], data_root=opts["data_root"], uint8=True,
@@ -425,7 +454,9 @@ def _main(argv: list[str]) -> int:
     record = Record(name, seed, status="ok", **metrics, eval_key=eval_key, events=[f"{SCORED}{path}"])
     earlier = [r for r in folder.load_records().values() if r.model == name]  # an earlier score under this name
     save_grid(scored, folder.samples(record))
+    written.append(str(folder.samples(record)))
     folder.write_record(record)  # first: should writing fail, the earlier row is still there
+    written.append(str(folder.records_dir / record.file_name))
     for old in earlier:
         if old.file_name != record.file_name:  # the same name and seed was just overwritten whole
             (folder.records_dir / old.file_name).unlink(missing_ok=True)
@@ -437,6 +468,7 @@ def _main(argv: list[str]) -> int:
     entry = {"command": " ".join(["python -m benchmarks.score", *map(shlex.quote, argv)]),
              "wall_seconds": round(time.perf_counter() - started, 1), "models": [name], "seeds": [seed]}
     folder.merge({"new_history": [entry]}, [*(m for m in order if m != name), name])
+    written.append(str(folder.results))
     made = report.render(folder.path)
     run, records = folder.read()
     records = report.flag(records, warn=lambda line: None)

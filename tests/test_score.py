@@ -1,6 +1,9 @@
 """`python -m benchmarks.score`: images made elsewhere scored in the run's feature space and by its
 rules; the test split written out as PNGs scores as the data row; bad inputs are refused in one line."""
+import io
 import json
+import warnings
+import zipfile
 
 import numpy as np
 import pytest
@@ -18,6 +21,36 @@ COLOUR = DataSpec(3, 8, 8, None)
 
 class Thing:
     """A pickled object in a .pt file: torch.load(weights_only=True) refuses it."""
+
+
+def zip_of(members):
+    """A writer of a zip holding these members: an .npz that np.savez did not write."""
+    def write(path):
+        with zipfile.ZipFile(path, "w") as z:
+            for name, data in members.items():
+                z.writestr(name, data)
+    return write
+
+
+def cut(write, keep):
+    """A writer of the first `keep` bytes of what `write` writes: a copy or a save interrupted."""
+    def write_cut(path):
+        write(path)
+        path.write_bytes(path.read_bytes()[:keep])
+    return write_cut
+
+
+def npy_bytes(array) -> bytes:
+    """An array as np.save writes it, to put in a zip by hand."""
+    with io.BytesIO() as f:
+        np.save(f, array)
+        return f.getvalue()
+
+
+def quantized(path):
+    with warnings.catch_warnings():  # torch deprecates quantized tensors; people still save them
+        warnings.simplefilter("ignore")
+        torch.save(torch.quantize_per_tensor(torch.rand(4, 28, 28), 1 / 255, 0, torch.quint8), path)
 
 
 def run_info(splits, space, **changes):
@@ -104,6 +137,34 @@ def test_a_failed_write_keeps_the_earlier_scores_under_the_name(failing, bare_ru
     assert ("few", 1) not in records and records[("few", 0)].eval_key not in (None, "earlier0")
 
 
+@pytest.mark.parametrize("stop_in, said", [
+    ("read_samples", "stopped (SIGINT): nothing was written"),
+    ("write_record", "stopped (SIGINT): {grid} written; the same command again scores and adds the row anew"),
+])
+def test_ctrl_c_is_one_line_saying_what_was_written(stop_in, said, bare_run, splits, tmp_path, monkeypatch, capsys):
+    def ctrl_c(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(*(score, "read_samples") if stop_in == "read_samples" else (RunFolder, "write_record"), ctrl_c)
+    torch.save(splits.x_test[:8], tmp_path / "few.pt")
+    try:
+        code = score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "few"])
+    except KeyboardInterrupt:
+        pytest.fail("Ctrl-C came out of main as a traceback")
+    assert code == 130
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == said.format(grid=bare_run.path / "samples" / "few--seed0.png")
+    assert ("few", 0) not in bare_run.load_records()
+
+
+def test_a_tilde_in_a_path_option_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = score.parse_args(["~/s.npz", "--into", "~/run", "--data-root=~/data", "--feature-net", "~/net.safetensors",
+                             "--inception-weights", "~/w.pth"])
+    assert [args.samples, args.into, args.data_root, args.feature_net, args.inception_weights] == \
+           [str(tmp_path / f) for f in ("s.npz", "run", "data", "net.safetensors", "w.pth")]
+
+
 @pytest.mark.parametrize("ran_in, argv, message", [
     ("classifier", ["--dataset", "cifar10"], "was run on mnist5k; --dataset cifar10 would score this row against other data"),
     ("classifier", ["--feature-space", "inception"], "--feature-space inception would score this row in another"),
@@ -138,8 +199,12 @@ def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in
     (["--name", "x"], "--name names the row of --into RUN"),
     (["--into", "{run}", "--name", "x", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights"),
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),
+    (["--into", "{run}", "--name", "a" * 300], "--name is 300 characters long; at most 100 (it names the row's files)"),
+    (["--into", "~/nowhere", "--name", "x"], "--into {home}/nowhere: no results.json there"),  # ~ expanded, as the shell would
 ])
-def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, capsys):
+def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    message = message.format(home=tmp_path / "home")
     samples = tmp_path / "s.pt"
     torch.save(torch.zeros(4, 28, 28, dtype=torch.uint8), samples)
     other = RunFolder(tmp_path / "other")
@@ -184,6 +249,7 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
         "bytes-as-floats.pt": (torch.rand(4, 28, 28) * 255, "it looks like 0..255"),
         "nan.pt": (torch.full((4, 28, 28), float("nan")), "NaN"),
         "wide.pt": (torch.full((4, 28, 28), 300), "from 300 to 300; expected 0..255"),
+        "wide-uint16.pt": (torch.full((4, 28, 28), 300).to(torch.uint16), "torch.uint16 from 300 to 300; expected 0..255"),
         "none.pt": (torch.zeros(0, 28, 28), "hold no images"),
         "bool.pt": (torch.zeros(4, 28, 28, dtype=torch.bool), "torch.bool"),
     }
@@ -202,11 +268,43 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
     ("scalar.pt", lambda p: torch.save(torch.tensor(0.5), p), "hold a single number, not images"),
     ("bool.npy", lambda p: np.save(p, np.zeros((4, 28, 28), bool)), "bool"),
     ("complex.npy", lambda p: np.save(p, np.zeros((4, 28, 28), complex)), "complex128 values"),
+    ("quantized.pt", quantized, "hold a quantized tensor, not a dense tensor of numbers"),
+    ("sparse.pt", lambda p: torch.save(torch.rand(4, 28, 28).to_sparse(), p), "hold a sparse_coo tensor, not a dense tensor"),
+    ("text-inside.npz", zip_of({"readme.txt": "1 2 3"}), "holds no arrays (no .npy inside, as np.savez writes)"),
+    ("garbage-inside.npz", zip_of({"images.npy": "1 2 3"}), "its images.npy is not a NumPy array (it is damaged)"),
 ])
 def test_odd_sample_files_are_one_line_naming_the_file_and_what_is_accepted(name, write, message, tmp_path):
     write(tmp_path / name)
     text = refused(tmp_path / name)
     assert str(tmp_path / name) in text and message in text and "uint8 0..255 or floats in [0,1]" in text, text
+
+
+@pytest.mark.parametrize("name, write", [
+    ("cut.npy", cut(lambda p: np.save(p, np.zeros((4, 28, 28), np.uint8)), 1000)),
+    ("cut-header.npy", cut(lambda p: np.save(p, np.zeros((4, 28, 28), np.uint8)), 40)),
+    ("cut.npz", cut(lambda p: np.savez(p, images=np.zeros((4, 28, 28), np.uint8)), 1000)),
+    ("cut-inside.npz", zip_of({"images.npy": npy_bytes(np.zeros((4, 28, 28), np.uint8))[:1000]})),
+])
+def test_a_truncated_numpy_file_is_said_to_be_truncated(name, write, tmp_path):
+    write(tmp_path / name)
+    text = refused(tmp_path / name)
+    assert f"samples {tmp_path / name} is truncated or damaged (" in text and "Python objects" not in text, text
+
+
+@pytest.mark.parametrize("name, write", [  # numpy's and torch's other integers and floats, as a user may hold them
+    ("uint16.npy", lambda p, x: np.save(p, x.numpy().astype(np.uint16))),
+    ("uint32.npy", lambda p, x: np.save(p, x.numpy().astype(np.uint32))),
+    ("uint64.npy", lambda p, x: np.save(p, x.numpy().astype(np.uint64))),
+    ("uint16.pt", lambda p, x: torch.save(x.to(torch.uint16), p)),
+    ("big-endian.npy", lambda p, x: np.save(p, (x.numpy() / 255).astype(">f4"))),
+    ("longdouble.npy", lambda p, x: np.save(p, x.numpy().astype(np.longdouble) / 255)),
+])
+def test_wide_unsigned_big_endian_and_long_double_arrays_read_as_the_same_images(name, write, tmp_path):
+    x8 = torch.randint(0, 256, (5, 28, 28), dtype=torch.uint8)
+    write(tmp_path / name, x8)
+    x = score.read_samples(tmp_path / name, GREY)
+    got = x if x.dtype == torch.uint8 else (x * 255).round().to(torch.uint8)
+    assert x.shape == (5, 1, 28, 28) and torch.equal(got[:, 0], x8)
 
 
 def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path):

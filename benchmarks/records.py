@@ -29,6 +29,7 @@ from zoo.registry import DATA_ROW  # the test split, scored like a model: the fl
 # one that does not parse, as a hand edit may leave it.
 RUN_INFO_TYPES = {"dataset": str, "data_hash": str, "preset": str, "budget": str, "seeds": list, "history": list,
                   "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
+MAX_NAME = 100  # a row's name: it names the row's files (NAME--seedS.json), which file systems cap at 255 bytes
 SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.set_aside_other_run`)
 
 

@@ -43,7 +43,7 @@ import zoo
 from benchmarks import curves, evaluate, html_report, report, tensorboard_log
 from benchmarks.cli import Parser, comma_list, cpu_count, set_threads
 from benchmarks.presets import PRESETS, Preset
-from benchmarks.records import DATA_ROW, Record, RunFolder
+from benchmarks.records import DATA_ROW, MAX_NAME, Record, RunFolder
 from zoo import data as zdata
 from zoo import fused, graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
@@ -172,6 +172,8 @@ def model_names(args: argparse.Namespace) -> list[str]:
         names += [f"{base}@{k}" for k in ks]
     if not names:
         names = zoo.available()
+    if long := next((name for name in names if len(name) > MAX_NAME), None):
+        raise GenzooError(f"--models: {long[:20]}... is {len(long)} characters long; at most {MAX_NAME} (it names the row's files)")
     first: dict[Any, str] = {}  # what a name means -> the first name written for it
     again: set[str] = set()
     for name in names:

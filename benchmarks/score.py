@@ -53,7 +53,7 @@ import zoo
 from benchmarks import evaluate, report
 from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS
-from benchmarks.records import COLUMNS, DATA_ROW, Record, RunFolder, aggregate
+from benchmarks.records import COLUMNS, DATA_ROW, MAX_NAME, Record, RunFolder, aggregate
 from zoo import data as zdata
 from zoo.base import DataSpec, GenzooError, one_line
 from zoo.files import SafeConsole
@@ -67,7 +67,6 @@ FLOAT_SLACK = 1e-4  # floats this far outside [0,1] are clipped (rounding in a c
 ACCEPTED = ("give an .npz/.npy/.pt of images, uint8 0..255 or floats in [0,1], shaped (N,H,W), (N,C,H,W) or (N,H,W,C), "
             "or a folder of images")
 SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
-MAX_NAME = 100  # --name's length: it names the row's files (NAME--seedS.json), which the file system caps at 255 bytes
 # The fewest samples each metric needs, and why: below it the metric is left empty.
 MINIMUM = {
     "fid": (2, "FID needs 2 samples for a covariance"),

@@ -187,6 +187,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     # a newcomer's probe: an empty list entry was dropped without a word (a model or seed meant and not run)
     (["--models", "ae,,vae"], "--models 'ae,,vae' has an empty entry; separate the items with single commas"),
     (["--models", "vae", "--seeds", "0,,1"], "--seeds '0,,1' has an empty entry; separate the items with single commas, e.g. 0,1,2"),
+    (["--models", "ddim@" + "0" * 300 + "10"], "--models: ddim@000000000000000... is 307 characters long; at most 100"),  # failed after training
     (["--sweep", "ddim@10,,20"], "--sweep takes MODEL@K1,K2,... with no empty K, e.g. ddim@10,20,50; got 'ddim@10,,20'"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):

@@ -58,14 +58,17 @@ from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError,
 from zoo.data import Splits, load_splits, to_float
 from zoo.files import check_writable
 from zoo.metrics import fidelity, memorisation
-from zoo.metrics.features import FeatureSpace, classifier_space, load_feature_net
+from zoo.metrics.features import FeatureSpace, check_cache, classifier_space, load_feature_net
 from zoo.seeds import derive_seed
+from zoo.train import resolve_device
 
 matplotlib.use("Agg")  # files only, no display
 
 FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training",
            "tokens")
 RECORD_FIGURES = frozenset({"training"})  # drawn from records and files alone: no model is loaded for them
+MAX_SAMPLES = 10_000  # --samples: the full preset's FID sample count; more only takes longer
+MAX_PAIRS = 10  # --pairs: a row per pair and model of the interpolation figure; 5 use every class of 10
 TITLES = {
     "latent_statistics": "1. Latent statistics",
     "holes": "2. Holes in a plain autoencoder's code space",
@@ -1016,18 +1019,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("run_folder", help="a run folder written by python -m benchmarks.run")
     p.add_argument("--models", help="comma-separated model names (default: every model of the run)")
     p.add_argument("--figures", help=f"comma-separated, of {', '.join(FIGURES)} (default: all)")
-    p.add_argument("--samples", type=int, default=Settings.samples, help="images per row of the holes figure")
-    p.add_argument("--pairs", type=int, default=Settings.pairs, help="interpolation pairs per model")
+    p.add_argument("--samples", type=int, default=Settings.samples,
+                   help=f"images per row of the holes figure (2..{MAX_SAMPLES})")
+    p.add_argument("--pairs", type=int, default=Settings.pairs, help=f"interpolation pairs per model (1..{MAX_PAIRS})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, mps or auto")
     return p.parse_args(argv)
 
 
 def explore(run_folder: str | Path, models: list[str] | None = None, figures: list[str] | None = None,
             settings: Settings | None = None, device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Draw the figures of a run folder into RUN/explore/; returns what explore.json holds."""
-    folder = RunFolder(run_folder)
+    """Draw the figures of a run folder into RUN/explore/; returns what explore.json holds. Ctrl-C
+    raises KeyboardInterrupt whose text says what of this call is on disk."""
+    folder = RunFolder(Path(run_folder).expanduser())  # a quoted '~/run' means what the shell would make of it
     if not folder.path.is_dir():
         raise GenzooError(f"no run folder at {folder.path}")
     run, records = folder.read()
@@ -1040,6 +1045,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     absent = [m for m in models or [] if m not in held]
     if absent:  # a typo must not redraw the figures without the models meant
         raise GenzooError(f"--models names {', '.join(absent)}, not in {folder.path}; it holds {', '.join(held) or 'no model'}")
+    on = resolve_device(device)  # `auto`, and one line for a device that is not here, before any work
     settings = settings or Settings()
     chosen = list(dict.fromkeys(figures)) if figures else list(FIGURES)
     load_skips: list[tuple[str, str]] = []
@@ -1049,6 +1055,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     check_writable(folder.path, "explore writes its figures into RUN/explore/ and rewrites results.md; "
                                 "copy the run folder somewhere writable")
     if needs_models:
+        check_cache()  # holes and copies keep features there: one line now, not two failed figures
         ctx.models = load_models(folder, records, models, load_skips)
         if not ctx.models and all(f not in RECORD_FIGURES for f in chosen):  # every figure would be empty
             why = "; ".join(f"{m}: {reason}" for m, reason in load_skips) or "it holds no model"
@@ -1056,19 +1063,25 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
         _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
     loaded = ctx.models
     for item in loaded:
-        item.model.to(device)
+        item.model.to(on)
     out.mkdir(parents=True, exist_ok=True)
-    for fig in chosen:
-        for model, reason in load_skips if fig not in RECORD_FIGURES else []:
-            ctx.skip(fig, model, reason)
-        started = time.perf_counter()
-        try:
-            FIGURE_FUNCTIONS[fig](ctx)
-        except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
-            ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
-            (out / f"{fig}.error.txt").write_text(traceback.format_exc())
-        log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
-            + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))
+    try:
+        for fig in chosen:
+            for model, reason in load_skips if fig not in RECORD_FIGURES else []:
+                ctx.skip(fig, model, reason)
+            started = time.perf_counter()
+            try:
+                FIGURE_FUNCTIONS[fig](ctx)
+            except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
+                ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
+                (out / f"{fig}.error.txt").write_text(traceback.format_exc())
+            log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
+                + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))
+    except KeyboardInterrupt:  # the figures drawn are on disk; their numbers are not recorded
+        drawn = ", ".join(name for names in ctx.images.values() for name in names)
+        raise KeyboardInterrupt(f"stopped during figure {TITLES[fig]}; " + (f"written to {out}/: {drawn}" if drawn else
+                                "no figure written") + "; explore.json, explore.md and results.md are as before "
+                                "(a rerun draws and records every figure)") from None
     data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": ctx.feature_space_name(),
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
@@ -1085,7 +1098,11 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             data["models"] = old.get("models", {})
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
-    report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
+    try:
+        report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped rewriting results.md and index.html; the figures, explore.json and explore.md "
+                                f"are written: python -m benchmarks.report {folder.path} rewrites the rest") from None
     return data
 
 
@@ -1095,14 +1112,21 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         names = comma_list("--models", args.models, "vae,ddim") if args.models else None
         figures = comma_list("--figures", args.figures, "holes,interpolation") if args.figures else None
-        if args.samples < 2 or args.pairs < 1:
-            raise GenzooError("--samples must be >= 2 and --pairs >= 1")
+        if not 2 <= args.samples <= MAX_SAMPLES:
+            raise GenzooError(f"--samples must be an int in [2, {MAX_SAMPLES}] (images per row of the holes figure; "
+                              f"the full preset's FID takes {MAX_SAMPLES}), got {args.samples}")
+        if not 1 <= args.pairs <= MAX_PAIRS:
+            raise GenzooError(f"--pairs must be an int in [1, {MAX_PAIRS}] (each is a row per model of the "
+                              f"interpolation figure), got {args.pairs}")
         settings = Settings(samples=args.samples, pairs=args.pairs, seed=args.seed)
         explore(args.run_folder, names, figures, settings, device=args.device)
     except GenzooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs; "
+    except KeyboardInterrupt as e:  # Ctrl-C: one line saying what is on disk, exit 130 (as benchmarks.run)
+        print(f"SIGINT: {str(e) or 'stopped before any figure was drawn: nothing written'}", file=sys.stderr)
+        return 130
+    print(f"figures in {Path(args.run_folder).expanduser() / 'explore'}/: explore.md, explore.json and the PNGs; "
           "results.md and index.html rewritten with them")
     return 0
 

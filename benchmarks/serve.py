@@ -152,7 +152,7 @@ class Run:
     """A run folder served: its models (loaded lazily, cached), its test images, one lock for model work."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        self.folder = RunFolder(path)
+        self.folder = RunFolder(Path(path).expanduser())  # a quoted '~/run' means what the shell would make of it
         if not self.folder.path.is_dir():
             raise GenzooError(f"no run folder at {self.folder.path}")
         self.info, records = self.folder.read()
@@ -662,7 +662,10 @@ def run_file(run: Run, rel: str) -> Path:
     if not rel or "\x00" in rel or rel.startswith("/") or "\\" in rel or ".." in parts:
         raise Refused(403, "only the run folder's own files are served: no '..', no absolute path")
     root = run.folder.path.resolve()
-    path = (root / rel).resolve()
+    try:
+        path = (root / rel).resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13): no file there
+        raise Refused(404, f"no file {rel} in the run folder") from None
     if not path.is_relative_to(root):
         raise Refused(403, "only the run folder's own files are served: this path leads out of it")
     if not path.is_file():
@@ -792,6 +795,9 @@ def main(argv: list[str] | None = None) -> int:
         set_threads(args.threads)
         if not 0 <= args.port <= 65535:
             raise GenzooError(f"--port must be an int in [0, 65535], got {args.port}")
+        if not args.host.strip():  # '' binds every interface: an unset $HOST must not open the page to the network
+            raise GenzooError("--host is empty, which would listen on every interface; give an address: 127.0.0.1 "
+                              "(the default, this machine only) or 0.0.0.0 (every interface, on purpose)")
         run = Run(args.run_folder, device=args.device)
         server = make_server(run, args.host, args.port)
     except GenzooError as e:

@@ -204,6 +204,15 @@ def test_diffusion_trajectory_watches_the_sampler_it_does_not_copy(data):
     assert torch.equal(tr["final"], m.sample(2, generator=torch.Generator().manual_seed(4)))
 
 
+@pytest.mark.parametrize("points", [1, 8])
+def test_a_one_step_sampler_has_a_one_frame_trajectory(data, points):
+    """ddim@1 (serve asks for min(frames, steps) = 1 point; once a ZeroDivisionError): its one step."""
+    m = smoke("ddim", data.spec, train_timesteps=40, steps=1)
+    tr = ex.trajectory(m, 1, points=points, generator=torch.Generator().manual_seed(2))
+    assert tr["total_steps"] == 1 and tr["steps"] == [0] and tr["x_t"].shape == tr["x0"].shape == (1, 1, *data.spec.shape)
+    assert torch.equal(tr["final"], m.sample(1, generator=torch.Generator().manual_seed(2)))
+
+
 # -- the command on a run folder ----------------------------------------------------------------------
 
 SMALL = explore.Settings(samples=16, pairs=1, steps=4, perturb_images=1, directions=1, grid=4, draw_images=1, points=4,
@@ -311,6 +320,64 @@ def test_an_empty_list_entry_is_one_line(tmp_path, capsys, option, value):
     assert explore.main([str(tmp_path), option, value]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {option} {value!r} has an empty entry; separate the items with "
                                                f"single commas, e.g. {'vae,ddim' if option == '--models' else 'holes,interpolation'}")
+
+
+@pytest.mark.parametrize("option, value, said", [
+    ("--samples", "100000000", "--samples must be an int in [2, 10000] (images per row of the holes figure; the full "
+                               "preset's FID takes 10000), got 100000000"),
+    ("--samples", "1", "--samples must be an int in [2, 10000]"),
+    ("--pairs", "100000", "--pairs must be an int in [1, 10] (each is a row per model of the interpolation figure), "
+                          "got 100000"),
+    ("--pairs", "0", "--pairs must be an int in [1, 10]"),
+])
+def test_a_count_out_of_bounds_is_one_line(tmp_path, capsys, option, value, said):
+    """Checked before the folder is read: a huge count would run for minutes."""
+    assert explore.main([str(tmp_path), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {said}") and err.count("\n") == 1
+
+
+@pytest.fixture
+def one_vae(data, tmp_path):
+    """A run folder with one loadable model, an untrained smoke VAE."""
+    folder = RunFolder(tmp_path / "run")
+    m = smoke("vae", data.spec)
+    m.save(folder.path / "checkpoints" / "vae")
+    folder.write_record(Record("vae", 0, status="ok", hparams=dataclasses.asdict(m.config), checkpoint="checkpoints/vae"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, ["vae"])
+    return folder.path
+
+
+@pytest.mark.parametrize("device, said", [
+    ("mps", "error: device 'mps' asked for but MPS is not available; use --device cpu or auto"),
+    ("cuda", "error: device 'cuda' asked for but CUDA is not available; use --device cpu or auto"),
+    ("gpu", "error: unknown device 'gpu'; accepted: auto, cpu, cuda, mps or cuda:N"),
+])
+def test_a_device_that_is_not_here_is_one_line_before_any_figure(one_vae, capsys, device, said):
+    if device == "cuda" and torch.cuda.is_available() or device == "mps" and torch.backends.mps.is_available():
+        pytest.skip(f"{device} is here")
+    assert explore.main([str(one_vae), "--figures", "latent_statistics", "--device", device]) == 2
+    assert capsys.readouterr().err == said + "\n"
+    assert not (one_vae / "explore").exists()
+
+
+def test_device_auto_is_accepted(one_vae, capsys):
+    assert explore.main([str(one_vae), "--figures", "latent_statistics", "--device", "auto"]) == 0
+    assert (one_vae / "explore" / "latent_statistics.png").is_file()
+
+
+@pytest.mark.parametrize("cache, said", [
+    ("a-file", "cannot be made (FileExistsError"),
+    (" ", "GENZOO_CACHE is set but empty"),
+])
+def test_a_cache_that_takes_no_files_is_one_line_before_any_figure(one_vae, tmp_path, monkeypatch, capsys, cache, said):
+    """The holes and copies figures keep features in the cache: refused up front, not two failed figures."""
+    (tmp_path / "a-file").write_text("")
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / cache) if cache == "a-file" else cache)
+    assert explore.main([str(one_vae), "--figures", "holes,copies"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and said in err and err.count("\n") == 1
+    assert not (one_vae / "explore").exists()
 
 
 def test_explore_without_a_loadable_model_says_which_file_and_exits_2(tmp_path, capsys):

@@ -137,6 +137,45 @@ def test_the_command_draws_the_training_figure_without_checkpoints(run_folder, n
     assert "8. How each paradigm learns: training.png" in capsys.readouterr().out
 
 
+def test_a_run_folder_given_with_a_literal_tilde_is_read_from_home(run_folder, no_models, monkeypatch, capsys):
+    """`explore '~/run'` (quoted, or from a config file): the folder the shell would have made of it."""
+    monkeypatch.setenv("HOME", str(run_folder.path.parent))
+    assert explore.main(["~/run", "--figures", "training"]) == 0
+    assert f"figures in {run_folder.path / 'explore'}/" in capsys.readouterr().out
+
+
+STOPPED_DRAWING = ("SIGINT: stopped during figure 8. How each paradigm learns; written to {out}/: training.png; "
+                   "explore.json, explore.md and results.md are as before (a rerun draws and records every figure)\n")
+STOPPED_REPORTING = ("SIGINT: stopped rewriting results.md and index.html; the figures, explore.json and explore.md are "
+                     "written: python -m benchmarks.report {run} rewrites the rest\n")
+
+
+@pytest.mark.parametrize("where, said", [("drawing", STOPPED_DRAWING), ("reporting", STOPPED_REPORTING)])
+def test_ctrl_c_is_one_line_saying_what_is_on_disk(run_folder, no_models, monkeypatch, capsys, where, said):
+    """Exit 130, as benchmarks.run; no traceback. While drawing, the PNGs drawn are written and the
+    records of the figures (explore.json, explore.md, results.md) are left as they were."""
+    out = run_folder.path / "explore"
+    out.mkdir()
+    (out / "explore.json").write_text("{}")  # an earlier explore's
+
+    def stop(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    if where == "drawing":  # Ctrl-C once the training figure is drawn
+        draw = explore.FIGURE_FUNCTIONS["training"]
+        monkeypatch.setitem(explore.FIGURE_FUNCTIONS, "training", lambda ctx: (draw(ctx), stop()))
+    else:
+        monkeypatch.setattr(explore.report, "render", stop)
+    try:
+        code = explore.main([str(run_folder.path), "--figures", "training"])
+    except KeyboardInterrupt:  # caught here, or it would stop the test session
+        pytest.fail("Ctrl-C came out of main: a traceback, not one line")
+    assert code == 130
+    assert capsys.readouterr().err == said.format(out=out, run=run_folder.path)
+    assert (out / "training.png").is_file()
+    assert ((out / "explore.json").read_text() == "{}") == (where == "drawing")
+
+
 def test_a_strip_reads_back_as_its_images(tmp_path):
     images = torch.rand(8, 3, SIDE, SIDE)
     save_image(images, tmp_path / "s.png", nrow=8, padding=2)

@@ -213,6 +213,12 @@ def test_trajectory_and_raster_order_are_animations(served):
     assert first.getpixel((2 + 14, 2 + 27)) == (89, 115, 204)  # the canvas' last row is not drawn yet: blue
 
 
+def test_a_one_step_trajectory_is_its_one_step_then_the_sample(served):
+    """steps=1 (the slider's low end, or a `ddim@1` run's default): once a 500, ZeroDivisionError."""
+    status, headers, body = get(served, "/api/trajectory?model=ddim&seed=0&steps=1&n=1")
+    assert status == 200 and image(body).n_frames == 2 and "at 1 of its 1 steps, then the sample" in headers["X-Genzoo-Caption"]
+
+
 # -- refusals ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, words", [
@@ -287,6 +293,18 @@ def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp
         (run_folder / "link-in").unlink()
 
 
+def test_a_symlink_loop_is_no_file(served, run_folder):
+    """Not a 500 (RuntimeError: Symlink loop): a 404, as any path that names no file."""
+    (run_folder / "loop-a").symlink_to("loop-b")
+    (run_folder / "loop-b").symlink_to("loop-a")
+    try:
+        status, _, body = get(served, "/files/loop-a")
+        assert status == 404 and one_line(body) == "no file loop-a in the run folder"
+    finally:
+        (run_folder / "loop-a").unlink()
+        (run_folder / "loop-b").unlink()
+
+
 # -- one request at a time, a responsive page, clients that leave ------------------------------------
 
 def test_one_drawing_at_a_time_while_the_page_stays_served(served):
@@ -340,6 +358,20 @@ def test_a_checkpoint_whose_weights_do_not_load_is_named_in_one_line(run_folder,
         served.model(served.entry("ae"))
     assert refused.value.status == 500 and str(refused.value).startswith(f"ae: its checkpoint {weights.parent} does not load: ")
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["", " "])
+def test_an_empty_host_is_refused_not_every_interface(tmp_path, monkeypatch, capsys, host):
+    """`--host "$HOST"` with HOST unset would bind 0.0.0.0: refused before the folder is read."""
+    monkeypatch.setattr(serve, "make_server", lambda *args, **kwargs: pytest.fail("it went on to listen"))
+    assert serve.main([str(tmp_path), "--host", host, "--port", "0"]) == 2
+    assert capsys.readouterr().err == ("error: --host is empty, which would listen on every interface; give an address: "
+                                       "127.0.0.1 (the default, this machine only) or 0.0.0.0 (every interface, on purpose)\n")
+
+
+def test_a_run_folder_given_with_a_literal_tilde_is_read_from_home(run_folder, monkeypatch):
+    monkeypatch.setenv("HOME", str(run_folder.parent))
+    assert serve.Run(f"~/{run_folder.name}").folder.path == run_folder
 
 
 def test_the_command_binds_localhost_and_prints_the_address(run_folder):

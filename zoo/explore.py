@@ -371,7 +371,8 @@ def trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torc
     Returns timesteps (the steps' noise levels, None where the sampler has none), step indices,
     total_steps, x_t (points, n, C, H, W) in [0,1] (clipped for display), x0 (the same, or None
     where the model makes no prediction) and final (the sample)."""
-    steps, total, final = _watched(model, n, lambda total: {round(i * (total - 1) / (points - 1)) for i in range(points)},
+    gaps = max(points - 1, 1)  # one point (a one-step sampler's one frame): the first step alone
+    steps, total, final = _watched(model, n, lambda total: {round(i * (total - 1) / gaps) for i in range(points)},
                                    generator, labels)
     predicted = [s.prediction for s in steps if s.prediction is not None]
     return {"timesteps": [s.timestep for s in steps], "steps": [s.index for s in steps], "total_steps": total,

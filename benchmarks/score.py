@@ -399,8 +399,13 @@ def _main(argv: list[str], written: list[str]) -> int:
     defaults = {"dataset": "mnist5k", "preset": "quick", "labels": "auto", "data_root": "data", "feature_space": "classifier",
                 **run_settings(run)}
     opts: dict[str, Any] = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k) for k in RUN_OPTIONS}
-    if opts["image_size"] is not None and not 4 <= opts["image_size"] <= 256:
-        raise GenzooError(f"--image-size must be between 4 and 256, got {opts['image_size']}")
+    size = opts["image_size"]  # from --image-size, or as the run recorded it (which a hand edit may have changed)
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 256):
+        raise GenzooError(f"--image-size must be between 4 and 256, got {size!r}"
+                          + ("" if args.image_size is not None else f" (from {folder.results if folder else 'the run'})"))
+    if opts["preset"] not in PRESETS:
+        raise GenzooError(f"{folder.results if folder else 'the run'} records the preset {opts['preset']!r}, which is not one "
+                          f"of {', '.join(PRESETS)} (edited by hand?); give a run folder written by benchmarks.run")
     if folder is not None:
         check_run_options(folder, run, opts)
     features.check_space_files(opts["feature_space"], args.feature_net, args.inception_weights)

@@ -215,6 +215,19 @@ def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, spli
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
+@pytest.mark.parametrize("edit, message", [  # each was a traceback (KeyError, TypeError)
+    ({"preset": "nope"}, "results.json records the preset 'nope', which is not one of smoke, quick"),
+    ({"data_options": {"image_size": "x"}}, "--image-size must be between 4 and 256, got 'x' (from "),
+])
+def test_a_run_folder_edited_by_hand_is_one_line(edit, message, splits, space, tmp_path, capsys):
+    folder = RunFolder(tmp_path / "run")
+    folder.merge(run_info(splits, space, **edit), [])
+    torch.save(torch.zeros(4, 28, 28, dtype=torch.uint8), tmp_path / "s.pt")
+    assert score.main([str(tmp_path / "s.pt"), "--into", str(folder.path), "--name", "x"]) == 2
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
+
+
 def test_missing_samples_are_refused_before_anything_is_read(tmp_path, capsys):
     assert score.main([str(tmp_path / "nowhere.npz")]) == 2
     assert capsys.readouterr().out.strip() == f"error: samples {tmp_path / 'nowhere.npz'} do not exist; give a folder " \

@@ -17,6 +17,21 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+        self.paths: list[str] = []
+
+    def add_path(self, *flags: str, **kwargs: Any) -> argparse.Action:
+        """A file or folder argument: `~` is the home folder, as the shell would have it, where the shell
+        leaves it as typed (`--out=~/run`, quotes, a script's variable)."""
+        action = self.add_argument(*flags, **kwargs)
+        self.paths.append(action.dest)
+        return action
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed = super().parse_args(args, namespace)
+        for dest in self.paths:
+            if isinstance(value := getattr(parsed, dest, None), str):
+                setattr(parsed, dest, os.path.expanduser(value))
+        return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
         if "expected one argument" in message:  # `--budget -5steps`: argparse reads -5steps as an option

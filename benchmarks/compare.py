@@ -184,8 +184,8 @@ def table(found: list[Finding], exact: bool) -> Table:
 
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="python -m benchmarks.compare", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("run", help="the run folder to check")
-    p.add_argument("reference", help="the run folder to check it against, e.g. results/cpu-mnist5k-quick")
+    p.add_path("run", help="the run folder to check")
+    p.add_path("reference", help="the run folder to check it against, e.g. results/cpu-mnist5k-quick")
     p.add_argument("--identical", action="store_true", help="every quality and likelihood number and the weights' "
                    "hash equal, record by record (the same command twice on one machine)")
     console = Console(width=None if sys.stdout.isatty() else 160)

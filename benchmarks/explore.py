@@ -52,6 +52,7 @@ import zoo.explore as ex
 from benchmarks import report
 from benchmarks.cli import Parser, comma_list, set_threads
 from benchmarks.evaluate import fid_and_classes
+from benchmarks.presets import PRESETS
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
 from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized, one_line
@@ -67,7 +68,7 @@ matplotlib.use("Agg")  # files only, no display
 FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training",
            "tokens")
 RECORD_FIGURES = frozenset({"training"})  # drawn from records and files alone: no model is loaded for them
-MAX_SAMPLES = 10_000  # --samples: the full preset's FID sample count; more only takes longer
+MAX_SAMPLES = PRESETS["full"].eval.samples  # --samples: as many as the full preset's FID; more only takes longer
 MAX_PAIRS = 10  # --pairs: a row per pair and model of the interpolation figure; 5 use every class of 10
 TITLES = {
     "latent_statistics": "1. Latent statistics",
@@ -1016,7 +1017,7 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m benchmarks.explore", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("run_folder", help="a run folder written by python -m benchmarks.run")
+    p.add_path("run_folder", help="a run folder written by python -m benchmarks.run")
     p.add_argument("--models", help="comma-separated model names (default: every model of the run)")
     p.add_argument("--figures", help=f"comma-separated, of {', '.join(FIGURES)} (default: all)")
     p.add_argument("--samples", type=int, default=Settings.samples,
@@ -1032,9 +1033,10 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             settings: Settings | None = None, device: str = "cpu", log: Callable[[str], None] = print) -> dict[str, Any]:
     """Draw the figures of a run folder into RUN/explore/; returns what explore.json holds. Ctrl-C
     raises KeyboardInterrupt whose text says what of this call is on disk."""
-    folder = RunFolder(Path(run_folder).expanduser())  # a quoted '~/run' means what the shell would make of it
+    folder = RunFolder(run_folder)
     if not folder.path.is_dir():
         raise GenzooError(f"no run folder at {folder.path}")
+    folder.check_subfolders("the run folder")
     run, records = folder.read()
     if "dataset" not in run:
         raise GenzooError(f"{folder.path}/results.json has no run info (dataset); is it a run folder?")
@@ -1082,6 +1084,17 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
         raise KeyboardInterrupt(f"stopped during figure {TITLES[fig]}; " + (f"written to {out}/: {drawn}" if drawn else
                                 "no figure written") + "; explore.json, explore.md and results.md are as before "
                                 "(a rerun draws and records every figure)") from None
+    try:
+        return record_figures(folder, run, ctx, loaded, settings, figures, needs_models)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(f"stopped once the figures were drawn, writing explore.json, explore.md, results.md and "
+                                f"index.html: python -m benchmarks.explore {folder.path} again draws and records them") from None
+
+
+def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded: list[Loaded], settings: Settings,
+                   figures: list[str] | None, needs_models: bool) -> dict[str, Any]:
+    """explore.json and explore.md for the figures drawn, and results.md and index.html with them."""
+    out = folder.path / "explore"
     data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": ctx.feature_space_name(),
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
@@ -1098,11 +1111,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             data["models"] = old.get("models", {})
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
-    try:
-        report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(f"stopped rewriting results.md and index.html; the figures, explore.json and explore.md "
-                                f"are written: python -m benchmarks.report {folder.path} rewrites the rest") from None
+    report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
     return data
 
 
@@ -1124,9 +1133,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:  # Ctrl-C: one line saying what is on disk, exit 130 (as benchmarks.run)
-        print(f"SIGINT: {str(e) or 'stopped before any figure was drawn: nothing written'}", file=sys.stderr)
+        print(f"SIGINT: {str(e) or 'stopped before any figure was drawn: nothing written in the run folder'}", file=sys.stderr)
         return 130
-    print(f"figures in {Path(args.run_folder).expanduser() / 'explore'}/: explore.md, explore.json and the PNGs; "
+    print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs; "
           "results.md and index.html rewritten with them")
     return 0
 

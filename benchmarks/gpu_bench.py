@@ -40,7 +40,7 @@ from zoo.base import Generator
 from zoo.graphs import GraphedStep, Step, training_step
 from zoo.metrics import speed
 from zoo.nets import replay
-from zoo.registry import get
+from zoo.registry import parse
 from zoo.train import WeightAverage, autocast_for
 
 # Dense TFLOP/s of the tensor cores by the vendors' datasheets (which print twice these, "with
@@ -71,9 +71,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--part", default="all", choices=("all", "throughput", "determinism"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     try:
-        args.names = comma_list("--models", args.models, "ae,ddpm") if args.models else zoo.available()
+        args.names = comma_list("--models", args.models, "ae,ddpm") if args.models is not None else zoo.available()
         for name in args.names:
-            get(name)
+            parse(name)  # the name and a variant's text; a variant's range is checked when the model is built
     except zoo.GenzooError as error:
         p.error(str(error))
     return args

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     p = Parser(prog="python -m benchmarks.index", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("root", nargs="?", default="results", help="the directory whose run folders to index (default: results)")
+    p.add_path("root", nargs="?", default="results", help="the directory whose run folders to index (default: results)")
     args = p.parse_args(argv)
     root = Path(args.root)
     if not root.is_dir():

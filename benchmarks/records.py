@@ -25,10 +25,11 @@ from zoo.base import GenzooError, of_type, one_line
 from zoo.files import atomic_write, say, set_aside
 from zoo.registry import DATA_ROW  # the test split, scored like a model: the floor every model is read against
 
-# The run settings the commands read, by type: a results.json whose settings have another is read as
-# one that does not parse, as a hand edit may leave it.
-RUN_INFO_TYPES = {"dataset": str, "data_hash": str, "preset": str, "budget": str, "seeds": list, "history": list,
-                  "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
+# The run settings the commands read, by the types runs write (a first-wave run wrote its budget as a
+# dict): one of another type, as a hand edit may leave it, is read as absent.
+RUN_INFO_TYPES: dict[str, type | tuple[type, ...]] = {
+    "dataset": str, "data_hash": str, "preset": str, "budget": (str, dict), "seeds": list, "history": list,
+    "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
 MAX_NAME = 100  # a row's name: it names the row's files (NAME--seedS.json), which file systems cap at 255 bytes
 SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.set_aside_other_run`)
 
@@ -257,15 +258,22 @@ class RunFolder:
         """The run's settings from results.json; {} where it is missing or does not parse (with `warn`,
         said once: the tables are then made from records/ without them)."""
         try:
-            run = json.loads(self.results.read_text())["run"]
-            if not isinstance(run, dict) or any(k in run and not isinstance(run[k], kind) for k, kind in RUN_INFO_TYPES.items()):
-                raise TypeError("run settings of another type")  # a hand edit: read as if it did not parse
-            return run
+            return self._settings(json.loads(self.results.read_text())["run"], warn)
         except (OSError, ValueError, KeyError, TypeError):
             if warn and self.results.exists():
                 warn_once(self.results, f"warning: {self.results} does not parse; records/ read alone, without the run's "
                                         "settings (the next run in this folder sets it aside and rebuilds it)")
             return {}
+
+    def _settings(self, run: Any, warn: bool) -> dict[str, Any]:
+        """results.json's run settings, less those of another type than runs write (said once with `warn`)."""
+        if not isinstance(run, dict):
+            raise TypeError(f"the run settings are a {type(run).__name__}")
+        odd = [k for k, kinds in RUN_INFO_TYPES.items() if k in run and not isinstance(run[k], kinds)]
+        if odd and warn:
+            warn_once(self.results, f"warning: {self.results}: the run's {', '.join(odd)} {'is' if len(odd) == 1 else 'are'} "
+                                    "of another type than a run writes (edited by hand?); read as absent")
+        return {k: v for k, v in run.items() if k not in odd}
 
     def read(self) -> tuple[dict[str, Any], list[Record]]:
         """Run info and records; from `records/` where it exists, else from results.json (older runs).
@@ -282,7 +290,7 @@ class RunFolder:
         except (OSError, ValueError) as e:
             raise GenzooError(f"{self.results} cannot be read ({type(e).__name__}) and there is no records/ folder to rebuild it from") from None
         try:
-            run = data["run"]
+            run = self._settings(data["run"], warn=True)
             return run, [Record.from_json(r, run.get("seed", 0)) for r in data["models"]]
         except (KeyError, TypeError, AttributeError) as e:
             raise GenzooError(f"{self.results} is not a run's results ({one_line(e)}) and there is no records/ folder "

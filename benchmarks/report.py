@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None, console: Any) -> int:
     p = Parser(prog="python -m benchmarks.report", description="Regenerate a run's tables, plots and web page.")
-    p.add_argument("folder", help="a run folder holding results.json")
+    p.add_path("folder", help="a run folder holding results.json")
     p.add_argument("--html", action="store_true", help="print the address of the run's page, RUN/index.html, to open "
                    "in a browser (every report writes it, beside results.md)")
     args = p.parse_args(argv)

@@ -97,8 +97,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N, N at most the trainings)")
     p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
                    help="trainings in flight at once, each (model, seed) in a worker process of its own (default: 1)")
-    p.add_argument("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
-    p.add_argument("--data-root", default="data", help="where torchvision datasets live or are downloaded")
+    p.add_path("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
+    p.add_path("--data-root", default="data", help="where torchvision datasets live or are downloaded")
     p.add_argument("--labels", default="auto", choices=zdata.LABELS,
                    help="auto (default): a dataset's labels where it has them, a folder's from its class subfolders; "
                         "none: read the data unlabeled (conditional models skipped, the feature net learns rotations)")
@@ -106,18 +106,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                                   f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
                    help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
-    p.add_argument("--feature-net", metavar="PATH",
+    p.add_path("--feature-net", metavar="PATH",
                    help="a classifier feature net (.safetensors with its .json) to measure with, e.g. one shared between "
                         "machines (default: the one shipped for mnist5k, else one trained here and cached)")
-    p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
+    p.add_path("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
     p.add_argument("--list", nargs="?", const="", metavar="MODEL",
                    help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
                         "--list MODEL for one model")
     args = p.parse_args(argv)
     args.seeds = "0" if args.seeds is None else args.seeds  # not argparse's default: the group compares with it
-    for option in ("out", "data_root", "feature_net", "inception_weights"):  # the shell leaves `--out=~/run` as it is
-        if getattr(args, option):
-            setattr(args, option, os.path.expanduser(getattr(args, option)))
     return args
 
 
@@ -173,7 +170,7 @@ def model_names(args: argparse.Namespace) -> list[str]:
     if not names:
         names = zoo.available()
     if long := next((name for name in names if len(name) > MAX_NAME), None):
-        raise GenzooError(f"--models: {long[:20]}... is {len(long)} characters long; at most {MAX_NAME} (it names the row's files)")
+        raise GenzooError(f"the model name {long[:20]}... is {len(long)} characters long; at most {MAX_NAME} (it names the row's files)")
     first: dict[Any, str] = {}  # what a name means -> the first name written for it
     again: set[str] = set()
     for name in names:

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import shlex
 import signal
@@ -80,26 +79,22 @@ MINIMUM = {
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m benchmarks.score", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("samples", help="a folder of images, an .npz or .npy file, or a .pt tensor")
+    p.add_path("samples", help="a folder of images, an .npz or .npy file, or a .pt tensor")
     p.add_argument("--dataset", help=f"what to score against: one of {', '.join(zdata.NAMES)} "
                                      "(default: the run's with --into, else mnist5k)")
     p.add_argument("--preset", choices=list(PRESETS),
                    help="whose evaluation settings (sample count) to use (default: the run's with --into, else quick)")
     p.add_argument("--image-size", type=int, help="the dataset's image size, as the run's --image-size")
     p.add_argument("--labels", choices=zdata.LABELS, help="as the run's --labels (default: auto)")
-    p.add_argument("--data-root", help="where torchvision datasets live (default: data)")
+    p.add_path("--data-root", help="where torchvision datasets live (default: data)")
     p.add_argument("--feature-space", choices=features.FEATURE_SPACES, help="as the run's (default: classifier)")
-    p.add_argument("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
-    p.add_argument("--feature-net", help="a feature net file (.safetensors with its .json), as the run's --feature-net")
-    p.add_argument("--into", metavar="RUN", help="add the scores as a row of this run folder's tables and figures")
+    p.add_path("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
+    p.add_path("--feature-net", help="a feature net file (.safetensors with its .json), as the run's --feature-net")
+    p.add_path("--into", metavar="RUN", help="add the scores as a row of this run folder's tables and figures")
     p.add_argument("--name", help="the row's name with --into, e.g. my-gan")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
-    args = p.parse_args(argv)
-    for option in ("samples", "into", "data_root", "feature_net", "inception_weights"):  # the shell leaves `--into=~/run` as it is
-        if getattr(args, option):
-            setattr(args, option, os.path.expanduser(getattr(args, option)))
-    return args
+    return p.parse_args(argv)
 
 
 # -- reading the samples -------------------------------------------------------------------------
@@ -342,6 +337,7 @@ def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
     folder = RunFolder(path)
     if not folder.results.is_file():
         raise GenzooError(f"--into {path}: no results.json there; give a run folder written by benchmarks.run")
+    folder.check_subfolders("--into")
     run = folder.run_info()
     if not run.get("dataset"):
         raise GenzooError(f"--into {path}: its results.json holds no run (no dataset); give a run folder written by benchmarks.run")
@@ -380,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:  # Ctrl-C: one line saying what is on disk, and 128 + SIGINT, as benchmarks.run
         done = (f"{', '.join(written)} written; the same command again scores and adds the row anew" if written
-                else "nothing was written")
+                else "nothing written in the run folder")
         console.print(f"[yellow]stopped (SIGINT): {escape(done)}[/]", highlight=False, soft_wrap=True)
         return 128 + signal.SIGINT
 

@@ -152,7 +152,7 @@ class Run:
     """A run folder served: its models (loaded lazily, cached), its test images, one lock for model work."""
 
     def __init__(self, path: str | Path, device: str = "cpu"):
-        self.folder = RunFolder(Path(path).expanduser())  # a quoted '~/run' means what the shell would make of it
+        self.folder = RunFolder(path)
         if not self.folder.path.is_dir():
             raise GenzooError(f"no run folder at {self.folder.path}")
         self.info, records = self.folder.read()
@@ -664,7 +664,7 @@ def run_file(run: Run, rel: str) -> Path:
     root = run.folder.path.resolve()
     try:
         path = (root / rel).resolve()
-    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13): no file there
+    except (RuntimeError, OSError):  # a symlink loop, which Python before 3.13 raises on: no file there
         raise Refused(404, f"no file {rel} in the run folder") from None
     if not path.is_relative_to(root):
         raise Refused(403, "only the run folder's own files are served: this path leads out of it")
@@ -781,7 +781,7 @@ def url(server: Server) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = Parser(prog="python -m benchmarks.serve", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("run_folder", help="a run folder with checkpoints, written by python -m benchmarks.run")
+    p.add_path("run_folder", help="a run folder with checkpoints, written by python -m benchmarks.run")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 picks a free one)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")

@@ -129,6 +129,8 @@ def test_a_value_a_constructor_refuses_past_its_config_is_one_line_before_traini
 @pytest.mark.parametrize(("models", "message"), [
     ("ae,,vae", "--models 'ae,,vae' has an empty entry; separate the items with single commas, e.g. ae,ddpm"),
     ("ae,vea", "unknown model 'vea'; available: aae, ae,"),
+    ("ddim@x", "bad model variant 'ddim@x'"),
+    ("", "--models '' has an empty entry"),  # not the whole zoo
 ])
 def test_the_gpu_benchmark_reads_its_model_list_as_the_runner_does(models, message, capsys):
     from benchmarks import gpu_bench

@@ -146,8 +146,8 @@ def test_a_run_folder_given_with_a_literal_tilde_is_read_from_home(run_folder, n
 
 STOPPED_DRAWING = ("SIGINT: stopped during figure 8. How each paradigm learns; written to {out}/: training.png; "
                    "explore.json, explore.md and results.md are as before (a rerun draws and records every figure)\n")
-STOPPED_REPORTING = ("SIGINT: stopped rewriting results.md and index.html; the figures, explore.json and explore.md are "
-                     "written: python -m benchmarks.report {run} rewrites the rest\n")
+STOPPED_REPORTING = ("SIGINT: stopped once the figures were drawn, writing explore.json, explore.md, results.md and "
+                     "index.html: python -m benchmarks.explore {run} again draws and records them\n")
 
 
 @pytest.mark.parametrize("where, said", [("drawing", STOPPED_DRAWING), ("reporting", STOPPED_REPORTING)])

@@ -187,7 +187,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     # a newcomer's probe: an empty list entry was dropped without a word (a model or seed meant and not run)
     (["--models", "ae,,vae"], "--models 'ae,,vae' has an empty entry; separate the items with single commas"),
     (["--models", "vae", "--seeds", "0,,1"], "--seeds '0,,1' has an empty entry; separate the items with single commas, e.g. 0,1,2"),
-    (["--models", "ddim@" + "0" * 300 + "10"], "--models: ddim@000000000000000... is 307 characters long; at most 100"),  # failed after training
+    (["--models", "ddim@" + "0" * 300 + "10"], "the model name ddim@000000000000000... is 307 characters long; at most 100"),  # failed after training
     (["--sweep", "ddim@10,,20"], "--sweep takes MODEL@K1,K2,... with no empty K, e.g. ddim@10,20,50; got 'ddim@10,,20'"),
 ])
 def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, capsys, monkeypatch):
@@ -238,14 +238,19 @@ def test_a_tilde_the_shell_left_is_the_home_folder(tmp_path, monkeypatch):
     assert features.cache_dir() == tmp_path / "cache"
 
 
-def test_run_settings_of_another_type_read_as_a_results_json_that_does_not_parse(tmp_path, capsys):
-    """A hand edit ("history": 5) broke every later run in the folder with a TypeError, and index with it."""
+def test_a_run_setting_of_another_type_is_read_as_absent(tmp_path, capsys):
+    """A hand edit ("history": 5) broke every later run in the folder with a TypeError, and index with it;
+    the settings of the right type stay (the other-run check needs preset, budget and data hash)."""
     folder = RunFolder(tmp_path)
-    folder.results.write_text(json.dumps({"run": {"dataset": "mnist5k", "history": 5}, "models": []}))
-    assert folder.run_info(warn=True) == {}
-    assert "does not parse; records/ read alone" in capsys.readouterr().out
+    folder.results.write_text(json.dumps({"run": {"dataset": "mnist5k", "history": 5, "preset": 3}, "models": []}))
+    assert folder.run_info(warn=True) == {"dataset": "mnist5k"}
+    assert f"{folder.results}: the run's preset, history are of another type than a run writes" in capsys.readouterr().out
+    assert folder.read() == ({"dataset": "mnist5k"}, [])  # the reading of a folder without records/ (index, explore)
     folder.merge({"dataset": "mnist5k", "new_history": [{"command": "x"}]}, [])
-    assert folder.run_info()["history"] == [{"command": "x"}]  # set aside and rebuilt
+    assert folder.run_info()["history"] == [{"command": "x"}]
+    first_wave = {"dataset": "mnist5k", "budget": {"epochs": None, "seconds": 60}, "seed": 0}  # its budget: a dict
+    folder.results.write_text(json.dumps({"run": first_wave, "models": []}))
+    assert folder.run_info() == first_wave
 
 
 @pytest.mark.parametrize("cache, message", [

@@ -138,7 +138,7 @@ def test_a_failed_write_keeps_the_earlier_scores_under_the_name(failing, bare_ru
 
 
 @pytest.mark.parametrize("stop_in, said", [
-    ("read_samples", "stopped (SIGINT): nothing was written"),
+    ("read_samples", "stopped (SIGINT): nothing written in the run folder"),
     ("write_record", "stopped (SIGINT): {grid} written; the same command again scores and adds the row anew"),
 ])
 def test_ctrl_c_is_one_line_saying_what_was_written(stop_in, said, bare_run, splits, tmp_path, monkeypatch, capsys):
@@ -215,13 +215,16 @@ def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, spli
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], lines
 
 
-@pytest.mark.parametrize("edit, message", [  # each was a traceback (KeyError, TypeError)
+@pytest.mark.parametrize("edit, message", [  # each was a traceback (KeyError, TypeError, FileExistsError)
     ({"preset": "nope"}, "results.json records the preset 'nope', which is not one of smoke, quick"),
     ({"data_options": {"image_size": "x"}}, "--image-size must be between 4 and 256, got 'x' (from "),
+    ({"samples": "a file"}, "holds samples as a file where a run keeps a folder"),
 ])
 def test_a_run_folder_edited_by_hand_is_one_line(edit, message, splits, space, tmp_path, capsys):
     folder = RunFolder(tmp_path / "run")
-    folder.merge(run_info(splits, space, **edit), [])
+    folder.merge(run_info(splits, space, **{k: v for k, v in edit.items() if k != "samples"}), [])
+    if "samples" in edit:
+        (folder.path / "samples").write_text(edit["samples"])
     torch.save(torch.zeros(4, 28, 28, dtype=torch.uint8), tmp_path / "s.pt")
     assert score.main([str(tmp_path / "s.pt"), "--into", str(folder.path), "--name", "x"]) == 2
     lines = capsys.readouterr().out.strip().splitlines()

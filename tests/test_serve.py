@@ -371,7 +371,7 @@ def test_an_empty_host_is_refused_not_every_interface(tmp_path, monkeypatch, cap
 
 def test_a_run_folder_given_with_a_literal_tilde_is_read_from_home(run_folder, monkeypatch):
     monkeypatch.setenv("HOME", str(run_folder.parent))
-    assert serve.Run(f"~/{run_folder.name}").folder.path == run_folder
+    assert serve.parse_args([f"~/{run_folder.name}"]).run_folder == str(run_folder)
 
 
 def test_the_command_binds_localhost_and_prints_the_address(run_folder):

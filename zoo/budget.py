@@ -57,8 +57,7 @@ class Budget:
             return int(self.amount)
         if self.unit == "epochs":
             steps = self.amount * steps_per_epoch
-            # beyond the largest float (1e308 epochs, "train until stopped"): Python's ints have no end
-            return max(1, math.ceil(steps) if math.isfinite(steps) else math.ceil(self.amount) * steps_per_epoch)
+            return max(1, math.ceil(steps)) if math.isfinite(steps) else math.inf  # 1e308 epochs: until stopped
         if self.unit == "flops":
             return max(1, math.floor(self.amount / flops_per_step)) if flops_per_step else math.inf
         return math.inf

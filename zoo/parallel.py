@@ -49,7 +49,7 @@ class Processes:
         """The processes torchrun or `accelerate launch` started (their environment says how many),
         joined through accelerate: gloo on CPU, NCCL on CUDA. A plain `python -m` run is one process."""
         world = os.environ.get("WORLD_SIZE", "1")
-        if not world.strip().isdigit():
+        if not world.strip().isdecimal():
             raise GenzooError(f"WORLD_SIZE {world!r} is not a whole number; torchrun and accelerate launch set it: "
                               "unset it for a run in one process")
         if int(world) <= 1:

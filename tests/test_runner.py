@@ -383,13 +383,19 @@ def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
     assert [r.model for r in RunFolder(tmp_path).read()[1]] == ["data", "ae"]
 
 
-def test_a_data_root_that_is_a_file_is_one_line(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("root, said", [
+    ("a-file", "--data-root {tmp}/a-file is a file; give a folder (torchvision datasets are read or downloaded there)"),
+    ("", "--data-root is empty; give a folder (torchvision datasets are read or downloaded there; default: data)"),
+    (" ", "--data-root is empty; give a folder"),  # was the current folder, where a download would land
+])
+def test_a_data_root_that_is_a_file_or_empty_is_one_line(root, said, tmp_path, capsys, monkeypatch):
     (tmp_path / "a-file").write_text("")
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
-    argv = ["--models", "vae", "--dataset", "mnist", "--data-root", str(tmp_path / "a-file"), "--preset", "smoke"]
+    given = str(tmp_path / root) if root.strip() else root
+    argv = ["--models", "vae", "--dataset", "mnist", f"--data-root={given}", "--preset", "smoke"]
     assert run.main([*argv, "--out", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().out.strip() == (f"error: --data-root {tmp_path / 'a-file'} is a file; give a folder "
-                                               "(torchvision datasets are read or downloaded there)")
+    out = capsys.readouterr().out.strip()
+    assert len(out.splitlines()) == 1 and out.startswith("error: " + said.format(tmp=tmp_path)), out
     assert not (tmp_path / "run").exists()
 
 

@@ -140,6 +140,9 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         root = folder_root(name)
         x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test, labels)
     elif name in TORCHVISION:
+        if not str(data_root).strip():  # Path("") is the current folder: a download would land there unasked
+            raise GenzooError("--data-root is empty; give a folder (torchvision datasets are read or downloaded there; "
+                              "default: data)")
         x, y, num_classes = _torchvision(name, split, Path(data_root), download)
     else:
         raise GenzooError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")

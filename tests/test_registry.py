@@ -13,39 +13,28 @@ def test_builtin_models_are_registered():
     assert {"ae", "vae"} <= set(zoo.available())
 
 
+def named(model_name: str) -> type[Generator]:
+    """A Generator class with this name and an empty Config, for `register` to refuse."""
+    class Named(Generator):
+        name = model_name
+
+        @dataclass
+        class Config:
+            pass
+
+    return Named
+
+
 def test_register_validates_name_class_and_duplicates():
     with pytest.raises(TypeError):
         zoo.register(int)
-
-    class BadName(Generator):
-        name = "Bad Name"
-
-        @dataclass
-        class Config:
-            pass
-
     with pytest.raises(ValueError, match="name"):
-        zoo.register(BadName)
-
-    class Dup(Generator):
-        name = "vae"
-
-        @dataclass
-        class Config:
-            pass
-
+        zoo.register(named("Bad Name"))
     with pytest.raises(ValueError, match="already registered"):
-        zoo.register(Dup)
-
-    class TheDataRow(Generator):  # it would take the place of the runner's row for the data, saying nothing
-        name = "data"
-
-        @dataclass
-        class Config:
-            pass
-
+        zoo.register(named("vae"))
+    # it would take the place of the runner's row for the data, saying nothing
     with pytest.raises(ValueError, match="'data' is the name of the runner's row for the data itself"):
-        zoo.register(TheDataRow)
+        zoo.register(named("data"))
 
 
 @pytest.mark.parametrize("count", [0, -5, "10", True])

@@ -19,7 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types, one_line
+from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types, of_type, one_line
 from zoo.files import say
 
 ENTRY_POINT_GROUP = "genzoo.models"
@@ -57,7 +57,7 @@ def register(cls: type[Generator]) -> type[Generator]:
         except (GenzooError, TypeError) as e:
             raise ValueError(f"{cls.__name__} preset {preset}: {e}") from None
     for preset, count in cls.eval_samples.items():
-        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        if not of_type(count, int) or count < 1:
             raise ValueError(f"{cls.__name__}.eval_samples[{preset!r}] must be an int >= 1 (samples per metric), got {count!r}")
     _REGISTRY[name] = cls
     return cls

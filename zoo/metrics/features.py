@@ -27,7 +27,7 @@ from safetensors.torch import load_file, save
 from torch import Tensor, nn
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-from zoo.base import GenzooError, one_line
+from zoo.base import GenzooError, of_type, one_line
 from zoo.data import Splits, to_float
 from zoo.files import atomic_write, write_error
 
@@ -244,8 +244,8 @@ def given_net(path: Path, splits: Splits) -> Path:
     channels, size = meta["channels"], meta.get("image_size")
     if not isinstance(size, (int, type(None))):
         raise GenzooError(f"--feature-net {path}: {meta_path.name} gives image_size {size!r}; it is an integer or absent")
-    if odd := [f"{k} {meta[k]!r}" for k in ("test_accuracy", "chance")  # the run's header prints them as numbers
-               if k in meta and (isinstance(meta[k], bool) or not isinstance(meta[k], (int, float)))]:
+    # the run's header prints them as numbers
+    if odd := [f"{k} {meta[k]!r}" for k in ("test_accuracy", "chance") if k in meta and not of_type(meta[k], float, finite=False)]:
         raise GenzooError(f"--feature-net {path}: {meta_path.name} gives {' and '.join(odd)}; each is a number or absent")
     if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "

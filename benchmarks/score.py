@@ -323,13 +323,16 @@ def check_name(name: str | None, folder: RunFolder) -> str:
         raise GenzooError(f"--name is {len(name)} characters long; at most {MAX_NAME} (it names the row's files)")
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.@+-]*", name) or "--" in name:
         raise GenzooError(f"--name {name!r}: use letters, digits and _ . @ + - (a single -), starting with a letter or digit")
-    if name == DATA_ROW:
+    # Names are compared without case: a row's files are NAME--seedS.json, and DATA--seed0.json is
+    # data--seed0.json on the file systems of macOS and Windows.
+    if name.casefold() == DATA_ROW:
         raise GenzooError(f"--name {name} is the data row's name; choose another")
-    if split_variant(name)[0] in zoo.available():
+    if split_variant(name.casefold())[0] in zoo.available():
         raise GenzooError(f"--name {name} is a model of the zoo; name samples made elsewhere otherwise, e.g. {name}-external")
-    trained = [r for r in folder.load_records().values() if r.model == name and not any(e.startswith(SCORED) for e in r.events)]
+    trained = [r for r in folder.load_records().values()
+               if r.model.casefold() == name.casefold() and not any(e.startswith(SCORED) for e in r.events)]
     if trained:
-        raise GenzooError(f"{folder.path} already has a row {name} that was trained there; choose another --name")
+        raise GenzooError(f"{folder.path} already has a row {trained[0].model} that was trained there; choose another --name")
     return name
 
 

@@ -206,6 +206,8 @@ def test_a_value_outside_its_range_is_one_line_naming_model_field_value_and_rang
 @pytest.mark.parametrize("name, hparams, message", [
     ("ddim@0", {}, "ddim: steps must be an int in [1, 1000], got 0"),
     ("ddim", {"train_timesteps": 100, "steps": 101}, "ddim: steps must be an int in [1, 100], got 101"),  # a bound naming a field
+    ("ddim", {"train_timesteps": 10}, "ddim: steps must be an int in [1, 10], got 50 (its default; the train_timesteps given "
+     "rules it out: set steps too)"),  # the user set train_timesteps only
     ("ldm@2000", {}, "ldm: steps must be an int in [1, 1000], got 2000"),  # ldm's own name, not its inner ddim's
     ("ldm", {"channels": [6]}, "ldm: channels must be divisible by norm_groups=4"),
     ("ddpm", {"channels": []}, "ddpm: channels must be a list of 1 to 6 ints in [1, 1024], got []"),

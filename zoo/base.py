@@ -211,7 +211,11 @@ def check_config(model: str, config: Any) -> None:
     for f in dataclasses.fields(config):
         value, kind, ok = getattr(config, f.name), kinds.get(f.name), accepts(type(config), f.name)
         if not ok.admits(value, kind, config):
-            raise GenzooError(f"{model}: {f.name} must be {ok.describe(kind, config)}, got {value!r}")
+            named = [b for b in (ok.ge, ok.gt, ok.le, ok.lt) if isinstance(b, str)]
+            # A default refused by a bound that names another field: the user set that field, not this one.
+            why = (f" (its default; the {' and '.join(named)} given rules it out: set {f.name} too)"
+                   if named and value == f.default else "")
+            raise GenzooError(f"{model}: {f.name} must be {ok.describe(kind, config)}, got {value!r}{why}")
 
 
 @dataclass

@@ -96,7 +96,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int,
                    help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N, N at most the trainings)")
     p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
-                   help="trainings in flight at once, each (model, seed) in a worker process of its own (default: 1)")
+                   help="trainings in flight at once: N worker processes, each training one (model, seed) at a time (default: 1)")
     p.add_path("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
     p.add_path("--data-root", default="data", help="where torchvision datasets live or are downloaded")
     p.add_argument("--labels", default="auto", choices=zdata.LABELS,

@@ -4,7 +4,7 @@
 
 Writes RUN/explore/: one PNG per figure, `explore.json` (every number the figures show) and
 `explore.md` (the "Lecture figures" section; `section(run_folder)` gives it with paths relative to
-the run folder, for embedding in results.md). The figures (lecture-notes.md, issue 15):
+the run folder, for embedding in results.md). The figures (the course's lecture notes, issue 15):
 
 1. latent statistics of every `Latent` model's test codes, beside the anime study's numbers;
 2. holes in a plain AE's code space: random codes at its cloud's scale vs its fitted Gaussian vs a VAE's prior;

@@ -143,7 +143,6 @@ class Plane:
 
     kind: str
     to_code: Callable[[Tensor], Tensor]
-    from_code: Callable[[Tensor], Tensor]
     image: bytes  # the decoded PLANE_SIDE x PLANE_SIDE grid, as latent_grid_2d lays it out
     points: list[list[float]]  # the test codes in page coordinates: [x, y, label]
 
@@ -232,7 +231,7 @@ def slider(entry: Entry, field: str) -> dict[str, Any] | None:
     if field not in entry.cls.sampler_params:
         return None
     ok, kind, config = accepts(entry.cls.Config, field), config_types(entry.cls.Config).get(field), entry.config()
-    bound = lambda b: getattr(config, b) if isinstance(b, str) else b  # a bound may name another field
+    bound = lambda b: ok.bound(b, config)  # a bound may name another field
     lo = bound(ok.ge) if ok.ge is not None else bound(ok.gt)
     hi = bound(ok.le) if ok.le is not None else bound(ok.lt)
     if kind not in (int, float) or lo is None or hi is None:
@@ -452,7 +451,7 @@ def make_plane(model: Generator, x_test: Tensor, y_test: Tensor | None) -> Plane
     p = normal_cdf(eps)
     labels = y_test[:PLANE_CODES].tolist() if y_test is not None else [-1] * len(z)
     points = [[round(float(a), 4), round(1 - float(b), 4), int(lab)] for (a, b), lab in zip(p.tolist(), labels)]
-    return Plane(kind, to_code, from_code, png(grid, PLANE_SIDE), points)
+    return Plane(kind, to_code, png(grid, PLANE_SIDE), points)
 
 
 def plane_point(q: Query) -> Tensor:

@@ -25,7 +25,7 @@ def train(name, splits, hooks=(), checkpoint=None, budget=TWELVE_STEPS):
     seed_everything(derive_seed(0, "init", name))
     model = zoo.create(name, splits.spec, preset="smoke")
     result = fit(model, splits.x_train, splits.y_train, budget, seed=0, progress=False, hooks=hooks,
-                 checkpoint=checkpoint, save_every=1e9)
+                 checkpoint=checkpoint)
     return model, result
 
 

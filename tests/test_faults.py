@@ -323,10 +323,11 @@ def test_an_unwritable_results_json_is_one_line_exit_2_and_no_temporary_file(tmp
     assert not list(out.rglob("*.tmp"))
 
 
-@pytest.mark.parametrize("save_every", [0.0, 1e9])  # the resume file first, or the finished training first
-def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_line(tmp_path, save_every):
+@pytest.mark.parametrize("save_every", ["0", "1e9"])  # the resume file first, or the finished training first
+def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_line(tmp_path, save_every, monkeypatch):
+    monkeypatch.setenv("GENZOO_SAVE_EVERY", save_every)
     (tmp_path / "a-file").write_text("")
     model = zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke")
     with pytest.raises(GenzooError, match=r"^cannot write .*a-file.*; make it and its folder writable"):
         fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "a-file" / "ckpt",
-            progress=False, save_every=save_every)
+            progress=False)

@@ -43,7 +43,7 @@ def test_a_folder_of_class_subfolders_is_labeled_by_sorted_name(tmp_path):
     every = torch.arange(30) // 10
     test = torch.arange(30) % 10 == 9
     assert torch.equal(splits.y_train, every[~test]) and torch.equal(splits.y_test, every[test])
-    assert data.folder_classes(root) == ["a-square", "b-circle", "c-bar"]
+    assert data.folder_layout(root, "auto")[1] == ["a-square", "b-circle", "c-bar"]
     _, x, y = data.load(f"folder:{root}", image_size=8)
     assert torch.equal(y, splits.y_train) and torch.equal(x, splits.x_train)
 

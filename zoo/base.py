@@ -89,13 +89,13 @@ class Accepts:
             if len(value) < self.min_len or (self.max_len is not None and len(value) > self.max_len):
                 return False
         items = value if isinstance(value, (list, tuple)) else [value]
-        ge, gt, le, lt = (self._bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
+        ge, gt, le, lt = (self.bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
         return all(math.isfinite(v) and (ge is None or v >= ge) and (gt is None or v > gt) and (le is None or v <= le)
                    and (lt is None or v < lt) and not (self.odd and v % 2 == 0)
                    for v in items if isinstance(v, (int, float)) and not isinstance(v, bool))
 
     @staticmethod
-    def _bound(bound: float | str | None, config: Any) -> Any:
+    def bound(bound: float | str | None, config: Any) -> Any:
         """A bound's value: a number, or the value of the field it names (its name without a config)."""
         return getattr(config, bound) if isinstance(bound, str) and config is not None else bound
 
@@ -119,7 +119,7 @@ class Accepts:
 
     def _bounds(self, config: Any) -> str:
         show = lambda b: f"{b:g}" if isinstance(b, (int, float)) else str(b)
-        ge, gt, le, lt = (self._bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
+        ge, gt, le, lt = (self.bound(b, config) for b in (self.ge, self.gt, self.le, self.lt))
         low = ("[", ge) if ge is not None else ("(", gt) if gt is not None else None
         high = (le, "]") if le is not None else (lt, ")") if lt is not None else None
         if low and high:
@@ -502,10 +502,6 @@ class GaussianPrior:
         if self.scale.dim() == 1:
             return (z - self.loc) / self.scale
         return torch.linalg.solve_triangular(self.scale, (z - self.loc).T, upper=False).T
-
-    def std(self) -> Tensor:
-        """Per-dimension standard deviation (D,)."""
-        return self.scale if self.scale.dim() == 1 else self.scale.pow(2).sum(1).sqrt()
 
     def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0) -> Tensor:
         """n codes (n,D) on the Gaussian's device: its standard normal, drawn from `generator` on the

@@ -240,17 +240,6 @@ def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[st
     return files, classes if len(classes) >= 2 else None
 
 
-def folder_classes(root: str | Path, labels: str = "auto") -> list[str] | None:
-    """A folder's class names (its class subfolders, sorted), or None where it is unlabeled."""
-    return folder_layout(Path(root).expanduser(), labels)[1]
-
-
-def folder_files(root: Path, split: str, min_test: int = 1) -> list[Path]:
-    """The images of a folder's split: sorted by path, every FOLDER_TEST_EVERY-th is test. A test split
-    of fewer than `min_test` images is refused."""
-    return folder_split(root, split, min_test, labels="none")[0]
-
-
 def folder_split(root: Path, split: str, min_test: int = 1,
                  labels: str = "auto") -> tuple[list[Path], Tensor | None, list[str] | None]:
     """The images of a folder's split (sorted by path, every FOLDER_TEST_EVERY-th is test), their

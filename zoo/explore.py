@@ -109,7 +109,7 @@ def latent_statistics(model: Generator | None, x: Tensor | None = None, y: Tenso
     return out
 
 
-# The anime-face study's figures (a VAE with a 50-d latent vs an AE with a 256-d code), lecture-notes.md.
+# The anime-face study's figures (a VAE with a 50-d latent vs an AE with a 256-d code), from the course's lecture notes.
 ANIME_REFERENCE = {
     "VAE": {"dims": 50, "per_dim_std": 0.2, "code_length": 19.0, "same_class": "1.15-1.75 (similar images)",
             "different_class": "> 2.0 (different characters)"},

@@ -305,8 +305,7 @@ class GraphedEnsembleStep(EnsembleStep):
 
 def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: Tensor | None, budget: Budget, *,
               checkpoints: Sequence[str | Path] | None = None, hooks: Sequence[Sequence[Hook]] | None = None,
-              progress: bool = True, precision: str = "fp32", save_every: float | None = None,
-              graphs_mode: str = "auto") -> list[TrainResult | None]:
+              progress: bool = True, precision: str = "fp32", graphs_mode: str = "auto") -> list[TrainResult | None]:
     """Train `models` (one per seed in `seeds`, each built with that seed's initial weights, none of them
     trained yet) as one ensemble, as `zoo.train.fit` would train each alone on images x, and save each
     finished training in its folder of `checkpoints`. `hooks[s]` watch seed s. Returns each seed's
@@ -319,7 +318,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
     device, family = models[0].device, models[0].training_family()
     graphs.check_graphs(graphs_mode, device)
     ckpts = [Checkpoint(c) for c in checkpoints] if checkpoints is not None else None
-    save_every = save_interval() if save_every is None else save_every
+    save_every = save_interval()
     x, y = cast(tuple[Tensor, Tensor | None], on_device(x, y, device))
     bs = min(budget.batch_size, len(x))
     one = Processes()

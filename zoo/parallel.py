@@ -133,12 +133,12 @@ class Processes:
                     p.grad = (flat[offset:offset + p.numel()] / self.world).view_as(p).to(p.dtype)
                 offset += p.numel()
 
-        def on_grad(i: int, p: torch.Tensor) -> None:
+        def on_grad(i: int) -> None:
             if not reached:  # the first parameter of this backward pass: average when it ends
                 _queue_callback(average)
             reached.add(i)
 
-        handles = [p.register_post_accumulate_grad_hook(lambda p, i=i: on_grad(i, p)) for i, p in enumerate(params)]
+        handles = [p.register_post_accumulate_grad_hook(lambda p, i=i: on_grad(i)) for i, p in enumerate(params)]
         try:
             yield
         finally:

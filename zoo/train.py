@@ -169,7 +169,7 @@ class Hook(Protocol):
 
 
 def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget, *, seed: int = 0,
-        checkpoint: str | Path | None = None, progress: bool = True, save_every: float | None = None,
+        checkpoint: str | Path | None = None, progress: bool = True,
         processes: Processes | None = None, workers: int = 0, precision: str = "fp32", graphs_mode: str = "auto",
         hooks: Sequence[Hook] = ()) -> TrainResult:
     """Train `model` on images x (N,C,H,W) in [0,1] (or uint8 0..255) within `budget`; x may also be a
@@ -177,7 +177,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
 
     With `checkpoint` (a folder): a finished training there is loaded instead of trained, an
     interrupted one is resumed (saying so in one line), and the training is saved there every
-    `save_every` seconds (default: `save_interval()`), on the STOP_SIGNALS and when done. A stop signal
+    `save_interval()` seconds ($GENZOO_SAVE_EVERY), on the STOP_SIGNALS and when done. A stop signal
     ends the training with `Interrupted` after the step in progress (on an accelerator, within
     `READ_EVERY` steps when several processes train), checkpoint or not; the checkpoint is saved
     before anything is printed, and a terminal that has closed loses nothing. Raises `Diverged` on a
@@ -198,7 +198,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     device = model.device
     graphs.check_graphs(graphs_mode, device)
     ckpt = Checkpoint(checkpoint) if checkpoint is not None else None
-    save_every = save_interval() if save_every is None else save_every
+    save_every = save_interval()
     if ckpt is not None:
         # The main process checks (and sets aside a damaged training); the others load what it verified,
         # while the train lock the main process holds keeps the files still.

@@ -1,4 +1,4 @@
-"""Sampling speed, network evaluations, peak memory and size.
+"""Sampling speed and peak memory.
 
 Memory is what the device can tell honestly: on CUDA the peak of allocated tensor memory
 (`torch.cuda.max_memory_allocated`); on CPU the peak resident set size of the whole process
@@ -7,6 +7,7 @@ Memory is what the device can tell honestly: on CUDA the peak of allocated tenso
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -83,4 +84,5 @@ def _rss_peak_mb() -> float:
                 return int(line.split()[1]) / 1024
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # where /proc is missing: macOS counts bytes, the BSDs KiB
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024

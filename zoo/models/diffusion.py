@@ -138,6 +138,20 @@ def forward_process(c: DDPM.Config, clip: float = 1.0) -> DDPMScheduler:
                          prediction_type=c.prediction_type, clip_sample=True, clip_sample_range=clip)
 
 
+def noised(scheduler: DDPMScheduler, x: Tensor, noise: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+    """Images x in [0,1] noised to x_t at timesteps t, and what the network learns to predict from
+    x_t: the noise, v or x0, as the scheduler's `prediction_type` says."""
+    x0 = to_signed(x)  # [-1, 1], as the schedulers expect
+    # The arg-type ignores: diffusers annotates timesteps as the legacy IntTensor, and takes any integer tensor.
+    x_t = scheduler.add_noise(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
+    kind = scheduler.config["prediction_type"]
+    if kind == "epsilon":
+        return x_t, noise
+    if kind == "v_prediction":
+        return x_t, scheduler.get_velocity(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) noise - sqrt(1 - abar_t) x0
+    return x_t, x0
+
+
 @register
 class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     """Denoising diffusion, ancestral sampling: 1000 network evaluations a sample."""
@@ -186,16 +200,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """MSE of the prediction for images x in [0,1], given the noise and timesteps."""
-        x0 = to_signed(x)  # [-1, 1], as the schedulers expect
-        # The arg-type ignores: diffusers annotates timesteps as the legacy IntTensor, and takes any integer tensor.
-        x_t = self.noise_scheduler.add_noise(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) x0 + sqrt(1 - abar_t) noise
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            target = noise
-        elif kind == "v_prediction":
-            target = self.noise_scheduler.get_velocity(x0, noise, t)  # type: ignore[arg-type]  # sqrt(abar_t) noise - sqrt(1 - abar_t) x0
-        else:
-            target = x0
+        x_t, target = noised(self.noise_scheduler, x, noise, t)
         return F.mse_loss(self.predict(x_t, t), target)
 
     def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:

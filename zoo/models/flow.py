@@ -18,8 +18,8 @@ The pieces, each a normflows building block (data direction x -> z):
   after a squeeze, a split of the channels, so every pixel gets transformed.
 - ActNorm (`nf.flows.ActNorm`, from Glow) after every coupling: a per-channel scale and shift,
   log det = H*W*sum(log scale), set from the first training batch so each step starts normalised.
-  Not in the paper (RealNVP used batch norm); with the quick preset it measured 1.68-1.72 test
-  bits/dim at 1400 steps against 1.85-1.87 without it (two seeds).
+  Not in the paper (RealNVP used batch norm); it lowered the test bits/dim at the quick preset
+  (docs/experiments/2026-11-21-flow-actnorm.md).
 - Invertible 1x1 convolution (`nf.flows.Invertible1x1Conv`, from Glow; `invertible_conv`): a learned
   channel mixing before each channel coupling, log det = H*W*log|det W| (W kept in LU form, so that
   is a sum of logs). Without it the couplings only ever split the channels one fixed way.

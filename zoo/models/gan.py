@@ -169,7 +169,7 @@ class _GAN(Generator[GANConfig], CodeSampler):
     def _d_norm(self) -> str | None:
         return "batch"  # DCGAN: batch norm in D from its second level on
 
-    def _labels(self, y: Tensor | None, n: int) -> Tensor | None:
+    def _labels(self, y: Tensor | None) -> Tensor | None:
         return None
 
     def _fake(self, n: int, labels: Tensor | None, generator: torch.Generator | None = None) -> Tensor:
@@ -178,7 +178,7 @@ class _GAN(Generator[GANConfig], CodeSampler):
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """Non-saturating GAN: one D step on BCE, then one G step on -log D(G(z))."""
         real = to_signed(x)
-        y = self._labels(y, len(x))
+        y = self._labels(y)
         fake = self._fake(len(x), y)
         # D step: real -> 1, fake -> 0; softplus(-s) = -log sigmoid(s), softplus(s) = -log(1 - sigmoid(s)).
         s_real, s_fake = self.D(real, y), self.D(fake.detach(), y)
@@ -243,7 +243,8 @@ class WGAN(_GAN):
     config: WGAN.Config  # GANConfig and the fields above
 
     # The paper's lr 1e-4 is tuned for 200k generator steps; the quick budget gives a few hundred,
-    # so "quick" raises it (at 1e-4 the samples were still blobs when 5e-4 drew strokes).
+    # so "quick" raises it: at 1e-4 the samples were still blobs when 5e-4 drew strokes
+    # (docs/experiments/2026-11-25-learning-rates.md weighs 5e-4 against 1e-3).
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         "quick": dict(z_dim=64, hidden=32, lr=5e-4),
@@ -303,7 +304,7 @@ class CGAN(_GAN, Conditional):
         "full": dict(z_dim=100, hidden=64, embed_dim=32),
     }
 
-    def _labels(self, y, n):
+    def _labels(self, y):
         if y is None:
             raise GenzooError("cgan trains on labeled batches: train_step(x, y) needs the class labels y")
         return y.to(self.device, torch.long)

@@ -72,8 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError, Objective, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, forward_process, padded_unet, reverse_process
-from zoo.nets import to_signed
+from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, forward_process, noised, padded_unet, reverse_process
 from zoo.registry import register
 
 
@@ -169,16 +168,7 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         """ddpm's MSE for images x in [0,1], given the noise, timesteps and the labels (B,) the UNet sees."""
-        x0 = to_signed(x)
-        # The arg-type ignores: diffusers annotates timesteps as the legacy IntTensor, and takes any integer tensor.
-        x_t = self.noise_scheduler.add_noise(x0, noise, t)  # type: ignore[arg-type]
-        kind = self.config.prediction_type
-        if kind == "epsilon":
-            target = noise
-        elif kind == "v_prediction":
-            target = self.noise_scheduler.get_velocity(x0, noise, t)  # type: ignore[arg-type]
-        else:
-            target = x0
+        x_t, target = noised(self.noise_scheduler, x, noise, t)
         return F.mse_loss(self.predict(x_t, t, labels), target)
 
     def training_noise(self, x: Tensor, y: Tensor | None, generator: torch.Generator | None) -> dict[str, Tensor]:
@@ -202,8 +192,7 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
                 callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
-        if labels is None:  # `sample` always hands a conditional model labels
-            raise GenzooError(f"{self.name} is class-conditional: sample(n, labels=...) draws the asked-for classes")
+        assert labels is not None, "`sample` hands a conditional model its labels"
         return self.denoise(self.randn(n, *self.spec.shape, generator=generator), labels, callback)  # x_T ~ N(0, I)
 
     def denoise(self, noise: Tensor, labels: Tensor, callback: Callable[[SamplingStep], None] | None = None) -> Tensor:

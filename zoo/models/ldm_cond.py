@@ -80,7 +80,6 @@ class GuidedLDM(LDM, Conditional):
 
     def denoise_latent(self, z_T: Tensor, generator, labels: Tensor | None, watch) -> Tensor:
         """ddpm-cond's guided DDIM from z_T toward `labels` (deterministic: `generator` is not needed)."""
-        if labels is None:  # `sample` always hands a conditional model labels
-            raise GenzooError(f"{self.name} is class-conditional: sample(n, labels=...) draws the asked-for classes")
+        assert labels is not None, "`sample` hands a conditional model its labels"
         return self.denoiser.denoise(z_T, labels, watch)
 

@@ -46,7 +46,6 @@ from torch import Tensor
 from zoo.base import (
     GaussianPrior,
     Generator,
-    GenzooError,
     Latent,
     Likelihood,
     ModelConfig,
@@ -203,13 +202,10 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Obj
 
     # -- likelihood ---------------------------------------------------------------------------
     @torch.no_grad()
-    def bounds(self, x: Tensor, generator: torch.Generator | None = None, k: int | None = None
-               ) -> tuple[Tensor, Tensor]:
-        """Per-image (IW-k bound, ELBO) in bits/dim, both from the same k posterior draws and the
-        discretized p(x|z); the ELBO uses the mean reconstruction over the draws and the exact KL."""
-        k = k or self.config.iw_samples
-        if k < 1:
-            raise GenzooError(f"vae: iw_samples must be a positive int, got {k}")
+    def bounds(self, x: Tensor, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """Per-image (IW-k bound, ELBO) in bits/dim, both from the same k = iw_samples posterior draws
+        and the discretized p(x|z); the ELBO uses the mean reconstruction over the draws and the exact KL."""
+        k = self.config.iw_samples
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
         eps = self.randn(k, *mu.shape, generator=generator)  # (k,B,d)
         z = reparameterize(mu, logvar, eps)

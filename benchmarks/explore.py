@@ -156,8 +156,12 @@ class Context:
         """The run's own data, loaded when a figure first asks (the training figure never does)."""
         if self._splits is None:
             options = run_settings(self.run)
-            self._splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
-                                       labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
+            splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
+                                 labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
+            # the figures set the models against their training data: other images would draw a false lesson
+            self.folder.check_same_data(self.run, splits.content_hash, self.run["dataset"],
+                                        "its images changed since the run; explore draws against the run's own data")
+            self._splits = splits
         return self._splits
 
     @property

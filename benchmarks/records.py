@@ -183,6 +183,12 @@ class RunFolder:
             raise GenzooError(f"{option} {self.path} holds {', '.join(files)} as a file where a run keeps a folder; "
                               "move it away, or give another folder")
 
+    def check_same_data(self, run: dict[str, Any], content_hash: str, dataset: str, why: str) -> None:
+        """One line where the data as read now is not the data the run trained on (by content hash)."""
+        if run.get("data_hash") not in (None, content_hash):
+            raise GenzooError(f"{self.path} was run on other data (hash {run['data_hash']}) than {dataset} as read now "
+                              f"(hash {content_hash}): {why}")
+
     def checkpoint(self, train_key: str) -> Path:
         return self.path / "checkpoints" / train_key
 

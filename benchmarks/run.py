@@ -495,6 +495,10 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
 def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
+    if len(splits.x_test) < preset.eval.samples:  # a small folder
+        console.print(f"note: the test split holds {len(splits.x_test)} images, fewer than the {preset.eval.samples} samples "
+                      "a model is scored with: the data row's FID and KID (and the curves' target) read higher than "
+                      "at that count; compare the models with each other", highlight=False)
     metrics, images = evaluate.score_data(splits, space, preset.eval)
     floor = curves.floor(splits, space, preset.curve) if preset.curve.points else []
     record = Record(DATA_ROW, seed, status="ok", **metrics, quality_curve=floor)

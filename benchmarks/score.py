@@ -116,12 +116,14 @@ def read_samples(path: Path, spec: DataSpec, dataset: str = "the dataset") -> Te
 
 def _read_folder(root: Path, spec: DataSpec, dataset: str) -> Tensor:
     """Every image under `root`, sorted by path, as stored (no resizing): uint8 (N,C,H,W)."""
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in zdata.IMAGE_EXTS and p.is_file())
+    files = zdata.image_files(root)
     if not files:
         raise GenzooError(f"samples folder {root} has no images ({', '.join(sorted(zdata.IMAGE_EXTS))})")
     for f in files:  # headers first: a wrong size is refused before anything is decoded
         with zdata.open_image(f) as img:
             w, h = img.size
+            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF: shown turned a quarter, as read_image reads it
+                w, h = h, w
         if (h, w) != (spec.height, spec.width):
             raise GenzooError(f"sample {f} is {w}x{h}; {dataset}'s images are {spec.width}x{spec.height} "
                               "(samples are not resized: resampling changes the scores; resize them to the dataset's size)")
@@ -416,9 +418,9 @@ def _main(argv: list[str], written: list[str]) -> int:
         raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")
     splits = zdata.load_splits(opts["dataset"], image_size=opts["image_size"], data_root=opts["data_root"], uint8=True,
                                min_test=fidelity.MIN_IMAGES, labels=opts["labels"])
-    if folder is not None and run.get("data_hash") not in (None, splits.content_hash):
-        raise GenzooError(f"{folder.path} was run on other data (hash {run['data_hash']}) than {opts['dataset']} as read here "
-                          f"(hash {splits.content_hash}); give the run's --dataset, --image-size and --labels")
+    if folder is not None:
+        folder.check_same_data(run, splits.content_hash, opts["dataset"], "its images changed since the run, or --dataset, "
+                               "--image-size or --labels differ from the run's")
     images = read_samples(path, splits.spec, opts["dataset"])
     if opts["feature_space"] == "classifier":
         space = features.classifier_space(splits, device=device, net_path=opts["feature_net"])

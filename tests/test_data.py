@@ -206,3 +206,47 @@ def test_an_offline_download_gives_its_reason_and_leaves_no_empty_folders(tmp_pa
         assert "(RuntimeError: <urlopen error [Errno 101] Network is unreachable>)" in str(e.value)
         assert f"put torchvision's FashionMNIST files in {root / 'FashionMNIST' / 'raw'}/" in str(e.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"] and not any((tmp_path / "kept").iterdir())
+
+
+def test_a_photo_is_read_upright_by_its_exif_orientation(tmp_path):
+    """Found by a probe: a phone photo stored sideways (EXIF Orientation 6: rotate 90 degrees clockwise to show it)."""
+    img = Image.new("L", (40, 20), 0)
+    img.paste(255, (0, 0, 10, 20))  # the left quarter white, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    img.save(tmp_path / "photo.png", exif=exif)
+    x = data.read_image(tmp_path / "photo.png", "L", None)
+    assert x.shape == (1, 40, 20)  # shown 20 wide and 40 tall
+    assert x[0, :10].min() == 255 and x[0, 10:].max() == 0  # the white quarter now on top
+
+
+def test_32_bit_integer_pixels_beyond_16_bits_are_refused(tmp_path):
+    """Found by a probe: a 32-bit integer TIFF was divided by 65535 and clamped: all white, without a word."""
+    Image.fromarray(np.full((8, 8), 2**20, np.int32), "I").save(tmp_path / "deep.tif")
+    with pytest.raises(GenzooError, match=r"deep.tif: 32-bit integer pixels \(mode I\) in \[1048576, 1048576\]; accepted: 8 or 16"):
+        data.read_image(tmp_path / "deep.tif", "L", 8)
+    Image.fromarray(np.full((8, 8), 65535, np.int32), "I").save(tmp_path / "sixteen.tif")  # 16-bit values in mode I: read
+    assert data.read_image(tmp_path / "sixteen.tif", "L", None, uint8=False).min() == 1.0
+
+
+def test_a_damaged_file_that_pillow_answers_with_a_value_error_is_one_line(tmp_path, monkeypatch):
+    """Found by a probe: a damaged PNG header is a ValueError in Pillow ("Truncated IHDR chunk"), which was a traceback."""
+    import PIL.Image
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "ok.png")
+
+    def damaged(*args, **kwargs):
+        raise ValueError("Truncated IHDR chunk")
+
+    monkeypatch.setattr(PIL.Image, "open", damaged)
+    with pytest.raises(GenzooError) as e:
+        data.read_image(tmp_path / "ok.png", "L", 8)
+    assert str(e.value) == f"cannot read image {tmp_path / 'ok.png'}: ValueError: Truncated IHDR chunk"
+
+
+def test_a_strip_of_an_image_is_refused_before_its_resize_takes_gigabytes(tmp_path):
+    Image.new("L", (65 * 3, 3)).save(tmp_path / "strip.png")
+    with pytest.raises(GenzooError, match=r"strip.png: 195x3 pixels, one side more than 64 times the other; crop it"):
+        data.read_image(tmp_path / "strip.png", "L", 16)
+    Image.new("L", (64 * 3, 3)).save(tmp_path / "wide.png")
+    assert data.read_image(tmp_path / "wide.png", "L", 16).shape == (1, 16, 16)

@@ -524,3 +524,16 @@ def test_a_plugin_appears_in_every_figure_its_capabilities_allow(data, plugins, 
         assert set(skipped[fig]) == {fade, rows}
     written = {p.name for p in (folder.path / "explore").iterdir()}
     assert {f"drawing-{name}.png" for name in plugins} <= written
+
+
+def test_a_folder_whose_images_changed_since_the_run_is_refused_in_one_line(one_vae, capsys):
+    """Found by a probe: explore drew a folder run's figures against the folder's new images without a word."""
+    folder = RunFolder(one_vae)
+    results = json.loads(folder.results.read_text())
+    results["run"]["data_hash"] = "0123456789abcdef"  # what the run read; mnist5k reads otherwise now
+    folder.results.write_text(json.dumps(results))
+    assert explore.main([str(one_vae), "--figures", "latent_statistics"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {one_vae} was run on other data (hash 0123456789abcdef) than mnist5k as read now") and \
+        err.endswith("its images changed since the run; explore draws against the run's own data\n") and err.count("\n") == 1
+    assert not (one_vae / "explore").exists()

@@ -134,6 +134,8 @@ def test_a_labeled_folder_runs_a_conditional_model_in_the_classifier_space(tmp_p
     code = run.main(["--dataset", f"folder:{root}", "--image-size", "16", "--models", "cgan", "--preset", "smoke",
                      "--threads", "1", "--out", str(out)])
     assert code == 0, capsys.readouterr().out
+    # 4 test images against smoke's 200 samples: the data row is scored on fewer, and the run says so
+    assert "note: the test split holds 4 images, fewer than the 200 samples a model is scored with" in capsys.readouterr().out
     results = json.loads((out / "results.json").read_text())
     space = results["run"]["feature_space"]
     assert space["task"] == "labels" and space["num_classes"] == 2  # the classifier space, trained on the labels
@@ -146,3 +148,34 @@ def test_a_labeled_folder_runs_a_conditional_model_in_the_classifier_space(tmp_p
     results = json.loads((tmp_path / "unlabeled" / "results.json").read_text())
     assert results["run"]["feature_space"]["task"] == "rotations"
     assert next(m for m in results["models"] if m["model"] == "cgan")["status"] == "skipped"
+
+
+def test_a_linked_class_folder_counts_and_hidden_or_macos_folders_do_not(tmp_path):
+    """Found by a probe: a class folder that is a symbolic link was left out without a word (two
+    classes left: the folder read as unlabeled), and a hidden folder became a class."""
+    root = labeled(tmp_path / "set", classes=("a", "b"))
+    labeled(tmp_path / "elsewhere", classes=("c",))
+    (root / "c").symlink_to(tmp_path / "elsewhere" / "c", target_is_directory=True)
+    (root / "c" / "loop").symlink_to(root, target_is_directory=True)  # a link back up: read once, not forever
+    write(root / ".ipynb_checkpoints" / "00.png", 1)
+    write(root / "__MACOSX" / "a" / "00.png", 1)
+    (root / "a" / "._00.png").write_bytes(b"AppleDouble, not a PNG")
+    files, classes = data.folder_layout(root)
+    assert classes == ["a", "b", "c"] and len(files) == 30
+
+
+def test_a_class_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
+    import os
+
+    root = labeled(tmp_path / "set", classes=("a", "b", "c"))
+    scandir = os.scandir
+
+    def refusing(path="."):
+        if str(path).endswith("b"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return scandir(path)
+
+    monkeypatch.setattr(os, "scandir", refusing)  # chmod 000 does not stop root, so the refusal is simulated
+    with pytest.raises(GenzooError) as e:
+        data.folder_layout(root)
+    assert str(e.value) == f"cannot read the folder {root / 'b'}: Permission denied; make it readable, or move it out of {root}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ SPLITS = ("train", "test")
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 FOLDER_TEST_EVERY = 10  # in a folder, every 10th image (sorted by path) is held out for test
 FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to this side unless image_size says otherwise
+MAX_ASPECT = 64  # a folder image's long side over its short side: beyond it, a strip that resizing would blow up
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # 16-bit grey (PNG, TIFF): scaled by 65535, not clipped to 8 bits
 GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel; every other mode (palette, alpha, CMYK) as RGB
 MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
@@ -213,6 +215,27 @@ def folder_root(name: str) -> Path:
     return Path(path).expanduser()
 
 
+def image_files(root: Path) -> list[Path]:
+    """Every image file under `root`, sorted by path. Subfolders are followed through symbolic links
+    (each real folder once, so a link loop ends), hidden files and folders (.ipynb_checkpoints) and
+    macOS's __MACOSX are left out, and a subfolder that cannot be read is one line: a class must not
+    go missing without a word."""
+    def refuse(e: OSError) -> None:
+        raise GenzooError(f"cannot read the folder {e.filename}: {e.strerror}; make it readable, or move it out of {root}")
+
+    files, seen = [], set()
+    for folder, subfolders, names in os.walk(root, followlinks=True, onerror=refuse):
+        st = os.stat(folder)
+        if (st.st_dev, st.st_ino) in seen:  # reached again through a link
+            subfolders[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__MACOSX"]
+        files += [Path(folder, n) for n in names
+                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTS and Path(folder, n).is_file()]
+    return sorted(files)
+
+
 def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[str] | None]:
     """Every image of a folder, sorted by path, and its class names: the sorted names of its
     subfolders when every image sits exactly one level down in at least two of them, else None
@@ -221,7 +244,7 @@ def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[st
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
         raise GenzooError(f"image folder {root} {what}; pass folder:PATH with a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
+    files = image_files(root)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")
     if labels == "none":
@@ -273,7 +296,7 @@ def open_image(f: Path):
         return Image.open(f)
     except UnidentifiedImageError:
         raise GenzooError(f"cannot read image {f}: not an image Pillow knows, or its header is damaged") from None
-    except (OSError, Image.DecompressionBombError) as e:
+    except Exception as e:  # a damaged file: Pillow's decoders raise OSError, ValueError, TypeError, SyntaxError, ...
         raise GenzooError(f"cannot read image {f}: {_reason(e)}") from None
 
 
@@ -296,20 +319,29 @@ def read_image(f: Path, mode: str, size: int | None, uint8: bool = True) -> Tens
     """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]); with
     `size` None, (C, H, W) as stored. 16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes
     are read through their colours."""
-    from PIL import Image
+    from PIL import ImageOps
 
     with open_image(f) as img:
         try:
             img.load()
+            ImageOps.exif_transpose(img, in_place=True)  # a photo upright, as a viewer shows it
             if img.mode == "F":  # floats have no agreed range: refused rather than guessed
                 raise GenzooError(f"cannot read image {f}: 32-bit float pixels (mode F); save it with 8 or 16 bits")
             if img.mode in SIXTEEN_BIT:
-                x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 65535).clamp(0, 1).unsqueeze(0)
-                x = x.expand(1 if mode == "L" else 3, -1, -1)
+                a = np.asarray(img, dtype=np.float32)
+                if img.mode == "I" and a.size and not 0 <= a.min() <= a.max() <= 65535:  # 32-bit integers: no agreed range
+                    raise GenzooError(f"cannot read image {f}: 32-bit integer pixels (mode I) in [{a.min():.0f}, "
+                                      f"{a.max():.0f}]; accepted: 8 or 16 bits (values 0..65535)")
+                x = torch.from_numpy(a / 65535).clamp(0, 1).unsqueeze(0).expand(1 if mode == "L" else 3, -1, -1)
             else:
                 x = _to_uint8(img.convert(mode))
-        except (OSError, Image.DecompressionBombError) as e:  # a truncated file: "image file is truncated"
+        except GenzooError:
+            raise
+        except Exception as e:  # a truncated or damaged file: "image file is truncated", "broken PNG file", ...
             raise GenzooError(f"cannot read image {f}: {_reason(e)}") from None
+    if size is not None and max(x.shape[-2:]) > MAX_ASPECT * min(x.shape[-2:]):  # its resize would take gigabytes
+        raise GenzooError(f"cannot use image {f}: {x.shape[-1]}x{x.shape[-2]} pixels, one side more than {MAX_ASPECT} "
+                          "times the other; crop it or move it out of the folder")
     if size is not None and (x.shape[-1] != size or x.shape[-2] != size):
         x = _resize_center_crop(to_float(x).unsqueeze(0), size)[0]
     return quantize(x) if uint8 else to_float(x)

@@ -213,7 +213,7 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
             raise GenzooError(f"--set {cls.name}.{both[0]} and the variant {name} both set {both[0]}; use one of them")
         if issubclass(cls, Conditional) and spec.num_classes is None:
             job.skip = "class-conditional, and " + ("--labels none reads the data without its labels" if args.labels == "none"
-                                                    else "this dataset has no labels")
+                                                    else zdata.why_unlabeled(args.dataset))
         else:
             try:  # small on CPU; refuses what cannot be built, before anything trains
                 zoo.create(name, spec, preset=args.preset, **job.overrides)
@@ -855,6 +855,12 @@ def _main(argv: list[str]) -> int:
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
+        if args.dataset.startswith("folder:") and args.image_size is None:  # the default size may enlarge small images
+            side = zdata.largest_short_side(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0])
+            if side < splits.spec.height:
+                console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
+                              f"{splits.spec.height}; --image-size {side} trains on them as they are, at less cost",
+                              highlight=False)
         jobs = plan(args, splits.spec)
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply
             note_unfused(jobs, seeds, budget, args.precision, procs.world)

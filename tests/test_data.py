@@ -250,3 +250,28 @@ def test_a_strip_of_an_image_is_refused_before_its_resize_takes_gigabytes(tmp_pa
         data.read_image(tmp_path / "strip.png", "L", 16)
     Image.new("L", (64 * 3, 3)).save(tmp_path / "wide.png")
     assert data.read_image(tmp_path / "wide.png", "L", 16).shape == (1, 16, 16)
+
+
+def test_a_folder_that_changes_while_it_is_read_is_refused(tmp_path, monkeypatch):
+    """Found by a probe: an image added between the test and the train split (a sync client) shifted
+    every 10th image, so test images were trained on too."""
+    for i in range(40):
+        Image.fromarray(np.full((8, 8), i, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    load = data.load
+
+    def load_then_add(name, split="train", **kwargs):
+        out = load(name, split=split, **kwargs)
+        if split == "test":
+            Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "00a.png")
+        return out
+
+    monkeypatch.setattr(data, "load", load_then_add)
+    with pytest.raises(GenzooError, match=r"changed while it was read \(40 images, then 41\): a copy or a sync in progress"):
+        data.load_splits(f"folder:{tmp_path}", image_size=8)
+
+
+def test_the_largest_short_side_of_a_folder_is_read_from_the_headers(tmp_path):
+    """What the runner's note on enlarged images reads: below the image size, every image is enlarged."""
+    for i, (w, h) in enumerate([(12, 30), (20, 9), (7, 7)]):
+        Image.new("L", (w, h)).save(tmp_path / f"{i}.png")
+    assert data.largest_short_side(sorted(tmp_path.glob("*.png"))) == 12

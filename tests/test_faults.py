@@ -194,7 +194,7 @@ def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is
     assert space["task"] == "rotations" and 0 <= space["test_accuracy"] < run.FEATURE_NET_WARN  # noise: near chance
     assert f"test accuracy {space['test_accuracy']:.3f} on rotations" in printed
     assert "warning: the feature net reaches only" in printed and "mean little" in printed
-    assert record(out, "cgan").status == "skipped" and "no labels" in record(out, "cgan").error
+    assert record(out, "cgan").status == "skipped" and "is read unlabeled: its images sit in it" in record(out, "cgan").error
     before, data_before = record(out, "ae"), record(out, "data")
     hash_before = json.loads((out / "results.json").read_text())["run"]["data_hash"]
 

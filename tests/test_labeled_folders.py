@@ -1,6 +1,7 @@
 """Folders of images in class subfolders are read with their labels; flat and deeper folders stay
 unlabeled; a mixed folder is refused; `--labels none` reads a labeled folder unlabeled."""
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,14 @@ def test_flat_deep_and_one_class_folders_stay_unlabeled(tmp_path):
         splits = data.load_splits(f"folder:{tmp_path / name}", image_size=8)
         assert splits.y_train is None and splits.spec.num_classes is None and splits.classes is None, name
         assert len(splits.x_train) == 9 and len(splits.x_test) == 1, name
+    # and a skipped conditional model says why (it said "this dataset has no labels", found by a probe)
+    assert data.why_unlabeled(f"folder:{tmp_path / 'flat'}").endswith("its images sit in it, not in class subfolders")
+    assert data.why_unlabeled(f"folder:{tmp_path / 'deep'}").endswith(
+        f"{Path('a', 'inner', '1.png')} sits deeper than one class folder (labeled: every image exactly one level down)")
+    assert data.why_unlabeled(f"folder:{tmp_path / 'one'}").endswith("it has one class folder (only), and labels need two")
+    assert data.why_unlabeled(f"folder:{tmp_path / 'uneven'}").endswith(f"{Path('a', 'sub', '3.png')} sits deeper than one class folder "
+                                                                        "(labeled: every image exactly one level down)")
+    assert data.why_unlabeled("celeba") == "this dataset has no labels"  # read without its attributes
 
 
 def test_a_mixed_folder_is_refused_in_one_line_unless_labels_none(tmp_path):

@@ -88,11 +88,17 @@ def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_ro
                 uint8: bool = False, min_test: int = 1, labels: str = "auto") -> Splits:
     """Both splits of a dataset, with their content hash (the same for `uint8` and float images; the
     labels are part of it) and class names. A folder too small to hold out `min_test` test images is
-    refused (the test split is read first, so that comes before reading the rest)."""
+    refused (the test split is read first, so that comes before reading the rest), and so is one that
+    changes while it is read: each split lists it, and a file added between them would be in both."""
+    before = image_files(folder_root(name)) if name.startswith("folder:") else None
     _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test,
                      labels=labels)
     spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels)
-    return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt), class_names(name, labels))
+    classes = class_names(name, labels)
+    if before is not None and (after := image_files(folder_root(name))) != before:
+        raise GenzooError(f"image folder {folder_root(name)} changed while it was read ({len(before)} images, then "
+                          f"{len(after)}): a copy or a sync in progress? Run again once it is still")
+    return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt), classes)
 
 
 def class_names(name: str, labels: str = "auto") -> tuple[str, ...] | None:
@@ -263,6 +269,21 @@ def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[st
     return files, classes if len(classes) >= 2 else None
 
 
+def why_unlabeled(name: str) -> str:
+    """Why a dataset read with its labels has none, for the note of a class-conditional model it skips."""
+    if not name.startswith("folder:"):
+        return "this dataset has no labels"
+    root = folder_root(name)
+    depths = {f: len(f.relative_to(root).parts) for f in image_files(root)}
+    if deep := next((f for f, d in depths.items() if d > 2), None):
+        return (f"{name} is read unlabeled: {deep.relative_to(root)} sits deeper than one class folder "
+                "(labeled: every image exactly one level down)")
+    classes = sorted({f.relative_to(root).parts[0] for f, d in depths.items() if d == 2})
+    if len(classes) == 1:
+        return f"{name} is read unlabeled: it has one class folder ({classes[0]}), and labels need two"
+    return f"{name} is read unlabeled: its images sit in it, not in class subfolders"
+
+
 def folder_split(root: Path, split: str, min_test: int = 1,
                  labels: str = "auto") -> tuple[list[Path], Tensor | None, list[str] | None]:
     """The images of a folder's split (sorted by path, every FOLDER_TEST_EVERY-th is test), their
@@ -303,16 +324,22 @@ def open_image(f: Path):
 def folder_mode(files: list[Path]) -> str:
     """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded).
     Both splits ask for the whole folder's: its headers are read once while no file changes."""
-    return _mode_of(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
+    return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))[0]
+
+
+def largest_short_side(files: list[Path]) -> int:
+    """The largest short side among the images, in pixels: below the image size, every image is enlarged."""
+    return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))[1]
 
 
 @functools.lru_cache(maxsize=4)
-def _mode_of(files: tuple[tuple[Path, int, int], ...]) -> str:
-    modes = set()
+def _headers(files: tuple[tuple[Path, int, int], ...]) -> tuple[str, int]:
+    modes, side = set(), 0
     for f, _, _ in files:
         with open_image(f) as img:
             modes.add("L" if img.mode in GREY else "RGB")
-    return "L" if modes == {"L"} else "RGB"
+            side = max(side, min(img.size))
+    return "L" if modes == {"L"} else "RGB", side
 
 
 def read_image(f: Path, mode: str, size: int | None, uint8: bool = True) -> Tensor:

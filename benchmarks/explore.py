@@ -160,7 +160,8 @@ class Context:
                                  labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
             # the figures set the models against their training data: other images would draw a false lesson
             self.folder.check_same_data(self.run, splits.content_hash, self.run["dataset"],
-                                        "its images changed since the run; explore draws against the run's own data")
+                                        "its images, or how genzoo reads them, changed since the run; "
+                                        "explore draws against the run's own data")
             self._splits = splits
         return self._splits
 

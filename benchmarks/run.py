@@ -495,7 +495,7 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
 def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features.FeatureSpace,
                 folder: RunFolder) -> Record:
     """The held-out test split scored like a model, and its grid of real images."""
-    if len(splits.x_test) < preset.eval.samples:  # a small folder
+    if len(splits.x_test) < preset.eval.samples:  # a small folder, or the full preset's count
         console.print(f"note: the test split holds {len(splits.x_test)} images, fewer than the {preset.eval.samples} samples "
                       "a model is scored with: the data row's FID and KID (and the curves' target) read higher than "
                       "at that count; compare the models with each other", highlight=False)
@@ -857,9 +857,9 @@ def _main(argv: list[str]) -> int:
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
         if args.dataset.startswith("folder:") and args.image_size is None:  # the default size may enlarge small images
             side = zdata.largest_short_side(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0])
-            if side < splits.spec.height:
+            if 4 <= side < splits.spec.height:
                 console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
-                              f"{splits.spec.height}; --image-size {side} trains on them as they are, at less cost",
+                              f"{splits.spec.height}; --image-size {side} enlarges none of them, at less cost",
                               highlight=False)
         jobs = plan(args, splits.spec)
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply

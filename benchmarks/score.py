@@ -122,12 +122,11 @@ def _read_folder(root: Path, spec: DataSpec, dataset: str) -> Tensor:
     for f in files:  # headers first: a wrong size is refused before anything is decoded
         with zdata.open_image(f) as img:
             w, h = img.size
-            if img.getexif().get(0x0112) in (5, 6, 7, 8):  # EXIF: shown turned a quarter, as read_image reads it
-                w, h = h, w
         if (h, w) != (spec.height, spec.width):
             raise GenzooError(f"sample {f} is {w}x{h}; {dataset}'s images are {spec.width}x{spec.height} "
                               "(samples are not resized: resampling changes the scores; resize them to the dataset's size)")
     mode = zdata.folder_mode(files)
+    # square images, as every dataset's: an EXIF orientation that turns one a quarter keeps its size
     return torch.stack([zdata.read_image(f, mode, None) for f in files])
 
 
@@ -419,8 +418,8 @@ def _main(argv: list[str], written: list[str]) -> int:
     splits = zdata.load_splits(opts["dataset"], image_size=opts["image_size"], data_root=opts["data_root"], uint8=True,
                                min_test=fidelity.MIN_IMAGES, labels=opts["labels"])
     if folder is not None:
-        folder.check_same_data(run, splits.content_hash, opts["dataset"], "its images changed since the run, or --dataset, "
-                               "--image-size or --labels differ from the run's")
+        folder.check_same_data(run, splits.content_hash, opts["dataset"], "its images, or how genzoo reads them, changed since "
+                               "the run, or --dataset, --image-size or --labels differ from the run's")
     images = read_samples(path, splits.spec, opts["dataset"])
     if opts["feature_space"] == "classifier":
         space = features.classifier_space(splits, device=device, net_path=opts["feature_net"])
@@ -457,14 +456,16 @@ def _main(argv: list[str], written: list[str]) -> int:
     seed = (run.get("seeds") or [0])[0]
     eval_key = hashlib.sha1(json.dumps([_hash(scored), space.fingerprint, preset.name], sort_keys=True).encode()).hexdigest()[:12]
     record = Record(name, seed, status="ok", **metrics, eval_key=eval_key, events=[f"{SCORED}{path}"])
-    earlier = [r for r in folder.load_records().values() if r.model == name]  # an earlier score under this name
+    same = lambda model: model.casefold() == name.casefold()  # noqa: E731 - one file for both where case is not told apart
+    earlier = [r for r in folder.load_records().values() if same(r.model)]  # an earlier score under this name
     save_grid(scored, folder.samples(record))
     written.append(str(folder.samples(record)))
     folder.write_record(record)  # first: should writing fail, the earlier row is still there
     written.append(str(folder.records_dir / record.file_name))
     for old in earlier:
-        if old.file_name != record.file_name:  # the same name and seed was just overwritten whole
-            (folder.records_dir / old.file_name).unlink(missing_ok=True)
+        stale = folder.records_dir / old.file_name
+        if stale.exists() and not stale.samefile(folder.records_dir / record.file_name):  # not the file just written
+            stale.unlink()
         console.print(f"note: replacing the earlier scores named {name} (seed {old.seed})", highlight=False)
     try:
         order = [m["model"] for m in json.loads(folder.results.read_text())["models"]]
@@ -472,7 +473,7 @@ def _main(argv: list[str], written: list[str]) -> int:
         order = []
     entry = {"command": " ".join(["python -m benchmarks.score", *map(shlex.quote, argv)]),
              "wall_seconds": round(time.perf_counter() - started, 1), "models": [name], "seeds": [seed]}
-    folder.merge({"new_history": [entry]}, [*(m for m in order if m != name), name])
+    folder.merge({"new_history": [entry]}, [*(m for m in order if not same(m)), name])
     written.append(str(folder.results))
     made = report.render(folder.path)
     run, records = folder.read()

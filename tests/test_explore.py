@@ -534,6 +534,7 @@ def test_a_folder_whose_images_changed_since_the_run_is_refused_in_one_line(one_
     folder.results.write_text(json.dumps(results))
     assert explore.main([str(one_vae), "--figures", "latent_statistics"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {one_vae} was run on other data (hash 0123456789abcdef) than mnist5k as read now") and \
-        err.endswith("its images changed since the run; explore draws against the run's own data\n") and err.count("\n") == 1
+    assert err.startswith(f"error: {one_vae} was run on other data (hash 0123456789abcdef) than mnist5k as read now")
+    assert err.endswith("its images, or how genzoo reads them, changed since the run; explore draws against the run's own data\n")
+    assert err.count("\n") == 1
     assert not (one_vae / "explore").exists()

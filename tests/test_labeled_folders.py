@@ -171,6 +171,11 @@ def test_a_linked_class_folder_counts_and_hidden_or_macos_folders_do_not(tmp_pat
     (root / "a" / "._00.png").write_bytes(b"AppleDouble, not a PNG")
     files, classes = data.folder_layout(root)
     assert classes == ["a", "b", "c"] and len(files) == 30
+    (root / "d").symlink_to(root / "a", target_is_directory=True)  # a second path to a: read twice, or a class lost
+    with pytest.raises(GenzooError) as e:
+        data.folder_layout(root)
+    assert str(e.value) == f"{root / 'a'} and {root / 'd'} are one folder (through a link): its images would be read twice; " \
+        "remove one of them"
 
 
 def test_a_class_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
@@ -187,4 +192,4 @@ def test_a_class_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "scandir", refusing)  # chmod 000 does not stop root, so the refusal is simulated
     with pytest.raises(GenzooError) as e:
         data.folder_layout(root)
-    assert str(e.value) == f"cannot read the folder {root / 'b'}: Permission denied; make it readable, or move it out of {root}"
+    assert str(e.value) == f"cannot read {root / 'b'}: Permission denied; make it readable, or move it out of {root}"

@@ -213,7 +213,7 @@ def check_config(model: str, config: Any) -> None:
         if not ok.admits(value, kind, config):
             named = [b for b in (ok.ge, ok.gt, ok.le, ok.lt) if isinstance(b, str)]
             # A default refused by a bound that names another field: the user set that field, not this one.
-            why = (f" (its default; the {' and '.join(named)} given rules it out: set {f.name} too)"
+            why = (f" (its default; the {' and '.join(named)} given rule{'s' * (len(named) == 1)} it out: set {f.name} too)"
                    if named and value == f.default else "")
             raise GenzooError(f"{model}: {f.name} must be {ok.describe(kind, config)}, got {value!r}{why}")
 

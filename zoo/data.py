@@ -21,6 +21,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -96,8 +97,10 @@ def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_ro
     spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels)
     classes = class_names(name, labels)
     if before is not None and (after := image_files(folder_root(name))) != before:
+        first = min(set(before) ^ set(after))
         raise GenzooError(f"image folder {folder_root(name)} changed while it was read ({len(before)} images, then "
-                          f"{len(after)}): a copy or a sync in progress? Run again once it is still")
+                          f"{len(after)}; {first} {'appeared' if first in after else 'went'}): a copy or a sync in "
+                          "progress? Run again once it is still")
     return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt), classes)
 
 
@@ -222,23 +225,33 @@ def folder_root(name: str) -> Path:
 
 
 def image_files(root: Path) -> list[Path]:
-    """Every image file under `root`, sorted by path. Subfolders are followed through symbolic links
-    (each real folder once, so a link loop ends), hidden files and folders (.ipynb_checkpoints) and
-    macOS's __MACOSX are left out, and a subfolder that cannot be read is one line: a class must not
-    go missing without a word."""
+    """Every image file under `root`, sorted by path. Subfolders are followed through symbolic links;
+    a link back to a folder above it (a loop) is not followed, and two paths to one folder are refused
+    (its images would be read twice, maybe once as test and once as training). Hidden files and
+    folders (.ipynb_checkpoints) and macOS's __MACOSX are left out, and a file or folder that cannot
+    be read is one line: a class must not go missing without a word."""
     def refuse(e: OSError) -> None:
-        raise GenzooError(f"cannot read the folder {e.filename}: {e.strerror}; make it readable, or move it out of {root}")
+        inside = str(e.filename) != str(root)
+        raise GenzooError(f"cannot read {e.filename}: {e.strerror or type(e).__name__}; make it readable"
+                          + (f", or move it out of {root}" if inside else ""))
 
-    files, seen = [], set()
+    files: list[Path] = []
+    first: dict[tuple[int, int], str] = {}
     for folder, subfolders, names in os.walk(root, followlinks=True, onerror=refuse):
-        st = os.stat(folder)
-        if (st.st_dev, st.st_ino) in seen:  # reached again through a link
-            subfolders[:] = []
-            continue
-        seen.add((st.st_dev, st.st_ino))
-        subfolders[:] = [d for d in subfolders if not d.startswith(".") and d != "__MACOSX"]
-        files += [Path(folder, n) for n in names
-                  if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTS and Path(folder, n).is_file()]
+        try:
+            st = os.stat(folder)
+            if st.st_ino:  # 0 on file systems without inode numbers: no loop can be told there
+                if (earlier := first.setdefault((st.st_dev, st.st_ino), folder)) != folder:
+                    if Path(folder).is_relative_to(earlier):  # a link back up: a loop, not more images
+                        subfolders[:] = []
+                        continue
+                    raise GenzooError(f"{earlier} and {folder} are one folder (through a link): its images would be "
+                                      "read twice; remove one of them")
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d != "__MACOSX")
+            files += [Path(folder, n) for n in names
+                      if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTS and Path(folder, n).is_file()]
+        except OSError as e:
+            refuse(e)
     return sorted(files)
 
 
@@ -342,16 +355,26 @@ def _headers(files: tuple[tuple[Path, int, int], ...]) -> tuple[str, int]:
     return "L" if modes == {"L"} else "RGB", side
 
 
+def upright(img: Any) -> Any:
+    """A PIL image as a viewer shows it: turned by its EXIF orientation (a phone photo stored
+    sideways), by Pillow's own `exif_transpose`. Metadata it cannot rewrite leaves the image as
+    stored: that is no reason to refuse the pixels; a damaged file fails when its pixels are read."""
+    from PIL import ImageOps
+
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - damaged or unusual metadata, or pixels that fail to decode (read again below)
+        return img
+
+
 def read_image(f: Path, mode: str, size: int | None, uint8: bool = True) -> Tensor:
     """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]); with
     `size` None, (C, H, W) as stored. 16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes
     are read through their colours."""
-    from PIL import ImageOps
-
-    with open_image(f) as img:
+    with open_image(f) as stored:
         try:
+            img = upright(stored)  # before the pixels are decoded, as Pillow's documentation uses it
             img.load()
-            ImageOps.exif_transpose(img, in_place=True)  # a photo upright, as a viewer shows it
             if img.mode == "F":  # floats have no agreed range: refused rather than guessed
                 raise GenzooError(f"cannot read image {f}: 32-bit float pixels (mode F); save it with 8 or 16 bits")
             if img.mode in SIXTEEN_BIT:

@@ -156,8 +156,11 @@ class Context:
         """The run's own data, loaded when a figure first asks (the training figure never does)."""
         if self._splits is None:
             options = run_settings(self.run)
-            splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
-                                 labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
+            try:
+                splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
+                                     labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
+            except GenzooError as e:  # moved or deleted since the run: say which run's data, not which option to pass
+                raise GenzooError(f"{self.folder.path} was run on {self.run['dataset']}, which cannot be read now: {e}") from None
             # the figures set the models against their training data: other images would draw a false lesson
             self.folder.check_same_data(self.run, splits.content_hash, self.run["dataset"],
                                         "its images, or how genzoo reads them, changed since the run; "

@@ -49,6 +49,8 @@ def test_bad_split_and_size():
 def test_missing_and_empty_folder(tmp_path):
     with pytest.raises(GenzooError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}")
+    with pytest.raises(GenzooError, match="does not exist; pass folder:PATH"):
+        data.load_splits(f"folder:{tmp_path / 'missing'}")
     with pytest.raises(GenzooError, match="has no images"):
         data.load(f"folder:{tmp_path}")
 
@@ -275,3 +277,15 @@ def test_the_largest_short_side_of_a_folder_is_read_from_the_headers(tmp_path):
     for i, (w, h) in enumerate([(12, 30), (20, 9), (7, 7)]):
         Image.new("L", (w, h)).save(tmp_path / f"{i}.png")
     assert data.largest_short_side(sorted(tmp_path.glob("*.png"))) == 12
+
+
+def test_a_large_photo_is_read_without_pillows_two_line_warning(tmp_path, monkeypatch, recwarn):
+    """Found by a probe: above Pillow's pixel limit (89 megapixels) its DecompressionBombWarning came
+    through as two raw lines; genzoo's limit is Pillow's error, at twice that."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 12x12 image is then "large", and 15x15 beyond the error
+    Image.new("L", (12, 12)).save(tmp_path / "large.png")
+    assert data.read_image(tmp_path / "large.png", "L", None).shape == (1, 12, 12)
+    assert not [w for w in recwarn if issubclass(w.category, Image.DecompressionBombWarning)]
+    Image.new("L", (15, 15)).save(tmp_path / "huge.png")
+    with pytest.raises(GenzooError, match="huge.png: DecompressionBombError"):
+        data.read_image(tmp_path / "huge.png", "L", None)

@@ -538,3 +538,14 @@ def test_a_folder_whose_images_changed_since_the_run_is_refused_in_one_line(one_
     assert err.endswith("its images, or how genzoo reads them, changed since the run; explore draws against the run's own data\n")
     assert err.count("\n") == 1
     assert not (one_vae / "explore").exists()
+
+
+def test_a_run_whose_folder_has_gone_says_which_run_and_data(one_vae, tmp_path, capsys):
+    folder = RunFolder(one_vae)
+    results = json.loads(folder.results.read_text())
+    results["run"]["dataset"] = f"folder:{tmp_path / 'gone'}"  # moved or deleted since the run
+    folder.results.write_text(json.dumps(results))
+    assert explore.main([str(one_vae), "--figures", "latent_statistics"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {one_vae} was run on folder:{tmp_path / 'gone'}, which cannot be read now: image folder ")
+    assert err.count("\n") == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,7 +92,7 @@ def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_ro
     labels are part of it) and class names. A folder too small to hold out `min_test` test images is
     refused (the test split is read first, so that comes before reading the rest), and so is one that
     changes while it is read: each split lists it, and a file added between them would be in both."""
-    before = image_files(folder_root(name)) if name.startswith("folder:") else None
+    before = folder_layout(folder_root(name), "none")[0] if name.startswith("folder:") else None  # a missing folder: one line
     _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test,
                      labels=labels)
     spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels)
@@ -327,7 +328,9 @@ def open_image(f: Path):
     from PIL import Image, UnidentifiedImageError
 
     try:
-        return Image.open(f)
+        with warnings.catch_warnings():  # Pillow's two-line warning above 89 megapixels: its error at twice that is the limit
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(f)
     except UnidentifiedImageError:
         raise GenzooError(f"cannot read image {f}: not an image Pillow knows, or its header is damaged") from None
     except Exception as e:  # a damaged file: Pillow's decoders raise OSError, ValueError, TypeError, SyntaxError, ...

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import dataclasses
 import hashlib
+import importlib
 import importlib.metadata
 import io
 import json
@@ -227,6 +228,17 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
         raise GenzooError("every model asked for would be skipped (" + "; ".join(f"{j.name}: {j.skip}" for j in jobs)
                           + "); give a model that trains on this data")
     return jobs
+
+
+def plugin_modules(jobs: list[Job]) -> tuple[str, ...]:
+    """The modules a `--jobs` worker imports for the models registered by an import in this process
+    (a script's `import my_model`); one line for a model the workers cannot import, before any work."""
+    modules = {parse(job.name)[0].__module__ for job in jobs if not job.skip}
+    if "__main__" in modules:
+        main = next(job.name for job in jobs if parse(job.name)[0].__module__ == "__main__")
+        raise GenzooError(f"--jobs: {main} is registered in the script that started the run, which the workers cannot "
+                          "import; register it in a module of its own (or an entry point), or use --jobs 1")
+    return tuple(sorted(m for m in modules if not m.startswith("zoo.models")))
 
 
 def note_unfused(jobs: list[Job], seeds: list[int], budget: Budget, precision: str, processes: int = 1) -> None:
@@ -551,16 +563,18 @@ stops: list[int] = []  # the stop signals a worker has seen
 
 
 def start_worker(args: argparse.Namespace, preset: Preset, budget: Budget, device: torch.device,
-                 splits: zdata.Splits, out: Path) -> None:
+                 splits: zdata.Splits, out: Path, plugins: tuple[str, ...] = ()) -> None:
     """A worker's start: the runner's settings, threads and data (sent once, in shared memory), the
-    same feature space (the runner has cached its net), and the console without progress bars,
-    which N of them would garble."""
+    same feature space (the runner has cached its net), the modules of plugins registered by import
+    rather than an entry point, and the console without progress bars, which N of them would garble."""
     global worker, console
     for s in STOP_SIGNALS:
         signal.signal(s, _stop_worker)
     stop_with_runner()
     with contextlib.redirect_stdout(io.StringIO()):  # the runner has said which plugins failed to load
         zoo.available()
+    for module in plugins:  # a fresh process has the zoo and the entry points, not what the runner's caller imported
+        importlib.import_module(module)
     console = SafeConsole(width=console.width, force_terminal=False)
     set_threads(args.threads)
     use_deterministic(args.deterministic and device.type != "cpu")
@@ -862,6 +876,7 @@ def _main(argv: list[str]) -> int:
                               f"{splits.spec.height}; --image-size {side} enlarges none of them, at less cost",
                               highlight=False)
         jobs = plan(args, splits.spec)
+        plugins = plugin_modules(jobs) if args.jobs > 1 else ()
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply
             note_unfused(jobs, seeds, budget, args.precision, procs.world)
         fusing = procs.world == 1 and fused.fuses(args.fused_seeds, device, len(seeds))
@@ -932,7 +947,7 @@ def _main(argv: list[str]) -> int:
                         todo.append((job, seed))
             doing = "the trainings in flight"
             stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds, together),
-                                   (args, preset, budget, device, splits, out), folder, finish)
+                                   (args, preset, budget, device, splits, out, plugins), folder, finish)
             if stopped is not None:
                 doing, interrupted = stopped
         else:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import itertools
 import json
 import math
 import sys
@@ -301,8 +302,16 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """The model's optimizers by name: the training loop schedules their learning rates and saves
         and restores their state in a resume file, under these names. By default every optimizer held
-        as an attribute of the model itself; a model that holds one elsewhere overrides this."""
-        return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}
+        as an attribute of the model itself, or in a list, tuple or dict attribute (`opts.0`, `opts.g`);
+        a model that holds one elsewhere overrides this."""
+        found: dict[str, torch.optim.Optimizer] = {}
+        for k, v in vars(self).items():
+            if isinstance(v, torch.optim.Optimizer):
+                found[k] = v
+            elif isinstance(v, (list, tuple, dict)):  # held in a collection: scheduled and resumed all the same
+                items = v.items() if isinstance(v, dict) else enumerate(v)
+                found.update({f"{k}.{i}": o for i, o in items if isinstance(o, torch.optim.Optimizer)})
+        return found
 
     def capture_phase(self, step: int) -> Hashable | None:
         """Which CUDA graph replays training step `step` (the number of steps done before it), for
@@ -364,7 +373,9 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     # -- shared behaviour ----------------------------------------------------------------
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        """Where its parameters are (its buffers', for a model without parameters; else the CPU)."""
+        held = next(itertools.chain(self.parameters(), self.buffers()), None)
+        return held.device if held is not None else torch.device("cpu")
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, labels: Tensor | None = None,
@@ -391,6 +402,10 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
                 x = cast(Stepwise, self)._sample(n, generator, labels, callback)
         finally:
             self.train(was_training)
+        shape = (n, *self.spec.shape)
+        if not isinstance(x, Tensor) or tuple(x.shape) != shape or not x.is_floating_point():  # else scored as if right
+            got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+            raise GenzooError(f"{self.name}: _sample returned {got}; expected floats of shape {shape} in [0, 1]")
         return x.clamp(0, 1).float()
 
     def default_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -444,8 +459,11 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         load_model(self, str(Path(path) / "model.safetensors"), device=str(self.device))
 
 
+BPD_KINDS = ("exact", "bound")  # what a Likelihood's bits/dim is: the negative log-likelihood, or an upper bound on it
+
+
 class Likelihood:
-    """Capability: a density on the 8-bit scale. `bpd_kind` is "exact" or "bound".
+    """Capability: a density on the 8-bit scale. `bpd_kind` is "exact" or "bound" (BPD_KINDS).
 
     Continuous models are scored on uniformly dequantized data y = (255 x + u) / 256, u ~ U[0,1)^D,
     so that -log2 P(x) <= -log2 p(y) + 8 D: a model uniform over [0,1]^D scores exactly 8 bits/dim.

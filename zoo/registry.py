@@ -19,7 +19,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, TypeVar
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, accepts, check_config, config_types, of_type, one_line
+from zoo.base import (
+    BPD_KINDS,
+    DataSpec,
+    Generator,
+    GenzooError,
+    Likelihood,
+    ModelConfig,
+    accepts,
+    check_config,
+    config_types,
+    of_type,
+    one_line,
+)
 from zoo.files import say
 
 ENTRY_POINT_GROUP = "genzoo.models"
@@ -59,8 +71,28 @@ def register(cls: type[Generator]) -> type[Generator]:
     for preset, count in cls.eval_samples.items():
         if not of_type(count, int) or count < 1:
             raise ValueError(f"{cls.__name__}.eval_samples[{preset!r}] must be an int >= 1 (samples per metric), got {count!r}")
+    _check_fields_named(cls, config)
+    try:  # every checkpoint saves its config as JSON: refused now, not after the first training
+        json.dumps(dataclasses.asdict(config()))
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{cls.__name__}.Config does not save as JSON ({e}); use numbers, strings, lists or None") from None
+    if issubclass(cls, Likelihood) and cls.bpd_kind not in BPD_KINDS:
+        raise ValueError(f"{cls.__name__}.bpd_kind must be one of {', '.join(BPD_KINDS)}, got {cls.bpd_kind!r}")
     _REGISTRY[name] = cls
     return cls
+
+
+def _check_fields_named(cls: type[Generator], config: type) -> None:
+    """`sampler_params` (a tuple, not a string: `("steps")` lacks its comma) and `variant_param` name
+    fields of the Config: a sampler field missed would put a training's weights under another key."""
+    fields = [f.name for f in dataclasses.fields(config)]
+    params = cls.sampler_params
+    if not isinstance(params, (tuple, list)) or not all(isinstance(p, str) for p in params):
+        raise ValueError(f"{cls.__name__}.sampler_params must be a tuple of field names, e.g. ('steps',), got {params!r}")
+    for p in [*params, *([cls.variant_param] if cls.variant_param is not None else [])]:
+        if p not in fields:
+            raise ValueError(f"{cls.__name__} names {p!r} in sampler_params or variant_param, not a field of its Config "
+                             f"({', '.join(fields)})")
 
 
 def _discover() -> None:

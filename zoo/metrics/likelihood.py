@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from zoo.base import Generator, Likelihood
+from zoo.base import Generator, GenzooError, Likelihood
 from zoo.data import to_float
 
 
@@ -27,6 +27,11 @@ def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: in
     try:
         for b in x.split(batch_size):
             bpd, other = model.nll_bits_per_dim_with_extras(to_float(b.to(model.device)), generator=gen)
+            for what, v in {"nll_bits_per_dim": bpd, **other}.items():  # a mean, or a value per pixel, would be summed wrong
+                if not isinstance(v, Tensor) or tuple(v.shape) != (len(b),):
+                    got = f"shape {tuple(v.shape)}" if isinstance(v, Tensor) else f"a {type(v).__name__}"
+                    raise GenzooError(f"{model.name}: {what} returned {got}; expected a tensor of shape ({len(b)},), "
+                                      "one value per image")
             total += bpd.double().sum().item()
             for k, v in other.items():
                 more[k] = more.get(k, 0.0) + v.double().sum().item()

@@ -1,0 +1,142 @@
+"""A researcher's plugin that returns the wrong thing gets one line naming the model and what is
+accepted, rather than a number scored as if right or a torch error (found by a probe of plugins)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+import torch
+
+import zoo
+from benchmarks import run
+from zoo.base import BPD_KINDS, DataSpec, Generator, GenzooError, Likelihood
+from zoo.graphs import check_losses
+from zoo.metrics.likelihood import bits_per_dim
+
+SPEC = DataSpec(1, 8, 8)
+
+
+class Means(Generator):
+    """Per-pixel means: the smallest model that trains and samples; `returns` chooses what _sample gives."""
+
+    name = "plugin-means"
+    returns = "right"
+
+    @dataclass
+    class Config(zoo.ModelConfig):
+        lr: float = 0.1
+
+    def __init__(self, spec: DataSpec, **hparams):
+        super().__init__(spec, **hparams)
+        self.means = torch.nn.Parameter(torch.zeros(spec.shape))
+        self.opts = [torch.optim.SGD(self.parameters(), lr=self.config.lr)]  # held in a list
+
+    def train_step(self, x, y=None):
+        loss = (self.means - x).pow(2).mean()
+        self.opts[0].zero_grad()
+        loss.backward()
+        self.opts[0].step()
+        return {"loss": loss.detach()}
+
+    def _sample(self, n, generator, labels):
+        x = self.means.expand(n, *self.spec.shape).clone()
+        return {"right": x, "uint8": (x * 255).to(torch.uint8), "short": x[:, :, :-1], "fewer": x[: n // 2],
+                "list": [x]}[self.returns]
+
+
+@pytest.mark.parametrize("returns, got", [
+    ("uint8", "torch.uint8 of shape (4, 1, 8, 8)"),  # was clamped to 0 and 1 and scored
+    ("short", "torch.float32 of shape (4, 1, 7, 8)"),  # was scored as if 8x8
+    ("fewer", "torch.float32 of shape (2, 1, 8, 8)"),  # was scored on half the samples
+    ("list", "a list"),
+])
+def test_samples_of_the_wrong_shape_or_type_are_one_line(returns, got):
+    model = Means(SPEC)
+    model.returns = returns
+    with pytest.raises(GenzooError) as e:
+        model.sample(4)
+    assert str(e.value) == f"plugin-means: _sample returned {got}; expected floats of shape (4, 1, 8, 8) in [0, 1]"
+    model.returns = "right"
+    assert model.sample(4).shape == (4, 1, 8, 8)
+
+
+class MeanBits(Means, Likelihood):
+    """A likelihood that returns one number for the batch, not one per image."""
+
+    name = "plugin-mean-bits"
+
+    def nll_bits_per_dim(self, x, generator=None):
+        return torch.full((len(x),), 5.0).mean()
+
+
+def test_a_likelihood_that_is_not_one_value_per_image_is_one_line():
+    with pytest.raises(GenzooError) as e:  # it was summed as one image's and divided by all: 0.025, not 5
+        bits_per_dim(MeanBits(SPEC), torch.rand(200, 1, 8, 8))
+    assert str(e.value) == ("plugin-mean-bits: nll_bits_per_dim returned shape (); expected a tensor of shape (200,), "
+                            "one value per image")
+
+
+@pytest.mark.parametrize("losses, got", [
+    (None, "a NoneType"), ({}, "an empty dict"), ({"loss": torch.ones(5)}, "'loss': a tensor of shape (5,)"),
+    ({"loss": "hello"}, "'loss': a str"), ({"loss": True}, "'loss': a bool"),
+])
+def test_train_step_returning_other_than_a_dict_of_numbers_is_one_line(losses, got):
+    with pytest.raises(GenzooError) as e:
+        check_losses("mine", losses)
+    assert str(e.value) == f"mine: train_step must return a dict of single-number losses, e.g. {{'loss': loss.detach()}}; got {got}"
+    check_losses("mine", {"loss": torch.tensor(1.0), "other": 0.5})  # tensors and floats both pass
+
+
+def test_an_optimizer_held_in_a_list_is_found_and_a_model_without_parameters_has_a_device():
+    assert list(Means(SPEC).optimizers()) == ["opts.0"]  # scheduled and resumed; it got no cosine schedule before
+
+    class Empty(Means):
+        def __init__(self, spec, **hparams):
+            Generator.__init__(self, spec, **hparams)
+            self.register_buffer("table", torch.zeros(3))
+
+    assert Empty(SPEC).device == torch.device("cpu")  # was StopIteration
+
+
+def test_register_refuses_sampler_params_variant_config_and_bpd_kind_it_cannot_use():
+    class NoComma(Means):
+        name = "plugin-no-comma"
+        sampler_params = ("lr")  # a string: every substring of it would count as a sampler field
+
+    with pytest.raises(ValueError, match=r"NoComma.sampler_params must be a tuple of field names, e.g. \('steps',\), got 'lr'"):
+        zoo.register(NoComma)
+
+    class Unknown(Means):
+        name = "plugin-unknown-field"
+        variant_param = "steps"
+
+    with pytest.raises(ValueError, match=r"Unknown names 'steps' in sampler_params or variant_param, not a field of its "
+                                         r"Config \(.*lr"):
+        zoo.register(Unknown)
+
+    class Unsaved(Means):
+        name = "plugin-unsaved"
+
+        @dataclass
+        class Config(zoo.ModelConfig):
+            act: object = field(default_factory=torch.nn.ReLU)
+
+    with pytest.raises(ValueError, match=r"Unsaved.Config does not save as JSON .*ReLU"):
+        zoo.register(Unsaved)
+
+    class Bogus(MeanBits):
+        name = "plugin-bogus-kind"
+        bpd_kind = "bogus"
+
+    with pytest.raises(ValueError, match=f"Bogus.bpd_kind must be one of {', '.join(BPD_KINDS)}, got 'bogus'"):
+        zoo.register(Bogus)
+    assert not {"plugin-no-comma", "plugin-unknown-field", "plugin-unsaved", "plugin-bogus-kind"} & set(zoo.available())
+
+
+def test_jobs_refuse_a_plugin_the_workers_cannot_import_and_import_the_others(monkeypatch):
+    monkeypatch.setattr(Means, "__module__", "__main__")  # registered by the script that starts the run
+    monkeypatch.setitem(zoo.registry._REGISTRY, "plugin-means", Means)
+    with pytest.raises(GenzooError, match=r"--jobs: plugin-means is registered in the script that started the run"):
+        run.plugin_modules([run.Job("plugin-means"), run.Job("ae")])
+    monkeypatch.setattr(Means, "__module__", "my_lab.models")
+    assert run.plugin_modules([run.Job("plugin-means"), run.Job("ae")]) == ("my_lab.models",)

@@ -233,12 +233,11 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
 def plugin_modules(jobs: list[Job]) -> tuple[str, ...]:
     """The modules a `--jobs` worker imports for the models registered by an import in this process
     (a script's `import my_model`); one line for a model the workers cannot import, before any work."""
-    modules = {parse(job.name)[0].__module__ for job in jobs if not job.skip}
-    if "__main__" in modules:
-        main = next(job.name for job in jobs if parse(job.name)[0].__module__ == "__main__")
+    modules = {job.name: parse(job.name)[0].__module__ for job in jobs if not job.skip}
+    if main := next((name for name, module in modules.items() if module == "__main__"), None):
         raise GenzooError(f"--jobs: {main} is registered in the script that started the run, which the workers cannot "
                           "import; register it in a module of its own (or an entry point), or use --jobs 1")
-    return tuple(sorted(m for m in modules if not m.startswith("zoo.models")))
+    return tuple(sorted({m for m in modules.values() if not m.startswith("zoo.models")}))
 
 
 def note_unfused(jobs: list[Job], seeds: list[int], budget: Budget, precision: str, processes: int = 1) -> None:

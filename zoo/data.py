@@ -277,10 +277,20 @@ def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[st
             f"subfolders ({len(files) - len(top)}, e.g. {inner.relative_to(root)}); accepted: every image in a class "
             "subfolder (labeled), or a folder without class subfolders (unlabeled); or pass --labels none to read "
             "them all unlabeled")
-    if top or any(f.parent.parent != root for f in files):  # flat, or deeper than one level: unlabeled
-        return files, None
+    return files, _classes(root, files)[0]
+
+
+def _classes(root: Path, files: list[Path]) -> tuple[list[str] | None, str]:
+    """The class names of a folder's images (their subfolders, sorted) where every image sits exactly
+    one level down in at least two of them; else None, and why."""
+    if deep := next((f for f in files if len(f.relative_to(root).parts) > 2), None):
+        return None, f"{deep.relative_to(root)} sits deeper than one class folder (labeled: every image exactly one level down)"
+    if any(f.parent == root for f in files):
+        return None, "its images sit in it, not in class subfolders"
     classes = sorted({f.parent.name for f in files})
-    return files, classes if len(classes) >= 2 else None
+    if len(classes) < 2:
+        return None, f"it has one class folder ({classes[0]}), and labels need two"
+    return classes, ""
 
 
 def why_unlabeled(name: str) -> str:
@@ -288,14 +298,7 @@ def why_unlabeled(name: str) -> str:
     if not name.startswith("folder:"):
         return "this dataset has no labels"
     root = folder_root(name)
-    depths = {f: len(f.relative_to(root).parts) for f in image_files(root)}
-    if deep := next((f for f, d in depths.items() if d > 2), None):
-        return (f"{name} is read unlabeled: {deep.relative_to(root)} sits deeper than one class folder "
-                "(labeled: every image exactly one level down)")
-    classes = sorted({f.relative_to(root).parts[0] for f, d in depths.items() if d == 2})
-    if len(classes) == 1:
-        return f"{name} is read unlabeled: it has one class folder ({classes[0]}), and labels need two"
-    return f"{name} is read unlabeled: its images sit in it, not in class subfolders"
+    return f"{name} is read unlabeled: {_classes(root, folder_layout(root, 'none')[0])[1]}"
 
 
 def folder_split(root: Path, split: str, min_test: int = 1,

@@ -113,12 +113,18 @@ class Step:
 def check_losses(model: str, losses: Any) -> None:
     """What `train_step` returned, as the loop reads it: a non-empty dict of single numbers (0-d
     tensors, or floats); otherwise one line, not a torch error three calls later."""
+    def what(v: Any) -> str:
+        return f"a tensor of shape {tuple(v.shape)}" if isinstance(v, Tensor) else f"a {type(v).__name__}"
+
     def scalar(v: Any) -> bool:
         return isinstance(v, Tensor) and v.numel() == 1 or isinstance(v, (int, float)) and not isinstance(v, bool)
 
-    bad = (f"a {type(losses).__name__}" if not isinstance(losses, Mapping) else "an empty dict" if not losses else
-           next((f"{k!r}: " + (f"a tensor of shape {tuple(v.shape)}" if isinstance(v, Tensor) else f"a {type(v).__name__}")
-                 for k, v in losses.items() if not isinstance(k, str) or not scalar(v)), None))
+    if not isinstance(losses, Mapping):
+        bad: str | None = what(losses)
+    elif not losses:
+        bad = "an empty dict"
+    else:
+        bad = next((f"{k!r}: {what(v)}" for k, v in losses.items() if not isinstance(k, str) or not scalar(v)), None)
     if bad:
         raise GenzooError(f"{model}: train_step must return a dict of single-number losses, e.g. {{'loss': loss.detach()}}; "
                           f"got {bad}")

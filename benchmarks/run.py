@@ -360,9 +360,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     Data-parallel: every process trains; the main one alone evaluates and returns the record (the
     others return None), and it alone decides reuse, so that all processes take the same path."""
     procs = procs or Processes()
-    cls, _ = parse(job.name)
-    seed_everything(derive_seed(seed, "init", cls.training_family()))  # weights depend on (seed, model) only
-    model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
+    model = build(job, seed, splits.spec, preset, device)
     key = training_key(model, splits.content_hash, budget, seed, procs.world, args.precision)
     old = None
     if procs.main:
@@ -396,6 +394,12 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
             tr = dataclasses.replace(tr, reused=False)
         if not procs.main:
             return None
+        if not tr.reused and key not in together:
+            # Evaluate it as saved, as a reuse, `score` and the lecture page do: a training then scores
+            # the same whether it ran now or earlier (a plugin's state outside its weights is not saved).
+            model = build(job, seed, splits.spec, preset, device)
+            if Checkpoint(ckpt).load_finished(model) is None:
+                raise GenzooError(f"checkpoint {ckpt} changed while {job.name} seed {seed} was being evaluated")
         assert space is not None
         record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
                         overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
@@ -420,6 +424,13 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
     )
     save_grid(samples, folder.samples(record))
     return record
+
+
+def build(job: Job, seed: int, spec: zoo.DataSpec, preset: Preset, device: torch.device) -> Generator:
+    """A job's model with its initial weights, which depend on (seed, model) only."""
+    cls, _ = parse(job.name)
+    seed_everything(derive_seed(seed, "init", cls.training_family()))
+    return zoo.create(job.name, spec, preset=preset.name, **job.overrides).to(device)
 
 
 def note_other_curve(name: str, seed: int, curve: list[dict[str, Any]], steps: int, preset: Preset, budget: Budget,
@@ -461,11 +472,9 @@ def train_together(job: Job, seeds: list[int], args: argparse.Namespace, preset:
     ensemble (`zoo.fused`) into their own checkpoints, which each seed's job then finds finished.
     Returns the training keys it trained; none when fewer than two seeds need training. An ensemble
     that fails (out of memory, say) says so in one line, and its seeds then train alone."""
-    cls, _ = parse(job.name)
     todo: list[tuple[int, Generator, str]] = []
     for seed in seeds:
-        seed_everything(derive_seed(seed, "init", cls.training_family()))  # as `benchmark` builds it
-        model = zoo.create(job.name, splits.spec, preset=preset.name, **job.overrides).to(device)
+        model = build(job, seed, splits.spec, preset, device)
         todo.append((seed, model, training_key(model, splits.content_hash, budget, seed, 1, args.precision)))
 
     def untrained(key: str) -> bool:

@@ -2,6 +2,7 @@
 accepted, rather than a number scored as if right or a torch error (found by a probe of plugins)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import pytest
@@ -140,3 +141,34 @@ def test_jobs_refuse_a_plugin_the_workers_cannot_import_and_import_the_others(mo
         run.plugin_modules([run.Job("plugin-means"), run.Job("ae")])
     monkeypatch.setattr(Means, "__module__", "my_lab.models")
     assert run.plugin_modules([run.Job("plugin-means"), run.Job("ae")]) == ("my_lab.models",)
+
+
+class Remembers(Means):
+    """Keeps what it learned in a plain attribute, which no checkpoint saves, and draws with it."""
+
+    name = "plugin-remembers"
+
+    def train_step(self, x, y=None):
+        self.level = 0.5
+        return super().train_step(x, y)
+
+    def _sample(self, n, generator, labels):
+        return torch.full((n, *self.spec.shape), getattr(self, "level", 0.0))
+
+
+@pytest.mark.slow
+def test_a_training_scores_the_same_evaluated_now_or_reused(tmp_path, monkeypatch, space):
+    # It was scored with its attribute set when evaluated right after training, and without it once
+    # reused (as score and the lecture page load it): two numbers for one training.
+    monkeypatch.setitem(zoo.registry._REGISTRY, "plugin-remembers", Remembers)
+    out = tmp_path / "run"
+    args = ["--models", "plugin-remembers", "--preset", "smoke", "--budget", "2steps", "--curves", "off", "--out", str(out)]
+    assert run.main(args) == 0
+    record_file = out / "records" / "plugin-remembers--seed0.json"
+    first = json.loads(record_file.read_text())
+    record_file.unlink()  # the record goes, its training stays: the next run evaluates it again
+    (out / "results.json").unlink()
+    assert run.main(args) == 0
+    again = json.loads(record_file.read_text())
+    assert (first["train_reused"], again["train_reused"]) == (False, True)
+    assert first["fid"] == again["fid"] and first["kid"] == again["kid"]

@@ -298,6 +298,19 @@ def make_out_folder(out: Path) -> None:
         raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
 
 
+def note_folder(headers: zdata.Headers, size: int, size_by_default: bool) -> None:
+    """What reading a folder's images changes of them, where a user may not expect it."""
+    side = headers.largest_short_side
+    if size_by_default and 4 <= side < size:  # the default size may enlarge small images
+        console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
+                      f"{size}; --image-size {side} enlarges none of them, at less cost", highlight=False)
+    for files, what in ((headers.transparent, "images with transparency, which is dropped (their pixels are read as "
+                                             "stored, including any it hid)"),
+                        (headers.animated, "animated images, of which the first frame is read")):
+        if files:
+            console.print(f"note: {what}: {len(files)}, the first {files[0]}", highlight=False, soft_wrap=True)
+
+
 def feature_space(args: argparse.Namespace, splits: zdata.Splits, device: torch.device) -> features.FeatureSpace:
     if args.feature_space == "classifier":
         return features.classifier_space(splits, device=device, net_path=args.feature_net)
@@ -877,12 +890,9 @@ def _main(argv: list[str]) -> int:
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
-        if args.dataset.startswith("folder:") and args.image_size is None:  # the default size may enlarge small images
-            side = zdata.largest_short_side(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0])
-            if 4 <= side < splits.spec.height:
-                console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
-                              f"{splits.spec.height}; --image-size {side} enlarges none of them, at less cost",
-                              highlight=False)
+        if args.dataset.startswith("folder:"):
+            note_folder(zdata.folder_headers(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0]),
+                        splits.spec.height, args.image_size is None)
         jobs = plan(args, splits.spec)
         plugins = plugin_modules(jobs) if args.jobs > 1 else ()
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply

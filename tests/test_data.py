@@ -272,11 +272,28 @@ def test_a_folder_that_changes_while_it_is_read_is_refused(tmp_path, monkeypatch
         data.load_splits(f"folder:{tmp_path}", image_size=8)
 
 
-def test_the_largest_short_side_of_a_folder_is_read_from_the_headers(tmp_path):
-    """What the runner's note on enlarged images reads: below the image size, every image is enlarged."""
+def test_what_the_runner_notes_of_a_folder_is_read_from_the_headers(tmp_path, capsys):
+    """The runner's notes: below the image size, every image is enlarged; an alpha channel is dropped
+    and an animation read as its first frame (a probe found both done without a word)."""
+    from benchmarks import run
+
     for i, (w, h) in enumerate([(12, 30), (20, 9), (7, 7)]):
         Image.new("L", (w, h)).save(tmp_path / f"{i}.png")
-    assert data.largest_short_side(sorted(tmp_path.glob("*.png"))) == 12
+    Image.new("RGBA", (16, 16), (9, 9, 9, 0)).save(tmp_path / "3.png")
+    Image.new("P", (16, 16)).save(tmp_path / "4.png", transparency=0)  # a transparent colour, not a channel
+    frames = [Image.new("L", (16, 16), v) for v in (0, 255)]
+    frames[0].save(tmp_path / "5.gif", save_all=True, append_images=frames[1:])
+    headers = data.folder_headers(sorted(tmp_path.iterdir()))
+    assert headers.largest_short_side == 16 and headers.mode == "RGB"
+    assert headers.transparent == (tmp_path / "3.png", tmp_path / "4.png") and headers.animated == (tmp_path / "5.gif",)
+    run.note_folder(headers, 64, size_by_default=True)
+    printed = capsys.readouterr().out.replace("\n", " ")
+    assert "at most 16 pixels on their short side, enlarged to 64; --image-size 16" in printed
+    assert f"note: images with transparency, which is dropped (their pixels are read as stored, including any it hid): " \
+           f"2, the first {tmp_path / '3.png'}" in printed
+    assert f"note: animated images, of which the first frame is read: 1, the first {tmp_path / '5.gif'}" in printed
+    run.note_folder(data.folder_headers(sorted(tmp_path.glob("[012].png"))), 64, size_by_default=False)
+    assert capsys.readouterr().out == ""  # a size asked for is not noted, nor is what is not there
 
 
 def test_a_large_photo_is_read_without_pillows_two_line_warning(tmp_path, monkeypatch, recwarn):

@@ -343,22 +343,34 @@ def open_image(f: Path):
 def folder_mode(files: list[Path]) -> str:
     """"L" when every image is grey (8- or 16-bit), else "RGB" (headers only: no image is decoded).
     Both splits ask for the whole folder's: its headers are read once while no file changes."""
-    return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))[0]
+    return folder_headers(files).mode
 
 
-def largest_short_side(files: list[Path]) -> int:
-    """The largest short side among the images, in pixels: below the image size, every image is enlarged."""
-    return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))[1]
+@dataclass(frozen=True)
+class Headers:
+    """What a folder's image headers say, no image decoded: what the runner notes about its images."""
+    mode: str  # "L" when every image is grey, else "RGB"
+    largest_short_side: int  # below the image size, every image is enlarged
+    transparent: tuple[Path, ...]  # an alpha channel or a transparent colour: read without it, pixels as stored
+    animated: tuple[Path, ...]  # read as their first frame
+
+
+def folder_headers(files: list[Path]) -> Headers:
+    return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
 
 
 @functools.lru_cache(maxsize=4)
-def _headers(files: tuple[tuple[Path, int, int], ...]) -> tuple[str, int]:
-    modes, side = set(), 0
+def _headers(files: tuple[tuple[Path, int, int], ...]) -> Headers:
+    modes, side, transparent, animated = set(), 0, [], []
     for f, _, _ in files:
         with open_image(f) as img:
             modes.add("L" if img.mode in GREY else "RGB")
             side = max(side, min(img.size))
-    return "L" if modes == {"L"} else "RGB", side
+            if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
+                transparent.append(f)
+            if getattr(img, "is_animated", False):
+                animated.append(f)
+    return Headers("L" if modes == {"L"} else "RGB", side, tuple(transparent), tuple(animated))
 
 
 def upright(img: Any) -> Any:

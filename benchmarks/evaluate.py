@@ -12,8 +12,9 @@ with its FID statistics, the test half that sets the copy threshold beside them.
 """
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -48,7 +49,7 @@ class EvalSettings:
 
 
 @contextmanager
-def timed(seconds: dict[str, float], phase: str) -> Iterator[None]:
+def timed_into(seconds: dict[str, float], phase: str) -> Iterator[None]:
     """Add the wall-clock seconds of the block to seconds[phase]."""
     start = time.perf_counter()
     try:
@@ -112,27 +113,33 @@ def fid_and_classes(images: Tensor, splits: Splits, space: FeatureSpace, *, cuda
 
 
 def evaluate(model: Generator, splits: Splits, space: FeatureSpace, settings: EvalSettings, *, preset: str,
-             seed: int) -> tuple[dict[str, Any], Tensor]:
-    """Metrics of a trained model, and the samples they were computed on (N,C,H,W) on the CPU."""
+             seed: int, progress: Callable[[str], None] = lambda phase: None) -> tuple[dict[str, Any], Tensor]:
+    """Metrics of a trained model, and the samples they were computed on (N,C,H,W) on the CPU.
+    `progress` is told each phase as it starts (sampling, fidelity, likelihood, labels)."""
     seconds: dict[str, float] = {}
+
+    def timed(phase: str) -> contextlib.AbstractContextManager[None]:
+        progress(phase)
+        return timed_into(seconds, phase)
+
     cuda = model.device.type == "cuda"
     n = settings.samples_for(model, preset)
-    with timed(seconds, "sampling"):
+    with timed("sampling"):
         samples, sampling = speed.timed_sampling(model, n, batch=settings.speed_batch,
                                                  seed=derive_seed(seed, "sample", model.name))
     metrics: dict[str, Any] = {"nfe": model.nfe, **sampling}
     if not torch.isfinite(samples).all():
         return {**metrics, "status": "diverged", "error": "non-finite samples"}, samples
-    with timed(seconds, "fidelity"):
+    with timed("fidelity"):
         metrics.update(score_images(samples, splits, space, cuda=cuda))
     if isinstance(model, Likelihood):
-        with timed(seconds, "likelihood"):
+        with timed("likelihood"):
             # a seeded subset (in the split's order), not the first images: a split sorted by class would give its first classes
             x = splits.x_test if settings.bpd_images is None else splits.x_test[data_pick(splits, settings.bpd_images).sort().values]
             bpd, extras = likelihood.bits_per_dim(model, x, seed=derive_seed(seed, "bpd", model.name))
         metrics.update(bits_per_dim=bpd, bpd_kind=model.bpd_kind, bpd_images=len(x), bpd_extras=extras)
     if isinstance(model, Conditional) and space.probabilities is not None:
-        with timed(seconds, "labels"):
+        with timed("labels"):
             asked = torch.arange(min(n, settings.label_samples)) % (model.spec.num_classes or 1)
             drawn = model.sample(len(asked), generator=torch.Generator().manual_seed(derive_seed(seed, "labels", model.name)),
                                  labels=asked)
@@ -164,7 +171,7 @@ def score_data(splits: Splits, space: FeatureSpace, settings: EvalSettings) -> t
     seconds: dict[str, float] = {}
     pick = data_pick(splits, settings.samples)
     images = zdata.to_float(splits.x_test[pick])
-    with timed(seconds, "fidelity"):
+    with timed_into(seconds, "fidelity"):
         metrics = score_images(images, splits, space, test_indices=pick)
     return {**metrics, "eval_seconds": seconds}, images
 
@@ -179,6 +186,6 @@ def score_samples(images: Tensor, splits: Splits, space: FeatureSpace, settings:
     seconds: dict[str, float] = {}
     pick = seeded_pick(len(images), settings.samples)
     scored = zdata.to_float(images[pick])
-    with timed(seconds, "fidelity"):
+    with timed_into(seconds, "fidelity"):
         metrics = score_images(scored, splits, space, cuda=cuda)
     return {**metrics, "eval_seconds": seconds}, scored

@@ -56,7 +56,7 @@ from zoo.nets import replay
 from zoo.parallel import Processes
 from zoo.registry import describe_hparams, parse, parse_overrides, preset_entry, split_variant
 from zoo.seeds import derive_seed, seed_everything
-from zoo.train import STOP_SIGNALS, Diverged, Hook, Interrupted, fit, resolve_device, use_deterministic
+from zoo.train import STOP_SIGNALS, Diverged, Hook, Interrupted, fit, progress_bar, resolve_device, use_deterministic
 
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
@@ -425,7 +425,10 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
             console.print(f"note: {job.name} seed {seed}: the quality curve has {len(tr.curve)} of the {preset.curve.points} "
                           f"points of --curves: the shares of training that fall within one of its {tr.steps} steps are "
                           "measured once", highlight=False, soft_wrap=True)
-        metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed)
+        with progress_bar(f"{job.name} seed {seed}", console.is_terminal) as bar:
+            task = bar.add_task("evaluate", total=None, info="")
+            metrics, samples = evaluate.evaluate(model, splits, space, preset.eval, preset=preset.name, seed=seed,
+                                                 progress=lambda phase: bar.update(task, info=f"evaluating: {phase}"))
     every = max(1, len(tr.history) // 200)
     record = dataclasses.replace(
         record, **{"status": "ok", **metrics}, train_steps=tr.steps, train_seconds=tr.seconds,

@@ -102,7 +102,10 @@ def test_bits_per_dim_scores_a_subset_from_every_class_not_the_first_images(spli
     scored = []
     monkeypatch.setattr(evaluate.likelihood, "bits_per_dim", lambda model, x, seed: scored.append(x) or (8.0, {}))
     settings = evaluate.EvalSettings(samples=100, speed_batch=50, bpd_images=200)
-    metrics, _ = evaluate.evaluate(Density(splits.spec), splits, space, settings, preset="smoke", seed=0)
+    phases = []  # what the runner's progress line shows while a model is evaluated
+    metrics, _ = evaluate.evaluate(Density(splits.spec), splits, space, settings, preset="smoke", seed=0,
+                                   progress=phases.append)
+    assert phases == list(metrics["eval_seconds"]) == ["sampling", "fidelity", "likelihood"]
     (x,) = scored
     assert metrics["bpd_images"] == len(x) == 200
     index = {image.numpy().tobytes(): i for i, image in enumerate(splits.x_test)}  # which test image each one is

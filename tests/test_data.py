@@ -306,3 +306,13 @@ def test_a_large_photo_is_read_without_pillows_two_line_warning(tmp_path, monkey
     Image.new("L", (15, 15)).save(tmp_path / "huge.png")
     with pytest.raises(GenzooError, match="huge.png: DecompressionBombError"):
         data.read_image(tmp_path / "huge.png", "L", None)
+
+
+def test_a_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path):
+    """Found by a probe: `cannot read image D/a` and `b.png: ...` came as two lines."""
+    for i in range(40):
+        Image.new("L", (8, 8), i).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "a\nb.png").write_bytes(b"not an image")
+    with pytest.raises(GenzooError) as e:
+        data.load_splits(f"folder:{tmp_path}", image_size=8)
+    assert str(e.value) == f"cannot read image {tmp_path}/a\\nb.png: not an image Pillow knows, or its header is damaged"

@@ -26,7 +26,11 @@ from torch import Tensor, nn
 
 
 class GenzooError(ValueError):
-    """Bad input from a user: the message is one line that says what was wrong and what is accepted."""
+    """Bad input from a user: the message is one line that says what was wrong and what is accepted.
+    A line break inside it (in a file's name) is shown as \\n, so that it stays one line."""
+
+    def __str__(self) -> str:
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
 def one_line(e: BaseException, limit: int = 160) -> str:

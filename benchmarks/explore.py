@@ -56,6 +56,7 @@ from benchmarks.presets import PRESETS
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
 from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized, one_line
+from zoo.checkpoint import file_hash
 from zoo.data import Splits, load_splits, to_float
 from zoo.files import check_writable
 from zoo.metrics import fidelity, memorisation
@@ -155,17 +156,7 @@ class Context:
     def splits(self) -> Splits:
         """The run's own data, loaded when a figure first asks (the training figure never does)."""
         if self._splits is None:
-            options = run_settings(self.run)
-            try:
-                splits = load_splits(self.run["dataset"], image_size=options.get("image_size"),
-                                     labels=options.get("labels", "auto"), data_root=options.get("data_root", "data"))
-            except GenzooError as e:  # moved or deleted since the run: say which run's data, not which option to pass
-                raise GenzooError(f"{self.folder.path} was run on {self.run['dataset']}, which cannot be read now: {e}") from None
-            # the figures set the models against their training data: other images would draw a false lesson
-            self.folder.check_same_data(self.run, splits.content_hash, self.run["dataset"],
-                                        "its images, or how genzoo reads them, changed since the run; "
-                                        "explore draws against the run's own data")
-            self._splits = splits
+            self._splits = run_data(self.folder, self.run, "explore draws")
         return self._splits
 
     @property
@@ -200,14 +191,39 @@ class Context:
 
 # -- loading ------------------------------------------------------------------------------------
 
+def run_data(folder: RunFolder, run: dict[str, Any], who: str, uint8: bool = False) -> Splits:
+    """The data a run folder was made with (its run info `run`), as read now. Data moved or deleted
+    since, or changed, is one line: `who` ("explore draws") sets models against their training data,
+    and other images would draw a false lesson."""
+    options = run_settings(run)
+    try:
+        splits = load_splits(run["dataset"], image_size=options.get("image_size"), labels=options.get("labels", "auto"),
+                             data_root=options.get("data_root", "data"), uint8=uint8)
+    except GenzooError as e:  # say which run's data, not which option to pass
+        raise GenzooError(f"{folder.path} was run on {run['dataset']}, which cannot be read now: {e}") from None
+    folder.check_same_data(run, splits.content_hash, run["dataset"],
+                           f"its images, or how genzoo reads them, changed since the run; {who} against the run's own data")
+    return splits
+
+
+def weights_problem(folder: RunFolder, rec: Record) -> str | None:
+    """Why a record's checkpoint cannot be drawn from: missing, or not the weights it was scored with."""
+    ckpt = folder.path / (rec.checkpoint or "")
+    if not rec.checkpoint or not (ckpt / "config.json").is_file() or not (ckpt / "model.safetensors").is_file():
+        return f"no checkpoint at {ckpt} (model.safetensors + config.json)"
+    if rec.weights_hash and file_hash(ckpt / "model.safetensors") != rec.weights_hash:
+        return (f"{ckpt / 'model.safetensors'} is not the file {rec.model} seed {rec.seed} was scored with (its hash "
+                "differs from the record's); the run's command trains it again")
+    return None
+
+
 def load_model(folder: RunFolder, rec: Record) -> Generator:
     """Rebuild a record's model from its checkpoint: the record's own name and hparams (ddim and
     ddpm share a checkpoint saved under whichever trained first), then the weights."""
+    if why := weights_problem(folder, rec):
+        raise GenzooError(why)
     ckpt = folder.path / (rec.checkpoint or "")
-    config = ckpt / "config.json"
-    if not rec.checkpoint or not config.is_file() or not (ckpt / "model.safetensors").is_file():
-        raise GenzooError(f"no checkpoint at {ckpt} (model.safetensors + config.json)")
-    spec = DataSpec(**json.loads(config.read_text())["spec"])
+    spec = DataSpec(**json.loads((ckpt / "config.json").read_text())["spec"])
     model = zoo.create(rec.model, spec, **rec.hparams)
     model.load_weights(ckpt)
     return model.eval()

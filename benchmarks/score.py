@@ -20,7 +20,7 @@ What is accepted, and what is refused in one line:
 - layout (N,H,W), (N,C,H,W) or (N,H,W,C) with C 1 or 3, at the dataset's image size exactly (no
   resampling: resizing changes the scores);
 - values: uint8 0..255, other integers within 0..255, or floats in [0,1] (up to 1e-4 outside is
-  clipped); anything else (a [-1,1] range, 0..255 as floats, NaN) is refused, saying what it saw;
+  clipped); anything else (a [-1,1] range, 0..255 as floats, integers 0/1, NaN) is refused, saying what it saw;
 - channels: three equal channels are read as grey for a grey dataset (other colour is refused); a
   grey image for a colour dataset is repeated into three channels (a note says so);
 - too few samples for a metric: that metric is left empty and the reason printed (FID and KID need
@@ -214,13 +214,14 @@ def _values(x: Tensor, path: Path) -> Tensor:
         raise GenzooError(f"samples {path} hold no images")
     if x.dtype == torch.bool or x.is_complex():
         raise GenzooError(f"samples {path} are {x.dtype}; expected uint8 0..255 or floats in [0,1]")
-    if x.dtype == torch.uint8:
-        return x.contiguous()
     if not x.is_floating_point():
         values = x.numpy()  # numpy's min and max: torch has none for uint16, uint32 and uint64
         least, most = int(values.min()), int(values.max())
         if least < 0 or most > 255:
             raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255 (or floats in [0,1])")
+        if (least, most) == (0, 1):  # 0/1 pixels: as 0..255 they are black, and would be scored so
+            raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255: for 0/1 pixels "
+                              "multiply by 255, or store floats in [0,1]")
         return x.to(torch.uint8).contiguous()
     x = x.float()
     if not torch.isfinite(x).all():

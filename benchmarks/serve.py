@@ -51,9 +51,8 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 import zoo
 import zoo.explore as ex
 from benchmarks.cli import Parser, set_threads
-from benchmarks.explore import load_model, lowest_seeds, tint_undrawn
+from benchmarks.explore import load_model, lowest_seeds, run_data, tint_undrawn, weights_problem
 from benchmarks.records import Record, RunFolder
-from benchmarks.score import run_settings
 from zoo.base import (
     CodeSampler,
     Conditional,
@@ -67,8 +66,7 @@ from zoo.base import (
     config_types,
     one_line,
 )
-from zoo.data import class_names
-from zoo.data import load as load_data
+from zoo.data import to_float
 from zoo.train import resolve_device
 
 PAGE = Path(__file__).parent / "page"
@@ -120,19 +118,26 @@ class Entry:
         return self.cls.Config(**{**self.record.hparams, **settings})
 
 
-def servable(folder: RunFolder, records: list[Record]) -> dict[str, Entry]:
-    """Per model, its lowest seed's record if that finished and its checkpoint is on disk (the record
-    `benchmarks.explore.load_models` picks), without loading anything."""
+def servable(folder: RunFolder, records: list[Record]) -> tuple[dict[str, Entry], dict[str, str]]:
+    """Per model, its lowest seed's record (the one `benchmarks.explore.load_models` picks) if that
+    finished and its checkpoint holds the weights it scored, without loading them; and why each other
+    model is not served."""
     out: dict[str, Entry] = {}
+    skipped: dict[str, str] = {}
     for name, rec in lowest_seeds(records).items():
         ckpt = folder.path / (rec.checkpoint or "")
-        if not (rec.ok and rec.checkpoint and (ckpt / "model.safetensors").is_file() and (ckpt / "config.json").is_file()):
-            continue
-        try:
-            out[name] = Entry(rec, zoo.registry.get(name), DataSpec(**json.loads((ckpt / "config.json").read_text())["spec"]))
-        except (GenzooError, ValueError, KeyError, TypeError):
-            continue  # a plugin that is not installed here, or a config.json that does not read
-    return out
+        if not rec.ok:
+            skipped[name] = f"status {rec.status}"
+        elif why := weights_problem(folder, rec):
+            skipped[name] = why
+        else:
+            try:
+                out[name] = Entry(rec, zoo.registry.get(name), DataSpec(**json.loads((ckpt / "config.json").read_text())["spec"]))
+            except GenzooError as e:  # a plugin that is not installed here
+                skipped[name] = str(e)
+            except (ValueError, KeyError, TypeError) as e:
+                skipped[name] = f"its {ckpt / 'config.json'} does not read: {one_line(e)}"
+    return out, skipped
 
 
 @dataclass
@@ -157,16 +162,21 @@ class Run:
         self.info, records = self.folder.read()
         if "dataset" not in self.info:
             raise GenzooError(f"{self.folder.results} has no run info (dataset); is {self.folder.path} a run folder?")
-        self.entries = servable(self.folder, records)
-        if not self.entries:
+        self.entries, self.skipped = servable(self.folder, records)
+        if not self.entries and not (self.folder.path / "checkpoints").is_dir():
             raise GenzooError(NO_CHECKPOINTS.format(path=self.folder.path))
+        if not self.entries:
+            raise GenzooError(f"{self.folder.path} has no model to serve: "
+                              + "; ".join(f"{name}: {why}" for name, why in self.skipped.items()))
         self.device = resolve_device(device)
-        self.class_names = class_names(self.info["dataset"], run_settings(self.info).get("labels", "auto"))
         self.lock = threading.Lock()
         self._models: OrderedDict[tuple[str, tuple[tuple[str, Any], ...]], Generator] = OrderedDict()
         self._planes: dict[str, Plane] = {}
-        self._test: tuple[Tensor, Tensor | None] | None = None
-        self._data_lock = threading.Lock()
+        # The test split (images in [0,1], labels or None), read now: the page draws against the run's
+        # own data, and data gone or changed since the run is one line here rather than a failed page.
+        splits = run_data(self.folder, self.info, "the page draws", uint8=True)
+        self.test = (to_float(splits.x_test), splits.y_test)
+        self.class_names = splits.classes
 
     @contextmanager
     def working(self) -> Iterator[None]:
@@ -181,6 +191,8 @@ class Run:
     def entry(self, name: str | None) -> Entry:
         if not name:
             raise Refused(400, f"model is missing; this run serves: {', '.join(self.entries)}")
+        if name in self.skipped:
+            raise Refused(404, f"{name} is not served: {self.skipped[name]}")
         if name not in self.entries:
             raise Refused(404, f"unknown model {name!r}; this run serves: {', '.join(self.entries)}")
         return self.entries[name]
@@ -194,7 +206,7 @@ class Run:
             try:
                 self._models[key] = load_model(self.folder, record).to(self.device)
             except GenzooError as e:
-                if not (checkpoint / "model.safetensors").is_file():  # removed since the server started
+                if weights_problem(self.folder, record):  # removed or changed since the server started
                     raise Refused(500, str(e)) from None
                 raise  # settings outside what the model accepts: the request's fault (400)
             except Exception as e:  # noqa: BLE001 - damaged weights: the file's fault, named in one line
@@ -204,21 +216,10 @@ class Run:
         self._models.move_to_end(key)
         return self._models[key]
 
-    def test_images(self) -> tuple[Tensor, Tensor | None]:
-        """The run's test split (images in [0,1], labels or None), read from disk once."""
-        with self._data_lock:
-            if self._test is None:
-                options = run_settings(self.info)
-                _, x, y = load_data(self.info["dataset"], split="test", image_size=options.get("image_size"),
-                                    data_root=options.get("data_root", "data"), labels=options.get("labels", "auto"),
-                                    download=False)
-                self._test = (x, y)
-            return self._test
-
     def plane(self, entry: Entry) -> Plane:
         """The model's plane, computed once (call it holding the lock)."""
         if entry.name not in self._planes:
-            self._planes[entry.name] = make_plane(self.model(entry), *self.test_images())
+            self._planes[entry.name] = make_plane(self.model(entry), *self.test)
         return self._planes[entry.name]
 
 
@@ -292,6 +293,7 @@ def describe_model(entry: Entry, run: Run) -> dict[str, Any]:
 # -- the request's parameters -------------------------------------------------------------------
 
 INT = re.compile(r"[+-]?[0-9]{1,12}")
+MAX_FIELDS = 20  # query parameters a request may give: more than any endpoint takes
 FLOAT = re.compile(r"[+-]?([0-9]{1,12}(\.[0-9]*)?|\.[0-9]+)")
 
 
@@ -300,8 +302,10 @@ class Query:
     not take, a repeated one or a malformed number is refused in one line."""
 
     def __init__(self, endpoint: str, text: str, allowed: tuple[str, ...]):
+        if text.count("&") >= MAX_FIELDS:
+            raise Refused(400, f"over {MAX_FIELDS} query parameters; {endpoint} takes: {', '.join(allowed) or 'none'}")
         try:
-            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=20)
+            pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except ValueError as e:
             raise Refused(400, f"malformed query string: {e}") from None
         names = [k for k, _ in pairs]
@@ -481,7 +485,7 @@ def api_run(run: Run, query: str) -> Reply:
                for p in sorted(path.glob(pattern))]
     return as_json({"folder": path.name, "dataset": run.info.get("dataset"), "preset": run.info.get("preset"),
                     "device": str(run.device), "pass_budget": PASS_BUDGET, "max_images": MAX_IMAGES,
-                    "test_images": len(run.test_images()[0]), "pair": first_pair(*run.test_images()),
+                    "test_images": len(run.test[0]), "pair": first_pair(*run.test),
                     "report": "index.html" if (path / "index.html").is_file() else None,
                     "results": "results.md" if (path / "results.md").is_file() else None, "figures": figures})
 
@@ -564,7 +568,7 @@ def api_plane(run: Run, query: str) -> Reply:
 
 
 def pick_test_image(run: Run, q: Query, name: str) -> tuple[int, Tensor, str]:
-    x, y = run.test_images()
+    x, y = run.test
     i = q.int(name, None, 0, len(x) - 1)
     if i is None:
         raise Refused(400, f"{name} is required: a test image's index in [0, {len(x) - 1}]")
@@ -589,6 +593,9 @@ def api_interpolate(run: Run, query: str) -> Reply:
         (i, xa, la), (j, xb, lb) = pick_test_image(run, q, "a"), pick_test_image(run, q, "b")
         ends = f"test images {i} ({la}) and {j} ({lb})"
     elif issubclass(entry.cls, CodeSampler) and not issubclass(entry.cls, Conditional):
+        if q.text("a") is not None or q.text("b") is not None:
+            raise Refused(400, f"{entry.name} interpolates between two random codes from the seed: it takes no a or b "
+                               "(test images need an encoder or an inversion to noise)")
         ends = f"two random codes (seed {seed}); no images at the ends"
     else:
         raise Refused(400, f"{entry.name} cannot interpolate: no encoder, no inversion to noise and no unconditional code sampler")
@@ -658,7 +665,9 @@ def run_file(run: Run, rel: str) -> Path:
     absolute path, a link that points out) is refused."""
     rel = urllib.parse.unquote(rel)
     parts = PurePosixPath(rel).parts
-    if not rel or "\x00" in rel or rel.startswith("/") or "\\" in rel or ".." in parts:
+    if not rel:
+        raise Refused(404, "no file named: /files/PATH serves the file PATH of the run folder")
+    if "\x00" in rel or rel.startswith("/") or "\\" in rel or ".." in parts:
         raise Refused(403, "only the run folder's own files are served: no '..', no absolute path")
     root = run.folder.path.resolve()
     try:
@@ -691,7 +700,7 @@ class Handler(BaseHTTPRequestHandler):
     def refuse_method(self) -> None:
         self.send_line(405, "only GET and HEAD are served: the API takes no request bodies", {"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = refuse_method
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = refuse_method
 
     def respond(self, body: bool) -> None:
         try:
@@ -713,7 +722,7 @@ class Handler(BaseHTTPRequestHandler):
         length = self.headers.get("Content-Length", "0").strip()
         if not length.isdigit():
             raise Refused(400, "malformed Content-Length")
-        if int(length) > 0:
+        if int(length) > 0 or "Transfer-Encoding" in self.headers:  # a body, sized or chunked
             raise Refused(413, "the API takes no request bodies; its parameters are in the query string")
         path, _, query = self.path.partition("?")
         if path.startswith("/files/"):
@@ -805,6 +814,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"error: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
         return 2
+    for name, why in run.skipped.items():
+        print(f"not served: {name}: {why}", flush=True)
     print(f"serving {run.folder.path} ({len(run.entries)} models: {', '.join(run.entries)}) on {run.device} "
           f"at {url(server)}  (Ctrl-C stops)", flush=True)
     try:

@@ -49,7 +49,7 @@ def test_bad_split_and_size():
 def test_missing_and_empty_folder(tmp_path):
     with pytest.raises(GenzooError, match="does not exist"):
         data.load(f"folder:{tmp_path / 'missing'}")
-    with pytest.raises(GenzooError, match="does not exist; pass folder:PATH"):
+    with pytest.raises(GenzooError, match=f"^image folder {tmp_path / 'missing'} does not exist$"):
         data.load_splits(f"folder:{tmp_path / 'missing'}")
     with pytest.raises(GenzooError, match="has no images"):
         data.load(f"folder:{tmp_path}")

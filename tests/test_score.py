@@ -276,6 +276,8 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
         "wide-uint16.pt": (torch.full((4, 28, 28), 300).to(torch.uint16), "torch.uint16 from 300 to 300; expected 0..255"),
         "none.pt": (torch.zeros(0, 28, 28), "hold no images"),
         "bool.pt": (torch.zeros(4, 28, 28, dtype=torch.bool), "torch.bool"),
+        "binary.pt": (torch.rand(4, 28, 28).round().long(), "from 0 to 1; expected 0..255: for 0/1 pixels multiply by 255"),
+        "binary-uint8.pt": (torch.rand(4, 28, 28).round().to(torch.uint8), "torch.uint8 from 0 to 1; expected 0..255"),
     }
     for name, (x, message) in cases.items():
         torch.save(x, tmp_path / name)

@@ -263,7 +263,7 @@ def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[st
     are refused: whether the subfolders are classes is not clear."""
     if not root.is_dir():
         what = "is a file, not a folder" if root.exists() else "does not exist"
-        raise GenzooError(f"image folder {root} {what}; pass folder:PATH with a folder of images")
+        raise GenzooError(f"image folder {root} {what}")
     files = image_files(root)
     if not files:
         raise GenzooError(f"image folder {root} has no images ({', '.join(sorted(IMAGE_EXTS))})")

@@ -63,6 +63,7 @@ from zoo.base import (
     Latent,
     Stepwise,
     accepts,
+    check_config,
     config_types,
     one_line,
 )
@@ -119,25 +120,36 @@ class Entry:
 
 
 def servable(folder: RunFolder, records: list[Record]) -> tuple[dict[str, Entry], dict[str, str]]:
-    """Per model, its lowest seed's record (the one `benchmarks.explore.load_models` picks) if that
-    finished and its checkpoint holds the weights it scored, without loading them; and why each other
-    model is not served."""
+    """Per model, its lowest seed's record (the one `benchmarks.explore.load_models` picks) as the page
+    offers it, nothing loaded; and why each other model is not served."""
     out: dict[str, Entry] = {}
     skipped: dict[str, str] = {}
     for name, rec in lowest_seeds(records).items():
-        ckpt = folder.path / (rec.checkpoint or "")
-        if not rec.ok:
-            skipped[name] = f"status {rec.status}"
-        elif why := weights_problem(folder, rec):
-            skipped[name] = why
-        else:
-            try:
-                out[name] = Entry(rec, zoo.registry.get(name), DataSpec(**json.loads((ckpt / "config.json").read_text())["spec"]))
-            except GenzooError as e:  # a plugin that is not installed here
-                skipped[name] = str(e)
-            except (ValueError, KeyError, TypeError) as e:
-                skipped[name] = f"its {ckpt / 'config.json'} does not read: {one_line(e)}"
+        try:
+            out[name] = served_entry(folder, rec)
+        except GenzooError as e:
+            skipped[name] = str(e)
     return out, skipped
+
+
+def served_entry(folder: RunFolder, rec: Record) -> Entry:
+    """A finished record whose checkpoint holds the weights it scored, and whose settings this genzoo
+    accepts (a record from another version may hold others): one line where it is not."""
+    if not rec.ok:
+        raise GenzooError(f"status {rec.status}")
+    if why := weights_problem(folder, rec):
+        raise GenzooError(why)
+    config = folder.path / (rec.checkpoint or "") / "config.json"
+    try:
+        spec = DataSpec(**json.loads(config.read_text())["spec"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise GenzooError(f"its {config} does not read: {one_line(e)}") from None
+    cls = zoo.registry.get(rec.model)  # a plugin that is not installed here: one line
+    try:
+        check_config(rec.model, cls.Config(**rec.hparams))
+    except (GenzooError, TypeError) as e:
+        raise GenzooError(f"its record's settings are not accepted here: {e if isinstance(e, GenzooError) else one_line(e)}") from None
+    return Entry(rec, cls, spec)
 
 
 @dataclass

@@ -386,8 +386,13 @@ def test_changed_weights_and_a_damaged_config_are_not_served_and_said_so(run_fol
     changed = {k: v + 1 for k, v in load_file(weights).items()}  # a valid file, other weights
     save_file(changed, weights)
     (copy / records["vae"].record.checkpoint / "config.json").write_text("{")
+    ddim = json.loads((copy / "records" / "ddim--seed0.json").read_text())
+    ddim["hparams"]["steps"] = 5000  # as a record from a genzoo whose bounds differed might hold
+    (copy / "records" / "ddim--seed0.json").write_text(json.dumps(ddim))
     served = serve.Run(copy)
-    assert "ae" not in served.entries and "vae" not in served.entries and "ddim" in served.entries
+    assert "ae" not in served.entries and "vae" not in served.entries and "dcgan" in served.entries
+    assert served.skipped["ddim"] == ("its record's settings are not accepted here: ddim: steps must be an int in "
+                                      "[1, 1000], got 5000")
     assert served.skipped["ae"].endswith("was scored with (its hash differs from the record's); the run's command trains it again")
     assert served.skipped["vae"].startswith(f"its {copy / records['vae'].record.checkpoint / 'config.json'} does not read: JSONDecodeError")
     with pytest.raises(serve.Refused, match="^ae is not served: .*model.safetensors is not the file ae seed 0") as refused:
@@ -409,7 +414,7 @@ def test_changed_weights_and_a_damaged_config_are_not_served_and_said_so(run_fol
     assert serve.main([str(copy), "--port", "0"]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("not served: ae: ") and printed[1].startswith("not served: vae: its ")
-    assert printed[2].startswith(f"serving {copy} (4 models: ")
+    assert printed[2].startswith("not served: ddim: ") and printed[3].startswith(f"serving {copy} (3 models: ")
 
 
 @pytest.mark.parametrize("change, words", [

@@ -1151,6 +1151,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.pairs <= MAX_PAIRS:
             raise GenzooError(f"--pairs must be an int in [1, {MAX_PAIRS}] (each is a row per model of the "
                               f"interpolation figure), got {args.pairs}")
+        if not 0 <= args.seed < 2**31:  # the page's range too
+            raise GenzooError(f"--seed must be an int in [0, {2**31 - 1}], got {args.seed}")
         settings = Settings(samples=args.samples, pairs=args.pairs, seed=args.seed)
         explore(args.run_folder, names, figures, settings, device=args.device)
     except GenzooError as e:

@@ -329,6 +329,7 @@ def test_an_empty_list_entry_is_one_line(tmp_path, capsys, option, value):
     ("--pairs", "100000", "--pairs must be an int in [1, 10] (each is a row per model of the interpolation figure), "
                           "got 100000"),
     ("--pairs", "0", "--pairs must be an int in [1, 10]"),
+    ("--seed", "-1", "--seed must be an int in [0, 2147483647], got -1"),  # as the page's
 ])
 def test_a_count_out_of_bounds_is_one_line(tmp_path, capsys, option, value, said):
     """Checked before the folder is read: a huge count would run for minutes."""

@@ -198,7 +198,7 @@ def run_data(folder: RunFolder, run: dict[str, Any], who: str, uint8: bool = Fal
     options = run_settings(run)
     try:
         splits = load_splits(run["dataset"], image_size=options.get("image_size"), labels=options.get("labels", "auto"),
-                             data_root=options.get("data_root", "data"), uint8=uint8)
+                             data_root=options.get("data_root", "data"), uint8=uint8, download=False)
     except GenzooError as e:  # say which run's data, not which option to pass
         raise GenzooError(f"{folder.path} was run on {run['dataset']}, which cannot be read now: {e}") from None
     folder.check_same_data(run, splits.content_hash, run["dataset"],
@@ -213,7 +213,7 @@ def weights_problem(folder: RunFolder, rec: Record) -> str | None:
         return f"no checkpoint at {ckpt} (model.safetensors + config.json)"
     if rec.weights_hash and file_hash(ckpt / "model.safetensors") != rec.weights_hash:
         return (f"{ckpt / 'model.safetensors'} is not the file {rec.model} seed {rec.seed} was scored with (its hash "
-                "differs from the record's); the run's command trains it again")
+                "differs from the record's); the run's command trains or scores it again")
     return None
 
 

@@ -304,9 +304,10 @@ def note_folder(headers: zdata.Headers, size: int, size_by_default: bool) -> Non
     if size_by_default and 4 <= side < size:  # the default size may enlarge small images
         console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
                       f"{size}; --image-size {side} enlarges none of them, at less cost", highlight=False)
-    for files, what in ((headers.transparent, "images with transparency, which is dropped (their pixels are read as "
-                                             "stored, including any it hid)"),
-                        (headers.animated, "animated images, of which the first frame is read")):
+    for files, what in ((headers.transparent, "images with an alpha channel or a transparent colour, which is ignored "
+                                             "(pixels are read as stored, whatever transparency they had)"),
+                        (headers.animated, "images of several frames (an animation, pages, a camera's preview), of "
+                                           "which the first is read")):
         if files:
             console.print(f"note: {what}: {len(files)}, the first {files[0]}", highlight=False, soft_wrap=True)
 
@@ -410,9 +411,15 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         if not tr.reused and key not in together:
             # Evaluate it as saved, as a reuse, `score` and the lecture page do: a training then scores
             # the same whether it ran now or earlier (a plugin's state outside its weights is not saved).
+            del model  # its weights and optimizer states go before the new one is built
             model = build(job, seed, splits.spec, preset, device)
-            if Checkpoint(ckpt).load_finished(model) is None:
-                raise GenzooError(f"checkpoint {ckpt} changed while {job.name} seed {seed} was being evaluated")
+            try:
+                model.load_weights(ckpt)  # written and hashed a moment ago
+            except Exception as e:  # a plugin that saves what its freshly built model cannot take
+                why = " ".join(str(e).split())[:300]  # torch names the weight on the lines after its first
+                raise GenzooError(f"{job.name}'s checkpoint does not load into a freshly built {job.name}: {why}; "
+                                  "what it saves must fit the model its Config builds (a buffer whose shape training "
+                                  "changes?)") from None
         assert space is not None
         record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
                         overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),

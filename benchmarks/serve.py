@@ -136,7 +136,7 @@ def served_entry(folder: RunFolder, rec: Record) -> Entry:
     """A finished record whose checkpoint holds the weights it scored, and whose settings this genzoo
     accepts (a record from another version may hold others): one line where it is not."""
     if not rec.ok:
-        raise GenzooError(f"status {rec.status}")
+        raise GenzooError(f"status {rec.status}" + (f": {rec.error}" if rec.error else ""))
     if why := weights_problem(folder, rec):
         raise GenzooError(why)
     config = folder.path / (rec.checkpoint or "") / "config.json"

@@ -366,7 +366,7 @@ def test_a_checkpoint_whose_weights_do_not_load_is_named_in_one_line(run_folder,
         served.model(served.entry("ae"))
     assert refused.value.status == 500 and str(refused.value) == (
         f"{weights} is not the file ae seed 0 was scored with (its hash differs from the record's); "
-        "the run's command trains it again")
+        "the run's command trains or scores it again")
     served.entry("ae").record.weights_hash = None  # a first-wave record, without a hash: the load itself fails
     with pytest.raises(serve.Refused) as refused:
         served.model(served.entry("ae"))
@@ -393,7 +393,7 @@ def test_changed_weights_and_a_damaged_config_are_not_served_and_said_so(run_fol
     assert "ae" not in served.entries and "vae" not in served.entries and "dcgan" in served.entries
     assert served.skipped["ddim"] == ("its record's settings are not accepted here: ddim: steps must be an int in "
                                       "[1, 1000], got 5000")
-    assert served.skipped["ae"].endswith("was scored with (its hash differs from the record's); the run's command trains it again")
+    assert served.skipped["ae"].endswith("was scored with (its hash differs from the record's); the run's command trains or scores it again")
     assert served.skipped["vae"].startswith(f"its {copy / records['vae'].record.checkpoint / 'config.json'} does not read: JSONDecodeError")
     with pytest.raises(serve.Refused, match="^ae is not served: .*model.safetensors is not the file ae seed 0") as refused:
         served.entry("ae")

@@ -87,15 +87,16 @@ def content_hash(*tensors: Tensor | None) -> str:
 
 
 def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_root: str | Path = "data",
-                uint8: bool = False, min_test: int = 1, labels: str = "auto") -> Splits:
+                uint8: bool = False, min_test: int = 1, labels: str = "auto", download: bool = True) -> Splits:
     """Both splits of a dataset, with their content hash (the same for `uint8` and float images; the
     labels are part of it) and class names. A folder too small to hold out `min_test` test images is
     refused (the test split is read first, so that comes before reading the rest), and so is one that
     changes while it is read: each split lists it, and a file added between them would be in both."""
     before = folder_layout(folder_root(name), "none")[0] if name.startswith("folder:") else None  # a missing folder: one line
     _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test,
-                     labels=labels)
-    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels)
+                     labels=labels, download=download)
+    spec, x, y = load(name, split="train", image_size=image_size, data_root=data_root, uint8=uint8, labels=labels,
+                      download=download)
     classes = class_names(name, labels)
     if before is not None and (after := image_files(folder_root(name))) != before:
         first = min(set(before) ^ set(after))
@@ -352,7 +353,7 @@ class Headers:
     mode: str  # "L" when every image is grey, else "RGB"
     largest_short_side: int  # below the image size, every image is enlarged
     transparent: tuple[Path, ...]  # an alpha channel or a transparent colour: read without it, pixels as stored
-    animated: tuple[Path, ...]  # read as their first frame
+    animated: tuple[Path, ...]  # several frames (an animation, a TIFF's pages, an MPO's preview): read as the first
 
 
 def folder_headers(files: list[Path]) -> Headers:

@@ -375,18 +375,25 @@ def recognisable_apart(line: CurveLine) -> tuple[list[float], list[tuple[float, 
 
 
 def _spread(records: list[Record], key: str) -> tuple[list[float], list[float], list[float]]:
-    """Median, lowest and highest of `key` over the seeds at each point index: the points are at
-    the same shares of every seed's budget, so the i-th points of the seeds belong together."""
+    """Median, lowest and highest of `key` over the seeds at each share of the budget any of them
+    measured, in order: a seed reused from a run with another --curves holds other shares than the
+    rest, so points are matched by their share, not their place in the curve."""
     middle: list[float] = []
     low: list[float] = []
     high: list[float] = []
-    for i in range(max(len(r.quality_curve) for r in records)):
-        values = [_number(r.quality_curve[i].get(key)) for r in records if i < len(r.quality_curve)]
+    for share in sorted({_share(p) for r in records for p in r.quality_curve}):
+        values = [_number(p.get(key)) for r in records for p in r.quality_curve if _share(p) == share]
         found = [v for v in values if not math.isnan(v)] or [math.nan]
         middle.append(statistics.median(found))
         low.append(min(found))
         high.append(max(found))
     return middle, low, high
+
+
+def _share(point: dict[str, Any]) -> float:
+    """The share of the budget (a power of two, `curves.fractions`) a curve point was measured for: it
+    is measured at the first step at or past its share, so its fraction lies within a factor of two above."""
+    return 2.0 ** math.floor(math.log2(point["fraction"]) + 1e-6)
 
 
 def _number(value: Any) -> float:

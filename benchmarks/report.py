@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -284,17 +285,23 @@ def render(path: str | Path, draw: bool = True) -> list[Path]:
     with folder.lock("report"):  # runners sharing a folder take turns; the last one draws every record
         run, records = folder.read()
         records = flag(records)
-        made = [] if not draw else [
-            plots.comparison(records, folder, folder.path / "comparison.png"),
-            plots.quality_vs_cost(records, folder.path / "plots" / "quality_vs_cost.png"),
-            plots.bits_per_dim(records, folder.path / "plots" / "bits_per_dim.png"),
-            plots.sampler_tradeoff(records, folder.path / "plots" / "sampler_tradeoff.png"),
-            plots.guidance_tradeoff(records, folder.path / "plots" / "guidance_tradeoff.png"),
-            plots.quality_vs_training_compute(records, folder.path / "plots" / "quality_vs_training_compute.png"),
-            plots.loss_curves(records, folder.path / "plots" / "loss_curves.png"),
-        ]
+        figures: dict[str, Callable[[Path], Path | None]] = {
+            "comparison.png": lambda p: plots.comparison(records, folder, p),
+            "plots/quality_vs_cost.png": lambda p: plots.quality_vs_cost(records, p),
+            "plots/bits_per_dim.png": lambda p: plots.bits_per_dim(records, p),
+            "plots/sampler_tradeoff.png": lambda p: plots.sampler_tradeoff(records, p),
+            "plots/guidance_tradeoff.png": lambda p: plots.guidance_tradeoff(records, p),
+            "plots/quality_vs_training_compute.png": lambda p: plots.quality_vs_training_compute(records, p),
+            "plots/loss_curves.png": lambda p: plots.loss_curves(records, p),
+        }
+        made = []
+        for name, draw_figure in figures.items() if draw else ():
+            if (drawn := draw_figure(folder.path / name)) is not None:
+                made.append(drawn)
+            else:  # nothing of it in these records: an older run's figure would pass for this one's
+                (folder.path / name).unlink(missing_ok=True)
         page = write_reports(folder, run, records)
-    return [p for p in made if p is not None] + [page]
+    return [*made, page]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -145,9 +145,23 @@ def test_a_collapsed_point_is_a_cross_off_the_recognisable_line():
     samples of one class, recognisable 1.0. That point leaves the line and becomes a cross."""
     flops = [1e11, 2e11, 4e11]
     rec = Record("ddpm", 0, status="ok", train_key="diffusion-1", quality_curve=[
-        {"flops": f, "fid": fid, "recognisable": share, "modes": modes, "samples": 200, "sampler": "ddpm"}
+        {"fraction": f / 4e11, "flops": f, "fid": fid, "recognisable": share, "modes": modes, "samples": 200, "sampler": "ddpm"}
         for f, fid, share, modes in zip(flops, (1500.0, 400.0, 120.0), (1.0, 0.2, 0.45), (1, 8, 10))])
     (line,) = plots.curve_lines([rec])
     shares, crosses = plots.recognisable_apart(line)
     assert math.isnan(shares[0]) and shares[1:] == [0.2, 0.45]
     assert crosses == [(1e11, 1.0)]
+
+
+def test_seeds_measured_at_other_shares_are_matched_by_share_not_by_place():
+    """Found by a probe: seed 0 reused from a run with --curves 4 beside seeds 1 and 2 measured with
+    --curves 2; their points were paired by place, so the line ran backwards through wrong bands."""
+    def seed(n, fractions):  # a 20-step training: a point is measured at the first step past its share
+        return Record("vae", n, status="ok", train_key=f"vae-{n}", quality_curve=[
+            {"fraction": f, "flops": f * 1e12, "fid": 100 / f + n, "recognisable": 0.5, "modes": 10, "samples": 200}
+            for f in fractions])
+
+    (line,) = plots.curve_lines([seed(0, [0.15, 0.25, 0.5, 1.0]), seed(1, [0.5, 1.0]), seed(2, [0.5, 1.0])])
+    assert line.flops == [0.15e12, 0.25e12, 0.5e12, 1e12]  # medians per share, in order
+    middle, low, high = line.values["fid"]
+    assert middle == [100 / 0.15, 400, 201, 101] and low == [100 / 0.15, 400, 200, 100] and high[2:] == [202, 102]

@@ -255,3 +255,18 @@ def test_a_file_where_the_report_writes_a_folder_is_one_line(tmp_path, capsys):
     assert report.main([str(folder)]) == 2
     out = capsys.readouterr().out.strip()
     assert len(out.splitlines()) == 1 and "holds plots as a file where a run keeps a folder" in out, out
+
+
+@pytest.mark.slow
+def test_a_figure_with_nothing_to_draw_is_removed_not_kept_from_an_earlier_run(run_folder, tmp_path, monkeypatch):
+    """Found by a probe: a sweep's figure outlived a rerun into the same folder without the sweep, and
+    the report and the page showed it as this run's."""
+    from benchmarks import plots
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_folder, copy)
+    assert (copy / "plots" / "sampler_tradeoff.png").is_file() and "sampler_tradeoff.png" in (copy / "results.md").read_text()
+    monkeypatch.setattr(plots, "sampler_tradeoff", lambda records, path: None)  # as for records without a sweep
+    report.render(copy)
+    assert not (copy / "plots" / "sampler_tradeoff.png").exists()
+    assert "sampler_tradeoff.png" not in (copy / "results.md").read_text() + (copy / "index.html").read_text()

@@ -93,7 +93,7 @@ def table(records: list[Record]) -> str:
             sort = "" if key is None else f' data-sort="{escape(key)}"'
             tip = f' title="{escape(errors(row))}"' if name == "status" and errors(row) else ""  # why, on hover
             tds.append(f"<td{sort}{tip}>{escape(text)}</td>")
-        kind = "data" if row.model == DATA_ROW else "ok" if row.status in ("ok", "skipped") else "bad"
+        kind = "data" if row.model == DATA_ROW else "ok" if row.status.startswith(("ok", "skipped")) else "bad"
         rows.append(f'<tr class="{kind}">' + "".join(tds) + "</tr>")
     return ('<div class="scroll"><table class="sortable"><thead><tr>' + head + "</tr></thead><tbody>\n"
             + "\n".join(rows) + "\n</tbody></table></div>")

@@ -374,6 +374,7 @@ class Row:
     seeds: list[int]
     records: list[Record]
     cells: dict[str, tuple[Any, float | None]]
+    table_seeds: int = 1  # the seeds of the whole table, whose mean the footnote says the rows are
 
     @property
     def ok(self) -> bool:
@@ -382,7 +383,11 @@ class Row:
     @property
     def status(self) -> str:
         bad = [r for r in self.records if not r.ok]
-        return "ok" if not bad else f"{bad[0].status}" + (f" ({len(bad)}/{len(self.records)} seeds)" if len(self.records) > 1 else "")
+        if bad:
+            return f"{bad[0].status}" + (f" ({len(bad)}/{len(self.records)} seeds)" if len(self.records) > 1 else "")
+        if self.model == DATA_ROW or len(self.seeds) >= self.table_seeds:  # the data row is scored once
+            return "ok"
+        return f"ok ({len(self.seeds)} of {self.table_seeds} seeds)"
 
 
 def _cell(values: Iterable[Any], ci: bool) -> tuple[Any, float | None]:
@@ -413,7 +418,7 @@ def aggregate(records: list[Record]) -> list[Row]:
     rows = []
     for name, rs in pd.Series(records, dtype=object).groupby(model, observed=True):
         rs = list(rs)
-        row = Row(name, [r.seed for r in rs], rs, dict(cells.loc[name]))
+        row = Row(name, [r.seed for r in rs], rs, dict(cells.loc[name]), len({r.seed for r in records}))
         row.cells["status"] = (row.status, None)
         rows.append(row)
     return rows

@@ -132,7 +132,7 @@ def rich_table(records: list[Record], title: str | None = None, caption: str | N
         table.add_column(h, justify="left" if h in ("model", "status") else "right", no_wrap=h == "model",
                          min_width=names if h == "model" else None)
     for row in aggregate(records):
-        table.add_row(*cells(row), style=None if row.status in ("ok", "skipped") else "red")
+        table.add_row(*cells(row), style=None if row.status.startswith(("ok", "skipped")) else "red")
     return table
 
 

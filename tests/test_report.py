@@ -89,7 +89,9 @@ def test_aggregate_matches_a_hand_computation():
     assert vae.cells["nfe"] == (1, None) and type(vae.cells["nfe"][0]) is int
     assert vae.cells["bpd_kind"] == ("exact", None)  # seed 1's, the first given in seed order
     assert vae.cells["status"] == ("error (1/4 seeds)", None)
-    assert ddim.cells["fid"] == (10.0, None) and ddim.cells["status"] == ("ok", None)
+    # one seed of the table's four: said, not shown as a plain "ok" under "mean over 4 seeds" (a probe)
+    assert ddim.cells["fid"] == (10.0, None) and ddim.cells["status"] == ("ok (1 of 4 seeds)", None)
+    assert aggregate([Record(model="data", seed=0, status="ok"), *records[:2]])[0].status == "ok"  # scored once
     assert gan.cells["fid"] == (7.0, None) and not gan.ok  # no seed finished: every seed counts, None passed over
     mean, half = t_interval([math.inf, math.nan])  # a flagged record's number: no finite value to average
     assert math.isnan(mean) and half is None

@@ -118,7 +118,18 @@ def fmt(value: Any, spec: str, half: float | None = None, scale: float = 1) -> s
 
 
 def cells(row: Row) -> list[str]:
-    return [row.model] + [fmt(row.cells[name][0], spec, row.cells[name][1], scale) for name, _, spec, _, scale in COLUMNS]
+    return [row.model] + [fmt(row.cells[name][0], spec, row.cells[name][1], scale) + _words_aside(row, name)
+                          for name, _, spec, _, scale in COLUMNS]
+
+
+def _words_aside(row: Row, name: str) -> str:
+    """Where some seeds measured a number and others a word (WORDS: "not reached"), the mean is of the
+    numbers alone: the cell says over how many seeds, and how many gave the word."""
+    values = [getattr(r, name) for r in row.records if r.ok] if name in WORDS else []
+    words = [v for v in values if isinstance(v, str)]
+    if not words or len(words) == len(values):
+        return ""
+    return f" ({len(values) - len(words)} of {len(values)} seeds; {words[0]}: {len(words)})"
 
 
 def headers() -> list[str]:

@@ -228,6 +228,8 @@ class RunFolder:
         for path in sorted(self.records_dir.glob("*.json")) if self.records_dir.is_dir() else []:
             try:
                 r = Record.from_json(json.loads(path.read_text()))
+                if r.file_name != path.name or not isinstance(r.status, str):  # its seed or status edited away
+                    raise ValueError(f"{path.name} holds the record {r.file_name} of status {r.status}")
             except (ValueError, TypeError, KeyError):
                 copy = self.copy_in_results(path.name)
                 if repair:

@@ -248,6 +248,13 @@ def test_a_hand_edited_record_or_an_empty_sample_grid_is_a_warning_not_a_traceba
     assert "vae--seed0.json did not parse; set aside as vae--seed0.json.corrupt, written again from results.json" in out
     assert f"warning: {path / 'samples' / 'vae--seed0.png'} does not read as an image (" in out
     assert json.loads((path / "records" / "vae--seed0.json").read_text())["seed"] == 0
+    # A probe: without its seed a record read as seed 0's (and replaced it); without its status, a traceback.
+    for missing in ("seed", "status"):
+        edited = {k: v for k, v in {**record, "seed": 1}.items() if k != missing}
+        (path / "records" / "vae--seed1.json").write_text(json.dumps(edited))
+        assert report.main([str(path)]) == 0
+        assert "vae--seed1.json did not parse; set aside" in capsys.readouterr().out, missing
+        assert json.loads((path / "records" / "vae--seed0.json").read_text())["seed"] == 0
 
 
 def test_a_file_where_the_report_writes_a_folder_is_one_line(tmp_path, capsys):

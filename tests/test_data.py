@@ -317,3 +317,16 @@ def test_a_file_name_with_a_line_break_keeps_the_error_on_one_line(tmp_path):
     with pytest.raises(GenzooError) as e:
         data.load_splits(f"folder:{tmp_path}", image_size=8)
     assert str(e.value) == f"cannot read image {tmp_path}/a\\nb.png: not an image Pillow knows, or its header is damaged"
+
+
+def test_pillows_warning_about_an_image_is_one_line_naming_it_said_once(tmp_path, capsys, recwarn, monkeypatch):
+    """Found by a probe: damaged metadata gave Python's two-line warning naming Pillow's source file."""
+    exif = b"MM\x00*\x00\x00\x00\x08\x00\x01\x01\x0e\x00\x02\x00\x00\x01\x00\x00\x00\x10\x00\x00\x00\x00\x00"  # a tag past the end
+    for name in ("a.png", "b.png"):
+        Image.new("L", (8, 8), 100).save(tmp_path / name, exif=exif)
+    monkeypatch.setattr(data, "_SAID", set())
+    x = [data.read_image(tmp_path / name, "L", 8) for name in ("a.png", "b.png")]
+    assert all(int(image.float().mean()) == 100 for image in x)  # read anyway
+    assert capsys.readouterr().out == (f"warning: image {tmp_path / 'a.png'}: Tag data larger than file. Skipping tag 270 "
+                                       "(Pillow reads the pixels anyway; said once)\n")
+    assert not [w for w in recwarn if "Tag data" in str(w.message)]

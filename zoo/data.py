@@ -16,10 +16,12 @@ meant is not clear). `labels="none"` reads any dataset without its labels (a mix
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ import torch
 from torch import Tensor
 
 from zoo.base import DataSpec, GenzooError
+from zoo.files import say
 
 TORCHVISION = {  # name -> (torchvision class, how to ask for a split, the folder under data_root its files go in)
     "mnist": ("MNIST", "train", "MNIST/raw"),
@@ -386,11 +389,27 @@ def upright(img: Any) -> Any:
         return img
 
 
+_SAID: set[str] = set()  # Pillow's warnings already said, by their text
+
+
+@contextlib.contextmanager
+def pillow_warnings_said(f: Path) -> Iterator[None]:
+    """Pillow's warnings while reading an image (damaged metadata it skips) as one line naming the
+    file, once per kind of warning, rather than Python's two lines naming Pillow's source."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for w in caught:
+        if str(w.message) not in _SAID:
+            _SAID.add(str(w.message))
+            say(f"warning: image {f}: {w.message} (Pillow reads the pixels anyway; said once)")
+
+
 def read_image(f: Path, mode: str, size: int | None, uint8: bool = True) -> Tensor:
     """One image file -> (C, size, size): resized and centre-cropped, uint8 (or float in [0,1]); with
     `size` None, (C, H, W) as stored. 16-bit grey is scaled by 65535 (not clipped to 8 bits); palettes
     are read through their colours."""
-    with open_image(f) as stored:
+    with open_image(f) as stored, pillow_warnings_said(f):
         try:
             img = upright(stored)  # before the pixels are decoded, as Pillow's documentation uses it
             img.load()

@@ -956,6 +956,8 @@ def _main(argv: list[str]) -> int:
             target = curves.target_fid(record.quality_curve)
         elif record.quality_curve and target is not None:
             record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
+        else:  # no curve, or a reused one with no target this run (--curves off): not measured, as the footnote says
+            record.flops_to_target = None
         folder.write_record(record)
         folder.merge(run, order)
         shown.append(record)

@@ -120,6 +120,9 @@ def test_the_runner_records_curves_and_keeps_them_when_reused(tmp_path, capsys):
     said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ae seed 0: the quality curve")]
     assert said == [f"note: ae seed 0: the quality curve is the 3 points measured in that training, not the 4 of --curves; "
                     f"for those delete {out / 'checkpoints' / ae.train_key} and rerun"]
+    assert run.main([*args[:-4], "--curves", "off", "--out", str(out)]) == 0  # no target: not measured, not "not reached"
+    assert RunFolder(out).load_records()[("ae", 0)].flops_to_target is None
+    assert "TFLOP to target FID: not measured" in (out / "results.md").read_text()
 
 
 def test_a_training_too_short_for_every_point_says_how_many_it_has(tmp_path, capsys):

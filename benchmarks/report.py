@@ -273,7 +273,8 @@ def write_tables(folder: RunFolder, run: dict, records: list[Record]) -> None:
     """results.csv (one line per record) and results.md (the aggregated table), each replaced atomically."""
     keys = ["model", "seed", *(name for name, *_ in COLUMNS), "error"]
     flat = [{k: getattr(r, k) for k in keys} for r in records]
-    atomic_write(folder.path / "results.csv", pd.DataFrame(flat, columns=keys).to_csv(index=False))
+    # object columns write each value as recorded: a column with a blank keeps its integers integers
+    atomic_write(folder.path / "results.csv", pd.DataFrame(flat, columns=keys, dtype=object).to_csv(index=False))
     atomic_write(folder.path / "results.md", markdown(run, records, folder))
 
 

@@ -100,6 +100,8 @@ def test_smoke_run_writes_every_file_and_field(tmp_path, capsys, failing_models,
     assert "test-crashes seed 0: error: RuntimeError: boom" in printed  # the reason on the console, one line
     csv = (out / "results.csv").read_text().splitlines()
     assert csv[0].split(",")[:3] == ["model", "seed", COLUMNS[0][0]] and len(csv) == 6
+    vae_line = dict(zip(csv[0].split(","), next(line for line in csv if line.startswith("vae,")).split(",")))
+    assert vae_line["params"] == str(by_name["vae"].params) and vae_line["train_steps"] == str(by_name["vae"].train_steps)
     md = (out / "results.md").read_text()
     assert "classifier:mnist5k" in md and "samples/vae--seed0.png" in md
     for r in (by_name["data"], by_name["vae"]):  # a row of the table with its numbers

@@ -41,8 +41,16 @@ from zoo.registry import split_variant  # noqa: E402
 
 
 def _rows(records: list[Record], key: str) -> list[Row]:
-    """Aggregated rows of finished models (not the data row) that have `key`."""
-    return [r for r in aggregate(records) if r.ok and r.model != DATA_ROW and r.cells.get(key, (None,))[0] is not None]
+    """Aggregated rows of models (not the data row) with a finished seed and `key`: a model with some
+    seeds diverged is drawn from those that finished, as its row in the table is, and says so (`_seeds`)."""
+    return [r for r in aggregate(records)
+            if r.model != DATA_ROW and any(x.ok for x in r.records) and r.cells.get(key, (None,))[0] is not None]
+
+
+def _seeds(row: Row) -> str:
+    """"2 of 3 seeds" where fewer than the table's seeds finished (its status in the table says why); else ""."""
+    done = sum(r.ok for r in row.records)
+    return f"{done} of {row.table_seeds} seeds" if done < row.table_seeds else ""
 
 
 def _data_value(records: list[Record], key: str) -> float | None:
@@ -175,7 +183,7 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
         x = 1.0 / r.cells["sample_images_per_s"][0]
         fid, half = r.cells["fid"]
         ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colours[i % len(colours)])
-        points.append((x, fid, f"{r.model} ({r.cells['nfe'][0]} NFE)"))
+        points.append((x, fid, f"{r.model} ({r.cells['nfe'][0]} NFE" + (f"; {_seeds(r)})" if _seeds(r) else ")")))
     data_fid = _data_value(records, "fid")
     if data_fid:
         ax.axhline(data_fid, color="black", ls="--", lw=1)
@@ -235,8 +243,8 @@ def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
     bars: list[tuple[str, float, float | None, str | None]] = []  # label, mean, half-width, kind (None: an extra)
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
-        bars.append((row.model, mean, half, row.cells["bpd_kind"][0]))
-        for label in sorted({k for r in row.records for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
+        bars.append((row.model + (f" ({_seeds(row)})" if _seeds(row) else ""), mean, half, row.cells["bpd_kind"][0]))
+        for label in sorted({k for r in row.records if r.ok for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
             values = [r.bpd_extras[label] for r in row.records if r.ok and label in r.bpd_extras]
             bars.append((f"{row.model} ({label})", sum(values) / len(values), None, None))
     if not bars:

@@ -292,3 +292,26 @@ def test_a_mean_over_the_seeds_that_reached_the_target_says_how_many_did_not():
     assert report.cells(row)[column] == f"2.270 ± {row.cells['flops_to_target'][1] * 1e-12:.3f} (2 of 3 seeds; not reached: 1)"
     (row,) = aggregate([dataclasses.replace(r, flops_to_target="not reached") for r in records])
     assert report.cells(row)[column] == "not reached"  # every seed: the word alone
+
+
+def test_a_model_with_a_diverged_seed_is_drawn_from_the_seeds_that_finished_and_says_so(tmp_path, monkeypatch):
+    """Found by a probe: such a model had its row in the table (the mean of its finished seeds) but was
+    left out of every figure without a word."""
+    from benchmarks import plots
+
+    records = [Record(model="data", seed=0, status="ok", fid=1.0),
+               *(Record(model="realnvp", seed=s, status="ok", fid=50.0 + s, nfe=1, sample_images_per_s=100.0,
+                        bits_per_dim=2.0 + s, bpd_kind="exact") for s in (0, 1)),
+               Record(model="realnvp", seed=2, status="diverged", error="loss became nan at step 3"),
+               *(Record(model="vae", seed=s, status="ok", fid=80.0, nfe=1, sample_images_per_s=200.0,
+                        bits_per_dim=3.0, bpd_kind="bound") for s in (0, 1, 2))]
+    drawn: list[list[str]] = []
+
+    def keep_labels(fig, path):
+        drawn.append([t.get_text() for ax in fig.axes for t in [*ax.texts, *ax.get_yticklabels()]])
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_save", keep_labels)
+    assert plots.quality_vs_cost(records, tmp_path / "q.png") and plots.bits_per_dim(records, tmp_path / "b.png")
+    assert "realnvp (1 NFE; 2 of 3 seeds)" in drawn[0] and "vae (1 NFE)" in drawn[0]
+    assert "realnvp (2 of 3 seeds)" in drawn[1] and "vae" in drawn[1]

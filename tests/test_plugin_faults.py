@@ -41,6 +41,8 @@ class Means(Generator):
 
     def _sample(self, n, generator, labels):
         x = self.means.expand(n, *self.spec.shape).clone()
+        if self.returns == "global noise":
+            return x + 0.01 * torch.rand_like(x)  # torch's global random numbers, not `generator`'s
         return {"right": x, "uint8": (x * 255).to(torch.uint8), "short": x[:, :, :-1], "fewer": x[: n // 2],
                 "list": [x]}[self.returns]
 
@@ -59,6 +61,18 @@ def test_samples_of_the_wrong_shape_or_type_are_one_line(returns, got):
     assert str(e.value) == f"plugin-means: _sample returned {got}; expected floats of shape (4, 1, 8, 8) in [0, 1]"
     model.returns = "right"
     assert model.sample(4).shape == (4, 1, 8, 8)
+
+
+def test_samples_drawn_from_the_global_random_numbers_are_one_line():
+    """A seed that repeats nothing: the lecture page, the curves and a rescore would each draw other images."""
+    model = Means(SPEC)
+    model.returns = "global noise"
+    with pytest.raises(GenzooError) as e:
+        model.sample(4, generator=torch.Generator().manual_seed(0))
+    assert str(e.value) == ("plugin-means: _sample drew from torch's global random numbers, not the generator it was "
+                            "handed, so a seed does not give the same images: draw with "
+                            "self.randn(..., generator=generator) or pass generator= to torch")
+    assert model.sample(4).shape == (4, 1, 8, 8)  # no generator handed: the global random numbers are the ones asked for
 
 
 class MeanBits(Means, Likelihood):

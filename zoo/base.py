@@ -399,6 +399,7 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
             raise GenzooError(f"{self.name} draws in one pass (it is not `Stepwise`): sample without a callback")
         was_training = self.training
         self.eval()
+        global_rng = torch.get_rng_state() if generator is not None else None
         try:
             if callback is None:
                 x = self._sample(n, generator, labels)
@@ -410,6 +411,10 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         if not isinstance(x, Tensor) or tuple(x.shape) != shape or not x.is_floating_point():  # else scored as if right
             got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
             raise GenzooError(f"{self.name}: _sample returned {got}; expected floats of shape {shape} in [0, 1]")
+        if global_rng is not None and not torch.equal(global_rng, torch.get_rng_state()):  # else a seed repeats nothing
+            raise GenzooError(f"{self.name}: _sample drew from torch's global random numbers, not the generator it was "
+                              "handed, so a seed does not give the same images: draw with "
+                              "self.randn(..., generator=generator) or pass generator= to torch")
         return x.clamp(0, 1).float()
 
     def default_labels(self, n: int, generator: torch.Generator | None = None) -> Tensor:

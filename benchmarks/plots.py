@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import textwrap
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,12 @@ def _seeds(row: Row) -> str:
     """"2 of 3 seeds" where fewer than the table's seeds finished (its status in the table says why); else ""."""
     done = sum(r.ok for r in row.records)
     return f"{done} of {row.table_seeds} seeds" if done < row.table_seeds else ""
+
+
+def _wrap(name: str, width: int = 20) -> str:
+    """A model's name in lines of at most `width` characters, broken at its hyphens where it has them:
+    a plugin's or a scored row's long name would squeeze the figure beside it."""
+    return textwrap.fill(name, width, break_on_hyphens=True)
 
 
 def _data_value(records: list[Record], key: str) -> float | None:
@@ -183,7 +190,7 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
         x = 1.0 / r.cells["sample_images_per_s"][0]
         fid, half = r.cells["fid"]
         ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colours[i % len(colours)])
-        points.append((x, fid, f"{r.model} ({r.cells['nfe'][0]} NFE" + (f"; {_seeds(r)})" if _seeds(r) else ")")))
+        points.append((x, fid, f"{_wrap(r.model)} ({r.cells['nfe'][0]} NFE" + (f"; {_seeds(r)})" if _seeds(r) else ")")))
     data_fid = _data_value(records, "fid")
     if data_fid:
         ax.axhline(data_fid, color="black", ls="--", lw=1)
@@ -243,10 +250,10 @@ def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
     bars: list[tuple[str, float, float | None, str | None]] = []  # label, mean, half-width, kind (None: an extra)
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
-        bars.append((row.model + (f" ({_seeds(row)})" if _seeds(row) else ""), mean, half, row.cells["bpd_kind"][0]))
+        bars.append((_wrap(row.model) + (f" ({_seeds(row)})" if _seeds(row) else ""), mean, half, row.cells["bpd_kind"][0]))
         for label in sorted({k for r in row.records if r.ok for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
             values = [r.bpd_extras[label] for r in row.records if r.ok and label in r.bpd_extras]
-            bars.append((f"{row.model} ({label})", sum(values) / len(values), None, None))
+            bars.append((f"{_wrap(row.model)} ({label})", sum(values) / len(values), None, None))
     if not bars:
         return None
     fig, ax = plt.subplots(figsize=(6, 0.5 * len(bars) + 1.5), dpi=120)
@@ -281,7 +288,7 @@ def loss_curves(records: list[Record], path: str | Path) -> Path | None:
     for ax, r in zip(axes.flat, rows):
         steps, losses = zip(*r.loss_curve)
         ax.plot(steps, losses, lw=1)
-        ax.set_title(r.model, fontsize=9)
+        ax.set_title(_wrap(r.model, 32), fontsize=9)
         ax.set_xlabel("step", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(rows):]:
@@ -304,7 +311,7 @@ def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_r
         ax.imshow(grid[: cell + 2], cmap="gray", interpolation="nearest")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_ylabel(r.model, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_ylabel(_wrap(r.model), rotation=0, ha="right", va="center", fontsize=9)
         parts = [f"FID {r.fid:.1f}" if r.fid is not None else "FID –"]
         if r.recognisable is not None:
             parts.append(f"recognisable {r.recognisable:.2f}")

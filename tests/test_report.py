@@ -315,3 +315,33 @@ def test_a_model_with_a_diverged_seed_is_drawn_from_the_seeds_that_finished_and_
     assert plots.quality_vs_cost(records, tmp_path / "q.png") and plots.bits_per_dim(records, tmp_path / "b.png")
     assert "realnvp (1 NFE; 2 of 3 seeds)" in drawn[0] and "vae (1 NFE)" in drawn[0]
     assert "realnvp (2 of 3 seeds)" in drawn[1] and "vae" in drawn[1]
+
+
+def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeypatch):
+    """Found by a probe: a scored row's name (up to 100 characters) shrank comparison.png's samples to a
+    sliver beside it."""
+    import torch
+
+    from benchmarks import plots
+    from benchmarks.records import RunFolder
+
+    long = "my-lab-samples-from-the-reference-implementation-at-epoch-200"
+    records = [Record(model=m, seed=0, status="ok", fid=9.0, nfe=1, sample_images_per_s=50.0) for m in ("data", "vae", long)]
+    folder = RunFolder(tmp_path)
+    for r in records:
+        run.save_grid(torch.rand(64, 1, 28, 28), folder.samples(r))
+    drawn: list[list[str]] = []
+
+    def keep_labels(fig, path):
+        drawn.append([t.get_text() for ax in fig.axes for t in [*ax.texts, ax.yaxis.label]])
+        fig.tight_layout()  # as _save lays it out
+        fig.canvas.draw()
+        drawn.append([f"{ax.get_window_extent().width / fig.bbox.width:.2f}" for ax in fig.axes])
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_save", keep_labels)
+    assert plots.comparison(records, folder, tmp_path / "c.png") and plots.quality_vs_cost(records, tmp_path / "q.png")
+    name = next(t for t in drawn[0] if t.startswith("my-lab"))
+    assert name.replace("\n", "") == long and max(map(len, name.splitlines())) <= 20
+    assert all(float(w) > 0.6 for w in drawn[1])  # the samples keep most of the figure's width
+    assert any(t.startswith(name + " (1 NFE)") for t in drawn[2])

@@ -31,7 +31,7 @@ RUN_INFO_TYPES: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "data_hash": str, "preset": str, "budget": (str, dict), "seeds": list, "history": list,
     "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
 MAX_NAME = 100  # a row's name: it names the row's files (NAME--seedS.json), which file systems cap at 255 bytes
-SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.set_aside_other_run`)
+SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.claim`)
 
 
 def col(header: str, fmt: str = "{}", **meta: Any) -> Any:
@@ -304,25 +304,45 @@ class RunFolder:
             raise GenzooError(f"{self.results} is not a run's results ({one_line(e)}) and there is no records/ folder "
                               "to rebuild it from") from None
 
-    def set_aside_other_run(self, run: dict[str, Any]) -> Path | None:
-        """Records made on other images or under another preset or budget must not join this run's
-        table: move them and their results.json into `set-aside/N-PRESET-HASH/` (kept, not deleted;
-        the checkpoints stay, keyed by what they trained). Returns that folder, or None."""
-        with self.lock():
-            old = self.run_info()
-            differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
-            if not differs:
-                return None
-            parent = self.path / "set-aside"
-            taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
-            aside = parent / f"{max(taken, default=0) + 1}-{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}"
-            aside.mkdir(parents=True)
-            for part in (self.records_dir, self.results, self.path / "samples"):  # the grids too: its report redraws from them
-                if part.exists():
-                    part.replace(aside / part.name)
+    @contextlib.contextmanager
+    def claim(self, run: dict[str, Any], order: list[str]) -> Iterator[Path | None]:
+        """A runner's hold on the folder while it runs, shared with runners of the same settings.
+        Records made on other images or under another preset or budget must not join this run's table:
+        while no runner holds the folder they are moved with their results.json into
+        `set-aside/N-PRESET-HASH/` (kept, not deleted; the checkpoints stay, keyed by what they trained),
+        and that folder is yielded (else None); while one does, this runner is refused in one line. The
+        settings are written at once, so a runner started a moment later compares with them."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".run.lock", "w") as hold:
+            try:
+                fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:  # another runner holds it (a shared hold), or is claiming it this moment
+                alone = False
+            with self.lock():
+                aside = self._set_aside_other_run(run, alone)
+                self._merge(run, order)
+            fcntl.flock(hold, fcntl.LOCK_SH)  # held until the runner ends; the kernel drops it if the process dies
+            yield aside
+
+    def _set_aside_other_run(self, run: dict[str, Any], alone: bool) -> Path | None:
+        old = self.run_info()
+        differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
+        if not differs:
+            return None
         named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget"}
-        say(f"warning: {self.path} holds results made with {' and '.join(named[k] for k in differs)} "
-            f"({'; '.join(f'was {old[k]}, now {run.get(k)}' for k in differs)}); moved to {aside.relative_to(self.path)}/, "
+        what = f"{' and '.join(named[k] for k in differs)} ({'; '.join(f'was {old[k]}, now {run.get(k)}' for k in differs)})"
+        if not alone:  # its records would join this table, or this run's records its table
+            raise GenzooError(f"another runner is writing to {self.path}, with {what}; wait for it to finish, "
+                              "or give this run another --out")
+        parent = self.path / "set-aside"
+        taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
+        aside = parent / f"{max(taken, default=0) + 1}-{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}"
+        aside.mkdir(parents=True)
+        for part in (self.records_dir, self.results, self.path / "samples"):  # the grids too: its report redraws from them
+            if part.exists():
+                part.replace(aside / part.name)
+        say(f"warning: {self.path} holds results made with {what}; moved to {aside.relative_to(self.path)}/, "
             "this table starts afresh")
         return aside
 
@@ -333,15 +353,18 @@ class RunFolder:
     def merge(self, run: dict[str, Any], order: list[str]) -> list[Record]:
         """Rewrite results.json from every record file, under the lock; returns the records in order."""
         with self.lock():
-            if self.results.exists() and not self.run_info():
-                set_aside(self.results, f"{self.results} did not parse")  # rebuilt below from the record files
-            records = list(self.load_records().values())
-            records.sort(key=lambda r: (sort_key(r.model, order), r.seed))
-            old = self.run_info()
-            run = {**old, **run, "history": old.get("history", []) + run.get("new_history", [])}
-            run.pop("new_history", None)
-            run["seeds"] = sorted({*old.get("seeds", []), *run.get("seeds", [])})
-            atomic_write(self.results, json.dumps({"run": run, "models": [r.to_json() for r in records]}, indent=1))
+            return self._merge(run, order)
+
+    def _merge(self, run: dict[str, Any], order: list[str]) -> list[Record]:
+        if self.results.exists() and not self.run_info():
+            set_aside(self.results, f"{self.results} did not parse")  # rebuilt below from the record files
+        records = list(self.load_records().values())
+        records.sort(key=lambda r: (sort_key(r.model, order), r.seed))
+        old = self.run_info()
+        run = {**old, **run, "history": old.get("history", []) + run.get("new_history", [])}
+        run.pop("new_history", None)
+        run["seeds"] = sorted({*old.get("seeds", []), *run.get("seeds", [])})
+        atomic_write(self.results, json.dumps({"run": run, "models": [r.to_json() for r in records]}, indent=1))
         return records
 
 

@@ -854,6 +854,7 @@ def _refusing_unwritable(argv: list[str]) -> int:
 def _main(argv: list[str]) -> int:
     procs = Processes()
     error: str | None = None
+    held = contextlib.ExitStack()  # the run folder's claim (`RunFolder.claim`), held to the run's end
     try:
         args = parse_args(argv)
         set_threads(args.threads)
@@ -914,6 +915,13 @@ def _main(argv: list[str]) -> int:
             set_threads(args.threads)
         space = feature_space(args, splits, device) if procs.main else None  # only the main process evaluates
         make_out_folder(out)
+        if space is not None:  # the main process: the folder's records and settings are its to write
+            folder = RunFolder(out)
+            run = run_info(args, argv, preset, budget, device, space, splits, seeds)
+            run["processes"] = procs.world
+            run["precision"] = args.precision + (" (TF32 matmuls)" if device.type == "cuda" else "")
+            order = [j.name for j in jobs]
+            held.enter_context(folder.claim(run, order))  # last: nothing after it can fail and leave it held
     except GenzooError as e:
         error = str(e)
     except (Interrupted, KeyboardInterrupt) as e:  # nothing trained yet, nothing to keep
@@ -929,101 +937,96 @@ def _main(argv: list[str]) -> int:
         return train_only(jobs, seeds, args, preset, budget, device, splits, out, procs)
 
     assert space is not None
-    folder = RunFolder(out)
-    run = run_info(args, argv, preset, budget, device, space, splits, seeds)
-    run["processes"] = procs.world
-    run["precision"] = args.precision + (" (TF32 matmuls)" if device.type == "cuda" else "")
-    folder.set_aside_other_run(run)
-    order = [j.name for j in jobs]
-    acc = space.info.get("test_accuracy")
-    console.print(f"genzoo: {len(jobs)} model(s) x {len(seeds)} seed(s) on {args.dataset} {tuple(splits.x_train.shape)}, "
-                  f"preset {preset.name}, budget {budget}, device {device}, features {space.name}"
-                  + (f" (test accuracy {acc:.3f} on {space.info.get('task')})" if acc is not None else "") + f" -> {out}",
-                  highlight=False)
-    if acc is not None and acc < FEATURE_NET_WARN:
-        console.print(f"[yellow]warning: the feature net reaches only {acc:.3f} on its own task (chance "
-                      f"{space.info.get('chance', 0):.2f}); FID, precision and recall in this space mean little[/]")
-    started = time.perf_counter()
-    interrupted: Interrupted | None = None
-    shown: list[Record] = []
-    doing = "the data row"
-
-    target: float | None = None  # the FID of the "FLOPs to reach" column, set by the data row's curve
-
-    def finish(record: Record) -> None:
-        nonlocal target
-        if record.model == DATA_ROW:
-            target = curves.target_fid(record.quality_curve)
-        elif record.quality_curve and target is not None:
-            record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
-        else:  # no curve, or a reused one with no target this run (--curves off): not measured, as the footnote says
-            record.flops_to_target = None
-        folder.write_record(record)
-        folder.merge(run, order)
-        shown.append(record)
-        console.print(report.rich_table([record]))
-        if record.error:
-            console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
-
-    try:
-        if args.jobs > 1:  # the data row here, the trainings in worker processes, the records written here
-            finish(data_record(seeds[0], preset, splits, space, folder))
-            todo = []
-            for seed in seeds:
-                for job in jobs:
-                    if job.skip:
-                        finish(Record(job.name, seed, status="skipped", error=job.skip))
-                    else:
-                        todo.append((job, seed))
-            doing = "the trainings in flight"
-            stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds, together),
-                                   (args, preset, budget, device, splits, out, plugins), folder, finish)
-            if stopped is not None:
-                doing, interrupted = stopped
-        else:
-            for seed in seeds:
-                if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
-                    doing = "the data row"
-                    finish(data_record(seed, preset, splits, space, folder))
-                for job in jobs:
-                    doing = f"{job.name} seed {seed}"
-                    if job.skip:
-                        finish(Record(job.name, seed, status="skipped", error=job.skip))
-                        continue
-                    record: Record | None
-                    try:
-                        record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
-                    except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
-                        record = failed(job, seed, e, folder)
-                    if record is not None:
-                        finish(record)
-    except (Interrupted, KeyboardInterrupt) as e:
-        interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-        console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
-
-    entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
-                             "models": order, "seeds": seeds}
-    if interrupted:
-        entry["interrupted"] = f"{doing}: {interrupted}"
-    try:
-        folder.merge({**run, "new_history": [entry]}, order)
-        figures = report.render(out)
-    except (Interrupted, KeyboardInterrupt) as e:
-        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-        console.print(f"[yellow]{stop}; the records are in {out}, python -m benchmarks.report {out} redraws the tables[/]",
+    with held:  # released when the run ends, however it ends
+        acc = space.info.get("test_accuracy")
+        console.print(f"genzoo: {len(jobs)} model(s) x {len(seeds)} seed(s) on {args.dataset} {tuple(splits.x_train.shape)}, "
+                      f"preset {preset.name}, budget {budget}, device {device}, features {space.name}"
+                      + (f" (test accuracy {acc:.3f} on {space.info.get('task')})" if acc is not None else "") + f" -> {out}",
                       highlight=False)
-        return stop.exit_code
-    rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
-    if args.jobs > 1:  # the plan's order, not the order the trainings finished in
-        rows.sort(key=lambda r: -1 if r.model == DATA_ROW else order.index(r.model))
-    console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
-                                    caption=report.footnote(folder.run_info(), rows)))
-    console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "
-                  + ", ".join(str(f.relative_to(out)) for f in figures), highlight=False)
-    code = interrupted.exit_code if interrupted else 0 if all(r.status in ("ok", "skipped") for r in shown) else 1
-    procs.wait()
-    procs.close()
-    return code
+        if acc is not None and acc < FEATURE_NET_WARN:
+            console.print(f"[yellow]warning: the feature net reaches only {acc:.3f} on its own task (chance "
+                          f"{space.info.get('chance', 0):.2f}); FID, precision and recall in this space mean little[/]")
+        started = time.perf_counter()
+        interrupted: Interrupted | None = None
+        shown: list[Record] = []
+        doing = "the data row"
+
+        target: float | None = None  # the FID of the "FLOPs to reach" column, set by the data row's curve
+
+        def finish(record: Record) -> None:
+            nonlocal target
+            if record.model == DATA_ROW:
+                target = curves.target_fid(record.quality_curve)
+            elif record.quality_curve and target is not None:
+                record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
+            else:  # no curve, or a reused one with no target this run (--curves off): not measured, as the footnote says
+                record.flops_to_target = None
+            folder.write_record(record)
+            folder.merge(run, order)
+            shown.append(record)
+            console.print(report.rich_table([record]))
+            if record.error:
+                console.print(f"[red]{record.model} seed {record.seed}: {record.status}: {record.error}[/]", highlight=False)
+
+        try:
+            if args.jobs > 1:  # the data row here, the trainings in worker processes, the records written here
+                finish(data_record(seeds[0], preset, splits, space, folder))
+                todo = []
+                for seed in seeds:
+                    for job in jobs:
+                        if job.skip:
+                            finish(Record(job.name, seed, status="skipped", error=job.skip))
+                        else:
+                            todo.append((job, seed))
+                doing = "the trainings in flight"
+                stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds, together),
+                                       (args, preset, budget, device, splits, out, plugins), folder, finish)
+                if stopped is not None:
+                    doing, interrupted = stopped
+            else:
+                for seed in seeds:
+                    if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
+                        doing = "the data row"
+                        finish(data_record(seed, preset, splits, space, folder))
+                    for job in jobs:
+                        doing = f"{job.name} seed {seed}"
+                        if job.skip:
+                            finish(Record(job.name, seed, status="skipped", error=job.skip))
+                            continue
+                        record: Record | None
+                        try:
+                            record = benchmark(job, seed, args, preset, budget, device, splits, space, folder, procs)
+                        except Exception as e:  # Interrupted and KeyboardInterrupt are not Exceptions: they stop the run
+                            record = failed(job, seed, e, folder)
+                        if record is not None:
+                            finish(record)
+        except (Interrupted, KeyboardInterrupt) as e:
+            interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
+
+        entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
+                                 "models": order, "seeds": seeds}
+        if interrupted:
+            entry["interrupted"] = f"{doing}: {interrupted}"
+        try:
+            folder.merge({**run, "new_history": [entry]}, order)
+            figures = report.render(out)
+        except (Interrupted, KeyboardInterrupt) as e:
+            stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+            console.print(f"[yellow]{stop}; the records are in {out}, python -m benchmarks.report {out} redraws the tables[/]",
+                          highlight=False)
+            return stop.exit_code
+        rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
+        if args.jobs > 1:  # the plan's order, not the order the trainings finished in
+            rows.sort(key=lambda r: -1 if r.model == DATA_ROW else order.index(r.model))
+        console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",
+                                        caption=report.footnote(folder.run_info(), rows)))
+        console.print(f"results in {out}/: results.md, results.csv, results.json, samples/, "
+                      + ", ".join(str(f.relative_to(out)) for f in figures), highlight=False)
+        code = interrupted.exit_code if interrupted else 0 if all(r.status in ("ok", "skipped") for r in shown) else 1
+        procs.wait()
+        procs.close()
+        return code
 
 
 def train_only(jobs: list[Job], seeds: list[int], args: argparse.Namespace, preset: Preset, budget: Budget,

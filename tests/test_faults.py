@@ -331,3 +331,31 @@ def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_li
     with pytest.raises(GenzooError, match=r"^cannot write .*a-file.*; make it and its folder writable"):
         fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "a-file" / "ckpt",
             progress=False)
+
+
+def test_a_runner_with_other_settings_is_refused_while_another_writes_the_folder(tmp_path, capsys, monkeypatch):
+    """Found by a probe: a second runner with another budget set aside what the first had finished so
+    far; the first then wrote the rest beside the second's records, under its own budget's footnote."""
+    import fcntl
+
+    out = tmp_path / "run"
+    args = ["--models", "ae", "--preset", "smoke", "--out", str(out)]
+    settings = []  # what a runner starting during the first one's data row would compare with
+    data_record = run.data_record
+    monkeypatch.setattr(run, "data_record", lambda *a: settings.append(RunFolder(out).run_info().get("budget")) or data_record(*a))
+    assert run.main([*args, "--budget", "2steps"]) == 0
+    assert settings == ["2 steps, batch 32"]  # written before any work, not at the first record
+    monkeypatch.undo()
+    capsys.readouterr()
+    with open(out / ".run.lock", "w") as first:  # the first runner, still running, holds the folder
+        fcntl.flock(first, fcntl.LOCK_SH)
+        monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained while another runner held the folder"))
+        assert run.main([*args, "--budget", "3steps"]) == 2
+        assert capsys.readouterr().out.strip() == (
+            f"error: another runner is writing to {out}, with another budget (was 2 steps, batch 32, now 3 steps, batch 32); "
+            "wait for it to finish, or give this run another --out")
+        assert (out / "records" / "ae--seed0.json").is_file() and not (out / "set-aside").exists()
+        monkeypatch.undo()
+        assert run.main([*args, "--budget", "2steps"]) == 0  # the same settings share the folder, as before
+    assert run.main([*args, "--budget", "3steps"]) == 0  # the first has ended: its records are set aside
+    assert "moved to set-aside/1-smoke-" in capsys.readouterr().out

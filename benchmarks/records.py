@@ -32,6 +32,9 @@ RUN_INFO_TYPES: dict[str, type | tuple[type, ...]] = {
     "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
 MAX_NAME = 100  # a row's name: it names the row's files (NAME--seedS.json), which file systems cap at 255 bytes
 SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.claim`)
+# What a model's seeds share, for the mean of its row to be one measurement (`RunFolder.set_aside_unlike`).
+RECIPE = (("hparams", "hyper-parameters"), ("train_precision", "--precision"), ("feature_space", "feature space"),
+          ("fid_samples", "sample count"))
 
 
 def col(header: str, fmt: str = "{}", **meta: Any) -> Any:
@@ -86,6 +89,7 @@ class Record:
     flops_per_step: float | None = None  # of the global batch: every data-parallel process's FLOPs together
     train_processes: int | None = None  # data-parallel processes that trained it (1: no data parallelism)
     deterministic: bool | None = None  # trained and evaluated with deterministic kernels (--deterministic)
+    train_precision: str | None = None  # --precision: fp32, bf16, ...
     train_seconds: float | None = col("train s", "{:.0f}", ci=True)
     train_images_per_s: float | None = col("train img/s", "{:.0f}", ci=True)
     eval_seconds: dict[str, float] = field(default_factory=dict)  # per phase: sampling, fidelity, likelihood
@@ -346,6 +350,30 @@ class RunFolder:
             "this table starts afresh")
         return aside
 
+    def set_aside_unlike(self, record: Record) -> None:
+        """A model's row is the mean over its seeds: its other seeds' records measured otherwise (a
+        rerun of some seeds with --set or --precision) are moved, with their grids, into
+        `set-aside/N-MODEL/`, one warning line each (kept, as another run's records are)."""
+        with self.lock():
+            for other in self.load_records().values():
+                if other.model != record.model or other.seed == record.seed:
+                    continue
+                differs = [(key, name) for key, name in RECIPE
+                           if getattr(other, key) and getattr(record, key) and getattr(other, key) != getattr(record, key)]
+                if not differs:
+                    continue
+                parent = self.path / "set-aside"
+                taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
+                aside = parent / f"{max(taken, default=0) + 1}-{record.model}"
+                (aside / "records").mkdir(parents=True)
+                (self.records_dir / other.file_name).replace(aside / "records" / other.file_name)
+                if (grid := self.samples(other)).is_file():
+                    (aside / "samples").mkdir()
+                    grid.replace(aside / "samples" / grid.name)
+                said = "; ".join(f"{name} {_difference(getattr(other, key), getattr(record, key))}" for key, name in differs)
+                say(f"warning: {record.model} seed {other.seed} was measured with other {said}; moved to "
+                    f"{aside.relative_to(self.path)}/: the row is the mean of the seeds measured alike")
+
     def write_record(self, record: Record) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.records_dir / record.file_name, json.dumps(record.to_json(), indent=1))
@@ -366,6 +394,14 @@ class RunFolder:
         run["seeds"] = sorted({*old.get("seeds", []), *run.get("seeds", [])})
         atomic_write(self.results, json.dumps({"run": run, "models": [r.to_json() for r in records]}, indent=1))
         return records
+
+
+def _difference(was: Any, now: Any) -> str:
+    """"(latent_dim was 4, now 2)" for two configs, "(was fp32, now bf16)" for two values."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        return "(" + ", ".join(f"{k} was {was.get(k)!r}, now {now.get(k)!r}"
+                               for k in sorted({*was, *now}) if was.get(k) != now.get(k)) + ")"
+    return f"(was {was}, now {now})"
 
 
 def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:

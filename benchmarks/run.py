@@ -424,7 +424,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         record = Record(job.name, seed, status="running", budget=str(budget), hparams=dataclasses.asdict(model.config),
                         overrides=job.overrides, train_key=key, eval_key=ekey, params=model.num_parameters(),
                         checkpoint=str(Path("checkpoints") / key), train_processes=procs.world,
-                        deterministic=args.deterministic)
+                        deterministic=args.deterministic, train_precision=args.precision)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
             note_other_curve(job.name, seed, tr.curve, tr.steps, preset, budget, folder.path / "checkpoints" / key)
@@ -961,6 +961,8 @@ def _main(argv: list[str]) -> int:
                 record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
             else:  # no curve, or a reused one with no target this run (--curves off): not measured, as the footnote says
                 record.flops_to_target = None
+            if record.model != DATA_ROW:
+                folder.set_aside_unlike(record)
             folder.write_record(record)
             folder.merge(run, order)
             shown.append(record)

@@ -359,3 +359,33 @@ def test_a_runner_with_other_settings_is_refused_while_another_writes_the_folder
         assert run.main([*args, "--budget", "2steps"]) == 0  # the same settings share the folder, as before
     assert run.main([*args, "--budget", "3steps"]) == 0  # the first has ended: its records are set aside
     assert "moved to set-aside/1-smoke-" in capsys.readouterr().out
+
+
+def test_a_rerun_of_some_seeds_with_other_settings_sets_the_unlike_seeds_aside(tmp_path, capsys):
+    """Found by a probe: `--set vae.latent_dim=2 --seeds 0` after seeds 0 and 1 at the default gave one
+    row, 'mean over 2 seeds ± interval', of two different models, with seed 0's parameter count."""
+    from benchmarks.records import Record
+
+    out = tmp_path / "run"
+    args = ["--models", "vae", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]
+    assert run.main([*args, "--seeds", "0,1"]) == 0
+    capsys.readouterr()
+    assert run.main([*args, "--seeds", "0", "--set", "vae.latent_dim=2"]) == 0
+    printed = capsys.readouterr().out
+    assert ("warning: vae seed 1 was measured with other hyper-parameters (latent_dim was 4, now 2); moved to "
+            "set-aside/1-vae/: the row is the mean of the seeds measured alike") in printed
+    assert sorted(RunFolder(out).load_records()) == [("data", 0), ("vae", 0)]
+    assert (out / "set-aside" / "1-vae" / "records" / "vae--seed1.json").is_file()
+    assert (out / "set-aside" / "1-vae" / "samples" / "vae--seed1.png").is_file()
+    vae_row = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| vae |"))
+    assert " ± " not in vae_row  # one seed: no interval over two models
+
+    folder = RunFolder(tmp_path / "hand")  # the other settings a seed's mean must share, and what does not count
+    folder.write_record(Record("ae", 1, status="ok", train_precision="fp32", feature_space="classifier:mnist5k", fid_samples=1000))
+    folder.write_record(Record("ae", 2, status="error"))  # a failed seed: nothing to compare
+    folder.set_aside_unlike(Record("ae", 0, status="ok", train_precision="fp32", feature_space="classifier:mnist5k", fid_samples=1000))
+    assert sorted(folder.load_records()) == [("ae", 1), ("ae", 2)]
+    folder.set_aside_unlike(Record("ae", 0, status="ok", train_precision="bf16", feature_space="inception", fid_samples=500))
+    assert sorted(folder.load_records()) == [("ae", 2)]
+    assert ("warning: ae seed 1 was measured with other --precision (was fp32, now bf16); feature space (was "
+            "classifier:mnist5k, now inception); sample count (was 1000, now 500)") in capsys.readouterr().out

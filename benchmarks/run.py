@@ -25,6 +25,7 @@ import platform
 import shlex
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -50,7 +51,7 @@ from zoo import fused, graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
-from zoo.files import SafeConsole, atomic_write, write_error
+from zoo.files import SafeConsole, atomic_write, say, write_error
 from zoo.metrics import features, fidelity, speed
 from zoo.nets import replay
 from zoo.parallel import Processes
@@ -719,12 +720,23 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
     too is recorded as an error, and the jobs after it go on in another such pool."""
     stop: Interrupted | None = None
     first: tuple[str, Interrupted] | None = None
+    runners_handlers: dict[int, Any] = {}  # swapped, after a stop, for one that waits (`saving`)
+
+    def saving(signum: int, frame: Any) -> None:  # a repeat raised anywhere (in the pool's callbacks) is a traceback
+        say(f"{signal.Signals(signum).name}: the trainings in flight are saving and come back in a moment (kill -9 "
+            "ends the runner at once; a rerun resumes from their last checkpoints)")
 
     def stop_all(e: BaseException) -> None:
         nonlocal stop
         if stop is not None:
             return  # a repeat while the workers save: they have had the first
         stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        if threading.current_thread() is threading.main_thread():
+            runners_handlers.update((s, signal.signal(s, saving)) for s in STOP_SIGNALS)
+        # The jobs not started are cancelled here, not left to the pool's shutdown: a future cancelled
+        # there is never marked done for `as_completed`, which then waits for it forever.
+        for future in [f for f in running if f.cancel()]:
+            del running[future]
         for child in multiprocessing.active_children():  # the pool's workers: the runner starts no others
             if child.pid is not None:
                 with contextlib.suppress(ProcessLookupError):
@@ -769,6 +781,7 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                             console.print(f"[yellow]{said[0]}: {said[1]}[/]", highlight=False)
                             first = first or said
                             stop_all(said[1])  # a worker stopped on its own stops the run
+                            break  # `running` is now the jobs started: wait for those alone
                 except (Interrupted, KeyboardInterrupt) as e:
                     stop_all(e)
         broken.sort(key=todo.index)  # in the order asked for: as_completed gives them in any order
@@ -782,6 +795,8 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                           highlight=False)
     if stop is None:
         return None
+    for s, handler in runners_handlers.items():  # the report after the stop can be stopped again
+        signal.signal(s, handler)
     if first is None:
         first = ("the runner", stop)
         console.print(f"[yellow]{first[0]}: {first[1]}[/]", highlight=False)

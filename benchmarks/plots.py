@@ -45,12 +45,17 @@ def _rows(records: list[Record], key: str) -> list[Row]:
     """Aggregated rows of models (not the data row) with a finished seed and `key`: a model with some
     seeds diverged is drawn from those that finished, as its row in the table is, and says so (`_seeds`)."""
     return [r for r in aggregate(records)
-            if r.model != DATA_ROW and any(x.ok for x in r.records) and r.cells.get(key, (None,))[0] is not None]
+            if r.model != DATA_ROW and _finished(r) and r.cells.get(key, (None,))[0] is not None]
+
+
+def _finished(row: Row) -> list[Record]:
+    """The row's records of the seeds that finished: those its cells are the mean of."""
+    return [r for r in row.records if r.ok]
 
 
 def _seeds(row: Row) -> str:
     """"2 of 3 seeds" where fewer than the table's seeds finished (its status in the table says why); else ""."""
-    done = sum(r.ok for r in row.records)
+    done = len(_finished(row))
     return f"{done} of {row.table_seeds} seeds" if done < row.table_seeds else ""
 
 
@@ -68,7 +73,7 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     """FID against seconds per sample (log scale) for every training with >= 2 sampler rows; None if none."""
     groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
-        keys = sorted({r.train_key or "" for r in row.records})
+        keys = sorted({r.train_key or "" for r in _finished(row)})
         if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
             groups[" ".join(keys)].append(row)
     groups = {k.split("-")[0]: v for k, v in groups.items() if len(v) >= 2}
@@ -100,7 +105,7 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
 
 def _guided(row: Row) -> bool:
     """Whether the row's model has a guidance scale (a `guidance` hyper-parameter in its records)."""
-    return all("guidance" in r.hparams for r in row.records)
+    return all("guidance" in r.hparams for r in _finished(row))
 
 
 GUIDANCE_METRICS = (("precision", "precision ↑", "o"), ("recall", "recall ↑", "s"), ("label_accuracy", "label accuracy ↑", "D"))
@@ -112,11 +117,12 @@ def guidance_sweeps(records: list[Record]) -> dict[str, list[tuple[float, Row]]]
     rows at one scale (ddpm-cond and ddpm-cond@3) are one measurement: the first is kept."""
     groups: dict[tuple[str, str], dict[float, Row]] = defaultdict(dict)
     for row in _rows(records, "fid"):
-        keys = sorted({r.train_key or "" for r in row.records})
+        finished = _finished(row)
+        keys = sorted({r.train_key or "" for r in finished})
         if all(keys) and _guided(row):
-            rest = {k: v for k, v in row.records[0].hparams.items() if k != "guidance"}  # steps, ...: alike within a sweep
+            rest = {k: v for k, v in finished[0].hparams.items() if k != "guidance"}  # steps, ...: alike within a sweep
             groups[(" ".join(keys), json.dumps(rest, sort_keys=True, default=str))].setdefault(
-                float(row.records[0].hparams["guidance"]), row)
+                float(finished[0].hparams["guidance"]), row)
     sweeps: dict[str, list[tuple[float, Row]]] = {}
     for scales in groups.values():
         if len(scales) >= 2:
@@ -251,8 +257,8 @@ def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
         bars.append((_wrap(row.model) + (f" ({_seeds(row)})" if _seeds(row) else ""), mean, half, row.cells["bpd_kind"][0]))
-        for label in sorted({k for r in row.records if r.ok for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
-            values = [r.bpd_extras[label] for r in row.records if r.ok and label in r.bpd_extras]
+        for label in sorted({k for r in _finished(row) for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
+            values = [r.bpd_extras[label] for r in _finished(row) if label in r.bpd_extras]
             bars.append((f"{_wrap(row.model)} ({label})", sum(values) / len(values), None, None))
     if not bars:
         return None

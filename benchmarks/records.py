@@ -317,11 +317,12 @@ class RunFolder:
         and that folder is yielded (else None); while one does, this runner is refused in one line. The
         settings are written at once, so a runner started a moment later compares with them."""
         self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".run.lock", "w") as hold:
+        with open(self.path / ".run.lock", "a+") as hold:  # readable: NFS refuses a shared lock on a write-only file
             try:
                 fcntl.flock(hold, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 alone = True
-            except BlockingIOError:  # another runner holds it (a shared hold), or is claiming it this moment
+            except BlockingIOError:  # another runner holds it: shared while it runs, exclusive while it claims
+                fcntl.flock(hold, fcntl.LOCK_SH)  # waits out a claim in progress, so its settings are the ones read
                 alone = False
             with self.lock():
                 aside = self._set_aside_other_run(run, alone)
@@ -358,8 +359,7 @@ class RunFolder:
             for other in self.load_records().values():
                 if other.model != record.model or other.seed == record.seed:
                     continue
-                differs = [(key, name) for key, name in RECIPE
-                           if getattr(other, key) and getattr(record, key) and getattr(other, key) != getattr(record, key)]
+                differs = [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))]
                 if not differs:
                     continue
                 parent = self.path / "set-aside"
@@ -396,11 +396,24 @@ class RunFolder:
         return records
 
 
+def _as_read(value: Any) -> Any:
+    """A value as a record file gives it back: JSON turns tuples into lists and int keys into strings."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def _differ(was: Any, now: Any) -> bool:
+    """Whether two records' settings differ where both have them: a config's fields both know (a
+    record from before a field was added lacks it), any other value where both have one."""
+    if isinstance(was, dict) and isinstance(now, dict):
+        return any(_as_read(was[k]) != _as_read(now[k]) for k in was.keys() & now.keys())
+    return bool(was) and bool(now) and _as_read(was) != _as_read(now)
+
+
 def _difference(was: Any, now: Any) -> str:
     """"(latent_dim was 4, now 2)" for two configs, "(was fp32, now bf16)" for two values."""
     if isinstance(was, dict) and isinstance(now, dict):
-        return "(" + ", ".join(f"{k} was {was.get(k)!r}, now {now.get(k)!r}"
-                               for k in sorted({*was, *now}) if was.get(k) != now.get(k)) + ")"
+        return "(" + ", ".join(f"{k} was {was[k]!r}, now {now[k]!r}"
+                               for k in sorted(was.keys() & now.keys()) if _as_read(was[k]) != _as_read(now[k])) + ")"
     return f"(was {was}, now {now})"
 
 

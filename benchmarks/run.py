@@ -51,7 +51,7 @@ from zoo import fused, graphs
 from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
-from zoo.files import SafeConsole, atomic_write, say, write_error
+from zoo.files import SafeConsole, atomic_write, write_error
 from zoo.metrics import features, fidelity, speed
 from zoo.nets import replay
 from zoo.parallel import Processes
@@ -723,8 +723,9 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
     runners_handlers: dict[int, Any] = {}  # swapped, after a stop, for one that waits (`saving`)
 
     def saving(signum: int, frame: Any) -> None:  # a repeat raised anywhere (in the pool's callbacks) is a traceback
-        say(f"{signal.Signals(signum).name}: the trainings in flight are saving and come back in a moment (kill -9 "
-            "ends the runner at once; a rerun resumes from their last checkpoints)")
+        with contextlib.suppress(OSError):  # os.write: print could land inside a print it interrupted (reentrant call)
+            os.write(2, f"{signal.Signals(signum).name}: the trainings in flight are saving and come back in a moment "
+                        "(kill -9 ends the runner at once; a rerun resumes from their last checkpoints)\n".encode())
 
     def stop_all(e: BaseException) -> None:
         nonlocal stop
@@ -940,6 +941,7 @@ def _main(argv: list[str]) -> int:
     except GenzooError as e:
         error = str(e)
     except (Interrupted, KeyboardInterrupt) as e:  # nothing trained yet, nothing to keep
+        held.close()
         stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
         console.print(f"[yellow]{stop}[/]", highlight=False)
         return stop.exit_code
@@ -976,9 +978,9 @@ def _main(argv: list[str]) -> int:
                 record.flops_to_target = curves.flops_to_reach(record.quality_curve, target) or "not reached"
             else:  # no curve, or a reused one with no target this run (--curves off): not measured, as the footnote says
                 record.flops_to_target = None
+            folder.write_record(record)  # first: a stop between the two keeps it
             if record.model != DATA_ROW:
                 folder.set_aside_unlike(record)
-            folder.write_record(record)
             folder.merge(run, order)
             shown.append(record)
             console.print(report.rich_table([record]))

@@ -383,8 +383,14 @@ def test_a_rerun_of_some_seeds_with_other_settings_sets_the_unlike_seeds_aside(t
     folder = RunFolder(tmp_path / "hand")  # the other settings a seed's mean must share, and what does not count
     folder.write_record(Record("ae", 1, status="ok", train_precision="fp32", feature_space="classifier:mnist5k", fid_samples=1000))
     folder.write_record(Record("ae", 2, status="error"))  # a failed seed: nothing to compare
+    folder.write_record(Record("ae", 3, status="ok", hparams={"widths": (4, 8), "scales": {2: 0.5}}))
+    # as read back from its file (a tuple a list, an int key a string), and a field added since: alike (a review)
+    folder.set_aside_unlike(Record("ae", 0, status="ok", hparams={"widths": (4, 8), "scales": {2: 0.5}, "eta": 0.0}))
+    assert sorted(folder.load_records()) == [("ae", 1), ("ae", 2), ("ae", 3)]
+    folder.set_aside_unlike(Record("ae", 0, status="ok", hparams={"widths": (4, 16)}))
+    assert "warning: ae seed 3 was measured with other hyper-parameters (widths was [4, 8], now (4, 16))" in capsys.readouterr().out
     folder.set_aside_unlike(Record("ae", 0, status="ok", train_precision="fp32", feature_space="classifier:mnist5k", fid_samples=1000))
-    assert sorted(folder.load_records()) == [("ae", 1), ("ae", 2)]
+    assert sorted(folder.load_records()) == [("ae", 1), ("ae", 2)]  # seed 3 set aside just above
     folder.set_aside_unlike(Record("ae", 0, status="ok", train_precision="bf16", feature_space="inception", fid_samples=500))
     assert sorted(folder.load_records()) == [("ae", 2)]
     assert ("warning: ae seed 1 was measured with other --precision (was fp32, now bf16); feature space (was "

@@ -315,6 +315,11 @@ def test_a_model_with_a_diverged_seed_is_drawn_from_the_seeds_that_finished_and_
     assert plots.quality_vs_cost(records, tmp_path / "q.png") and plots.bits_per_dim(records, tmp_path / "b.png")
     assert "realnvp (1 NFE; 2 of 3 seeds)" in drawn[0] and "vae (1 NFE)" in drawn[0]
     assert "realnvp (2 of 3 seeds)" in drawn[1] and "vae" in drawn[1]
+    # one training drawn by two samplers, its seed 2 diverged: the samplers' figure draws both from seeds 0 and 1
+    samplers = [*(Record(model=m, seed=s, status="ok", fid=f, nfe=n, sample_images_per_s=v, train_key=f"diffusion-{s}")
+                  for m, f, n, v in (("ddim", 90.0, 50, 10.0), ("ddim@10", 120.0, 10, 50.0)) for s in (0, 1)),
+                *(Record(model=m, seed=2, status="diverged", error="loss became nan at step 3") for m in ("ddim", "ddim@10"))]
+    assert plots.sampler_tradeoff([records[0], *samplers], tmp_path / "s.png") is not None
 
 
 def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeypatch):

@@ -340,10 +340,7 @@ class RunFolder:
         if not alone:  # its records would join this table, or this run's records its table
             raise GenzooError(f"another runner is writing to {self.path}, with {what}; wait for it to finish, "
                               "or give this run another --out")
-        parent = self.path / "set-aside"
-        taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
-        aside = parent / f"{max(taken, default=0) + 1}-{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}"
-        aside.mkdir(parents=True)
+        aside = self._new_aside(f"{old.get('preset', '')}-{str(old.get('data_hash', ''))[:8]}")
         for part in (self.records_dir, self.results, self.path / "samples"):  # the grids too: its report redraws from them
             if part.exists():
                 part.replace(aside / part.name)
@@ -356,23 +353,29 @@ class RunFolder:
         rerun of some seeds with --set or --precision) are moved, with their grids, into
         `set-aside/N-MODEL/`, one warning line each (kept, as another run's records are)."""
         with self.lock():
-            for other in self.load_records().values():
-                if other.model != record.model or other.seed == record.seed:
-                    continue
-                differs = [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))]
-                if not differs:
-                    continue
-                parent = self.path / "set-aside"
-                taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
-                aside = parent / f"{max(taken, default=0) + 1}-{record.model}"
-                (aside / "records").mkdir(parents=True)
+            unlike = [(other, [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))])
+                      for other in self.load_records().values() if other.model == record.model and other.seed != record.seed]
+            unlike = [(other, differs) for other, differs in unlike if differs]
+            if not unlike:
+                return
+            aside = self._new_aside(record.model)
+            for part in ("records", "samples"):
+                (aside / part).mkdir()
+            for other, differs in unlike:
                 (self.records_dir / other.file_name).replace(aside / "records" / other.file_name)
                 if (grid := self.samples(other)).is_file():
-                    (aside / "samples").mkdir()
                     grid.replace(aside / "samples" / grid.name)
                 said = "; ".join(f"{name} {_difference(getattr(other, key), getattr(record, key))}" for key, name in differs)
                 say(f"warning: {record.model} seed {other.seed} was measured with other {said}; moved to "
                     f"{aside.relative_to(self.path)}/: the row is the mean of the seeds measured alike")
+
+    def _new_aside(self, name: str) -> Path:
+        """A new folder `set-aside/N-NAME/`, N one more than any there."""
+        parent = self.path / "set-aside"
+        taken = [int(p.name.split("-")[0]) for p in parent.glob("*") if p.name.split("-")[0].isdigit()]
+        aside = parent / f"{max(taken, default=0) + 1}-{name}"
+        aside.mkdir(parents=True)
+        return aside
 
     def write_record(self, record: Record) -> None:
         self.records_dir.mkdir(parents=True, exist_ok=True)

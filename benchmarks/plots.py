@@ -59,6 +59,12 @@ def _seeds(row: Row) -> str:
     return f"{done} of {row.table_seeds} seeds" if done < row.table_seeds else ""
 
 
+def _label(row: Row, *notes: str) -> str:
+    """The row's name, wrapped, with its notes and, where fewer seeds finished, how many: "ddim (50 NFE; 2 of 3 seeds)"."""
+    said = [note for note in (*notes, _seeds(row)) if note]
+    return _wrap(row.model) + (f" ({'; '.join(said)})" if said else "")
+
+
 def _wrap(name: str, width: int = 20) -> str:
     """A model's name in lines of at most `width` characters, broken at its hyphens where it has them:
     a plugin's or a scored row's long name would squeeze the figure beside it."""
@@ -196,7 +202,7 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
         x = 1.0 / r.cells["sample_images_per_s"][0]
         fid, half = r.cells["fid"]
         ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colours[i % len(colours)])
-        points.append((x, fid, f"{_wrap(r.model)} ({r.cells['nfe'][0]} NFE" + (f"; {_seeds(r)})" if _seeds(r) else ")")))
+        points.append((x, fid, _label(r, f"{r.cells['nfe'][0]} NFE")))
     data_fid = _data_value(records, "fid")
     if data_fid:
         ax.axhline(data_fid, color="black", ls="--", lw=1)
@@ -256,7 +262,7 @@ def bits_per_dim(records: list[Record], path: str | Path) -> Path | None:
     bars: list[tuple[str, float, float | None, str | None]] = []  # label, mean, half-width, kind (None: an extra)
     for row in _rows(records, "bits_per_dim"):
         mean, half = row.cells["bits_per_dim"]
-        bars.append((_wrap(row.model) + (f" ({_seeds(row)})" if _seeds(row) else ""), mean, half, row.cells["bpd_kind"][0]))
+        bars.append((_label(row), mean, half, row.cells["bpd_kind"][0]))
         for label in sorted({k for r in _finished(row) for k in r.bpd_extras}):  # other figures the model reports, e.g. the VAE's looser ELBO
             values = [r.bpd_extras[label] for r in _finished(row) if label in r.bpd_extras]
             bars.append((f"{_wrap(row.model)} ({label})", sum(values) / len(values), None, None))

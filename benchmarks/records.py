@@ -309,13 +309,13 @@ class RunFolder:
                               "to rebuild it from") from None
 
     @contextlib.contextmanager
-    def claim(self, run: dict[str, Any], order: list[str]) -> Iterator[Path | None]:
+    def claim(self, run: dict[str, Any], order: list[str]) -> Iterator[None]:
         """A runner's hold on the folder while it runs, shared with runners of the same settings.
         Records made on other images or under another preset or budget must not join this run's table:
         while no runner holds the folder they are moved with their results.json into
-        `set-aside/N-PRESET-HASH/` (kept, not deleted; the checkpoints stay, keyed by what they trained),
-        and that folder is yielded (else None); while one does, this runner is refused in one line. The
-        settings are written at once, so a runner started a moment later compares with them."""
+        `set-aside/N-PRESET-HASH/` (kept, not deleted; the checkpoints stay, keyed by what they trained);
+        while one does, this runner is refused in one line. The settings are written at once, so a runner
+        started a moment later compares with them."""
         self.path.mkdir(parents=True, exist_ok=True)
         with open(self.path / ".run.lock", "a+") as hold:  # readable: NFS refuses a shared lock on a write-only file
             try:
@@ -325,16 +325,16 @@ class RunFolder:
                 fcntl.flock(hold, fcntl.LOCK_SH)  # waits out a claim in progress, so its settings are the ones read
                 alone = False
             with self.lock():
-                aside = self._set_aside_other_run(run, alone)
+                self._set_aside_other_run(run, alone)
                 self._merge(run, order)
             fcntl.flock(hold, fcntl.LOCK_SH)  # held until the runner ends; the kernel drops it if the process dies
-            yield aside
+            yield
 
-    def _set_aside_other_run(self, run: dict[str, Any], alone: bool) -> Path | None:
+    def _set_aside_other_run(self, run: dict[str, Any], alone: bool) -> None:
         old = self.run_info()
         differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
         if not differs:
-            return None
+            return
         named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget"}
         what = f"{' and '.join(named[k] for k in differs)} ({'; '.join(f'was {old[k]}, now {run.get(k)}' for k in differs)})"
         if not alone:  # its records would join this table, or this run's records its table
@@ -346,7 +346,6 @@ class RunFolder:
                 part.replace(aside / part.name)
         say(f"warning: {self.path} holds results made with {what}; moved to {aside.relative_to(self.path)}/, "
             "this table starts afresh")
-        return aside
 
     def set_aside_unlike(self, record: Record) -> None:
         """A model's row is the mean over its seeds: its other seeds' records measured otherwise (a

@@ -137,10 +137,13 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
         if "dataset" not in info:
             raise GenzooError(f"{folder.path} has no run settings ({folder.results} does not parse or holds no run): "
                               "which data it ran on is unknown; a rerun of its command there rebuilds them")
-    datasets = {run_info.get("dataset"), ref_info.get("dataset")}
-    if len(datasets) > 1:
+    # the images themselves, where both runs recorded their hash: one folder under two paths is one dataset
+    hashes = {run_info.get("data_hash"), ref_info.get("data_hash")}
+    key = "data_hash" if None not in hashes else "dataset"
+    if run_info.get(key) != ref_info.get(key):
         raise GenzooError(f"{run.path} is a run on {run_info.get('dataset')} and {reference.path} on "
-                          f"{ref_info.get('dataset')}; compare runs on one dataset")
+                          f"{ref_info.get('dataset')}" + (" (other images or labels: their hashes differ)" if key == "data_hash" else "")
+                          + "; compare runs on one dataset")
     spaces = [{r.feature_space for r in records if r.ok and r.feature_space} for records in (run_records, ref_records)]
     if all(spaces) and not spaces[0] & spaces[1]:
         raise GenzooError(f"{run.path} was measured in {', '.join(sorted(spaces[0]))} and {reference.path} in "

@@ -64,6 +64,18 @@ def fractions(points: int) -> list[float]:
     return [2.0 ** -(points - 1 - i) for i in range(points)]
 
 
+def share_of(fraction: float) -> float:
+    """The share (`fractions`) a curve point was due at: it is measured at the first step at or past its
+    share, so its fraction rounds down to a power of two, after a little slack (a point keeps 6
+    decimals: 1/128 as 0.007812, a hair below)."""
+    return 2.0 ** min(0, math.floor(math.log2(fraction) + 0.01))
+
+
+def share_name(share: float) -> str:
+    """"1/32", ..., "1/2", "1"."""
+    return "1" if share >= 1 else f"1/{round(1 / share)}"
+
+
 @torch.no_grad()
 def measure(model: Generator, splits: Splits, space: FeatureSpace, settings: CurveSettings, *,
             seed: int) -> tuple[dict[str, Any], Tensor]:

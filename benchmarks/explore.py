@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import math
+import signal
 import sys
 import time
 import traceback
@@ -51,18 +52,32 @@ import zoo
 import zoo.explore as ex
 from benchmarks import report
 from benchmarks.cli import Parser, comma_list, set_threads
+from benchmarks.curves import share_name, share_of
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.presets import PRESETS
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from benchmarks.score import run_settings
-from zoo.base import CodeSampler, Conditional, DataSpec, Generator, GenzooError, Invertible, Latent, Stepwise, Tokenized, one_line
+from zoo.base import (
+    CONFIG_FILE,
+    WEIGHTS_FILE,
+    CodeSampler,
+    Conditional,
+    Generator,
+    GenzooError,
+    Invertible,
+    Latent,
+    Stepwise,
+    Tokenized,
+    one_line,
+    saved_spec,
+)
 from zoo.checkpoint import file_hash
 from zoo.data import Splits, load_splits, to_float
 from zoo.files import check_writable
 from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, check_cache, classifier_space, load_feature_net
 from zoo.seeds import derive_seed
-from zoo.train import resolve_device
+from zoo.train import Interrupted, resolve_device
 
 matplotlib.use("Agg")  # files only, no display
 
@@ -209,10 +224,10 @@ def run_data(folder: RunFolder, run: dict[str, Any], who: str, uint8: bool = Fal
 def weights_problem(folder: RunFolder, rec: Record) -> str | None:
     """Why a record's checkpoint cannot be drawn from: missing, or not the weights it was scored with."""
     ckpt = folder.path / (rec.checkpoint or "")
-    if not rec.checkpoint or not (ckpt / "config.json").is_file() or not (ckpt / "model.safetensors").is_file():
-        return f"no checkpoint at {ckpt} (model.safetensors + config.json)"
-    if rec.weights_hash and file_hash(ckpt / "model.safetensors") != rec.weights_hash:
-        return (f"{ckpt / 'model.safetensors'} is not the file {rec.model} seed {rec.seed} was scored with (its hash "
+    if not rec.checkpoint or not (ckpt / CONFIG_FILE).is_file() or not (ckpt / WEIGHTS_FILE).is_file():
+        return f"no checkpoint at {ckpt} ({WEIGHTS_FILE} + {CONFIG_FILE})"
+    if rec.weights_hash and file_hash(ckpt / WEIGHTS_FILE) != rec.weights_hash:
+        return (f"{ckpt / WEIGHTS_FILE} is not the file {rec.model} seed {rec.seed} was scored with (its hash "
                 "differs from the record's); the run's command trains or scores it again")
     return None
 
@@ -223,8 +238,7 @@ def load_model(folder: RunFolder, rec: Record) -> Generator:
     if why := weights_problem(folder, rec):
         raise GenzooError(why)
     ckpt = folder.path / (rec.checkpoint or "")
-    spec = DataSpec(**json.loads((ckpt / "config.json").read_text())["spec"])
-    model = zoo.create(rec.model, spec, **rec.hparams)
+    model = zoo.create(rec.model, saved_spec(ckpt), **rec.hparams)
     model.load_weights(ckpt)
     return model.eval()
 
@@ -708,17 +722,12 @@ def fig_copies(ctx: Context) -> None:
 
 # -- 8. how each paradigm learns ------------------------------------------------------------------
 
-NO_CURVE = "no quality curve: trained with --curves off or before curves existed"
+NO_CURVE = "no quality curve: trained with --curves off, the smoke preset (none by default) or before curves existed"
 
 
 def budget_share(fraction: float | None) -> str:
-    """The share of the budget a curve point was due at, as "1/32", ..., "1/2", "1": a point is measured
-    at the first step at or past its share (`benchmarks.curves`), so its fraction rounds down to a power of 2
-    (after a little slack: the record keeps 6 decimals, 1/2048 as 0.000488)."""
-    if not fraction or fraction <= 0:
-        return "?"
-    k = max(0, -math.floor(math.log2(fraction) + 0.01))
-    return "1" if k == 0 else f"1/{2 ** k}"
+    """The share of the budget a curve point was due at, as "1/32", ..., "1/2", "1"; "?" for none."""
+    return share_name(share_of(fraction)) if fraction and fraction > 0 else "?"
 
 
 def read_strip(path: Path) -> Tensor:
@@ -1158,9 +1167,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenzooError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as e:  # Ctrl-C: one line saying what is on disk, exit 130 (as benchmarks.run)
+    except KeyboardInterrupt as e:  # Ctrl-C: one line saying what is on disk, and 128 + SIGINT, as benchmarks.run
         print(f"SIGINT: {str(e) or 'stopped before any figure was drawn: nothing written in the run folder'}", file=sys.stderr)
-        return 130
+        return Interrupted(signal.SIGINT).exit_code
     print(f"figures in {Path(args.run_folder) / 'explore'}/: explore.md, explore.json and the PNGs; "
           "results.md and index.html rewritten with them")
     return 0

@@ -45,7 +45,7 @@ from zoo.train import WeightAverage, autocast_for
 
 # Dense TFLOP/s of the tensor cores by the vendors' datasheets (which print twice these, "with
 # sparsity"), keyed by a part of torch.cuda.get_device_name(); the first key found in the name wins.
-# Leads, not ceilings: an 8192^3 bf16 matmul measured 770-800 TFLOP/s on an H200 here.
+# Leads, not ceilings: a large dense matmul reaches somewhat less.
 PEAK_TFLOPS = {
     "H200 NVL": {"tf32": 417.5, "bf16": 835.5},
     "H200": {"tf32": 494.7, "bf16": 989.4},  # SXM, named plainly "NVIDIA H200": the H100 SXM's rates

@@ -34,7 +34,7 @@ from matplotlib.text import Text  # noqa: E402
 from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
-from benchmarks.curves import TARGET_FACTOR, target_fid  # noqa: E402
+from benchmarks.curves import TARGET_FACTOR, share_of, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
 from zoo.base import one_line  # noqa: E402
 from zoo.files import say  # noqa: E402
@@ -408,19 +408,13 @@ def _spread(records: list[Record], key: str) -> tuple[list[float], list[float], 
     middle: list[float] = []
     low: list[float] = []
     high: list[float] = []
-    for share in sorted({_share(p) for r in records for p in r.quality_curve}):
-        values = [_number(p.get(key)) for r in records for p in r.quality_curve if _share(p) == share]
+    for share in sorted({share_of(p["fraction"]) for r in records for p in r.quality_curve}):
+        values = [_number(p.get(key)) for r in records for p in r.quality_curve if share_of(p["fraction"]) == share]
         found = [v for v in values if not math.isnan(v)] or [math.nan]
         middle.append(statistics.median(found))
         low.append(min(found))
         high.append(max(found))
     return middle, low, high
-
-
-def _share(point: dict[str, Any]) -> float:
-    """The share of the budget (a power of two, `curves.fractions`) a curve point was measured for: it
-    is measured at the first step at or past its share, so its fraction lies within a factor of two above."""
-    return 2.0 ** math.floor(math.log2(point["fraction"]) + 1e-6)
 
 
 def _number(value: Any) -> float:

@@ -31,7 +31,7 @@ RUN_INFO_TYPES: dict[str, type | tuple[type, ...]] = {
     "dataset": str, "data_hash": str, "preset": str, "budget": (str, dict), "seeds": list, "history": list,
     "feature_space": dict, "data_options": dict, "reference": dict, "versions": dict}
 MAX_NAME = 100  # a row's name: it names the row's files (NAME--seedS.json), which file systems cap at 255 bytes
-SAME_RUN = ("data_hash", "preset", "budget")  # what the records of one run folder share (`RunFolder.claim`)
+SAME_RUN = ("data_hash", "preset", "budget", "precision")  # what the records of one run folder share (`RunFolder.claim`)
 # What a model's seeds share, for the mean of its row to be one measurement (`RunFolder.set_aside_unlike`).
 RECIPE = (("hparams", "hyper-parameters"), ("train_precision", "--precision"), ("feature_space", "feature space"),
           ("fid_samples", "sample count"))
@@ -311,7 +311,7 @@ class RunFolder:
     @contextlib.contextmanager
     def claim(self, run: dict[str, Any], order: list[str]) -> Iterator[None]:
         """A runner's hold on the folder while it runs, shared with runners of the same settings.
-        Records made on other images or under another preset or budget must not join this run's table:
+        Records made on other images or under another preset, budget or precision must not join this run's table:
         while no runner holds the folder they are moved with their results.json into
         `set-aside/N-PRESET-HASH/` (kept, not deleted; the checkpoints stay, keyed by what they trained);
         while one does, this runner is refused in one line. The settings are written at once, so a runner
@@ -335,7 +335,8 @@ class RunFolder:
         differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
         if not differs:
             return
-        named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget"}
+        named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget",
+                 "precision": "another precision"}
         what = f"{' and '.join(named[k] for k in differs)} ({'; '.join(f'was {old[k]}, now {run.get(k)}' for k in differs)})"
         if not alone:  # its records would join this table, or this run's records its table
             raise GenzooError(f"another runner is writing to {self.path}, with {what}; wait for it to finish, "

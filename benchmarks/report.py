@@ -21,10 +21,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.cli import Parser
-from benchmarks.curves import TARGET_FACTOR, fractions, target_fid
+from benchmarks.curves import TARGET_FACTOR, fractions, share_name, target_fid
 from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write
 from zoo.base import GenzooError
 from zoo.files import check_writable
+from zoo.metrics.features import WEAK_NET
 from zoo.registry import split_variant
 
 FLAGGED = "flagged"  # the status of a record holding a number it cannot hold (damaged, or edited by hand)
@@ -152,6 +153,9 @@ def footnote(run: dict, records: list[Record]) -> str:
     spaces = sorted({r.feature_space for r in records if r.feature_space})
     counts = sorted({r.fid_samples for r in records if r.fid_samples})
     kinds = sorted({r.memory_kind for r in records if r.memory_kind})
+    # the records' own: a folder put together by hand may mix them; TF32 is the run's device's doing
+    precision = (" and ".join(sorted({r.train_precision for r in records if r.train_precision}))
+                 or str(run.get("precision") or "").split(" ")[0]) + (" (TF32 matmuls)" if "TF32" in str(run.get("precision")) else "")
     seeds = sorted({r.seed for r in records})
     ref = run.get("reference", {})
     interval = (f"Mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) ± half-width of the 95 % t-interval. "
@@ -164,8 +168,8 @@ def footnote(run: dict, records: list[Record]) -> str:
         "nearer to a training image (in the feature space) than the 1st percentile of held-out test images' distances, "
         "the data row's on the test half that did not set it; NN dist ratio: the median sample's nearest-training "
         "distance over the test images' median. "
-        f"Training budget per model: {run.get('budget', '?')} (train TFLOP: matmul and conv FLOPs of training, "
-        "forward and backward, counted by torch.utils.flop_counter). "
+        f"Training budget per model: {run.get('budget', '?')}{f', in {precision}' if precision else ''} (train TFLOP: matmul "
+        "and conv FLOPs of training, forward and backward, counted by torch.utils.flop_counter). "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
         + curves_note(records)
     )
@@ -196,7 +200,7 @@ def curves_note(records: list[Record]) -> str:
 
 def _shares(values: list[float]) -> str:
     """Budget shares as fractions, "1/32, 1/16, ..., 1"; a long list by its ends."""
-    names = ["1" if v >= 1 else f"1/{round(1 / v)}" for v in values]
+    names = [share_name(v) for v in values]
     return ", ".join(names if len(names) <= 6 else [*names[:2], "...", *names[-2:]])
 
 
@@ -264,7 +268,9 @@ def _feature_net(space: dict) -> str:
         where = {"shipped": "shipped with genzoo", "file": f"from {space.get('file')}",
                  "trained here": "trained on this machine"}.get(space.get("source", ""), "")
         sha = f", sha256 {space['sha256'][:16]}" if space.get("sha256") else ""
-        return (f"{space.get('name')}, trained on {space.get('task')}, test accuracy {space['test_accuracy']:.3f}"
+        weak = (f" (below {WEAK_NET}: FID, precision and recall in this space mean little)"
+                if space["test_accuracy"] < WEAK_NET else "")
+        return (f"{space.get('name')}, trained on {space.get('task')}, test accuracy {space['test_accuracy']:.3f}{weak}"
                 + (f", {where}" if where else "") + sha)
     return str(space.get("name", "?"))
 

@@ -24,6 +24,7 @@ import os
 import platform
 import shlex
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -62,7 +63,6 @@ from zoo.train import STOP_SIGNALS, Diverged, Hook, Interrupted, fit, progress_b
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)  # wide tables in logs and CI
 VERSIONS = ("torch", "torchvision", "diffusers", "normflows", "torch-fidelity", "genzoo")
 MAX_IMAGE_SIZE = 256  # beyond this the small CPU-first networks make no sense; the full preset goes to 64
-FEATURE_NET_WARN = 0.8  # below this test accuracy on its own task, quality metrics mean little
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -319,6 +319,20 @@ def feature_space(args: argparse.Namespace, splits: zdata.Splits, device: torch.
     return features.inception_space(args.inception_weights)
 
 
+def code_commit() -> str | None:
+    """The commit of the genzoo checkout running this, "+edits" where its code differs from it; None
+    where it is not a git work tree (an installed copy)."""
+    here = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True,
+                              timeout=30, check=True).stdout.strip()
+        edits = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "zoo", "benchmarks"],
+                               cwd=here, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+edits" if edits else "") if head else None
+
+
 def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: Budget, device: torch.device,
              space: features.FeatureSpace, splits: zdata.Splits, seeds: list[int]) -> dict[str, Any]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
@@ -329,6 +343,7 @@ def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: 
             versions[pkg] = None
     return {
         "dataset": args.dataset, "data_hash": splits.content_hash, "preset": preset.name, "seeds": seeds,
+        "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": code_commit(),
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
@@ -542,7 +557,7 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
     if len(splits.x_test) < preset.eval.samples:  # a small folder, or the full preset's count
         console.print(f"note: the test split holds {len(splits.x_test)} images, fewer than the {preset.eval.samples} samples "
                       "a model is scored with: the data row's FID and KID (and the curves' target) read higher than "
-                      "at that count; compare the models with each other", highlight=False)
+                      "at that count, and its copy rate is measured on few images; compare the models with each other", highlight=False)
     metrics, images = evaluate.score_data(splits, space, preset.eval)
     floor = curves.floor(splits, space, preset.curve) if preset.curve.points else []
     record = Record(DATA_ROW, seed, status="ok", **metrics, quality_curve=floor)
@@ -640,7 +655,7 @@ def _stop_worker(signum: int, frame: Any) -> None:
     first = not stops
     stops.append(signum)
     if not busy and runner_gone():  # nothing in hand, and no runner to take a record: its pool would wait forever
-        os._exit(128 + signum)
+        os._exit(Interrupted(signum).exit_code)
     if first and busy:
         raise Interrupted(signum)
 
@@ -706,20 +721,21 @@ def in_flight(asked: int, jobs: list[Job], seeds: list[int],
 
 
 def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], folder: RunFolder,
-                 finish: Callable[[Record], None]) -> tuple[str, Interrupted] | None:
+                 finish: Callable[[Record], None]) -> tuple[list[str], Interrupted] | None:
     """Run `todo` with n jobs in flight, calling `finish` with each record as it comes back.
 
     A stop signal to the runner, or to one worker, stops them all: the runner passes it on, starts
     no more jobs, and waits until every job in flight has saved its training and come back (one line
-    each, as the runner's), finishing the records that did. Returns the first stop and what it
-    stopped, for the history entry; None when every job ran.
+    each, as the runner's), finishing the records that did. Returns the line said of each training it
+    stopped and the first stop, for the history entry; None when every job ran.
 
     A worker that dies without a word (killed for memory, a crash in a library) breaks the pool, and
     every job not finished fails with it, whichever killed it. Those jobs run again, from their last
     checkpoints, in a fresh pool of one worker, which runs them in turn: one that kills that worker
     too is recorded as an error, and the jobs after it go on in another such pool."""
     stop: Interrupted | None = None
-    first: tuple[str, Interrupted] | None = None
+    first: Interrupted | None = None  # the first stop a worker reported
+    said: list[str] = []  # each training a stop ended, as its line said it
     runners_handlers: dict[int, Any] = {}  # swapped, after a stop, for one that waits (`saving`)
 
     def saving(signum: int, frame: Any) -> None:  # a repeat raised anywhere (in the pool's callbacks) is a traceback
@@ -778,10 +794,11 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                         if isinstance(result, Record):
                             finish(result)
                         elif result is not None:  # a stop ended it; its training is saved
-                            said = (f"{job.name} seed {seed}", Interrupted(*result))
-                            console.print(f"[yellow]{said[0]}: {said[1]}[/]", highlight=False)
-                            first = first or said
-                            stop_all(said[1])  # a worker stopped on its own stops the run
+                            ended = Interrupted(*result)
+                            said.append(f"{job.name} seed {seed}: {ended}")
+                            console.print(f"[yellow]{said[-1]}[/]", highlight=False)
+                            first = first or ended
+                            stop_all(ended)  # a worker stopped on its own stops the run
                             break  # `running` is now the jobs started: wait for those alone
                 except (Interrupted, KeyboardInterrupt) as e:
                     stop_all(e)
@@ -799,9 +816,9 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
     for s, handler in runners_handlers.items():  # the report after the stop can be stopped again
         signal.signal(s, handler)
     if first is None:
-        first = ("the runner", stop)
-        console.print(f"[yellow]{first[0]}: {first[1]}[/]", highlight=False)
-    return first
+        said = [f"the runner: {stop}"]
+        console.print(f"[yellow]{said[0]}[/]", highlight=False)
+    return said, first or stop
 
 
 # -- the command --------------------------------------------------------------------------------
@@ -909,11 +926,12 @@ def _main(argv: list[str]) -> int:
                 raise GenzooError(f"the batch of {budget.batch_size} does not split evenly over {procs.world} processes; "
                                   f"use a preset or --budget whose batch is divisible by {procs.world}")
         save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
-        # A budget of one's own gets a folder of its own: its records must not replace the preset's.
+        # A budget or precision of one's own gets a folder of its own: its records must not replace the preset's.
         name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
         if args.out is not None and not args.out.strip():
             raise GenzooError("--out is empty; give a folder (it is created if missing)")
-        out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else ""))
+        out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else "")
+                   + (f"-{args.precision}" if args.precision != "fp32" else ""))
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
@@ -960,11 +978,12 @@ def _main(argv: list[str]) -> int:
                       f"preset {preset.name}, budget {budget}, device {device}, features {space.name}"
                       + (f" (test accuracy {acc:.3f} on {space.info.get('task')})" if acc is not None else "") + f" -> {out}",
                       highlight=False)
-        if acc is not None and acc < FEATURE_NET_WARN:
+        if acc is not None and acc < features.WEAK_NET:
             console.print(f"[yellow]warning: the feature net reaches only {acc:.3f} on its own task (chance "
                           f"{space.info.get('chance', 0):.2f}); FID, precision and recall in this space mean little[/]")
         started = time.perf_counter()
         interrupted: Interrupted | None = None
+        said: list[str] = []  # what the stop ended, one line each, for the history entry
         shown: list[Record] = []
         doing = "the data row"
 
@@ -1001,7 +1020,7 @@ def _main(argv: list[str]) -> int:
                 stopped = side_by_side(followers_last(todo, together), in_flight(args.jobs, jobs, seeds, together),
                                        (args, preset, budget, device, splits, out, plugins), folder, finish)
                 if stopped is not None:
-                    doing, interrupted = stopped
+                    said, interrupted = stopped
             else:
                 for seed in seeds:
                     if seed == seeds[0]:  # the test split is the same images whatever the seed: scored once
@@ -1021,12 +1040,13 @@ def _main(argv: list[str]) -> int:
                             finish(record)
         except (Interrupted, KeyboardInterrupt) as e:
             interrupted = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
-            console.print(f"[yellow]{doing}: {interrupted}[/]", highlight=False)
+            said = [f"{doing}: {interrupted}"]
+            console.print(f"[yellow]{said[0]}[/]", highlight=False)
 
         entry: dict[str, Any] = {"command": run["command"], "wall_seconds": round(time.perf_counter() - started, 1),
                                  "models": order, "seeds": seeds}
         if interrupted:
-            entry["interrupted"] = f"{doing}: {interrupted}"
+            entry["interrupted"] = "; ".join(said)
         try:
             folder.merge({**run, "new_history": [entry]}, order)
             figures = report.render(out)

@@ -58,6 +58,7 @@ from zoo.base import DataSpec, GenzooError, one_line
 from zoo.files import SafeConsole
 from zoo.metrics import coverage, density, features, fidelity
 from zoo.registry import split_variant
+from zoo.train import Interrupted
 
 console = SafeConsole(width=None if sys.stdout.isatty() else 200)
 ARRAY_SUFFIXES = (".npz", ".npy", ".pt", ".pth")
@@ -329,8 +330,9 @@ def check_name(name: str | None, folder: RunFolder) -> str:
     # data--seed0.json on the file systems of macOS and Windows.
     if name.casefold() == DATA_ROW:
         raise GenzooError(f"--name {name} is the data row's name; choose another")
-    if split_variant(name.casefold())[0] in zoo.available():
-        raise GenzooError(f"--name {name} is a model of the zoo; name samples made elsewhere otherwise, e.g. {name}-external")
+    if (model := split_variant(name.casefold())[0]) in zoo.available():
+        raise GenzooError(f"--name {name} is the name of a model of the zoo ({model}); name samples made elsewhere otherwise, "
+                          f"e.g. {name}-external")
     trained = [r for r in folder.load_records().values()
                if r.model.casefold() == name.casefold() and not any(e.startswith(SCORED) for e in r.events)]
     if trained:
@@ -383,11 +385,12 @@ def main(argv: list[str] | None = None) -> int:
         done = (f"{', '.join(written)} written; the same command again scores and adds the row anew" if written
                 else "nothing written in the run folder")
         console.print(f"[yellow]stopped (SIGINT): {escape(done)}[/]", highlight=False, soft_wrap=True)
-        return 128 + signal.SIGINT
+        return Interrupted(signal.SIGINT).exit_code
 
 
 def _main(argv: list[str], written: list[str]) -> int:
-    from benchmarks.run import save_grid
+    from benchmarks.run import MAX_IMAGE_SIZE, save_grid
+    from benchmarks.run import parse_args as run_options
     from zoo.train import resolve_device
 
     started = time.perf_counter()
@@ -397,12 +400,11 @@ def _main(argv: list[str], written: list[str]) -> int:
     name = check_name(args.name, folder) if folder is not None else args.name
     if folder is None and args.name:
         raise GenzooError("--name names the row of --into RUN; without --into the scores are printed")
-    defaults = {"dataset": "mnist5k", "preset": "quick", "labels": "auto", "data_root": "data", "feature_space": "classifier",
-                **run_settings(run)}
+    defaults = {**vars(run_options([])), **run_settings(run)}  # the run's settings, else the runner's own defaults
     opts: dict[str, Any] = {k: getattr(args, k) if getattr(args, k) is not None else defaults.get(k) for k in RUN_OPTIONS}
     size = opts["image_size"]  # from --image-size, or as the run recorded it (which a hand edit may have changed)
-    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= 256):
-        raise GenzooError(f"--image-size must be between 4 and 256, got {size!r}"
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or not 4 <= size <= MAX_IMAGE_SIZE):
+        raise GenzooError(f"--image-size must be between 4 and {MAX_IMAGE_SIZE}, got {size!r}"
                           + ("" if args.image_size is not None else f" (from {folder.results if folder else 'the run'})"))
     if opts["preset"] not in PRESETS:
         raise GenzooError(f"{folder.results if folder else 'the run'} records the preset {opts['preset']!r}, which is not one "
@@ -438,7 +440,7 @@ def _main(argv: list[str], written: list[str]) -> int:
         console.print(f"note: {preset.eval.samples} of the {n} images are scored (a seeded random subset, as the data row "
                       "draws from the test split)", highlight=False)
     elif n < preset.eval.samples:
-        console.print(f"note: {n} images, fewer than the preset's {preset.eval.samples}: FID and KID read higher with fewer "
+        console.print(f"note: {n} image{'s' if n != 1 else ''}, fewer than the preset's {preset.eval.samples}: FID and KID read higher with fewer "
                       "samples; compare them with rows of the same count", highlight=False)
     metrics, scored, reasons = score_tensor(images, splits, space, preset.eval, cuda=device.type == "cuda")
     for why in reasons:

@@ -54,6 +54,7 @@ from benchmarks.cli import Parser, set_threads
 from benchmarks.explore import load_model, lowest_seeds, run_data, tint_undrawn, weights_problem
 from benchmarks.records import Record, RunFolder
 from zoo.base import (
+    CONFIG_FILE,
     CodeSampler,
     Conditional,
     DataSpec,
@@ -66,6 +67,7 @@ from zoo.base import (
     check_config,
     config_types,
     one_line,
+    saved_spec,
 )
 from zoo.data import to_float
 from zoo.train import resolve_device
@@ -139,11 +141,11 @@ def served_entry(folder: RunFolder, rec: Record) -> Entry:
         raise GenzooError(f"status {rec.status}" + (f": {rec.error}" if rec.error else ""))
     if why := weights_problem(folder, rec):
         raise GenzooError(why)
-    config = folder.path / (rec.checkpoint or "") / "config.json"
+    ckpt = folder.path / (rec.checkpoint or "")
     try:
-        spec = DataSpec(**json.loads(config.read_text())["spec"])
+        spec = saved_spec(ckpt)
     except (ValueError, KeyError, TypeError) as e:
-        raise GenzooError(f"its {config} does not read: {one_line(e)}") from None
+        raise GenzooError(f"its {ckpt / CONFIG_FILE} does not read: {one_line(e)}") from None
     cls = zoo.registry.get(rec.model)  # a plugin that is not installed here: one line
     try:
         check_config(rec.model, cls.Config(**rec.hparams))

@@ -14,11 +14,11 @@ def record(model, seed, **numbers):
     return Record(model, seed, **{**base, **numbers})
 
 
-def folder(path, records, dataset="mnist5k"):
+def folder(path, records, dataset="mnist5k", **settings):
     run = RunFolder(path)
     for r in records:
         run.write_record(r)
-    run.merge({"dataset": dataset, "seeds": sorted({r.seed for r in records})}, [r.model for r in records])
+    run.merge({"dataset": dataset, "seeds": sorted({r.seed for r in records}), **settings}, [r.model for r in records])
     return run
 
 
@@ -107,6 +107,17 @@ def test_what_cannot_be_compared_is_refused_in_one_line(tmp_path, reference, cap
         assert compare.main([str(getattr(run, "path", run)), str(reference.path)]) == 2
         lines = capsys.readouterr().out.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], lines
+
+
+def test_one_folder_of_images_under_two_paths_is_one_dataset_and_other_images_under_one_name_are_not(tmp_path, capsys):
+    # found by a probe: the same images as folder:data/photos and folder:/abs/photos were refused
+    ref = folder(tmp_path / "ref", [record("vae", 0, fid=12.0)], dataset="folder:data/photos", data_hash="4c45")
+    moved = folder(tmp_path / "moved", [record("vae", 0, fid=12.0)], dataset="folder:/abs/photos", data_hash="4c45")
+    assert compare.main([str(moved.path), str(ref.path)]) == 0
+    changed = folder(tmp_path / "changed", [record("vae", 0, fid=12.0)], dataset="folder:data/photos", data_hash="9d01")
+    capsys.readouterr()
+    assert compare.main([str(changed.path), str(ref.path)]) == 2
+    assert "(other images or labels: their hashes differ); compare runs on one dataset" in capsys.readouterr().out
 
 
 def test_a_run_whose_results_json_does_not_parse_is_refused_naming_it(tmp_path, reference, capsys):

@@ -5,7 +5,7 @@ import math
 import pytest
 
 from benchmarks import plots, report
-from benchmarks.curves import flops_to_reach, fractions, parse_points
+from benchmarks.curves import MAX_POINTS, flops_to_reach, fractions, parse_points, share_of
 from benchmarks.records import DATA_ROW, Record, RunFolder
 from zoo.base import GenzooError
 
@@ -45,6 +45,17 @@ def records():
 def test_fractions_halve_back_from_the_whole_budget():
     assert fractions(6) == SHARES
     assert fractions(2) == [0.5, 1.0]
+
+
+def test_a_point_is_grouped_under_the_share_it_was_due_at_however_its_fraction_was_rounded():
+    # a point keeps 6 decimals: 1/128 exactly is 0.007812, a hair below 1/128 (the figure put it under 1/256)
+    for share in fractions(MAX_POINTS):
+        assert share_of(round(share, 6)) == share_of(share) == share_of(share * 1.3) == share
+    curve = [{"fraction": round(share, 6), "fid": i} for i, share in enumerate(fractions(MAX_POINTS))]
+    other = [{"fraction": round(share * 1.3, 6), "fid": i + 1} for i, share in enumerate(fractions(MAX_POINTS))]
+    seeds = [Record("ae", s, status="ok", quality_curve=c) for s, c in enumerate((curve, other))]
+    middle, low, high = plots._spread(seeds, "fid")
+    assert len(middle) == MAX_POINTS and low == list(range(MAX_POINTS)) and high == list(range(1, MAX_POINTS + 1))
 
 
 @pytest.mark.parametrize("text", ["0", "1", "13", "x", ""])

@@ -90,7 +90,7 @@ def test_the_training_figure_draws_each_training_once_from_records_alone(run_fol
     skipped = dict(out["skipped"]["training"])
     assert skipped == {
         "ae": "its quality curve has no snapshot strips in snapshots/ae-1/",
-        "dcgan": "no quality curve: trained with --curves off or before curves existed",
+        "dcgan": explore.NO_CURVE,
         "wgan": "status error: RuntimeError: boom"}
     assert out["feature_space"] == "classifier:fake" and out["images"] == {"training": ["training.png"]}
 
@@ -103,7 +103,7 @@ def test_the_training_section_carries_the_fids_and_the_skips(run_folder, no_mode
     assert "| ddpm, ddim | ddim | 300 | 150 | 100 | 75 | 60 | 50 | 64 |" in section
     assert "on 50 samples per point" in section and "The test images score 12.5 on as many." in section
     assert "![training](training.png)" in section
-    assert "- skipped dcgan: no quality curve: trained with --curves off or before curves existed" in section
+    assert f"- skipped dcgan: {explore.NO_CURVE}" in section
     assert "](explore/training.png)" in explore.section(run_folder.path)
 
 

@@ -35,6 +35,24 @@ def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
     assert "not-a-run" not in text
 
 
+def test_a_run_records_its_date_and_its_code_s_commit_for_the_index(tmp_path):
+    # found by a probe: the index read both from results.json, where no run wrote them
+    import time
+
+    from benchmarks import run
+
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path / "r")]) == 0
+    info = json.loads((tmp_path / "r" / "results.json").read_text())["run"]
+    assert info["date"] == time.strftime("%Y-%m-%d", time.gmtime())
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True)
+    if head.returncode == 0:  # a git work tree: the commit, marked where the code has changed since
+        assert info["commit"].removesuffix("+edits") == head.stdout.strip()
+    else:
+        assert info["commit"] is None
+    row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [r]"))
+    assert [c.strip() for c in row.strip("|").split("|")][1] == info["date"]
+
+
 def test_what_a_run_did_not_record_is_a_dash(tmp_path):
     write_run(tmp_path / "old", {"dataset": "mnist5k", "device": "cpu", "device_name": "x86_64", "threads": 1,
                                  "command": "python -m benchmarks.run"}, [{"model": "ae"}])

@@ -196,9 +196,9 @@ def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in
 @pytest.mark.parametrize("argv, message", [
     (["--into", "{run}"], "--into needs --name NAME"),
     (["--into", "{run}", "--name", "data"], "the data row's name"),
-    (["--into", "{run}", "--name", "vae"], "is a model of the zoo"),
+    (["--into", "{run}", "--name", "vae"], "is the name of a model of the zoo"),
     (["--into", "{run}", "--name", "DATA"], "the data row's name"),  # one file with data's on macOS and Windows
-    (["--into", "{run}", "--name", "VAE"], "is a model of the zoo"),
+    (["--into", "{run}", "--name", "VAE"], "is the name of a model of the zoo"),
     (["--into", "{run}", "--name", "a/b"], "--name 'a/b': use letters"),
     (["--into", "{run}", "--name", "x", "--image-size", "32"], "was run on other data"),
     (["--into", "{run}", "--name", "x", "--labels", "none"], "was run on other data"),

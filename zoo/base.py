@@ -40,6 +40,10 @@ def one_line(e: BaseException, limit: int = 160) -> str:
     return f"{type(e).__name__}: {text[0][:limit]}" if text else type(e).__name__
 
 
+# A saved model's two files (`Generator.save`): its weights, and its name, hyper-parameters and DataSpec.
+WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What a model needs to know about its data: shape, classes, and pixel levels (8-bit = 256)."""
@@ -57,6 +61,11 @@ class DataSpec:
     @property
     def dims(self) -> int:
         return self.channels * self.height * self.width
+
+
+def saved_spec(path: str | Path) -> DataSpec:
+    """The DataSpec a model was saved with (`Generator.save`), from its config file in `path`."""
+    return DataSpec(**json.loads((Path(path) / CONFIG_FILE).read_text())["spec"])
 
 
 # Learning-rate factor at training progress p in [0, 1] (share of the budget spent).
@@ -459,13 +468,13 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         """Write `model.safetensors` (weights and buffers) and `config.json` (name, hparams, DataSpec)."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(path / "model.safetensors"))
+        save_model(self, str(path / WEIGHTS_FILE))
         meta = {"model": self.name, "hparams": dataclasses.asdict(self.config), "spec": dataclasses.asdict(self.spec)}
-        (path / "config.json").write_text(json.dumps(meta, indent=2))
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         return path
 
     def load_weights(self, path: str | Path) -> None:
-        load_model(self, str(Path(path) / "model.safetensors"), device=str(self.device))
+        load_model(self, str(Path(path) / WEIGHTS_FILE), device=str(self.device))
 
 
 BPD_KINDS = ("exact", "bound")  # what a Likelihood's bits/dim is: the negative log-likelihood, or an upper bound on it

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from zoo.base import Generator, GenzooError
+from zoo.base import CONFIG_FILE, WEIGHTS_FILE, Generator, GenzooError
 from zoo.budget import Budget
 from zoo.files import atomic_write, flush_to_disk, set_aside, stale_temporaries, unwritable
 
@@ -104,7 +104,7 @@ class Checkpoint:
         """The saved TrainResult of a finished training whose weights are intact, else None."""
         try:
             saved = json.loads(self.result_file.read_text())
-            if saved.pop("weights_hash") != file_hash(self.folder / "model.safetensors"):
+            if saved.pop("weights_hash") != file_hash(self.folder / WEIGHTS_FILE):
                 return None
             return saved
         except (OSError, ValueError, KeyError):
@@ -130,12 +130,12 @@ class Checkpoint:
     def save_finished(self, model: Generator, result: TrainResult) -> None:
         try:
             model.save(self.folder)
-            for written in ("model.safetensors", "config.json"):  # on the disk before train.json says they are done
+            for written in (WEIGHTS_FILE, CONFIG_FILE):  # on the disk before train.json says they are done
                 flush_to_disk(self.folder / written)
         except OSError as e:
             raise unwritable(e.filename or self.folder, e) from None
         saved = {k: v for k, v in asdict(result).items() if k != "reused"}
-        saved["weights_hash"] = file_hash(self.folder / "model.safetensors")
+        saved["weights_hash"] = file_hash(self.folder / WEIGHTS_FILE)
         atomic_write(self.result_file, json.dumps(saved))
         self.resume_file.unlink(missing_ok=True)
 

@@ -39,18 +39,13 @@ def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
 
 
 @torch.no_grad()
-def decode(model: Generator, z: Tensor, labels: Tensor | None = None, batch: int = 256) -> Tensor:
-    """Decode codes (N,D) in batches (a `Latent` model's decoder or a `CodeSampler`'s; a conditional
-    one with labels (N,)): images (N,C,H,W) in [0,1] on the CPU."""
+def decode(model: Generator, z: Tensor, batch: int = 256) -> Tensor:
+    """Decode codes (N,D) in batches (a `Latent` model's decoder or an unconditional `CodeSampler`'s):
+    images (N,C,H,W) in [0,1] on the CPU."""
     if not isinstance(model, (Latent, CodeSampler)):
         raise TypeError(f"{model.name} has no decoder of codes (neither `Latent` nor `CodeSampler`)")
     model.eval()
-    if isinstance(model, CodeSampler):
-        ys = labels.split(batch) if labels is not None else [None] * len(z.split(batch))
-        parts = [model.decode(b.to(model.device), y) for b, y in zip(z.split(batch), ys)]
-    else:
-        parts = [model.decode(b.to(model.device)) for b in z.split(batch)]
-    return torch.cat([p.clamp(0, 1).float().cpu() for p in parts])
+    return torch.cat([model.decode(b.to(model.device)).clamp(0, 1).float().cpu() for b in z.split(batch)])
 
 
 def code_prior(model: Generator) -> GaussianPrior | None:

@@ -21,6 +21,8 @@ from typing import Any, TypeVar
 
 from zoo.base import (
     BPD_KINDS,
+    CONFIG_FILE,
+    WEIGHTS_FILE,
     DataSpec,
     Generator,
     GenzooError,
@@ -173,9 +175,9 @@ def create(name: str, spec: DataSpec, preset: str | None = None, **hparams: Any)
 def load(path: str | Path, device: str | None = None) -> Generator:
     """Load a model saved with `Generator.save`: `zoo.load(path).sample(64)`."""
     path = Path(path)
-    if not (path / "config.json").is_file():
-        raise GenzooError(f"no saved model at {path}: expected config.json and model.safetensors there")
-    meta = json.loads((path / "config.json").read_text())
+    if not (path / CONFIG_FILE).is_file():
+        raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
+    meta = json.loads((path / CONFIG_FILE).read_text())
     model = create(meta["model"], DataSpec(**meta["spec"]), **meta["hparams"])
     if device is not None:
         from zoo.train import resolve_device

@@ -33,6 +33,7 @@ from zoo.files import atomic_write, write_error
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: <name>.safetensors + <name>.json
+WEAK_NET = 0.8  # below this test accuracy on its own task, the metrics in a net's space mean little
 
 
 def cache_dir() -> Path:

@@ -953,7 +953,8 @@ def _main(argv: list[str]) -> int:
             folder = RunFolder(out)
             run = run_info(args, argv, preset, budget, device, space, splits, seeds)
             run["processes"] = procs.world
-            run["precision"] = args.precision + (" (TF32 matmuls)" if device.type == "cuda" else "")
+            run["precision"] = args.precision
+            run["tf32_matmuls"] = device.type == "cuda"
             order = [j.name for j in jobs]
             held.enter_context(folder.claim(run, order))  # last: nothing after it can fail and leave it held
     except GenzooError as e:

@@ -350,3 +350,15 @@ def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeyp
     assert name.replace("\n", "") == long and max(map(len, name.splitlines())) <= 20
     assert all(float(w) > 0.6 for w in drawn[1])  # the samples keep most of the figure's width
     assert any(t.startswith(name + " (1 NFE)") for t in drawn[2])
+
+
+@pytest.mark.parametrize("run_info, precisions, said", [
+    ({"precision": "fp32"}, ["fp32", "fp32"], ", in fp32 ("),
+    ({"precision": "fp32", "tf32_matmuls": True}, ["fp32"], ", in fp32 (TF32 matmuls) ("),
+    ({"precision": "fp32 (TF32 matmuls)"}, [None], ", in fp32 (TF32 matmuls) ("),  # an older run's way of saying it
+    ({}, ["bf16", "fp32"], ", in bf16 and fp32 ("),  # a folder put together by hand: both, not the run's last
+    ({}, [None], "batch 32 (train TFLOP"),  # nothing recorded: nothing said
+])
+def test_the_footnote_names_the_precision_the_records_were_trained_in(run_info, precisions, said):
+    records = [Record("vae", seed, status="ok", train_precision=p) for seed, p in enumerate(precisions)]
+    assert said in report.footnote({"budget": "2 steps, batch 32", **run_info}, records)

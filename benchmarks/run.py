@@ -882,6 +882,10 @@ def _refusing_unwritable(argv: list[str]) -> int:
     except GenzooError as e:  # a file that cannot be written once the run is under way (zoo.files.atomic_write)
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False)
         return 2
+    except (Interrupted, KeyboardInterrupt) as e:  # a stop between the steps _main catches it in: between the folder's claim and the first work
+        stop = e if isinstance(e, Interrupted) else Interrupted(signal.SIGINT)
+        console.print(f"[yellow]{stop}[/]", highlight=False)
+        return stop.exit_code
 
 
 def _main(argv: list[str]) -> int:

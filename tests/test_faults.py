@@ -413,3 +413,15 @@ def test_a_rerun_of_some_seeds_with_other_settings_sets_the_unlike_seeds_aside(t
     assert sorted(folder.load_records()) == [("ae", 2)]
     assert ("warning: ae seed 1 was measured with other --precision (was fp32, now bf16); feature space (was "
             "classifier:mnist5k, now inception); sample count (was 1000, now 500)") in capsys.readouterr().out
+
+
+def test_a_stop_between_the_folders_claim_and_the_first_work_is_one_line(tmp_path, capsys, monkeypatch):
+    # the moment after the claim and before the run's own handlers (a review): it was Python's traceback
+    from zoo.train import Interrupted
+
+    def stopped(self, error):
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(run.Processes, "from_main", stopped)
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path / "r")]) == 143
+    assert capsys.readouterr().out.strip() == "SIGTERM outside training: finished work is kept, a rerun goes on from there"

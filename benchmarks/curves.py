@@ -66,9 +66,9 @@ def fractions(points: int) -> list[float]:
 
 def share_of(fraction: float) -> float:
     """The share (`fractions`) a curve point was due at: it is measured at the first step at or past its
-    share, so its fraction rounds down to a power of two, after a little slack (a point keeps 6
-    decimals: 1/128 as 0.007812, a hair below)."""
-    return 2.0 ** min(0, math.floor(math.log2(fraction) + 0.01))
+    share (`due`: within 1e-9), so its fraction rounds down to a power of two, after half a unit of the
+    6 decimals a point keeps (1/128 is kept as 0.007812, a hair below it) and a little more."""
+    return 2.0 ** min(0, math.floor(math.log2(fraction + 5.1e-7)))
 
 
 def share_name(share: float) -> str:

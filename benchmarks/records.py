@@ -332,7 +332,7 @@ class RunFolder:
 
     def _set_aside_other_run(self, run: dict[str, Any], alone: bool) -> None:
         old = self.run_info()
-        differs = [k for k in SAME_RUN if k in old and old[k] != run.get(k)]
+        differs = [k for k in SAME_RUN if k in old and _same_run_value(k, old[k]) != _same_run_value(k, run.get(k))]
         if not differs:
             return
         named = {"data_hash": "other images or labels", "preset": "another preset", "budget": "another budget",
@@ -350,7 +350,7 @@ class RunFolder:
 
     def set_aside_unlike(self, record: Record) -> None:
         """A model's row is the mean over its seeds: its other seeds' records measured otherwise (a
-        rerun of some seeds with --set or --precision) are moved, with their grids, into
+        rerun of some seeds with --set; --precision where records were put together by hand) are moved, with their grids, into
         `set-aside/N-MODEL/`, one warning line each (kept, as another run's records are)."""
         with self.lock():
             unlike = [(other, [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))])
@@ -397,6 +397,12 @@ class RunFolder:
         run["seeds"] = sorted({*old.get("seeds", []), *run.get("seeds", [])})
         atomic_write(self.results, json.dumps({"run": run, "models": [r.to_json() for r in records]}, indent=1))
         return records
+
+
+def _same_run_value(key: str, value: Any) -> Any:
+    """A SAME_RUN setting as compared: a precision by its name alone (runs before tf32_matmuls was
+    recorded apart wrote "fp32 (TF32 matmuls)" on CUDA, and a device is not a setting of the table)."""
+    return str(value).split(" ")[0] if key == "precision" and value is not None else value
 
 
 def _as_read(value: Any) -> Any:

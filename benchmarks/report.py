@@ -153,10 +153,12 @@ def footnote(run: dict, records: list[Record]) -> str:
     spaces = sorted({r.feature_space for r in records if r.feature_space})
     counts = sorted({r.fid_samples for r in records if r.fid_samples})
     kinds = sorted({r.memory_kind for r in records if r.memory_kind})
-    # the records' own (a folder put together by hand may mix them); older runs recorded it in the run alone
-    precision = " and ".join(sorted({r.train_precision for r in records if r.train_precision})) or str(run.get("precision") or "")
-    if run.get("tf32_matmuls") or "TF32" in precision:  # CUDA's float32 matmuls (an older run wrote it into the precision)
-        precision = precision.split(" ")[0] + " (TF32 matmuls)"
+    # the records' own (a folder put together by hand may mix them); a record from before they kept it
+    # was trained in the run's
+    said = {r.train_precision or str(run.get("precision") or "").split(" ")[0] for r in records if r.train_steps}  # trained here
+    precision = " and ".join(sorted(p for p in said if p))
+    if precision and (run.get("tf32_matmuls") or "TF32" in str(run.get("precision"))):  # CUDA's float32 matmuls
+        precision += " (TF32 matmuls)"  # (a run before tf32_matmuls wrote it into its precision)
     seeds = sorted({r.seed for r in records})
     ref = run.get("reference", {})
     interval = (f"Mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) ± half-width of the 95 % t-interval. "

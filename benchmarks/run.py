@@ -99,7 +99,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N, N at most the trainings)")
     p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
                    help="trainings in flight at once: N worker processes, each training one (model, seed) at a time (default: 1)")
-    p.add_path("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is given)")
+    p.add_path("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is "
+                                     "given and -<precision> for bf16 or fp16)")
     p.add_path("--data-root", default="data", help="where torchvision datasets live or are downloaded")
     p.add_argument("--labels", default="auto", choices=zdata.LABELS,
                    help="auto (default): a dataset's labels where it has them, a folder's from its class subfolders; "
@@ -319,18 +320,23 @@ def feature_space(args: argparse.Namespace, splits: zdata.Splits, device: torch.
     return features.inception_space(args.inception_weights)
 
 
-def code_commit() -> str | None:
-    """The commit of the genzoo checkout running this, "+edits" where its code differs from it; None
-    where it is not a git work tree (an installed copy)."""
-    here = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True, text=True,
+CHECKOUT = Path(__file__).resolve().parent.parent  # the folder holding zoo/ and benchmarks/
+
+
+def code_commit(here: Path = CHECKOUT) -> str | None:
+    """The commit of the genzoo checkout at `here` (this code's), "+edits" where its code differs from
+    it (a new file too); None where `here` is not the top of a git work tree (an installed copy, even
+    one inside someone's repository)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "--no-optional-locks", *args], cwd=here, capture_output=True, text=True,
                               timeout=30, check=True).stdout.strip()
-        edits = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "zoo", "benchmarks"],
-                               cwd=here, capture_output=True, text=True, timeout=30, check=True).stdout.strip()
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != here.resolve():
+            return None
+        head, edits = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "--", "zoo", "benchmarks")
     except (OSError, subprocess.SubprocessError):
         return None
-    return head + ("+edits" if edits else "") if head else None
+    return head + ("+edits" if edits else "")
 
 
 def run_info(args: argparse.Namespace, argv: list[str], preset: Preset, budget: Budget, device: torch.device,

@@ -186,6 +186,6 @@ def test_a_strip_reads_back_as_its_images(tmp_path):
 
 
 @pytest.mark.parametrize("fraction, share", [(1 / 32, "1/32"), (0.0315, "1/32"), (0.15, "1/8"), (0.5, "1/2"),
-                                             (0.999999, "1"), (1.0, "1"), (round(2 ** -11, 6), "1/2048"), (None, "?")])
+                                             (round(1 - 1e-9, 6), "1"), (1.0, "1"), (round(2 ** -11, 6), "1/2048"), (None, "?")])
 def test_a_point_is_named_by_the_share_it_was_due_at(fraction, share):
     assert explore.budget_share(fraction) == share

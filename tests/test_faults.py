@@ -376,7 +376,14 @@ def test_another_precision_gets_a_folder_of_its_own_or_sets_the_other_run_aside(
     printed = capsys.readouterr().out
     assert f"warning: {out} holds results made with another precision (was bf16, now fp32); moved to set-aside/1-smoke-" in printed
     assert sorted(RunFolder(out).load_records()) == [("ae", 0), ("data", 0)]  # no bf16 vae beside the fp32 ae
-    assert ", in fp32 (train TFLOP" in (out / "results.md").read_text()
+    assert ", in fp32 (" in (out / "results.md").read_text()  # "(TF32 matmuls)" first on CUDA
+
+    from benchmarks.records import Record
+    gpu = RunFolder(tmp_path / "gpu")  # a CUDA run from before tf32_matmuls was recorded apart
+    gpu.write_record(Record("ae", 0, status="ok"))
+    gpu.merge({"preset": "smoke", "precision": "fp32 (TF32 matmuls)"}, ["ae"])
+    with gpu.claim({"preset": "smoke", "precision": "fp32", "tf32_matmuls": True}, ["ae"]):
+        assert list(gpu.load_records()) == [("ae", 0)] and not (gpu.path / "set-aside").exists()  # the same precision
 
 
 def test_a_rerun_of_some_seeds_with_other_settings_sets_the_unlike_seeds_aside(tmp_path, capsys):

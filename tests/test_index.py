@@ -1,5 +1,6 @@
 """The index of run folders is generated from their results.json, and the committed one lists every committed folder."""
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -41,16 +42,41 @@ def test_a_run_records_its_date_and_its_code_s_commit_for_the_index(tmp_path):
 
     from benchmarks import run
 
+    days = [time.strftime("%Y-%m-%d", time.gmtime())]
     assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(tmp_path / "r")]) == 0
+    days.append(time.strftime("%Y-%m-%d", time.gmtime()))  # the run may cross midnight
     info = json.loads((tmp_path / "r" / "results.json").read_text())["run"]
-    assert info["date"] == time.strftime("%Y-%m-%d", time.gmtime())
-    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True)
-    if head.returncode == 0:  # a git work tree: the commit, marked where the code has changed since
-        assert info["commit"].removesuffix("+edits") == head.stdout.strip()
-    else:
-        assert info["commit"] is None
+    assert info["date"] in days and info["commit"] == run.code_commit()
     row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [r]"))
-    assert [c.strip() for c in row.strip("|").split("|")][1] == info["date"]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1] == info["date"] and cells[5] == (info["commit"] or index.NOT_RECORDED)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_the_code_s_commit_is_the_checkout_s_marked_where_its_code_changed_and_none_elsewhere(tmp_path):
+    from benchmarks import run
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "zoo").mkdir()
+    (tmp_path / "zoo" / "a.py").write_text("x = 1\n")
+    (tmp_path / "installed").mkdir()  # a folder inside the repository, as an installed copy in a venv would be
+    assert run.code_commit(tmp_path) is None  # not a git work tree
+    git("init", "-q")
+    git("add", "zoo")
+    git("commit", "-q", "-m", "m")
+    head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert len(head) == 12 and run.code_commit(tmp_path) == head
+    (tmp_path / "notes.txt").write_text("outside the code")
+    assert run.code_commit(tmp_path) == head
+    (tmp_path / "zoo" / "b.py").write_text("y = 2\n")  # a new module, not committed
+    assert run.code_commit(tmp_path) == head + "+edits"
+    (tmp_path / "zoo" / "b.py").unlink()
+    (tmp_path / "zoo" / "a.py").write_text("x = 2\n")
+    assert run.code_commit(tmp_path) == head + "+edits"
+    assert run.code_commit(tmp_path / "installed") is None  # someone else's repository's commit is not this code's
 
 
 def test_what_a_run_did_not_record_is_a_dash(tmp_path):

@@ -358,7 +358,9 @@ def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeyp
     ({"precision": "fp32 (TF32 matmuls)"}, [None], ", in fp32 (TF32 matmuls) ("),  # an older run's way of saying it
     ({}, ["bf16", "fp32"], ", in bf16 and fp32 ("),  # a folder put together by hand: both, not the run's last
     ({}, [None], "batch 32 (train TFLOP"),  # nothing recorded: nothing said
+    ({"precision": "bf16 (TF32 matmuls)"}, [None, "fp32"], ", in bf16 and fp32 (TF32 matmuls) ("),  # an older record: the run's
 ])
 def test_the_footnote_names_the_precision_the_records_were_trained_in(run_info, precisions, said):
-    records = [Record("vae", seed, status="ok", train_precision=p) for seed, p in enumerate(precisions)]
+    records = [Record("vae", seed, status="ok", train_precision=p, train_steps=2) for seed, p in enumerate(precisions)]
+    records += [Record("data", 0, status="ok"), Record("elsewhere", 0, status="ok")]  # nothing trained here
     assert said in report.footnote({"budget": "2 steps, batch 32", **run_info}, records)

@@ -33,6 +33,7 @@ from zoo.base import (
     config_types,
     of_type,
     one_line,
+    saved_spec,
 )
 from zoo.files import say
 
@@ -178,7 +179,7 @@ def load(path: str | Path, device: str | None = None) -> Generator:
     if not (path / CONFIG_FILE).is_file():
         raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
     meta = json.loads((path / CONFIG_FILE).read_text())
-    model = create(meta["model"], DataSpec(**meta["spec"]), **meta["hparams"])
+    model = create(meta["model"], saved_spec(path), **meta["hparams"])
     if device is not None:
         from zoo.train import resolve_device
 

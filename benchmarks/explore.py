@@ -56,7 +56,7 @@ from benchmarks.curves import share_name, share_of
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.presets import PRESETS
 from benchmarks.records import DATA_ROW, Record, RunFolder
-from benchmarks.score import run_settings
+from benchmarks.score import SCORED, run_settings
 from zoo.base import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -73,7 +73,7 @@ from zoo.base import (
 )
 from zoo.checkpoint import file_hash
 from zoo.data import Splits, load_splits, to_float
-from zoo.files import check_writable
+from zoo.files import check_writable, set_aside
 from zoo.metrics import fidelity, memorisation
 from zoo.metrics.features import FeatureSpace, check_cache, classifier_space, load_feature_net
 from zoo.seeds import derive_seed
@@ -222,10 +222,15 @@ def run_data(folder: RunFolder, run: dict[str, Any], who: str, uint8: bool = Fal
 
 
 def weights_problem(folder: RunFolder, rec: Record) -> str | None:
-    """Why a record's checkpoint cannot be drawn from: missing, or not the weights it was scored with."""
-    ckpt = folder.path / (rec.checkpoint or "")
-    if not rec.checkpoint or not (ckpt / CONFIG_FILE).is_file() or not (ckpt / WEIGHTS_FILE).is_file():
-        return f"no checkpoint at {ckpt} ({WEIGHTS_FILE} + {CONFIG_FILE})"
+    """Why a record's checkpoint cannot be drawn from: none (samples scored from a file), missing, or
+    not the weights it was scored with."""
+    if not rec.checkpoint and any(e.startswith(SCORED) for e in rec.events):
+        return "its samples were scored from a file (benchmarks.score): there is no model to draw from"
+    ckpt = folder.checkpoint_of(rec)
+    if ckpt is None and rec.checkpoint:
+        return f"its record names a checkpoint outside {folder.path} ({rec.checkpoint}; edited by hand?)"
+    if ckpt is None or not (ckpt / CONFIG_FILE).is_file() or not (ckpt / WEIGHTS_FILE).is_file():
+        return f"no checkpoint at {ckpt or folder.path} ({WEIGHTS_FILE} + {CONFIG_FILE})"
     if rec.weights_hash and file_hash(ckpt / WEIGHTS_FILE) != rec.weights_hash:
         return (f"{ckpt / WEIGHTS_FILE} is not the file {rec.model} seed {rec.seed} was scored with (its hash "
                 "differs from the record's); the run's command trains or scores it again")
@@ -237,7 +242,8 @@ def load_model(folder: RunFolder, rec: Record) -> Generator:
     ddpm share a checkpoint saved under whichever trained first), then the weights."""
     if why := weights_problem(folder, rec):
         raise GenzooError(why)
-    ckpt = folder.path / (rec.checkpoint or "")
+    ckpt = folder.checkpoint_of(rec)
+    assert ckpt is not None  # weights_problem said none
     model = zoo.create(rec.model, saved_spec(ckpt), **rec.hparams)
     model.load_weights(ckpt)
     return model.eval()
@@ -267,7 +273,7 @@ def load_models(folder: RunFolder, records: list[Record], names: list[str] | Non
         except GenzooError as e:
             skipped.append((rec.model, str(e)))
         except Exception as e:  # noqa: BLE001 - a checkpoint that does not load is one line, not a crash
-            skipped.append((rec.model, f"could not load {folder.path / (rec.checkpoint or '')}: {one_line(e)}"))
+            skipped.append((rec.model, f"could not load {folder.checkpoint_of(rec)}: {one_line(e)}"))
     return out
 
 
@@ -948,14 +954,17 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
     """The "Lecture figures" markdown from RUN/explore/explore.json, image paths prefixed with
     `prefix` (relative to where the markdown lives: "explore/" from the run folder, "" from explore/)."""
     data = json.loads((Path(run_folder) / "explore" / "explore.json").read_text())
+    numbers, skipped, images, settings = data["figures"], data["skipped"], data["images"], settings_of(data)
+    shown = [key for key in FIGURES if numbers.get(key) or images.get(key) or skipped.get(key)]  # (older files lack some)
+    seeds = {settings.get(key, {}).get("seed") for key in shown}
     lines = ["## Lecture figures", "",
              (f"Drawn from the run's checkpoints by `python -m benchmarks.explore` ({data['feature_space']} features; "
-              f"seed {data['settings']['seed']}); the training figure from its records and snapshot strips."), ""]
-    numbers, skipped, images = data["figures"], data["skipped"], data["images"]
-    for key in FIGURES:
-        if not (numbers.get(key) or images.get(key) or skipped.get(key)):
-            continue  # a figure this explore.json never drew (it was made before the figure existed)
+              + (f"seed {seeds.pop()}" if len(seeds) == 1 else "each figure's seed under it")
+              + "); the training figure from its records and snapshot strips."), ""]
+    for key in shown:
         lines += [f"### {TITLES[key]}", ""]
+        if len(seeds) > 1:  # a rerun of some figures with another --seed
+            lines += [f"*Seed {settings.get(key, {}).get('seed', '?')}.*", ""]
         lines += _numbers_markdown(key, numbers.get(key, {}))
         lines += [f"![{key}]({prefix}{name})" for name in images.get(key, [])]
         lines += [""] if images.get(key) else []
@@ -963,6 +972,13 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
             lines.append(f"- skipped {model}: {reason}")
         lines.append("")
     return "\n".join(lines)
+
+
+def settings_of(data: dict[str, Any]) -> dict[str, Any]:
+    """explore.json's settings per figure (a file from before they were kept per figure holds one set
+    for all)."""
+    settings = data.get("settings") or {}
+    return {key: settings for key in FIGURES} if "seed" in settings else settings
 
 
 def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
@@ -1118,30 +1134,33 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
                                 "no figure written") + "; explore.json, explore.md and results.md are as before "
                                 "(a rerun draws and records every figure)") from None
     try:
-        return record_figures(folder, run, ctx, loaded, settings, figures, needs_models)
+        return record_figures(folder, run, ctx, loaded, settings, figures)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped once the figures were drawn, writing explore.json, explore.md, results.md and "
                                 f"index.html: python -m benchmarks.explore {folder.path} again draws and records them") from None
 
 
 def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded: list[Loaded], settings: Settings,
-                   figures: list[str] | None, needs_models: bool) -> dict[str, Any]:
+                   figures: list[str] | None) -> dict[str, Any]:
     """explore.json and explore.md for the figures drawn, and results.md and index.html with them."""
     out = folder.path / "explore"
     data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": ctx.feature_space_name(),
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
-            "settings": dataclasses.asdict(settings), "figures": ctx.numbers, "images": ctx.images,
-            "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
+            "settings": {fig: dataclasses.asdict(settings) for fig in figures or FIGURES},  # per figure: a rerun may redraw some
+            "figures": ctx.numbers, "images": ctx.images, "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
     earlier = out / "explore.json"
-    if figures and earlier.is_file():  # a partial rerun keeps the other figures' numbers
+    if figures and earlier.is_file():  # a partial rerun keeps the other figures' numbers, settings and models
         try:
             old = json.loads(earlier.read_text())
         except ValueError:
             old = {}
-        for key in ("figures", "images", "skipped"):
+            set_aside(earlier, f"{earlier} did not parse", "the figures not redrawn now are left out of explore.md; "
+                      f"python -m benchmarks.explore {folder.path} draws and records them all")
+        kept = {k for key in ("figures", "images", "skipped") for k in old.get(key, {})}
+        old["settings"] = {k: v for k, v in settings_of(old).items() if k in kept}
+        for key in ("figures", "images", "skipped", "settings"):
             data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in figures}, **data[key]}
-        if not needs_models:  # no model loaded this time (the training figure alone): the earlier list stands
-            data["models"] = old.get("models", {})
+        data["models"] = {**old.get("models", {}), **data["models"]}  # the kept figures' models too
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
@@ -1152,8 +1171,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parse_args(sys.argv[1:] if argv is None else argv)
         set_threads(args.threads)
-        names = comma_list("--models", args.models, "vae,ddim") if args.models else None
-        figures = comma_list("--figures", args.figures, "holes,interpolation") if args.figures else None
+        names = comma_list("--models", args.models, "vae,ddim") if args.models is not None else None  # "" is refused
+        figures = comma_list("--figures", args.figures, "holes,interpolation") if args.figures is not None else None
         if not 2 <= args.samples <= MAX_SAMPLES:
             raise GenzooError(f"--samples must be an int in [2, {MAX_SAMPLES}] (images per row of the holes figure; "
                               f"the full preset's FID takes {MAX_SAMPLES}), got {args.samples}")

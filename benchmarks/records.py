@@ -196,6 +196,15 @@ class RunFolder:
     def checkpoint(self, train_key: str) -> Path:
         return self.path / "checkpoints" / train_key
 
+    def checkpoint_of(self, record: Record) -> Path | None:
+        """The checkpoint folder a record names; None where it names none, or a path outside the run
+        folder (a record edited by hand). A folder set aside (`set-aside/N-NAME/`) takes no checkpoints
+        with it: its records' stay in the run folder's `checkpoints/`."""
+        name = record.checkpoint
+        if not name or Path(name).is_absolute() or ".." in Path(name).parts:
+            return None
+        return (self.path.parent.parent if self.path.parent.name == "set-aside" else self.path) / name
+
     def snapshots(self, train_key: str) -> Path:
         """A training's snapshot strips, one per quality-curve point (`benchmarks.curves`)."""
         return self.path / "snapshots" / train_key
@@ -275,6 +284,9 @@ class RunFolder:
             if warn and self.results.exists():
                 warn_once(self.results, f"warning: {self.results} does not parse; records/ read alone, without the run's "
                                         "settings (the next run in this folder sets it aside and rebuilds it)")
+            elif warn and self.records_dir.is_dir():  # deleted: the tables would say "?" for its dataset, budget, ...
+                warn_once(self.results, f"warning: {self.results} is missing; records/ read alone, without the run's "
+                                        "settings (the run's command in this folder rebuilds it)")
             return {}
 
     def _settings(self, run: Any, warn: bool) -> dict[str, Any]:

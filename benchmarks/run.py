@@ -380,9 +380,10 @@ def reusable(folder: RunFolder, name: str, seed: int, key: str) -> Record | None
     old = folder.load_records().get((name, seed))
     if old is None or old.eval_key != key or old.status not in ("ok", "diverged"):
         return None
-    ckpt = Checkpoint(folder.path / (old.checkpoint or ""))
-    if old.status == "ok" and ckpt.weights_hash() != old.weights_hash:
-        if not ckpt.result_file.exists():  # a damaged one is named by `fit` as it sets it aside
+    where = folder.checkpoint_of(old)
+    ckpt = Checkpoint(where) if where is not None else None
+    if old.status == "ok" and (ckpt is None or ckpt.weights_hash() != old.weights_hash):
+        if ckpt is None or not ckpt.result_file.exists():  # a damaged one is named by `fit` as it sets it aside
             console.print(f"[yellow]{name} seed {seed}: its record's checkpoint is missing; training again[/]")
         return None
     return old

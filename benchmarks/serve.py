@@ -141,7 +141,8 @@ def served_entry(folder: RunFolder, rec: Record) -> Entry:
         raise GenzooError(f"status {rec.status}" + (f": {rec.error}" if rec.error else ""))
     if why := weights_problem(folder, rec):
         raise GenzooError(why)
-    ckpt = folder.path / (rec.checkpoint or "")
+    ckpt = folder.checkpoint_of(rec)
+    assert ckpt is not None  # weights_problem said none
     try:
         spec = saved_spec(ckpt)
     except (ValueError, KeyError, TypeError) as e:
@@ -216,7 +217,6 @@ class Run:
         key = (entry.name, tuple(sorted((settings or {}).items())))
         if key not in self._models:
             record = dataclasses.replace(entry.record, hparams={**entry.record.hparams, **(settings or {})})
-            checkpoint = self.folder.path / (record.checkpoint or "")
             try:
                 self._models[key] = load_model(self.folder, record).to(self.device)
             except GenzooError as e:
@@ -224,7 +224,7 @@ class Run:
                     raise Refused(500, str(e)) from None
                 raise  # settings outside what the model accepts: the request's fault (400)
             except Exception as e:  # noqa: BLE001 - damaged weights: the file's fault, named in one line
-                raise Refused(500, f"{entry.name}: its checkpoint {checkpoint} does not load: {one_line(e)}") from None
+                raise Refused(500, f"{entry.name}: its checkpoint {self.folder.checkpoint_of(record)} does not load: {one_line(e)}") from None
             while len(self._models) > MODEL_CACHE:
                 self._models.popitem(last=False)
         self._models.move_to_end(key)

@@ -315,7 +315,7 @@ def test_explore_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
-@pytest.mark.parametrize("option, value", [("--models", "ae,,vae"), ("--figures", "holes,")])
+@pytest.mark.parametrize("option, value", [("--models", "ae,,vae"), ("--figures", "holes,"), ("--models", ""), ("--figures", "")])
 def test_an_empty_list_entry_is_one_line(tmp_path, capsys, option, value):
     assert explore.main([str(tmp_path), option, value]) == 2
     assert capsys.readouterr().err.strip() == (f"error: {option} {value!r} has an empty entry; separate the items with "
@@ -550,3 +550,26 @@ def test_a_run_whose_folder_has_gone_says_which_run_and_data(one_vae, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith(f"error: {one_vae} was run on folder:{tmp_path / 'gone'}, which cannot be read now: image folder ")
     assert err.count("\n") == 1
+
+
+def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_one_and_nowhere_else(tmp_path):
+    # found by a probe: explore and serve on set-aside/N-.../ looked for checkpoints it never holds, and a
+    # record edited to name another folder's checkpoint was drawn from there
+    from benchmarks.score import SCORED
+    from zoo.checkpoint import file_hash
+
+    run = RunFolder(tmp_path / "run")
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke")
+    model.save(run.checkpoint("ae-1"))
+    rec = Record("ae", 0, status="ok", checkpoint="checkpoints/ae-1", hparams=dataclasses.asdict(model.config),
+                 weights_hash=file_hash(run.checkpoint("ae-1") / "model.safetensors"))
+    aside = RunFolder(run.path / "set-aside" / "1-smoke-abcd")
+    assert run.checkpoint_of(rec) == aside.checkpoint_of(rec) == run.path / "checkpoints" / "ae-1"
+    assert explore.weights_problem(aside, rec) is None and isinstance(explore.load_model(aside, rec), Generator)
+    for elsewhere in (str(run.path / "checkpoints" / "ae-1"), "../run/checkpoints/ae-1"):
+        moved = dataclasses.replace(rec, checkpoint=elsewhere)
+        assert run.checkpoint_of(moved) is None
+        assert explore.weights_problem(run, moved) == f"its record names a checkpoint outside {run.path} ({elsewhere}; edited by hand?)"
+    scored = Record("my-gan", 0, status="ok", events=[f"{SCORED}samples.npz"])
+    assert explore.weights_problem(run, scored) == ("its samples were scored from a file (benchmarks.score): "
+                                                    "there is no model to draw from")

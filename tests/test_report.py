@@ -223,6 +223,16 @@ def test_a_results_json_that_does_not_parse_is_said_once(tmp_path, capsys):
                     "(the next run in this folder sets it aside and rebuilds it)"]
 
 
+def test_a_results_json_deleted_is_said_once(tmp_path, capsys):
+    # found by a probe: results.md was rewritten with "?" for the dataset, budget and device without a word
+    path = _folder_with(tmp_path)
+    (path / "results.json").unlink()
+    assert report.main([str(path)]) == 0
+    said = [line for line in capsys.readouterr().out.splitlines() if "is missing" in line]
+    assert said == [f"warning: {path / 'results.json'} is missing; records/ read alone, without the run's settings "
+                    "(the run's command in this folder rebuilds it)"]
+
+
 def test_report_refusals_are_one_line(tmp_path, capsys):
     assert report.main([]) == 2
     assert capsys.readouterr().out.strip() == "error: the following arguments are required: folder"

@@ -2,6 +2,7 @@
 rules; the test split written out as PNGs scores as the data row; bad inputs are refused in one line."""
 import io
 import json
+import os
 import warnings
 import zipfile
 
@@ -21,6 +22,13 @@ COLOUR = DataSpec(3, 8, 8, None)
 
 class Thing:
     """A pickled object in a .pt file: torch.load(weights_only=True) refuses it."""
+
+
+class Call:
+    """A pickled call (what an attack would pickle): refused the same way, and never made."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())  # harmless, from a module torch blocks by name
 
 
 def zip_of(members):
@@ -259,8 +267,11 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
     big.mkdir()
     Image.fromarray(np.zeros((32, 32), np.uint8)).save(big / "0.png")
     assert "is 32x32; mnist5k's images are 28x28" in refused(big)
+    pickled = "it holds pickled objects that torch.load(weights_only=True) does not load"
     torch.save(Thing(), tmp_path / "pickled.pt")
-    assert "does not load" in refused(tmp_path / "pickled.pt")
+    assert pickled in refused(tmp_path / "pickled.pt")
+    torch.save({"images": torch.zeros(2, 1, 28, 28), "x": Call()}, tmp_path / "call.pt")  # torch words this one otherwise
+    assert pickled in refused(tmp_path / "call.pt")  # found by a probe: torch's own advice, cut off mid-sentence
     torch.save([1, 2], tmp_path / "list.pt")
     assert "holds a list, not a tensor" in refused(tmp_path / "list.pt")
     np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object))
@@ -271,6 +282,7 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
         "colour.pt": (torch.rand(4, 3, 28, 28), "are in colour (their three channels differ)"),
         "signed.pt": (torch.rand(4, 28, 28) * 2 - 1, "it looks like [-1,1]: map it with (x + 1) / 2"),
         "bytes-as-floats.pt": (torch.rand(4, 28, 28) * 255, "it looks like 0..255"),
+        "a-little-over.pt": (torch.linspace(0.001, 1.001, 4 * 28 * 28).view(4, 28, 28), "clip it to [0,1] if that is what it means"),
         "nan.pt": (torch.full((4, 28, 28), float("nan")), "NaN"),
         "wide.pt": (torch.full((4, 28, 28), 300), "from 300 to 300; expected 0..255"),
         "wide-uint16.pt": (torch.full((4, 28, 28), 300).to(torch.uint16), "torch.uint16 from 300 to 300; expected 0..255"),

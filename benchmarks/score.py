@@ -148,8 +148,11 @@ def _read_array(path: Path) -> Tensor:
                 reason = "it holds pickled objects that torch.load(weights_only=True) does not load"
             raise GenzooError(f"samples {path} cannot be read as a tensor ({reason}); save one with "
                               f"torch.save(images, path), or {ACCEPTED}") from None
-        if isinstance(obj, dict) and isinstance(obj.get("images"), Tensor):
+        if isinstance(obj, dict) and "images" in obj:
             obj = obj["images"]
+            if not isinstance(obj, Tensor):
+                raise GenzooError(f"samples {path} holds a dict whose 'images' is a {type(obj).__name__}, not a tensor; "
+                                  "save one with torch.save(images, path)")
         if not isinstance(obj, Tensor):
             raise GenzooError(f"samples {path} holds a {type(obj).__name__}, not a tensor (or a dict with one "
                               "under 'images'); save one with torch.save(images, path)")
@@ -170,6 +173,9 @@ def _read_array(path: Path) -> Tensor:
                 if not keys:
                     raise GenzooError(f"samples {path} holds no arrays (no .npy inside, as np.savez writes); {ACCEPTED}")
                 key = next((k for k in ("images", "arr_0") if k in keys), keys[0])
+                if len(keys) > 1:  # the others are not scored: say which one is
+                    console.print(f"note: {path} holds {len(keys)} arrays; scored: {key} (left out: "
+                                  f"{', '.join(k for k in keys if k != key)})", highlight=False, soft_wrap=True)
                 array = loaded[key]
             if not isinstance(array, np.ndarray):  # a member that does not begin as an .npy: np.load hands its bytes over
                 raise GenzooError(f"samples {path}: its {key}.npy is not a NumPy array (it is damaged); {ACCEPTED}")

@@ -345,7 +345,7 @@ def test_wide_unsigned_big_endian_and_long_double_arrays_read_as_the_same_images
     assert x.shape == (5, 1, 28, 28) and torch.equal(got[:, 0], x8)
 
 
-def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path):
+def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path, capsys):
     x8 = torch.randint(0, 256, (5, 1, 28, 28), dtype=torch.uint8)
     torch.save(x8[:, 0], tmp_path / "nhw.pt")
     torch.save({"images": x8.float() / 255}, tmp_path / "float-dict.pt")
@@ -363,6 +363,11 @@ def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path):
         assert torch.equal(got, x8), name
     torch.save(x8[:, 0].float() / 255 + 5e-5, tmp_path / "slack.pt")  # a rounding past 1: clipped
     assert score.read_samples(tmp_path / "slack.pt", GREY).max() <= 1
+    # the arrays not scored are named (a probe: the first was scored without a word)
+    assert f"note: {tmp_path / 'nhwc.npz'} holds 2 arrays; scored: images (left out: other)" in capsys.readouterr().out
+    torch.save({"images": [1, 2]}, tmp_path / "list-images.pt")
+    with pytest.raises(GenzooError, match="holds a dict whose 'images' is a list, not a tensor"):
+        score.read_samples(tmp_path / "list-images.pt", GREY)
 
 
 def test_grey_samples_for_a_colour_dataset_are_repeated(tmp_path, capsys):

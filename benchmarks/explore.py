@@ -956,14 +956,14 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
     data = json.loads((Path(run_folder) / "explore" / "explore.json").read_text())
     numbers, skipped, images, settings = data["figures"], data["skipped"], data["images"], settings_of(data)
     shown = [key for key in FIGURES if numbers.get(key) or images.get(key) or skipped.get(key)]  # (older files lack some)
-    seeds = {settings.get(key, {}).get("seed") for key in shown}
+    seeds = {settings.get(key, {}).get("seed") for key in shown if key not in RECORD_FIGURES}  # those draw nothing at random
     lines = ["## Lecture figures", "",
-             (f"Drawn from the run's checkpoints by `python -m benchmarks.explore` ({data['feature_space']} features; "
-              + (f"seed {seeds.pop()}" if len(seeds) == 1 else "each figure's seed under it")
+             (f"Drawn from the run's checkpoints by `python -m benchmarks.explore` ({data['feature_space']} features"
+              + (f"; seed {next(iter(seeds))}" if len(seeds) == 1 else "; each figure's seed under it" if seeds else "")
               + "); the training figure from its records and snapshot strips."), ""]
     for key in shown:
         lines += [f"### {TITLES[key]}", ""]
-        if len(seeds) > 1:  # a rerun of some figures with another --seed
+        if len(seeds) > 1 and key not in RECORD_FIGURES:  # a rerun of some figures with another --seed
             lines += [f"*Seed {settings.get(key, {}).get('seed', '?')}.*", ""]
         lines += _numbers_markdown(key, numbers.get(key, {}))
         lines += [f"![{key}]({prefix}{name})" for name in images.get(key, [])]

@@ -193,21 +193,29 @@ class RunFolder:
             raise GenzooError(f"{self.path} was run on other data (hash {run['data_hash']}) than {dataset} as read now "
                               f"(hash {content_hash}): {why}")
 
+    @property
+    def trainings(self) -> Path:
+        """The folder holding `checkpoints/` and `snapshots/`: this one, or for a folder set aside
+        (`RUN/set-aside/N-NAME/`, which takes its records and grids but not its trainings) the run's."""
+        aside = self.path.resolve()
+        if not (self.path / "checkpoints").is_dir() and aside.parent.name == "set-aside" and (aside.parents[1] / "checkpoints").is_dir():
+            return aside.parents[1]
+        return self.path
+
     def checkpoint(self, train_key: str) -> Path:
-        return self.path / "checkpoints" / train_key
+        return self.trainings / "checkpoints" / train_key
 
     def checkpoint_of(self, record: Record) -> Path | None:
         """The checkpoint folder a record names; None where it names none, or a path outside the run
-        folder (a record edited by hand). A folder set aside (`set-aside/N-NAME/`) takes no checkpoints
-        with it: its records' stay in the run folder's `checkpoints/`."""
+        folder (a record edited by hand)."""
         name = record.checkpoint
         if not name or Path(name).is_absolute() or ".." in Path(name).parts:
             return None
-        return (self.path.parent.parent if self.path.parent.name == "set-aside" else self.path) / name
+        return self.trainings / name
 
     def snapshots(self, train_key: str) -> Path:
         """A training's snapshot strips, one per quality-curve point (`benchmarks.curves`)."""
-        return self.path / "snapshots" / train_key
+        return self.trainings / "snapshots" / train_key
 
     def samples(self, record: Record) -> Path:
         """The sample grid of a record (first-wave folders kept one grid per model, without the seed)."""
@@ -362,8 +370,9 @@ class RunFolder:
 
     def set_aside_unlike(self, record: Record) -> None:
         """A model's row is the mean over its seeds: its other seeds' records measured otherwise (a
-        rerun of some seeds with --set; --precision where records were put together by hand) are moved, with their grids, into
-        `set-aside/N-MODEL/`, one warning line each (kept, as another run's records are)."""
+        rerun of some seeds with --set; --precision where records were put together by hand) are moved, with
+        their grids, into `set-aside/N-MODEL/` with the run's settings, one warning line each (kept, as another
+        run's records are)."""
         with self.lock():
             unlike = [(other, [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))])
                       for other in self.load_records().values() if other.model == record.model and other.seed != record.seed]
@@ -380,7 +389,7 @@ class RunFolder:
                 said = "; ".join(f"{name} {_difference(getattr(other, key), getattr(record, key))}" for key, name in differs)
                 say(f"warning: {record.model} seed {other.seed} was measured with other {said}; moved to "
                     f"{aside.relative_to(self.path)}/: the row is the mean of the seeds measured alike")
-
+            RunFolder(aside).merge(self.run_info(), [record.model])  # a run folder of its own: report, explore and serve read it
     def _new_aside(self, name: str) -> Path:
         """A new folder `set-aside/N-NAME/`, N one more than any there."""
         parent = self.path / "set-aside"

@@ -22,8 +22,8 @@ from rich.table import Table
 
 from benchmarks.cli import Parser
 from benchmarks.curves import TARGET_FACTOR, fractions, share_name, target_fid
-from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write
-from zoo.base import GenzooError
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, warn_once
+from zoo.base import GenzooError, one_line
 from zoo.files import check_writable
 from zoo.metrics.features import WEAK_NET
 from zoo.registry import split_variant
@@ -157,8 +157,9 @@ def footnote(run: dict, records: list[Record]) -> str:
     # was trained in the run's
     said = {r.train_precision or str(run.get("precision") or "").split(" ")[0] for r in records if r.train_steps}  # trained here
     precision = " and ".join(sorted(p for p in said if p))
-    if precision and (run.get("tf32_matmuls") or "TF32" in str(run.get("precision"))):  # CUDA's float32 matmuls
-        precision += " (TF32 matmuls)"  # (a run before tf32_matmuls wrote it into its precision)
+    cuda = any(str(r.memory_kind).startswith("cuda") for r in records) or run.get("tf32_matmuls")
+    if precision and (cuda or "TF32" in str(run.get("precision"))):  # (a run before tf32_matmuls wrote it into its precision)
+        precision += " (TF32 matmuls on CUDA)"  # a rule, not a claim of every row: a CPU row may sit beside CUDA ones
     seeds = sorted({r.seed for r in records})
     ref = run.get("reference", {})
     interval = (f"Mean over {len(seeds)} seeds ({', '.join(map(str, seeds))}) ± half-width of the 95 % t-interval. "
@@ -254,10 +255,14 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
     if figures:
         lines += ["", "## Figures", ""]
         lines += [f"**{c}**\n\n![{c}]({f})\n" for f, c in figures]
-    if folder is not None and (folder.path / "explore" / "explore.json").is_file():
+    if folder is not None and (explored := folder.path / "explore" / "explore.json").is_file():
         from benchmarks.explore import section  # written by `python -m benchmarks.explore RUN`
 
-        lines += ["", section(folder.path)]
+        try:
+            lines += ["", section(folder.path)]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # damaged: the tables are still written
+            warn_once(explored, f"warning: {explored} does not read ({one_line(e)}); the lecture figures are left out "
+                                f"of results.md (python -m benchmarks.explore {folder.path} draws and records them again)")
     if folder is not None:
         grids = [(r, folder.samples(r)) for r in records if r.ok and folder.samples(r).is_file()]
         if grids:

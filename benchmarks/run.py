@@ -327,11 +327,13 @@ def code_commit(here: Path = CHECKOUT) -> str | None:
     """The commit of the genzoo checkout at `here` (this code's), "+edits" where its code differs from
     it (a new file too); None where `here` is not the top of a git work tree (an installed copy, even
     one inside someone's repository)."""
+    own = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}  # not a hook's repository or index
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "--no-optional-locks", *args], cwd=here, capture_output=True, text=True,
-                              timeout=30, check=True).stdout.strip()
+                              timeout=30, check=True, env=own).stdout.strip()
     try:
-        if Path(git("rev-parse", "--show-toplevel")).resolve() != here.resolve():
+        if not Path(git("rev-parse", "--show-toplevel")).samefile(here):
             return None
         head, edits = git("rev-parse", "--short=12", "HEAD"), git("status", "--porcelain", "--", "zoo", "benchmarks")
     except (OSError, subprocess.SubprocessError):
@@ -408,7 +410,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
         console.print(f"[dim]{job.name} seed {seed}: finished in an earlier run, reused[/]")
         if old is not None and old.status == "ok":  # the main process; a diverged record has no curve to keep
             note_other_curve(job.name, seed, old.quality_curve or [], old.train_steps or 0, preset, budget,
-                             folder.path / "checkpoints" / key)
+                             folder.checkpoint(key))
         return old
     ckpt = folder.checkpoint(key)
     waiting = lambda: console.print(f"{job.name} seed {seed}: another runner is training it; waiting for it to finish")
@@ -450,7 +452,7 @@ def benchmark(job: Job, seed: int, args: argparse.Namespace, preset: Preset, bud
                         deterministic=args.deterministic, train_precision=args.precision)
         if tr.reused:
             console.print(f"[dim]{job.name} seed {seed}: reusing the finished training {key}[/]")
-            note_other_curve(job.name, seed, tr.curve, tr.steps, preset, budget, folder.path / "checkpoints" / key)
+            note_other_curve(job.name, seed, tr.curve, tr.steps, preset, budget, ckpt)
         elif len(tr.curve) < preset.curve.points:  # points are measured after steps, at most one a step
             console.print(f"note: {job.name} seed {seed}: the quality curve has {len(tr.curve)} of the {preset.curve.points} "
                           f"points of --curves: the shares of training that fall within one of its {tr.steps} steps are "

@@ -142,10 +142,10 @@ def _read_array(path: Path) -> Tensor:
                 obj = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a pickled object weights_only refuses, a damaged file, or no torch file at all
             reason = one_line(e)
-            if not zipfile.is_zipfile(path):  # torch.save writes a zip; its failures on other bytes say nothing useful
-                reason = "it is not a file written by torch.save"
-            elif isinstance(e, pickle.UnpicklingError):  # what weights_only refuses: a class, a function, a call
+            if isinstance(e, pickle.UnpicklingError) and "global" in str(e).lower():  # a class, a function, a call
                 reason = "it holds pickled objects that torch.load(weights_only=True) does not load"
+            elif not zipfile.is_zipfile(path):  # torch.save writes a zip; its failures on other bytes say nothing useful
+                reason = "it is not a file written by torch.save"
             raise GenzooError(f"samples {path} cannot be read as a tensor ({reason}); save one with "
                               f"torch.save(images, path), or {ACCEPTED}") from None
         if isinstance(obj, dict) and "images" in obj:
@@ -236,9 +236,9 @@ def _values(x: Tensor, path: Path) -> Tensor:
         raise GenzooError(f"samples {path} hold NaN or infinite values; expected floats in [0,1]")
     low, high = float(x.min()), float(x.max())
     if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
-        hint = ("; it looks like [-1,1]: map it with (x + 1) / 2" if low >= -1 - FLOAT_SLACK and high <= 1 + FLOAT_SLACK
-                else "; it looks like 0..255: divide by 255 or store uint8" if low >= 0 and 2 <= high <= 255
-                else "; clip it to [0,1] if that is what it means" if low >= -0.1 and high <= 1.1 else "")
+        hint = ("; clip it to [0,1] if that is what it means" if low >= -0.1 and high <= 1.1
+                else "; it looks like [-1,1]: map it with (x + 1) / 2" if low >= -1 - FLOAT_SLACK and high <= 1 + FLOAT_SLACK
+                else "; it looks like 0..255: divide by 255 or store uint8" if low >= 0 and high <= 255 else "")
         raise GenzooError(f"samples {path} are floats from {low:.4g} to {high:.4g}; expected [0,1]{hint}")
     return x.clamp_(0, 1).contiguous()
 

@@ -178,7 +178,7 @@ class Run:
         if "dataset" not in self.info:
             raise GenzooError(f"{self.folder.results} has no run info (dataset); is {self.folder.path} a run folder?")
         self.entries, self.skipped = servable(self.folder, records)
-        if not self.entries and not (self.folder.path / "checkpoints").is_dir():
+        if not self.entries and not (self.folder.trainings / "checkpoints").is_dir():
             raise GenzooError(NO_CHECKPOINTS.format(path=self.folder.path))
         if not self.entries:
             raise GenzooError(f"{self.folder.path} has no model to serve: "

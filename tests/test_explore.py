@@ -552,7 +552,7 @@ def test_a_run_whose_folder_has_gone_says_which_run_and_data(one_vae, tmp_path, 
     assert err.count("\n") == 1
 
 
-def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_one_and_nowhere_else(tmp_path):
+def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_one_and_nowhere_else(tmp_path, monkeypatch):
     # found by a probe: explore and serve on set-aside/N-.../ looked for checkpoints it never holds, and a
     # record edited to name another folder's checkpoint was drawn from there
     from benchmarks.score import SCORED
@@ -566,6 +566,12 @@ def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_o
     aside = RunFolder(run.path / "set-aside" / "1-smoke-abcd")
     assert run.checkpoint_of(rec) == aside.checkpoint_of(rec) == run.path / "checkpoints" / "ae-1"
     assert explore.weights_problem(aside, rec) is None and isinstance(explore.load_model(aside, rec), Generator)
+    aside.path.mkdir(parents=True)
+    monkeypatch.chdir(aside.path)  # named from inside it
+    assert RunFolder(".").checkpoint_of(rec).resolve() == run.path.resolve() / "checkpoints" / "ae-1"
+    kept = RunFolder(tmp_path / "old-runs" / "set-aside" / "run")  # a user's own folder of that name, with its trainings
+    (kept.path / "checkpoints").mkdir(parents=True)
+    assert kept.checkpoint_of(rec) == kept.path / "checkpoints" / "ae-1"
     for elsewhere in (str(run.path / "checkpoints" / "ae-1"), "../run/checkpoints/ae-1"):
         moved = dataclasses.replace(rec, checkpoint=elsewhere)
         assert run.checkpoint_of(moved) is None

@@ -144,7 +144,14 @@ def test_a_rerun_with_another_seed_keeps_each_figures_own_settings_and_a_damaged
     assert out["settings"]["holes"]["seed"] == 0 and out["settings"]["holes"]["pairs"] == 10
     assert out["settings"]["training"]["seed"] == 3 and set(out["settings"]) == {"holes", "training"}
     md = (earlier / "explore.md").read_text()
-    assert "each figure's seed under it" in md and "*Seed 0.*" in md and "*Seed 3.*" in md
+    assert "features; seed 0)" in md and "*Seed" not in md  # the training figure draws nothing at random
+    figures = json.loads((earlier / "explore.json").read_text())
+    figures["figures"]["interpolation"] = {}
+    figures["images"]["interpolation"] = ["interpolation.png"]
+    figures["settings"]["interpolation"] = {**figures["settings"]["holes"], "seed": 3}
+    (earlier / "explore.json").write_text(json.dumps(figures))
+    md = explore.section(run_folder.path)
+    assert "each figure's seed under it" in md and md.count("*Seed 0.*") == md.count("*Seed 3.*") == 1
     (earlier / "explore.json").write_text("{bad")  # damaged: kept aside, said, not silently dropped
     capsys.readouterr()
     explore.explore(run_folder.path, figures=["training"], log=lambda s: None)

@@ -400,6 +400,9 @@ def test_a_rerun_of_some_seeds_with_other_settings_sets_the_unlike_seeds_aside(t
     assert ("warning: vae seed 1 was measured with other hyper-parameters (latent_dim was 4, now 2); moved to "
             "set-aside/1-vae/: the row is the mean of the seeds measured alike") in printed
     assert sorted(RunFolder(out).load_records()) == [("data", 0), ("vae", 0)]
+    aside = RunFolder(out / "set-aside" / "1-vae")  # a run folder of its own, its trainings in the run's (a review)
+    assert aside.run_info()["dataset"] == "mnist5k" and list(aside.load_records()) == [("vae", 1)]
+    assert aside.checkpoint_of(aside.load_records()[("vae", 1)]).is_dir()
     assert (out / "set-aside" / "1-vae" / "records" / "vae--seed1.json").is_file()
     assert (out / "set-aside" / "1-vae" / "samples" / "vae--seed1.png").is_file()
     vae_row = next(line for line in (out / "results.md").read_text().splitlines() if line.startswith("| vae |"))

@@ -57,8 +57,8 @@ def test_the_code_s_commit_is_the_checkout_s_marked_where_its_code_changed_and_n
     from benchmarks import run
 
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
 
     (tmp_path / "zoo").mkdir()
     (tmp_path / "zoo" / "a.py").write_text("x = 1\n")

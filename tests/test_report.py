@@ -233,6 +233,16 @@ def test_a_results_json_deleted_is_said_once(tmp_path, capsys):
                     "(the run's command in this folder rebuilds it)"]
 
 
+def test_a_damaged_explore_record_leaves_the_lecture_figures_out_with_a_warning(tmp_path, capsys):
+    # a review: it was a traceback from report, and from a run's end, after every training
+    path = _folder_with(tmp_path)
+    (path / "explore").mkdir()
+    (path / "explore" / "explore.json").write_text("{bad")
+    assert report.main([str(path)]) == 0
+    assert f"warning: {path / 'explore' / 'explore.json'} does not read (JSONDecodeError: " in capsys.readouterr().out
+    assert "## Lecture figures" not in (path / "results.md").read_text() and "| vae |" in (path / "results.md").read_text()
+
+
 def test_report_refusals_are_one_line(tmp_path, capsys):
     assert report.main([]) == 2
     assert capsys.readouterr().out.strip() == "error: the following arguments are required: folder"
@@ -364,13 +374,16 @@ def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeyp
 
 @pytest.mark.parametrize("run_info, precisions, said", [
     ({"precision": "fp32"}, ["fp32", "fp32"], ", in fp32 ("),
-    ({"precision": "fp32", "tf32_matmuls": True}, ["fp32"], ", in fp32 (TF32 matmuls) ("),
-    ({"precision": "fp32 (TF32 matmuls)"}, [None], ", in fp32 (TF32 matmuls) ("),  # an older run's way of saying it
+    ({"precision": "fp32", "tf32_matmuls": True}, ["fp32"], ", in fp32 (TF32 matmuls on CUDA) ("),
+    ({"precision": "fp32 (TF32 matmuls)"}, [None], ", in fp32 (TF32 matmuls on CUDA) ("),  # an older run's way of saying it
     ({}, ["bf16", "fp32"], ", in bf16 and fp32 ("),  # a folder put together by hand: both, not the run's last
     ({}, [None], "batch 32 (train TFLOP"),  # nothing recorded: nothing said
-    ({"precision": "bf16 (TF32 matmuls)"}, [None, "fp32"], ", in bf16 and fp32 (TF32 matmuls) ("),  # an older record: the run's
+    ({"precision": "bf16 (TF32 matmuls)"}, [None, "fp32"], ", in bf16 and fp32 (TF32 matmuls on CUDA) ("),  # an older record: the run's
 ])
 def test_the_footnote_names_the_precision_the_records_were_trained_in(run_info, precisions, said):
     records = [Record("vae", seed, status="ok", train_precision=p, train_steps=2) for seed, p in enumerate(precisions)]
     records += [Record("data", 0, status="ok"), Record("elsewhere", 0, status="ok")]  # nothing trained here
     assert said in report.footnote({"budget": "2 steps, batch 32", **run_info}, records)
+    if not run_info.get("tf32_matmuls"):  # a CUDA-trained row says so too (a CPU run reusing it, say)
+        cuda = [dataclasses.replace(records[0], memory_kind="cuda_peak_allocated"), *records[1:]]
+        assert ("TF32 matmuls on CUDA" in report.footnote({"budget": "2 steps, batch 32", **run_info}, cuda)) == said.startswith(", in ")

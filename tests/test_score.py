@@ -272,6 +272,8 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
     assert pickled in refused(tmp_path / "pickled.pt")
     torch.save({"images": torch.zeros(2, 1, 28, 28), "x": Call()}, tmp_path / "call.pt")  # torch words this one otherwise
     assert pickled in refused(tmp_path / "call.pt")  # found by a probe: torch's own advice, cut off mid-sentence
+    torch.save(Thing(), tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)  # torch's format before 1.6
+    assert pickled in refused(tmp_path / "legacy.pt")
     torch.save([1, 2], tmp_path / "list.pt")
     assert "holds a list, not a tensor" in refused(tmp_path / "list.pt")
     np.save(tmp_path / "objects.npy", np.array([1, "a"], dtype=object))
@@ -283,6 +285,7 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
         "signed.pt": (torch.rand(4, 28, 28) * 2 - 1, "it looks like [-1,1]: map it with (x + 1) / 2"),
         "bytes-as-floats.pt": (torch.rand(4, 28, 28) * 255, "it looks like 0..255"),
         "a-little-over.pt": (torch.linspace(0.001, 1.001, 4 * 28 * 28).view(4, 28, 28), "clip it to [0,1] if that is what it means"),
+        "a-little-under.pt": (torch.linspace(-0.05, 0.99, 4 * 28 * 28).view(4, 28, 28), "clip it to [0,1] if that is what it means"),
         "nan.pt": (torch.full((4, 28, 28), float("nan")), "NaN"),
         "wide.pt": (torch.full((4, 28, 28), 300), "from 300 to 300; expected 0..255"),
         "wide-uint16.pt": (torch.full((4, 28, 28), 300).to(torch.uint16), "torch.uint16 from 300 to 300; expected 0..255"),

@@ -17,6 +17,15 @@ def _cache(tmp_path_factory):
     os.environ["GENZOO_CACHE"] = str(tmp_path_factory.mktemp("genzoo-cache"))
 
 
+@pytest.fixture(autouse=True)
+def _brief_feature_nets(monkeypatch):
+    """The tests measure the pipeline, not the ruler: a feature net trained here (on a test's small
+    folder) takes its 8 epochs without the floor of 500 steps, which tests/test_ruler.py checks."""
+    from zoo.metrics import features
+
+    monkeypatch.setattr(features, "MIN_STEPS", 0)
+
+
 @pytest.fixture(scope="session")
 def mnist():
     spec, x, y = zoo.data.load("mnist5k", split="train")

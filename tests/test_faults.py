@@ -204,7 +204,7 @@ def test_an_unlabeled_folder_warns_skips_conditional_models_and_a_changed_one_is
     printed = capsys.readouterr().out
     hash_after = json.loads((out / "results.json").read_text())["run"]["data_hash"]
     after, data_after = record(out, "ae"), record(out, "data")
-    assert hash_after != hash_before and (features.cache_dir() / "features" / f"{hash_after}.safetensors").is_file()
+    assert hash_after != hash_before and features.cached_net(hash_after).is_file()
     assert "reused" not in printed and after.train_key != before.train_key and after.eval_key != before.eval_key
     assert data_after.fid != data_before.fid  # the data row too is scored against the new images and feature net
     # cgan's record was made on the old images: kept, but out of this table

@@ -80,3 +80,11 @@ def test_inception_weights_that_are_not_are_named_in_one_line(tmp_path, given, m
     with pytest.raises(GenzooError, match="--inception-weights") as e:
         features.inception_space(str(path))
     assert "\n" not in str(e.value) and message in str(e.value)
+
+
+def test_a_net_trained_here_takes_eight_epochs_and_at_least_500_steps(monkeypatch):
+    # docs/experiments/2026-12-06-feature-net-steps.md: 8 epochs of 120 labeled digits left the net at chance
+    monkeypatch.undo()  # the real floor, not conftest's brief one
+    assert features.training_epochs(120) == 500 and features.training_epochs(400) == 125  # 1 and 4 steps an epoch
+    assert features.training_epochs(128 * 63) == 8 and features.training_epochs(60000) == 8  # 8 epochs make 500 already
+    assert features.training_epochs(128 * 62) == 9

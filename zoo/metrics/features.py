@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,10 @@ from zoo.files import atomic_write, write_error
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: <name>.safetensors + <name>.json
 WEAK_NET = 0.8  # below this test accuracy on its own task, the metrics in a net's space mean little
+# A net trained here: 8 epochs, and at least this many steps of 128 images, so that a small folder's
+# net is trained too (docs/experiments/2026-12-06-feature-net-steps.md). In the cache file's name: a
+# net cached under another recipe is not reused.
+EPOCHS, MIN_STEPS, BATCH = 8, 500, 128
 
 
 def cache_dir() -> Path:
@@ -91,21 +96,27 @@ def _rotations(x: Tensor) -> tuple[Tensor, Tensor]:
     return xs, torch.arange(4).repeat_interleave(len(x))
 
 
-def train_feature_net(x: Tensor, y: Tensor | None, *, num_classes: int | None = None, epochs: int = 8, seed: int = 0,
-                      device: torch.device | str = "cpu") -> tuple[FeatureNet, str]:
+def training_epochs(images: int) -> int:
+    """EPOCHS over `images` training images (a rotation task's four per image), or more to make MIN_STEPS."""
+    return max(EPOCHS, math.ceil(MIN_STEPS / math.ceil(images / BATCH)))
+
+
+def train_feature_net(x: Tensor, y: Tensor | None, *, num_classes: int | None = None, epochs: int | None = None,
+                      seed: int = 0, device: torch.device | str = "cpu") -> tuple[FeatureNet, str]:
     """Train on labels (`num_classes` of them; default: the largest label + 1) or, without labels, on
-    rotations; returns the net and what it was trained on."""
+    rotations; returns the net and what it was trained on. `epochs`: by default `training_epochs`."""
     task = "labels"
     if y is None:
         x, y = _rotations(x)
         task, num_classes = "rotations", 4
+    epochs = training_epochs(len(x)) if epochs is None else epochs
     torch.manual_seed(seed)
     net = FeatureNet(x.shape[1], num_classes or int(y.max()) + 1).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     order = torch.Generator().manual_seed(seed)
     net.train()
     for _ in range(epochs):
-        for idx in torch.randperm(len(x), generator=order).split(128):
+        for idx in torch.randperm(len(x), generator=order).split(BATCH):
             loss = F.cross_entropy(net(to_float(x[idx].to(device)))[1], y[idx].to(device))
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,7 +200,7 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_pat
     elif (shipped := shipped_net(splits)) is not None:
         path, source = shipped, "shipped"
     else:
-        path, source = cache_dir() / "features" / f"{splits.content_hash}.safetensors", "trained here"
+        path, source = cached_net(splits.content_hash), "trained here"
         meta_path = path.with_suffix(".json")
         if not (path.is_file() and meta_path.is_file()):
             check_cache()  # explore and serve come here too: one line, not an OSError from mkdir
@@ -204,6 +215,12 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_pat
     name = f"classifier:{meta['dataset']}@{splits.spec.height}px#{digest[:8]}"
     info = {**meta, "source": source, "sha256": digest, "file": str(path) if source == "file" else None}
     return FeatureSpace(name, CLASSIFIER_EXTRACTOR, str(path), digest[:10], probs, info)
+
+
+def cached_net(content_hash: str) -> Path:
+    """Where the net trained here for the images of this content hash is cached, named by its recipe:
+    a net trained under another is not reused."""
+    return cache_dir() / "features" / f"{content_hash}-{EPOCHS}e{MIN_STEPS}s.safetensors"
 
 
 def file_sha256(path: Path) -> str:
@@ -278,7 +295,9 @@ def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) ->
 def make_feature_net(splits: Splits, device: torch.device | str = "cpu") -> tuple[FeatureNet, dict]:
     """Train a feature net on a dataset's train split and describe it, measured on the test split's own task."""
     classes = splits.spec.num_classes if splits.y_train is not None else None  # a class may have no training image
-    net, task = train_feature_net(splits.x_train, splits.y_train, num_classes=classes, device=device)
+    images = len(splits.x_train) * (1 if splits.y_train is not None else 4)  # rotations: four of each
+    epochs = training_epochs(images)
+    net, task = train_feature_net(splits.x_train, splits.y_train, num_classes=classes, epochs=epochs, device=device)
     net = net.cpu()
     if splits.y_test is not None:
         acc = (predict(net, splits.x_test) == splits.y_test).float().mean().item()
@@ -289,7 +308,7 @@ def make_feature_net(splits: Splits, device: torch.device | str = "cpu") -> tupl
         chance = 0.25
     meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels, "image_size": splits.spec.height,
             "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance,
-            "data_hash": splits.content_hash}
+            "data_hash": splits.content_hash, "epochs": epochs, "steps": epochs * math.ceil(images / BATCH)}
     return net, meta
 
 

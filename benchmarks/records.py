@@ -390,6 +390,7 @@ class RunFolder:
                 say(f"warning: {record.model} seed {other.seed} was measured with other {said}; moved to "
                     f"{aside.relative_to(self.path)}/: the row is the mean of the seeds measured alike")
             RunFolder(aside).merge(self.run_info(), [record.model])  # a run folder of its own: report, explore and serve read it
+
     def _new_aside(self, name: str) -> Path:
         """A new folder `set-aside/N-NAME/`, N one more than any there."""
         parent = self.path / "set-aside"

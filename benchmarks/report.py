@@ -260,7 +260,7 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
 
         try:
             lines += ["", section(folder.path)]
-        except (ValueError, KeyError, TypeError, AttributeError) as e:  # damaged: the tables are still written
+        except Exception as e:  # noqa: BLE001 - damaged or unreadable: the tables are still written
             warn_once(explored, f"warning: {explored} does not read ({one_line(e)}); the lecture figures are left out "
                                 f"of results.md (python -m benchmarks.explore {folder.path} draws and records them again)")
     if folder is not None:

@@ -20,7 +20,9 @@ def _cache(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _brief_feature_nets(monkeypatch):
     """The tests measure the pipeline, not the ruler: a feature net trained here (on a test's small
-    folder) takes its 8 epochs without the floor of 500 steps, which tests/test_ruler.py checks."""
+    folder) takes its 8 epochs without the floor of 500 steps, which tests/test_ruler.py checks. Not in
+    session-scoped fixtures (set up first), subprocesses or --jobs workers, which use the floor: a test
+    on a folder there trains the real recipe."""
     from zoo.metrics import features
 
     monkeypatch.setattr(features, "MIN_STEPS", 0)

@@ -1,11 +1,13 @@
 """One ruler: the feature net for mnist5k ships with the package, matched to the data by hash;
 `--feature-net PATH` uses a given one; the space's name carries the image size and the net's hash."""
+import dataclasses
 import json
 import shutil
 
 import pytest
 from safetensors.torch import save_file
 
+import zoo.data
 from zoo.base import GenzooError
 from zoo.metrics import features
 
@@ -88,3 +90,25 @@ def test_a_net_trained_here_takes_eight_epochs_and_at_least_500_steps(monkeypatc
     assert features.training_epochs(120) == 500 and features.training_epochs(400) == 125  # 1 and 4 steps an epoch
     assert features.training_epochs(128 * 63) == 8 and features.training_epochs(60000) == 8  # 8 epochs make 500 already
     assert features.training_epochs(128 * 62) == 9
+
+
+def test_a_net_made_here_records_the_floor_it_was_trained_with(monkeypatch):
+    monkeypatch.undo()  # the real floor
+    seen, train = [], features.train_feature_net
+
+    def brief(x, y, **kw):  # what make_feature_net asks for, on a net trained one epoch
+        seen.append(kw["epochs"])
+        return train(x, y, **{**kw, "epochs": 1})
+
+    monkeypatch.setattr(features, "train_feature_net", brief)
+    small = zoo.data.load_splits("mnist5k")
+    small = dataclasses.replace(small, x_train=small.x_train[:120], y_train=small.y_train[:120])
+    _, meta = features.make_feature_net(small)
+    assert seen == [500] and (meta["epochs"], meta["steps"]) == (500, 500)  # one step an epoch
+
+
+def test_the_shipped_ruler_is_not_replaced(tmp_path):
+    (tmp_path / "classifier-mnist5k.safetensors").write_bytes(b"the ruler")
+    with pytest.raises(GenzooError, match="ships already and is the ruler of every number measured with it"):
+        features.ship("mnist5k", out=tmp_path)
+    assert (tmp_path / "classifier-mnist5k.safetensors").read_bytes() == b"the ruler"

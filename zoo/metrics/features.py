@@ -348,10 +348,15 @@ def check_space_files(space: str, feature_net: str | None, inception_weights: st
 
 def ship(dataset: str, out: Path = SHIPPED) -> Path:
     """Train the feature net for `dataset` and write it where the package ships it, with its hash,
-    the data's hash and the command that made it."""
+    the data's hash, its epochs and steps and the command that made it. A shipped net is the ruler of
+    every number measured with it: it is not replaced (a later recipe trains another net)."""
     import platform
 
     from zoo.data import load_splits
+
+    if (out / f"classifier-{dataset}.safetensors").exists():
+        raise GenzooError(f"{out / f'classifier-{dataset}.safetensors'} ships already and is the ruler of every number "
+                          "measured with it; a net trained now is another ruler. Move it away by hand to ship another")
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), None) if Path("/proc/cpuinfo").is_file() else None
@@ -372,4 +377,7 @@ if __name__ == "__main__":
 
     parser = argparse.ArgumentParser(description="train a dataset's feature net and write it into the package")
     parser.add_argument("dataset", help="e.g. mnist5k")
-    print(ship(parser.parse_args().dataset))
+    try:
+        print(ship(parser.parse_args().dataset))
+    except GenzooError as e:
+        raise SystemExit(f"error: {e}") from None

@@ -289,12 +289,11 @@ class RunFolder:
         try:
             return self._settings(json.loads(self.results.read_text())["run"], warn)
         except (OSError, ValueError, KeyError, TypeError):
-            if warn and self.results.exists():
-                warn_once(self.results, f"warning: {self.results} does not parse; records/ read alone, without the run's "
-                                        "settings (the next run in this folder sets it aside and rebuilds it)")
-            elif warn and self.records_dir.is_dir():  # deleted: the tables would say "?" for its dataset, budget, ...
-                warn_once(self.results, f"warning: {self.results} is missing; records/ read alone, without the run's "
-                                        "settings (the run's command in this folder rebuilds it)")
+            if warn and (self.results.exists() or self.records_dir.is_dir()):  # deleted: the tables would say "?"
+                problem, mend = (("does not parse", "the next run in this folder sets it aside and rebuilds it")
+                                 if self.results.exists() else ("is missing", "the run's command in this folder rebuilds it"))
+                warn_once(self.results, f"warning: {self.results} {problem}; records/ read alone, without the run's "
+                                        f"settings ({mend})")
             return {}
 
     def _settings(self, run: Any, warn: bool) -> dict[str, Any]:

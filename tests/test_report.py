@@ -214,23 +214,16 @@ def test_results_json_is_rewritten_from_records_when_they_disagree(tmp_path, cap
     assert report.main([str(path)]) == 0 and "disagreed" not in capsys.readouterr().out  # now they agree
 
 
-def test_a_results_json_that_does_not_parse_is_said_once(tmp_path, capsys):
+@pytest.mark.parametrize("damage, problem, mend", [
+    ("emptied", "does not parse", "the next run in this folder sets it aside and rebuilds it"),  # as by a full disk
+    ("deleted", "is missing", "the run's command in this folder rebuilds it"),  # a probe: results.md said "?" silently
+])
+def test_a_results_json_that_does_not_read_is_said_once(tmp_path, capsys, damage, problem, mend):
     path = _folder_with(tmp_path)
-    (path / "results.json").write_text("")  # emptied, as by a full disk: the tables come from records/
-    assert report.main([str(path)]) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if "does not parse" in line]
-    assert said == [f"warning: {path / 'results.json'} does not parse; records/ read alone, without the run's settings "
-                    "(the next run in this folder sets it aside and rebuilds it)"]
-
-
-def test_a_results_json_deleted_is_said_once(tmp_path, capsys):
-    # found by a probe: results.md was rewritten with "?" for the dataset, budget and device without a word
-    path = _folder_with(tmp_path)
-    (path / "results.json").unlink()
-    assert report.main([str(path)]) == 0
-    said = [line for line in capsys.readouterr().out.splitlines() if "is missing" in line]
-    assert said == [f"warning: {path / 'results.json'} is missing; records/ read alone, without the run's settings "
-                    "(the run's command in this folder rebuilds it)"]
+    (path / "results.json").write_text("") if damage == "emptied" else (path / "results.json").unlink()
+    assert report.main([str(path)]) == 0  # the tables come from records/
+    said = [line for line in capsys.readouterr().out.splitlines() if "results.json" in line and "warning" in line]
+    assert said == [f"warning: {path / 'results.json'} {problem}; records/ read alone, without the run's settings ({mend})"]
 
 
 def test_a_damaged_explore_record_leaves_the_lecture_figures_out_with_a_warning(tmp_path, capsys):

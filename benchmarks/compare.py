@@ -68,12 +68,22 @@ def show(column: str, value: float) -> str:
 
 
 def unlike(ref: list[Record], run: list[Record]) -> str | None:
-    """Why a model's records in the two folders do not measure the same thing; None when they do."""
+    """Why a model's records in the two folders do not measure the same thing, with the values that
+    differ; None when they do."""
     for field, name in LIKE:
-        ours = {repr(getattr(r, field)) for r in ref} | {repr(getattr(r, field)) for r in run}
-        if len(ours) > 1:
-            return f"not comparable: {name} differ"
+        theirs, ours = ({_value(getattr(r, field)) for r in records} for records in (ref, run))
+        if len(theirs | ours) > 1:
+            if field == "hparams":  # name only the keys that differ, not two whole dicts
+                keys = sorted({k for r in [*ref, *run] for k in r.hparams
+                               if len({_value(q.hparams.get(k)) for q in [*ref, *run]}) > 1})
+                theirs, ours = ({", ".join(f"{k}={_value(r.hparams.get(k))}" for k in keys) for r in records}
+                                for records in (ref, run))
+            return f"not comparable: {name} differ ({' | '.join(sorted(ours))} here; {' | '.join(sorted(theirs))} in the reference)"
     return None
+
+
+def _value(v: Any) -> str:
+    return "–" if v is None else str(v)
 
 
 def against_interval(model: str, column: str, ref: list[Record], run: list[Record]) -> Finding | None:
@@ -180,7 +190,7 @@ def table(found: list[Finding], exact: bool) -> Table:
     for h in ("model", "column", "reference", "this run", "verdict"):
         t.add_column(h, no_wrap=h in ("model", "column"))
     for f in found:
-        t.add_row(f.model, HEADER.get(f.column, f.column), f.reference, f.run, f.verdict,
+        t.add_row(f.model, HEADER.get(f.column, f.column), f.reference, f.run, escape(f.verdict),
                   style=None if f.agrees else "red")
     return t
 

@@ -172,8 +172,10 @@ def footnote(run: dict, records: list[Record]) -> str:
         "nearer to a training image (in the feature space) than the 1st percentile of held-out test images' distances, "
         "the data row's on the test half that did not set it; NN dist ratio: the median sample's nearest-training "
         "distance over the test images' median. "
-        f"Training budget per model: {run.get('budget', '?')}{f', in {precision}' if precision else ''} (train TFLOP: matmul "
-        "and conv FLOPs of training, forward and backward, counted by torch.utils.flop_counter). "
+        f"Training budget per model: {run.get('budget', '?')}{f', in {precision}' if precision else ''}"
+        + (" (train TFLOP: matmul and conv FLOPs of training, forward and backward, counted by torch.utils.flop_counter)"
+           if any(r.train_steps for r in records) else "")  # not for rows of samples scored from a file alone
+        + ". "
         f"Bits/dim on the {run.get('bpd_split', 'test')} split, 8-bit scale. Memory: {', '.join(kinds) or '–'}."
         + curves_note(records)
     )

@@ -943,7 +943,7 @@ def _main(argv: list[str]) -> int:
         name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
         if args.out is not None and not args.out.strip():
             raise GenzooError("--out is empty; give a folder (it is created if missing)")
-        out = Path(args.out or f"results/{name}" + (f"-{''.join(args.budget.split())}" if args.budget else "")
+        out = Path(args.out or f"results/{name}" + (f"-{budget.tag}" if args.budget else "")
                    + (f"-{args.precision}" if args.precision != "fp32" else ""))
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,

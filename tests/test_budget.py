@@ -83,6 +83,14 @@ def test_budget_parses_a_number_and_a_unit(text, unit, amount):
     assert (b.unit, b.amount) == (unit, amount)
 
 
+@pytest.mark.parametrize("texts, tag", [(["20steps", "2e1steps", "20 steps"], "20steps"),
+                                        (["3e12flops", "3e+12flops", "3000000000000flops"], "3e12flops"),
+                                        (["0.5epochs", "5e-1epochs"], "0.5epochs"), (["60s", "6e1s"], "60s")])
+def test_every_way_of_writing_a_budget_has_one_tag(texts, tag):
+    """The tag names the run's default folder: one budget written two ways is one run, not two."""
+    assert {Budget.parse(t).tag for t in texts} == {tag}
+
+
 @pytest.mark.parametrize("text", ["60", "1.5steps", "-3s", "tenepochs", "3e12 parsecs"])
 def test_a_bad_budget_is_one_line(text):
     with pytest.raises(GenzooError) as e:

@@ -68,9 +68,12 @@ def test_words_are_compared_as_words(tmp_path):
 def test_unlike_models_are_not_compared(tmp_path, reference):
     run = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, fid=12.0, budget="1e+13 flops")])
     (vae,) = [f for f in compare.compare(run, reference) if f.model == "vae"]
-    assert not vae.agrees and vae.verdict == "not comparable: the budgets differ"
-    run = folder(tmp_path / "b", [record("vae", 0, fid=12.0, hparams={"lr": 2e-3})])
-    assert compare.compare(run, reference)[0].verdict == "not comparable: the hyper-parameters differ"
+    # which values differ: two presets' folders said only "budgets differ"
+    assert not vae.agrees and vae.verdict == ("not comparable: the budgets differ (1e+13 flops here; 2.5e+12 flops in "
+                                              "the reference)")
+    run = folder(tmp_path / "b", [record("vae", 0, fid=12.0, hparams={"lr": 2e-3, "beta": 1.0})])
+    assert compare.compare(run, reference)[0].verdict == ("not comparable: the hyper-parameters differ (beta=1.0, "
+                                                          "lr=0.002 here; beta=–, lr=0.001 in the reference)")
 
 
 def test_identical_compares_record_by_record(tmp_path, reference, capsys):

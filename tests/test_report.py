@@ -380,3 +380,9 @@ def test_the_footnote_names_the_precision_the_records_were_trained_in(run_info, 
     if not run_info.get("tf32_matmuls"):  # a CUDA-trained row says so too (a CPU run reusing it, say)
         cuda = [dataclasses.replace(records[0], memory_kind="cuda_peak_allocated"), *records[1:]]
         assert ("TF32 matmuls on CUDA" in report.footnote({"budget": "2 steps, batch 32", **run_info}, cuda)) == said.startswith(", in ")
+
+
+def test_a_footnote_of_scored_samples_alone_speaks_of_no_training_compute():
+    rows = [Record("data", 0, status="ok", fid=2.0), Record("my-samples", 0, status="ok", fid=9.0)]  # `benchmarks.score`'s table
+    text = report.footnote({"budget": "none (samples made elsewhere)"}, rows)
+    assert "Training budget per model: none (samples made elsewhere). " in text and "TFLOP" not in text

@@ -173,6 +173,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--precision", "fp8"], "error: argument --precision: invalid choice: 'fp8'"),
     (["--models", "vae", "--image-size", "x"], "error: argument --image-size: invalid int value: 'x'"),
     (["--models", "vae", "--budget", "1e400flops"], "budget '1e400flops' overflows"),
+    (["--models", "vae", "--budget", "1e-400flops"], "budget '1e-400flops' underflows"),  # it said "got 0"
     (["--models", "vae", "--list", "nope"], "unknown model 'nope'"),
     (["--models", "vae", "--dataset", "folder:"], "'folder:' names no folder; give folder:PATH"),
     # a file for the other feature space was ignored
@@ -372,7 +373,7 @@ def test_out_that_is_a_file_or_cannot_be_written_is_refused(tmp_path, capsys, mo
 @pytest.mark.slow
 def test_a_budget_of_its_own_gets_a_folder_of_its_own(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the default folder is relative to where the runner starts
-    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2 steps"]) == 0
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2e0 steps"]) == 0  # named as 2steps is
     assert [p.name for p in (tmp_path / "results").iterdir()] == ["mnist5k-smoke-2steps"]
     assert [r.train_steps for r in RunFolder(tmp_path / "results" / "mnist5k-smoke-2steps").read()[1]
             if r.model == "ae"] == [2]

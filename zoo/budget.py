@@ -43,9 +43,19 @@ class Budget:
         if math.isinf(amount):
             raise GenzooError(f"budget {text!r} overflows: {m.group(1) if m else text} is beyond the largest float "
                               "(about 1.8e308); give a smaller one")
+        if m is not None and amount == 0 and re.search(r"[1-9]", m.group(1).split("e")[0].split("E")[0]):
+            raise GenzooError(f"budget {text!r} underflows: {m.group(1)} is below the smallest float (about 5e-324) "
+                              "and reads as 0; a budget must be a positive number")
         if m is None or not math.isfinite(amount):
             raise GenzooError(f"bad budget {text!r}; accepted: a number and a unit, e.g. 60s, 2000steps, 10epochs, 3e12flops")
         return cls(amount, BUDGET_UNITS[m.group(2)], batch_size)
+
+    @property
+    def tag(self) -> str:
+        """The budget as one word for a folder's name, the same for every way of writing it: 2e1steps and
+        20steps are "20steps", 3e+12flops is "3e12flops"."""
+        amount = re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{self.amount:.12g}")
+        return amount + next(short for short, unit in BUDGET_UNITS.items() if unit == self.unit)
 
     def __str__(self) -> str:
         amount = f"{self.amount:.3g}" if self.unit == "flops" else f"{self.amount:g}"

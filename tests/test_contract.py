@@ -1,4 +1,5 @@
 """The contract every registered model keeps: later models get these tests for free."""
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -47,6 +48,21 @@ def test_sampling_is_deterministic_for_a_seed(name, mnist):
     c = model.sample(2, generator=torch.Generator().manual_seed(2))
     assert torch.equal(a, b)
     assert not torch.equal(a, c)
+
+
+def with_eta(names: list[str]) -> list[str]:
+    spec = zoo.DataSpec(1, 28, 28, 10)
+    return [n for n in names if "eta" in {f.name for f in dataclasses.fields(build(n, spec).config)}]
+
+
+@pytest.mark.parametrize("name", with_eta(MODELS))
+def test_a_stochastic_ddim_draws_its_fresh_noise_from_the_generator(name, mnist):
+    """At eta > 0 every DDIM step adds noise: from the generator handed to `sample` (ddpm-cond's and
+    ldm-cond's guided sampler drew it from torch's global random numbers, which `sample` refuses)."""
+    torch.manual_seed(0)
+    model = zoo.create(name, mnist[0], preset="smoke", eta=0.5)
+    draw = lambda seed: model.sample(2, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    assert torch.equal(draw(1), draw(1)) and not torch.equal(draw(1), draw(2))
 
 
 @pytest.mark.parametrize("name", SAMPLED)

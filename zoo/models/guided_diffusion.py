@@ -193,13 +193,15 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
                 callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         assert labels is not None, "`sample` hands a conditional model its labels"
-        return self.denoise(self.randn(n, *self.spec.shape, generator=generator), labels, callback)  # x_T ~ N(0, I)
+        return self.denoise(self.randn(n, *self.spec.shape, generator=generator), labels, generator, callback)  # x_T ~ N(0, I)
 
-    def denoise(self, noise: Tensor, labels: Tensor, callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
+    def denoise(self, noise: Tensor, labels: Tensor, generator: torch.Generator | None = None,
+                callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         """DDIM from x_T = `noise` (n,C,H,W) toward labels (n,) with the guided prediction: images on the
-        [0,1] scale, not clamped; deterministic. `callback` as in `sample`; call it under no_grad in eval mode."""
+        [0,1] scale, not clamped. Deterministic at eta 0; at eta > 0 each step's fresh noise comes from
+        `generator`. `callback` as in `sample`; call it under no_grad in eval mode."""
         scheduler, kwargs = self.sampler()
-        return reverse_process(lambda x, t: self.guided(x, t, labels), scheduler, kwargs, noise, callback=callback)
+        return reverse_process(lambda x, t: self.guided(x, t, labels), scheduler, kwargs, noise, generator, callback)
 
     @property
     def nfe(self) -> int:

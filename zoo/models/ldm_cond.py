@@ -79,7 +79,7 @@ class GuidedLDM(LDM, Conditional):
         return self.denoiser.loss(z, noise, t, self.denoiser.drop_labels(y.to(z.device).long(), torch.rand(len(y), device=z.device)))
 
     def denoise_latent(self, z_T: Tensor, generator, labels: Tensor | None, watch) -> Tensor:
-        """ddpm-cond's guided DDIM from z_T toward `labels` (deterministic: `generator` is not needed)."""
+        """ddpm-cond's guided DDIM from z_T toward `labels` (`generator` for the fresh noise of eta > 0)."""
         assert labels is not None, "`sample` hands a conditional model its labels"
-        return self.denoiser.denoise(z_T, labels, watch)
+        return self.denoiser.denoise(z_T, labels, generator, watch)
 

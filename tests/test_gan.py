@@ -5,7 +5,7 @@ from torch import nn
 
 import zoo
 from zoo.base import DataSpec
-from zoo.models.gan import gradient_penalty
+from zoo.models.gan import critic_terms
 
 MNIST = DataSpec(1, 28, 28, 10)
 
@@ -25,7 +25,7 @@ def reference_penalty(critic, real, fake, eps):
     return ((torch.stack(norms) - 1) ** 2).mean()
 
 
-def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
+def test_the_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
     # f(x) = <w, x> + b has gradient w everywhere, so the penalty is (||w|| - 1)^2 whatever the points.
     torch.manual_seed(0)
     lin = nn.Linear(12, 1)
@@ -33,11 +33,11 @@ def test_gradient_penalty_of_a_linear_critic_is_known_in_closed_form():
         lin.weight.copy_(torch.tensor([[3.0, 0, 0, 4.0] + [0.0] * 8]))  # ||w|| = 5
     critic = lambda x: lin(x.flatten(1)).squeeze(1)  # noqa: E731
     real, fake = torch.rand(6, 3, 2, 2), torch.rand(6, 3, 2, 2)
-    gp = gradient_penalty(critic, real, fake, torch.rand(6, 1, 1, 1))
+    _, gp = critic_terms(critic, real, fake, torch.rand(6, 1, 1, 1))
     assert gp.item() == pytest.approx(16.0, rel=1e-6)
 
 
-def test_gradient_penalty_matches_an_independent_jacobian_on_the_wgan_critic():
+def test_the_critic_terms_match_an_independent_jacobian_on_the_wgan_critic():
     model = build("wgan")
     for p in model.D.parameters():  # move off the init so norms are not all alike
         p.data.add_(0.3 * torch.randn_like(p))
@@ -45,7 +45,8 @@ def test_gradient_penalty_matches_an_independent_jacobian_on_the_wgan_critic():
     real = torch.rand(5, 1, 28, 28, generator=g) * 2 - 1
     fake = torch.rand(5, 1, 28, 28, generator=g) * 2 - 1
     eps = torch.rand(5, 1, 1, 1, generator=g)
-    gp = gradient_penalty(model.D, real, fake, eps)
+    w_dist, gp = critic_terms(model.D, real, fake, eps)  # the function WGAN.train_step trains with
+    assert w_dist.item() == pytest.approx((model.D(real).mean() - model.D(fake).mean()).item(), rel=1e-5)
     ref = reference_penalty(model.D, real, fake, eps)
     assert ref.item() > 1e-3  # a penalty that is not trivially zero
     assert gp.item() == pytest.approx(ref.item(), rel=1e-4)
@@ -64,13 +65,16 @@ def test_wgan_critic_has_no_batch_norm_and_refuses_it():
         build("wgan", n_critic=0)
 
 
-def test_wgan_does_n_critic_critic_steps_per_generator_step():
-    model = build("wgan", n_critic=4)
+@pytest.mark.parametrize("n_critic, batch, critic_steps", [(4, 16, 4), (5, 16, 5), (10, 32, 10), (5, 32, 5), (5, 3, 3)])
+def test_wgan_does_n_critic_critic_steps_per_generator_step(n_critic, batch, critic_steps):
+    """Every image once, in n_critic critic steps (16 images in 5 were four steps of 4: a batch of 32
+    split over two processes); a batch smaller than n_critic in one step an image."""
+    model = build("wgan", n_critic=n_critic)
     steps = {"d": 0, "g": 0}
     model.opt_d.register_step_post_hook(lambda *a: steps.__setitem__("d", steps["d"] + 1))
     model.opt_g.register_step_post_hook(lambda *a: steps.__setitem__("g", steps["g"] + 1))
-    out = model.train_step(torch.rand(16, 1, 28, 28))
-    assert steps == {"d": 4, "g": 1}
+    out = model.train_step(torch.rand(batch, 1, 28, 28))
+    assert steps == {"d": critic_steps, "g": 1}
     assert list(out)[0] == "loss" and {"w_dist", "gp", "g_loss"} <= set(out)
 
 

@@ -477,14 +477,19 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         load_model(self, str(Path(path) / WEIGHTS_FILE), device=str(self.device))
 
 
-BPD_KINDS = ("exact", "bound")  # what a Likelihood's bits/dim is: the negative log-likelihood, or an upper bound on it
+# Whether a Likelihood computes its own negative log-likelihood ("exact": a flow, an autoregressive
+# model) or only an upper bound on it ("bound": a VAE, whose marginal over the code is intractable).
+BPD_KINDS = ("exact", "bound")
 
 
 class Likelihood:
     """Capability: a density on the 8-bit scale. `bpd_kind` is "exact" or "bound" (BPD_KINDS).
 
     Continuous models are scored on uniformly dequantized data y = (255 x + u) / 256, u ~ U[0,1)^D,
-    so that -log2 P(x) <= -log2 p(y) + 8 D: a model uniform over [0,1]^D scores exactly 8 bits/dim.
+    so that -log2 P(x) <= E_u[-log2 p(y)] + 8 D (Jensen's inequality; Theis et al. 2016): a model
+    uniform over [0,1]^D scores exactly 8 bits/dim. A continuous model's "exact" is its own density
+    of y, computed exactly; as bits/dim of the 8-bit images it is, as everywhere in the literature,
+    this dequantized upper bound.
     """
 
     bpd_kind: ClassVar[str] = "exact"
@@ -663,7 +668,7 @@ class SamplingStep:
 
 
 class Stepwise:
-    """Capability: the sampler runs in steps that a caller can watch (diffusion, latent diffusion,
+    """Capability: the sampler runs in steps that a caller can watch (e.g. diffusion, flow matching,
     PixelCNN): `sample(n, callback=fn)` calls `fn(step)` with a `SamplingStep` at each step, and
     draws exactly what `sample(n)` draws. The model's `_sample` takes the callback as a fourth
     argument, None when nobody watches."""

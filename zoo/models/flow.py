@@ -146,7 +146,7 @@ class CheckerboardMerge(CheckerboardSplit):
         return self.split(z), 0
 
 
-def step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.flows.Flow]:
+def flow_step(channels: int, mode: str, c: RealNVP.Config, hidden: int) -> list[nf.flows.Flow]:
     """One flow step in the data direction: (a 1x1 convolution,) an affine coupling, then an ActNorm.
     mode: "checkerboard"(_inv) keeps half the pixels, "channel"(_inv) half the channels."""
     mix: list[nf.flows.Flow] = []
@@ -219,14 +219,14 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
         levels, shapes = [], []  # per scale: list of flows (x -> z order); shape of the latent it emits
         for k in range(c.num_scales):
             hidden = c.hidden * 2**k  # coarser scales: fewer pixels, wider nets
-            flows = [f for i in range(c.couplings) for f in step(ch, ("checkerboard", "checkerboard_inv")[i % 2], c, hidden)]
+            flows = [f for i in range(c.couplings) for f in flow_step(ch, ("checkerboard", "checkerboard_inv")[i % 2], c, hidden)]
             flows.append(nf.flows.Squeeze())  # normflows' Squeeze runs (C,H,W) -> (4C,H/2,W/2) in x -> z
             ch, h, w = 4 * ch, h // 2, w // 2
             last = k == c.num_scales - 1
             # The last channel coupling before the split transforms the half that leaves given the
             # half that stays: a learned conditional prior for the factored-out latents, as in Glow.
             n = c.coarse_couplings if last else c.couplings
-            flows += [f for i in range(n) for f in step(ch, ("channel", "channel_inv")[(n - 1 - i) % 2], c, hidden)]
+            flows += [f for i in range(n) for f in flow_step(ch, ("channel", "channel_inv")[(n - 1 - i) % 2], c, hidden)]
             shapes.append((ch, h, w) if last else (ch // 2, h, w))  # factor out half the channels
             ch = ch if last else ch // 2
             levels.append(flows)
@@ -253,13 +253,15 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
     def train_step(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         nll = -self.log_prob(self.dequantize(x))  # (B,) nats
         loss = nll.mean() / self.spec.dims  # nats per dim
+        # A loose clip, a guard against a rare exploding step rather than a regulariser; never tuned.
         self.optimize(self.opt, loss, clip=100.0)
         loss = loss.detach()
         return {"loss": loss, "bpd": self.continuous_bits_per_dim(loss * self.spec.dims, self.spec.dims)}
 
     @torch.no_grad()
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Exact -log2 p(y) / D + 8 of a dequantized draw y of x: one sample of the dequantized bound."""
+        """-log2 p(y) / D + 8 of a dequantized draw y of x, p(y) computed exactly: one sample of the
+        dequantized upper bound on the 8-bit negative log-likelihood (`Likelihood`)."""
         return self.continuous_bits_per_dim(-self.log_prob(self.dequantize(x, generator)), self.spec.dims)
 
     # -- latents: encode is the flow, decode its inverse ------------------------------------

@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import Generator, Objective, SamplingStep, Stepwise, hparam, learning_rate
-from zoo.models.diffusion import DDIM, UNetConfig, _unet, check_unet, padded_unet
+from zoo.models.diffusion import DDIM, DDPM, UNetConfig, _unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
 from zoo.nets.replay import replayed
 from zoo.registry import register
@@ -94,13 +94,10 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
         steps: int = hparam(50, ge=1, le=1000)
         lr: float = learning_rate(1e-3)
 
-    presets = {
-        # ddpm's UNet sizes per preset, so the two objectives train the same network (see diffusion.py
-        # for why narrow, three-level UNets); the quick preset's rate and weight average are ddpm's too.
-        "smoke": dict(channels=[8], attention=[], norm_groups=4),
-        "quick": dict(channels=[8, 16, 16], attention=[], norm_groups=4, lr=2e-3, ema=0.99),
-        "full": dict(channels=[64, 128, 256, 256], attention=[2, 3], layers_per_block=2, norm_groups=32, lr=2e-4),
-    }
+    # ddpm's presets (UNet sizes, rate, weight average) without its diffusion fields, so the two
+    # objectives train the same network (see diffusion.py for why narrow, three-level UNets).
+    presets = {preset: {k: v for k, v in hparams.items() if k not in ("prediction_type", "beta_schedule")}
+               for preset, hparams in DDPM.presets.items()}
     # ddim's sample counts: FIDs of flow-matching@K and ddim@K then rest on as many samples.
     eval_samples = DDIM.eval_samples
 

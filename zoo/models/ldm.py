@@ -99,7 +99,8 @@ class StepCounted(nn.Module):
     the count is a `steps_done` buffer, so it is saved with the weights and restored on resume, and is
     read from the device once after the model is built or loaded, then counted on the host, so that a
     step never waits for the device. `start_counting` in `__init__`; `steps_trained()` and `count_step(steps)`
-    in `train_step`; `capture_phase` sets the count from the loop's step (a replayed graph runs no Python)."""
+    in `train_step`; `capture_phase` calls `set_steps(step)` with the loop's step (a replayed graph runs
+    no Python)."""
 
     steps_done: Tensor
 
@@ -116,6 +117,10 @@ class StepCounted(nn.Module):
         if self._steps_seen is None:
             self._steps_seen = int(self.steps_done)
         return self._steps_seen
+
+    def set_steps(self, steps: int) -> None:
+        """The count on the host is the loop's: before a step that may be replayed from a graph."""
+        self._steps_seen = steps
 
     def count_step(self, steps: int) -> None:
         """One more step done, after `steps` (what `steps_trained()` returned at the start of this one)."""
@@ -194,7 +199,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
         """Two phases, the joint first-stage steps and the frozen ones; the two steps that set the code
         statistics outright (the first, and the first frozen one) run eagerly. A replayed step runs no
         Python, so the step count `train_step` goes by is taken from the loop's `step` here."""
-        self._steps_seen = step
+        self.set_steps(step)
         if step in (0, self.config.ae_steps):
             return None
         return "autoencoder" if step < self.config.ae_steps else "diffusion"

@@ -187,7 +187,7 @@ def draw_token(logits: Tensor, u: Tensor) -> Tensor:
 
 @register
 class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
-    """VQ-VAE with an EMA codebook and a PixelCNN prior over its 7x7 token grid; bits/dim a single-code bound."""
+    """VQ-VAE with an EMA codebook and a PixelCNN prior over its (H/4)x(W/4) token grid; bits/dim a single-code bound."""
 
     name = "vqvae"
     bpd_kind = "bound"
@@ -266,7 +266,7 @@ class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
         """Two phases, the joint VQ-VAE and prior steps and the prior alone; the first step, which sets
         the codebook from the batch's encoder outputs, runs eagerly. A replayed step runs no Python, so
         the step count `train_step` goes by is taken from the loop's `step` here."""
-        self._steps_seen = step
+        self.set_steps(step)
         if step == 0:
             return None
         return "vqvae" if step < self.config.vq_steps else "prior"

@@ -61,21 +61,23 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # those both 
 MAX_LEVELS = 6  # UNet levels: each halves the side (the image is padded to a multiple of 2**(levels-1))
 
 
-def _unet(spec: DataSpec, channels: list[int], attention: list[int], layers: int, groups: int,
-          class_embeds: int | None = None) -> UNet2DModel:
-    """A UNet with one level per entry of `channels`; levels listed in `attention` get self-attention.
+def build_unet(spec: DataSpec, c: UNetConfig, class_embeds: int | None = None) -> tuple[UNet2DModel, int]:
+    """The UNet of `c`'s fields, one level per entry of `channels` (levels listed in `attention` get
+    self-attention), and the multiple its sides must be of (each level but the last halves them).
     With `class_embeds`, a learned embedding per class index, added to the timestep's (ddpm-cond's labels)."""
     from diffusers.models.unets.unet_2d import UNet2DModel
 
-    down = tuple("AttnDownBlock2D" if i in attention else "DownBlock2D" for i in range(len(channels)))
+    c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
+    down = tuple("AttnDownBlock2D" if i in c.attention else "DownBlock2D" for i in range(len(c.channels)))
     up = tuple(b.replace("Down", "Up") for b in reversed(down))
-    return UNet2DModel(
+    unet = UNet2DModel(
         in_channels=spec.channels, out_channels=spec.channels,
-        block_out_channels=tuple(channels), down_block_types=down, up_block_types=up,
-        layers_per_block=layers, norm_num_groups=groups, attention_head_dim=min(channels[-1], 32),
-        add_attention=bool(attention),  # the middle block's attention, at the lowest resolution
+        block_out_channels=tuple(c.channels), down_block_types=down, up_block_types=up,
+        layers_per_block=c.layers_per_block, norm_num_groups=c.norm_groups, attention_head_dim=min(c.channels[-1], 32),
+        add_attention=bool(c.attention),  # the middle block's attention, at the lowest resolution
         num_class_embeds=class_embeds,
     )
+    return unet, 2 ** (len(c.channels) - 1)
 
 
 def padded_unet(unet: UNet2DModel, x_t: Tensor, timesteps: Tensor, multiple: int, class_labels: Tensor | None = None) -> Tensor:
@@ -110,7 +112,7 @@ def reverse_process(predict: Callable[[Tensor, Tensor], Tensor], scheduler: Any,
 
 @dataclass
 class UNetConfig(ModelConfig):
-    """The UNet's fields, which every model on `_unet` declares (ddpm's, ldm's, flow-matching's, ddpm-cond's)."""
+    """The UNet's fields, which every model on `build_unet` declares (ddpm's, ldm's, flow-matching's, ddpm-cond's)."""
 
     channels: list[int] = hparam([32, 64, 64], ge=1, le=MAX_WIDTH, min_len=1, max_len=MAX_LEVELS)  # per UNet level
     attention: list[int] = hparam([], ge=0, lt=MAX_LEVELS, max_len=MAX_LEVELS)  # levels (0 = full size) with self-attention
@@ -188,9 +190,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
-        self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups)
-        self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
+        self.unet, self.multiple = build_unet(spec, c)  # the UNet's sides must be multiples of `multiple`
         self.noise_scheduler = forward_process(c)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 

@@ -41,7 +41,7 @@ Where it sits in the zoo:
 Stable Diffusion 3 (Esser et al. 2024) and Flux train this objective, rectified flow in an
 autoencoder's latent space, with t drawn from a logit-normal that favours the middle of the path.
 
-The network is ddpm's: diffusers' `UNet2DModel` from `_unet`, with ddpm's sizes per preset, its
+The network is ddpm's: diffusers' `UNet2DModel` from `build_unet`, with ddpm's sizes per preset, its
 checks, and its padding of images whose sides the UNet cannot halve.
 """
 from __future__ import annotations
@@ -54,7 +54,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import Generator, Objective, SamplingStep, Stepwise, hparam, learning_rate
-from zoo.models.diffusion import DDIM, DDPM, UNetConfig, _unet, check_unet, padded_unet
+from zoo.models.diffusion import DDIM, DDPM, UNetConfig, build_unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
 from zoo.nets.replay import replayed
 from zoo.registry import register
@@ -108,9 +108,7 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
-        self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups)
-        self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
+        self.unet, self.multiple = build_unet(spec, c)  # the UNet's sides must be multiples of `multiple`
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)
 
     def velocity(self, x_t: Tensor, t: Tensor) -> Tensor:

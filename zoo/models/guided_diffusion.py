@@ -72,7 +72,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.base import Conditional, Generator, GenzooError, Objective, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, _unet, check_unet, ddim_sampler, forward_process, noised, padded_unet, reverse_process
+from zoo.models.diffusion import DDIM, DDPM, build_unet, check_unet, ddim_sampler, forward_process, noised, padded_unet, reverse_process
 from zoo.registry import register
 
 
@@ -136,10 +136,8 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
         c = self.config
-        c.channels, c.attention = list(c.channels), list(c.attention)  # JSON round-trips tuples to lists
         self.null_class = spec.num_classes  # the "no label" class: the last row of the embedding table
-        self.unet = _unet(spec, c.channels, c.attention, c.layers_per_block, c.norm_groups, class_embeds=spec.num_classes + 1)
-        self.multiple = 2 ** (len(c.channels) - 1)  # the UNet's sides must be multiples of this
+        self.unet, self.multiple = build_unet(spec, c, class_embeds=spec.num_classes + 1)  # sides: multiples of `multiple`
         # The forward process, as ddpm's; sampling builds its own DDIM scheduler from its config.
         self.noise_scheduler = forward_process(c)
         self.opt = torch.optim.Adam(self.unet.parameters(), lr=c.lr)

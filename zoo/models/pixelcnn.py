@@ -105,6 +105,14 @@ def _frozen_masks(model: nn.Module):
             m.frozen = None
 
 
+def draw(logits: Tensor, u: Tensor) -> Tensor:
+    """Inverse-CDF sampling: logits (B,K), u (B,) in [0,1) -> indices (B,) (levels, or vqvae's tokens).
+    A logit change of size e moves the CDF by ~e, so it changes the draw only if u lies that close to a
+    boundary."""
+    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
+    return (cdf < u.double()[:, None]).sum(-1).clamp(max=logits.shape[-1] - 1)
+
+
 def gate(z: Tensor) -> Tensor:
     a, b = z.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
@@ -289,13 +297,6 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
         return nll / (self.spec.dims * math.log(2))
 
     # -- sampling ------------------------------------------------------------------------
-    @staticmethod
-    def _draw(logits: Tensor, u: Tensor) -> Tensor:
-        """Inverse-CDF sampling: logits (B,256), u (B,) in [0,1) -> levels (B,). A logit change of
-        size e moves the CDF by ~e, so it changes the draw only if u lies that close to a boundary."""
-        cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
-        return (cdf < u.double()[:, None]).sum(-1).clamp(max=LEVELS - 1)
-
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,
                 callback: Callable[[SamplingStep], None] | None = None) -> Tensor:
         u = self.rand(n, *self.spec.shape, generator=generator)  # one uniform per sub-pixel, drawn up front
@@ -307,8 +308,8 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
             with _frozen_masks(self):
                 return self._sample_fast(u, labels, watch).float() / (LEVELS - 1)
         # unwatched: the whole raster loop, replayed as one CUDA graph where sampling graphs are on
-        draw = kept(self, PixelCNN._unwatched_levels, self.device)
-        return (draw(u) if labels is None else draw(u, labels)).float() / (LEVELS - 1)
+        levels_of = kept(self, PixelCNN._unwatched_levels, self.device)
+        return (levels_of(u) if labels is None else levels_of(u, labels)).float() / (LEVELS - 1)
 
     def _unwatched_levels(self, u: Tensor, labels: Tensor | None = None) -> Tensor:
         """`_sample_fast` with its masks frozen inside the call (a replayed graph recomputes them)."""
@@ -336,7 +337,7 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
                 for c in range(C):
                     if watch is not None:
                         watch((i * W + j) * C + c, levels)
-                    levels[:, c, i, j] = self._draw(self(levels, labels)[:, i, j, c], u[:, c, i, j])
+                    levels[:, c, i, j] = draw(self(levels, labels)[:, i, j, c], u[:, c, i, j])
         return levels
 
     def _sample_fast(self, u: Tensor, labels: Tensor | None, watch: Callable[[int, Tensor], None] | None = None
@@ -403,7 +404,7 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
                             window = horizontal_rows[depth][:, col:col + reach + 1]
                     assert isinstance(skip, Tensor)
                     logits = self._head(skip)[:, channel]  # (B,256)
-                    drawn = self._draw(logits, u[:, channel, row, col])
+                    drawn = draw(logits, u[:, channel, row, col])
                     levels[:, channel, row, col] = drawn
                     value = self._inputs(drawn).to(dtype)
                     image_row[:, first_reach + col, channel] = value

@@ -105,7 +105,7 @@ from torch import Tensor, nn
 
 from zoo.base import Generator, GenzooError, Likelihood, ModelConfig, Tokenized, hparam, learning_rate, width
 from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder, StepCounted
-from zoo.models.pixelcnn import GatedLayer, gate
+from zoo.models.pixelcnn import GatedLayer, draw, gate
 from zoo.models.vae import discretized_logistic_nll
 from zoo.registry import register
 
@@ -175,12 +175,6 @@ class CodePrior(nn.Module):
     def nll(self, tokens: Tensor) -> Tensor:
         """-log p(tokens) in nats per grid (B,): the summed cross-entropy of every cell."""
         return F.cross_entropy(self(tokens), tokens, reduction="none").flatten(1).sum(1)
-
-
-def draw_token(logits: Tensor, u: Tensor) -> Tensor:
-    """Inverse-CDF sampling: logits (B,K), u (B,) in [0,1) -> indices (B,)."""
-    cdf = torch.softmax(logits.double(), dim=-1).cumsum(-1)
-    return (cdf < u.double()[:, None]).sum(-1).clamp(max=logits.shape[-1] - 1)
 
 
 # -- the model -------------------------------------------------------------------------------------
@@ -392,7 +386,7 @@ class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
         tokens = torch.zeros(n, h, w, dtype=torch.long, device=self.device)
         for i in range(h):
             for j in range(w):
-                tokens[:, i, j] = draw_token(self.prior(tokens)[:, :, i, j], u[:, i, j])
+                tokens[:, i, j] = draw(self.prior(tokens)[:, :, i, j], u[:, i, j])
         return tokens
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:

@@ -49,7 +49,7 @@ from benchmarks.presets import PRESETS, Preset
 from benchmarks.records import DATA_ROW, MAX_NAME, Record, RunFolder
 from zoo import data as zdata
 from zoo import fused, graphs
-from zoo.base import Conditional, Generator, GenzooError, Latent, Likelihood, one_line
+from zoo.base import Conditional, Generator, GenzooError, Likelihood, capabilities, one_line
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, save_interval, training_key
 from zoo.files import SafeConsole, atomic_write, write_error
@@ -108,7 +108,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image-size", type=int, help=f"resize and centre-crop images to this side (4..{MAX_IMAGE_SIZE}; "
                                                   f"a folder's default is {zdata.FOLDER_IMAGE_SIZE})")
     p.add_argument("--feature-space", default="classifier", choices=features.FEATURE_SPACES,
-                   help="classifier (offline, trained once per dataset) or inception (torch-fidelity's Inception-v3)")
+                   help="classifier (offline: shipped for mnist5k, else trained once per dataset and cached) "
+                        "or inception (torch-fidelity's Inception-v3)")
     p.add_path("--feature-net", metavar="PATH",
                    help="a classifier feature net (.safetensors with its .json) to measure with, e.g. one shared between "
                         "machines (default: the one shipped for mnist5k, else one trained here and cached)")
@@ -854,7 +855,7 @@ def list_models(args: argparse.Namespace) -> None:
             hparams.add_row(name if i == 0 else "", f, repr(default) if f in cls.Config.__dataclass_fields__ else "",
                             repr(preset[f]) if f in preset else "", accepted,
                             end_section=i == len(fields) - 1)
-        caps = [c.__name__ for c in (Likelihood, Latent, Conditional) if issubclass(cls, c)]
+        caps = capabilities(cls)
         if issubclass(cls, Likelihood):
             caps[caps.index("Likelihood")] += f" ({cls.bpd_kind})"
         try:

@@ -64,6 +64,7 @@ from zoo.base import (
     Latent,
     Stepwise,
     accepts,
+    capabilities,
     check_config,
     config_types,
     one_line,
@@ -288,11 +289,6 @@ def controls(entry: Entry, run: Run) -> tuple[dict[str, Any], dict[str, str]]:
     else:
         why["trajectory"] = "it draws in one pass (not `Stepwise`): no steps to watch"
     return have, why
-
-
-def capabilities(cls: type[Generator]) -> list[str]:
-    """The capability mix-ins of `zoo.base` a model class declares, by name (a new one included)."""
-    return [c.__name__ for c in cls.__mro__ if c.__module__ == Generator.__module__ and not issubclass(c, Generator)]
 
 
 def describe_model(entry: Entry, run: Run) -> dict[str, Any]:

@@ -432,6 +432,9 @@ def test_list_shows_the_zoo_and_the_sizes_it_takes(capsys):
     rows = {c[0]: c[1:4] for c in ([s.strip() for s in line.split("│")[1:-1]] for line in out.split("└")[0].splitlines()) if c and c[0]}
     assert "takes 28x28" in out and set(rows) == set(zoo.available())  # one row a model: capabilities, NFE, takes 28x28
     assert "Likelihood (bound)" in rows["vae"][0] and rows["vae"][1:] == ["1", "yes"] and rows["ddpm"][1:] == ["1000", "yes"]
+    # every capability a model declares, as the page's /api/models says (it listed three of the nine)
+    assert rows["dcgan"][0] == "CodeSampler" and rows["ddim"][0] == "Stepwise, Objective, Invertible"
+    assert rows["vqvae"][0] == "Likelihood (bound), Tokenized"
 
 
 def test_list_model_shows_its_hyper_parameters_defaults_and_ranges(capsys):

@@ -482,6 +482,11 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
 BPD_KINDS = ("exact", "bound")
 
 
+def capabilities(cls: type[Generator]) -> list[str]:
+    """The capability mix-ins of this module a model class declares, by name (a new one included)."""
+    return [c.__name__ for c in cls.__mro__ if c.__module__ == __name__ and not issubclass(c, Generator)]
+
+
 class Likelihood:
     """Capability: a density on the 8-bit scale. `bpd_kind` is "exact" or "bound" (BPD_KINDS).
 

@@ -22,6 +22,7 @@ class Preset:
     about: str
 
 
+# Batch 32 at quick and lecture: docs/experiments/2026-12-02-batch-32.md.
 PRESETS = {
     "smoke": Preset("smoke", Budget(20, "steps", batch_size=32), EvalSettings(samples=200, speed_batch=16, bpd_images=200),
                     CurveSettings(points=0, samples=64, bpd_images=64),

@@ -269,7 +269,8 @@ class DDIM(DDPM, Invertible):
     @dataclass
     class Config(DDPM.Config):
         steps: int = hparam(50, ge=1, le="train_timesteps")
-        eta: float = hparam(0.0, ge=0, le=1)  # 0: deterministic DDIM; 1: DDPM-like noise
+        # 0: deterministic DDIM, as taught; 1: DDPM-like noise (docs/experiments/2026-11-25-ddim-eta-and-steps.md)
+        eta: float = hparam(0.0, ge=0, le=1)
 
     config: DDIM.Config  # DDPM.Config and the fields above
 

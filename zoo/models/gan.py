@@ -223,8 +223,9 @@ class DCGAN(_GAN):
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         # A short budget: twice the paper's learning rate draws better digits, and the weights' moving
-        # average (the generator's is what draws) smooths the last steps' swings
-        # (docs/experiments/2026-11-25-learning-rates.md, 2026-12-02-gan-weight-average.md).
+        # average (the generator's is what draws) smooths the last steps' swings; one rate for both
+        # networks (docs/experiments/2026-11-25-learning-rates.md, 2026-12-02-gan-weight-average.md,
+        # 2026-12-02-ttur.md).
         "quick": dict(z_dim=64, hidden=32, lr=4e-4, ema=0.99),
         "full": dict(z_dim=100, hidden=64),
     }

@@ -117,7 +117,8 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Obj
         lr: float = learning_rate(1e-3)
         # p(x|z): "gaussian" (fixed sigma, the textbook VAE) or "logistic" (discretized, learned scale)
         decoder: str = hparam("gaussian", choices=DECODERS)
-        sigma: float = hparam(0.4, gt=0)  # the gaussian decoder's fixed standard deviation, in [0,1] pixel units
+        # the gaussian decoder's fixed standard deviation, in [0,1] pixel units (docs/experiments/2026-11-24-vae-decoder.md)
+        sigma: float = hparam(0.4, gt=0)
         iw_samples: int = hparam(64, ge=1, le=10_000)  # k of the importance-weighted bound (evaluation only)
         temperature: float = hparam(1.0, gt=0)  # std of the prior noise `sample` decodes (1.0 = the model's prior N(0, I))
 

@@ -65,7 +65,8 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
     class Config(ModelConfig):
         latent_dim: int = width(16)
         hidden: int = width(32)  # channels of the first level of encoder, decoder and discriminator
-        recon: str = hparam("pixel", choices=RECON)  # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l)
+        # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l) (docs/experiments/2026-11-25-vae-gan-reconstruction.md)
+        recon: str = hparam("pixel", choices=RECON)
         beta: float = hparam(1.0, ge=0)  # weight of KL (per reconstruction dimension) in the encoder's loss
         adv_weight: float = hparam(0.01, ge=0)  # weight of the GAN term in the decoder's loss
         d_norm: str | None = hparam("layer", choices=("layer", "batch", None))  # the discriminator's norm

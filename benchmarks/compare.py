@@ -32,7 +32,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.cli import Parser
-from benchmarks.records import COLUMNS, QUALITY_COLUMNS, Record, RunFolder, t_interval
+from benchmarks.records import COLUMNS, QUALITY_COLUMNS, Record, RunFolder, difference, settings_differ, t_interval
 from zoo.base import GenzooError
 
 HEADER = {name: header for name, header, *_ in COLUMNS}
@@ -68,22 +68,14 @@ def show(column: str, value: float) -> str:
 
 
 def unlike(ref: list[Record], run: list[Record]) -> str | None:
-    """Why a model's records in the two folders do not measure the same thing, with the values that
-    differ; None when they do."""
+    """Why a model's records in the two folders do not measure the same thing, by the rule a run
+    folder sets unlike seeds aside with (`records.settings_differ`), with the values that differ;
+    None when they do."""
     for field, name in LIKE:
-        theirs, ours = ({_value(getattr(r, field)) for r in records} for records in (ref, run))
-        if len(theirs | ours) > 1:
-            if field == "hparams":  # name only the keys that differ, not two whole dicts
-                keys = sorted({k for r in [*ref, *run] for k in r.hparams
-                               if len({_value(q.hparams.get(k)) for q in [*ref, *run]}) > 1})
-                theirs, ours = ({", ".join(f"{k}={_value(r.hparams.get(k))}" for k in keys) for r in records}
-                                for records in (ref, run))
-            return f"not comparable: {name} differ ({' | '.join(sorted(ours))} here; {' | '.join(sorted(theirs))} in the reference)"
+        for was, now in ((getattr(a, field), getattr(b, field)) for a in ref for b in run):
+            if settings_differ(was, now):
+                return f"not comparable: {name} differ from the reference to this run {difference(was, now)}"
     return None
-
-
-def _value(v: Any) -> str:
-    return "–" if v is None else str(v)
 
 
 def against_interval(model: str, column: str, ref: list[Record], run: list[Record]) -> Finding | None:

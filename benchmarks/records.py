@@ -373,7 +373,7 @@ class RunFolder:
         their grids, into `set-aside/N-MODEL/` with the run's settings, one warning line each (kept, as another
         run's records are)."""
         with self.lock():
-            unlike = [(other, [(key, name) for key, name in RECIPE if _differ(getattr(other, key), getattr(record, key))])
+            unlike = [(other, [(key, name) for key, name in RECIPE if settings_differ(getattr(other, key), getattr(record, key))])
                       for other in self.load_records().values() if other.model == record.model and other.seed != record.seed]
             unlike = [(other, differs) for other, differs in unlike if differs]
             if not unlike:
@@ -385,7 +385,7 @@ class RunFolder:
                 (self.records_dir / other.file_name).replace(aside / "records" / other.file_name)
                 if (grid := self.samples(other)).is_file():
                     grid.replace(aside / "samples" / grid.name)
-                said = "; ".join(f"{name} {_difference(getattr(other, key), getattr(record, key))}" for key, name in differs)
+                said = "; ".join(f"{name} {difference(getattr(other, key), getattr(record, key))}" for key, name in differs)
                 say(f"warning: {record.model} seed {other.seed} was measured with other {said}; moved to "
                     f"{aside.relative_to(self.path)}/: the row is the mean of the seeds measured alike")
             RunFolder(aside).merge(self.run_info(), [record.model])  # a run folder of its own: report, explore and serve read it
@@ -431,7 +431,7 @@ def _as_read(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def _differ(was: Any, now: Any) -> bool:
+def settings_differ(was: Any, now: Any) -> bool:
     """Whether two records' settings differ where both have them: a config's fields both know (a
     record from before a field was added lacks it), any other value where both have one."""
     if isinstance(was, dict) and isinstance(now, dict):
@@ -439,7 +439,7 @@ def _differ(was: Any, now: Any) -> bool:
     return bool(was) and bool(now) and _as_read(was) != _as_read(now)
 
 
-def _difference(was: Any, now: Any) -> str:
+def difference(was: Any, now: Any) -> str:
     """"(latent_dim was 4, now 2)" for two configs, "(was fp32, now bf16)" for two values."""
     if isinstance(was, dict) and isinstance(now, dict):
         return "(" + ", ".join(f"{k} was {was[k]!r}, now {now[k]!r}"

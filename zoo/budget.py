@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 
 from zoo.base import GenzooError
 
@@ -43,7 +44,7 @@ class Budget:
         if math.isinf(amount):
             raise GenzooError(f"budget {text!r} overflows: {m.group(1) if m else text} is beyond the largest float "
                               "(about 1.8e308); give a smaller one")
-        if m is not None and amount == 0 and re.search(r"[1-9]", m.group(1).split("e")[0].split("E")[0]):
+        if m is not None and amount == 0 and not m.group(1).startswith("-") and re.search(r"[1-9]", re.split("[eE]", m.group(1))[0]):
             raise GenzooError(f"budget {text!r} underflows: {m.group(1)} is below the smallest float (about 5e-324) "
                               "and reads as 0; a budget must be a positive number")
         if m is None or not math.isfinite(amount):
@@ -52,10 +53,17 @@ class Budget:
 
     @property
     def tag(self) -> str:
-        """The budget as one word for a folder's name, the same for every way of writing it: 2e1steps and
-        20steps are "20steps", 3e+12flops is "3e12flops"."""
-        amount = re.sub(r"e([+-])0*(\d)", lambda m: f"e{'-' if m.group(1) == '-' else ''}{m.group(2)}", f"{self.amount:.12g}")
-        return amount + next(short for short, unit in BUDGET_UNITS.items() if unit == self.unit)
+        """The budget as one word for a folder's name, the same however it was written: "20 steps" and
+        2e1steps are 20steps, 3e+12flops is 3e12flops. The amount's shortest exact digits, plainly
+        written up to six characters (2000steps, 0.5epochs), else the shorter of plain and e-notation."""
+        amount = Decimal(repr(self.amount)).normalize()
+        _, digits, exponent = amount.as_tuple()
+        assert isinstance(exponent, int)  # a finite amount (`__post_init__`)
+        plain = format(amount, "f")
+        mantissa = "".join(map(str, digits))
+        scientific = f"{mantissa[0]}{'.' + mantissa[1:] if len(mantissa) > 1 else ''}e{exponent + len(digits) - 1}"
+        short = next(k for k, unit in BUDGET_UNITS.items() if unit == self.unit)
+        return (plain if len(plain) <= 6 or len(plain) <= len(scientific) else scientific) + short
 
     def __str__(self) -> str:
         amount = f"{self.amount:.3g}" if self.unit == "flops" else f"{self.amount:g}"

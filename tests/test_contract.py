@@ -138,6 +138,8 @@ def test_conditional_models_check_labels(name, mnist):
     if isinstance(model, Conditional):
         with pytest.raises(zoo.GenzooError, match="labels"):
             model.sample(2, labels=torch.tensor([0, 99]))
+        with pytest.raises(zoo.GenzooError, match="labels must be integer class indices, got torch.float32"):
+            model.sample(2, labels=torch.tensor([2.7, 3.9]))  # drew classes 2 and 3
     else:
         with pytest.raises(zoo.GenzooError, match="not class-conditional"):
             model.sample(2, labels=torch.tensor([0, 1]))

@@ -73,6 +73,29 @@ def test_samples_drawn_from_the_global_random_numbers_are_one_line():
                             "handed, so a seed does not give the same images: draw with "
                             "self.randn(..., generator=generator) or pass generator= to torch")
     assert model.sample(4).shape == (4, 1, 8, 8)  # no generator handed: the global random numbers are the ones asked for
+    # torch.manual_seed(0) returns torch's default generator: the global numbers are the ones handed (a notebook's way)
+    assert model.sample(4, generator=torch.manual_seed(0)).shape == (4, 1, 8, 8)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda m: m.sample(True), "sample: n must be a positive int, got True"),
+    (lambda m: m.sample(2, generator=0), "sample: generator must be a torch.Generator, got int"),
+    (lambda m: zoo.create("vae", (1, 28, 28)), "create takes a model's name and a zoo.DataSpec, got str and tuple"),
+    (lambda m: DataSpec(1, 28, 28, num_classes=0), "DataSpec: num_classes must be an int >= 1, or None for unlabeled data; got 0"),
+    (lambda m: DataSpec(0, 28, 28), "DataSpec: channels must be an int >= 1, got 0"),
+    (lambda m: DataSpec(1.5, 28, 28), "DataSpec: channels must be an int >= 1, got 1.5"),
+])
+def test_odd_calls_of_the_python_api_are_one_line(call, message):
+    """A notebook's mistakes (found by a probe): each a GenzooError saying what is accepted, not torch's traceback."""
+    with pytest.raises(GenzooError) as e:
+        call(Means(SPEC))
+    assert str(e.value) == message
+
+
+def test_a_numpy_int_is_a_sample_count():
+    import numpy as np
+
+    assert Means(SPEC).sample(np.int64(3)).shape == (3, 1, 8, 8)
 
 
 class MeanBits(Means, Likelihood):
@@ -214,3 +237,18 @@ def test_a_checkpoint_that_does_not_fit_a_fresh_model_is_its_rows_error(tmp_path
         "GenzooError: plugin-grows's checkpoint does not load into a freshly built plugin-grows: Error(s) in loading "
         "state_dict for Grows: size mismatch for seen: ")
     assert list((out / "checkpoints").glob("*/train.json"))  # kept, not set aside
+
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda p: (p / "config.json").write_text("{"), "JSONDecodeError"),
+    (lambda p: (p / "config.json").write_text(json.dumps({"model": "vae", "hparams": {}})), "KeyError: 'spec'"),
+    (lambda p: (p / "model.safetensors").write_bytes(b"\x00" * 5), "SafetensorError"),
+    (lambda p: (p / "model.safetensors").unlink(), "No such file"),
+])
+def test_a_saved_model_that_does_not_load_is_one_line_naming_it(tmp_path, damage, said):
+    zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke").save(tmp_path / "m")
+    damage(tmp_path / "m")
+    with pytest.raises(GenzooError) as e:
+        zoo.load(tmp_path / "m")
+    assert str(e.value).startswith(f"{tmp_path / 'm'} does not load as a saved model (config.json, model.safetensors): ")
+    assert said in str(e.value) and "\n" not in str(e.value)

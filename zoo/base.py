@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import json
 import math
+import numbers
 import sys
 import types
 import typing
@@ -53,6 +54,16 @@ class DataSpec:
     width: int
     num_classes: int | None = None
     levels: int = 256
+
+    def __post_init__(self) -> None:
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        for name in ("channels", "height", "width"):
+            if not (whole(getattr(self, name)) and getattr(self, name) >= 1):
+                raise GenzooError(f"DataSpec: {name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.num_classes is not None and not (whole(self.num_classes) and self.num_classes >= 1):
+            raise GenzooError(f"DataSpec: num_classes must be an int >= 1, or None for unlabeled data; got {self.num_classes!r}")
+        if not (whole(self.levels) and self.levels >= 2):
+            raise GenzooError(f"DataSpec: levels must be an int >= 2, got {self.levels!r}")
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -398,8 +409,11 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         callback: for a `Stepwise` model, called at every step of its sampler with a `SamplingStep`
         (the partial result); it only watches, the images are the same as without it. Any other
         model refuses one."""
-        if not isinstance(n, int) or n < 1:
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:  # a numpy int too
             raise GenzooError(f"sample: n must be a positive int, got {n!r}")
+        n = int(n)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise GenzooError(f"sample: generator must be a torch.Generator, got {type(generator).__name__}")
         if isinstance(self, Conditional):
             labels = self.default_labels(n, generator) if labels is None else self.check_labels(labels, n)
         elif labels is not None:
@@ -408,7 +422,10 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
             raise GenzooError(f"{self.name} draws in one pass (it is not `Stepwise`): sample without a callback")
         was_training = self.training
         self.eval()
-        global_rng = torch.get_rng_state() if generator is not None else None
+        # Did _sample keep to its generator? Not asked of torch's default generator (torch.manual_seed(0)
+        # returns it: the global numbers are the ones handed), nor with a callback, which may draw from them.
+        checked = generator is not None and generator is not torch.default_generator and callback is None
+        global_rng = torch.get_rng_state() if checked else None
         try:
             if callback is None:
                 x = self._sample(n, generator, labels)
@@ -434,7 +451,10 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     def check_labels(self, labels: Tensor, n: int) -> Tensor:
         """For a `Conditional` model: labels for n images as class indices (n,) on the model's device,
         or a one-line GenzooError saying what is accepted."""
-        labels = torch.as_tensor(labels, dtype=torch.long)
+        labels = torch.as_tensor(labels)
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # 2.7 was class 2
+            raise GenzooError(f"labels must be integer class indices, got {labels.dtype}")
+        labels = labels.long()
         k = self.spec.num_classes
         if labels.shape != (n,):
             raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
@@ -605,7 +625,8 @@ class Latent:
 
     @abc.abstractmethod
     def decode(self, z: Tensor) -> Tensor:
-        """Codes (B,D) -> images (B,C,H,W) in [0,1]."""
+        """Codes (B,D) -> images (B,C,H,W) in [0,1] (a flow's exact inverse, unclamped, strays a little
+        outside it for codes far from its data's; `sample` clamps)."""
 
     def latent_prior(self) -> GaussianPrior | None:
         """The Gaussian over codes (D,) whose decoded draws are the model's samples: kind "prior"

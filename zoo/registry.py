@@ -165,6 +165,8 @@ def preset_entry(table: Mapping[str, T], preset: str) -> T | None:
 
 def create(name: str, spec: DataSpec, preset: str | None = None, **hparams: Any) -> Generator:
     """Build a model: the preset's reference hparams, then the variant, then explicit `hparams`."""
+    if not isinstance(name, str) or not isinstance(spec, DataSpec):
+        raise GenzooError(f"create takes a model's name and a zoo.DataSpec, got {type(name).__name__} and {type(spec).__name__}")
     cls, variant = parse(name)
     values = preset_entry(cls.presets, preset) if preset is not None else {}
     if values is None and cls.presets:
@@ -174,17 +176,23 @@ def create(name: str, spec: DataSpec, preset: str | None = None, **hparams: Any)
 
 
 def load(path: str | Path, device: str | None = None) -> Generator:
-    """Load a model saved with `Generator.save`: `zoo.load(path).sample(64)`."""
+    """Load a model saved with `Generator.save`: `zoo.load(path).sample(64)`. A folder that does not
+    load (a config edited by hand, damaged weights) is one GenzooError naming it."""
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
-    meta = json.loads((path / CONFIG_FILE).read_text())
-    model = create(meta["model"], saved_spec(path), **meta["hparams"])
-    if device is not None:
-        from zoo.train import resolve_device
+    try:
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        model = create(meta["model"], saved_spec(path), **meta["hparams"])
+        if device is not None:
+            from zoo.train import resolve_device
 
-        model.to(resolve_device(device))
-    model.load_weights(path)
+            model.to(resolve_device(str(device)))
+        model.load_weights(path)
+    except GenzooError:
+        raise
+    except Exception as e:  # whatever a damaged file raises, from json, safetensors or torch
+        raise GenzooError(f"{path} does not load as a saved model ({CONFIG_FILE}, {WEIGHTS_FILE}): {one_line(e)}") from e
     return model.eval()
 
 

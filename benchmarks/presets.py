@@ -22,7 +22,7 @@ class Preset:
     about: str
 
 
-# Batch 32 at quick and lecture: docs/experiments/2026-12-02-batch-32.md.
+# Batch 32 at quick (docs/experiments/2026-12-02-batch-32.md) and lecture (2026-12-05-lecture-preset.md).
 PRESETS = {
     "smoke": Preset("smoke", Budget(20, "steps", batch_size=32), EvalSettings(samples=200, speed_batch=16, bpd_images=200),
                     CurveSettings(points=0, samples=64, bpd_images=64),

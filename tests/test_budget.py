@@ -87,7 +87,8 @@ def test_budget_parses_a_number_and_a_unit(text, unit, amount):
                                         (["3e12flops", "3e+12flops", "3000000000000flops"], "3e12flops"),
                                         (["0.5epochs", ".5epochs", "5e-1epochs"], "0.5epochs"), (["60s", "6e1s"], "60s"),
                                         (["2000steps", "2e3steps"], "2000steps"), (["1e11flops", "1E11flops"], "1e11flops"),
-                                        (["1234567890123steps"], "1234567890123steps")])
+                                        (["1234567890123steps"], "1234567890123steps"),
+                                        (["1000000steps", "1e6steps"], "1000000steps"), (["1e6flops"], "1e6flops")])
 def test_every_way_of_writing_a_budget_has_one_tag(texts, tag):
     """The tag names the run's default folder: one budget written two ways is one run, not two; the
     usual spellings are their own tag (a folder made before the tag keeps its name), and two budgets

@@ -140,6 +140,8 @@ def test_conditional_models_check_labels(name, mnist):
             model.sample(2, labels=torch.tensor([0, 99]))
         with pytest.raises(zoo.GenzooError, match="labels must be integer class indices, got torch.float32"):
             model.sample(2, labels=torch.tensor([2.7, 3.9]))  # drew classes 2 and 3
+        with pytest.raises(zoo.GenzooError, match=r"labels must have shape \(2,\), got \(0,\)"):
+            model.sample(2, labels=[])
     else:
         with pytest.raises(zoo.GenzooError, match="not class-conditional"):
             model.sample(2, labels=torch.tensor([0, 1]))

@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from benchmarks import run
-from zoo.base import BPD_KINDS, DataSpec, Generator, GenzooError, Likelihood
+from zoo.base import BPD_KINDS, DataSpec, Generator, GenzooError, Likelihood, SamplingStep, Stepwise
 from zoo.graphs import check_losses
 from zoo.metrics.likelihood import bits_per_dim
 
@@ -77,9 +77,31 @@ def test_samples_drawn_from_the_global_random_numbers_are_one_line():
     assert model.sample(4, generator=torch.manual_seed(0)).shape == (4, 1, 8, 8)
 
 
+class WatchedMeans(Means, Stepwise):
+    """Means drawn in three watched steps."""
+
+    name = "plugin-watched-means"
+
+    def _sample(self, n, generator, labels, callback=None):
+        x = super()._sample(n, generator, labels)
+        for i in range(3):
+            if callback is not None:
+                callback(SamplingStep(i, 3, x))
+        return x
+
+
+def test_a_watched_sampler_is_checked_and_its_callbacks_own_draws_are_not_its_fault():
+    model = WatchedMeans(SPEC)
+    seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    assert model.sample(4, generator=seeded(), callback=lambda step: torch.rand(3)).shape == (4, 1, 8, 8)
+    model.returns = "global noise"
+    with pytest.raises(GenzooError, match="_sample drew from torch's global random numbers"):
+        model.sample(4, generator=seeded(), callback=lambda step: None)
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda m: m.sample(True), "sample: n must be a positive int, got True"),
-    (lambda m: m.sample(2, generator=0), "sample: generator must be a torch.Generator, got int"),
+    (lambda m: m.sample(2, generator=0), "sample: generator must be a torch.Generator, got builtins.int"),
     (lambda m: zoo.create("vae", (1, 28, 28)), "create takes a model's name and a zoo.DataSpec, got str and tuple"),
     (lambda m: DataSpec(1, 28, 28, num_classes=0), "DataSpec: num_classes must be an int >= 1, or None for unlabeled data; got 0"),
     (lambda m: DataSpec(0, 28, 28), "DataSpec: channels must be an int >= 1, got 0"),
@@ -244,6 +266,8 @@ def test_a_checkpoint_that_does_not_fit_a_fresh_model_is_its_rows_error(tmp_path
     (lambda p: (p / "config.json").write_text(json.dumps({"model": "vae", "hparams": {}})), "KeyError: 'spec'"),
     (lambda p: (p / "model.safetensors").write_bytes(b"\x00" * 5), "SafetensorError"),
     (lambda p: (p / "model.safetensors").unlink(), "No such file"),
+    (lambda p: (p / "config.json").write_text(json.dumps({**json.loads((p / "config.json").read_text()), "model": "nope"})),
+     "unknown model 'nope'"),
 ])
 def test_a_saved_model_that_does_not_load_is_one_line_naming_it(tmp_path, damage, said):
     zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke").save(tmp_path / "m")

@@ -56,7 +56,10 @@ class DataSpec:
     levels: int = 256
 
     def __post_init__(self) -> None:
-        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool)  # noqa: E731
+        for name in ("channels", "height", "width", "num_classes", "levels"):  # a numpy int as a Python int
+            if whole(getattr(self, name)):
+                object.__setattr__(self, name, int(getattr(self, name)))
         for name in ("channels", "height", "width"):
             if not (whole(getattr(self, name)) and getattr(self, name) >= 1):
                 raise GenzooError(f"DataSpec: {name} must be an int >= 1, got {getattr(self, name)!r}")
@@ -413,7 +416,8 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
             raise GenzooError(f"sample: n must be a positive int, got {n!r}")
         n = int(n)
         if generator is not None and not isinstance(generator, torch.Generator):
-            raise GenzooError(f"sample: generator must be a torch.Generator, got {type(generator).__name__}")
+            kind = type(generator)
+            raise GenzooError(f"sample: generator must be a torch.Generator, got {kind.__module__}.{kind.__qualname__}")
         if isinstance(self, Conditional):
             labels = self.default_labels(n, generator) if labels is None else self.check_labels(labels, n)
         elif labels is not None:
@@ -423,21 +427,31 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         was_training = self.training
         self.eval()
         # Did _sample keep to its generator? Not asked of torch's default generator (torch.manual_seed(0)
-        # returns it: the global numbers are the ones handed), nor with a callback, which may draw from them.
-        checked = generator is not None and generator is not torch.default_generator and callback is None
-        global_rng = torch.get_rng_state() if checked else None
+        # returns it: the global numbers are the ones handed). The global state is compared around
+        # _sample's own work only: a callback may draw from the global numbers.
+        checked = generator is not None and generator is not torch.default_generator
+        expected = [torch.get_rng_state()] if checked else []  # the state _sample must leave as it found
+        drew = False
+
+        def watched(step: SamplingStep) -> None:
+            nonlocal drew
+            drew = drew or not torch.equal(expected[0], torch.get_rng_state())
+            assert callback is not None
+            callback(step)
+            expected[0] = torch.get_rng_state()
+
         try:
             if callback is None:
                 x = self._sample(n, generator, labels)
             else:
-                x = cast(Stepwise, self)._sample(n, generator, labels, callback)
+                x = cast(Stepwise, self)._sample(n, generator, labels, watched if checked else callback)
         finally:
             self.train(was_training)
         shape = (n, *self.spec.shape)
         if not isinstance(x, Tensor) or tuple(x.shape) != shape or not x.is_floating_point():  # else scored as if right
             got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
             raise GenzooError(f"{self.name}: _sample returned {got}; expected floats of shape {shape} in [0, 1]")
-        if global_rng is not None and not torch.equal(global_rng, torch.get_rng_state()):  # else a seed repeats nothing
+        if checked and (drew or not torch.equal(expected[0], torch.get_rng_state())):  # else a seed repeats nothing
             raise GenzooError(f"{self.name}: _sample drew from torch's global random numbers, not the generator it was "
                               "handed, so a seed does not give the same images: draw with "
                               "self.randn(..., generator=generator) or pass generator= to torch")
@@ -451,13 +465,16 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     def check_labels(self, labels: Tensor, n: int) -> Tensor:
         """For a `Conditional` model: labels for n images as class indices (n,) on the model's device,
         or a one-line GenzooError saying what is accepted."""
-        labels = torch.as_tensor(labels)
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # 2.7 was class 2
-            raise GenzooError(f"labels must be integer class indices, got {labels.dtype}")
-        labels = labels.long()
+        try:
+            labels = torch.as_tensor(labels)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise GenzooError(f"labels must be integer class indices ({n},), got {one_line(e)}") from e
         k = self.spec.num_classes
         if labels.shape != (n,):
             raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # 2.7 was class 2
+            raise GenzooError(f"labels must be integer class indices, got {labels.dtype}")
+        labels = labels.long()
         if k is None or labels.min() < 0 or labels.max() >= k:
             raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
         return labels.to(self.device)

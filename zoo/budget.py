@@ -54,8 +54,9 @@ class Budget:
     @property
     def tag(self) -> str:
         """The budget as one word for a folder's name, the same however it was written: "20 steps" and
-        2e1steps are 20steps, 3e+12flops is 3e12flops. The amount's shortest exact digits, plainly
-        written up to six characters (2000steps, 0.5epochs), else the shorter of plain and e-notation."""
+        2e1steps are 20steps, 3e+12flops is 3e12flops. The amount's shortest exact digits: steps written
+        out (1000000steps), other units up to six characters (0.5epochs, 3600s), else the shorter of
+        that and e-notation (1e6flops)."""
         amount = Decimal(repr(self.amount)).normalize()
         _, digits, exponent = amount.as_tuple()
         assert isinstance(exponent, int)  # a finite amount (`__post_init__`)
@@ -63,7 +64,8 @@ class Budget:
         mantissa = "".join(map(str, digits))
         scientific = f"{mantissa[0]}{'.' + mantissa[1:] if len(mantissa) > 1 else ''}e{exponent + len(digits) - 1}"
         short = next(k for k, unit in BUDGET_UNITS.items() if unit == self.unit)
-        return (plain if len(plain) <= 6 or len(plain) <= len(scientific) else scientific) + short
+        written_out = self.unit == "steps" or len(plain) <= 6 or len(plain) <= len(scientific)
+        return (plain if written_out else scientific) + short
 
     def __str__(self) -> str:
         amount = f"{self.amount:.3g}" if self.unit == "flops" else f"{self.amount:g}"

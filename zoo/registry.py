@@ -181,18 +181,22 @@ def load(path: str | Path, device: str | None = None) -> Generator:
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
+    said = f"{path} does not load as a saved model ({CONFIG_FILE}, {WEIGHTS_FILE})"
     try:
         meta = json.loads((path / CONFIG_FILE).read_text())
         model = create(meta["model"], saved_spec(path), **meta["hparams"])
-        if device is not None:
-            from zoo.train import resolve_device
+    except GenzooError as e:  # a config edited by hand: an unknown model, a value out of range
+        raise GenzooError(f"{said}: {e}") from e
+    except Exception as e:  # whatever a damaged file raises, from json or the spec
+        raise GenzooError(f"{said}: {one_line(e)}") from e
+    if device is not None:
+        from zoo.train import resolve_device
 
-            model.to(resolve_device(str(device)))
+        model.to(resolve_device(str(device)))
+    try:
         model.load_weights(path)
-    except GenzooError:
-        raise
-    except Exception as e:  # whatever a damaged file raises, from json, safetensors or torch
-        raise GenzooError(f"{path} does not load as a saved model ({CONFIG_FILE}, {WEIGHTS_FILE}): {one_line(e)}") from e
+    except Exception as e:  # damaged weights, or another model's (safetensors, torch)
+        raise GenzooError(f"{said}: {one_line(e)}") from e
     return model.eval()
 
 

@@ -83,6 +83,10 @@ matplotlib.use("Agg")  # files only, no display
 
 FIGURES = ("latent_statistics", "holes", "interpolation", "perturbation", "latent_2d", "drawing", "copies", "training",
            "tokens")
+NO_CHECKPOINTS = ("{path} has no checkpoints to {use} (the committed reference folders carry none). "
+                  "`python -m benchmarks.run` writes a run with them to results/mnist5k-quick; "
+                  "then: python -m benchmarks.{command} results/mnist5k-quick")
+NOT_LATENT = "not `Latent` (no encode and decode of one code vector per image)"  # ldm's latent is a grid, not a code
 RECORD_FIGURES = frozenset({"training"})  # drawn from records and files alone: no model is loaded for them
 MAX_SAMPLES = PRESETS["full"].eval.samples  # --samples: as many as the full preset's FID; more only takes longer
 MAX_PAIRS = 10  # --pairs: a row per pair and model of the interpolation figure; 5 use every class of 10
@@ -149,6 +153,11 @@ class Settings:
 class Loaded:
     record: Record
     model: Generator
+
+    @property
+    def name(self) -> str:
+        """The record's name, which figures show: ddim@10 for a variant, which the model itself calls ddim."""
+        return self.record.model
 
 
 @dataclass
@@ -354,12 +363,13 @@ def fig_latent_statistics(ctx: Context) -> None:
     stats, clouds = {}, []
     for item in ctx.models:
         m = item.model
+        name = item.name
         if not isinstance(m, Latent):
-            ctx.skip(fig_name, m.name, "no encoder (not `Latent`): it has no codes of images")
+            ctx.skip(fig_name, name, NOT_LATENT + ": no codes to measure")
             continue
         z = ex.codes(m, x)
-        stats[m.name] = ex.latent_statistics(None, z=z, y=y)
-        clouds.append((m.name, z))
+        stats[name] = ex.latent_statistics(None, z=z, y=y)
+        clouds.append((name, z))
     ctx.numbers[fig_name] = {"split": "test", "ours": stats, "anime_study": ex.ANIME_REFERENCE,
                              "note": "codes are the encoder's output (the VAE's posterior mean); distances Euclidean"}
     if not clouds:
@@ -385,15 +395,16 @@ def fig_holes(ctx: Context) -> None:
     rows, labels, scores = [], [], {}
     for item in ctx.models:
         m = item.model
+        name = item.name
         if not isinstance(m, Latent):
-            ctx.skip(fig_name, m.name, "no encoder and decoder (not `Latent`)")
+            ctx.skip(fig_name, name, NOT_LATENT)
             continue
         if not smaller_code(m):
-            ctx.skip(fig_name, m.name, "its code is as large as the image (a bijection): every code decodes to an image")
+            ctx.skip(fig_name, name, "its code is as large as the image (a bijection): every code decodes to an image")
             continue
         prior = m.latent_prior()
         if prior is None:
-            ctx.skip(fig_name, m.name, "no Gaussian over its codes to compare with")
+            ctx.skip(fig_name, name, "no Gaussian over its codes to compare with")
             continue
         kinds: list[tuple[str, Callable[..., Tensor]]] = []
         if prior.kind == "fitted":
@@ -410,7 +421,7 @@ def fig_holes(ctx: Context) -> None:
         for label, draw in kinds:
             images = ex.decode(m, draw())
             s = fid_and_classes(images, ctx.splits, ctx.space)
-            key = f"{m.name}: {label}"
+            key = f"{name}: {label}"
             scores[key] = {"fid": s.get("fid"), "recognisable": s.get("recognisable"), "samples": len(images)}
             rows.append(images[:12])
             labels.append(f"{key}\nFID {fmt(s.get('fid'), 4)}, recog. {fmt(s.get('recognisable'), 2)}")
@@ -467,30 +478,32 @@ def fig_interpolation(ctx: Context) -> None:
     inverted: dict[str, str] = {}  # checkpoint -> the model whose row walks its network through its inversion
     for item in ctx.models:
         m, rec = item.model, item.record
+        name = item.name
         if rec.checkpoint in inverted:
-            ctx.skip(fig_name, m.name, f"the same network as {inverted[rec.checkpoint]} (one checkpoint); "
-                                       f"interpolation goes through {inverted[rec.checkpoint]}'s inversion, shown in that row")
+            ctx.skip(fig_name, name, f"the same network as {inverted[rec.checkpoint]} (one checkpoint); "
+                                     f"interpolation goes through {inverted[rec.checkpoint]}'s inversion, shown in that row")
             continue
         if not isinstance(m, (Latent, Invertible, CodeSampler)):
-            ctx.skip(fig_name, m.name, "no encoder, no inversion to noise and no generator of codes: nothing to walk between")
+            ctx.skip(fig_name, name, "not `Latent`, not `Invertible` and no `CodeSampler`: no codes of images, no inversion to noise "
+                                     "and no random codes to walk between")
             continue
         from_images = isinstance(m, (Latent, Invertible))  # else two random codes of a `CodeSampler`
         if not from_images and isinstance(m, Conditional):
-            ctx.skip(fig_name, m.name, "class-conditional: interpolating codes needs a label too (not drawn)")
+            ctx.skip(fig_name, name, "class-conditional: interpolating codes needs a label too (not drawn)")
             continue
         frames, kind = ex.interpolate(m, xa, xb, st.steps, generator=ctx.gen("interp", m.name), n=len(xa))
         if isinstance(m, Latent):
             how = f"{kind} between the codes"
         elif isinstance(m, Invertible):
-            inverted[rec.checkpoint or ""] = m.name
+            inverted[rec.checkpoint or ""] = name
             how = f"{m.inversion_name}, slerp of the noises"
         else:
             how = f"{kind} between two random codes (no encoder)"
-        numbers[m.name] = {"kind": how, **ex.smoothness(frames, ctx.feature_net())}
+        numbers[name] = {"kind": how, **ex.smoothness(frames, ctx.feature_net())}
         for p in range(len(frames)):
             ends = (xa[p:p + 1], xb[p:p + 1]) if from_images else (blank, blank)
             rows.append(torch.cat([ends[0], frames[p], ends[1]]))
-            labels.append(f"{m.name} {pair_names[p] if from_images else 'z→z'}")
+            labels.append(f"{name} {pair_names[p] if from_images else 'z→z'}")
     ctx.numbers[fig_name] = numbers
     cols = ["image"] + [f"{v:.2f}" for v in t.tolist()] + ["image"]
     fig = rows_figure(rows, labels, cols, title="interpolation between two test images (outer columns); frames 0 and 1 "
@@ -507,8 +520,9 @@ def fig_perturbation(ctx: Context) -> None:
     panels, numbers = [], {}
     for item in ctx.models:
         m = item.model
+        name = item.name
         if not isinstance(m, Latent):
-            ctx.skip(fig_name, m.name, "no encoder (not `Latent`): no code to perturb")
+            ctx.skip(fig_name, name, NOT_LATENT + ": no code to perturb")
             continue
         ref = ex.codes(m, ctx.splits.x_train)
         pcs, pc_sd = ex.principal_directions(ref, st.directions)
@@ -534,8 +548,8 @@ def fig_perturbation(ctx: Context) -> None:
                     rows.append(torch.cat([x[i:i + 1], recon[i:i + 1], imgs[i, d]]))
                     labels.append(f"img {i}, {kind} {d + 1}")
         stats["principal_std"] = pc_sd.tolist()
-        numbers[m.name] = stats
-        panels.append((m.name, rows, labels))
+        numbers[name] = stats
+        panels.append((name, rows, labels))
     ctx.numbers[fig_name] = numbers
     if not panels:
         return
@@ -552,8 +566,9 @@ def fig_latent_2d(ctx: Context) -> None:
     panels, numbers = [], {}
     for item in ctx.models:
         m = item.model
+        name = item.name
         if not isinstance(m, Latent):
-            ctx.skip(fig_name, m.name, "no encoder (not `Latent`)")
+            ctx.skip(fig_name, name, NOT_LATENT)
             continue
         d = code_dim(m)
         prior = m.latent_prior()
@@ -564,27 +579,27 @@ def fig_latent_2d(ctx: Context) -> None:
                 why = f"its code has {d} dimensions; a run with --set {m.name}.{m.code_size_hparam}=2 draws this"
             else:
                 why = f"its code has {d} dimensions, fixed by the model"
-            ctx.skip(fig_name, m.name, why)
+            ctx.skip(fig_name, name, why)
             continue
         grid_z, images = ex.latent_grid_2d(m, n)
         z = ex.codes(m, ctx.splits.x_test)
-        numbers[m.name] = {"grid": f"{n}x{n} quantiles of its {prior.kind} Gaussian at (i+0.5)/{n}",
-                           "grid_extent": [grid_z.min(0).values.tolist(), grid_z.max(0).values.tolist()],
-                           "codes_extent": [z.min(0).values.tolist(), z.max(0).values.tolist()]}
-        panels.append((m, prior, grid_z, images, z))
+        numbers[name] = {"grid": f"{n}x{n} quantiles of its {prior.kind} Gaussian at (i+0.5)/{n}",
+                         "grid_extent": [grid_z.min(0).values.tolist(), grid_z.max(0).values.tolist()],
+                         "codes_extent": [z.min(0).values.tolist(), z.max(0).values.tolist()]}
+        panels.append((name, prior, grid_z, images, z))
     ctx.numbers[fig_name] = numbers
     if not panels:
         return
     fig, axes = plt.subplots(len(panels), 2, figsize=(9, 4.4 * len(panels)), squeeze=False)
     y = ctx.splits.y_test
-    for (ax_img, ax_sc), (m, prior, grid_z, images, z) in zip(axes, panels):
+    for (ax_img, ax_sc), (name, prior, grid_z, images, z) in zip(axes, panels):
         grid = make_grid(images, nrow=n, padding=0)
         ax_img.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax_img.set_axis_off()
-        ax_img.set_title(f"{m.name}: decoded {n}x{n} grid of its {prior.kind} Gaussian's quantiles", fontsize=8)
+        ax_img.set_title(f"{name}: decoded {n}x{n} grid of its {prior.kind} Gaussian's quantiles", fontsize=8)
         sc = ax_sc.scatter(z[:, 0], z[:, 1], c=None if y is None else y.numpy(), cmap="tab10", s=4, alpha=0.7)
         ax_sc.scatter(grid_z[:, 0], grid_z[:, 1], marker="+", c="k", s=8, linewidths=0.5, label="grid")
-        ax_sc.set_title(f"{m.name}: test codes by class, + = grid points", fontsize=8)
+        ax_sc.set_title(f"{name}: test codes by class, + = grid points", fontsize=8)
         ax_sc.tick_params(labelsize=7)
         if y is not None:
             ax_sc.legend(*sc.legend_elements(), fontsize=6, loc="upper right", markerscale=0.6)
@@ -599,46 +614,47 @@ def fig_drawing(ctx: Context) -> None:
     numbers: dict[str, Any] = {}
     for item in ctx.models:
         m = item.model
+        name = item.name
         k = st.draw_images
         prior = m.latent_prior() if isinstance(m, Latent) else None
         if isinstance(m, Stepwise):
-            fig, numbers[m.name] = draw_steps(ctx, m, k)
+            fig, numbers[name] = draw_steps(ctx, m, name, k)
         elif prior is not None and prior.kind == "prior":
             temps = ex.temperature_samples(m, k, st.temperatures, generator=ctx.gen("temp", m.name))
             rows = [temps[:, i] for i in range(k)]
             cols = [f"T={t:g}" for t in st.temperatures]
             labels = [f"draw {i + 1}" for i in range(k)]
-            numbers[m.name] = {"what": "one noise draw per row decoded at temperatures", "temperatures": list(st.temperatures)}
+            numbers[name] = {"what": "one noise draw per row decoded at temperatures", "temperatures": list(st.temperatures)}
             out = None
             if smaller_code(m):  # a decoder, not a bijection; only one with a pixel distribution draws from it
                 try:
                     z = prior.sample(k, ctx.gen("lik", m.name))
                     out = ex.likelihood_mean_and_draw(m, z, generator=ctx.gen("likdraw", m.name))
                 except TypeError as e:
-                    ctx.skip(fig_name, m.name + " (mean vs draw)", str(e))
-            panels: list[Panel] = [(rows, labels, cols, f"{m.name}: one noise draw per row, decoded at temperatures")]
+                    ctx.skip(fig_name, name + " (mean vs draw)", str(e))
+            panels: list[Panel] = [(rows, labels, cols, f"{name}: one noise draw per row, decoded at temperatures")]
             if out is not None:
                 lik_rows = [torch.stack([out["mean"][i], out["draw"][i]]) for i in range(k)]
                 panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["mean", "draw"],
-                                  f"{m.name}: z from the prior; p(x|z)'s mean beside a draw"))
-                numbers[m.name]["mean_vs_draw"] = "per code: the decoder's mean image (what decode shows), one draw from p(x|z)"
+                                  f"{name}: z from the prior; p(x|z)'s mean beside a draw"))
+                numbers[name]["mean_vs_draw"] = "per code: the decoder's mean image (what decode shows), one draw from p(x|z)"
             fig = panels_figure(panels)
         elif isinstance(m, CodeSampler):
-            ctx.skip(fig_name, m.name, "one generator pass G(z); its images during training would need intermediate "
-                                       "generators, which the training loop does not keep")
+            ctx.skip(fig_name, name, "one generator pass G(z): nothing between noise and image to show "
+                                     "(how it learns: the training figure)")
             continue
         elif isinstance(m, Latent):
-            ctx.skip(fig_name, m.name, "one decoder pass of a code from a Gaussian fitted after training: nothing "
-                                       "between noise and image to show (see the holes figure)")
+            ctx.skip(fig_name, name, "one decoder pass of a code from a Gaussian fitted after training: nothing "
+                                     "between noise and image to show (see the holes figure)")
             continue
         else:
-            ctx.skip(fig_name, m.name, "no trajectory, canvas or temperature to show for this model")
+            ctx.skip(fig_name, name, "no trajectory, canvas or temperature to show for this model")
             continue
-        ctx.save(fig, f"drawing-{m.name}.png", fig_name)
+        ctx.save(fig, f"drawing-{name}.png", fig_name)
     ctx.numbers[fig_name] = numbers
 
 
-def draw_steps(ctx: Context, m: Generator, k: int) -> tuple[plt.Figure, dict[str, Any]]:
+def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figure, dict[str, Any]]:
     """A `Stepwise` model's sampler, watched: the canvas after each 1/points of the steps where the
     sampler says which sub-pixels are final (autoregressive), else the trajectory: each step's
     images and the model's prediction of the finished ones, at `points` steps."""
@@ -651,7 +667,7 @@ def draw_steps(ctx: Context, m: Generator, k: int) -> tuple[plt.Figure, dict[str
         numbers = {"what": f"the canvas after each 1/{points} of its {total} sampler steps",
                    "sub_pixels_drawn": shots["drawn"].flatten(1).sum(1).tolist()}
         fig = rows_figure([images[:, i] for i in range(k)], [f"image {i + 1}" for i in range(k)], cols,
-                          title=f"{m.name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
+                          title=f"{name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
         return fig, numbers
     tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name))
     rows, labels = [], []
@@ -665,7 +681,7 @@ def draw_steps(ctx: Context, m: Generator, k: int) -> tuple[plt.Figure, dict[str
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
     numbers = {"what": f"{shown} at {len(cols)} of {tr['total_steps']} sampler steps",
                "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
-    fig = rows_figure(rows, labels, cols, title=f"{m.name}: {tr['total_steps']} steps from noise to image")
+    fig = rows_figure(rows, labels, cols, title=f"{name}: {tr['total_steps']} steps from noise to image")
     return fig, numbers
 
 
@@ -699,7 +715,7 @@ def fig_copies(ctx: Context) -> None:
     _, other = memorisation.reference_half(len(splits.x_test))
     pick = other[torch.randperm(len(other), generator=torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies")))[:n]]
     rows, labels, numbers = [], [], {}
-    for name, model in [("data (test images)", None), *((item.model.name, item.model) for item in ctx.models)]:
+    for name, model in [("data (test images)", None), *((item.name, item.model) for item in ctx.models)]:
         if model is None:
             images = to_float(splits.x_test[pick])
         else:
@@ -873,8 +889,9 @@ def fig_tokens(ctx: Context) -> None:
     numbers: dict[str, Any] = {}
     for item in ctx.models:
         m = item.model
+        name = item.name
         if not isinstance(m, Tokenized):
-            ctx.skip(fig_name, m.name, "no codebook (not `Tokenized`): its codes are not a grid of tokens")
+            ctx.skip(fig_name, name, "no codebook (not `Tokenized`): its codes are not a grid of tokens")
             continue
         K = m.codebook_size
         with torch.no_grad():
@@ -884,12 +901,12 @@ def fig_tokens(ctx: Context) -> None:
         samples = m.sample(2 * k, generator=ctx.gen("tokens", m.name)).cpu()
         share = torch.bincount(used, minlength=K).float() / len(used)
         h, w = tokens.shape[1:]
-        numbers[m.name] = {
+        numbers[name] = {
             "codebook_size": K, "grid": [h, w], "bits_per_image": h * w * math.log2(K),
             "codes_used": int((share > 0).sum()),
             "perplexity": math.exp(-float((share[share > 0] * share[share > 0].log()).sum())),
             "most_used_share": float(share.max())}
-        ctx.save(tokens_figure(m.name, x, tokens.cpu(), decoded, samples, K, numbers[m.name]), f"tokens-{m.name}.png",
+        ctx.save(tokens_figure(name, x, tokens.cpu(), decoded, samples, K, numbers[name]), f"tokens-{name}.png",
                  fig_name)
     ctx.numbers[fig_name] = numbers
 
@@ -1108,10 +1125,19 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     if needs_models:
         check_cache()  # holes and copies keep features there: one line now, not two failed figures
         ctx.models = load_models(folder, records, models, load_skips)
-        if not ctx.models and all(f not in RECORD_FIGURES for f in chosen):  # every figure would be empty
+        if not ctx.models:  # the figures from checkpoints would draw the data alone over the ones drawn before
+            trainings = folder.trainings
+            if not (trainings / "checkpoints").is_dir() and not (trainings / "snapshots").is_dir():
+                raise GenzooError(NO_CHECKPOINTS.format(path=folder.path, use="draw from", command="explore"))
             why = "; ".join(f"{m}: {reason}" for m, reason in load_skips) or "it holds no model"
-            raise GenzooError(f"no model of {folder.path} could be loaded: {why}")
-        _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
+            if all(f not in RECORD_FIGURES for f in chosen):
+                raise GenzooError(f"no model of {folder.path} could be loaded: {why}")
+            chosen = [f for f in chosen if f in RECORD_FIGURES]
+            log(f"no model of {folder.path} could be loaded ({why}); drawing only the figures from its records: "
+                + ", ".join(TITLES[f] for f in chosen))
+            figures = chosen  # the others keep what they had
+        else:
+            _ = ctx.space  # the run's own data and ruler, up front: one error if the data is missing, not one per figure
     loaded = ctx.models
     for item in loaded:
         item.model.to(on)
@@ -1149,18 +1175,28 @@ def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded:
             "settings": {fig: dataclasses.asdict(settings) for fig in figures or FIGURES},  # per figure: a rerun may redraw some
             "figures": ctx.numbers, "images": ctx.images, "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
     earlier = out / "explore.json"
-    if figures and earlier.is_file():  # a partial rerun keeps the other figures' numbers, settings and models
+    old: dict[str, Any] = {}
+    if earlier.is_file():
         try:
             old = json.loads(earlier.read_text())
         except ValueError:
-            old = {}
             set_aside(earlier, f"{earlier} did not parse", "the figures not redrawn now are left out of explore.md; "
                       f"python -m benchmarks.explore {folder.path} draws and records them all")
+    old_images = old.get("images", {}) if isinstance(old.get("images"), dict) else {}
+    # A figure is replaced only where this call drew it: one that drew nothing now (its models not
+    # loaded, or no snapshots) keeps the image and numbers it had, as do the figures not asked for.
+    redrawn = [fig for fig in figures or FIGURES if ctx.images.get(fig) or fig not in old_images]
+    if old:
         kept = {k for key in ("figures", "images", "skipped") for k in old.get(key, {})}
         old["settings"] = {k: v for k, v in settings_of(old).items() if k in kept}
         for key in ("figures", "images", "skipped", "settings"):
-            data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in figures}, **data[key]}
+            data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in redrawn},
+                         **{k: v for k, v in data[key].items() if k in redrawn}}
         data["models"] = {**old.get("models", {}), **data["models"]}  # the kept figures' models too
+    recorded = {name for names in data["images"].values() for name in names}
+    for name in {name for names in old_images.values() for name in names} - recorded:
+        if isinstance(name, str) and Path(name).name == name and name.endswith(".png"):  # explore's own files only
+            (out / name).unlink(missing_ok=True)  # a model's drawing left out of its figure's redraw: not what it shows now
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them

@@ -75,14 +75,23 @@ def _data_value(records: list[Record], key: str) -> float | None:
     return next((getattr(r, key) for r in records if r.model == DATA_ROW and r.ok), None)
 
 
-def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
-    """FID against seconds per sample (log scale) for every training with >= 2 sampler rows; None if none."""
+def sampler_groups(records: list[Record]) -> dict[str, list[Row]]:
+    """The rows that share one training (a key per seed), two or more, by that training's family
+    ("diffusion" for ddpm and ddim; with its key's hash where two trainings share a family)."""
     groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
         keys = sorted({r.train_key or "" for r in _finished(row)})
         if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
             groups[" ".join(keys)].append(row)
-    groups = {k.split("-")[0]: v for k, v in groups.items() if len(v) >= 2}
+    shared = {keys: rows for keys, rows in groups.items() if len(rows) >= 2}
+    families = [keys.split()[0].rsplit("-", 1)[0] for keys in shared]  # a training key is "<family>-<hash>"
+    return {family if families.count(family) == 1 else f"{family} {keys.split()[0].rsplit('-', 1)[1]}": rows
+            for family, (keys, rows) in zip(families, shared.items())}
+
+
+def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
+    """FID against seconds per sample (log scale) for every training with >= 2 sampler rows; None if none."""
+    groups = sampler_groups(records)
     if not groups:
         return None
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
@@ -103,7 +112,8 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     ax.xaxis.set_minor_formatter(NullFormatter())  # a span under a decade labels minor ticks, which collide
     ax.set_xlabel("seconds per sample (1 / sample img/s)")
     ax.set_ylabel("FID ↓")
-    ax.set_title(f"one training, several samplers; FID on {', '.join(map(str, counts))} samples", fontsize=10)
+    trainings = "one training" if len(groups) == 1 else f"{len(groups)} trainings"
+    ax.set_title(f"{trainings}, several samplers each; FID on {', '.join(map(str, counts))} samples", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)
@@ -317,6 +327,7 @@ def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_r
     rows = sorted(first.values(), key=lambda row: row[0].model != DATA_ROW)  # the real images first
     if not rows:
         return None
+    several_seeds = len({r.seed for r in records}) > 1  # then a row is one seed's, not the table's mean
     fig, axes = plt.subplots(len(rows), 1, figsize=(8, 1.15 * len(rows)), dpi=120, squeeze=False)
     for ax, (r, grid) in zip(axes[:, 0], rows):
         cell = (grid.shape[1] - 2) // per_row  # make_grid: 2 px padding around each image
@@ -324,7 +335,8 @@ def comparison(records: list[Record], folder: RunFolder, path: str | Path, per_r
         ax.set_xticks([])
         ax.set_yticks([])
         ax.set_ylabel(_wrap(r.model), rotation=0, ha="right", va="center", fontsize=9)
-        parts = [f"FID {r.fid:.1f}" if r.fid is not None else "FID –"]
+        parts = ([f"seed {r.seed}"] if several_seeds and r.model != DATA_ROW else []) + [
+            f"FID {r.fid:.1f}" if r.fid is not None else "FID –"]
         if r.recognisable is not None:
             parts.append(f"recognisable {r.recognisable:.2f}")
         if r.sample_images_per_s:

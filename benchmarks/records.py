@@ -316,6 +316,8 @@ class RunFolder:
             except (OSError, ValueError, KeyError, TypeError):
                 order = []
             return self.run_info(warn=True), sorted(records.values(), key=lambda r: (sort_key(r.model, order), r.seed))
+        if not self.results.exists():
+            raise GenzooError(f"no results.json in {self.path}; pass a run folder written by benchmarks.run")
         try:
             data = json.loads(self.results.read_text())
         except (OSError, ValueError) as e:

@@ -214,8 +214,10 @@ def _shares(values: list[float]) -> str:
 FIGURES = (
     ("comparison.png", "Samples, one row per model (first seed), the data row on top"),
     ("plots/quality_vs_cost.png", "Sample quality against sampling cost"),
-    ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched"),
-    ("plots/sampler_tradeoff.png", "One trained network, several samplers: FID against seconds per sample"),
+    ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched, the other figures a model "
+                               "reports dotted (a VAE's looser ELBO; a VQ-VAE's code bits, its prior's share of its bound)"),
+    ("plots/sampler_tradeoff.png", "Each trained network (its training family in brackets) with several samplers: "
+                                   "FID against seconds per sample"),
     ("plots/guidance_tradeoff.png", "One trained network, several guidance scales: precision, recall and label accuracy "
      "(left) and FID (right) against the scale; w = 0 is the unconditional model, w = 1 the conditional one"),
     ("plots/quality_vs_training_compute.png", "Sample quality against training compute: FID and recognisable share "

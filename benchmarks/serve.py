@@ -51,7 +51,7 @@ from torchvision.utils import make_grid  # type: ignore[import-untyped]
 import zoo
 import zoo.explore as ex
 from benchmarks.cli import Parser, set_threads
-from benchmarks.explore import load_model, lowest_seeds, run_data, tint_undrawn, weights_problem
+from benchmarks.explore import NO_CHECKPOINTS, NOT_LATENT, load_model, lowest_seeds, run_data, tint_undrawn, weights_problem
 from benchmarks.records import Record, RunFolder
 from zoo.base import (
     CONFIG_FILE,
@@ -90,9 +90,6 @@ MAX_SEED = 2**31 - 1
 MAX_URL = 2048  # characters of a request's path and query
 MODEL_CACHE = 6  # models (sampler settings included) kept loaded
 WAIT_SECONDS = 120  # a request that waits longer for the one before it is told the server is busy
-NO_CHECKPOINTS = ("{path} has no checkpoints to serve (the committed reference folders carry none). "
-                  "`python -m benchmarks.run` writes a servable run to results/mnist5k-quick; "
-                  "then: python -m benchmarks.serve results/mnist5k-quick")
 
 
 class Refused(Exception):
@@ -180,7 +177,7 @@ class Run:
             raise GenzooError(f"{self.folder.results} has no run info (dataset); is {self.folder.path} a run folder?")
         self.entries, self.skipped = servable(self.folder, records)
         if not self.entries and not (self.folder.trainings / "checkpoints").is_dir():
-            raise GenzooError(NO_CHECKPOINTS.format(path=self.folder.path))
+            raise GenzooError(NO_CHECKPOINTS.format(path=self.folder.path, use="serve", command="serve"))
         if not self.entries:
             raise GenzooError(f"{self.folder.path} has no model to serve: "
                               + "; ".join(f"{name}: {why}" for name, why in self.skipped.items()))
@@ -277,13 +274,13 @@ def controls(entry: Entry, run: Run) -> tuple[dict[str, Any], dict[str, str]]:
     if issubclass(cls, Latent):
         have["plane"] = True
     else:
-        why["plane"] = "no encoder (not `Latent`): it has no code space to walk"
+        why["plane"] = NOT_LATENT + ": no code space to walk"
     if issubclass(cls, (Latent, Invertible)):
         have["interpolate"] = "images"
     elif issubclass(cls, CodeSampler) and not issubclass(cls, Conditional):
         have["interpolate"] = "codes"
     else:
-        why["interpolate"] = "no encoder, no inversion to noise and no unconditional code sampler: nothing to walk between"
+        why["interpolate"] = "not `Latent`, not `Invertible` and no unconditional `CodeSampler`: nothing to walk between"
     if issubclass(cls, Stepwise):
         have["trajectory"] = True
     else:
@@ -546,7 +543,7 @@ def api_sample(run: Run, query: str) -> Reply:
 def latent_entry(run: Run, q: Query) -> Entry:
     entry = run.entry(q.text("model"))
     if not issubclass(entry.cls, Latent):
-        raise Refused(400, f"{entry.name} has no latent plane: no encoder (not `Latent`)")
+        raise Refused(400, f"{entry.name} has no latent plane: {NOT_LATENT}")
     return entry
 
 
@@ -608,7 +605,7 @@ def api_interpolate(run: Run, query: str) -> Reply:
                                "(test images need an encoder or an inversion to noise)")
         ends = f"two random codes (seed {seed}); no images at the ends"
     else:
-        raise Refused(400, f"{entry.name} cannot interpolate: no encoder, no inversion to noise and no unconditional code sampler")
+        raise Refused(400, f"{entry.name} cannot interpolate: not `Latent`, not `Invertible` and no unconditional `CodeSampler`")
     with run.working():
         model = run.model(entry)
         cost = (INTERPOLATION_FRAMES + 2 * isinstance(model, Invertible)) * model.nfe  # an inversion costs a sample

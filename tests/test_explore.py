@@ -297,7 +297,7 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
     _, out = run_folder
     for fig in ("latent_statistics", "perturbation", "holes"):
         reasons = dict(out["skipped"][fig])
-        assert "encoder" in reasons["dcgan"] and "\n" not in reasons["dcgan"]
+        assert "not `Latent`" in reasons["dcgan"] and "\n" not in reasons["dcgan"]
         assert "pixelcnn" in reasons
     assert "pixelcnn" in dict(out["skipped"]["interpolation"])
     assert "the same network as ddim" in dict(out["skipped"]["interpolation"])["ddpm"]  # drawn once
@@ -313,6 +313,10 @@ def test_a_model_without_an_encoder_is_skipped_with_one_line(run_folder):
 def test_explore_refuses_a_missing_folder_in_one_line(tmp_path, capsys):
     assert explore.main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    (tmp_path / "run" / "explore").mkdir(parents=True)  # a run's explore/ given for the run
+    assert explore.main([str(tmp_path / "run" / "explore")]) == 2
+    assert capsys.readouterr().err == (f"error: no results.json in {tmp_path / 'run' / 'explore'}; pass a run folder "
+                                       "written by benchmarks.run\n")
 
 
 @pytest.mark.parametrize("option, value", [("--models", "ae,,vae"), ("--figures", "holes,"), ("--models", ""), ("--figures", "")])
@@ -395,6 +399,63 @@ def test_explore_without_a_loadable_model_says_which_file_and_exits_2(tmp_path, 
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1 and said[0].startswith(f"error: no model of {folder.path} could be loaded: vae: could not "
                                                  f"load {ckpt}: "), said
+
+
+def test_a_folder_without_checkpoints_is_one_line_and_its_figures_stay(tmp_path, capsys):
+    """A committed reference folder: its figures are not redrawn with the data row alone."""
+    folder = RunFolder(tmp_path / "run")
+    folder.write_record(Record("vae", 0, status="ok", checkpoint="checkpoints/vae"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, ["vae"])
+    (folder.path / "explore").mkdir()
+    (folder.path / "explore" / "copies.png").write_bytes(b"drawn before")
+    assert explore.main([str(folder.path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {folder.path} has no checkpoints to draw from")
+    assert (folder.path / "explore" / "copies.png").read_bytes() == b"drawn before"
+
+
+def models_folder(path, data, models: dict[str, tuple[str, dict]]) -> RunFolder:
+    """A run folder of untrained smoke models: record name -> (checkpoint key, hparams)."""
+    folder = RunFolder(path)
+    for name, (key, hp) in models.items():
+        m = smoke(name, data.spec, **hp)
+        if name == "realnvp":
+            m.log_prob(data.x_train[:64])
+        m.save(folder.path / "checkpoints" / key)
+        folder.write_record(Record(name, 0, status="ok", hparams=dataclasses.asdict(m.config), checkpoint=f"checkpoints/{key}"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, list(models))
+    return folder
+
+
+def test_a_redraw_replaces_a_figure_only_where_it_drew_it(data, tmp_path, explore_cache, monkeypatch):
+    """--models ae draws no drawing (the AE has no sampler to watch): the drawings before stay, with
+    their numbers. --models vae redraws the figure with the VAE alone: the flow's drawing goes with
+    its numbers, so the page shows no image explore.json does not describe."""
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    folder = models_folder(tmp_path / "run", data, {"ae": ("ae", {}), "vae": ("vae", {}), "realnvp": ("realnvp", {})})
+    out = folder.path / "explore"
+    draw = lambda **kw: explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=lambda s: None, **kw)  # noqa: E731
+    first = draw()
+    assert first["images"]["drawing"] == ["drawing-realnvp.png", "drawing-vae.png"]
+    again = draw(models=["ae"])
+    assert again["images"]["drawing"] == first["images"]["drawing"] and set(again["figures"]["drawing"]) == {"vae", "realnvp"}
+    assert (out / "drawing-realnvp.png").is_file()
+    alone = draw(models=["vae"])
+    assert alone["images"]["drawing"] == ["drawing-vae.png"] and set(alone["figures"]["drawing"]) == {"vae"}
+    assert not (out / "drawing-realnvp.png").exists()
+    assert "drawing-realnvp" not in (folder.path / "index.html").read_text()
+
+
+def test_a_variant_is_drawn_under_its_own_name(data, tmp_path, explore_cache, monkeypatch):
+    """ddim and ddim@2 share a network: each drawing is its own file, named and numbered for its record."""
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    hp = {"train_timesteps": 20}
+    folder = models_folder(tmp_path / "run", data, {"ddim": ("diffusion", {**hp, "steps": 5}),
+                                                    "ddim@2": ("diffusion", {**hp, "steps": 2})})
+    out = explore.explore(folder.path, figures=["drawing", "interpolation"], settings=SMALL, log=lambda s: None)
+    assert out["images"]["drawing"] == ["drawing-ddim.png", "drawing-ddim@2.png"]
+    assert out["figures"]["drawing"]["ddim"]["total_steps"] == 5 and out["figures"]["drawing"]["ddim@2"]["total_steps"] == 2
+    assert dict(out["skipped"]["interpolation"])["ddim@2"].startswith("the same network as ddim")
 
 
 # -- a plugin gets every figure its capabilities allow -------------------------------------------------

@@ -124,6 +124,24 @@ def test_old_record_keys_still_read():
     assert r.seed == 3 and r.bpd_extras == {"ELBO": 1.9}
 
 
+def test_samplers_are_grouped_by_their_training_and_named_by_its_family():
+    """flow-matching's key starts with a hyphenated family: its group is "flow-matching", not the
+    normalizing flow's "flow"; two trainings of one family are both drawn, told apart by their keys."""
+    from benchmarks.plots import sampler_groups
+
+    def rec(model, key, seed=0):
+        return Record(model, seed, status="ok", fid=50.0, sample_images_per_s=10.0, nfe=10, train_key=key)
+
+    records = [rec("ddpm", "diffusion-aaa"), rec("ddim", "diffusion-aaa"), rec("flow-matching@10", "flow-matching-bbb"),
+               rec("flow-matching", "flow-matching-bbb"), rec("vae", "vae-ccc")]
+    groups = sampler_groups(records)
+    assert {k: [r.model for r in rows] for k, rows in groups.items()} == {
+        "diffusion": ["ddpm", "ddim"], "flow-matching": ["flow-matching@10", "flow-matching"]}
+    other = [rec("pixelcnn", "pixel-ddd"), rec("pixelcnn@2", "pixel-ddd"), rec("pixelcnn-x", "pixel-eee"),
+             rec("pixelcnn-x@2", "pixel-eee")]
+    assert set(sampler_groups(other)) == {"pixel ddd", "pixel eee"}
+
+
 def test_quality_plot_labels_do_not_overlap():
     import matplotlib.pyplot as plt
     from matplotlib.text import Text

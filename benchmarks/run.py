@@ -225,7 +225,7 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
                 raise
             except Exception as e:  # a plugin's constructor, or torch, refusing a value its Config let through
                 given = ", ".join(f"{k}={v}" for k, v in job.overrides.items()) or f"its {args.preset} hyper-parameters"
-                raise GenzooError(f"{name} cannot be built with {given}: {one_line(e)}") from None
+                raise GenzooError(f"{name} could not be built ({given}): {one_line(e)}") from None
         jobs.append(job)
     if all(job.skip for job in jobs) and (args.models or args.sweep):  # nothing would train: a run of no use
         raise GenzooError("every model asked for would be skipped (" + "; ".join(f"{j.name}: {j.skip}" for j in jobs)
@@ -862,6 +862,8 @@ def list_models(args: argparse.Namespace) -> None:
             nfe, takes = str(zoo.create(name, spec, preset=args.preset).nfe), "yes"
         except GenzooError as e:
             nfe, takes = "–", str(e)
+        except Exception as e:  # noqa: BLE001 - a plugin's constructor failing: its row says so, the others list
+            nfe, takes = "–", f"could not be built: {one_line(e)}"
         table.add_row(name, ", ".join(caps) or "–", nfe, takes, (cls.__doc__ or "").strip().split("\n")[0])
     console.print(table)
     console.print(hparams)

@@ -76,6 +76,25 @@ def test_a_flop_budget_below_one_step_trains_one_and_says_so(capsys):
     assert capsys.readouterr().out.splitlines() == [f"test-linear seed 0: {note}"]
 
 
+class Elementwise(Linear):
+    """A step of elementwise operations only: FlopCounterMode counts no FLOPs in it."""
+
+    name = "test-elementwise"
+
+    def train_step(self, x, y=None):
+        loss = (x.flatten(1) - self.shift).pow(2).mean()
+        self.opt.zero_grad()
+        loss.backward()
+        self.opt.step()
+        return {"loss": loss}
+
+
+def test_a_flop_budget_for_a_step_of_no_flops_is_one_line_not_a_training_without_end():
+    with pytest.raises(GenzooError, match="counted none in this model's .* give --budget in steps, epochs or seconds"):
+        fit(Elementwise(SPEC), X, None, Budget(1e9, "flops", batch_size=B), progress=False)
+    assert fit(Elementwise(SPEC), X, None, Budget(3, "steps", batch_size=B), progress=False).flops_per_step == 0
+
+
 @pytest.mark.parametrize("text, unit, amount", [("60s", "seconds", 60), ("2000steps", "steps", 2000),
                                                 ("10epochs", "epochs", 10), ("3e12flops", "flops", 3e12)])
 def test_budget_parses_a_number_and_a_unit(text, unit, amount):

@@ -122,7 +122,7 @@ def test_a_value_a_constructor_refuses_past_its_config_is_one_line_before_traini
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite a bad hyper-parameter"))
     out = tmp_path / "run"
     assert run.main(["--models", "vae", "--set", "vae.lr=0.5", "--preset", "smoke", "--out", str(out)]) == 2
-    assert capsys.readouterr().out.strip() == "error: vae cannot be built with lr=0.5: ValueError: Invalid learning rate: 0.5"
+    assert capsys.readouterr().out.strip() == "error: vae could not be built (lr=0.5): ValueError: Invalid learning rate: 0.5"
     assert not out.exists()
 
 

@@ -1,5 +1,6 @@
 """The contract every registered model keeps: later models get these tests for free."""
 import dataclasses
+import inspect
 import sys
 from pathlib import Path
 
@@ -87,14 +88,14 @@ def test_train_step_returns_its_losses_as_detached_scalars_without_reading_them(
     spec, x, y = mnist[:3]
     model = build(name, spec)
     model.train_step(x[:16], y[:16])
-    package = str(Path(zoo.__file__).parent)
+    own = (str(Path(zoo.__file__).parent), inspect.getfile(type(model)))  # zoo's code, and a plugin's own file
 
     def refuse(method):
         original = getattr(torch.Tensor, method)
 
         def guarded(self, *args, **kwargs):
             caller = sys._getframe(1)
-            if caller.f_code.co_filename.startswith(package):
+            if caller.f_code.co_filename.startswith(own):
                 pytest.fail(f"{name}: train_step reads a tensor's value ({method}) at "
                             f"{caller.f_code.co_filename}:{caller.f_lineno}")
             return original(self, *args, **kwargs)

@@ -138,12 +138,13 @@ def test_a_likelihood_that_is_not_one_value_per_image_is_one_line():
 
 @pytest.mark.parametrize("losses, got", [
     (None, "a NoneType"), ({}, "an empty dict"), ({"loss": torch.ones(5)}, "'loss': a tensor of shape (5,)"),
-    ({"loss": "hello"}, "'loss': a str"), ({"loss": True}, "'loss': a bool"),
+    ({"loss": "hello"}, "'loss': a str"), ({"loss": True}, "'loss': a bool"), ({"total": 1.0}, "no 'loss' among 'total'"),
 ])
 def test_train_step_returning_other_than_a_dict_of_numbers_is_one_line(losses, got):
     with pytest.raises(GenzooError) as e:
         check_losses("mine", losses)
-    assert str(e.value) == f"mine: train_step must return a dict of single-number losses, e.g. {{'loss': loss.detach()}}; got {got}"
+    assert str(e.value) == (f"mine: train_step must return a dict of single-number losses with 'loss' among them, e.g. "
+                            f"{{'loss': loss.detach()}}; got {got}")
     check_losses("mine", {"loss": torch.tensor(1.0), "other": 0.5})  # tensors and floats both pass
 
 

@@ -4,6 +4,7 @@ import sys
 from dataclasses import dataclass
 
 import pytest
+import torch
 
 import zoo
 from zoo.base import DataSpec, Generator, GenzooError
@@ -35,6 +36,86 @@ def test_register_validates_name_class_and_duplicates():
     # it would take the place of the runner's row for the data, saying nothing
     with pytest.raises(ValueError, match="'data' is the name of the runner's row for the data itself"):
         zoo.register(named("data"))
+
+
+def test_the_same_class_defined_again_replaces_itself_and_a_clash_names_both_classes():
+    """A notebook cell run twice defines its model anew: the second definition takes the name."""
+    from zoo.models.ae import AE
+
+    def cell():
+        class CellModel(AE):
+            name = "cell-model"
+        return CellModel
+
+    first, again = cell(), cell()
+    try:
+        assert zoo.register(first) is first and zoo.register(again) is again and zoo.registry.get("cell-model") is again
+        with pytest.raises(ValueError, match=r"^\S+\.Other: model name 'cell-model' is already registered by "
+                                             r"\S+\.cell\.<locals>\.CellModel$"):
+            zoo.register(type("Other", (again,), {}))
+    finally:
+        zoo.registry._REGISTRY.pop("cell-model", None)
+
+
+def test_register_refuses_a_config_without_dataclass_a_config_that_does_not_load_as_saved_and_a_stepwise_sampler_without_a_callback():
+    from zoo.base import ModelConfig, Stepwise
+    from zoo.models.ae import AE
+
+    class Undecorated(AE):
+        name = "undecorated"
+
+        class Config(AE.Config):  # @dataclass forgotten: lr would not be a hyper-parameter
+            width: int = 3
+
+    with pytest.raises(TypeError, match="Undecorated.Config's width are not fields, so not hyper-parameters: decorate"):
+        zoo.register(Undecorated)
+
+    class Tupled(AE):
+        name = "tupled"
+
+        @dataclass
+        class Config(AE.Config):
+            sizes: tuple = (1, 2)
+
+    with pytest.raises(ValueError, match=r"Tupled.Config \(\(defaults\)\) does not load as it saved: sizes \(1, 2\) comes "
+                                         r"back as \[1, 2\]; use lists"):
+        zoo.register(Tupled)
+
+    class NoCallback(Stepwise, Generator):
+        name = "no-callback"
+
+        @dataclass
+        class Config(ModelConfig):
+            pass
+
+        def train_step(self, x, y=None):
+            return {"loss": 0.0}
+
+        def _sample(self, n, generator, labels):
+            return torch.zeros(n, 1, 8, 8)
+
+    with pytest.raises(TypeError, match="NoCallback is Stepwise, so its _sample takes callback=None"):
+        zoo.register(NoCallback)
+    assert not {"undecorated", "tupled", "no-callback"} & set(zoo.available())
+
+
+def test_a_model_file_that_fails_to_register_is_one_warning_line_and_the_others_load(tmp_path, monkeypatch, capsys):
+    package = tmp_path / "more_models"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "clash.py").write_text("import zoo\nfrom zoo.models.ae import AE\n\n\n@zoo.register\nclass Clash(AE):\n"
+                                      "    name = 'vae'\n")
+    (package / "fine.py").write_text("import zoo\nfrom zoo.models.ae import AE\n\n\n@zoo.register\nclass Fine(AE):\n"
+                                     "    name = 'fine-model'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        zoo.registry.import_each("more_models")
+        assert capsys.readouterr().out.splitlines() == [
+            "warning: more_models/clash.py failed to load, the zoo runs without it: ValueError: more_models.clash.Clash: "
+            "model name 'vae' is already registered by zoo.models.vae.VAE"]
+        assert "fine-model" in zoo.available()
+    finally:
+        zoo.registry._REGISTRY.pop("fine-model", None)
 
 
 @pytest.mark.parametrize("count", [0, -5, "10", True])

@@ -15,6 +15,9 @@ from zoo.base import (
     SamplingStep,
     Stepwise,
     Tokenized,
+    hparam,
+    learning_rate,
+    width,
 )
 from zoo.registry import available, create, load, register
 
@@ -22,5 +25,5 @@ __version__ = "0.1.0"
 __all__ = [
     "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Invertible", "Latent",
     "Likelihood", "ModelConfig", "Objective", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
-    "available", "create", "load", "register", "__version__",
+    "available", "create", "hparam", "learning_rate", "load", "register", "width", "__version__",
 ]

@@ -79,6 +79,10 @@ class Budget:
             steps = self.amount * steps_per_epoch
             return max(1, math.ceil(steps)) if math.isfinite(steps) else math.inf  # 1e308 epochs: until stopped
         if self.unit == "flops":
+            if flops_per_step == 0:  # a model of elementwise operations only: the budget would never run out
+                raise GenzooError("a FLOP budget needs a training step that costs FLOPs, and torch's FlopCounterMode "
+                                  "counted none in this model's (it counts matrix products and convolutions); "
+                                  "give --budget in steps, epochs or seconds")
             return max(1, math.floor(self.amount / flops_per_step)) if flops_per_step else math.inf
         return math.inf
 

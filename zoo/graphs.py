@@ -125,9 +125,11 @@ def check_losses(model: str, losses: Any) -> None:
         bad = "an empty dict"
     else:
         bad = next((f"{k!r}: {what(v)}" for k, v in losses.items() if not isinstance(k, str) or not scalar(v)), None)
+        if bad is None and "loss" not in losses:  # the one the records' loss curve and the progress bar show
+            bad = f"no 'loss' among {', '.join(map(repr, losses))}"
     if bad:
-        raise GenzooError(f"{model}: train_step must return a dict of single-number losses, e.g. {{'loss': loss.detach()}}; "
-                          f"got {bad}")
+        raise GenzooError(f"{model}: train_step must return a dict of single-number losses with 'loss' among them, e.g. "
+                          f"{{'loss': loss.detach()}}; got {bad}")
 
 
 class GraphedStep(Step):

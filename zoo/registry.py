@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import pkgutil
 import re
 import types
 import typing
@@ -28,6 +29,7 @@ from zoo.base import (
     GenzooError,
     Likelihood,
     ModelConfig,
+    Stepwise,
     accepts,
     check_config,
     config_types,
@@ -58,11 +60,20 @@ def register(cls: type[Generator]) -> type[Generator]:
         raise ValueError(f"{cls.__name__}.name must be a lower-case letter, then lower-case letters, digits, '-' or '_', got {name!r}")
     if name == DATA_ROW:
         raise ValueError(f"{cls.__name__}.name {name!r} is the name of the runner's row for the data itself; choose another")
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"model name {name!r} is already registered by {_REGISTRY[name].__module__}")
+    before = _REGISTRY.get(name)
+    if before is not None and (before.__module__, before.__qualname__) != (cls.__module__, cls.__qualname__):
+        # the same class defined again (a notebook cell run twice, importlib.reload) replaces itself
+        raise ValueError(f"{cls.__module__}.{cls.__qualname__}: model name {name!r} is already registered by "
+                         f"{before.__module__}.{before.__qualname__}")
     config = cls.__dict__.get("Config", cls.Config)
     if not (dataclasses.is_dataclass(config) and isinstance(config, type) and issubclass(config, ModelConfig)):
         raise TypeError(f"{cls.__name__}.Config must be a dataclass subclassing zoo.ModelConfig")
+    fields = {f.name for f in dataclasses.fields(config)}
+    if unfielded := [a for a in config.__dict__.get("__annotations__", {}) if a not in fields]:  # @dataclass forgotten
+        raise TypeError(f"{cls.__name__}.Config's {', '.join(unfielded)} are not fields, so not hyper-parameters: "
+                        "decorate the Config with @dataclass")
+    if issubclass(cls, Stepwise) and not _takes_a_callback(cls):
+        raise TypeError(f"{cls.__name__} is Stepwise, so its _sample takes callback=None and calls it after each step")
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}")
@@ -75,14 +86,30 @@ def register(cls: type[Generator]) -> type[Generator]:
         if not of_type(count, int) or count < 1:
             raise ValueError(f"{cls.__name__}.eval_samples[{preset!r}] must be an int >= 1 (samples per metric), got {count!r}")
     _check_fields_named(cls, config)
-    try:  # every checkpoint saves its config as JSON: refused now, not after the first training
-        json.dumps(dataclasses.asdict(config()))
-    except (TypeError, ValueError) as e:
-        raise ValueError(f"{cls.__name__}.Config does not save as JSON ({e}); use numbers, strings, lists or None") from None
+    for preset, values in {"(defaults)": {}, **cls.presets}.items():  # what a checkpoint saves is what it loads
+        made = config(**values)
+        try:
+            again = config(**json.loads(json.dumps(dataclasses.asdict(made))))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{cls.__name__}.Config does not save as JSON ({e}); use numbers, strings, lists or None") from None
+        if again != made:
+            changed = next(f for f in fields if getattr(again, f) != getattr(made, f))
+            raise ValueError(f"{cls.__name__}.Config ({preset}) does not load as it saved: {changed} {getattr(made, changed)!r} "
+                             f"comes back as {getattr(again, changed)!r}; use lists, not tuples, and keep __post_init__ "
+                             "from changing the fields")
     if issubclass(cls, Likelihood) and cls.bpd_kind not in BPD_KINDS:
         raise ValueError(f"{cls.__name__}.bpd_kind must be one of {', '.join(BPD_KINDS)}, got {cls.bpd_kind!r}")
     _REGISTRY[name] = cls
     return cls
+
+
+def _takes_a_callback(cls: type[Generator]) -> bool:
+    """Whether `cls._sample` takes what `sample` hands a `Stepwise` model: (n, generator, labels, callback)."""
+    try:
+        inspect.signature(cls._sample).bind(None, 1, None, None, None)  # self first: the function, not a bound method
+    except TypeError:
+        return False
+    return True
 
 
 def _check_fields_named(cls: type[Generator], config: type) -> None:
@@ -103,12 +130,23 @@ def _discover() -> None:
     if _discovered:
         return
     _discovered = True
-    importlib.import_module("zoo.models")
+    import_each("zoo.models")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             ep.load()  # importing the plugin runs its @register decorators
         except Exception as e:  # one broken plugin must not take every command down with a traceback
             say(f"warning: plugin {ep.name} = {ep.value} failed to load, the zoo runs without it: {one_line(e)}")
+
+
+def import_each(package: str) -> None:
+    """Import every module of `package` (the built-in models' files, each registering itself), each on
+    its own: a file that fails to import or register is one warning line, and the zoo runs without it."""
+    for module in pkgutil.iter_modules(importlib.import_module(package).__path__):
+        try:
+            importlib.import_module(f"{package}.{module.name}")
+        except Exception as e:  # a file added to zoo/models/ (add-a-model.md) must not take every command down
+            say(f"warning: {package.replace('.', '/')}/{module.name}.py failed to load, the zoo runs without it: "
+                f"{one_line(e)}")
 
 
 def available() -> list[str]:

@@ -81,6 +81,16 @@ def test_save_load_gives_identical_samples(name, mnist, tmp_path):
 
 
 @pytest.mark.parametrize("name", MODELS)
+def test_the_loop_finds_an_optimizer_for_every_trainable_parameter(name, mnist):
+    """`optimizers()` is what the loop schedules (lr_schedule) and keeps in a resume file: an optimizer
+    it does not find is neither, and says nothing."""
+    model = build(name, mnist[0])
+    found = {id(p) for opt in model.optimizers().values() for group in opt.param_groups for p in group["params"]}
+    missed = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in found]
+    assert not missed, f"{name}: no optimizer the loop finds holds {missed[:3]}; hold it as an attribute or override optimizers()"
+
+
+@pytest.mark.parametrize("name", MODELS)
 def test_train_step_returns_its_losses_as_detached_scalars_without_reading_them(name, mnist, monkeypatch):
     """A step never waits for the device: its losses come back as 0-d tensors, "loss" first, and no
     line of zoo's reads a number off a tensor during it (`.item()`, `.tolist()`, `bool`, `float`,

@@ -83,6 +83,13 @@ def test_cosine_schedule_scales_every_step_from_the_rate_to_zero():
     assert plain.lrs == [0.1] * 4
 
 
+def test_a_schedule_that_would_reach_no_optimizer_is_one_line_before_training():
+    """Counter steps its weight by hand: the loop finds no optimizer, so cosine would change nothing."""
+    with pytest.raises(GenzooError, match="counter: lr_schedule cosine would reach no optimizer: the loop finds"):
+        fit(Counter(DataSpec(1, 2, 2), lr_schedule="cosine"), torch.zeros(8, 1, 2, 2), None, Budget(2, "steps", batch_size=4),
+            progress=False)
+
+
 def test_an_unknown_lr_schedule_is_a_one_line_error():
     with pytest.raises(GenzooError, match=r"lr_schedule must be one of 'constant', 'cosine', got 'linear'"):
         Counter(DataSpec(1, 2, 2), lr_schedule="linear")

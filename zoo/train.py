@@ -223,6 +223,10 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     # Set from the step count before every step (saved with the optimizers, so a resume continues it);
     # torch's schedulers would need the step count up front, which a FLOP budget knows only after step 1.
     schedule = lr_schedule(model)
+    if schedule is not None and not model.optimizers():
+        raise GenzooError(f"{model.name}: lr_schedule {model.config.lr_schedule} would reach no optimizer: the loop finds "
+                          "those held as attributes of the model, or in a list, tuple or dict attribute, or returned "
+                          "by its optimizers()")
     spent = 0.0  # seconds of training before this process (a resumed run)
 
     state = ckpt.load_progress(model) if ckpt is not None and procs.main else None

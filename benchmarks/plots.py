@@ -112,8 +112,8 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     ax.xaxis.set_minor_formatter(NullFormatter())  # a span under a decade labels minor ticks, which collide
     ax.set_xlabel("seconds per sample (1 / sample img/s)")
     ax.set_ylabel("FID ↓")
-    trainings = "one training" if len(groups) == 1 else f"{len(groups)} trainings"
-    ax.set_title(f"{trainings}, several samplers each; FID on {', '.join(map(str, counts))} samples", fontsize=10)
+    trainings = "one training, several samplers" if len(groups) == 1 else f"{len(groups)} trainings, several samplers each"
+    ax.set_title(f"{trainings}; FID on {', '.join(map(str, counts))} samples", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     return _save(fig, path)

@@ -1149,6 +1149,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             started = time.perf_counter()
             try:
                 FIGURE_FUNCTIONS[fig](ctx)
+                (out / f"{fig}.error.txt").unlink(missing_ok=True)  # an earlier call's failure, drawn now
             except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
                 ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
                 (out / f"{fig}.error.txt").write_text(traceback.format_exc())
@@ -1174,18 +1175,13 @@ def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded:
             "models": {i.record.model: {"seed": i.record.seed, "checkpoint": i.record.checkpoint} for i in loaded},
             "settings": {fig: dataclasses.asdict(settings) for fig in figures or FIGURES},  # per figure: a rerun may redraw some
             "figures": ctx.numbers, "images": ctx.images, "skipped": {k: [list(s) for s in v] for k, v in ctx.skipped.items()}}
-    earlier = out / "explore.json"
-    old: dict[str, Any] = {}
-    if earlier.is_file():
-        try:
-            old = json.loads(earlier.read_text())
-        except ValueError:
-            set_aside(earlier, f"{earlier} did not parse", "the figures not redrawn now are left out of explore.md; "
-                      f"python -m benchmarks.explore {folder.path} draws and records them all")
-    old_images = old.get("images", {}) if isinstance(old.get("images"), dict) else {}
-    # A figure is replaced only where this call drew it: one that drew nothing now (its models not
-    # loaded, or no snapshots) keeps the image and numbers it had, as do the figures not asked for.
-    redrawn = [fig for fig in figures or FIGURES if ctx.images.get(fig) or fig not in old_images]
+    old = earlier_record(out / "explore.json", folder.path)
+    old_images = old.get("images", {})
+    # A figure is replaced only where this call drew it whole: one that drew nothing now (its models
+    # not loaded, no snapshots) or failed part-way keeps the images and numbers it had, as do the
+    # figures not asked for.
+    failed = {fig for fig, skips in ctx.skipped.items() if any(model == "(figure)" for model, _ in skips)}
+    redrawn = [fig for fig in figures or FIGURES if ctx.images.get(fig) and fig not in failed or fig not in old_images]
     if old:
         kept = {k for key in ("figures", "images", "skipped") for k in old.get(key, {})}
         old["settings"] = {k: v for k, v in settings_of(old).items() if k in kept}
@@ -1193,14 +1189,32 @@ def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded:
             data[key] = {**{k: v for k, v in old.get(key, {}).items() if k not in redrawn},
                          **{k: v for k, v in data[key].items() if k in redrawn}}
         data["models"] = {**old.get("models", {}), **data["models"]}  # the kept figures' models too
+    (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     recorded = {name for names in data["images"].values() for name in names}
     for name in {name for names in old_images.values() for name in names} - recorded:
-        if isinstance(name, str) and Path(name).name == name and name.endswith(".png"):  # explore's own files only
+        if Path(name).name == name and name.endswith(".png"):  # explore's own files only
             (out / name).unlink(missing_ok=True)  # a model's drawing left out of its figure's redraw: not what it shows now
-    (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
     return data
+
+
+def earlier_record(path: Path, run_folder: Path) -> dict[str, Any]:
+    """The explore.json an earlier call wrote, or {} where there is none; one that does not parse,
+    or is not what explore writes (edited by hand), is set aside with one line."""
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+        sections = [old.get(key, {}) for key in ("figures", "images", "skipped", "settings", "models")]
+        if not all(isinstance(s, dict) for s in sections) or not all(
+                isinstance(names, list) and all(isinstance(n, str) for n in names) for names in sections[1].values()):
+            raise ValueError("not explore's record")
+    except (ValueError, AttributeError, KeyError):
+        set_aside(path, f"{path} did not parse", "the figures not redrawn now are left out of explore.md; "
+                  f"python -m benchmarks.explore {run_folder} draws and records them all")
+        return {}
+    return old
 
 
 def main(argv: list[str] | None = None) -> int:

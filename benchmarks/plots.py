@@ -77,16 +77,17 @@ def _data_value(records: list[Record], key: str) -> float | None:
 
 def sampler_groups(records: list[Record]) -> dict[str, list[Row]]:
     """The rows that share one training (a key per seed), two or more, by that training's family
-    ("diffusion" for ddpm and ddim; with its key's hash where two trainings share a family)."""
+    ("diffusion" for ddpm and ddim; with the keys' hashes where two groups share a family)."""
     groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
         keys = sorted({r.train_key or "" for r in _finished(row)})
         if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
             groups[" ".join(keys)].append(row)
     shared = {keys: rows for keys, rows in groups.items() if len(rows) >= 2}
-    families = [keys.split()[0].rsplit("-", 1)[0] for keys in shared]  # a training key is "<family>-<hash>"
-    return {family if families.count(family) == 1 else f"{family} {keys.split()[0].rsplit('-', 1)[1]}": rows
-            for family, (keys, rows) in zip(families, shared.items())}
+    split = [[key.rsplit("-", 1) for key in keys.split()] for keys in shared]  # a training key is "<family>-<hash>"
+    families = [parts[0][0] for parts in split]
+    return {family if families.count(family) == 1 else f"{family} {' '.join(h for _, h in parts)}": rows
+            for family, parts, rows in zip(families, split, shared.values())}
 
 
 def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:

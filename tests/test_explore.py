@@ -446,6 +446,46 @@ def test_a_redraw_replaces_a_figure_only_where_it_drew_it(data, tmp_path, explor
     assert "drawing-realnvp" not in (folder.path / "index.html").read_text()
 
 
+def test_a_figure_that_fails_part_way_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):
+    """realnvp's drawing is saved, then the vae's fails: the figure's earlier images and numbers stay."""
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})
+    draw = lambda: explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=lambda s: None)  # noqa: E731
+    first = draw()
+    original = ex.temperature_samples
+    calls = []
+
+    def second_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("boom")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ex, "temperature_samples", second_fails)
+    again = draw()
+    assert again["images"]["drawing"] == first["images"]["drawing"] == ["drawing-realnvp.png", "drawing-vae.png"]
+    assert again["figures"]["drawing"] == json.loads(json.dumps(first["figures"]["drawing"]))
+    assert all((folder.path / "explore" / n).is_file() for n in first["images"]["drawing"])
+    assert (folder.path / "explore" / "drawing.error.txt").is_file()
+    monkeypatch.setattr(ex, "temperature_samples", original)
+    draw()
+    assert not (folder.path / "explore" / "drawing.error.txt").exists()  # drawn whole since
+
+
+@pytest.mark.parametrize("earlier", ["[]", '{"images": [], "figures": {}}', '{"images": {"holes": [3]}}'])
+def test_an_explore_record_edited_out_of_shape_is_set_aside_in_one_line(one_vae, explore_cache, monkeypatch, capsys, earlier):
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    (one_vae / "explore").mkdir()
+    (one_vae / "explore" / "explore.json").write_text(earlier)
+    out = explore.explore(one_vae, settings=SMALL, figures=["latent_statistics"], log=lambda s: None)
+    assert out["images"]["latent_statistics"] == ["latent_statistics.png"]
+    assert (one_vae / "explore" / "explore.json.corrupt").read_text() == earlier
+    said = capsys.readouterr().out.splitlines()
+    assert [line for line in said if "explore.json" in line] == [
+        f"warning: {one_vae / 'explore' / 'explore.json'} did not parse; set aside as explore.json.corrupt, the figures "
+        f"not redrawn now are left out of explore.md; python -m benchmarks.explore {one_vae} draws and records them all"]
+
+
 def test_a_variant_is_drawn_under_its_own_name(data, tmp_path, explore_cache, monkeypatch):
     """ddim and ddim@2 share a network: each drawing is its own file, named and numbered for its record."""
     monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -64,11 +65,23 @@ def test_register_refuses_a_config_without_dataclass_a_config_that_does_not_load
     class Undecorated(AE):
         name = "undecorated"
 
-        class Config(AE.Config):  # @dataclass forgotten: lr would not be a hyper-parameter
+        class Config(AE.Config):  # @dataclass forgotten: width would not be a hyper-parameter
             width: int = 3
 
-    with pytest.raises(TypeError, match="Undecorated.Config's width are not fields, so not hyper-parameters: decorate"):
+    with pytest.raises(TypeError, match="Undecorated.Config is not decorated with @dataclass, so its fields are not"):
         zoo.register(Undecorated)
+
+    class Untyped(AE):
+        name = "untyped"
+
+        @dataclass
+        class Config(AE.Config):
+            lr = 0.5  # no annotation: the field keeps its parent's default
+            kinds: ClassVar[tuple] = ("a", "b")  # not a field, and fine
+
+    with pytest.raises(TypeError, match=r"Untyped.Config sets lr without a type, which changes no default: write it as "
+                                        r"a field \(lr: float = ...\)"):
+        zoo.register(Untyped)
 
     class Tupled(AE):
         name = "tupled"
@@ -96,7 +109,7 @@ def test_register_refuses_a_config_without_dataclass_a_config_that_does_not_load
 
     with pytest.raises(TypeError, match="NoCallback is Stepwise, so its _sample takes callback=None"):
         zoo.register(NoCallback)
-    assert not {"undecorated", "tupled", "no-callback"} & set(zoo.available())
+    assert not {"undecorated", "untyped", "tupled", "no-callback"} & set(zoo.available())
 
 
 def test_a_model_file_that_fails_to_register_is_one_warning_line_and_the_others_load(tmp_path, monkeypatch, capsys):
@@ -152,6 +165,7 @@ def test_config_round_trips_to_json(tmp_path):
 PLUGIN = '''
 """A third-party model: per-pixel Bernoulli intensities, registered from outside genzoo."""
 from dataclasses import dataclass
+from typing import ClassVar
 import torch
 import torch.nn.functional as F
 import zoo

@@ -140,6 +140,10 @@ def test_samplers_are_grouped_by_their_training_and_named_by_its_family():
     other = [rec("pixelcnn", "pixel-ddd"), rec("pixelcnn@2", "pixel-ddd"), rec("pixelcnn-x", "pixel-eee"),
              rec("pixelcnn-x@2", "pixel-eee")]
     assert set(sampler_groups(other)) == {"pixel ddd", "pixel eee"}
+    seeds = [rec("ddpm", "diffusion-aaa"), rec("ddim", "diffusion-aaa"), rec("ddpm", "diffusion-bbb", 1),
+             rec("ddim", "diffusion-bbb", 1), rec("ddim@10", "diffusion-aaa"), rec("ddim@20", "diffusion-aaa")]
+    assert {k: [r.model for r in rows] for k, rows in sampler_groups(seeds).items()} == {  # seed 1 lacks the variants
+        "diffusion aaa bbb": ["ddpm", "ddim"], "diffusion aaa": ["ddim@10", "ddim@20"]}
 
 
 def test_quality_plot_labels_do_not_overlap():

@@ -33,7 +33,7 @@ def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
     """Encode images (N,C,H,W) in [0,1] in batches, in eval mode: codes (N,D) on the CPU (the
     encoder's output: a Gaussian encoder's posterior mean)."""
     if not isinstance(model, Latent):
-        raise TypeError(f"{model.name} has no encoder (it is not `Latent`)")
+        raise TypeError(f"{model.name} has no codes of images to give (it is not `Latent`)")
     model.eval()
     return torch.cat([model.encode(b.to(model.device)).flatten(1).cpu() for b in x.split(batch)])
 
@@ -210,7 +210,7 @@ def interpolate(model: Generator, x_a: Tensor | None, x_b: Tensor | None, steps:
         z = path(za, zb, steps, kind).flatten(0, 1)
         frames = decode(model, z).view(steps, pairs, *model.spec.shape)
         return frames.transpose(0, 1), kind
-    raise TypeError(f"{model.name} has no encoder, no inversion and no code sampler to interpolate with")
+    raise TypeError(f"{model.name} is not `Latent`, `Invertible` or a `CodeSampler`: nothing to interpolate with")
 
 
 @torch.no_grad()

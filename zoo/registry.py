@@ -68,15 +68,17 @@ def register(cls: type[Generator]) -> type[Generator]:
     config = cls.__dict__.get("Config", cls.Config)
     if not (dataclasses.is_dataclass(config) and isinstance(config, type) and issubclass(config, ModelConfig)):
         raise TypeError(f"{cls.__name__}.Config must be a dataclass subclassing zoo.ModelConfig")
+    if "__dataclass_params__" not in vars(config):  # a subclass of a dataclass is not one itself
+        raise TypeError(f"{cls.__name__}.Config is not decorated with @dataclass, so its fields are not hyper-parameters")
     fields = {f.name for f in dataclasses.fields(config)}
-    if unfielded := [a for a in config.__dict__.get("__annotations__", {}) if a not in fields]:  # @dataclass forgotten
-        raise TypeError(f"{cls.__name__}.Config's {', '.join(unfielded)} are not fields, so not hyper-parameters: "
-                        "decorate the Config with @dataclass")
-    if issubclass(cls, Stepwise) and not _takes_a_callback(cls):
-        raise TypeError(f"{cls.__name__} is Stepwise, so its _sample takes callback=None and calls it after each step")
+    if undeclared := [k for k in vars(config) if k in fields and k not in inspect.get_annotations(config)]:
+        raise TypeError(f"{cls.__name__}.Config sets {', '.join(undeclared)} without a type, which changes no default: "
+                        f"write it as a field ({undeclared[0]}: float = ...)")
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}")
+    if issubclass(cls, Stepwise) and not _takes_a_callback(cls):
+        raise TypeError(f"{cls.__name__} is Stepwise, so its _sample takes callback=None and calls it after each step")
     for preset, values in {"(defaults)": {}, **cls.presets}.items():  # each value against what its field accepts
         try:
             check_config(name, config(**values))

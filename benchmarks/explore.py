@@ -36,7 +36,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,7 @@ class Context:
     numbers: dict[str, Any] = field(default_factory=dict)
     skipped: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     images: dict[str, list[str]] = field(default_factory=dict)
+    drawing: str | None = None  # the model a figure works on (`each_model`)
     _splits: Splits | None = None
     _space: FeatureSpace | None = None
     _feature_net: torch.nn.Module | None = None
@@ -197,6 +198,14 @@ class Context:
         """A CPU generator seeded from the settings' seed and a label (`derive_seed`, as every other
         seed): each figure draws the same numbers whatever else is drawn."""
         return torch.Generator().manual_seed(derive_seed(self.settings.seed, "explore", *what))
+
+    def each_model(self) -> Iterator[Loaded]:
+        """The loaded models, in order, each named in `drawing` while a figure works on it: a model
+        whose method fails is then left out of the figure by name, not the whole figure with it."""
+        for item in self.models:
+            self.drawing = item.name
+            yield item
+        self.drawing = None
 
     def skip(self, figure: str, model: str, reason: str) -> None:
         self.skipped.setdefault(figure, []).append((model, reason))
@@ -361,7 +370,7 @@ def fig_latent_statistics(ctx: Context) -> None:
     fig_name = "latent_statistics"
     x, y = ctx.splits.x_test, ctx.splits.y_test
     stats, clouds = {}, []
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         if not isinstance(m, Latent):
@@ -382,6 +391,8 @@ def fig_latent_statistics(ctx: Context) -> None:
         s = stats[name]
         ax.set_title(f"{name}: {s['dims']}-d codes, top-2 PCs\nstd/dim {fmt(s['per_dim_std'])}, "
                      f"length {fmt(s['code_length'])}, diff/same {fmt(s.get('class_ratio'))}", fontsize=8)
+        ax.set_xlabel("principal component 1 (colour: class)", fontsize=7)
+        ax.set_ylabel("principal component 2", fontsize=7)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=7)
     ctx.save(fig, "latent_statistics.png", fig_name)
@@ -393,7 +404,7 @@ def fig_holes(ctx: Context) -> None:
     fig_name = "holes"
     n = ctx.settings.samples
     rows, labels, scores = [], [], {}
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         if not isinstance(m, Latent):
@@ -476,7 +487,7 @@ def fig_interpolation(ctx: Context) -> None:
         rows.append(torch.cat([xa[p:p + 1], blend[p], xb[p:p + 1]]))
         labels.append(f"pixel blend {pair_names[p]}")
     inverted: dict[str, str] = {}  # checkpoint -> the model whose row walks its network through its inversion
-    for item in ctx.models:
+    for item in ctx.each_model():
         m, rec = item.model, item.record
         name = item.name
         if rec.checkpoint in inverted:
@@ -518,7 +529,7 @@ def fig_perturbation(ctx: Context) -> None:
     st = ctx.settings
     x = ctx.splits.x_test[torch.randperm(len(ctx.splits.x_test), generator=ctx.gen("perturb"))[: st.perturb_images]]
     panels, numbers = [], {}
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         if not isinstance(m, Latent):
@@ -564,7 +575,7 @@ def fig_latent_2d(ctx: Context) -> None:
     fig_name = "latent_2d"
     n = ctx.settings.grid
     panels, numbers = [], {}
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         if not isinstance(m, Latent):
@@ -612,7 +623,7 @@ def fig_drawing(ctx: Context) -> None:
     fig_name = "drawing"
     st = ctx.settings
     numbers: dict[str, Any] = {}
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         k = st.draw_images
@@ -715,12 +726,8 @@ def fig_copies(ctx: Context) -> None:
     _, other = memorisation.reference_half(len(splits.x_test))
     pick = other[torch.randperm(len(other), generator=torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies")))[:n]]
     rows, labels, numbers = [], [], {}
-    for name, model in [("data (test images)", None), *((item.name, item.model) for item in ctx.models)]:
-        if model is None:
-            images = to_float(splits.x_test[pick])
-        else:
-            gen = torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies", name))
-            images = model.sample(n, generator=gen).detach().cpu().clamp(0, 1)
+
+    def add_row(name: str, images: Tensor) -> None:
         dist, idx = memorisation.nearest(fidelity.features(images, space), train_feats)
         stats = memorisation.memorisation(dist, test_nn)
         shown = dist.argsort()[:k]
@@ -733,6 +740,11 @@ def fig_copies(ctx: Context) -> None:
                                     "train_index_pixels": int(p), "pixel_distance": float(d)}
                                    for r, j, p, d in zip(ratios, shown.tolist(), pixel_idx.tolist(), pixel_dist.tolist())]}
         labels.append(f"{name}: copy rate {fmt(stats['copy_rate'], 2)}\nnearest {', '.join(fmt(r, 2) for r in ratios)} × test median")
+
+    add_row("data (test images)", to_float(splits.x_test[pick]))
+    for item in ctx.each_model():
+        gen = torch.Generator().manual_seed(derive_seed(ctx.settings.seed, "copies", item.name))
+        add_row(item.name, item.model.sample(n, generator=gen).detach().cpu().clamp(0, 1))
     ctx.numbers[fig_name] = {"rows": numbers, "threshold_ratio": threshold / median, "test_median": median,
                              "percentile": memorisation.COPY_PERCENTILE, "space": space.name}
     fig = rows_figure(rows, labels, COPY_COLUMNS * k, title=(
@@ -887,7 +899,7 @@ def fig_tokens(ctx: Context) -> None:
     x_test = ctx.splits.x_test
     x = to_float(x_test[distinct_classes(ctx.splits, k, ctx.gen("tokens"))])
     numbers: dict[str, Any] = {}
-    for item in ctx.models:
+    for item in ctx.each_model():
         m = item.model
         name = item.name
         if not isinstance(m, Tokenized):
@@ -1147,12 +1159,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
             for model, reason in load_skips if fig not in RECORD_FIGURES else []:
                 ctx.skip(fig, model, reason)
             started = time.perf_counter()
-            try:
-                FIGURE_FUNCTIONS[fig](ctx)
-                (out / f"{fig}.error.txt").unlink(missing_ok=True)  # an earlier call's failure, drawn now
-            except Exception as e:  # noqa: BLE001 - one figure failing must not lose the others
-                ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
-                (out / f"{fig}.error.txt").write_text(traceback.format_exc())
+            draw_figure(fig, ctx)
             log(f"{TITLES[fig]}: {', '.join(ctx.images.get(fig, [])) or 'no image'} ({time.perf_counter() - started:.0f} s)"
                 + "".join(f"\n  skipped {m}: {r}" for m, r in ctx.skipped.get(fig, [])))
     except KeyboardInterrupt:  # the figures drawn are on disk; their numbers are not recorded
@@ -1165,6 +1172,35 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped once the figures were drawn, writing explore.json, explore.md, results.md and "
                                 f"index.html: python -m benchmarks.explore {folder.path} again draws and records them") from None
+
+
+def draw_figure(fig: str, ctx: Context) -> None:
+    """One figure. A model whose method fails while the figure works on it is left out, with the
+    error as its skip reason, and the figure drawn again without it; a failure outside any model's
+    turn fails the figure, whose traceback goes to FIGURE.error.txt."""
+    models, skipped = ctx.models, list(ctx.skipped.get(fig, []))
+    failed: list[tuple[str, str]] = []
+    try:
+        while True:
+            ctx.drawing = None
+            try:
+                FIGURE_FUNCTIONS[fig](ctx)
+                (ctx.out / f"{fig}.error.txt").unlink(missing_ok=True)  # an earlier call's failure, drawn now
+                return
+            except Exception as e:  # noqa: BLE001 - one model or figure failing must not lose the others
+                if ctx.drawing is None:
+                    ctx.skip(fig, "(figure)", f"failed: {one_line(e)}")
+                    (ctx.out / f"{fig}.error.txt").write_text(traceback.format_exc())
+                    return
+                failed.append((ctx.drawing, f"failed: {one_line(e)}"))
+                ctx.models = [item for item in ctx.models if item.name != ctx.drawing]
+                ctx.numbers.pop(fig, None)  # this figure's try so far, drawn again
+                ctx.images.pop(fig, None)
+                ctx.skipped[fig] = list(skipped)
+    finally:
+        ctx.models = models
+        for name, why in failed:
+            ctx.skip(fig, name, why)
 
 
 def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded: list[Loaded], settings: Settings,

@@ -446,30 +446,42 @@ def test_a_redraw_replaces_a_figure_only_where_it_drew_it(data, tmp_path, explor
     assert "drawing-realnvp" not in (folder.path / "index.html").read_text()
 
 
-def test_a_figure_that_fails_part_way_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):
-    """realnvp's drawing is saved, then the vae's fails: the figure's earlier images and numbers stay."""
+def test_a_model_that_fails_in_a_figure_is_left_out_by_name_and_the_others_drawn(data, tmp_path, explore_cache, monkeypatch):
+    """The vae's sampler fails while the drawing figure works on it: the flow is drawn, the vae is
+    skipped with the error, and its drawing from before goes with it."""
     monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
     folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})
-    draw = lambda: explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=lambda s: None)  # noqa: E731
-    first = draw()
+    draw = lambda figures: explore.explore(folder.path, figures=figures, settings=SMALL, log=lambda s: None)  # noqa: E731
+    assert draw(["drawing"])["images"]["drawing"] == ["drawing-realnvp.png", "drawing-vae.png"]
     original = ex.temperature_samples
-    calls = []
 
-    def second_fails(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("boom")
-        return original(*args, **kwargs)
+    def vae_fails(model, *args, **kwargs):
+        if model.name == "vae":
+            raise RuntimeError("boom\nmore")
+        return original(model, *args, **kwargs)
 
-    monkeypatch.setattr(ex, "temperature_samples", second_fails)
+    monkeypatch.setattr(ex, "temperature_samples", vae_fails)
+    again = draw(["drawing"])
+    assert again["images"]["drawing"] == ["drawing-realnvp.png"] and set(again["figures"]["drawing"]) == {"realnvp"}
+    assert dict(again["skipped"]["drawing"])["vae"] == "failed: RuntimeError: boom"
+    assert not (folder.path / "explore" / "drawing-vae.png").exists()
+    assert not (folder.path / "explore" / "drawing.error.txt").exists()
+
+
+def test_a_figure_that_fails_outside_any_model_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})
+    draw = lambda: explore.explore(folder.path, figures=["latent_statistics"], settings=SMALL, log=lambda s: None)  # noqa: E731
+    first = draw()
+    monkeypatch.setattr(ex, "principal_directions", lambda *a: 1 / 0)  # the plots, made once every model is measured
     again = draw()
-    assert again["images"]["drawing"] == first["images"]["drawing"] == ["drawing-realnvp.png", "drawing-vae.png"]
-    assert again["figures"]["drawing"] == json.loads(json.dumps(first["figures"]["drawing"]))
-    assert all((folder.path / "explore" / n).is_file() for n in first["images"]["drawing"])
-    assert (folder.path / "explore" / "drawing.error.txt").is_file()
-    monkeypatch.setattr(ex, "temperature_samples", original)
+    assert again["images"]["latent_statistics"] == first["images"]["latent_statistics"] == ["latent_statistics.png"]
+    assert again["figures"]["latent_statistics"] == json.loads(json.dumps(first["figures"]["latent_statistics"]))
+    assert (folder.path / "explore" / "latent_statistics.error.txt").is_file()
+    monkeypatch.undo()
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
     draw()
-    assert not (folder.path / "explore" / "drawing.error.txt").exists()  # drawn whole since
+    assert not (folder.path / "explore" / "latent_statistics.error.txt").exists()  # drawn whole since
 
 
 @pytest.mark.parametrize("earlier", ["[]", '{"images": [], "figures": {}}', '{"images": {"holes": [3]}}'])

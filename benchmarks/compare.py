@@ -13,7 +13,9 @@ column only one of the two measured (curves off, no likelihood) is left out. A m
 --identical) that finished in the reference and diverged or failed in this run disagrees.
 
 `--identical` is the stricter check for one machine (or one GPU with `--deterministic`): record by
-record (model and seed), every quality and likelihood number and the weights' hash must be equal.
+record (model and seed), every quality and likelihood number and the weights' hash must be equal,
+and the two folders must hold the same records with the same status (a record only one holds
+disagrees). Without it, a model only one folder holds is named under the table, not compared.
 
 Only like is compared with like. Folders of different datasets are refused in one line; a model whose
 ruler (feature space), budget, hyper-parameters or sample count differ between the two is listed as
@@ -153,6 +155,14 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
     ours = {m: [r for r in run_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in run_records)}
     theirs = {m: [r for r in ref_records if r.model == m and r.ok] for m in dict.fromkeys(r.model for r in ref_records)}
     found = []
+    if exact:  # the same command twice holds the same records: one the other run lacks, or another status, differs
+        for model, seed, where in one_sided(run_records, ref_records, by_seed=True):
+            found.append(Finding(f"{model} seed {seed}", "–", "", "", False, f"only in {where}"))
+        statuses = {(t.model, t.seed): t.status for t in ref_records}
+        found += [Finding(f"{r.model} seed {r.seed}", "status", statuses[r.model, r.seed], r.status, False,
+                          f"{r.status} in this run, {statuses[r.model, r.seed]} in the reference")
+                  for r in run_records if statuses.get((r.model, r.seed), r.status) != r.status and not
+                  (r.status in ("error", "diverged") and statuses[r.model, r.seed] == "ok")]  # that one: just below
     for r in (r for r in run_records if r.status in ("error", "diverged")):  # failed here, finished there: a disagreement
         same_seed = [t for t in ref_records if t.model == r.model and t.seed == r.seed]
         if any(t.ok for t in same_seed) or (not same_seed and not exact and any(t.ok for t in ref_records if t.model == r.model)):
@@ -177,6 +187,16 @@ def compare(run: RunFolder, reference: RunFolder, exact: bool = False) -> list[F
     return found
 
 
+def one_sided(run_records: list[Record], ref_records: list[Record], by_seed: bool) -> list[tuple[str, int | None, str]]:
+    """The models (with `by_seed`, the model and seed pairs) that only one of the two folders holds:
+    (model, seed or None, "this run" or "the reference")."""
+    def keys(records: list[Record]) -> dict[tuple[str, int | None], None]:
+        return dict.fromkeys((r.model, r.seed if by_seed else None) for r in records)
+    mine, theirs = keys(run_records), keys(ref_records)
+    return [(m, s, "this run") for m, s in mine if (m, s) not in theirs] + [
+        (m, s, "the reference") for m, s in theirs if (m, s) not in mine]
+
+
 def table(found: list[Finding], exact: bool) -> Table:
     t = Table(title="record by record" if exact else "this run's mean against the reference's 95 % interval")
     for h in ("model", "column", "reference", "this run", "verdict"):
@@ -199,11 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         for path in (args.run, args.reference):
             if not RunFolder(path).results.is_file() and not RunFolder(path).records_dir.is_dir():
                 raise GenzooError(f"no results.json in {path}; pass run folders written by benchmarks.run")
-        found = compare(RunFolder(args.run), RunFolder(args.reference), exact=args.identical)
+        run, reference = RunFolder(args.run), RunFolder(args.reference)
+        found = compare(run, reference, exact=args.identical)
     except GenzooError as e:
         console.print(f"[red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)
         return 2
     console.print(table(found, args.identical))
+    if not args.identical and (alone := one_sided(run.read()[1], reference.read()[1], by_seed=False)):
+        console.print("not compared, in one folder only: " + ", ".join(f"{m} ({where})" for m, _, where in alone),
+                      highlight=False, soft_wrap=True)
     bad = [f for f in found if not f.agrees]
     models = sorted({f.model for f in bad})
     console.print(f"{len(found) - len(bad)} of {len(found)} agree" + (f"; not: {', '.join(models)}" if bad else ""),

@@ -56,7 +56,7 @@ from benchmarks.curves import share_name, share_of
 from benchmarks.evaluate import fid_and_classes
 from benchmarks.presets import PRESETS
 from benchmarks.records import DATA_ROW, Record, RunFolder
-from benchmarks.score import SCORED, run_settings
+from benchmarks.score import run_settings
 from zoo.base import (
     CONFIG_FILE,
     WEIGHTS_FILE,
@@ -242,7 +242,7 @@ def run_data(folder: RunFolder, run: dict[str, Any], who: str, uint8: bool = Fal
 def weights_problem(folder: RunFolder, rec: Record) -> str | None:
     """Why a record's checkpoint cannot be drawn from: none (samples scored from a file), missing, or
     not the weights it was scored with."""
-    if not rec.checkpoint and any(e.startswith(SCORED) for e in rec.events):
+    if not rec.checkpoint and rec.scored:
         return "its samples were scored from a file (benchmarks.score): there is no model to draw from"
     ckpt = folder.checkpoint_of(rec)
     if ckpt is None and rec.checkpoint:

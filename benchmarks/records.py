@@ -42,6 +42,9 @@ def col(header: str, fmt: str = "{}", **meta: Any) -> Any:
     return field(default=None, metadata={"header": header, "fmt": fmt, **meta})
 
 
+SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
+
+
 @dataclass
 class Record:
     """One model (or the data row) trained and evaluated with one seed. Units are in the names or headers."""
@@ -112,6 +115,11 @@ class Record:
     @property
     def ok(self) -> bool:
         return self.status == "ok"
+
+    @property
+    def scored(self) -> bool:
+        """Samples made elsewhere, scored by `benchmarks.score`: no training, no model to draw from."""
+        return any(e.startswith(SCORED) for e in self.events)
 
     @property
     def file_name(self) -> str:
@@ -491,7 +499,8 @@ class Row:
         bad = [r for r in self.records if not r.ok]
         if bad:
             return f"{bad[0].status}" + (f" ({len(bad)}/{len(self.records)} seeds)" if len(self.records) > 1 else "")
-        if self.model == DATA_ROW or len(self.seeds) >= self.table_seeds:  # the data row is scored once
+        if self.model == DATA_ROW or len(self.seeds) >= self.table_seeds or all(r.scored for r in self.records):
+            # the data row is scored once; samples made elsewhere have the seeds they were given
             return "ok"
         return f"ok ({len(self.seeds)} of {self.table_seeds} seeds)"
 

@@ -307,12 +307,8 @@ def note_folder(headers: zdata.Headers, size: int, size_by_default: bool) -> Non
     if size_by_default and 4 <= side < size:  # the default size may enlarge small images
         console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
                       f"{size}; --image-size {side} enlarges none of them, at less cost", highlight=False)
-    for files, what in ((headers.transparent, "images with an alpha channel or a transparent colour, which is ignored "
-                                             "(pixels are read as stored, whatever transparency they had)"),
-                        (headers.animated, "images of several frames (an animation, pages, a camera's preview), of "
-                                           "which the first is read")):
-        if files:
-            console.print(f"note: {what}: {len(files)}, the first {files[0]}", highlight=False, soft_wrap=True)
+    for note in headers.notes():
+        console.print(note, highlight=False, soft_wrap=True)
 
 
 def feature_space(args: argparse.Namespace, splits: zdata.Splits, device: torch.device) -> features.FeatureSpace:

@@ -53,7 +53,7 @@ import zoo
 from benchmarks import evaluate, report
 from benchmarks.cli import Parser, set_threads
 from benchmarks.presets import PRESETS
-from benchmarks.records import COLUMNS, DATA_ROW, MAX_NAME, Record, RunFolder, aggregate
+from benchmarks.records import COLUMNS, DATA_ROW, MAX_NAME, SCORED, Record, RunFolder, aggregate
 from zoo import data as zdata
 from zoo.base import DataSpec, GenzooError, one_line
 from zoo.files import SafeConsole
@@ -67,7 +67,6 @@ NUMPY_MAGIC = (b"\x93NUMPY", b"PK\x03\x04", b"PK\x05\x06")  # how an .npy, an .n
 FLOAT_SLACK = 1e-4  # floats this far outside [0,1] are clipped (rounding in a conversion); further is refused
 ACCEPTED = ("give an .npz/.npy/.pt of images, uint8 0..255 or floats in [0,1], shaped (N,H,W), (N,C,H,W) or (N,H,W,C), "
             "or a folder of images")
-SCORED = "scored by benchmarks.score from "  # the event that marks a record as samples made elsewhere
 # The fewest samples each metric needs, and why: below it the metric is left empty.
 MINIMUM = {
     "fid": (2, "FID needs 2 samples for a covariance"),
@@ -127,6 +126,8 @@ def _read_folder(root: Path, spec: DataSpec, dataset: str) -> Tensor:
         if (h, w) != (spec.height, spec.width):
             raise GenzooError(f"sample {f} is {w}x{h}; {dataset}'s images are {spec.width}x{spec.height} "
                               "(samples are not resized: resampling changes the scores; resize them to the dataset's size)")
+    for note in zdata.folder_headers(files).notes():  # as the runner says of a dataset folder
+        console.print(note, highlight=False, soft_wrap=True)
     mode = zdata.folder_mode(files)
     # square images, as every dataset's: an EXIF orientation that turns one a quarter keeps its size
     return torch.stack([zdata.read_image(f, mode, None) for f in files])
@@ -172,7 +173,9 @@ def _read_array(path: Path) -> Tensor:
                 keys = [k for k in loaded.files if f"{k}.npy" in loaded]  # .npy members: np.load hands others over as bytes
                 if not keys:
                     raise GenzooError(f"samples {path} holds no arrays (no .npy inside, as np.savez writes); {ACCEPTED}")
-                key = next((k for k in ("images", "arr_0") if k in keys), keys[0])
+                named = [k for k in ("images", "arr_0") if k in keys]
+                key: str = named[0] if named else next(  # else the first array of images' shape (not the labels)
+                    (k for k in keys if isinstance(a := loaded[k], np.ndarray) and a.ndim >= 3), keys[0])
                 if len(keys) > 1:  # the others are not scored: say which one is
                     console.print(f"note: {path} holds {len(keys)} arrays; scored: {key} (left out: "
                                   f"{', '.join(k for k in keys if k != key)})", highlight=False, soft_wrap=True)
@@ -342,7 +345,7 @@ def check_name(name: str | None, folder: RunFolder) -> str:
         raise GenzooError(f"--name {name} is the name of a model of the zoo ({model}); name samples made elsewhere otherwise, "
                           f"e.g. {name}-external")
     trained = [r for r in folder.load_records().values()
-               if r.model.casefold() == name.casefold() and not any(e.startswith(SCORED) for e in r.events)]
+               if r.model.casefold() == name.casefold() and not r.scored]
     if trained:
         raise GenzooError(f"{folder.path} already has a row {trained[0].model} that was trained there; choose another --name")
     return name

@@ -80,13 +80,28 @@ def test_unlike_models_are_not_compared(tmp_path, reference):
 
 
 def test_identical_compares_record_by_record(tmp_path, reference, capsys):
-    copy = folder(tmp_path / "a", [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])])
+    vaes = [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])]
+    copy = folder(tmp_path / "a", [record("data", 0, fid=2.5), *vaes])
     assert compare.main([str(copy.path), str(reference.path), "--identical"]) == 0
-    assert "9 of 9 agree" in capsys.readouterr().out  # three seeds: FID, bits/dim and the hash of each
-    changed = folder(tmp_path / "b", [record("vae", 1, fid=12.0, bits_per_dim=1.2, weights_hash="other")])
+    assert "11 of 11 agree" in capsys.readouterr().out  # the data row's FID and hash; each seed's FID, bits/dim and hash
+    changed = folder(tmp_path / "b", [record("data", 0, fid=2.5), vaes[0], vaes[2],
+                                      record("vae", 1, fid=12.0, bits_per_dim=1.2, weights_hash="other")])
     assert compare.main([str(changed.path), str(reference.path), "--identical"]) == 1
-    out = capsys.readouterr().out
-    assert "1 of 3 agree" not in out and "2 of 3 agree; not: vae seed 1" in out
+    assert "10 of 11 agree; not: vae seed 1" in capsys.readouterr().out
+
+
+def test_identical_refuses_a_record_one_folder_lacks_and_the_plain_check_names_it(tmp_path, reference, capsys):
+    """A second run of the command, stopped before its last model: not identical."""
+    stopped = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, fid=10.0, bits_per_dim=1.2),
+                                      record("dcgan", 0, fid=50.0)])
+    found = compare.compare(stopped, reference, exact=True)
+    assert [(f.model, f.verdict) for f in found if not f.agrees] == [
+        ("dcgan seed 0", "only in this run"), ("vae seed 1", "only in the reference"), ("vae seed 2", "only in the reference")]
+    assert compare.main([str(stopped.path), str(reference.path)]) == 0  # seed 0 inside the interval
+    assert "not compared, in one folder only: dcgan (this run)" in capsys.readouterr().out
+    skipped = folder(tmp_path / "b", [record("data", 0, fid=2.5), *(record("vae", s, status="skipped") for s in range(3))])
+    assert [f.verdict for f in compare.compare(skipped, reference, exact=True) if not f.agrees] == [
+        "skipped in this run, ok in the reference"] * 3
 
 
 @pytest.mark.parametrize("exact", [False, True])
@@ -139,11 +154,12 @@ def test_a_run_whose_results_json_does_not_parse_is_refused_naming_it(tmp_path, 
 
 def test_a_damaged_record_is_read_from_results_json_and_left_as_it_is(tmp_path, reference, capsys):
     """compare only reads: a record file that does not parse is read from its copy, not set aside."""
-    copy = folder(tmp_path / "a", [record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0])])
+    copy = folder(tmp_path / "a", [record("data", 0, fid=2.5),
+                                   *(record("vae", s, fid=f, bits_per_dim=1.2) for s, f in enumerate([10.0, 12.0, 14.0]))])
     damaged = copy.records_dir / "vae--seed1.json"
     damaged.write_text("{")
     assert compare.main([str(copy.path), str(reference.path), "--identical"]) == 0
     out = capsys.readouterr().out
-    assert "9 of 9 agree" in out and f"{damaged} does not parse; read from its copy in results.json" in out
+    assert "11 of 11 agree" in out and f"{damaged} does not parse; read from its copy in results.json" in out
     assert damaged.read_text() == "{" and sorted(p.name for p in copy.records_dir.iterdir()) == [
-        "vae--seed0.json", "vae--seed1.json", "vae--seed2.json"]
+        "data--seed0.json", "vae--seed0.json", "vae--seed1.json", "vae--seed2.json"]

@@ -668,7 +668,7 @@ def test_a_run_whose_folder_has_gone_says_which_run_and_data(one_vae, tmp_path, 
 def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_one_and_nowhere_else(tmp_path, monkeypatch):
     # found by a probe: explore and serve on set-aside/N-.../ looked for checkpoints it never holds, and a
     # record edited to name another folder's checkpoint was drawn from there
-    from benchmarks.score import SCORED
+    from benchmarks.records import SCORED
     from zoo.checkpoint import file_hash
 
     run = RunFolder(tmp_path / "run")

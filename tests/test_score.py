@@ -368,6 +368,16 @@ def test_every_layout_and_value_kind_reads_as_the_same_images(tmp_path, capsys):
     assert score.read_samples(tmp_path / "slack.pt", GREY).max() <= 1
     # the arrays not scored are named (a probe: the first was scored without a word)
     assert f"note: {tmp_path / 'nhwc.npz'} holds 2 arrays; scored: images (left out: other)" in capsys.readouterr().out
+    np.savez(tmp_path / "labels-first.npz", labels=np.arange(5), samples=x8.numpy())  # not the labels: a probe
+    assert torch.equal(score.read_samples(tmp_path / "labels-first.npz", GREY), x8)
+    assert "scored: samples (left out: labels)" in capsys.readouterr().out
+    folder = tmp_path / "rgba"
+    folder.mkdir()
+    for i, x in enumerate(x8):
+        Image.fromarray(x[0].numpy()).convert("RGBA").save(folder / f"{i}.png")
+    score.read_samples(folder, GREY)
+    assert f"note: images with an alpha channel or a transparent colour, which is ignored (pixels are read as stored, " \
+           f"whatever transparency they had): 5, the first {folder / '0.png'}" in capsys.readouterr().out
     torch.save({"images": [1, 2]}, tmp_path / "list-images.pt")
     with pytest.raises(GenzooError, match="holds a dict whose 'images' is a list, not a tensor"):
         score.read_samples(tmp_path / "list-images.pt", GREY)
@@ -406,3 +416,13 @@ def test_a_runs_own_data_options_and_ruler_are_read_from_what_it_recorded(tmp_pa
                                  "data_root": "d", "feature_space": "classifier", "feature_net": str(net)}
     old = {"dataset": "mnist5k", "feature_space": {"name": "inception-v3", "weights": "torch-fidelity's download"}}
     assert run_settings(old) == {"dataset": "mnist5k", "feature_space": "inception"}  # defaults for the rest
+
+
+def test_a_scored_row_in_a_run_of_several_seeds_is_ok_not_short_of_seeds():
+    """Samples made elsewhere come with the seed they were given: one is no seed missing."""
+    from benchmarks.records import Record, aggregate
+
+    records = [Record("vae", s, status="ok", fid=10.0) for s in (0, 1)]
+    records += [Record("mine", 0, status="ok", fid=20.0, events=[f"{score.SCORED}samples.npz"]),
+                Record("short", 0, status="ok", fid=30.0)]
+    assert {row.model: row.status for row in aggregate(records)} == {"vae": "ok", "mine": "ok", "short": "ok (1 of 2 seeds)"}

@@ -359,6 +359,15 @@ class Headers:
     animated: tuple[Path, ...]  # several frames (an animation, a TIFF's pages, an MPO's preview): read as the first
 
 
+    def notes(self) -> list[str]:
+        """What reading these images drops, where a user may not expect it: one line each."""
+        return [f"note: {what}: {len(files)}, the first {files[0]}" for files, what in (
+            (self.transparent, "images with an alpha channel or a transparent colour, which is ignored (pixels are "
+                               "read as stored, whatever transparency they had)"),
+            (self.animated, "images of several frames (an animation, pages, a camera's preview), of which the first "
+                            "is read")) if files]
+
+
 def folder_headers(files: list[Path]) -> Headers:
     return _headers(tuple((f, (st := f.stat()).st_mtime_ns, st.st_size) for f in files))
 

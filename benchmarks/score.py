@@ -477,10 +477,11 @@ def _main(argv: list[str], written: list[str]) -> int:
     folder.write_record(record)  # first: should writing fail, the earlier row is still there
     written.append(str(folder.records_dir / record.file_name))
     for old in earlier:
-        stale = folder.records_dir / old.file_name
-        if stale.exists() and not stale.samefile(folder.records_dir / record.file_name):  # not the file just written
-            stale.unlink()
-        console.print(f"note: replacing the earlier scores named {name} (seed {old.seed})", highlight=False)
+        for stale, new in ((folder.records_dir / old.file_name, folder.records_dir / record.file_name),
+                           (folder.samples(old), folder.samples(record))):
+            if stale.exists() and not stale.samefile(new):  # not the file just written (one file where case is not told apart)
+                stale.unlink()
+        console.print(f"note: replacing the earlier scores named {old.model} (seed {old.seed})", highlight=False)
     try:
         order = [m["model"] for m in json.loads(folder.results.read_text())["models"]]
     except (OSError, ValueError, KeyError, TypeError):

@@ -125,8 +125,10 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "My-VAE"]) == 2  # its files, off Linux
     assert "already has a row my-vae that was trained there" in capsys.readouterr().out
     assert score.main([str(tmp_path / "few.pt"), "--into", str(bare_run.path), "--name", "FEW"]) == 0  # replaces few
-    assert "replacing the earlier scores named FEW (seed 0)" in capsys.readouterr().out
+    assert "replacing the earlier scores named few (seed 0)" in capsys.readouterr().out
     assert sorted(m for m, _ in bare_run.load_records()) == ["FEW", "my-vae"]
+    grids = sorted(p.name for p in (bare_run.path / "samples").iterdir() if p.name.casefold().startswith("few--"))
+    assert grids == ["FEW--seed0.png"]  # few's grid went with its record
     assert [m["model"] for m in json.loads(bare_run.results.read_text())["models"]] == ["my-vae", "FEW"]
 
 

@@ -110,10 +110,10 @@ CAPTIONS = {
                          "between classes over that within one (diff/same).",
     "holes": "Random codes decoded, a row per way of drawing them: a plain autoencoder's codes drawn uniformly in their "
              "box, per dimension and from a fitted Gaussian, beside the priors of the models trained to match one, "
-             "with FID and recognisable share per row. Codes off the training codes' density decode to non-digits.",
+             "with FID and recognisable share per row. Codes off the training codes' density decode to images unlike the data's.",
     "interpolation": "Paths between two test images of different classes (the outer columns): a pixel blend, then "
                      "each model's path through its code (frames 0 and 1 are its reconstructions; a model without an "
-                     "encoder goes between two random codes). A good code space keeps a digit at every frame.",
+                     "encoder goes between two random codes). A good code space keeps an image like the data's at every frame.",
     "perturbation": "Two test images' codes moved along random and principal directions by growing multiples of the "
                     "training codes' spread, then decoded, beside the input and its reconstruction: how far a step in "
                     "the code moves the image.",
@@ -387,7 +387,7 @@ def fig_latent_statistics(ctx: Context) -> None:
     for ax, (name, z) in zip(axes[0], clouds):
         dirs, _ = ex.principal_directions(z, 2)
         p = ((z - z.mean(0)) @ dirs.T).numpy()
-        ax.scatter(p[:, 0], p[:, 1], c=None if y is None else y.numpy(), cmap="tab10", s=3, alpha=0.7)
+        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.7, **({} if y is None else {"c": y.numpy(), "cmap": "tab10"}))
         s = stats[name]
         ax.set_title(f"{name}: {s['dims']}-d codes, top-2 PCs\nstd/dim {fmt(s['per_dim_std'])}, "
                      f"length {fmt(s['code_length'])}, diff/same {fmt(s.get('class_ratio'))}", fontsize=8)
@@ -608,7 +608,7 @@ def fig_latent_2d(ctx: Context) -> None:
         ax_img.imshow(grid.permute(1, 2, 0).numpy(), interpolation="nearest")
         ax_img.set_axis_off()
         ax_img.set_title(f"{name}: decoded {n}x{n} grid of its {prior.kind} Gaussian's quantiles", fontsize=8)
-        sc = ax_sc.scatter(z[:, 0], z[:, 1], c=None if y is None else y.numpy(), cmap="tab10", s=4, alpha=0.7)
+        sc = ax_sc.scatter(z[:, 0], z[:, 1], s=4, alpha=0.7, **({} if y is None else {"c": y.numpy(), "cmap": "tab10"}))
         ax_sc.scatter(grid_z[:, 0], grid_z[:, 1], marker="+", c="k", s=8, linewidths=0.5, label="grid")
         ax_sc.set_title(f"{name}: test codes by class, + = grid points", fontsize=8)
         ax_sc.tick_params(labelsize=7)

@@ -196,7 +196,9 @@ class Context:
 
     def gen(self, *what: Any) -> torch.Generator:
         """A CPU generator seeded from the settings' seed and a label (`derive_seed`, as every other
-        seed): each figure draws the same numbers whatever else is drawn."""
+        seed): each figure draws the same numbers whatever else is drawn. Figures label their draws with
+        the model's registered name (`m.name`), not the record's, so a variant (ddim@5) starts from
+        its base model's noise and the two drawings differ only by the sampler."""
         return torch.Generator().manual_seed(derive_seed(self.settings.seed, "explore", *what))
 
     def each_model(self) -> Iterator[Loaded]:
@@ -820,6 +822,13 @@ def learners(ctx: Context, fig_name: str) -> list[Learner]:
     return out
 
 
+def data_count(numbers: dict[str, Any]) -> str:
+    """How many test images the training figure's data FID is on: "as many" as the models' samples,
+    or their number where the test split has fewer."""
+    data = numbers.get("data_samples")
+    return "as many" if data in (None, numbers["samples"]) else f"{data} (all the test split holds)"
+
+
 def fig_training(ctx: Context) -> None:
     """Each training's snapshot strips: the same noise (the same latent codes) drawn at every point of its
     quality curve, so a row is one set of samples learning. Rows are the models, columns the shares of
@@ -832,7 +841,7 @@ def fig_training(ctx: Context) -> None:
     samples = sorted({int(p["samples"]) for it in items for p in it.points if p.get("samples")})
     numbers: dict[str, Any] = {
         "samples": samples[0] if len(samples) == 1 else samples, "feature_space": ctx.feature_space_name(),
-        "data_fid": floor.get("fid"), "models": {}}
+        "data_fid": floor.get("fid"), "data_samples": floor.get("samples"), "models": {}}
     for it in items:
         rec = it.record
         numbers["models"][it.label] = {
@@ -847,7 +856,8 @@ def fig_training(ctx: Context) -> None:
         return
     k = ctx.settings.training_images
     n_text = fmt(numbers["samples"]) if len(samples) == 1 else "/".join(map(str, samples))
-    floor_text = f"; the test images score {fmt(floor['fid'], 3)} on as many" if floor.get("fid") is not None else ""
+    floor_text = (f"; the test images score {fmt(floor['fid'], 3)} on {data_count(numbers)}"
+                  if floor.get("fid") is not None else "")
     title = (f"each model's first {k} samples from the same noise, at each share of its training budget (columns);\n"
              f"FID on {n_text} samples{floor_text}")
     shares = sorted({budget_share(p.get("fraction")) for it in items for p in it.points},
@@ -1081,7 +1091,8 @@ def _numbers_markdown(key: str, nums: dict[str, Any]) -> list[str]:
             out.append(f"| {name} | {v['sampler'] or '–'} | " + " | ".join(fmt(at[s]["fid"], 4) if s in at else "–" for s in shares)
                        + f" | {fmt(at['1']['steps']) if '1' in at else '–'} |")
         samples = nums["samples"]
-        floor = f" The test images score {fmt(nums['data_fid'], 4)} on as many." if nums.get("data_fid") is not None else ""
+        floor = (f" The test images score {fmt(nums['data_fid'], 4)} on {data_count(nums)}."
+                 if nums.get("data_fid") is not None else "")
         out += ["", (f"Each row is one training, measured at shares of its budget (its quality curve, "
                      "`benchmarks.curves`): the images are the first the model draws from the same seeded noise (the same "
                      "latent codes) at every point, so a row shows those samples learning. FID against the training split "

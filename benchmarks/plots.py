@@ -37,6 +37,7 @@ from matplotlib.transforms import Bbox  # noqa: E402
 from benchmarks.curves import TARGET_FACTOR, share_of, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
 from zoo.base import one_line  # noqa: E402
+from zoo.checkpoint import split_training_key  # noqa: E402
 from zoo.files import say  # noqa: E402
 from zoo.registry import split_variant  # noqa: E402
 
@@ -84,7 +85,7 @@ def sampler_groups(records: list[Record]) -> dict[str, list[Row]]:
         if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
             groups[" ".join(keys)].append(row)
     shared = {keys: rows for keys, rows in groups.items() if len(rows) >= 2}
-    split = [[key.rsplit("-", 1) for key in keys.split()] for keys in shared]  # a training key is "<family>-<hash>"
+    split = [[split_training_key(key) for key in keys.split()] for keys in shared]
     families = [parts[0][0] for parts in split]
     return {family if families.count(family) == 1 else f"{family} {' '.join(h for _, h in parts)}": rows
             for family, parts, rows in zip(families, split, shared.values())}

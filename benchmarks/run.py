@@ -233,6 +233,20 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
     return jobs
 
 
+def every_model_takes(jobs: list[Job], spec: zoo.DataSpec, preset: str) -> Callable[[int], bool]:
+    """Whether each model of the run (as `plan` built it) can also be built at another square side."""
+    def takes(side: int) -> bool:
+        at = dataclasses.replace(spec, height=side, width=side)
+        try:
+            for job in jobs:
+                if not job.skip:
+                    zoo.create(job.name, at, preset=preset, **job.overrides)
+        except Exception:  # noqa: BLE001 - a model refusing the side, by GenzooError or its constructor's own
+            return False
+        return True
+    return takes
+
+
 def plugin_modules(jobs: list[Job]) -> tuple[str, ...]:
     """The modules a `--jobs` worker imports for the models registered by an import in this process
     (a script's `import my_model`); one line for a model the workers cannot import, before any work."""
@@ -301,12 +315,17 @@ def make_out_folder(out: Path) -> None:
         raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
 
 
-def note_folder(headers: zdata.Headers, size: int, size_by_default: bool) -> None:
-    """What reading a folder's images changes of them, where a user may not expect it."""
+def note_folder(headers: zdata.Headers, size: int, size_by_default: bool,
+                takes: Callable[[int], bool] = lambda side: True) -> None:
+    """What reading a folder's images changes of them, where a user may not expect it; `takes(side)`
+    says whether every model of the run can be built at that side (advice they refuse is none)."""
     side = headers.largest_short_side
     if size_by_default and 4 <= side < size:  # the default size may enlarge small images
+        fit = next((s for s in range(side, 3, -1) if takes(s)), None)
+        advice = ("" if fit is None else f"; --image-size {fit} enlarges none of them, at less cost"
+                  + ("" if fit == side else f" (the largest side up to {side} that every model of this run takes)"))
         console.print(f"note: the folder's images are at most {side} pixels on their short side, enlarged to "
-                      f"{size}; --image-size {side} enlarges none of them, at less cost", highlight=False)
+                      f"{size}{advice}", highlight=False)
     for note in headers.notes():
         console.print(note, highlight=False, soft_wrap=True)
 
@@ -573,8 +592,12 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
 
 def save_grid(images: Tensor, path: Path) -> None:
     """The first 64 images as an 8x8 grid, written whole: another runner drawing the comparison
-    figure never reads half a file."""
-    atomic_write(path, lambda tmp: save_image(images[:64], tmp, nrow=8, padding=2, format="PNG"))
+    figure never reads half a file. Fewer than 8 images (a small test split) are followed by blank
+    cells to a full row, as comparison.png cuts every grid's top row into 8 cells."""
+    images = images[:64]
+    if len(images) < 8:
+        images = torch.cat([images, images.new_zeros(8 - len(images), *images.shape[1:])])
+    atomic_write(path, lambda tmp: save_image(images, tmp, nrow=8, padding=2, format="PNG"))
 
 
 def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
@@ -947,10 +970,10 @@ def _main(argv: list[str]) -> int:
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,
                                    min_test=fidelity.MIN_IMAGES, labels=args.labels)
+        jobs = plan(args, splits.spec)
         if args.dataset.startswith("folder:"):
             note_folder(zdata.folder_headers(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0]),
-                        splits.spec.height, args.image_size is None)
-        jobs = plan(args, splits.spec)
+                        splits.spec.height, args.image_size is None, every_model_takes(jobs, splits.spec, args.preset))
         plugins = plugin_modules(jobs) if args.jobs > 1 else ()
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply
             note_unfused(jobs, seeds, budget, args.precision, procs.world)

@@ -297,6 +297,24 @@ def test_what_the_runner_notes_of_a_folder_is_read_from_the_headers(tmp_path, ca
     assert capsys.readouterr().out == ""  # a size asked for is not noted, nor is what is not there
 
 
+def test_the_size_advice_is_a_side_every_model_of_the_run_takes(tmp_path, capsys):
+    """Found by a probe: 30-pixel photos were advised --image-size 30, which 11 of the 17 models refuse."""
+    from benchmarks import run
+    from zoo import DataSpec
+
+    Image.new("RGB", (30, 45)).save(tmp_path / "0.png")
+    headers = data.folder_headers([tmp_path / "0.png"])
+    jobs = [run.Job("realnvp", {}), run.Job("pixelcnn", {})]
+    takes = run.every_model_takes(jobs, DataSpec(3, 32, 32), "quick")
+    assert not takes(30) and takes(28) and not takes(6)  # realnvp squeezes the side twice: multiples of 4
+    run.note_folder(headers, 32, size_by_default=True, takes=takes)
+    printed = capsys.readouterr().out.replace("\n", " ")
+    assert "at most 30 pixels on their short side, enlarged to 32; --image-size 28 enlarges none of them, at less " \
+           "cost (the largest side up to 30 that every model of this run takes)" in printed
+    run.note_folder(headers, 32, size_by_default=True, takes=lambda side: False)
+    assert capsys.readouterr().out.split("enlarged to ")[1].strip() == "32"  # no advice where no side fits
+
+
 def test_a_large_photo_is_read_without_pillows_two_line_warning(tmp_path, monkeypatch, recwarn):
     """Found by a probe: above Pillow's pixel limit (89 megapixels) its DecompressionBombWarning came
     through as two raw lines; genzoo's limit is Pillow's error, at twice that."""

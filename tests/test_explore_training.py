@@ -216,3 +216,11 @@ def test_a_strip_reads_back_as_its_images(tmp_path):
                                              (round(1 - 1e-9, 6), "1"), (1.0, "1"), (round(2 ** -11, 6), "1/2048"), (None, "?")])
 def test_a_point_is_named_by_the_share_it_was_due_at(fraction, share):
     assert explore.budget_share(fraction) == share
+
+
+@pytest.mark.parametrize("data, samples, said", [
+    (None, 50, "as many"), (50, 50, "as many"),
+    (12, 50, "12 (all the test split holds)"),  # found by a probe: a 12-image test split was said to be "as many"
+    (12, [12, 50], "12 (all the test split holds)")])
+def test_the_data_fid_names_its_count_where_the_test_split_is_smaller(data, samples, said):
+    assert explore.data_count({"data_samples": data, "samples": samples}) == said

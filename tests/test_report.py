@@ -387,6 +387,21 @@ def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeyp
     assert any(t.startswith(name + " (1 NFE)") for t in drawn[2])
 
 
+def test_a_grid_of_fewer_than_8_images_fills_its_row_so_comparison_cuts_whole_images(tmp_path):
+    """Found by a probe: a folder with 5 test images wrote a 5-wide data grid, and comparison.png cut
+    it as 8 cells, showing slivers of the images."""
+    import matplotlib.pyplot as plt
+    import torch
+
+    path = tmp_path / "data.png"
+    images = torch.rand(5, 1, 6, 6) * 0.5 + 0.5  # no pixel black, as the blank cells are
+    run.save_grid(images, path)
+    grid = plt.imread(path)
+    assert grid.shape[:2] == (6 + 4, 8 * (6 + 2) + 2)  # one row of 8 cells, 2 px padding around each
+    cells = [grid[2:8, 2 + 8 * i: 8 + 8 * i] for i in range(8)]
+    assert all(c.min() > 0.4 for c in cells[:5]) and all(c.max() == 0 for c in cells[5:])
+
+
 @pytest.mark.parametrize("run_info, precisions, said", [
     ({"precision": "fp32"}, ["fp32", "fp32"], ", in fp32 ("),
     ({"precision": "fp32", "tf32_matmuls": True}, ["fp32"], ", in fp32 (TF32 matmuls on CUDA) ("),

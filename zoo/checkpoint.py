@@ -77,6 +77,12 @@ def training_key(model: Generator, data_hash: str, budget: Budget, seed: int, pr
     return f"{what['family']}-{digest}"
 
 
+def split_training_key(key: str) -> tuple[str, str]:
+    """A training key's family and hash: "diffusion-0a1b2c3d4e" -> ("diffusion", "0a1b2c3d4e")."""
+    family, _, digest = key.rpartition("-")
+    return family, digest
+
+
 def file_hash(path: Path) -> str:
     h = hashlib.sha1()
     with open(path, "rb") as f:

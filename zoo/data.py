@@ -358,7 +358,6 @@ class Headers:
     transparent: tuple[Path, ...]  # an alpha channel or a transparent colour: read without it, pixels as stored
     animated: tuple[Path, ...]  # several frames (an animation, a TIFF's pages, an MPO's preview): read as the first
 
-
     def notes(self) -> list[str]:
         """What reading these images drops, where a user may not expect it: one line each."""
         return [f"note: {what}: {len(files)}, the first {files[0]}" for files, what in (

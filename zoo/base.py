@@ -34,11 +34,11 @@ class GenzooError(ValueError):
         return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
 
 
-def one_line(e: BaseException, limit: int = 160) -> str:
+def one_line(e: BaseException) -> str:
     """An exception in one line, for refusals, warnings and records: its class and the first line of
-    its message, cut at `limit` characters."""
+    its message, cut at 160 characters."""
     text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:limit]}" if text else type(e).__name__
+    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
 
 
 # A saved model's two files (`Generator.save`): its weights, and its name, hyper-parameters and DataSpec.
@@ -278,7 +278,7 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     config: ConfigT  # an instance of the model's own Config
     presets: ClassVar[dict[str, dict[str, Any]]] = {}  # reference hparams per preset, next to the code
-    eval_samples: ClassVar[dict[str, int]] = {}  # per preset, for models whose sampling is costly
+    eval_samples: ClassVar[dict[str, int]] = {}  # per preset: fewer samples than the preset scores (a costly sampler, or a model compared with one)
     # Sampler variants of one trained model (ddpm/ddim) share `train_family`; hparams listed in
     # `sampler_params` change sampling only, so they are left out of the training key.
     train_family: ClassVar[str | None] = None
@@ -544,9 +544,15 @@ class Likelihood:
         return (torch.round(x * 255) + u) / 256
 
     @staticmethod
+    def discrete_bits_per_dim(nll_nats: Tensor, dims: int) -> Tensor:
+        """Per-image nats of a probability of the 8-bit image itself (no dequantization) -> bits/dim."""
+        return nll_nats / (dims * math.log(2))
+
+    @staticmethod
     def continuous_bits_per_dim(nll_nats: Tensor, dims: int) -> Tensor:
-        """Per-image nats of a density on dequantized [0,1]^D -> bits/dim on the 8-bit scale."""
-        return nll_nats / (dims * math.log(2)) + 8.0
+        """Per-image nats of a density on dequantized [0,1]^D -> bits/dim on the 8-bit scale (a density
+        over 256 levels per dimension reads 8 bits higher as a probability of the level)."""
+        return Likelihood.discrete_bits_per_dim(nll_nats, dims) + 8.0
 
     @abc.abstractmethod
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -571,6 +577,11 @@ class GaussianPrior:
     loc: Tensor
     scale: Tensor
     kind: str
+
+    @classmethod
+    def standard(cls, dim: int) -> GaussianPrior:
+        """N(0, I) over codes of `dim` dimensions: the prior a VAE, an AAE or a GAN is trained to match."""
+        return cls(torch.zeros(dim), torch.ones(dim), "prior")
 
     @property
     def dim(self) -> int:

@@ -49,7 +49,6 @@ from zoo.files import say
 from zoo.parallel import Processes
 from zoo.seeds import derive_seed, rng_state
 from zoo.train import (
-    READ_EVERY,
     Diverged,
     Hook,
     Interrupted,
@@ -62,6 +61,7 @@ from zoo.train import (
     on_device,
     progress_bar,
     progress_text,
+    read_every,
     run_hooks,
     set_learning_rates,
     signals_caught,
@@ -353,7 +353,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                 "average": None if avg is None else [a.cpu().clone() for a in avg],
                 "result": {**asdict(results[s]), "reused": False}, "rng": rng, "rng_ranks": [rng]}
 
-    read_every = READ_EVERY.get(device.type, READ_EVERY["default"])
+    read_interval = read_every(device)
     with progress_bar(f"{models[0].name} seeds {','.join(map(str, seeds))}", progress) as bar, signals_caught() as caught:
         task = bar.add_task("train", total=None, info="")
         start, last_save, steps = time.perf_counter(), 0.0, 0
@@ -382,7 +382,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                     w.seconds, w.fraction = elapsed, min(1.0, steps / max_steps)
                     start += run_hooks(hooks[s] if alive[s] else (), w, device)
             save_due = ckpts is not None and elapsed - last_save >= save_every
-            if caught or save_due or steps % read_every == 0 or steps >= max_steps:
+            if caught or save_due or steps % read_interval == 0 or steps >= max_steps:
                 for s in range(len(seeds)):
                     if not alive[s]:
                         continue

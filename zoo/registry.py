@@ -188,7 +188,7 @@ def parse(name: str) -> tuple[type[Generator], dict[str, Any]]:
     if cls.variant_param is None:
         raise GenzooError(f"bad model variant {name!r}: {cls.name} has no variants")
     kind = config_types(cls.Config).get(cls.variant_param)
-    kind = kind if kind in VARIANT_TEXT else int  # an annotation that does not resolve: an int, as before floats
+    kind = kind if kind in VARIANT_TEXT else int  # an annotation that does not resolve: an int
     pattern, noun = VARIANT_TEXT[kind]
     if not pattern.fullmatch(value):
         raise GenzooError(f"bad model variant {name!r}: {cls.name}@<{noun}> sets {cls.variant_param}")

@@ -51,6 +51,11 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 READ_EVERY = {"cpu": 1, "default": 32}
 
 
+def read_every(device: torch.device) -> int:
+    """Steps between reading the losses back on this device (`READ_EVERY`)."""
+    return READ_EVERY.get(device.type, READ_EVERY["default"])
+
+
 class Diverged(RuntimeError):
     """A loss became NaN or infinite; the message names the first step where it did."""
 
@@ -274,7 +279,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
 
     model.train()
     procs.copy_from_main(model)
-    read_every = READ_EVERY.get(device.type, READ_EVERY["default"])
+    read_interval = read_every(device)
     pending = UnreadLosses(device)
     watched = Training(model, result, average, finish)
     with (progress_bar(model.name, progress) as bar, signals_caught(stop_wins=procs.world == 1) as caught,
@@ -327,7 +332,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
             urgent = procs.world == 1 and bool(
                 caught or (ckpt is not None and elapsed - last_save >= save_every)
                 or (budget.unit == "seconds" and spent + elapsed >= budget.amount))
-            if urgent or result.steps % read_every == 0 or result.steps >= max_steps:
+            if urgent or result.steps % read_interval == 0 or result.steps >= max_steps:
                 # One exchange per read: the group's mean losses, its clock, and whether a signal came.
                 elapsed, signalled = pending.read(result.history, procs, [elapsed, float(bool(caught))])
                 result.seconds = spent + elapsed

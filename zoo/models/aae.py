@@ -112,5 +112,4 @@ class AAE(Generator["AAE.Config"], Latent):
 
     def latent_prior(self) -> GaussianPrior:
         """N(0, I): the prior the codes were trained to match and samples are drawn from."""
-        d = self.config.latent_dim
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+        return GaussianPrior.standard(self.config.latent_dim)

@@ -87,7 +87,7 @@ def padded_unet(unet: UNet2DModel, x_t: Tensor, timesteps: Tensor, multiple: int
     h, w = x_t.shape[-2:]
     ph, pw = -h % multiple, -w % multiple
     x = F.pad(x_t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) if ph or pw else x_t  # (B,C,H',W')
-    labelled = {} if class_labels is None else {"class_labels": class_labels}  # an unlabelled UNet is called as before
+    labelled = {} if class_labels is None else {"class_labels": class_labels}  # an unconditional UNet takes no class_labels
     out = unet(x, timesteps, **labelled).sample  # (B,C,H',W')
     return out[..., ph // 2:ph // 2 + h, pw // 2:pw // 2 + w]  # (B,C,H,W)
 
@@ -240,7 +240,7 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
         return len(self.sampler()[0].timesteps)
 
     def fast_sampler(self) -> Generator:
-        """The same network sampled by DDIM at its default steps: a twentieth of the network passes."""
+        """The same network sampled by DDIM at its default steps: far fewer network passes than ddpm's."""
         fast = DDIM(self.spec, **dataclasses.asdict(self.config)).to(self.device)
         fast.load_state_dict(self.state_dict())
         return fast.eval()

@@ -88,10 +88,10 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
 
     @dataclass
     class Config(UNetConfig):  # ddpm's UNet fields, plus:
-        # 50: ddim's default, so that flow-matching and ddim (the same UNet under the two objectives) meet
+        # ddim's default, so that flow-matching and ddim (the same UNet under the two objectives) meet
         # at equal network evaluations; and not 10, because where the learned paths bend a long Euler
         # step averages the images a point could become (module docstring): blur that more steps remove.
-        steps: int = hparam(50, ge=1, le=1000)
+        steps: int = hparam(DDIM.Config.steps, ge=1, le=1000)
         lr: float = learning_rate(1e-3)
 
     # ddpm's presets (UNet sizes, rate, weight average) without its diffusion fields, so the two
@@ -156,6 +156,6 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
         return self.config.steps
 
     def fast_sampler(self) -> Generator:
-        """Itself: at the default 50 steps, Euler costs what ddpm's fast sampler (50-step DDIM) does, so
+        """Itself: at its default steps (ddim's), Euler costs what ddpm's fast sampler (DDIM) does, so
         both models' training curves are drawn at equal cost, with the sampler the table measures."""
         return self

@@ -26,7 +26,7 @@ are trained against each other, one update each per training step:
   y" is what it learns to recognise. `sample(n, labels=...)` draws the asked-for digits.
 
 Networks see images in [-1, 1] (tanh output); samples are mapped back to [0, 1].
-Which sizes fit: square images whose side is divisible by 4 (28x28 grey: 7 -> 14 -> 28,
+Which sizes fit: square images whose side is divisible by 4 and at least 8 (28x28 grey: 7 -> 14 -> 28,
 32x32 RGB: 4 -> 8 -> 16 -> 32, 64x64: 4 -> ... -> 64); others get a one-line GenzooError.
 """
 from __future__ import annotations
@@ -201,8 +201,7 @@ class _GAN(Generator[GANConfig], CodeSampler):
 
     # -- the code sampler: G draws from z ~ N(0, I) --------------------------------------------
     def latent_prior(self) -> GaussianPrior:
-        d = self.config.z_dim
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+        return GaussianPrior.standard(self.config.z_dim)
 
     def decode(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
         """G(z) (B,C,H,W) in [0,1] for codes z (B, z_dim); `cgan` needs labels (B,)."""
@@ -303,9 +302,9 @@ class CGAN(_GAN, Conditional):
     config: CGAN.Config  # GANConfig and the field above
 
     presets = {
-        "smoke": dict(z_dim=16, hidden=8, embed_dim=4),
-        "quick": dict(z_dim=64, hidden=32, embed_dim=16, lr=4e-4, ema=0.99),  # as dcgan's
-        "full": dict(z_dim=100, hidden=64, embed_dim=32),
+        "smoke": dict(DCGAN.presets["smoke"], embed_dim=4),
+        "quick": dict(DCGAN.presets["quick"], embed_dim=16),
+        "full": dict(DCGAN.presets["full"], embed_dim=32),
     }
 
     def _labels(self, y):

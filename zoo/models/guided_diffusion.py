@@ -207,5 +207,5 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
         return self.config.steps * (1 if self.config.guidance in (0, 1) else 2)
 
     def fast_sampler(self) -> Generator:
-        """Itself: DDIM at 50 steps already, so the training curves are drawn by the sampler the table measures."""
+        """Itself: DDIM at its `steps` already, so the training curves are drawn by the sampler the table measures."""
         return self

@@ -62,6 +62,13 @@ from zoo.registry import register
 DOWNSAMPLE = 4  # two stride-2 levels: 28x28 -> 7x7, 32x32 -> 8x8
 
 
+def check_sides(model: str, spec: DataSpec) -> None:
+    """Image sides the autoencoder's two stride-2 levels divide: one GenzooError line otherwise."""
+    if spec.height % DOWNSAMPLE or spec.width % DOWNSAMPLE:
+        raise GenzooError(f"{model}: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
+                          f"got {spec.height}x{spec.width}; pass --image-size (e.g. 28 or 32)")
+
+
 class LatentEncoder(nn.Module):
     """(B,C,H,W) in [0,1] -> (B,out,H/4,W/4): two stride-2 convs and a 3x3 head."""
 
@@ -163,9 +170,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
 
     def validate(self) -> None:
         """Image sides multiples of 4; the latent UNet's channels divisible by norm_groups, attention on its levels."""
-        if self.spec.height % DOWNSAMPLE or self.spec.width % DOWNSAMPLE:
-            raise GenzooError(f"ldm: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
-                              f"got {self.spec.height}x{self.spec.width}; pass --image-size (e.g. 28 or 32)")
+        check_sides(self.name, self.spec)
         check_unet(self.name, self.config)  # the latent DDIM's, named as this model's
 
     def __init__(self, spec, **hparams):

@@ -34,7 +34,7 @@ above, so it is computed once per row (one output row per layer); the horizontal
 head are then evaluated at the single new position only, as small matrix products on (B, features)
 vectors. Both draw u ~ U[0,1) from the seeded generator for every sub-pixel and invert the CDF of
 the softmax, so they draw the same image whenever their logits agree; the two compute the same sums
-in a different order, and a rounding difference (~1e-6 in float32) flips a drawn value only if u
+in a different order, and a rounding difference flips a drawn value only if u
 falls that close to a CDF boundary (the tests check identical draws in float32 and float64).
 Either can be watched (`sample(n, callback=fn)`): one step per sub-pixel, the canvas so far.
 """
@@ -294,7 +294,7 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
             log_px_y = torch.stack([-self._nll(levels, torch.full((B,), k, device=x.device)) for k in range(K)],
                                    dim=1)  # (B,K) log p(x|y=k)
             nll = -(torch.logsumexp(log_px_y, dim=1) - math.log(K))
-        return nll / (self.spec.dims * math.log(2))
+        return self.discrete_bits_per_dim(nll, self.spec.dims)
 
     # -- sampling ------------------------------------------------------------------------
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,

@@ -4,7 +4,7 @@ The encoder gives a Gaussian q(z|x) = N(mu, sigma^2); a draw z = mu + sigma * ep
 (reparameterization) is decoded to p(x|z), one distribution per sub-pixel, independent given z.
 Loss = reconstruction + beta * KL(q(z|x) || N(0, I)). Two decoders (`decoder` in the Config; the
 Gaussian is the default because its mean images are the better samples under a short budget, while
-the logistic gives the tighter bits/dim; the README has the comparison):
+the logistic gives the tighter bits/dim; docs/experiments/2026-11-24-vae-decoder.md compares them):
 
 - "logistic": a logistic (location and scale from the decoder) discretized to the 256 pixel levels,
   as in PixelCNN++; the reconstruction term is -log p(x|z) of the 8-bit image itself, so with
@@ -216,8 +216,7 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Obj
         iw = torch.logsumexp(log_px + log_pz - log_qz, dim=0) - math.log(k)  # (B,) nats
         kl = gaussian_kl(mu, logvar).sum(1)
         elbo = log_px.mean(0) - kl
-        to_bits = self.spec.dims * math.log(2)  # a probability of the 8-bit image itself: no dequantization
-        return -iw / to_bits, -elbo / to_bits
+        return self.discrete_bits_per_dim(-iw, self.spec.dims), self.discrete_bits_per_dim(-elbo, self.spec.dims)
 
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The importance-weighted bound (k = iw_samples) in bits/dim: an upper bound on the NLL."""
@@ -229,8 +228,7 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Obj
 
     def latent_prior(self) -> GaussianPrior:
         """N(0, I): the prior the KL term pulls q(z|x) toward, and `sample` decodes draws of."""
-        d = self.config.latent_dim
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+        return GaussianPrior.standard(self.config.latent_dim)
 
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None) -> Tensor:
         return self.decode(self.config.temperature * self.randn(n, self.config.latent_dim, generator=generator))

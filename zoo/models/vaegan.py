@@ -140,5 +140,4 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
 
     def latent_prior(self) -> GaussianPrior:
         """N(0, I): the prior the codes were trained to match and samples are drawn from."""
-        d = self.config.latent_dim
-        return GaussianPrior(torch.zeros(d), torch.ones(d), "prior")
+        return GaussianPrior.standard(self.config.latent_dim)

@@ -94,7 +94,6 @@ the price of a joint step: an upper bound, so the model gets no compute it does 
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
@@ -104,7 +103,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zoo.base import Generator, GenzooError, Likelihood, ModelConfig, Tokenized, hparam, learning_rate, width
-from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder, StepCounted
+from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder, StepCounted, check_sides
 from zoo.models.pixelcnn import GatedLayer, draw, gate
 from zoo.models.vae import discretized_logistic_nll
 from zoo.registry import register
@@ -223,9 +222,7 @@ class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
 
     def validate(self) -> None:
         """Image sides multiples of 4 (two stride-2 levels)."""
-        if self.spec.height % DOWNSAMPLE or self.spec.width % DOWNSAMPLE:
-            raise GenzooError(f"vqvae: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
-                              f"got {self.spec.height}x{self.spec.width}; pass --image-size (e.g. 28 or 32)")
+        check_sides(self.name, self.spec)
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)
@@ -366,8 +363,8 @@ class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
         tokens = self.encode_tokens(x)
         code_nats = self.prior.nll(tokens)
         decoder_nats = self._decoder_nll(x, self._quantised(tokens)).flatten(1).sum(1)
-        to_bits = self.spec.dims * math.log(2)  # a probability of the 8-bit image itself: no dequantization
-        return (code_nats + decoder_nats) / to_bits, code_nats / to_bits
+        return (self.discrete_bits_per_dim(code_nats + decoder_nats, self.spec.dims),
+                self.discrete_bits_per_dim(code_nats, self.spec.dims))
 
     def nll_bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """The single-code bound in bits/dim (module docstring): deterministic, `generator` is unused."""

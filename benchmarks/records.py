@@ -51,7 +51,7 @@ class Record:
 
     model: str  # registered name, variant included (ddim@10)
     seed: int
-    status: str = col("status")  # ok | error | diverged | skipped | interrupted
+    status: str = col("status")  # ok | error | diverged | skipped
     error: str | None = None  # one line: why it did not finish, or why it was skipped
     # sample quality, in `feature_space`, against the training split
     fid: float | None = col("FID ↓", "{:.2f}", ci=True, quality=True)

@@ -284,6 +284,27 @@ def test_a_feature_net_to_train_into_a_cache_that_cannot_be_used_is_one_line(tmp
         features.classifier_space(splits)
 
 
+def test_training_a_feature_net_is_said_before_it_starts(tmp_path, monkeypatch, capsys):
+    """Found by a probe: a new folder's feature net trained for minutes without a word."""
+    import dataclasses
+
+    from zoo.data import load_splits
+    from zoo.metrics import features
+
+    monkeypatch.setenv("GENZOO_CACHE", str(tmp_path / "cache"))
+    splits = dataclasses.replace(load_splits("mnist5k"), content_hash="no-shipped-net")
+
+    def trained_after_the_line(splits, device="cpu"):
+        assert "training a feature net for mnist5k" in capsys.readouterr().out  # said first
+        return features.FeatureNet(1, 10), {"dataset": "mnist5k", "task": "labels", "channels": 1, "num_classes": 10}
+
+    monkeypatch.setattr(features, "make_feature_net", trained_after_the_line)
+    space = features.classifier_space(splits)
+    assert space.info["source"] == "trained here"
+    features.classifier_space(splits)  # from the cache: nothing trained, nothing said
+    assert capsys.readouterr().out == ""
+
+
 def test_an_out_folder_of_someone_elses_report_files_or_inside_the_images_is_refused(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
     mine = tmp_path / "mine"

@@ -30,7 +30,7 @@ from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from zoo.base import GenzooError, of_type, one_line
 from zoo.data import Splits, to_float
-from zoo.files import atomic_write, write_error
+from zoo.files import atomic_write, say, write_error
 
 CLASSIFIER_EXTRACTOR = "genzoo-classifier"
 SHIPPED = Path(__file__).parent / "nets"  # feature nets that ship with genzoo: <name>.safetensors + <name>.json
@@ -206,8 +206,14 @@ def classifier_space(splits: Splits, device: torch.device | str = "cpu", net_pat
             check_cache()  # explore and serve come here too: one line, not an OSError from mkdir
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path.with_suffix(".lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)
+                try:
+                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    say(f"waiting for another process training the feature net of {splits.name} ({path.parent})")
+                    fcntl.flock(lock, fcntl.LOCK_EX)
                 if not (path.is_file() and meta_path.is_file()):
+                    say(f"training a feature net for {splits.name}, the ruler its samples are measured with: once, "
+                        f"then kept in {path.parent}")
                     _train_into_cache(splits, path, device)
     net, meta = load_given_net(path) if source == "file" else load_feature_net(path)
     digest = file_sha256(path)

@@ -66,6 +66,7 @@ from zoo.base import (
     GenzooError,
     Invertible,
     Latent,
+    Noising,
     Stepwise,
     Tokenized,
     one_line,
@@ -119,8 +120,9 @@ CAPTIONS = {
                     "the code moves the image.",
     "latent_2d": "The whole of a 2-D code space: a grid of the prior's quantiles decoded, beside the test codes coloured by "
                  "class with the grid's points.",
-    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory or its canvas filling "
-               "in, or one Gaussian code decoded at several temperatures.",
+    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory (under diffusion's "
+               "forward process, which takes a test image to the same noise levels with no network) or its canvas "
+               "filling in, or one Gaussian code decoded at several temperatures.",
     "copies": "Each model's samples nearest to a training image, each followed by that training image (nearest in the "
               "feature space) and by its nearest in pixel space, with the copy rate: is the model copying its data?",
     "training": "Each model's first samples from the same noise at each share of its training budget (the columns), "
@@ -694,8 +696,22 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
     numbers = {"what": f"{shown} at {len(cols)} of {tr['total_steps']} sampler steps",
                "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
-    fig = rows_figure(rows, labels, cols, title=f"{name}: {tr['total_steps']} steps from noise to image")
-    return fig, numbers
+    panels: list[Panel] = [(rows, labels, cols, f"{name}: {tr['total_steps']} steps from noise to image")]
+    if isinstance(m, Noising) and None not in tr["timesteps"]:
+        panels.insert(0, ([noised_test_image(ctx, m, tr["timesteps"])], ["a test image"], cols,
+                          "the forward process: the test image noised to each t, as training does (no network)"))
+        numbers["what"] += "; above them, a test image taken to each t by the forward process (no network)"
+    return panels_figure(panels), numbers
+
+
+def noised_test_image(ctx: Context, m: Generator, timesteps: list[int]) -> Tensor:
+    """One test image (the same for every model) noised to each of `timesteps` by a `Noising` model's
+    forward process, with one noise draw: (T,C,H,W) in [0,1] for display."""
+    x_test = ctx.splits.x_test
+    x = to_float(x_test[int(torch.randint(len(x_test), (1,), generator=ctx.gen("forward")))][None]).to(m.device)
+    noise = torch.randn(x.shape, generator=ctx.gen("forward noise")).to(m.device)
+    assert isinstance(m, Noising)
+    return torch.cat([m.noise_image(x, t, noise) for t in timesteps]).clamp(0, 1).float().cpu()
 
 
 def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:

@@ -13,18 +13,19 @@ from zoo.base import (
     Invertible,
     Latent,
     Likelihood,
+    Noising,
     ProbabilisticDecoder,
     SamplingStep,
     Stepwise,
     Tokenized,
 )
 
-CAPABILITIES = (Latent, CodeSampler, ProbabilisticDecoder, Stepwise, Invertible, Likelihood, Conditional, Tokenized)
+CAPABILITIES = (Latent, CodeSampler, ProbabilisticDecoder, Stepwise, Noising, Invertible, Likelihood, Conditional, Tokenized)
 DECLARED = {
     "ae": {Latent}, "vae": {Latent, ProbabilisticDecoder, Likelihood}, "aae": {Latent}, "vae-gan": {Latent},
     "realnvp": {Latent, Likelihood}, "dcgan": {CodeSampler}, "wgan": {CodeSampler}, "cgan": {CodeSampler, Conditional},
-    "ddpm": {Stepwise}, "ddim": {Stepwise, Invertible}, "ldm": {Stepwise}, "flow-matching": {Stepwise},
-    "ddpm-cond": {Stepwise, Conditional}, "ldm-cond": {Stepwise, Conditional},
+    "ddpm": {Stepwise, Noising}, "ddim": {Stepwise, Noising, Invertible}, "ldm": {Stepwise},
+    "flow-matching": {Stepwise, Noising}, "ddpm-cond": {Stepwise, Noising, Conditional}, "ldm-cond": {Stepwise, Conditional},
     "pixelcnn": {Stepwise, Likelihood}, "pixelcnn-cond": {Stepwise, Likelihood, Conditional},
     "vqvae": {Likelihood, Tokenized},
 }
@@ -64,6 +65,28 @@ def test_a_callback_watches_every_step_and_changes_nothing(name):
         timesteps = [s.timestep for s in steps]
         assert timesteps == sorted(timesteps, reverse=True) and timesteps[0] > timesteps[-1]
         assert all(s.prediction is not None and s.prediction.shape == s.images.shape for s in steps)
+
+
+@pytest.mark.parametrize("name", [n for n, caps in DECLARED.items() if Noising in caps])
+def test_the_forward_process_is_the_textbook_one_at_the_samplers_timesteps(name):
+    """Computed here from the schedule's numbers, not by the scheduler's add_noise: diffusion's
+    sqrt(abar_t) x0 + sqrt(1 - abar_t) eps on [-1, 1]; flow matching's straight line from the noise
+    (t = 999) to the image (t = 0)."""
+    spec = zoo.DataSpec(1, 8, 8, 10)
+    model = build(name, spec)
+    x, noise = torch.rand(3, *spec.shape, generator=g(0)), torch.randn(3, *spec.shape, generator=g(1))
+    steps: list[SamplingStep] = []
+    model.sample(1, generator=g(2), labels=torch.tensor([0]) if isinstance(model, Conditional) else None,
+                 callback=steps.append)
+    for t in (steps[0].timestep, steps[len(steps) // 2].timestep, steps[-1].timestep):
+        if name == "flow-matching":
+            share = t / 999  # of the noise
+            expected = (1 - share) * (2 * x - 1) + share * noise
+        else:
+            abar = model.noise_scheduler.alphas_cumprod[t].double()
+            expected = abar.sqrt() * (2 * x - 1) + (1 - abar).sqrt() * noise
+        assert torch.allclose(model.noise_image(x, t, noise), (expected.float() + 1) / 2, atol=1e-5), t
+    assert steps[0].timestep > steps[-1].timestep
 
 
 @pytest.mark.parametrize("name", [n for n, caps in DECLARED.items() if Stepwise not in caps])

@@ -10,6 +10,7 @@ from zoo.base import (
     Latent,
     Likelihood,
     ModelConfig,
+    Noising,
     Objective,
     ProbabilisticDecoder,
     SamplingStep,
@@ -24,6 +25,6 @@ from zoo.registry import available, create, load, register
 __version__ = "0.1.0"
 __all__ = [
     "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Invertible", "Latent",
-    "Likelihood", "ModelConfig", "Objective", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
+    "Likelihood", "ModelConfig", "Noising", "Objective", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
     "available", "create", "hparam", "learning_rate", "load", "register", "width", "__version__",
 ]

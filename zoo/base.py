@@ -733,6 +733,18 @@ class Stepwise:
         """`Generator._sample`, calling `callback` (if any) at every step."""
 
 
+class Noising:
+    """Capability: the model learns to undo a fixed forward process that takes an image to noise with
+    no network (diffusion's q(x_t | x_0), flow matching's straight line): `noise_image` takes images
+    to the noise level a `SamplingStep.timestep` names, so a figure sets the forward process beside
+    the learned reverse one."""
+
+    @abc.abstractmethod
+    def noise_image(self, x: Tensor, timestep: int, noise: Tensor) -> Tensor:
+        """Images x (N,C,H,W) in [0,1] and standard-normal `noise` of their shape -> x at `timestep`
+        (N,C,H,W), on the scale of the sampler's `SamplingStep.images`: as training noises them."""
+
+
 class Invertible:
     """Capability: images map back to the noise a deterministic sampler draws them from (DDIM
     inversion), so two images can be interpolated through their noises: `generate(invert(x))` is

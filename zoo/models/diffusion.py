@@ -41,7 +41,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import MAX_WIDTH, DataSpec, Generator, GenzooError, Invertible, ModelConfig, Objective, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.base import (
+    MAX_WIDTH,
+    DataSpec,
+    Generator,
+    GenzooError,
+    Invertible,
+    ModelConfig,
+    Noising,
+    Objective,
+    SamplingStep,
+    Stepwise,
+    hparam,
+    learning_rate,
+)
 from zoo.nets import to_signed, to_unit
 from zoo.nets.replay import replayed
 from zoo.registry import register
@@ -154,8 +167,15 @@ def noised(scheduler: DDPMScheduler, x: Tensor, noise: Tensor, t: Tensor) -> tup
     return x_t, x0
 
 
+def noised_to(scheduler: DDPMScheduler, x: Tensor, timestep: int, noise: Tensor) -> Tensor:
+    """`Noising.noise_image` of a diffusion model: images x in [0,1] at `timestep` as training noises
+    them, on the [0,1] scale the sampler's x_t is shown on."""
+    t = torch.full((len(x),), timestep, dtype=torch.long, device=x.device)
+    return to_unit(noised(scheduler, x, noise, t)[0])
+
+
 @register
-class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
+class DDPM(Generator["DDPM.Config"], Stepwise, Noising, Objective):
     """Denoising diffusion, ancestral sampling: 1000 network evaluations a sample."""
 
     name = "ddpm"
@@ -197,6 +217,9 @@ class DDPM(Generator["DDPM.Config"], Stepwise, Objective):
     def predict(self, x_t: Tensor, t: Tensor) -> Tensor:
         """The UNet's prediction (noise, v or x0: `prediction_type`) for x_t (B,C,H,W) at timesteps t (B,)."""
         return padded_unet(self.unet, x_t, t, self.multiple)
+
+    def noise_image(self, x: Tensor, timestep: int, noise: Tensor) -> Tensor:
+        return noised_to(self.noise_scheduler, x, timestep, noise)
 
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:
         """MSE of the prediction for images x in [0,1], given the noise and timesteps."""

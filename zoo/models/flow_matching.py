@@ -53,7 +53,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Generator, Objective, SamplingStep, Stepwise, hparam, learning_rate
+from zoo.base import Generator, Noising, Objective, SamplingStep, Stepwise, hparam, learning_rate
 from zoo.models.diffusion import DDIM, DDPM, UNetConfig, build_unet, check_unet, padded_unet
 from zoo.nets import to_signed, to_unit
 from zoo.nets.replay import replayed
@@ -79,7 +79,7 @@ def unet_timestep(t: Tensor) -> Tensor:
 
 
 @register
-class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
+class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Noising, Objective):
     """Conditional flow matching on straight paths, sampled by Euler's method: `steps` network evaluations a sample."""
 
     name = "flow-matching"
@@ -114,6 +114,11 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Objective):
     def velocity(self, x_t: Tensor, t: Tensor) -> Tensor:
         """The UNet's velocity v_theta(x_t, t) for x_t (B,C,H,W) at flow times t (B,)."""
         return padded_unet(self.unet, x_t, unet_timestep(t), self.multiple)
+
+    def noise_image(self, x: Tensor, timestep: int, noise: Tensor) -> Tensor:
+        """The point of the straight line from `noise` to x at the flow time the timestep names."""
+        t = torch.full((len(x),), 1 - timestep / NOISE_TIMESTEP, device=x.device)
+        return to_unit(interpolate(noise, to_signed(x), t))
 
     # -- training: regress the straight line's velocity ---------------------------------------
     def loss(self, x: Tensor, noise: Tensor, t: Tensor) -> Tensor:

@@ -71,8 +71,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Conditional, Generator, GenzooError, Objective, SamplingStep, Stepwise, hparam
-from zoo.models.diffusion import DDIM, DDPM, build_unet, check_unet, ddim_sampler, forward_process, noised, padded_unet, reverse_process
+from zoo.base import Conditional, Generator, GenzooError, Noising, Objective, SamplingStep, Stepwise, hparam
+from zoo.models.diffusion import DDIM, DDPM, build_unet, check_unet, ddim_sampler, forward_process, noised, noised_to, padded_unet, reverse_process
 from zoo.registry import register
 
 
@@ -103,7 +103,7 @@ def guide(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
 
 
 @register
-class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objective):
+class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Noising, Objective):
     """Class-conditional diffusion, classifier-free guidance, DDIM: `steps` network evaluations a sample, twice that guided."""
 
     name = "ddpm-cond"
@@ -146,6 +146,9 @@ class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Objectiv
         """The UNet's prediction (noise, v or x0: `prediction_type`) for x_t (B,C,H,W) at timesteps t (B,)
         given labels (B,): class indices, or `null_class` for the unconditional model."""
         return padded_unet(self.unet, x_t, t, self.multiple, labels)
+
+    def noise_image(self, x: Tensor, timestep: int, noise: Tensor) -> Tensor:
+        return noised_to(self.noise_scheduler, x, timestep, noise)
 
     def guided(self, x_t: Tensor, t: Tensor, labels: Tensor) -> Tensor:
         """The prediction at guidance w for labels (B,): `guide` of the conditional and the unconditional

@@ -648,6 +648,12 @@ def fig_drawing(ctx: Context) -> None:
                 except TypeError as e:
                     ctx.skip(fig_name, name + " (mean vs draw)", str(e))
             panels: list[Panel] = [(rows, labels, cols, f"{name}: one noise draw per row, decoded at temperatures")]
+            if code_dim(m) == m.spec.dims:  # a bijection: show that it is one
+                trip = round_trip(ctx, m, k)
+                panels.insert(0, trip.panel(name))
+                numbers[name]["round_trip_max_error"] = trip.max_error
+                numbers[name]["what"] += (f"; above them, {k} test images x, their codes z = f(x) (as many numbers as "
+                                          f"the image) and f⁻¹(z): largest error {trip.max_error:.1g}")
             if out is not None:
                 lik_rows = [torch.stack([out["mean"][i], out["draw"][i]]) for i in range(k)]
                 panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["mean", "draw"],
@@ -667,6 +673,35 @@ def fig_drawing(ctx: Context) -> None:
             continue
         ctx.save(fig, f"drawing-{name}.png", fig_name)
     ctx.numbers[fig_name] = numbers
+
+
+@dataclass
+class RoundTrip:
+    """Test images x, their codes z = f(x) shown as images, and f^-1(z), each (k,C,H,W) in [0,1]."""
+
+    x: Tensor
+    z: Tensor
+    back: Tensor
+
+    @property
+    def max_error(self) -> float:
+        return float((self.back - self.x).abs().max())
+
+    def panel(self, name: str) -> Panel:
+        rows = [torch.stack(images) for images in zip(self.x, self.z, self.back)]
+        return (rows, [f"test image {i + 1}" for i in range(len(rows))], ["x", "z = f(x)", "f⁻¹(z)"],
+                f"{name}, invertible: z = f(x) has as many numbers as x\n(shown through the normal CDF), and f⁻¹(z) "
+                f"gives x back (largest error {self.max_error:.1g})")
+
+
+def round_trip(ctx: Context, m: Generator, k: int) -> RoundTrip:
+    """k test images through a `Latent` model whose code has as many numbers as the image (a flow) and
+    back: its codes, standard normal where the model fits, drawn through the normal CDF (grey noise)."""
+    x_test = ctx.splits.x_test
+    x = to_float(x_test[torch.randperm(len(x_test), generator=ctx.gen("round trip"))[:k]])
+    z = ex.codes(m, x)
+    shown = (0.5 * (1 + torch.erf(z / math.sqrt(2)))).reshape(x.shape)
+    return RoundTrip(x, shown, ex.decode(m, z))
 
 
 def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figure, dict[str, Any]]:

@@ -280,6 +280,7 @@ def test_explore_writes_every_figure(run_folder, read_png):
     assert drawing["ddpm"]["total_steps"] == 50 and drawing["ldm"]["total_steps"] == 5  # trajectories
     assert drawing["pixelcnn"]["sub_pixels_drawn"][-1] == 784  # a canvas
     assert "forward process" in drawing["ddpm"]["what"] and "forward process" not in drawing["ldm"]["what"]
+    assert drawing["realnvp"]["round_trip_max_error"] < 1e-3 and "round_trip_max_error" not in drawing["vae"]  # a bijection
     copies = saved["figures"]["copies"]  # every model samples: every model is in it, after the test images
     assert next(iter(copies["rows"])) == "data (test images)"
     assert set(copies["rows"]) == {"data (test images)", "ae", "vae", "realnvp", "dcgan", "pixelcnn", "ddpm", "ddim", "aae",

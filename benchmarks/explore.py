@@ -11,8 +11,9 @@ the run folder, for embedding in results.md). The figures (the course's lecture 
 3. interpolation and fusion between test images of different classes, with a smoothness number;
 4. perturbation of codes along random and principal directions;
 5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
-6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion) or canvas (autoregressive),
-   a Gaussian code decoded at temperatures, a decoder's mean beside a draw from p(x|z);
+6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion, under its forward process
+   on a test image) or canvas (autoregressive), a Gaussian code decoded at temperatures (a flow's
+   under test images through it and back), a decoder's mean beside a draw from p(x|z);
 7. is it just copying? each model's samples nearest to a training image, beside that image (the copy rate's question);
 8. how each paradigm learns: each model's snapshot strips, drawn from the same noise at every point of its
    quality curve (`benchmarks.curves`), from 1/32 of the training budget to all of it, with the FID there.
@@ -24,7 +25,7 @@ the run folder, for embedding in results.md). The figures (the course's lecture 
 A model that lacks what a figure needs is listed under the figure as skipped, with the reason in
 one line. The computations are `zoo.explore`'s functions; this module only loads and draws, and
 chooses what to draw from each model's declared capabilities (`zoo.base`: `Latent`, `CodeSampler`,
-`Invertible`, `Stepwise`, `ProbabilisticDecoder`, `Tokenized`), never from its name.
+`Invertible`, `Stepwise`, `Noising`, `ProbabilisticDecoder`, `Tokenized`), never from its name.
 """
 from __future__ import annotations
 

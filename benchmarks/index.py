@@ -37,7 +37,8 @@ class Entry:
     budget: str
     ruler: str  # the feature space the quality columns were read in
     seeds: list[int]
-    models: list[str]
+    models: list[str]  # trained here
+    scored: list[str]  # rows of samples made elsewhere (`benchmarks.score --into`)
     commands: list[tuple[str, float | None]]  # (command, wall-clock seconds) in the order they ran
 
 
@@ -71,14 +72,15 @@ def entry(path: Path) -> Entry:
     if date is None:
         committed = committed_date(folder.results)
         date = f"{committed} (committed)" if committed else NOT_RECORDED
-    models = list(dict.fromkeys(r.model for r in records if r.model != DATA_ROW))
+    models = list(dict.fromkeys(r.model for r in records if r.model != DATA_ROW and not r.scored))
+    scored = list(dict.fromkeys(r.model for r in records if r.scored))
     history = run.get("history") or ([{"command": run["command"]}] if run.get("command") else [])
     return Entry(
         folder=path.name, date=str(date), dataset=run.get("dataset", NOT_RECORDED), device=describe_device(run),
         torch=(run.get("versions") or {}).get("torch") or NOT_RECORDED, commit=run.get("commit") or NOT_RECORDED,
         preset=run.get("preset", NOT_RECORDED), budget=run.get("budget", NOT_RECORDED),
         ruler=(run.get("feature_space") or {}).get("name") or NOT_RECORDED,
-        seeds=sorted({r.seed for r in records} | set(run.get("seeds", []))), models=models,
+        seeds=sorted({r.seed for r in records} | set(run.get("seeds", []))), models=models, scored=scored,
         commands=[(h["command"], h.get("wall_seconds")) for h in history if h.get("command")],
     )
 
@@ -117,7 +119,8 @@ def render(root: Path) -> str:
     ]
     for e in entries:
         seeds = ", ".join(map(str, e.seeds)) or NOT_RECORDED
-        models = f"{len(e.models)}: {', '.join(e.models)}" if e.models else NOT_RECORDED
+        models = (f"{len(e.models)}: {', '.join(e.models)}" if e.models else NOT_RECORDED) + (
+            f"; scored: {', '.join(e.scored)}" if e.scored else "")
         link = f"[{cell(e.folder).replace('[', '&#91;').replace(']', '&#93;')}]({quote(e.folder)}/results.md)"
         lines.append("| " + " | ".join([link, *map(cell, (e.date, e.dataset, e.device, e.torch, e.commit, e.preset,
                                                            e.budget, e.ruler, seeds, models))]) + " |")

@@ -22,6 +22,7 @@ def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
            "feature_space": {"name": "classifier:mnist5k@28px#a1d42ffe"},
            "history": [{"command": "python -m benchmarks.run --models vae,ddim --seeds 0,1", "wall_seconds": 12.0}]}
     models = [{"model": m, "seed": s, "status": "ok"} for m in ("data", "vae", "ddim") for s in (0, 1)]
+    models.append({"model": "lab-samples", "seed": 0, "status": "ok", "events": ["scored by benchmarks.score from x.npz"]})
     write_run(tmp_path / "gpu-run", run, models)
     (tmp_path / "not-a-run").mkdir()  # no results.json, no records/: not indexed
     assert index.main([str(tmp_path)]) == 0
@@ -31,7 +32,7 @@ def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["[gpu-run](gpu-run/results.md)", "2031-01-02", "mnist5k", "cuda (Some GPU)", "9.9.9", "abc1234",
                      "smoke", "20 steps, batch 32", "classifier:mnist5k@28px#a1d42ffe", "0, 1",
-                     "2: vae, ddim"]  # the data row is not a model
+                     "2: vae, ddim; scored: lab-samples"]  # neither the data row nor samples scored from a file is a model
     assert "- `python -m benchmarks.run --models vae,ddim --seeds 0,1` (12 s)" in text
     assert "not-a-run" not in text
 

@@ -178,6 +178,16 @@ def test_a_linked_class_folder_counts_and_hidden_or_macos_folders_do_not(tmp_pat
         "remove one of them"
 
 
+def test_a_link_to_an_image_that_is_gone_is_one_line(tmp_path):
+    """Found by a probe: an image that is a dangling symbolic link was left out without a word."""
+    root = labeled(tmp_path / "set", classes=("a", "b"))
+    (root / "a" / "99.png").symlink_to(tmp_path / "moved" / "99.png")
+    with pytest.raises(GenzooError) as e:
+        data.folder_layout(root)
+    assert str(e.value) == (f"{root / 'a' / '99.png'} is a link to {tmp_path / 'moved' / '99.png'}, which does not exist; "
+                            f"fix the link, or move it out of {root}")
+
+
 def test_a_class_folder_that_cannot_be_read_is_one_line(tmp_path, monkeypatch):
     import os
 

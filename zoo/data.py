@@ -253,8 +253,11 @@ def image_files(root: Path) -> list[Path]:
                     raise GenzooError(f"{earlier} and {folder} are one folder (through a link): its images would be "
                                       "read twice; remove one of them")
             subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d != "__MACOSX")
-            files += [Path(folder, n) for n in names
-                      if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTS and Path(folder, n).is_file()]
+            images = [Path(folder, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() in IMAGE_EXTS]
+            if dangling := next((f for f in images if f.is_symlink() and not f.exists()), None):
+                raise GenzooError(f"{dangling} is a link to {os.readlink(dangling)}, which does not exist; "
+                                  f"fix the link, or move it out of {root}")
+            files += [f for f in images if f.is_file()]
         except OSError as e:
             refuse(e)
     return sorted(files)

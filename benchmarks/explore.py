@@ -63,6 +63,7 @@ from zoo.base import (
     WEIGHTS_FILE,
     CodeSampler,
     Conditional,
+    GaussianPrior,
     Generator,
     GenzooError,
     Invertible,
@@ -121,9 +122,9 @@ CAPTIONS = {
                     "the code moves the image.",
     "latent_2d": "The whole of a 2-D code space: a grid of the prior's quantiles decoded, beside the test codes coloured by "
                  "class with the grid's points.",
-    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory (under diffusion's "
-               "forward process, which takes a test image to the same noise levels with no network) or its canvas "
-               "filling in, or one Gaussian code decoded at several temperatures.",
+    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory (under the forward "
+               "process, which takes a test image to the same noise levels with no network) or its canvas filling in, "
+               "or one Gaussian code decoded at several temperatures (a flow's under test images through it and back).",
     "copies": "Each model's samples nearest to a training image, each followed by that training image (nearest in the "
               "feature space) and by its nearest in pixel space, with the copy rate: is the model copying its data?",
     "training": "Each model's first samples from the same noise at each share of its training budget (the columns), "
@@ -649,12 +650,13 @@ def fig_drawing(ctx: Context) -> None:
                 except TypeError as e:
                     ctx.skip(fig_name, name + " (mean vs draw)", str(e))
             panels: list[Panel] = [(rows, labels, cols, f"{name}: one noise draw per row, decoded at temperatures")]
-            if code_dim(m) == m.spec.dims:  # a bijection: show that it is one
-                trip = round_trip(ctx, m, k)
-                panels.insert(0, trip.panel(name))
-                numbers[name]["round_trip_max_error"] = trip.max_error
-                numbers[name]["what"] += (f"; above them, {k} test images x, their codes z = f(x) (as many numbers as "
-                                          f"the image) and f⁻¹(z): largest error {trip.max_error:.1g}")
+            if code_dim(m) == m.spec.dims:  # maybe a bijection (a flow): shown where decode(encode(x)) is x
+                trip = round_trip(ctx, m, prior, k)  # (the run's data was read before any figure: `explore`)
+                if trip.max_error < INVERTIBLE:
+                    panels.insert(0, trip.panel(name))
+                    numbers[name]["round_trip_max_error"] = trip.max_error
+                    numbers[name]["what"] += (f"; above them, {k} test images x, their codes z = f(x) (as many "
+                                              f"numbers as the image) and f⁻¹(z): largest error {trip.max_error:.1g}")
             if out is not None:
                 lik_rows = [torch.stack([out["mean"][i], out["draw"][i]]) for i in range(k)]
                 panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["mean", "draw"],
@@ -691,17 +693,21 @@ class RoundTrip:
     def panel(self, name: str) -> Panel:
         rows = [torch.stack(images) for images in zip(self.x, self.z, self.back)]
         return (rows, [f"test image {i + 1}" for i in range(len(rows))], ["x", "z = f(x)", "f⁻¹(z)"],
-                f"{name}, invertible: z = f(x) has as many numbers as x\n(shown through the normal CDF), and f⁻¹(z) "
-                f"gives x back (largest error {self.max_error:.1g})")
+                f"{name}, invertible: z = f(x) has as many numbers as x (standardised, through the\nnormal CDF, "
+                f"in the code's order), and f⁻¹(z) gives x back (largest error {self.max_error:.1g})")
 
 
-def round_trip(ctx: Context, m: Generator, k: int) -> RoundTrip:
-    """k test images through a `Latent` model whose code has as many numbers as the image (a flow) and
-    back: its codes, standard normal where the model fits, drawn through the normal CDF (grey noise)."""
+INVERTIBLE = 1e-3  # decode(encode(x)) this near x on the [0,1] scale: a bijection up to float rounding
+
+
+def round_trip(ctx: Context, m: Generator, prior: GaussianPrior, k: int) -> RoundTrip:
+    """k test images through a `Latent` model whose code has as many numbers as the image and back:
+    its codes standardised by its prior and drawn through the normal CDF (grey noise where the
+    model fits), laid out in the code's order at the image's shape."""
     x_test = ctx.splits.x_test
     x = to_float(x_test[torch.randperm(len(x_test), generator=ctx.gen("round trip"))[:k]])
     z = ex.codes(m, x)
-    shown = (0.5 * (1 + torch.erf(z / math.sqrt(2)))).reshape(x.shape)
+    shown = (0.5 * (1 + torch.erf(prior.to_standard(z) / math.sqrt(2)))).reshape(x.shape)
     return RoundTrip(x, shown, ex.decode(m, z))
 
 
@@ -876,9 +882,11 @@ def learners(ctx: Context, fig_name: str) -> list[Learner]:
 
 def data_count(numbers: dict[str, Any]) -> str:
     """How many test images the training figure's data FID is on: "as many" as the models' samples,
-    or their number where the test split has fewer."""
-    data = numbers.get("data_samples")
-    return "as many" if data in (None, numbers["samples"]) else f"{data} (all the test split holds)"
+    or their number (where the points' counts differ, or the test split has fewer)."""
+    data, samples = numbers.get("data_samples"), numbers["samples"]
+    if data is None or data == samples:
+        return "as many"
+    return f"{data}" + (" (all the test split holds)" if data < max(samples if isinstance(samples, list) else [samples]) else "")
 
 
 def fig_training(ctx: Context) -> None:

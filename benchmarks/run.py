@@ -592,11 +592,11 @@ def data_record(seed: int, preset: Preset, splits: zdata.Splits, space: features
 
 def save_grid(images: Tensor, path: Path) -> None:
     """The first 64 images as an 8x8 grid, written whole: another runner drawing the comparison
-    figure never reads half a file. Fewer than 8 images (a small test split) are followed by blank
+    figure never reads half a file. Fewer than 8 images (a small test split) are followed by grey
     cells to a full row, as comparison.png cuts every grid's top row into 8 cells."""
     images = images[:64]
     if len(images) < 8:
-        images = torch.cat([images, images.new_zeros(8 - len(images), *images.shape[1:])])
+        images = torch.cat([images, images.new_full((8 - len(images), *images.shape[1:]), 0.5)])
     atomic_write(path, lambda tmp: save_image(images, tmp, nrow=8, padding=2, format="PNG"))
 
 

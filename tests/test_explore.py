@@ -12,6 +12,7 @@ import zoo.explore as ex
 from benchmarks import explore
 from benchmarks.records import Record, RunFolder
 from zoo.base import Generator, Latent, ModelConfig
+from zoo.data import to_float
 from zoo.metrics import features
 
 
@@ -694,3 +695,20 @@ def test_a_records_checkpoint_is_found_in_its_run_folder_also_from_a_set_aside_o
     scored = Record("my-gan", 0, status="ok", events=[f"{SCORED}samples.npz"])
     assert explore.weights_problem(run, scored) == ("its samples were scored from a file (benchmarks.score): "
                                                     "there is no model to draw from")
+
+
+def test_only_a_model_whose_decoder_inverts_its_encoder_gets_the_round_trip(data, tmp_path):
+    """Found by a review: a VAE whose code has as many numbers as the image (latent_dim=784) was
+    drawn as 'invertible', with a round-trip error of half the pixel range."""
+    folder = RunFolder(tmp_path / "run")
+    for name, hp in {"realnvp": {}, "vae": {"latent_dim": data.spec.dims}}.items():
+        m = smoke(name, data.spec, **hp)
+        if name == "realnvp":
+            m.log_prob(to_float(data.x_train[:64]))  # its data-dependent initialisation
+        m.save(folder.path / "checkpoints" / name)
+        folder.write_record(Record(name, 0, status="ok", hparams=dataclasses.asdict(m.config), checkpoint=f"checkpoints/{name}"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, ["realnvp", "vae"])
+    drawing = explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=lambda s: None)["figures"]["drawing"]
+    assert drawing["realnvp"]["round_trip_max_error"] < explore.INVERTIBLE and "f⁻¹(z)" in drawing["realnvp"]["what"]
+    assert "round_trip_max_error" not in drawing["vae"] and "f⁻¹(z)" not in drawing["vae"]["what"]
+

@@ -221,6 +221,6 @@ def test_a_point_is_named_by_the_share_it_was_due_at(fraction, share):
 @pytest.mark.parametrize("data, samples, said", [
     (None, 50, "as many"), (50, 50, "as many"),
     (12, 50, "12 (all the test split holds)"),  # found by a probe: a 12-image test split was said to be "as many"
-    (12, [12, 50], "12 (all the test split holds)")])
+    (12, [12, 50], "12 (all the test split holds)"), (128, [64, 128], "128")])  # points of two counts: the data's
 def test_the_data_fid_names_its_count_where_the_test_split_is_smaller(data, samples, said):
     assert explore.data_count({"data_samples": data, "samples": samples}) == said

@@ -122,9 +122,10 @@ CAPTIONS = {
                     "the code moves the image.",
     "latent_2d": "The whole of a 2-D code space: a grid of the prior's quantiles decoded, beside the test codes coloured by "
                  "class with the grid's points.",
-    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory (under the forward "
-               "process, which takes a test image to the same noise levels with no network) or its canvas filling in, "
-               "or one Gaussian code decoded at several temperatures (a flow's under test images through it and back).",
+    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory, then the sample "
+               "(with the forward process above it, which takes a test image to the same noise levels with no "
+               "network), or its canvas filling in; or one Gaussian code decoded at several temperatures (for a flow, "
+               "with test images through it and back above them).",
     "copies": "Each model's samples nearest to a training image, each followed by that training image (nearest in the "
               "feature space) and by its nearest in pixel space, with the copy rate: is the model copying its data?",
     "training": "Each model's first samples from the same noise at each share of its training budget (the columns), "
@@ -563,7 +564,7 @@ def fig_perturbation(ctx: Context) -> None:
             for i in range(len(x)):
                 for d in range(len(dirs)):
                     rows.append(torch.cat([x[i:i + 1], recon[i:i + 1], imgs[i, d]]))
-                    labels.append(f"img {i}, {kind} {d + 1}")
+                    labels.append(f"image {i + 1}, {kind} {d + 1}")
         stats["principal_std"] = pc_sd.tolist()
         numbers[name] = stats
         panels.append((name, rows, labels))
@@ -662,6 +663,7 @@ def fig_drawing(ctx: Context) -> None:
                 panels.insert(0, (lik_rows, [f"z {i + 1}" for i in range(k)], ["mean", "draw"],
                                   f"{name}: z from the prior; p(x|z)'s mean beside a draw"))
                 numbers[name]["mean_vs_draw"] = "per code: the decoder's mean image (what decode shows), one draw from p(x|z)"
+                numbers[name]["what"] += "; above them, codes from the prior: p(x|z)'s mean beside a draw from it"
             fig = panels_figure(panels)
         elif isinstance(m, CodeSampler):
             ctx.skip(fig_name, name, "one generator pass G(z): nothing between noise and image to show "
@@ -716,44 +718,59 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
     sampler says which sub-pixels are final (autoregressive), else the trajectory: each step's
     images and the model's prediction of the finished ones, at `points` steps."""
     points = ctx.settings.points
+    classes = drawn_classes(ctx, m, k)  # a conditional model draws named classes, each row saying which
+    image = [f"image {i + 1}" + (f" (class {int(classes[i])})" if classes is not None else "") for i in range(k)]
     if ex.first_step(m).drawn is not None:
-        shots = ex.snapshots(m, k, points, generator=ctx.gen("raster", m.name))
+        shots = ex.snapshots(m, k, points, generator=ctx.gen("raster", m.name), labels=classes)
         images = tint_undrawn(shots["images"], shots["drawn"])
         total = int(shots["steps"][-1])
         cols = [f"{j + 1}/{points}" for j in range(points)]
         numbers = {"what": f"the canvas after each 1/{points} of its {total} sampler steps",
                    "sub_pixels_drawn": shots["drawn"].flatten(1).sum(1).tolist()}
-        fig = rows_figure([images[:, i] for i in range(k)], [f"image {i + 1}" for i in range(k)], cols,
+        fig = rows_figure([images[:, i] for i in range(k)], image, cols,
                           title=f"{name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
         return fig, numbers
-    tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name))
+    tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name), labels=classes)
     rows, labels = [], []
-    for i in range(k):
-        rows.append(tr["x_t"][:, i])
-        labels.append(f"image {i + 1}: x_t")
+    for i in range(k):  # each step's state, then the sample the last step made
+        rows.append(torch.cat([tr["x_t"][:, i], tr["final"][i][None]]))
+        labels.append(f"{image[i]}: x_t")
         if tr["x0"] is not None:
-            rows.append(tr["x0"][:, i])
-            labels.append(f"image {i + 1}: predicted x0")
-    cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(tr["timesteps"], tr["steps"])]
+            rows.append(torch.cat([tr["x0"][:, i], tr["final"][i][None]]))
+            labels.append(f"{image[i]}: predicted x0")
+    timesteps = tr["timesteps"]
+    cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(timesteps, tr["steps"])] + ["sample"]
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
-    numbers = {"what": f"{shown} at {len(cols)} of {tr['total_steps']} sampler steps",
-               "timesteps": tr["timesteps"], "total_steps": tr["total_steps"]}
-    panels: list[Panel] = [(rows, labels, cols, f"{name}: {tr['total_steps']} steps from noise to image")]
-    if isinstance(m, Noising) and None not in tr["timesteps"]:
-        panels.insert(0, ([noised_test_image(ctx, m, tr["timesteps"])], ["a test image"], cols,
+    numbers = {"what": f"{shown} at {len(cols) - 1} of {tr['total_steps']} sampler steps, then the sample",
+               "timesteps": timesteps, "total_steps": tr["total_steps"]}
+    scale = f" (t: the noise level, {timesteps[0]} pure noise, 0 the image)" if None not in timesteps else ""
+    panels: list[Panel] = [(rows, labels, cols, f"{name}: {tr['total_steps']} steps from noise to image{scale}")]
+    if isinstance(m, Noising) and None not in timesteps:
+        panels.insert(0, ([noised_test_image(ctx, m, timesteps)], ["a test image"], cols[:-1] + ["x_0"],
                           "the forward process: the test image noised to each t, as training does (no network)"))
         numbers["what"] += "; above them, a test image taken to each t by the forward process (no network)"
+    if classes is not None:
+        numbers["classes"] = classes.tolist()
     return panels_figure(panels), numbers
+
+
+def drawn_classes(ctx: Context, m: Generator, k: int) -> Tensor | None:
+    """For a `Conditional` model, k class indices for its k drawn images, no class twice while the
+    classes last, picked by a seeded shuffle; None for another model."""
+    if not isinstance(m, Conditional):
+        return None
+    shuffled = torch.randperm(m.spec.num_classes or 1, generator=ctx.gen("classes", m.name))
+    return shuffled[torch.arange(k) % len(shuffled)]
 
 
 def noised_test_image(ctx: Context, m: Generator, timesteps: list[int]) -> Tensor:
     """One test image (the same for every model) noised to each of `timesteps` by a `Noising` model's
-    forward process, with one noise draw: (T,C,H,W) in [0,1] for display."""
+    forward process, with one noise draw, then the image itself: (T+1,C,H,W) in [0,1] for display."""
     x_test = ctx.splits.x_test
     x = to_float(x_test[int(torch.randint(len(x_test), (1,), generator=ctx.gen("forward")))][None]).to(m.device)
     noise = torch.randn(x.shape, generator=ctx.gen("forward noise")).to(m.device)
     assert isinstance(m, Noising)
-    return torch.cat([m.noise_image(x, t, noise) for t in timesteps]).clamp(0, 1).float().cpu()
+    return torch.cat([*(m.noise_image(x, t, noise) for t in timesteps), x]).clamp(0, 1).float().cpu()
 
 
 def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:
@@ -1065,7 +1082,7 @@ def section(run_folder: str | Path, prefix: str = "explore/") -> str:
         if len(seeds) > 1 and key not in RECORD_FIGURES:  # a rerun of some figures with another --seed
             lines += [f"*Seed {settings.get(key, {}).get('seed', '?')}.*", ""]
         lines += _numbers_markdown(key, numbers.get(key, {}))
-        lines += [f"![{key}]({prefix}{name})" for name in images.get(key, [])]
+        lines += [f"![{Path(name).stem}]({prefix}{name})" for name in images.get(key, [])]
         lines += [""] if images.get(key) else []
         for model, reason in skipped.get(key, []):
             lines.append(f"- skipped {model}: {reason}")
@@ -1239,7 +1256,7 @@ def explore(run_folder: str | Path, models: list[str] | None = None, figures: li
                                 "no figure written") + "; explore.json, explore.md and results.md are as before "
                                 "(a rerun draws and records every figure)") from None
     try:
-        return record_figures(folder, run, ctx, loaded, settings, figures)
+        return record_figures(folder, run, ctx, loaded, settings, figures, log)
     except KeyboardInterrupt:
         raise KeyboardInterrupt(f"stopped once the figures were drawn, writing explore.json, explore.md, results.md and "
                                 f"index.html: python -m benchmarks.explore {folder.path} again draws and records them") from None
@@ -1275,7 +1292,7 @@ def draw_figure(fig: str, ctx: Context) -> None:
 
 
 def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded: list[Loaded], settings: Settings,
-                   figures: list[str] | None) -> dict[str, Any]:
+                   figures: list[str] | None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """explore.json and explore.md for the figures drawn, and results.md and index.html with them."""
     out = folder.path / "explore"
     data = {"run_folder": str(folder.path), "dataset": run["dataset"], "feature_space": ctx.feature_space_name(),
@@ -1298,9 +1315,10 @@ def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded:
         data["models"] = {**old.get("models", {}), **data["models"]}  # the kept figures' models too
     (out / "explore.json").write_text(json.dumps(data, indent=1, default=float))
     recorded = {name for names in data["images"].values() for name in names}
-    for name in {name for names in old_images.values() for name in names} - recorded:
-        if Path(name).name == name and name.endswith(".png"):  # explore's own files only
-            (out / name).unlink(missing_ok=True)  # a model's drawing left out of its figure's redraw: not what it shows now
+    for name in sorted({name for names in old_images.values() for name in names} - recorded):
+        if Path(name).name == name and name.endswith(".png") and (out / name).exists():  # explore's own files only
+            (out / name).unlink()  # a model's drawing left out of its figure's redraw: not what it shows now
+            log(f"removed {name}: its model was not loaded for this redraw (name it in --models to keep it)")
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
     return data

@@ -155,8 +155,9 @@ def lecture_figures(folder: RunFolder) -> list[tuple[str, list[tuple[str, str]]]
         for name in images[key]:
             if (out / name).is_file():
                 listed.add(name)
-                items.append((f"explore/{name}", title + drawn_with(key, name, numbers.get(key))
-                              + (f". {explore.CAPTIONS[key]}" if key in explore.CAPTIONS else "")))
+                head = title + drawn_with(key, name, numbers.get(key))
+                items.append((f"explore/{name}", head + (f"{'' if head.endswith('?') else '.'} {explore.CAPTIONS[key]}"
+                                                         if key in explore.CAPTIONS else "")))
         if items:
             groups.append((title, items))
     rest = sorted(p.name for p in out.glob("*.png") if p.name not in listed)

@@ -443,9 +443,11 @@ def test_a_redraw_replaces_a_figure_only_where_it_drew_it(data, tmp_path, explor
     again = draw(models=["ae"])
     assert again["images"]["drawing"] == first["images"]["drawing"] and set(again["figures"]["drawing"]) == {"vae", "realnvp"}
     assert (out / "drawing-realnvp.png").is_file()
-    alone = draw(models=["vae"])
+    said: list[str] = []
+    alone = explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=said.append, models=["vae"])
     assert alone["images"]["drawing"] == ["drawing-vae.png"] and set(alone["figures"]["drawing"]) == {"vae"}
     assert not (out / "drawing-realnvp.png").exists()
+    assert said[-1] == "removed drawing-realnvp.png: its model was not loaded for this redraw (name it in --models to keep it)"
     assert "drawing-realnvp" not in (folder.path / "index.html").read_text()
 
 
@@ -712,3 +714,19 @@ def test_only_a_model_whose_decoder_inverts_its_encoder_gets_the_round_trip(data
     assert drawing["realnvp"]["round_trip_max_error"] < explore.INVERTIBLE and "f⁻¹(z)" in drawing["realnvp"]["what"]
     assert "round_trip_max_error" not in drawing["vae"] and "f⁻¹(z)" not in drawing["vae"]["what"]
 
+
+
+def test_a_conditional_model_s_drawing_names_each_row_s_class_and_ends_with_the_sample(data, tmp_path):
+    """Found by a probe: ddpm-cond's rows drew classes no label named, and the trajectory stopped a
+    step before the sample."""
+    folder = RunFolder(tmp_path / "run")
+    m = smoke("ddpm-cond", data.spec, steps=5)
+    m.save(folder.path / "checkpoints" / "ddpm-cond")
+    folder.write_record(Record("ddpm-cond", 0, status="ok", hparams=dataclasses.asdict(m.config),
+                               checkpoint="checkpoints/ddpm-cond"))
+    folder.merge({"dataset": "mnist5k", "preset": "smoke", "seeds": [0]}, ["ddpm-cond"])
+    settings = dataclasses.replace(SMALL, draw_images=3)
+    drawn = explore.explore(folder.path, figures=["drawing"], settings=settings, log=lambda s: None)["figures"]["drawing"]
+    classes = drawn["ddpm-cond"]["classes"]
+    assert len(classes) == len(set(classes)) == 3 and all(0 <= c < 10 for c in classes)
+    assert drawn["ddpm-cond"]["what"].startswith("x_t and the predicted clean image at 4 of 5 sampler steps, then the sample")

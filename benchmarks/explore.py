@@ -11,9 +11,9 @@ the run folder, for embedding in results.md). The figures (the course's lecture 
 3. interpolation and fusion between test images of different classes, with a smoothness number;
 4. perturbation of codes along random and principal directions;
 5. a 2-D latent: decoded grid of prior quantiles and the test codes (for models with a 2-D code);
-6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion, under its forward process
-   on a test image) or canvas (autoregressive), a Gaussian code decoded at temperatures (a flow's
-   under test images through it and back), a decoder's mean beside a draw from p(x|z);
+6. how each paradigm draws: a step-by-step sampler's trajectory (diffusion's, under its forward
+   process on a test image) or canvas (autoregressive), a Gaussian code decoded at temperatures (a
+   flow's, under test images taken through it and back), a decoder's mean beside a draw from p(x|z);
 7. is it just copying? each model's samples nearest to a training image, beside that image (the copy rate's question);
 8. how each paradigm learns: each model's snapshot strips, drawn from the same noise at every point of its
    quality curve (`benchmarks.curves`), from 1/32 of the training budget to all of it, with the FID there.
@@ -719,7 +719,7 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
     images and the model's prediction of the finished ones, at `points` steps."""
     points = ctx.settings.points
     classes = drawn_classes(ctx, m, k)  # a conditional model draws named classes, each row saying which
-    image = [f"image {i + 1}" + (f" (class {int(classes[i])})" if classes is not None else "") for i in range(k)]
+    row_names = [f"image {i + 1}" + (f" (class {int(classes[i])})" if classes is not None else "") for i in range(k)]
     if ex.first_step(m).drawn is not None:
         shots = ex.snapshots(m, k, points, generator=ctx.gen("raster", m.name), labels=classes)
         images = tint_undrawn(shots["images"], shots["drawn"])
@@ -727,17 +727,17 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
         cols = [f"{j + 1}/{points}" for j in range(points)]
         numbers = {"what": f"the canvas after each 1/{points} of its {total} sampler steps",
                    "sub_pixels_drawn": shots["drawn"].flatten(1).sum(1).tolist()}
-        fig = rows_figure([images[:, i] for i in range(k)], image, cols,
+        fig = rows_figure([images[:, i] for i in range(k)], row_names, cols,
                           title=f"{name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
         return fig, numbers
     tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name), labels=classes)
     rows, labels = [], []
     for i in range(k):  # each step's state, then the sample the last step made
         rows.append(torch.cat([tr["x_t"][:, i], tr["final"][i][None]]))
-        labels.append(f"{image[i]}: x_t")
+        labels.append(f"{row_names[i]}: x_t")
         if tr["x0"] is not None:
             rows.append(torch.cat([tr["x0"][:, i], tr["final"][i][None]]))
-            labels.append(f"{image[i]}: predicted x0")
+            labels.append(f"{row_names[i]}: predicted x0")
     timesteps = tr["timesteps"]
     cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(timesteps, tr["steps"])] + ["sample"]
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
@@ -1318,7 +1318,7 @@ def record_figures(folder: RunFolder, run: dict[str, Any], ctx: Context, loaded:
     for name in sorted({name for names in old_images.values() for name in names} - recorded):
         if Path(name).name == name and name.endswith(".png") and (out / name).exists():  # explore's own files only
             (out / name).unlink()  # a model's drawing left out of its figure's redraw: not what it shows now
-            log(f"removed {name}: its model was not loaded for this redraw (name it in --models to keep it)")
+            log(f"removed {name}: this redraw did not draw its model (left out of --models, or skipped above)")
     (out / "explore.md").write_text(section(folder.path, prefix=""))
     report.render(folder.path, draw=False)  # results.md and index.html now with these figures, as report writes them
     return data

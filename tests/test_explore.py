@@ -447,7 +447,7 @@ def test_a_redraw_replaces_a_figure_only_where_it_drew_it(data, tmp_path, explor
     alone = explore.explore(folder.path, figures=["drawing"], settings=SMALL, log=said.append, models=["vae"])
     assert alone["images"]["drawing"] == ["drawing-vae.png"] and set(alone["figures"]["drawing"]) == {"vae"}
     assert not (out / "drawing-realnvp.png").exists()
-    assert said[-1] == "removed drawing-realnvp.png: its model was not loaded for this redraw (name it in --models to keep it)"
+    assert said[-1] == "removed drawing-realnvp.png: this redraw did not draw its model (left out of --models, or skipped above)"
     assert "drawing-realnvp" not in (folder.path / "index.html").read_text()
 
 

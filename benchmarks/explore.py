@@ -390,18 +390,23 @@ def fig_latent_statistics(ctx: Context) -> None:
                              "note": "codes are the encoder's output (the VAE's posterior mean); distances Euclidean"}
     if not clouds:
         return
-    fig, axes = plt.subplots(1, len(clouds), figsize=(3.4 * len(clouds), 3.3), squeeze=False)
+    fig, axes = plt.subplots(1, len(clouds), figsize=(3.6 * len(clouds) + (0.6 if y is not None else 0), 3.3), squeeze=False,
+                             layout="constrained")  # room for each panel's axis labels
     for ax, (name, z) in zip(axes[0], clouds):
         dirs, _ = ex.principal_directions(z, 2)
         p = ((z - z.mean(0)) @ dirs.T).numpy()
-        ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.7, **({} if y is None else {"c": y.numpy(), "cmap": "tab10"}))
+        points = ax.scatter(p[:, 0], p[:, 1], s=3, alpha=0.7, **({} if y is None else {"c": y.numpy(), "cmap": "tab10"}))
         s = stats[name]
         ax.set_title(f"{name}: {s['dims']}-d codes, top-2 PCs\nstd/dim {fmt(s['per_dim_std'])}, "
                      f"length {fmt(s['code_length'])}, diff/same {fmt(s.get('class_ratio'))}", fontsize=8)
-        ax.set_xlabel("principal component 1 (colour: class)", fontsize=7)
+        ax.set_xlabel("principal component 1", fontsize=7)
         ax.set_ylabel("principal component 2", fontsize=7)
         ax.set_aspect("equal", adjustable="datalim")
         ax.tick_params(labelsize=7)
+    if y is not None:  # which colour is which class, once, right of the last panel
+        handles, names = points.legend_elements(num=sorted(set(y.tolist())))
+        axes[0][-1].legend(handles, names, title="class", fontsize=6, title_fontsize=7, loc="center left",
+                           bbox_to_anchor=(1.02, 0.5), frameon=False)
     ctx.save(fig, "latent_statistics.png", fig_name)
 
 

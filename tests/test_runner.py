@@ -454,7 +454,7 @@ def test_list_shows_the_zoo_and_the_sizes_it_takes(capsys):
     assert "takes 28x28" in out and set(rows) == set(zoo.available())  # one row a model: capabilities, NFE, takes 28x28
     assert "Likelihood (bound)" in rows["vae"][0] and rows["vae"][1:] == ["1", "yes"] and rows["ddpm"][1:] == ["1000", "yes"]
     # every capability a model declares, as the page's /api/models says (it listed three of the nine)
-    assert rows["dcgan"][0] == "CodeSampler" and rows["ddim"][0] == "Stepwise, Objective, Invertible"
+    assert rows["dcgan"][0] == "CodeSampler" and rows["ddim"][0] == "Stepwise, Noising, Objective, Invertible"
     assert rows["vqvae"][0] == "Likelihood (bound), Tokenized"
 
 

@@ -206,6 +206,11 @@ class Context:
         its base model's noise and the two drawings differ only by the sampler."""
         return torch.Generator().manual_seed(derive_seed(self.settings.seed, "explore", *what))
 
+    def test_images(self, k: int, *what: Any) -> Tensor:
+        """k test images (k,C,H,W) in [0,1], picked by a seeded shuffle (`gen(*what)`): the same for every model."""
+        x = self.splits.x_test
+        return to_float(x[torch.randperm(len(x), generator=self.gen(*what))[:k]])
+
     def each_model(self) -> Iterator[Loaded]:
         """The loaded models, in order, each named in `drawing` while a figure works on it: a model
         whose method fails is then left out of the figure by name, not the whole figure with it."""
@@ -539,7 +544,7 @@ def fig_interpolation(ctx: Context) -> None:
 def fig_perturbation(ctx: Context) -> None:
     fig_name = "perturbation"
     st = ctx.settings
-    x = ctx.splits.x_test[torch.randperm(len(ctx.splits.x_test), generator=ctx.gen("perturb"))[: st.perturb_images]]
+    x = ctx.test_images(st.perturb_images, "perturb")
     panels, numbers = [], {}
     for item in ctx.each_model():
         m = item.model
@@ -711,8 +716,7 @@ def round_trip(ctx: Context, m: Generator, prior: GaussianPrior, k: int) -> Roun
     """k test images through a `Latent` model whose code has as many numbers as the image and back:
     its codes standardised by its prior and drawn through the normal CDF (grey noise where the
     model fits), laid out in the code's order at the image's shape."""
-    x_test = ctx.splits.x_test
-    x = to_float(x_test[torch.randperm(len(x_test), generator=ctx.gen("round trip"))[:k]])
+    x = ctx.test_images(k, "round trip")
     z = ex.codes(m, x)
     shown = (0.5 * (1 + torch.erf(prior.to_standard(z) / math.sqrt(2)))).reshape(x.shape)
     return RoundTrip(x, shown, ex.decode(m, z))
@@ -771,8 +775,7 @@ def drawn_classes(ctx: Context, m: Generator, k: int) -> Tensor | None:
 def noised_test_image(ctx: Context, m: Generator, timesteps: list[int]) -> Tensor:
     """One test image (the same for every model) noised to each of `timesteps` by a `Noising` model's
     forward process, with one noise draw, then the image itself: (T+1,C,H,W) in [0,1] for display."""
-    x_test = ctx.splits.x_test
-    x = to_float(x_test[int(torch.randint(len(x_test), (1,), generator=ctx.gen("forward")))][None]).to(m.device)
+    x = ctx.test_images(1, "forward").to(m.device)
     noise = torch.randn(x.shape, generator=ctx.gen("forward noise")).to(m.device)
     assert isinstance(m, Noising)
     return torch.cat([*(m.noise_image(x, t, noise) for t in timesteps), x]).clamp(0, 1).float().cpu()

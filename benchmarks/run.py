@@ -315,8 +315,7 @@ def make_out_folder(out: Path) -> None:
         raise GenzooError(f"cannot write to --out {out} ({e.strerror or type(e).__name__}); give a writable folder") from None
 
 
-def note_folder(headers: zdata.Headers, size: int, size_by_default: bool,
-                takes: Callable[[int], bool] = lambda side: True) -> None:
+def note_folder(headers: zdata.Headers, size: int, size_by_default: bool, takes: Callable[[int], bool]) -> None:
     """What reading a folder's images changes of them, where a user may not expect it; `takes(side)`
     says whether every model of the run can be built at that side (advice they refuse is none)."""
     side = headers.largest_short_side

@@ -286,14 +286,15 @@ def test_what_the_runner_notes_of_a_folder_is_read_from_the_headers(tmp_path, ca
     headers = data.folder_headers(sorted(tmp_path.iterdir()))
     assert headers.largest_short_side == 16 and headers.mode == "RGB"
     assert headers.transparent == (tmp_path / "3.png", tmp_path / "4.png") and headers.animated == (tmp_path / "5.gif",)
-    run.note_folder(headers, 64, size_by_default=True)
+    run.note_folder(headers, 64, size_by_default=True, takes=lambda side: True)
     printed = capsys.readouterr().out.replace("\n", " ")
     assert "at most 16 pixels on their short side, enlarged to 64; --image-size 16" in printed
     assert "note: images with an alpha channel or a transparent colour, which is ignored (pixels are read as stored, " \
            f"whatever transparency they had): 2, the first {tmp_path / '3.png'}" in printed
     assert "note: images of several frames (an animation, pages, a camera's preview), of which the first is read: 1, " \
            f"the first {tmp_path / '5.gif'}" in printed
-    run.note_folder(data.folder_headers(sorted(tmp_path.glob("[012].png"))), 64, size_by_default=False)
+    run.note_folder(data.folder_headers(sorted(tmp_path.glob("[012].png"))), 64, size_by_default=False,
+                    takes=lambda side: True)
     assert capsys.readouterr().out == ""  # a size asked for is not noted, nor is what is not there
 
 

@@ -62,6 +62,7 @@ from zoo.base import (
     GenzooError,
     Invertible,
     Latent,
+    Noising,
     Stepwise,
     accepts,
     capabilities,
@@ -636,14 +637,17 @@ def api_trajectory(run: Run, query: str) -> Reply:
         n = q.int("n", most, 1, most)
         assert n is not None
         labels = labels_for(entry, model, q, n)
-        frames, caption = animation(model, n, gen, labels)
+        frames, caption = animation(model, n, gen, labels, run.test[0])
     return GIF, gif(frames), {"X-Genzoo-Caption": f"{entry.name}, seed {seed}: {caption}", "X-Genzoo-Frames": str(len(frames))}
 
 
-def animation(model: Generator, n: int, gen: torch.Generator, labels: Tensor | None) -> tuple[list[Tensor], str]:
+def animation(model: Generator, n: int, gen: torch.Generator, labels: Tensor | None,
+              test: Tensor) -> tuple[list[Tensor], str]:
     """A `Stepwise` model's sampler as frames: the canvas filling in where its steps say what is
     drawn (an autoregressive model: `zoo.explore.snapshots`, undrawn pixels blue), else each step's
-    x_t over its predicted finished image (`zoo.explore.trajectory`), ending on the sample."""
+    x_t over its predicted finished image (`zoo.explore.trajectory`), ending on the sample. A
+    `Noising` model's frames also show n test images (from `test`) taken to each step's noise level
+    by the forward process, above the sampler's state at that level."""
     first = ex.first_step(model)
     if first.drawn is not None:
         parts = min(ANIMATION_FRAMES, first.total)
@@ -653,11 +657,31 @@ def animation(model: Generator, n: int, gen: torch.Generator, labels: Tensor | N
                 f"the canvas after each 1/{parts} of its {first.total} steps, in raster order (blue: not drawn yet)")
     tr = ex.trajectory(model, n, min(ANIMATION_FRAMES, first.total), generator=gen, labels=labels)
     final = tr["final"].clamp(0, 1)
-    rows = [(xt, x0) for xt, x0 in zip(tr["x_t"], tr["x0"] if tr["x0"] is not None else tr["x_t"])] + [(final, final)]
-    frames = [make_grid(torch.cat([xt, x0]) if tr["x0"] is not None else xt, nrow=n, padding=2, pad_value=1.0)
-              for xt, x0 in rows]
-    shown = "x_t (top) and its predicted clean image (bottom)" if tr["x0"] is not None else "x_t"
+    predicted = tr["x0"] is not None
+    rows = [[xt, x0] if predicted else [xt] for xt, x0 in zip(tr["x_t"], tr["x0"] if predicted else tr["x_t"])]
+    rows.append([final, final] if predicted else [final])
+    said = ["x_t", "its predicted clean image"] if predicted else ["x_t"]
+    if isinstance(model, Noising) and None not in tr["timesteps"]:
+        picked, noised = forward_process(model, test, n, tr["timesteps"], gen)
+        rows = [[forward, *row] for forward, row in zip(noised, rows)]
+        said.insert(0, f"test image{'s' if n > 1 else ''} {', '.join(map(str, picked))} taken to the same t by the "
+                       "forward process, no network (beside the sample: the images themselves)")
+    frames = [make_grid(torch.cat(row), nrow=n, padding=2, pad_value=1.0) for row in rows]
+    shown = f"top to bottom: {'; '.join(said)};" if len(said) > 1 else said[0]
     return frames, f"{shown} at {len(frames) - 1} of its {tr['total_steps']} steps, then the sample"
+
+
+def forward_process(model: Generator, test: Tensor, n: int, timesteps: list[int],
+                    gen: torch.Generator) -> tuple[list[int], list[Tensor]]:
+    """n test images picked by `gen` (drawn from after the sample, so the sample is the one the seed
+    gives elsewhere), noised to each of `timesteps` with one noise draw, then the images themselves:
+    their indices and (len(timesteps) + 1) batches (n,C,H,W) in [0,1]."""
+    assert isinstance(model, Noising)
+    picked = torch.randperm(len(test), generator=gen)[torch.arange(n) % len(test)]  # a split smaller than n repeats
+    x = test[picked]
+    noise = torch.randn(x.shape, generator=gen)
+    noised = [model.noise_image(x.to(model.device), t, noise.to(model.device)).clamp(0, 1).float().cpu() for t in timesteps]
+    return picked.tolist(), [*noised, x]
 
 
 ENDPOINTS: dict[str, Callable[[Run, str], Reply]] = {

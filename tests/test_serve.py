@@ -5,6 +5,7 @@ test (test_serve_browser.py) serves the same folder."""
 import http.client
 import io
 import json
+import re
 import shutil
 import socket
 import struct
@@ -14,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -208,11 +210,31 @@ def test_trajectory_and_raster_order_are_animations(served):
     status, headers, body = get(served, "/api/trajectory?model=ddim&seed=0&steps=10&n=2")
     assert status == 200 and headers["Content-Type"] == "image/gif" and body.startswith(b"GIF89a")
     gif = image(body)
-    assert gif.n_frames == 11 and gif.size == (2 * 30 + 2, 2 * 30 + 2)  # 10 steps and the sample; x_t over x0
+    assert gif.n_frames == 11 and gif.size == (2 * 30 + 2, 3 * 30 + 2)  # 10 steps and the sample; forward, x_t, x0
     status, headers, body = get(served, "/api/trajectory?model=pixelcnn&seed=0&n=2")
     assert status == 200 and image(body).n_frames == serve.ANIMATION_FRAMES and "raster order" in headers["X-Genzoo-Caption"]
     first = image(body).convert("RGB")
     assert first.getpixel((2 + 14, 2 + 27)) == (89, 115, 204)  # the canvas' last row is not drawn yet: blue
+
+
+def test_a_noising_models_frames_show_test_images_under_the_forward_process_above_its_trajectory(served):
+    """The lecture's "the noising step needs no training": ddim's top row is test images taken to
+    each frame's t (noise at the first), the images themselves beside the sample."""
+    status, headers, body = get(served, "/api/trajectory?model=ddim&seed=0&steps=10&n=2")
+    caption = headers["X-Genzoo-Caption"]
+    found = re.search(r"top to bottom: test images (\d+), (\d+) taken to the same t by the forward process", caption)
+    assert status == 200 and found, caption
+    gif = image(body)
+    frames = []
+    for k in (0, gif.n_frames - 1):
+        gif.seek(k)
+        frames.append(np.asarray(gif.convert("L"), dtype=float))
+    for column, i in enumerate(int(g) for g in found.groups()):
+        want = np.asarray(image(get(served, f"/api/test-image?i={i}")[2]).convert("L"), dtype=float)
+        cells = [f[2:30, 2 + 30 * column:30 + 30 * column] for f in frames]
+        assert np.abs(cells[1] - want).max() <= 1  # the last frame: the image itself
+        assert np.abs(cells[0] - want).mean() > 40  # the first: mostly noise
+    assert "forward process" not in get(served, "/api/trajectory?model=pixelcnn&seed=0&n=2")[1]["X-Genzoo-Caption"]
 
 
 def test_a_one_step_trajectory_is_its_one_step_then_the_sample(served):

@@ -23,7 +23,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device
 from benchmarks.report import FIGURES, cells, footnote, headers
 
 PAGE = "index.html"
@@ -65,13 +65,9 @@ def page(folder: RunFolder, run: dict[str, Any], records: list[Record]) -> str:
 def settings(run: dict[str, Any], records: list[Record]) -> str:
     """The run at a glance: dataset, preset, seeds, budget, host, ruler and the commands that made it."""
     seeds = run.get("seeds") or sorted({r.seed for r in records})
-    host = run.get("device")
-    if host:
-        detail = ", ".join(str(x) for x in (run.get("device_name"), run.get("threads") and f"{run['threads']} threads") if x)
-        host = f"{host} ({detail})" if detail else host
     space = run.get("feature_space", {})
     items = [("dataset", run.get("dataset")), ("preset", run.get("preset")), ("seeds", ", ".join(map(str, seeds))),
-             ("budget", run.get("budget")), ("host", host),
+             ("budget", run.get("budget")), ("host", describe_device(run, "")),
              ("feature space", space.get("name") if isinstance(space, dict) else space)]
     items += [("command", f"{h.get('command', '?')} ({h['wall_seconds'] / 60:.1f} min"
                + (f", {h['interrupted']}" if h.get("interrupted") else "") + ")")

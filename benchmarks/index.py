@@ -11,11 +11,10 @@ from __future__ import annotations
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 from benchmarks.cli import Parser
-from benchmarks.records import DATA_ROW, RunFolder
+from benchmarks.records import DATA_ROW, RunFolder, describe_device
 from zoo.base import GenzooError
 from zoo.files import atomic_write, check_writable
 
@@ -42,16 +41,6 @@ class Entry:
     commands: list[tuple[str, float | None]]  # (command, wall-clock seconds) in the order they ran
 
 
-def describe_device(run: dict[str, Any]) -> str:
-    device, name = run.get("device"), run.get("device_name")
-    if device is None:
-        return NOT_RECORDED
-    if str(device).startswith("cpu") and run.get("threads"):
-        threads = run["threads"]
-        return f"{device} ({name}, {threads} thread{'s' if threads != 1 else ''})"
-    return f"{device} ({name})" if name else str(device)
-
-
 def committed_date(path: Path) -> str | None:
     """The day git last committed `path` (YYYY-MM-DD), or None outside a git work tree or if never committed."""
     try:
@@ -76,7 +65,7 @@ def entry(path: Path) -> Entry:
     scored = list(dict.fromkeys(r.model for r in records if r.scored))
     history = run.get("history") or ([{"command": run["command"]}] if run.get("command") else [])
     return Entry(
-        folder=path.name, date=str(date), dataset=run.get("dataset", NOT_RECORDED), device=describe_device(run),
+        folder=path.name, date=str(date), dataset=run.get("dataset", NOT_RECORDED), device=describe_device(run, NOT_RECORDED),
         torch=(run.get("versions") or {}).get("torch") or NOT_RECORDED, commit=run.get("commit") or NOT_RECORDED,
         preset=run.get("preset", NOT_RECORDED), budget=run.get("budget", NOT_RECORDED),
         ruler=(run.get("feature_space") or {}).get("name") or NOT_RECORDED,

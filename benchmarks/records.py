@@ -167,6 +167,18 @@ QUALITY_COLUMNS = tuple(f.name for f in dataclasses.fields(Record) if f.metadata
 _WARNED: set[tuple[Path, int]] = set()  # the damaged files warned of in this process: (path, mtime)
 
 
+def describe_device(run: dict[str, Any], missing: str) -> str:
+    """A run's device as its results.json records it: "cpu (x86_64, 2 threads)", "cuda (NVIDIA H100 ...)";
+    `missing` where the run recorded none."""
+    device, name = run.get("device"), run.get("device_name")
+    if device is None:
+        return missing
+    if str(device).startswith("cpu") and run.get("threads"):
+        threads = run["threads"]
+        return f"{device} ({name}, {threads} thread{'s' if threads != 1 else ''})"
+    return f"{device} ({name})" if name else str(device)
+
+
 def warn_once(path: Path, text: str) -> None:
     """A damaged file's warning, said once a process for the file as it is (a reader reads a folder
     more than once: compare reads both sides, explore reads again to redraw the page)."""

@@ -22,7 +22,7 @@ from rich.table import Table
 
 from benchmarks.cli import Parser
 from benchmarks.curves import TARGET_FACTOR, fractions, share_name, target_fid
-from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, warn_once
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device, warn_once
 from zoo.base import GenzooError, one_line
 from zoo.files import check_writable
 from zoo.metrics.features import WEAK_NET
@@ -241,7 +241,7 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
         "",
         footnote(run, records),
         "",
-        f"Device: {run.get('device', '?')} ({run.get('device_name', '')}, {run.get('threads', '?')} threads)  ",
+        f"Device: {describe_device(run, '?')}  ",
         f"Data split: {run.get('split', '?')}  ",
         f"Feature net: {_feature_net(run.get('feature_space', {}))}  ",
         *(f"Command: `{h['command']}`, {h['wall_seconds'] / 60:.1f} min of training and evaluation"

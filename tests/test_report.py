@@ -57,6 +57,20 @@ def test_markdown_is_a_handout_with_intervals(run_folder):
     assert " ± " not in data_row.split("|")[3]  # the data row is the same images whatever the seed: no spread
 
 
+def test_the_device_line_reads_as_the_index_reads_it():
+    """results.md said "1 threads", and a GPU's thread count, where the index said it right."""
+    from benchmarks import html_report
+    from benchmarks.records import describe_device
+
+    one = {"device": "cpu", "device_name": "x86_64", "threads": 1}
+    assert describe_device(one, "?") == "cpu (x86_64, 1 thread)"
+    assert describe_device({**one, "threads": 2}, "?") == "cpu (x86_64, 2 threads)"
+    assert describe_device({"device": "cuda", "device_name": "NVIDIA H100", "threads": 16}, "?") == "cuda (NVIDIA H100)"
+    assert describe_device({}, "?") == "?"
+    assert "Device: cpu (x86_64, 1 thread)  " in report.markdown(one, [])
+    assert "<dd>cpu (x86_64, 1 thread)</dd>" in html_report.settings(one, [])
+
+
 def test_confidence_interval_matches_scipy():
     from scipy import stats
 

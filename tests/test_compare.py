@@ -49,6 +49,16 @@ def test_a_single_seed_reference_is_compared_as_it_is(tmp_path, reference):
     other = folder(tmp_path / "b", [record("data", 0, fid=2.6)])
     (data,) = compare.compare(other, reference)
     assert not data.agrees and data.verdict == "differs by 0.10 (+4.0 %)"
+    # another processor's float32 features: the data row's FID in its 7th digit (2.651686335 against 2.651685988)
+    rounded = folder(tmp_path / "c", [record("data", 0, fid=2.5 * (1 + 1.3e-7))])
+    (data,) = compare.compare(rounded, reference)
+    assert data.agrees and data.verdict == "equal as printed"
+    (data,) = compare.compare(folder(tmp_path / "d", [record("data", 0, fid=2.506)]), reference)
+    assert not data.agrees and data.verdict == "differs by 0.01 (+0.2 %)"  # the tables print 2.51
+    assert not findings(compare.compare(rounded, reference, exact=True), "data seed 0", "fid")[0].agrees  # --identical: every digit
+    same_seeds = folder(tmp_path / "e", [record("vae", s, fid=5.0) for s in range(3)])  # an interval of width 0
+    (fid,) = compare.compare(folder(tmp_path / "f", [record("vae", 0, fid=5.0 * (1 + 1e-7))]), same_seeds)
+    assert fid.agrees and fid.verdict == "inside"
 
 
 def test_a_column_only_one_run_measured_is_left_out(tmp_path, reference):

@@ -6,8 +6,12 @@
 Across machines a run cannot repeat a reference to the last digit: another processor's kernels round
 differently, and a few thousand steps turn that into other weights. What it can do is land where the
 reference's seeds land. So, for each model both folders hold and each quality or likelihood column
-(`records.QUALITY_COLUMNS`), this prints the reference's mean and 95 % t-interval over its seeds, this
-run's mean over its own seeds, and whether it falls inside the interval; if not, by how much. A
+(`records.QUALITY_COLUMNS`), this prints the reference's mean and 95 % t-interval over its n seeds,
+this run's mean over its own m seeds, and whether that mean falls where the mean of m new seeds drawn
+like the reference's would fall 95 % of the time: within t s sqrt(1/n + 1/m) of the reference's mean
+(s its seeds' standard deviation; the interval of the reference's mean alone, t s / sqrt(n), is half
+as wide for n = 3, m = 1, and a run like the reference's would fall outside it one time in six).
+If not, by how much. A
 reference with one seed has no interval: its number and this run's are compared as they are, and
 agree where the tables print them alike (the data row on another processor differs in float32's last
 digits). A
@@ -106,12 +110,14 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
         return Finding(model, column, describe(column, ref_values), describe(column, run_values), same,
                        ("equal as printed" if printed_alike else "equal") if same else f"differs by {show(column, ours - mean)}"
                        + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""))
-    off = abs(ours - mean) - half
+    reach = half * math.sqrt(1 + len(ref_values) / len(run_values))  # t s sqrt(1/n + 1/m): see the docstring
+    off = abs(ours - mean) - reach
     if off <= 0 or printed_alike:
-        return Finding(model, column, describe(column, ref_values), describe(column, run_values), True, "inside")
+        return Finding(model, column, describe(column, ref_values), describe(column, run_values), True,
+                       f"inside ± {show(column, reach)}")
     return Finding(model, column, describe(column, ref_values), describe(column, run_values), False,
-                   f"outside by {show(column, off)} ({abs(ours - mean) / half:.1f} half-widths from the mean)"
-                   if half > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)")
+                   f"outside ± {show(column, reach)} by {show(column, off)}"
+                   if reach > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)")
 
 
 def describe(column: str, values: list[float]) -> str:

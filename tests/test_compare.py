@@ -1,4 +1,5 @@
 """benchmarks.compare: a run's numbers against a reference's seeds, or record by record."""
+import numpy as np
 import pytest
 from scipy import stats
 
@@ -33,14 +34,29 @@ def findings(found, model, column):
 
 
 def test_a_mean_inside_and_outside_the_interval(tmp_path, reference):
-    half = stats.t.ppf(0.975, 2) * stats.sem([10.0, 12.0, 14.0])  # an independent interval: 4.97
+    s = np.std([10.0, 12.0, 14.0], ddof=1)
     inside = folder(tmp_path / "a", [record("data", 0, fid=2.5), record("vae", 0, fid=16.0, bits_per_dim=1.2)])
     (fid,) = findings(compare.compare(inside, reference), "vae", "fid")
-    assert fid.agrees and fid.verdict == "inside" and fid.reference == "12.00 ± 4.97 (3 seeds)"
+    one_seed = stats.t.ppf(0.975, 2) * s * np.sqrt(1 / 3 + 1 / 1)  # where one new seed's number falls: 9.94
+    assert fid.agrees and fid.verdict == f"inside ± {one_seed:.2f}" and fid.reference == "12.00 ± 4.97 (3 seeds)"
     outside = folder(tmp_path / "b", [record("data", 0, fid=2.5), record("vae", 3, fid=19.0), record("vae", 4, fid=21.0)])
     (fid,) = findings(compare.compare(outside, reference), "vae", "fid")
+    two_seeds = stats.t.ppf(0.975, 2) * s * np.sqrt(1 / 3 + 1 / 2)  # a mean of two: 7.86
     assert not fid.agrees and fid.run == "20.00 ± 12.71 (2 seeds)"
-    assert fid.verdict == f"outside by {20 - 12 - half:.2f} ({8 / half:.1f} half-widths from the mean)"
+    assert fid.verdict == f"outside ± {two_seeds:.2f} by {20 - 12 - two_seeds:.2f}"
+
+
+def test_a_run_drawn_like_the_reference_falls_outside_one_time_in_twenty():
+    """The check's promise, simulated: three reference seeds and one run seed from one normal
+    distribution. Against the interval of the reference's mean alone it would be one time in six."""
+    rng = np.random.default_rng(0)
+    trials = 4000
+    outside = 0
+    for values in rng.normal(100.0, 10.0, size=(trials, 4)):
+        found = compare.against_interval("vae", "fid", [record("vae", s, fid=v) for s, v in enumerate(values[:3])],
+                                         [record("vae", 3, fid=values[3])])
+        outside += not found.agrees
+    assert 0.04 < outside / trials < 0.06
 
 
 def test_a_single_seed_reference_is_compared_as_it_is(tmp_path, reference):
@@ -58,7 +74,7 @@ def test_a_single_seed_reference_is_compared_as_it_is(tmp_path, reference):
     assert not findings(compare.compare(rounded, reference, exact=True), "data seed 0", "fid")[0].agrees  # --identical: every digit
     same_seeds = folder(tmp_path / "e", [record("vae", s, fid=5.0) for s in range(3)])  # an interval of width 0
     (fid,) = compare.compare(folder(tmp_path / "f", [record("vae", 0, fid=5.0 * (1 + 1e-7))]), same_seeds)
-    assert fid.agrees and fid.verdict == "inside"
+    assert fid.agrees and fid.verdict == "inside ± 0.00"
 
 
 def test_a_column_only_one_run_measured_is_left_out(tmp_path, reference):
@@ -86,7 +102,7 @@ def test_unlike_models_are_not_compared(tmp_path, reference):
                                                           "to this run (lr was 0.001, now 0.002)")
     # as a run folder tells seeds apart: a field one record lacks (added since) and the keys' order are no difference
     run = folder(tmp_path / "c", [record("vae", 0, fid=12.0, hparams={"beta": 1.0, "lr": 1e-3})])
-    assert [f.verdict for f in compare.compare(run, reference)] == ["inside"]
+    assert [f.verdict.split(" ±")[0] for f in compare.compare(run, reference)] == ["inside"]
 
 
 def test_identical_compares_record_by_record(tmp_path, reference, capsys):

@@ -775,10 +775,8 @@ def drawn_classes(ctx: Context, m: Generator, k: int) -> Tensor | None:
 def noised_test_image(ctx: Context, m: Generator, timesteps: list[int]) -> Tensor:
     """One test image (the same for every model) noised to each of `timesteps` by a `Noising` model's
     forward process, with one noise draw, then the image itself: (T+1,C,H,W) in [0,1] for display."""
-    x = ctx.test_images(1, "forward").to(m.device)
-    noise = torch.randn(x.shape, generator=ctx.gen("forward noise")).to(m.device)
-    assert isinstance(m, Noising)
-    return torch.cat([*(m.noise_image(x, t, noise) for t in timesteps), x]).clamp(0, 1).float().cpu()
+    x = ctx.test_images(1, "forward")
+    return ex.forward_process(m, x, timesteps, torch.randn(x.shape, generator=ctx.gen("forward noise")))[:, 0]
 
 
 def tint_undrawn(shots: Tensor, drawn: Tensor) -> Tensor:

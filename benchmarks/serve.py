@@ -676,12 +676,9 @@ def forward_process(model: Generator, test: Tensor, n: int, timesteps: list[int]
     """n test images picked by `gen` (drawn from after the sample, so the sample is the one the seed
     gives elsewhere), noised to each of `timesteps` with one noise draw, then the images themselves:
     their indices and (len(timesteps) + 1) batches (n,C,H,W) in [0,1]."""
-    assert isinstance(model, Noising)
     picked = torch.randperm(len(test), generator=gen)[torch.arange(n) % len(test)]  # a split smaller than n repeats
     x = test[picked]
-    noise = torch.randn(x.shape, generator=gen)
-    noised = [model.noise_image(x.to(model.device), t, noise.to(model.device)).clamp(0, 1).float().cpu() for t in timesteps]
-    return picked.tolist(), [*noised, x]
+    return picked.tolist(), list(ex.forward_process(model, x, timesteps, torch.randn(x.shape, generator=gen)))
 
 
 ENDPOINTS: dict[str, Callable[[Run, str], Reply]] = {

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import zoo
+import zoo.explore as zoo_explore
 from zoo.base import (
     CodeSampler,
     Conditional,
@@ -87,6 +88,9 @@ def test_the_forward_process_is_the_textbook_one_at_the_samplers_timesteps(name)
             expected = abar.sqrt() * (2 * x - 1) + (1 - abar).sqrt() * noise
         assert torch.allclose(model.noise_image(x, t, noise), (expected.float() + 1) / 2, atol=1e-5), t
     assert steps[0].timestep > steps[-1].timestep
+    shown = zoo_explore.forward_process(model, x, [steps[0].timestep, steps[-1].timestep], noise)  # what the figures draw
+    assert shown.shape == (3, 3, *spec.shape) and torch.equal(shown[-1], x)
+    assert torch.equal(shown[0], model.noise_image(x, steps[0].timestep, noise).clamp(0, 1))
 
 
 @pytest.mark.parametrize("name", [n for n, caps in DECLARED.items() if Stepwise not in caps])

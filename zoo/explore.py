@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import CodeSampler, GaussianPrior, Generator, Invertible, Latent, ProbabilisticDecoder, SamplingStep
+from zoo.base import CodeSampler, GaussianPrior, Generator, Invertible, Latent, Noising, ProbabilisticDecoder, SamplingStep
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -374,6 +374,16 @@ def trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torc
             "x_t": torch.stack([s.images.clamp(0, 1).float() for s in steps]),
             "x0": torch.stack([p.clamp(0, 1).float() for p in predicted]) if len(predicted) == len(steps) else None,
             "final": final}
+
+
+@torch.no_grad()
+def forward_process(model: Generator, x: Tensor, timesteps: list[int], noise: Tensor) -> Tensor:
+    """Images x (N,C,H,W) in [0,1] taken by a `Noising` model's forward process to each of
+    `timesteps` with one noise draw (no network), then x itself: (T+1,N,C,H,W) in [0,1], on the CPU,
+    to set beside a `trajectory` at its timesteps."""
+    assert isinstance(model, Noising)
+    x, noise = x.to(model.device), noise.to(model.device)
+    return torch.stack([*(model.noise_image(x, t, noise) for t in timesteps), x]).clamp(0, 1).float().cpu()
 
 
 @torch.no_grad()

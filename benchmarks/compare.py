@@ -61,13 +61,22 @@ class Finding:
     verdict: str  # "inside", "outside by ...", "equal", "differs by ...", "not comparable: ..."
 
 
+NOT_FINITE = {"inf", "-inf", "nan"}
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def numbers(records: list[Record], column: str) -> list[float]:
-    return [float(v) for r in records if isinstance(v := getattr(r, column), (int, float)) and not isinstance(v, bool)]
+    """A column's finite numbers over the records: a flagged record's inf or NaN is one of its `words`."""
+    return [float(v) for r in records if is_number(v := getattr(r, column)) and math.isfinite(v)]
 
 
 def words(records: list[Record], column: str) -> set[str]:
-    """What a column holds instead of a number ("not reached"), over the records."""
-    return {v for r in records if isinstance(v := getattr(r, column), str)}
+    """What a column holds instead of a finite number ("not reached", "inf", "nan"), over the records."""
+    return {v if isinstance(v, str) else str(float(v)) for r in records
+            if isinstance(v := getattr(r, column), str) or (is_number(v) and not math.isfinite(v))}
 
 
 def show(column: str, value: float) -> str:
@@ -102,6 +111,11 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
         return Finding(model, column, describe(column, ref_values) or ", ".join(sorted(ref_words)),
                        describe(column, run_values) or ", ".join(sorted(run_words)), False,
                        f"only {have} has a number")
+    for have, odd in (("this run", run_words - ref_words), ("the reference", ref_words - run_words)):
+        if odd & NOT_FINITE:  # a seed that gave inf is a difference, not a seed to leave out of the mean
+            return Finding(model, column, ", ".join([describe(column, ref_values), *sorted(ref_words)]),
+                           ", ".join([describe(column, run_values), *sorted(run_words)]), False,
+                           f"{', '.join(sorted(odd & NOT_FINITE))} only in {have}")
     mean, half = t_interval(ref_values)
     ours = sum(run_values) / len(run_values)
     printed_alike = ours != mean and show(column, ours) == show(column, mean)  # another processor's float rounding

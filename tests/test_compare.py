@@ -189,3 +189,19 @@ def test_a_damaged_record_is_read_from_results_json_and_left_as_it_is(tmp_path, 
     assert "11 of 11 agree" in out and f"{damaged} does not parse; read from its copy in results.json" in out
     assert damaged.read_text() == "{" and sorted(p.name for p in copy.records_dir.iterdir()) == [
         "data--seed0.json", "vae--seed0.json", "vae--seed1.json", "vae--seed2.json"]
+
+
+def test_a_seed_that_gave_inf_is_a_difference_and_not_in_the_mean(tmp_path, reference):
+    """A flagged record's inf or NaN (a diverged likelihood) is neither averaged nor counted as a seed."""
+    run = folder(tmp_path / "a", [record("vae", 0, fid=12.0, bits_per_dim=float("inf")),
+                                  record("vae", 1, fid=float("nan"), bits_per_dim=1.2)])
+    (fid,) = findings(compare.compare(run, reference), "vae", "fid")
+    assert not fid.agrees and fid.verdict == "nan only in this run" and fid.run == "12.00 (1 seed), nan"
+    (bpd,) = findings(compare.compare(run, reference), "vae", "bits_per_dim")
+    assert not bpd.agrees and bpd.verdict == "inf only in this run"
+    both = folder(tmp_path / "b", [record("vae", s, fid=v) for s, v in enumerate([10.0, 12.0, float("inf")])])
+    (fid,) = findings(compare.compare(folder(tmp_path / "c", [record("vae", 0, fid=11.0)]), both), "vae", "fid")
+    assert not fid.agrees and fid.verdict == "inf only in the reference" and fid.reference == "11.00 ± 12.71 (2 seeds), inf"
+    (fid,) = findings(compare.compare(folder(tmp_path / "d", [record("vae", 0, fid=11.0), record("vae", 1, fid=float("inf"))]), both),
+                      "vae", "fid")
+    assert fid.agrees and fid.verdict.startswith("inside")  # the same inf on both sides: the finite seeds decide

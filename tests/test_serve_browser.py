@@ -17,6 +17,7 @@ import shutil
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -24,10 +25,13 @@ from typing import Any
 import pytest
 from test_serve import _one_thread, run_folder, served  # noqa: F401 - the HTTP tests' run and server, shared
 
+from benchmarks.serve import ANIMATION_FRAMES, FRAME_MS
+
 CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage", "--hide-scrollbars"]
 WAIT = 300  # seconds for one image: the smoke models are quick, a busy CI machine is not
+SHOT_FRAME = 2 * ANIMATION_FRAMES // 3  # the animation's frame the screenshots show
 SHOTS = ("overview", "sample", "steps", "guidance", "plane", "interpolation", "trajectory", "raster")
 
 
@@ -200,11 +204,14 @@ def tour(driver: Any, base: str, shots: Path) -> dict[str, Any]:
         before = page.loads("animation")
         page.click("play")
         page.wait_new("animation", before)
+        loaded = time.monotonic()
         caption = page.caption("animation-caption")
         kind = "raster" if "raster order" in caption else "trajectory"
         if kind not in seen["animations"]:
             seen["animations"][kind] = caption
             page.idle()
+            # the GIF plays from its load: shoot two thirds in, not the first frame (all noise, or a blank raster)
+            time.sleep(max(0.0, SHOT_FRAME * FRAME_MS / 1000 - (time.monotonic() - loaded)))
             page.shoot("trajectory", shots / f"{kind}.png")
         if len(seen["animations"]) == 2:
             break

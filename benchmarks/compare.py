@@ -40,7 +40,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.cli import Parser
-from benchmarks.records import COLUMNS, QUALITY_COLUMNS, Record, RunFolder, difference, settings_differ, t_interval
+from benchmarks.records import COLUMNS, LEVEL, QUALITY_COLUMNS, Record, RunFolder, difference, settings_differ, t_interval
 from zoo.base import GenzooError
 
 HEADER = {name: header for name, header, *_ in COLUMNS}
@@ -59,6 +59,7 @@ class Finding:
     run: str
     agrees: bool
     verdict: str  # "inside", "outside by ...", "equal", "differs by ...", "not comparable: ..."
+    by_chance: float = 0.0  # how often a run drawn like the reference's disagrees here: 0.05 for a prediction interval
 
 
 NOT_FINITE = {"inf", "-inf", "nan"}
@@ -73,10 +74,16 @@ def numbers(records: list[Record], column: str) -> list[float]:
     return [float(v) for r in records if is_number(v := getattr(r, column)) and math.isfinite(v)]
 
 
+def word(value: Any) -> str | None:
+    """What a record holds instead of a finite number ("not reached", "inf", "nan"); None for a
+    finite number or nothing."""
+    if isinstance(value, str):
+        return value
+    return str(float(value)) if is_number(value) and not math.isfinite(value) else None
+
+
 def words(records: list[Record], column: str) -> set[str]:
-    """What a column holds instead of a finite number ("not reached", "inf", "nan"), over the records."""
-    return {v if isinstance(v, str) else str(float(v)) for r in records
-            if isinstance(v := getattr(r, column), str) or (is_number(v) and not math.isfinite(v))}
+    return {w for r in records if (w := word(getattr(r, column))) is not None}
 
 
 def show(column: str, value: float) -> str:
@@ -106,6 +113,10 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
         same = ref_words == run_words
         return Finding(model, column, ", ".join(sorted(ref_words)), ", ".join(sorted(run_words)), same,
                        "equal" if same else "differs")
+    if not run_values and run_words <= ref_words:  # dcgan's "not reached", as one reference seed's was
+        shared = sum(word(getattr(r, column)) in run_words for r in ref)
+        return Finding(model, column, describe(column, ref_values) + ", " + ", ".join(sorted(ref_words)),
+                       ", ".join(sorted(run_words)), True, f"as {shared} of the reference's {len(ref)} seeds")
     if not ref_values or not run_values:
         have = "the reference" if ref_values else "this run"
         return Finding(model, column, describe(column, ref_values) or ", ".join(sorted(ref_words)),
@@ -126,12 +137,13 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
                        + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""))
     reach = half * math.sqrt(1 + len(ref_values) / len(run_values))  # t s sqrt(1/n + 1/m): see the docstring
     off = abs(ours - mean) - reach
+    chance = 1 - LEVEL if reach > 0 else 0.0
     if off <= 0 or printed_alike:
         return Finding(model, column, describe(column, ref_values), describe(column, run_values), True,
-                       f"inside ± {show(column, reach)}")
+                       f"inside ± {show(column, reach)}", chance)
     return Finding(model, column, describe(column, ref_values), describe(column, run_values), False,
                    f"outside ± {show(column, reach)} by {show(column, off)}"
-                   if reach > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)")
+                   if reach > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)", chance)
 
 
 def describe(column: str, values: list[float]) -> str:
@@ -253,7 +265,9 @@ def main(argv: list[str] | None = None) -> int:
                       highlight=False, soft_wrap=True)
     bad = [f for f in found if not f.agrees]
     models = sorted({f.model for f in bad})
-    console.print(f"{len(found) - len(bad)} of {len(found)} agree" + (f"; not: {', '.join(models)}" if bad else ""),
+    expected = sum(f.by_chance for f in found)
+    console.print(f"{len(found) - len(bad)} of {len(found)} agree" + (f"; not: {', '.join(models)}" if bad else "")
+                  + (f" (a run drawn like the reference's leaves about {expected:.0f} outside by chance)" if expected >= 0.5 else ""),
                   highlight=False, soft_wrap=True)
     return 1 if bad else 0
 

@@ -478,6 +478,9 @@ def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:
 
 # -- seeds: mean and 95 % confidence interval ------------------------------------------------------
 
+LEVEL = 0.95  # the confidence of every interval the tables print
+
+
 def t_interval(values: list[float]) -> tuple[float, float | None]:
     """Mean and half-width of the 95 % Student-t confidence interval of the finite values (None for
     fewer than 2; the mean is NaN where there are none: a flagged record's inf or NaN)."""
@@ -488,7 +491,7 @@ def t_interval(values: list[float]) -> tuple[float, float | None]:
     if len(vals) < 2:
         return (float(vals[0]) if len(vals) else math.nan), None
     mean = float(vals.mean())
-    _, high = stats.t.interval(0.95, len(vals) - 1)  # the interval of the standard t; scaled by the standard error
+    _, high = stats.t.interval(LEVEL, len(vals) - 1)  # the interval of the standard t; scaled by the standard error
     return mean, float(high * stats.sem(vals))
 
 

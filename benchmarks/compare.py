@@ -11,10 +11,12 @@ this run's mean over its own m seeds, and whether that mean falls where the mean
 like the reference's would fall 95 % of the time: within t s sqrt(1/n + 1/m) of the reference's mean
 (s its seeds' standard deviation; the interval of the reference's mean alone, t s / sqrt(n), is half
 as wide for n = 3, m = 1, and a run like the reference's would fall outside it one time in six).
-If not, by how much. A
+If not, by how much; one such check in twenty fails for a run drawn exactly like the reference's,
+and the last line says how many of them to expect so. A
 reference with one seed has no interval: its number and this run's are compared as they are, and
 agree where the tables print them alike (the data row on another processor differs in float32's last
-digits). A
+digits). A word ("not reached") agrees where one of the reference's seeds gave it too; an inf or NaN
+only one folder holds disagrees. A
 column only one of the two measured (curves off, no likelihood) is left out. A model (a seed, with
 --identical) that finished in the reference and diverged or failed in this run disagrees.
 

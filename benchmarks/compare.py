@@ -42,7 +42,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from benchmarks.cli import Parser
-from benchmarks.records import COLUMNS, LEVEL, QUALITY_COLUMNS, Record, RunFolder, difference, settings_differ, t_interval
+from benchmarks.records import COLUMNS, LEVEL, QUALITY_COLUMNS, Record, RunFolder, difference, is_number, settings_differ, t_interval
 from zoo.base import GenzooError
 
 HEADER = {name: header for name, header, *_ in COLUMNS}
@@ -65,10 +65,6 @@ class Finding:
 
 
 NOT_FINITE = {"inf", "-inf", "nan"}
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def numbers(records: list[Record], column: str) -> list[float]:

@@ -23,7 +23,7 @@ from string import Template
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device, is_number
 from benchmarks.report import FIGURES, cells, footnote, headers
 
 PAGE = "index.html"
@@ -100,7 +100,7 @@ def sort_value(value: Any, scale: float = 1) -> str | None:
     a word as itself ("not reached", "exact"), None for an empty cell (sorted last)."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    if is_number(value):
         return repr(float(value) * scale)
     return str(value)
 

@@ -35,7 +35,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from matplotlib.transforms import Bbox  # noqa: E402
 
 from benchmarks.curves import TARGET_FACTOR, share_of, target_fid  # noqa: E402
-from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate  # noqa: E402
+from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate, is_number  # noqa: E402
 from zoo.base import one_line  # noqa: E402
 from zoo.checkpoint import split_training_key  # noqa: E402
 from zoo.files import say  # noqa: E402
@@ -432,7 +432,7 @@ def _spread(records: list[Record], key: str) -> tuple[list[float], list[float], 
 
 
 def _number(value: Any) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = is_number(value) and math.isfinite(value)
     return float(value) if ok else math.nan
 
 

@@ -481,6 +481,11 @@ def sort_key(model: str, order: list[str]) -> tuple[int, int, str]:
 LEVEL = 0.95  # the confidence of every interval the tables print
 
 
+def is_number(value: Any) -> bool:
+    """Whether a record's value is a number (a JSON true is a bool, not the number 1)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def t_interval(values: list[float]) -> tuple[float, float | None]:
     """Mean and half-width of the 95 % Student-t confidence interval of the finite values (None for
     fewer than 2; the mean is NaN where there are none: a flagged record's inf or NaN)."""
@@ -524,7 +529,7 @@ def _cell(values: Iterable[Any], ci: bool) -> tuple[Any, float | None]:
     """One column over a model's seeds: the mean and t-interval of its numbers in a column with an
     interval (`ci`), else its first value given."""
     values = list(values)
-    numeric = [float(v) for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    numeric = [float(v) for v in values if is_number(v)]
     if ci and numeric:
         return t_interval(numeric)
     return next((v for v in values if v is not None), None), None

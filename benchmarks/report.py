@@ -22,7 +22,7 @@ from rich.table import Table
 
 from benchmarks.cli import Parser
 from benchmarks.curves import TARGET_FACTOR, fractions, share_name, target_fid
-from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device, warn_once
+from benchmarks.records import COLUMNS, DATA_ROW, Record, Row, RunFolder, aggregate, atomic_write, describe_device, is_number, warn_once
 from zoo.base import GenzooError, one_line
 from zoo.files import check_writable
 from zoo.metrics.features import WEAK_NET
@@ -57,7 +57,7 @@ def problems(record: Record) -> list[str]:
         low, high = VALID.get(kind, (-math.inf, math.inf))
         if v is None or (isinstance(v, str) and v in WORDS.get(name, set())):
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
+        if not is_number(v):
             out.append(f"{name} is {v!r}, not a number")
         elif not math.isfinite(v):
             out.append(f"{name} is {v}")
@@ -104,7 +104,7 @@ def fmt(value: Any, spec: str, half: float | None = None, scale: float = 1) -> s
     """A cell: `spec`-formatted value (a mean of integers keeps one decimal), and "± half" with seeds."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if not is_number(value):
         return str(value)
     value = value * scale
     if spec in ("{:d}", "{:,}"):

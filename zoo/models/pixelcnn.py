@@ -146,6 +146,24 @@ class GatedLayer(nn.Module):
         return (res if h_prev is None else h_prev + res), skip
 
 
+def gated_stacks(layers: Sequence[GatedLayer], x: Tensor, first_bias: Tensor,
+                 gate_bias: Sequence[tuple[Tensor | int, Tensor | int]] | None = None) -> Tensor:
+    """Both stacks over the network's input x (B,c,H,W) -> the sum of every layer's skip output
+    (B,hidden,H,W). first_bias: added to the first layer's vertical gates (where the pixel is);
+    gate_bias: per layer, what the vertical and the horizontal gates add (a class bias), or none."""
+    v = h = x
+    skip: Tensor | int = 0
+    for depth, layer in enumerate(layers):
+        bias_v, bias_h = gate_bias[depth] if gate_bias else (0, 0)
+        v_pre = layer.v_conv(layer.v_window(v)) + bias_v  # (B,2h,H,W): rows above only
+        if depth == 0:
+            v_pre = v_pre + first_bias
+        h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre) + bias_h, None if layer.first else h)
+        v, skip = gate(v_pre), skip + s
+    assert isinstance(skip, Tensor)
+    return skip
+
+
 @register
 class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
     """Gated PixelCNN: 256-way softmax per sub-pixel in raster order; exact bits/dim, NFE = H*W*C."""
@@ -247,16 +265,8 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
     def forward(self, levels: Tensor, labels: Tensor | None = None) -> Tensor:
         """levels (B,C,H,W) in {0..255} -> logits (B,H,W,C,256) of p(x_i | x_<i) at every sub-pixel;
         flattened to (B, H*W*C, 256) they are in raster order."""
-        B, C, H, W = levels.shape
-        v = h = self._inputs(levels).to(self._dtype)
-        skip: Tensor | int = 0  # the sum of every layer's skip output
-        for depth, (layer, (bias_v, bias_h)) in enumerate(zip(self._gated_layers, self._cond(labels))):
-            v_pre = layer.v_conv(layer.v_window(v)) + bias_v  # (B,2h,H,W): rows above only
-            if depth == 0:
-                v_pre = v_pre + self._position_bias(slice(None), labels)
-            h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre) + bias_h, None if layer.first else h)
-            v, skip = gate(v_pre), skip + s
-        assert isinstance(skip, Tensor)
+        skip = gated_stacks(self._gated_layers, self._inputs(levels).to(self._dtype),
+                            self._position_bias(slice(None), labels), self._cond(labels))
         return self._head(skip.permute(0, 2, 3, 1))
 
     def _nll(self, levels: Tensor, labels: Tensor | None) -> Tensor:

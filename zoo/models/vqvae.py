@@ -104,7 +104,7 @@ from torch import Tensor, nn
 
 from zoo.base import Generator, GenzooError, Likelihood, ModelConfig, Tokenized, hparam, learning_rate, width
 from zoo.models.ldm import DOWNSAMPLE, LatentDecoder, LatentEncoder, StepCounted, check_sides
-from zoo.models.pixelcnn import GatedLayer, draw, gate
+from zoo.models.pixelcnn import GatedLayer, draw, gated_stacks
 from zoo.models.vae import discretized_logistic_nll
 from zoo.registry import register
 
@@ -161,15 +161,7 @@ class CodePrior(nn.Module):
         return cast("Sequence[GatedLayer]", self.layers)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        v = h = self.embed(tokens).permute(0, 3, 1, 2)  # (B,hidden,h,w)
-        skip: Tensor | int = 0
-        for depth, layer in enumerate(self._gated_layers):
-            v_pre = layer.v_conv(layer.v_window(v))  # (B,2hidden,h,w): rows above only
-            if depth == 0:
-                v_pre = v_pre + self.position
-            h, s = layer.h_step(F.pad(h, (layer.p, 0, 0, 0)), layer.v_to_h(v_pre), None if layer.first else h)
-            v, skip = gate(v_pre), skip + s
-        return self.head(skip)
+        return self.head(gated_stacks(self._gated_layers, self.embed(tokens).permute(0, 3, 1, 2), self.position))
 
     def nll(self, tokens: Tensor) -> Tensor:
         """-log p(tokens) in nats per grid (B,): the summed cross-entropy of every cell."""

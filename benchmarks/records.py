@@ -487,7 +487,7 @@ def is_number(value: Any) -> bool:
 
 
 def t_interval(values: list[float]) -> tuple[float, float | None]:
-    """Mean and half-width of the 95 % Student-t confidence interval of the finite values (None for
+    """Mean and half-width of the Student-t confidence interval at LEVEL of the finite values (None for
     fewer than 2; the mean is NaN where there are none: a flagged record's inf or NaN)."""
     import numpy as np
     from scipy import stats

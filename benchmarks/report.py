@@ -31,12 +31,15 @@ from zoo.registry import split_variant
 FLAGGED = "flagged"  # the status of a record holding a number it cannot hold (damaged, or edited by hand)
 SHARE = (0.0, 1.0)
 # What each number of a record can be. A FID beyond 1e6 would need features a thousand apart in every
-# dimension; KID, an unbiased estimate, may dip below 0 by its noise (see `problems`).
+# dimension; KID, an unbiased estimate, may dip below 0 by its noise (see `problems`); the inception
+# score is the exp of a mean KL divergence, which rounding takes a hair below 0 when every sample is
+# classified alike (a collapsed model), so its floor has a rounding slack.
+ROUNDING = 1e-9
 VALID: dict[str, tuple[float, float]] = {
     "fid": (0, 1e6), "kid_std": (0, math.inf), "precision": SHARE, "recall": SHARE, "recognisable": SHARE,
     "label_accuracy": SHARE, "density": (0, math.inf), "coverage": SHARE, "copy_rate": SHARE,
     "nn_distance_ratio": (0, math.inf), "modes": (0, math.inf), "mode_kl": (0, math.inf), "bits_per_dim": (0, math.inf),
-    "inception_score": (1, math.inf), "fid_samples": (1, math.inf), "nfe": (1, math.inf), "params": (0, math.inf),
+    "inception_score": (1 - ROUNDING, math.inf), "fid_samples": (1, math.inf), "nfe": (1, math.inf), "params": (0, math.inf),
     "sample_images_per_s": (0, math.inf), "train_steps": (0, math.inf), "train_flops": (0, math.inf),
     "train_seconds": (0, math.inf), "train_images_per_s": (0, math.inf), "peak_memory_mb": (0, math.inf),
     "flops_to_target": (0, math.inf),

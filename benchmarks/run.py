@@ -1090,7 +1090,8 @@ def _main(argv: list[str]) -> int:
             console.print(f"[yellow]{stop}; the records are in {out}, python -m benchmarks.report {out} redraws the tables[/]",
                           highlight=False)
             return stop.exit_code
-        rows = [r for r in shown if r.model in order or r.model == DATA_ROW]
+        # flagged as the files are (the report has said why, so silently here)
+        rows = report.flag([r for r in shown if r.model in order or r.model == DATA_ROW], warn=lambda line: None)
         if args.jobs > 1:  # the plan's order, not the order the trainings finished in
             rows.sort(key=lambda r: -1 if r.model == DATA_ROW else order.index(r.model))
         console.print(report.rich_table(rows, title=f"genzoo · {args.dataset} · {preset.name}",

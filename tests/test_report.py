@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 
 import pytest
+import torch
 
 from benchmarks import report, run
 from benchmarks.records import Record, aggregate, t_interval
@@ -212,6 +213,7 @@ def _folder_with(tmp_path, **vae) -> Path:
     ({"copy_rate": -0.01}, "copy_rate -0.01 is outside [0, 1]"),
     ({"nn_distance_ratio": float("inf")}, "nn_distance_ratio is inf"),
     ({"nn_distance_quantiles": {"p05": -1.0}}, "nn_distance_quantiles p05 -1 is outside [0, inf]"),
+    ({"inception_score": 0.5}, "inception_score 0.5 is outside [1, inf]"),
 ])
 def test_impossible_numbers_are_flagged_with_a_warning(tmp_path, capsys, vae, problem):
     """Issue 30: the report showed FID -5 and 1e308 with no warning."""
@@ -226,7 +228,13 @@ def test_impossible_numbers_are_flagged_with_a_warning(tmp_path, capsys, vae, pr
 
 
 def test_sound_records_are_not_flagged(tmp_path, capsys):
-    path = _folder_with(tmp_path)  # the data row's KID is below 0 by less than its noise: an unbiased estimate
+    """The data row's KID is below 0 by less than its noise (an unbiased estimate); the VAE's inception
+    score is what torch-fidelity gives samples that are all classified alike."""
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    collapsed = isc_features_to_metric(torch.tensor([[3.0, -1.0, 0.5]]).repeat(100, 1))["inception_score_mean"]
+    assert collapsed < 1  # by rounding: this test would check nothing otherwise
+    path = _folder_with(tmp_path, inception_score=collapsed)
     assert report.main([str(path)]) == 0
     assert "warning" not in capsys.readouterr().out
     assert "flagged" not in (path / "results.md").read_text()

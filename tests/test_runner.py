@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import zoo
-from benchmarks import run
+from benchmarks import report, run
 from benchmarks.records import COLUMNS, Record, RunFolder
 from zoo.base import ModelConfig
 
@@ -126,6 +126,17 @@ def test_a_model_that_draws_nan_is_recorded_as_diverged_with_the_reason(tmp_path
     assert run.main(["--models", "test-draws-nan", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]) == 1
     r = RunFolder(out).load_records()[("test-draws-nan", 0)]
     assert (r.status, r.error, r.train_steps) == ("diverged", "non-finite samples", 2)
+
+
+def test_the_last_table_flags_what_the_files_flag(tmp_path, capsys, monkeypatch):
+    """A record holding a number it cannot hold is red and `flagged` in the console's last table, as in
+    results.md, not `ok` there (the table printed as the model finished is the record as measured)."""
+    monkeypatch.setitem(report.VALID, "fid", (0, 1e-9))  # every FID impossible
+    out = tmp_path / "run"
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "3steps", "--out", str(out)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("│ ae ")]
+    assert len(rows) == 2 and "│ ok " in rows[0] and "│ flag" in rows[1], rows  # a narrow console cuts it to "flag…"
+    assert "| ae | flagged |" in (out / "results.md").read_text()
 
 
 @pytest.mark.slow

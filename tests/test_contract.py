@@ -1,6 +1,8 @@
 """The contract every registered model keeps: later models get these tests for free."""
 import dataclasses
+import importlib
 import inspect
+import pkgutil
 import sys
 from pathlib import Path
 
@@ -11,6 +13,18 @@ import zoo
 from zoo.base import Conditional
 
 MODELS = zoo.available()
+MODEL_FILES = [m.name for m in pkgutil.iter_modules(importlib.import_module("zoo.models").__path__)]
+
+
+@pytest.mark.parametrize("module", MODEL_FILES)
+def test_every_file_in_zoo_models_loads_and_registers_a_model(module):
+    """A file in zoo/models/ that fails to import or to register is one warning line when the zoo
+    loads, which pytest's capture hides, and its model is then in none of the tests below: here the
+    file fails with its error, also under `-k` and the file's name."""
+    path = f"zoo.models.{module}"
+    importlib.import_module(path)  # raises what made it fail
+    registered = [n for n in zoo.available() if zoo.registry.get(n).__module__ == path]
+    assert registered, f"zoo/models/{module}.py registers no model: is its class decorated with @zoo.register?"
 
 
 # The contract holds at any number of diffusion steps; ddpm's 1000-step sampler is test_diffusion's.

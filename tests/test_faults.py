@@ -120,6 +120,18 @@ def test_a_signal_outside_training_is_one_line_a_history_entry_and_exit_128_plus
     assert signal.getsignal(signum) == handler  # the runner leaves the handler as it found it
 
 
+def test_ctrl_c_that_no_command_catches_is_one_line_and_still_a_stop_by_sigint():
+    """Ctrl-C while a command's imports load (torch's take seconds) reaches no handler of the command:
+    one line, not a traceback through the import machinery; the exit is still SIGINT's. The Ctrl-C
+    here comes at a known point, after `benchmarks` is imported and before anything catches it."""
+    code = "import benchmarks, os, signal, time; os.kill(os.getpid(), signal.SIGINT); time.sleep(30)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stderr) == (-signal.SIGINT, "interrupted (Ctrl-C)\n")
+    code = "import benchmarks; raise ValueError('not a stop')"  # any other error keeps its traceback
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("Traceback") and "ValueError: not a stop" in done.stderr
+
+
 @pytest.mark.slow
 def test_a_closed_terminal_and_its_sighup_keep_the_checkpoint_and_exit_129(tmp_path, space):
     """A runner on a terminal (progress bar and all) whose terminal closes: every print from then on

@@ -100,6 +100,17 @@ def test_padded_model_samples_at_the_data_size(shape):
     assert math.isfinite(loss) and loss > 0  # the loss is taken at the data's size
 
 
+@pytest.mark.parametrize("channels, attention", [([16, 32, 64], [0]), ([8, 16, 16], [0, 2]), ([8, 16, 32], [1])])
+def test_attention_on_a_level_narrower_than_a_head_trains(channels, attention):
+    """Every attention block gets a head: a level of fewer channels than the head size had none, and
+    its first forward pass divided by zero inside diffusers."""
+    spec = zoo.DataSpec(1, 16, 16)
+    model = build("ddpm", spec, channels=channels, attention=attention, norm_groups=8 if channels[0] % 8 == 0 else 4,
+                  train_timesteps=10)
+    assert math.isfinite(model.train_step(torch.rand(2, *spec.shape))["loss"])
+    assert model.sample(1, generator=torch.Generator().manual_seed(0)).shape == (1, *spec.shape)
+
+
 def test_bad_hyperparameters_are_one_line_errors(mnist):
     spec = mnist[0]
     with pytest.raises(zoo.GenzooError, match="steps must be an int in"):

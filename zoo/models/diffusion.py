@@ -74,6 +74,17 @@ BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")  # those both 
 MAX_LEVELS = 6  # UNet levels: each halves the side (the image is padded to a multiple of 2**(levels-1))
 
 
+HEAD_CHANNELS = 32  # channels of an attention head at most: a wide level attends with several heads
+
+
+def head_channels(c: UNetConfig) -> int:
+    """The channels of every attention head (diffusers' UNet2DModel takes one size for all its blocks,
+    and gives a block channels // size heads): at most HEAD_CHANNELS, and no more than the narrowest
+    attending level's channels (the attended levels and the middle block's, the last), so every
+    attention block has a head."""
+    return min([c.channels[i] for i in c.attention] + [c.channels[-1], HEAD_CHANNELS])
+
+
 def build_unet(spec: DataSpec, c: UNetConfig, class_embeds: int | None = None) -> tuple[UNet2DModel, int]:
     """The UNet of `c`'s fields, one level per entry of `channels` (levels listed in `attention` get
     self-attention), and the multiple its sides must be of (each level but the last halves them).
@@ -86,7 +97,7 @@ def build_unet(spec: DataSpec, c: UNetConfig, class_embeds: int | None = None) -
     unet = UNet2DModel(
         in_channels=spec.channels, out_channels=spec.channels,
         block_out_channels=tuple(c.channels), down_block_types=down, up_block_types=up,
-        layers_per_block=c.layers_per_block, norm_num_groups=c.norm_groups, attention_head_dim=min(c.channels[-1], 32),
+        layers_per_block=c.layers_per_block, norm_num_groups=c.norm_groups, attention_head_dim=head_channels(c),
         add_attention=bool(c.attention),  # the middle block's attention, at the lowest resolution
         num_class_embeds=class_embeds,
     )
@@ -135,7 +146,7 @@ class UNetConfig(ModelConfig):
 
 def check_unet(name: str, c: UNetConfig) -> None:
     """What the UNet's fields ask of each other: every level's channels divide into norm_groups, and
-    attention is on levels that exist (ddpm's, ddim's, ldm's and flow-matching's checks)."""
+    attention is on levels that exist (every UNet model's checks)."""
     if any(ch % c.norm_groups for ch in c.channels):
         raise GenzooError(f"{name}: channels must be divisible by norm_groups={c.norm_groups}, got {list(c.channels)}")
     if any(i >= len(c.channels) for i in c.attention):

@@ -5,8 +5,9 @@ covariance) to the codes of the training set after training and decode draws fro
 lecture's point: the code space of a plain AE has holes, regions the Gaussian puts mass on but the
 decoder never saw, so many samples come out as blends of digits. The VAE fixes this with its KL term.
 
-With `noise` > 0 it is a *denoising* autoencoder (Vincent et al. 2008): during training the encoder
-sees x + noise * eps, eps ~ N(0, I), and the target stays the clean x, so the code must capture
+With `noise` > 0 it is a *denoising* autoencoder (Vincent et al. 2008, who mask inputs; this is the
+additive Gaussian corruption of Vincent et al. 2010): during training the encoder sees
+x + noise * eps, eps ~ N(0, I), and the target stays the clean x, so the code must capture
 what survives the corruption. Encoding, decoding and sampling are unchanged (no noise).
 """
 from __future__ import annotations
@@ -76,7 +77,7 @@ class AE(Generator["AE.Config"], Latent, Objective):
     def after_training(self, x, y=None):
         self.eval()
         z = torch.cat([self.encoder(to_float(b)) for b in x.split(512)])  # x may be uint8
-        cov = torch.cov(z.T) + 1e-5 * torch.eye(z.shape[1], device=z.device)
+        cov = torch.cov(z.T) + 1e-5 * torch.eye(z.shape[1], device=z.device)  # so a (nearly) constant code dimension still factors
         self.code_mean.copy_(z.mean(0))
         self.code_scale.copy_(torch.linalg.cholesky(cov))
         self.train()

@@ -2,7 +2,8 @@
 
 A GAN has no likelihood and no encoder. A generator G turns noise z ~ N(0, I) into an image; a
 discriminator D (a "critic" in the Wasserstein version) scores images as real or generated. The two
-are trained against each other, one update each per training step:
+are trained against each other, one update each per training step (wgan: n_critic critic updates,
+then one of G):
 
     D step: make D(real) high and D(G(z)) low          (G frozen: fake images are detached)
     G step: make D(G(z)) high                           (D frozen: only G's optimizer steps)
@@ -48,7 +49,7 @@ class GANGenerator(nn.Module):
     """(B, z_dim) noise [+ (B,) labels] -> (B,C,H,W) in [-1, 1].
 
     Project z to a (hidden * 2^(L-1), s, s) block, then L transposed convs each double the side and
-    halve the channels: for 28x28, L = 2 and s = 7 (7 -> 14 -> 28)."""
+    halve the channels, the last one to the image's channels: for 28x28, L = 2 and s = 7 (7 -> 14 -> 28)."""
 
     def __init__(self, spec: DataSpec, hidden: int, z_dim: int, *, num_classes: int | None = None,
                  embed_dim: int = 0, model: str = "gan"):
@@ -247,9 +248,8 @@ class WGAN(_GAN):
 
     config: WGAN.Config  # GANConfig and the fields above
 
-    # The paper's lr 1e-4 is tuned for 200k generator steps; the quick budget gives a few hundred,
-    # so "quick" raises it: at 1e-4 the samples were still blobs when 5e-4 drew strokes
-    # (docs/experiments/2026-11-25-learning-rates.md weighs 5e-4 against 1e-3).
+    # The paper's lr 1e-4 is tuned for 200k generator steps, far more than the quick budget buys, so
+    # "quick" raises it (docs/experiments/2026-11-25-learning-rates.md weighs 5e-4 against 1e-3).
     presets = {
         "smoke": dict(z_dim=16, hidden=8),
         "quick": dict(z_dim=64, hidden=32, lr=5e-4),

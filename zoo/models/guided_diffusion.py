@@ -34,7 +34,8 @@ that is, the unconditional score plus w times the implicit classifier's gradient
 unconditional model (the label is ignored), w = 1 the plain conditional model, and w > 1
 extrapolates past it, away from the unconditional prediction: samples more typical of their
 class (higher precision and label accuracy) and less diverse (lower recall), with FID first better
-then worse as w grows; `plots/guidance_tradeoff.png` draws the curve. (This is diffusers' and
+then worse as w grows; a guidance sweep's `plots/guidance_tradeoff.png` draws the curve
+(results/cpu-mnist5k-guidance/). (This is diffusers' and
 Stable Diffusion's `guidance_scale`; Ho & Salimans write (1 + w) eps_cond - w eps_uncond, so their
 w is this one minus 1.) The UNet predicts v at the quick preset (as ddpm's), not eps: x0 and eps
 are affine in v at a given x_t and t, and the weights (1 - w) and w sum to 1, so guiding v guides

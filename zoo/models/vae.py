@@ -18,7 +18,7 @@ What is drawn: `sample` decodes z ~ N(0, I) and returns the decoder's MEAN image
 p(x|z) per sub-pixel, before binning): blurry but readable, and what the grid and FID show.
 `sample_likelihood(z)` instead draws an image from p(x|z) itself, every sub-pixel independently on
 the 8-bit grid; set beside the mean it shows the pixel noise the likelihood assigns (the lecture's
-"mean vs draw"). `decode(z)` is the mean image.
+"mean vs draw", the drawing figure of `python -m benchmarks.explore`). `decode(z)` is the mean image.
 
 What is scored: for both decoders bits/dim is computed on the 8-bit scale with a discretized
 p(x|z): the logistic as trained, the Gaussian with its fixed sigma, binned to the 256 levels the
@@ -65,7 +65,7 @@ HALF_BIN = 0.5 / 255  # half the width of one of the 256 levels on [0,1]
 def discretized_logistic_nll(x: Tensor, mean: Tensor, log_scale: Tensor) -> Tensor:
     """-log P(x) in nats per sub-pixel, x on the 8-bit grid {0, 1/255, ..., 1}, under a logistic(mean, scale)
     whose mass is binned to the 256 levels; the end bins take the tails (PixelCNN++, Salimans et al. 2017)."""
-    log_scale = log_scale.clamp(min=-7.0)
+    log_scale = log_scale.clamp(min=-7.0)  # PixelCNN++'s floor: a scale far below one level's width adds nothing
     inv_s = torch.exp(-log_scale)
     centered = x - mean
     plus, minus = inv_s * (centered + HALF_BIN), inv_s * (centered - HALF_BIN)  # the bin's edges
@@ -191,7 +191,8 @@ class VAE(Generator["VAE.Config"], Latent, Likelihood, ProbabilisticDecoder, Obj
         return {"eps": torch.randn(len(x), self.config.latent_dim, generator=generator, device=x.device)}  # one posterior draw
 
     def training_loss(self, x: Tensor, y: Tensor | None, noise: Mapping[str, Tensor]) -> dict[str, Tensor]:
-        """The negative ELBO per dimension, with its per-image reconstruction loss and KL in nats."""
+        """(reconstruction + beta * KL) per dimension, with its per-image reconstruction loss and KL in
+        nats: the negative ELBO for the logistic decoder at beta = 1 (the Gaussian's up to a constant)."""
         mu, logvar = self.encoder(x).chunk(2, dim=1)  # (B,d) each
         rec = self.reconstruction_loss(x, reparameterize(mu, logvar, noise["eps"]))
         kl = gaussian_kl(mu, logvar).sum(1)

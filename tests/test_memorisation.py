@@ -161,6 +161,8 @@ def test_the_data_rows_copy_rate_is_measured_off_the_half_that_set_the_threshold
     train = fidelity.features(splits.x_train, brief_space, cache_as=fidelity.cache_name(splits.content_hash, brief_space))
     t = memorisation.nearest_distances(fidelity.features(to_float(splits.x_test[setter]), brief_space), train)
     s = memorisation.nearest_distances(fidelity.features(images[kept], brief_space), train)
+    # the evaluation's threshold comes from that half, not the other: a rate of about 1 % cannot show it
+    assert torch.allclose(evaluate.copy_reference(splits, brief_space, train), t, rtol=1e-6)
     assert data["copy_rate"] == pytest.approx(float((s < torch.quantile(t, 0.01)).double().mean()), abs=1e-12)
     assert data["nn_distance_ratio"] == pytest.approx(float(s.median() / t.median()), rel=0.05)  # medians of even counts differ a little
     assert data["density"] == pytest.approx(density.score(train, fidelity.features(images, brief_space))["density"], rel=1e-9)

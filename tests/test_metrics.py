@@ -115,6 +115,20 @@ def test_precision_and_recall_point_the_right_way(space, mnist):
     assert ones["precision"] > 0.8 and ones["recall"] < 0.3
 
 
+def test_precision_and_recall_equal_the_prdc_package_on_the_same_features(space, mnist):
+    """Kynkaenniemi et al.'s precision and recall as the `prdc` package of Naeem et al. computes them,
+    on the features torch-fidelity read them from, with the same neighbourhood (k = 3)."""
+    prdc = pytest.importorskip("prdc")  # a test-only dependency
+    _, x, _, xt, yt = mnist
+    blurred = torch.nn.functional.avg_pool2d(xt[:150], 3, stride=1, padding=1)  # off the manifold, partly
+    samples = torch.cat([xt[yt <= 2][:150], blurred])
+    ours, f_samples, f_reference = fidelity.quality_and_features(samples, x, space, reference_name="test-fid")
+    ref = prdc.compute_prdc(f_reference.double().numpy(), f_samples.double().numpy(), nearest_k=3)  # docs/metrics.md
+    assert 0.05 < ours["precision"] < 0.95 and 0.05 < ours["recall"] < 0.95  # neither end, where any k agrees
+    assert ours["precision"] == pytest.approx(float(ref["precision"]), abs=1e-6)
+    assert ours["recall"] == pytest.approx(float(ref["recall"]), abs=1e-6)
+
+
 @pytest.mark.slow
 def test_mode_coverage_of_real_data_and_of_one_digit(space, mnist):
     _, x, y, xt, yt = mnist
@@ -123,6 +137,20 @@ def test_mode_coverage_of_real_data_and_of_one_digit(space, mnist):
     ones = xt[yt == 1][:1].repeat(200, 1, 1, 1)
     single = coverage.mode_coverage(space.classify(ones), y, 10)
     assert single["modes"] == 1 and single["mode_kl"] == pytest.approx(np.log(10), rel=1e-6)
+
+
+def test_mode_coverage_against_unbalanced_data_is_counted_by_hand_and_its_kl_is_scipys():
+    """Data whose classes are not equally common (mnist5k's are): a class's fair share is its share of
+    the data, and a mode needs half of it. Class 2 holds 0.1 of the data and 0.04 of the samples (below
+    half), class 3 0.05 and 0.03 (above half); class 4 none of either."""
+    from scipy.stats import entropy
+
+    data = torch.repeat_interleave(torch.arange(5), torch.tensor([50, 35, 10, 5, 0]))
+    predicted = torch.repeat_interleave(torch.arange(5), torch.tensor([40, 53, 4, 3, 0]))
+    out = coverage.mode_coverage(predicted, data, 5)
+    assert out["modes"] == 3  # classes 0, 1 and 3
+    p, q = np.array([40, 53, 4, 3]) / 100, np.array([50, 35, 10, 5]) / 100
+    assert out["mode_kl"] == pytest.approx(entropy(p, q), rel=1e-12)
 
 
 def test_label_accuracy():
@@ -162,6 +190,29 @@ def test_timed_sampling_draws_the_seeded_samples_and_times_full_batches():
     gen = torch.Generator().manual_seed(0)
     expected = torch.cat([model.sample(k, generator=gen) for k in (16, 16, 8)])
     assert torch.equal(samples, expected)
+
+
+@pytest.mark.parametrize("n, rate", [(40, 20.0), (10, 20.0)])
+def test_timed_sampling_leaves_out_the_first_batch_and_counts_a_full_one(monkeypatch, n, rate):
+    """On a clock the sampler itself advances (a 5 s first call, then 0.05 s an image), so no time is
+    measured: 16-image batches take 0.8 s, 20 images a second, whatever the warm-up and the count
+    drawn. With 10 images there is no full batch after the first: one more is drawn to time."""
+    import types
+
+    import zoo
+
+    clock = [0.0]
+    monkeypatch.setattr(speed, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28, 10), preset="smoke")
+
+    def sample(k, generator=None):
+        clock[0] += 0.05 * k + (5.0 if clock[0] == 0 else 0.0)
+        return torch.zeros(k, 1, 28, 28)
+
+    monkeypatch.setattr(model, "sample", sample)
+    samples, s = speed.timed_sampling(model, n, batch=16)
+    assert len(samples) == n
+    assert s == {"sample_images_per_s": pytest.approx(rate), "sample_batch_seconds": pytest.approx(0.8), "sample_batch": 16}
 
 
 def test_inception_with_a_missing_weights_file_is_one_clear_error(tmp_path):

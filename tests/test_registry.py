@@ -321,9 +321,12 @@ def test_cross_field_and_data_checks_are_one_line_too(name, hparams, message):
     assert str(e.value).startswith(message) and len(str(e.value).splitlines()) == 1, str(e.value)
 
 
-def test_pixelcnn_hidden_must_cover_the_image_channels():
-    with pytest.raises(GenzooError, match=r"pixelcnn: hidden must be at least the image's 3 channels, got 2"):
-        zoo.create("pixelcnn", DataSpec(3, 8, 8), preset="smoke", hidden=2)
+@pytest.mark.parametrize("field", ["hidden", "head"])
+def test_pixelcnn_hidden_and_head_must_cover_the_image_channels(field):
+    """A head narrower than the colours left a colour's logits blind to the colours drawn before it."""
+    with pytest.raises(GenzooError, match=rf"pixelcnn: {field} must be at least the image's 3 channels, got 2"):
+        zoo.create("pixelcnn", DataSpec(3, 8, 8), preset="smoke", **{field: 2})
+    zoo.create("pixelcnn", DataSpec(3, 8, 8), preset="smoke", **{field: 3})
 
 
 def test_accepts_describes_what_it_checks():

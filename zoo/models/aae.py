@@ -15,12 +15,14 @@ matches N(0, I), and decoding prior draws gives images. Unlike the VAE's KL, whi
 image's posterior toward the prior, the adversary only asks that the codes *as a whole* look
 Gaussian, so individual codes stay sharp points.
 
-Each training step has the paper's two phases:
+Each training step makes two updates: first the discriminator, then the encoder and decoder on
+reconstruction plus the adversarial term (the paper's reconstruction phase merged with the
+encoder's half of its regularisation phase, which the paper runs as separate updates):
 
-    reconstruction + regularisation (encoder and decoder):
-        L = BCE(D_dec(E(x)), x)  +  adv_weight * softplus(-D_z(E(x)))     (non-saturating GAN loss)
     discriminator (D_z only, codes detached):
         L_D = softplus(-D_z(z_prior)) + softplus(D_z(E(x)))             (binary cross-entropy)
+    reconstruction + regularisation (encoder and decoder):
+        L = BCE(D_dec(E(x)), x)  +  adv_weight * softplus(-D_z(E(x)))     (non-saturating GAN loss)
 
 The encoder and decoder are `zoo.nets`' strided convs, as in the AE and the VAE.
 Samples decode z ~ N(0, I) through a sigmoid.
@@ -83,7 +85,7 @@ class AAE(Generator["AAE.Config"], Latent):
         self.decoder = ConvDecoder(spec, c.hidden, c.latent_dim, model=self.name)  # (B,d) -> (B,C,H,W) logits
         self.disc = CodeDiscriminator(c.latent_dim, c.disc_hidden)
         self.opt = torch.optim.Adam([*self.encoder.parameters(), *self.decoder.parameters()], lr=c.lr)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=c.disc_lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=c.disc_lr, betas=(0.5, 0.999))  # DCGAN's, as gan.py
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x)

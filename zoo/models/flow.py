@@ -32,9 +32,12 @@ For MNIST (1x28x28) with two scales:
     2x14x14 -[checkerboard couplings]-> squeeze 8x7x7   -[channel couplings]-> 8x7x7 out
 784 latent numbers for 784 pixels. The last scale also squeezes (unlike the paper's last scale of
 checkerboard couplings only) so that its couplings see a 7x7 grid: more context for few layers.
-Two more departures from the paper, both still exact densities: the Gaussian prior has a learned
-mean and scale per latent (`learn_prior`), and the channel coupling just before each factor-out
-transforms the half that leaves given the half that stays (Glow's conditional prior, for free).
+Three more departures from the paper, all still exact densities: the Gaussian prior has a learned
+mean and scale per latent (`learn_prior`); the channel coupling just before each factor-out
+transforms the half that leaves given the half that stays (Glow's conditional prior, for free); and
+a checkerboard coupling's network sees its half packed into a grid of half the width (normflows'
+split: neighbours there are two columns apart, every other row shifted by one), where the paper's
+masks the full-size image.
 
 Sampling draws the latents with the model's own seeded generator (normflows' base distributions
 use the global RNG) and runs the flow backwards. `temperature` scales that noise: 1.0 samples the

@@ -17,7 +17,9 @@ most of whose detail is imperceptible. Latent diffusion splits the work in two s
 2. **Second stage, the diffusion model.** The codes of the training images are normalised per
    channel to zero mean and unit variance (running statistics while the first stage trains; once it
    stops, those of the final encoder's codes of one batch, then frozen), and a DDPM/DDIM is trained
-   on them exactly as on images: the loss is the MSE of the UNet's prediction (noise, v or x0) at a
+   on them exactly as on images (two departures from Rombach et al., who rescale by one scalar, the
+   codes' standard deviation, and diffuse draws of q(z|x): here a mean and a scale per channel, and
+   the code means): the loss is the MSE of the UNet's prediction (noise, v or x0) at a
    random timestep, with diffusers' schedulers. That part is not re-implemented here: the model
    *holds* a `zoo.models.diffusion.DDIM` built on a DataSpec of the latent shape, and calls its
    `loss`, its sampler and its optimizer. The DDIM maps its
@@ -70,7 +72,7 @@ def check_sides(model: str, spec: DataSpec) -> None:
 
 
 class LatentEncoder(nn.Module):
-    """(B,C,H,W) in [0,1] -> (B,out,H/4,W/4): two stride-2 convs and a 3x3 head."""
+    """(B,C,H,W) in [0,1] -> (B,out,H/4,W/4): two stride-2 convs, a 3x3 conv and a 3x3 head."""
 
     def __init__(self, channels: int, hidden: int, out: int):
         super().__init__()
@@ -86,7 +88,8 @@ class LatentEncoder(nn.Module):
 
 
 class LatentDecoder(nn.Module):
-    """(B,zc,H/4,W/4) -> (B,C,H,W) logits: the encoder's mirror, with transposed convs."""
+    """(B,zc,H/4,W/4) -> (B,C,H,W), unbounded (ldm's pixel logits; vqvae's location and log-scale):
+    the encoder's mirror, with transposed convs."""
 
     def __init__(self, channels: int, hidden: int, zc: int):
         super().__init__()
@@ -149,7 +152,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
         ae_hidden: int = width(16)  # channels of the autoencoder's first level (doubled at the second)
         kl_weight: float = hparam(0.0, ge=0)  # > 0: a Gaussian encoder with this weight on KL(q(z|x) || N(0, I)) per dim
         ae_lr: float = learning_rate(1e-3)
-        ae_steps: int = hparam(300, ge=0)  # steps during which the autoencoder trains (jointly); then it is frozen
+        ae_steps: int = hparam(300, ge=1)  # steps during which the autoencoder trains (jointly); then it is frozen
         clip: float = hparam(3.0, gt=0)  # predicted clean codes are clipped to [-clip, clip] (in standard deviations)
         channels: list[int] = field(default_factory=lambda: [16, 32])  # the latent UNet's levels (accepted as ddim's)
 
@@ -218,7 +221,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
         h = self.encoder(x)
         if self.config.kl_weight:
             mu, logvar = h.chunk(2, dim=1)
-            return mu, logvar.clamp(-30, 20)
+            return mu, logvar.clamp(-30, 20)  # Stable Diffusion's bounds: no exp() of the variance over- or underflows
         return h, None
 
     def _normalise(self, z: Tensor) -> Tensor:
@@ -248,7 +251,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
         loss = rec + self.config.kl_weight * kl * self.latent_spec.dims / self.spec.dims
         self.optimize(self.opt_ae, loss)
         mu = mu.detach()
-        self._update_statistics(mu, 1.0 if first else 0.1)
+        self._update_statistics(mu, 1.0 if first else 0.1)  # a running average: the encoder moves every step
         return {"rec": rec.detach(), "kl": kl.detach()}, mu
 
     @torch.no_grad()

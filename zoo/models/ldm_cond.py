@@ -18,6 +18,7 @@ the conditional and the unconditional prediction of the code's noise. Sampling: 
 space on eps_u + w (eps_c - eps_u), w = `guidance`, then one decoder pass:
 
     z_T ~ N(0, I) (n,zc,h,w), labels y --guided DDIM, 2 x `steps` UNet passes--> z_0 --D--> images
+    (`steps` passes where w is 0 or 1: one prediction is all the guided one needs)
 
 Where it differs from Stable Diffusion, for a 28x28 digit on a CPU: a label is one token, so its
 vector is added to the timestep's embedding (diffusers' `num_class_embeds`) rather than read

@@ -194,10 +194,12 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
     # The fast sampler is quick enough that FID keeps the preset's sample count.
 
     def validate(self) -> None:
-        """hidden at least the image's channels (each feature channel belongs to one colour channel)."""
-        if self.config.hidden < self.spec.channels:
-            raise GenzooError(f"{self.name}: hidden must be at least the image's {self.spec.channels} channels, "
-                              f"got {self.config.hidden}")
+        """hidden and head at least the image's channels (each feature channel belongs to one colour
+        channel: a colour without one would not see the colours drawn before it at its pixel)."""
+        for field in ("hidden", "head"):
+            if getattr(self.config, field) < self.spec.channels:
+                raise GenzooError(f"{self.name}: {field} must be at least the image's {self.spec.channels} channels, "
+                                  f"got {getattr(self.config, field)}")
 
     def __init__(self, spec, **hparams):
         super().__init__(spec, **hparams)

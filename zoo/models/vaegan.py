@@ -91,7 +91,7 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
         dcgan_init(self.D)
         self.opt_enc = torch.optim.Adam(self.encoder.parameters(), lr=c.lr)
         self.opt_dec = torch.optim.Adam(self.decoder.parameters(), lr=c.lr)
-        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.d_lr, betas=(0.5, 0.999))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=c.d_lr, betas=(0.5, 0.999))  # DCGAN's, as gan.py
 
     def encode(self, x: Tensor) -> Tensor:
         return self.encoder(x).chunk(2, dim=1)[0]

@@ -247,7 +247,7 @@ def markdown(run: dict, records: list[Record], folder: RunFolder | None = None) 
         f"Device: {describe_device(run, '?')}  ",
         f"Data split: {run.get('split', '?')}  ",
         f"Feature net: {_feature_net(run.get('feature_space', {}))}  ",
-        *(f"Command: `{h['command']}`, {h['wall_seconds'] / 60:.1f} min of training and evaluation"
+        *(f"Command: `{h['command']}`, {h['wall_seconds'] / 60:.1f} min end to end"
           + (f" ({h['interrupted']})" if h.get("interrupted") else "") + "  " for h in run.get("history", [])),
         "Versions: " + ", ".join(f"{k} {v}" for k, v in run.get("versions", {}).items()),
     ]

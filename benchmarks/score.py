@@ -241,7 +241,7 @@ def _values(x: Tensor, path: Path) -> Tensor:
     if low < -FLOAT_SLACK or high > 1 + FLOAT_SLACK:
         hint = ("; clip it to [0,1] if that is what it means" if low >= -0.1 and high <= 1.1
                 else "; it looks like [-1,1]: map it with (x + 1) / 2" if low >= -1 - FLOAT_SLACK and high <= 1 + FLOAT_SLACK
-                else "; it looks like 0..255: divide by 255 or store uint8" if low >= 0 and 2 <= high <= 255 else "")
+                else "; it looks like 0..255: divide by 255 or store uint8" if low >= 0 and 16 <= high <= 255 else "")
         raise GenzooError(f"samples {path} are floats from {low:.4g} to {high:.4g}; expected [0,1]{hint}")
     return x.clamp_(0, 1).contiguous()
 
@@ -353,6 +353,8 @@ def check_name(name: str | None, folder: RunFolder) -> str:
 
 def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
     folder = RunFolder(path)
+    if not folder.path.is_dir():
+        raise GenzooError(f"--into {path}: no such folder; give a run folder written by benchmarks.run")
     if not folder.results.is_file():
         raise GenzooError(f"--into {path}: no results.json there; give a run folder written by benchmarks.run")
     folder.check_subfolders("--into")

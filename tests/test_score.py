@@ -218,7 +218,7 @@ def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in
     (["--into", "{run}", "--name", "x", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights"),
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),
     (["--into", "{run}", "--name", "a" * 300], "--name is 300 characters long; at most 100 (it names the row's files)"),
-    (["--into", "~/nowhere", "--name", "x"], "--into {home}/nowhere: no results.json there"),  # ~ expanded, as the shell would
+    (["--into", "~/nowhere", "--name", "x"], "--into {home}/nowhere: no such folder"),  # ~ expanded, as the shell would
 ])
 def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -299,6 +299,8 @@ def test_bad_inputs_are_refused_saying_why(tmp_path):
     for name, (x, message) in cases.items():
         torch.save(x, tmp_path / name)
         assert message in refused(tmp_path / name), name
+    torch.save(torch.rand(4, 28, 28) * 2, tmp_path / "double.pt")  # a scale of 0..2: no guess at what it means
+    assert refused(tmp_path / "double.pt").endswith("; expected [0,1]")
     (tmp_path / "x.txt").write_text("1")
     assert "a .txt file" in refused(tmp_path / "x.txt")
 

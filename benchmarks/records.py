@@ -62,7 +62,7 @@ class Record:
     density: float | None = col("density", "{:.3f}", ci=True, quality=True)  # Naeem et al. 2020, k = 5: about 1 for the data
     coverage: float | None = col("coverage ↑", "{:.3f}", ci=True, quality=True)
     recognisable: float | None = col("recognisable ↑", "{:.3f}", ci=True, quality=True)  # share classified with p >= 0.9
-    inception_score: float | None = None  # of the feature net's classifier head
+    inception_score: float | None = col("IS ↑", "{:.2f}", ci=True, quality=True)  # of the feature net's classifier head (Salimans et al. 2016)
     fid_samples: int | None = col("samples", "{:d}")
     feature_space: str | None = None
     modes: int | None = col("modes ↑", "{:.1f}", ci=True, quality=True)

@@ -9,9 +9,9 @@ training loss per model. `comparison`: one row of samples per model, real test i
 same network; FID against seconds per sample shows what each extra network evaluation buys.
 `quality_vs_training_compute`: each training's quality curve (`benchmarks.curves`), FID and the
 recognisable share against the training FLOPs spent so far: what more training buys each model.
-`guidance_tradeoff`: rows of one training that differ only in the guidance scale (ddpm-cond@0,1,3,7):
-precision, recall and label accuracy, and FID beside them, against the scale: fidelity bought with
-diversity.
+`guidance_tradeoff`: rows of one training that differ only in the guidance scale (ddpm-cond@0,1,3,7),
+the field a `Guided` model declares: precision, recall and label accuracy, and FID beside them,
+against the scale: fidelity bought with diversity.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ from matplotlib.transforms import Bbox  # noqa: E402
 
 from benchmarks.curves import TARGET_FACTOR, share_of, target_fid  # noqa: E402
 from benchmarks.records import DATA_ROW, Record, Row, RunFolder, aggregate, is_number  # noqa: E402
-from zoo.base import one_line  # noqa: E402
+from zoo import registry  # noqa: E402
+from zoo.base import GenzooError, Guided, one_line  # noqa: E402
 from zoo.checkpoint import split_training_key  # noqa: E402
 from zoo.files import say  # noqa: E402
 from zoo.registry import split_variant  # noqa: E402
@@ -82,7 +83,7 @@ def sampler_groups(records: list[Record]) -> dict[str, list[Row]]:
     groups: dict[str, list[Row]] = defaultdict(list)  # rows with the same trainings (one per seed) are samplers of them
     for row in _rows(records, "fid"):
         keys = sorted({r.train_key or "" for r in _finished(row)})
-        if all(keys) and row.cells["sample_images_per_s"][0] and not _guided(row):  # guidance scales: guidance_tradeoff
+        if all(keys) and row.cells["sample_images_per_s"][0] and guidance_field(row) is None:  # guidance: guidance_tradeoff
             groups[" ".join(keys)].append(row)
     shared = {keys: rows for keys, rows in groups.items() if len(rows) >= 2}
     split = [[split_training_key(key) for key in keys.split()] for keys in shared]
@@ -122,9 +123,15 @@ def sampler_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     return _save(fig, path)
 
 
-def _guided(row: Row) -> bool:
-    """Whether the row's model has a guidance scale (a `guidance` hyper-parameter in its records)."""
-    return all("guidance" in r.hparams for r in _finished(row))
+def guidance_field(row: Row) -> str | None:
+    """The hyper-parameter holding the row's guidance scale, as its model declares it (`Guided`); None
+    where the model is not guided, is not installed here, or its records lack the field."""
+    try:
+        cls = registry.get(row.model)
+    except GenzooError:  # the data row, a scored row, a plugin absent here
+        return None
+    field = cls.guidance_hparam if issubclass(cls, Guided) else None
+    return field if field is not None and all(field in r.hparams for r in _finished(row)) else None
 
 
 GUIDANCE_METRICS = (("precision", "precision ↑", "o"), ("recall", "recall ↑", "s"), ("label_accuracy", "label accuracy ↑", "D"))
@@ -138,10 +145,11 @@ def guidance_sweeps(records: list[Record]) -> dict[str, list[tuple[float, Row]]]
     for row in _rows(records, "fid"):
         finished = _finished(row)
         keys = sorted({r.train_key or "" for r in finished})
-        if all(keys) and _guided(row):
-            rest = {k: v for k, v in finished[0].hparams.items() if k != "guidance"}  # steps, ...: alike within a sweep
+        field = guidance_field(row)
+        if all(keys) and field is not None:
+            rest = {k: v for k, v in finished[0].hparams.items() if k != field}  # steps, ...: alike within a sweep
             groups[(" ".join(keys), json.dumps(rest, sort_keys=True, default=str))].setdefault(
-                float(finished[0].hparams["guidance"]), row)
+                float(finished[0].hparams[field]), row)
     sweeps: dict[str, list[tuple[float, Row]]] = {}
     for scales in groups.values():
         if len(scales) >= 2:

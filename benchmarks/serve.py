@@ -10,8 +10,9 @@ server through a small HTTP API, every endpoint of which `docs/serve.md` lists.
 
 What a model is offered comes from its declared capabilities (`zoo.base`), never from its name:
 `Latent` gets the plane and interpolation, `Invertible` interpolation through its noise, `Stepwise`
-the animation, `Conditional` a class, and a Config field named in `sampler_params` a slider when it
-is one of `SLIDERS` and what it accepts is bounded (`zoo.base.accepts`). The computations are
+the animation, `Conditional` a class, and the sampler fields a `Stepwise` model's `steps_hparam` and
+a `Guided` one's `guidance_hparam` name the `SLIDERS`, where what they accept is bounded
+(`zoo.base.accepts`). The computations are
 `zoo.explore`'s; models load from their checkpoints (`benchmarks.explore.load_model`) when first
 asked for, and stay loaded.
 
@@ -60,6 +61,7 @@ from zoo.base import (
     DataSpec,
     Generator,
     GenzooError,
+    Guided,
     Invertible,
     Latent,
     Noising,
@@ -80,7 +82,7 @@ PAGE_FILES = {"/": "index.html", "/index.html": "index.html", "/app.js": "app.js
 PASS_BUDGET = 6400  # network passes one request may spend (images x nfe): ddpm's 1000 steps get 6 images, ddim's 50 get 64
 MAX_IMAGES = 64  # images in one grid, however cheap
 DEFAULT_IMAGES = 16  # a grid when the request does not say
-SLIDERS = ("steps", "guidance")  # sampler fields the page offers as sliders, where a model lists them in `sampler_params`
+SLIDERS = ("steps", "guidance")  # the page's sliders, each a sampler field the model declares (`slider_field`)
 PLANE_SIDE = 15  # decoded images along each side of the plane's background
 PLANE_CODES = 1000  # test images whose codes give a plane its directions (a projection) and its dots
 INTERPOLATION_FRAMES = 9
@@ -238,11 +240,20 @@ class Run:
 
 # -- what each model is offered: from its capabilities -------------------------------------------
 
-def slider(entry: Entry, field: str) -> dict[str, Any] | None:
-    """A sampler field as a slider: its type, bounds (resolved against the record's config: ddim's
-    steps go up to its train_timesteps) and default; None where the model has no such sampler field
-    or what it accepts is not bounded on both sides."""
-    if field not in entry.cls.sampler_params:
+def slider_field(cls: type[Generator], control: str) -> str | None:
+    """The Config field behind one of the page's `SLIDERS`, as the model declares it: a `Stepwise`
+    model's `steps_hparam`, a `Guided` one's `guidance_hparam`; None where it declares none."""
+    if control == "steps":
+        return cls.steps_hparam if issubclass(cls, Stepwise) else None
+    return cls.guidance_hparam if issubclass(cls, Guided) else None
+
+
+def slider(entry: Entry, control: str) -> dict[str, Any] | None:
+    """One of the page's `SLIDERS` for this model: its sampler field (`slider_field`), type, bounds
+    (resolved against the record's config: ddim's steps go up to its train_timesteps) and default;
+    None where the model declares no such field or what it accepts is not bounded on both sides."""
+    field = slider_field(entry.cls, control)
+    if field is None:
         return None
     ok, kind, config = accepts(entry.cls.Config, field), config_types(entry.cls.Config).get(field), entry.config()
     bound = lambda b: ok.bound(b, config)  # a bound may name another field
@@ -253,7 +264,7 @@ def slider(entry: Entry, field: str) -> dict[str, Any] | None:
     if kind is int:  # an open end excludes its bound
         lo = math.ceil(lo) + (ok.ge is None and lo == math.ceil(lo))
         hi = math.floor(hi) - (ok.le is None and hi == math.floor(hi))
-    return {"type": kind.__name__, "min": lo, "max": hi, "default": getattr(config, field),
+    return {"field": field, "type": kind.__name__, "min": lo, "max": hi, "default": getattr(config, field),
             "accepts": ok.describe(kind, config)}
 
 
@@ -356,21 +367,21 @@ SAMPLER_PARAMS = ("model", "seed", "label", *SLIDERS)
 
 
 def sampler_settings(entry: Entry, q: Query) -> dict[str, Any]:
-    """The request's sampler fields (steps, guidance) for this model, each checked against what the
-    model's Config accepts (`zoo.base.accepts`: ddim's steps up to its train_timesteps)."""
+    """The request's sliders (steps, guidance) as this model's sampler fields, each checked against
+    what the model's Config accepts (`zoo.base.accepts`: ddim's steps up to its train_timesteps)."""
     settings: dict[str, Any] = {}
-    for field in SLIDERS:
-        raw = q.text(field)
+    for control in SLIDERS:
+        raw = q.text(control)
         if raw is None:
             continue
-        s = slider(entry, field)
+        s = slider(entry, control)
         if s is None:
-            raise Refused(400, f"{entry.name} takes no {field}: its sampler has none to set")
-        value = q.int(field, None, s["min"], s["max"]) if s["type"] == "int" else q.float(field, s["min"], s["max"])
-        ok = accepts(entry.cls.Config, field)
+            raise Refused(400, f"{entry.name} takes no {control}: its sampler has none to set")
+        value = q.int(control, None, s["min"], s["max"]) if s["type"] == "int" else q.float(control, s["min"], s["max"])
+        ok = accepts(entry.cls.Config, s["field"])
         if not ok.admits(value, int if s["type"] == "int" else float, entry.config()):
-            raise Refused(400, f"{entry.name}: {field} must be {s['accepts']}, got {raw[:40]}")
-        settings[field] = value
+            raise Refused(400, f"{entry.name}: {control} must be {s['accepts']}, got {raw[:40]}")
+        settings[s["field"]] = value
     return settings  # checks of fields together (guidance needs label dropout) come when the model is built: 400 too
 
 
@@ -533,7 +544,8 @@ def api_sample(run: Run, query: str) -> Reply:
         started = time.perf_counter()
         images = model.sample(n, generator=gen, labels=labels).cpu()
         seconds = time.perf_counter() - started
-    what = "".join(f", {f} {getattr(model.config, f):g}" for f in SLIDERS if slider(entry, f))  # the model's own, if not asked
+    fields = {c: slider_field(entry.cls, c) for c in SLIDERS}
+    what = "".join(f", {c} {getattr(model.config, f):g}" for c, f in fields.items() if f)  # the model's own, if not asked
     label = f", class {int(labels[0])}" if labels is not None else ""
     caption = (f"{entry.name}: {n} images, seed {seed}{what}{label}; "
                f"{passes(model.nfe)} an image, at most {most} images a request ({PASS_BUDGET} passes); {seconds:.1f} s")

@@ -329,3 +329,23 @@ def test_no_guidance_figure_without_a_sweep_of_one_training(sweep, tmp_path):
     assert not (tmp_path / "none.png").exists()
     only_guided = [r for r in sweep if "guidance" in r.hparams or r.model == DATA_ROW]
     assert plots.sampler_tradeoff(only_guided, tmp_path / "samplers.png") is None  # guidance scales are not samplers
+
+
+def test_the_sweep_follows_the_field_a_guided_model_declares_not_a_name(sweep, monkeypatch):
+    """A plugin whose scale is `cfg` is swept over it; a model that is not `Guided` is not, whatever
+    its fields are called; a row whose model is not installed here is not guessed at."""
+    class CfgGuided(GuidedDDPM):
+        name = "plugin-cfg"
+        guidance_hparam = "cfg"
+
+    monkeypatch.setitem(zoo.registry._REGISTRY, "plugin-cfg", CfgGuided)
+    renamed = lambda name, r: Record(name, r.seed, status="ok", fid=r.fid, precision=r.precision, recall=r.recall,
+                                     label_accuracy=r.label_accuracy, fid_samples=128, train_key=r.train_key,
+                                     hparams={("cfg" if k == "guidance" else k): v for k, v in r.hparams.items()})
+    cfg = [renamed(r.model.replace("ddpm-cond", "plugin-cfg"), r) for r in sweep if r.model.startswith("ddpm-cond")]
+    assert [w for w, _ in plots.guidance_sweeps(cfg)["plugin-cfg"]] == [0.0, 1.0, 3.0, 7.0]
+    as_ddim = [Record(r.model.replace("ddpm-cond", "ddim"), r.seed, status="ok", fid=r.fid, train_key=r.train_key,
+                      hparams=r.hparams) for r in sweep if r.model.startswith("ddpm-cond")]
+    assert plots.guidance_sweeps(as_ddim) == {}  # ddim is not Guided: a `guidance` field alone is no scale
+    absent = [renamed(r.model.replace("ddpm-cond", "not-installed"), r) for r in sweep if r.model.startswith("ddpm-cond")]
+    assert plots.guidance_sweeps(absent) == {}

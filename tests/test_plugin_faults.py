@@ -10,7 +10,7 @@ import torch
 
 import zoo
 from benchmarks import run
-from zoo.base import BPD_KINDS, DataSpec, Generator, GenzooError, Likelihood, SamplingStep, Stepwise
+from zoo.base import BPD_KINDS, Conditional, DataSpec, Generator, GenzooError, Guided, Likelihood, SamplingStep, Stepwise
 from zoo.graphs import check_losses
 from zoo.metrics.likelihood import bits_per_dim
 
@@ -192,6 +192,54 @@ def test_register_refuses_sampler_params_variant_config_and_bpd_kind_it_cannot_u
     with pytest.raises(ValueError, match=f"Bogus.bpd_kind must be one of {', '.join(BPD_KINDS)}, got 'bogus'"):
         zoo.register(Bogus)
     assert not {"plugin-no-comma", "plugin-unknown-field", "plugin-unsaved", "plugin-bogus-kind"} & set(zoo.available())
+
+
+def test_register_refuses_a_steps_or_guidance_field_that_is_no_sampler_field():
+    """What the lecture page and the guidance plot read a model's sliders and scale from (`Stepwise`'s
+    `steps_hparam`, `Guided`'s `guidance_hparam`) must be a field that changes sampling only."""
+    @dataclass
+    class StepsConfig(zoo.ModelConfig):
+        lr: float = 0.1
+        steps: int = 10
+        cfg: float = 1.0
+
+    class TrainedSteps(Means, Stepwise):
+        name = "plugin-trained-steps"
+        Config = StepsConfig
+        steps_hparam = "steps"  # a Config field, but not listed in sampler_params
+
+        def _sample(self, n, generator, labels, callback=None):
+            return super()._sample(n, generator, labels)
+
+    with pytest.raises(ValueError, match=r"TrainedSteps.steps_hparam must name a field in its sampler_params \(none\), got 'steps'"):
+        zoo.register(TrainedSteps)
+
+    class Unconditional(Means, Guided):
+        name = "plugin-guided-unconditional"
+        Config = StepsConfig
+        sampler_params = ("cfg",)
+        guidance_hparam = "cfg"
+
+    with pytest.raises(ValueError, match=r"Unconditional is Guided but not Conditional"):
+        zoo.register(Unconditional)
+
+    class Unnamed(Means, Conditional, Guided):
+        name = "plugin-guided-unnamed"
+        Config = StepsConfig
+        sampler_params = ("cfg",)
+
+    with pytest.raises(ValueError, match=r"Unnamed.guidance_hparam must name a field in its sampler_params \(cfg\), it names none"):
+        zoo.register(Unnamed)
+
+    class Named(Unnamed):
+        name = "plugin-guided-named"
+        guidance_hparam = "cfg"
+
+    try:
+        assert zoo.register(Named) is Named
+    finally:
+        zoo.registry._REGISTRY.pop("plugin-guided-named", None)
+    assert not {"plugin-trained-steps", "plugin-guided-unconditional", "plugin-guided-unnamed"} & set(zoo.available())
 
 
 def test_jobs_refuse_a_plugin_the_workers_cannot_import_and_import_the_others(monkeypatch):

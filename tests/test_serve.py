@@ -137,16 +137,31 @@ def test_models_get_the_controls_their_capabilities_give(served):
         assert ("plane" in c) == ("Latent" in caps)
         assert ("trajectory" in c) == ("Stepwise" in caps)
         assert ("label" in c) == ("Conditional" in caps)
+        assert ("guidance" in c) == ("Guided" in caps)
         gan = "CodeSampler" in caps and "Conditional" not in caps
         walks = "images" if caps & {"Latent", "Invertible"} else "codes" if gan else None
         assert c.get("interpolate") == walks
         for control, why in m["missing"].items():
             assert control not in c and why and "\n" not in why
-    assert ms["ddim"]["controls"]["steps"] == {"type": "int", "min": 1, "max": 1000, "default": 50,
+    assert ms["ddim"]["controls"]["steps"] == {"field": "steps", "type": "int", "min": 1, "max": 1000, "default": 50,
                                                "accepts": "an int in [1, 1000]"}  # up to its train_timesteps
     assert ms["ddpm-cond"]["controls"]["guidance"]["min"] == 0 and ms["ddpm-cond"]["controls"]["guidance"]["max"] == 20
     assert ms["ddpm-cond"]["controls"]["label"]["classes"] == 10
     assert "steps" not in ms["ae"]["controls"] and "steps" not in ms["pixelcnn"]["controls"]
+
+
+def test_a_slider_is_the_sampler_field_the_model_declares():
+    """The page's steps and guidance sliders set the field a model names (`Stepwise.steps_hparam`,
+    `Guided.guidance_hparam`), so a plugin's `cfg` scale gets the guidance slider."""
+    from zoo.models.diffusion import DDIM, DDPM
+    from zoo.models.guided_diffusion import GuidedDDPM
+    from zoo.models.pixelcnn import PixelCNN
+
+    class CfgGuided(GuidedDDPM):
+        guidance_hparam = "cfg"
+
+    assert [serve.slider_field(c, "steps") for c in (DDIM, DDPM, PixelCNN, GuidedDDPM)] == ["steps", None, None, "steps"]
+    assert [serve.slider_field(c, "guidance") for c in (DDIM, GuidedDDPM, CfgGuided)] == [None, "guidance", "cfg"]
 
 
 def test_steps_and_guidance_change_the_sampler_and_its_cost(served):

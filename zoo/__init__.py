@@ -6,6 +6,7 @@ from zoo.base import (
     GaussianPrior,
     Generator,
     GenzooError,
+    Guided,
     Invertible,
     Latent,
     Likelihood,
@@ -24,7 +25,7 @@ from zoo.registry import available, create, load, register
 
 __version__ = "0.1.0"
 __all__ = [
-    "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Invertible", "Latent",
+    "CodeSampler", "Conditional", "DataSpec", "GaussianPrior", "Generator", "GenzooError", "Guided", "Invertible", "Latent",
     "Likelihood", "ModelConfig", "Noising", "Objective", "ProbabilisticDecoder", "SamplingStep", "Stepwise", "Tokenized",
     "available", "create", "hparam", "learning_rate", "load", "register", "width", "__version__",
 ]

@@ -514,6 +514,15 @@ class Conditional:
     so `_sample` always receives labels (n,)."""
 
 
+class Guided:
+    """Capability of a `Conditional` model: classifier-free guidance (Ho & Salimans 2022), a sampler
+    that mixes the model's conditional and unconditional predictions at a scale w set by the sampler
+    field `guidance_hparam` names (listed in `sampler_params`: every scale shares one training). The
+    guidance plot sweeps it and the lecture page offers it as a slider, finding it here, not by name."""
+
+    guidance_hparam: ClassVar[str]  # each guided model names its own: `register` checks it
+
+
 class CodeSampler:
     """Capability: the model draws an image by decoding a code z (D,) drawn from a Gaussian, and has
     no encoder (a GAN's G(z)): `latent_prior()` says which Gaussian (its `dim` is the code size,
@@ -567,7 +576,12 @@ class Stepwise:
     """Capability: the sampler runs in steps that a caller can watch (e.g. diffusion, flow matching,
     PixelCNN): `sample(n, callback=fn)` calls `fn(step)` with a `SamplingStep` at each step, and
     draws exactly what `sample(n)` draws. The model's `_sample` takes the callback as a fourth
-    argument, None when nobody watches."""
+    argument, None when nobody watches.
+
+    `steps_hparam` names the sampler field (in `sampler_params`) that sets how many steps the sampler
+    takes (the lecture page's slider), or is None where the model fixes them (PixelCNN: one a pixel)."""
+
+    steps_hparam: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def _sample(self, n: int, generator: torch.Generator | None, labels: Tensor | None,

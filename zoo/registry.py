@@ -24,9 +24,11 @@ from zoo.base import (
     BPD_KINDS,
     CONFIG_FILE,
     WEIGHTS_FILE,
+    Conditional,
     DataSpec,
     Generator,
     GenzooError,
+    Guided,
     Likelihood,
     ModelConfig,
     Stepwise,
@@ -116,7 +118,8 @@ def _takes_a_callback(cls: type[Generator]) -> bool:
 
 def _check_fields_named(cls: type[Generator], config: type) -> None:
     """`sampler_params` (a tuple, not a string: `("steps")` lacks its comma) and `variant_param` name
-    fields of the Config: a sampler field missed would put a training's weights under another key."""
+    fields of the Config: a sampler field missed would put a training's weights under another key.
+    A `Stepwise` model's `steps_hparam` and a `Guided` one's `guidance_hparam` name sampler fields."""
     fields = [f.name for f in dataclasses.fields(config)]
     params = cls.sampler_params
     if not isinstance(params, (tuple, list)) or not all(isinstance(p, str) for p in params):
@@ -125,6 +128,14 @@ def _check_fields_named(cls: type[Generator], config: type) -> None:
         if p not in fields:
             raise ValueError(f"{cls.__name__} names {p!r} in sampler_params or variant_param, not a field of its Config "
                              f"({', '.join(fields)})")
+    if issubclass(cls, Guided) and not issubclass(cls, Conditional):
+        raise ValueError(f"{cls.__name__} is Guided but not Conditional: guidance steers toward an asked-for class")
+    named: dict[str, str | None] = {"steps_hparam": cls.steps_hparam if issubclass(cls, Stepwise) else None,
+                                    "guidance_hparam": getattr(cls, "guidance_hparam", "") if issubclass(cls, Guided) else None}
+    for attr, name in named.items():
+        if name is not None and name not in params:
+            got = f"got {name!r}" if name else "it names none"
+            raise ValueError(f"{cls.__name__}.{attr} must name a field in its sampler_params ({', '.join(params) or 'none'}), {got}")
 
 
 def _discover() -> None:

@@ -299,6 +299,7 @@ class DDIM(DDPM, Invertible):
     name = "ddim"
     sampler_params = ("steps", "eta")  # sampling only: not part of the training key
     variant_param = "steps"  # ddim@10 = 10 steps
+    steps_hparam = "steps"
 
     @dataclass
     class Config(DDPM.Config):

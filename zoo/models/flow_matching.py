@@ -85,6 +85,7 @@ class FlowMatching(Generator["FlowMatching.Config"], Stepwise, Noising, Objectiv
     name = "flow-matching"
     sampler_params = ("steps",)  # sampling only: flow-matching@K all share one training, as ddim@K share ddpm's
     variant_param = "steps"  # flow-matching@10 = 10 Euler steps
+    steps_hparam = "steps"
 
     @dataclass
     class Config(UNetConfig):  # ddpm's UNet fields, plus:

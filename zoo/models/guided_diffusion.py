@@ -72,7 +72,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import Conditional, Generator, GenzooError, Noising, Objective, SamplingStep, Stepwise, hparam
+from zoo.base import Conditional, Generator, GenzooError, Guided, Noising, Objective, SamplingStep, Stepwise, hparam
 from zoo.models.diffusion import DDIM, DDPM, build_unet, check_unet, ddim_sampler, forward_process, noised, noised_to, padded_unet, reverse_process
 from zoo.registry import register
 
@@ -104,12 +104,14 @@ def guide(cond: Tensor, uncond: Tensor, w: float) -> Tensor:
 
 
 @register
-class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Stepwise, Noising, Objective):
+class GuidedDDPM(Generator["GuidedDDPM.Config"], Conditional, Guided, Stepwise, Noising, Objective):
     """Class-conditional diffusion, classifier-free guidance, DDIM: `steps` network evaluations a sample, twice that guided."""
 
     name = "ddpm-cond"
     sampler_params = ("steps", "eta", "guidance")  # sampling only: every ddpm-cond@w shares one training
     variant_param = "guidance"  # ddpm-cond@3 = guidance 3, ddpm-cond@1.5 = 1.5
+    steps_hparam = "steps"
+    guidance_hparam = "guidance"
 
     @dataclass
     class Config(DDIM.Config):  # ddpm's UNet, schedule, prediction type and rate; ddim's steps and eta

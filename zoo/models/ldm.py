@@ -145,6 +145,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
     name = "ldm"
     sampler_params: ClassVar[tuple[str, ...]] = ("steps", "eta")  # sampling only: not part of the training key
     variant_param = "steps"  # ldm@10 = 10 DDIM steps in latent space
+    steps_hparam = "steps"
 
     @dataclass
     class Config(DDIM.Config):  # the latent DDIM's fields (channels, prediction_type, steps, ...) plus:

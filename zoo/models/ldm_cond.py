@@ -40,19 +40,20 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from zoo.base import Conditional, Generator, GenzooError
+from zoo.base import Conditional, Generator, GenzooError, Guided
 from zoo.models.guided_diffusion import GuidedDDPM, check_guidance, guidance_scale, label_dropout_share
 from zoo.models.ldm import LDM
 from zoo.registry import register
 
 
 @register
-class GuidedLDM(LDM, Conditional):
+class GuidedLDM(LDM, Conditional, Guided):
     """A small Stable Diffusion: ldm's autoencoder, a label embedding, guided DDIM on its codes."""
 
     name = "ldm-cond"
     sampler_params = ("steps", "eta", "guidance")  # sampling only: every ldm-cond@w shares one training
     variant_param = "guidance"  # ldm-cond@3 = guidance 3
+    guidance_hparam = "guidance"
     denoiser_class: ClassVar[type[Generator]] = GuidedDDPM
 
     @dataclass

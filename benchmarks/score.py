@@ -223,15 +223,17 @@ def _values(x: Tensor, path: Path) -> Tensor:
     """uint8 as it is; integers within 0..255 as uint8; floats within [0,1] (FLOAT_SLACK clipped) as float32."""
     if len(x) == 0:
         raise GenzooError(f"samples {path} hold no images")
+    # the type in the words of what the user saved: torch's for a .pt, numpy's (no "torch.") for an array or images
+    dtype = str(x.dtype) if path.is_file() and path.suffix.lower() in (".pt", ".pth") else str(x.dtype).removeprefix("torch.")
     if x.dtype == torch.bool or x.is_complex():
-        raise GenzooError(f"samples {path} are {x.dtype}; expected uint8 0..255 or floats in [0,1]")
+        raise GenzooError(f"samples {path} are {dtype}; expected uint8 0..255 or floats in [0,1]")
     if not x.is_floating_point():
         values = x.numpy()  # numpy's min and max: torch has none for uint16, uint32 and uint64
         least, most = int(values.min()), int(values.max())
         if least < 0 or most > 255:
-            raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255 (or floats in [0,1])")
+            raise GenzooError(f"samples {path} are {dtype} from {least} to {most}; expected 0..255 (or floats in [0,1])")
         if (least, most) == (0, 1):  # 0/1 pixels: as 0..255 they are black, and would be scored so
-            raise GenzooError(f"samples {path} are {x.dtype} from {least} to {most}; expected 0..255: for 0/1 pixels "
+            raise GenzooError(f"samples {path} are {dtype} from {least} to {most}; expected 0..255: for 0/1 pixels "
                               "multiply by 255, or store floats in [0,1]")
         return x.to(torch.uint8).contiguous()
     x = x.float()
@@ -447,7 +449,7 @@ def _main(argv: list[str], written: list[str]) -> int:
                           f"{space.name}; give the run's --feature-space or --feature-net")
 
     n = len(images)
-    console.print(f"scoring {n} images from {path} against {opts['dataset']} {tuple(splits.x_train.shape)}, preset "
+    console.print(f"scoring {n} image{'s' if n != 1 else ''} from {path} against {opts['dataset']} {tuple(splits.x_train.shape)}, preset "
                   f"{preset.name} ({preset.eval.samples} samples), features {space.name}", highlight=False)
     if n > preset.eval.samples:
         console.print(f"note: {preset.eval.samples} of the {n} images are scored (a seeded random subset, as the data row "
@@ -497,6 +499,9 @@ def _main(argv: list[str], written: list[str]) -> int:
     records = report.flag(records, warn=lambda line: None)
     console.print(report.rich_table(records, title=f"genzoo · {run.get('dataset', '?')} · {run.get('preset', '?')}",
                                     caption=report.footnote(run, records)))
+    if len(seeds := run.get("seeds") or []) > 1:  # only its empty interval cells would say so otherwise
+        console.print(f"note: {folder.path} ran {len(seeds)} seeds; {name} is one measurement (under seed {seed}), "
+                      "not a mean over seeds: its cells have no ± interval", highlight=False)
     console.print(f"added {name} to {folder.path}: results.md, results.csv, results.json, "
                   + ", ".join(str(m.relative_to(folder.path)) for m in made), highlight=False)
     return 0

@@ -132,6 +132,29 @@ def test_scoring_again_under_a_name_replaces_the_row_and_a_trained_row_is_kept(b
     assert [m["model"] for m in json.loads(bare_run.results.read_text())["models"]] == ["my-vae", "FEW"]
 
 
+def test_one_image_is_one_image_and_a_row_in_a_run_of_one_seed_gets_no_seeds_note(bare_run, splits, tmp_path, capsys):
+    torch.save(splits.x_test[:1], tmp_path / "one.pt")
+    assert score.main([str(tmp_path / "one.pt"), "--into", str(bare_run.path), "--name", "one"]) == 0
+    out = capsys.readouterr().out
+    assert f"scoring 1 image from {tmp_path / 'one.pt'}" in out, out
+    assert "not a mean over seeds" not in out  # one seed: nothing to tell apart
+
+
+def test_a_row_scored_into_a_run_of_several_seeds_says_it_is_one_measurement(splits, space, tmp_path, capsys):
+    """Only its empty interval cells said so: a review."""
+    from benchmarks.records import Record
+
+    folder = RunFolder(tmp_path / "three-seeds")
+    for seed in (0, 1, 2):
+        folder.write_record(Record("my-vae", seed, status="ok", train_key=f"vae-{seed}"))
+    folder.merge(run_info(splits, space, seeds=[0, 1, 2]), ["my-vae"])
+    torch.save(splits.x_test[:1], tmp_path / "one.pt")
+    assert score.main([str(tmp_path / "one.pt"), "--into", str(folder.path), "--name", "mine"]) == 0
+    out = capsys.readouterr().out
+    assert f"note: {folder.path} ran 3 seeds; mine is one measurement (under seed 0), not a mean over seeds: " \
+           "its cells have no ± interval" in out, out
+
+
 @pytest.mark.parametrize("failing", ["save_grid", "write_record"])
 def test_a_failed_write_keeps_the_earlier_scores_under_the_name(failing, bare_run, splits, tmp_path, monkeypatch, capsys):
     from benchmarks.records import Record, RunFolder
@@ -322,6 +345,17 @@ def test_odd_sample_files_are_one_line_naming_the_file_and_what_is_accepted(name
     write(tmp_path / name)
     text = refused(tmp_path / name)
     assert str(tmp_path / name) in text and message in text and "uint8 0..255 or floats in [0,1]" in text, text
+
+
+@pytest.mark.parametrize("name, write, message", [  # a review: numpy's arrays were named "torch.uint16" and the like
+    ("bool.npy", lambda p: np.save(p, np.zeros((4, 28, 28), bool)), "are bool; expected"),
+    ("uint16.npz", lambda p: np.savez(p, images=np.full((4, 28, 28), 300, np.uint16)), "are uint16 from 300 to 300"),
+    ("binary.npy", lambda p: np.save(p, np.eye(28, dtype=np.int64)[None].repeat(4, 0)), "are int64 from 0 to 1"),
+])
+def test_numpy_arrays_are_named_by_numpys_dtype_names(name, write, message, tmp_path):
+    write(tmp_path / name)
+    text = refused(tmp_path / name)
+    assert message in text and "torch." not in text, text
 
 
 @pytest.mark.parametrize("name, write", [

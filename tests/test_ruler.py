@@ -72,6 +72,14 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
     assert "\n" not in str(e.value) and message in str(e.value)
 
 
+@pytest.mark.parametrize("given", ["", ".", "/"])
+def test_a_net_path_without_a_file_name_is_refused_in_one_line(splits, given):
+    # `--feature-net ''`, `.` or `/`: was a ValueError traceback from pathlib (PosixPath('.') has an empty name)
+    with pytest.raises(GenzooError, match="--feature-net .*: expected a .safetensors file") as e:
+        features.classifier_space(splits, net_path=given)
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("given, message", [
     ("folder", "is not a file; give the file https://"),  # was "does not exist"
     ("text", "does not load as Inception-v3's weights ("),  # was "offline, fetch ... and pass it with --inception-weights"

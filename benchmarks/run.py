@@ -22,6 +22,7 @@ import json
 import multiprocessing
 import os
 import platform
+import re
 import shlex
 import signal
 import subprocess
@@ -144,15 +145,17 @@ class Job:
     skip: str | None = None
 
 
+MAX_SEED = 2**63 - 1
+
+
 def parse_seeds(text: str) -> list[int]:
     """--seeds 0,1,2 -> [0, 1, 2]; duplicates collapsed with a note."""
     items = comma_list("--seeds", str(text), "0,1,2")
-    try:
-        seeds = [int(s) for s in items]
-    except ValueError:
-        seeds = []
-    if not seeds or any(s < 0 for s in seeds):
-        raise GenzooError(f"--seeds takes non-negative integers, e.g. 0 or 0,1,2; got {text!r}")
+    # ASCII digits only: Python's int() would read 1_0 as 10. A seed names its records' files
+    # (NAME--seedS.json), so it is kept to an int64: 300 digits failed at the first file, after the header.
+    seeds = [int(s) for s in items] if all(re.fullmatch(r"[+-]?0*[0-9]{1,19}", s) for s in items) else []
+    if not seeds or any(not 0 <= s <= MAX_SEED for s in seeds):
+        raise GenzooError(f"--seeds takes non-negative integers (at most 2**63 - 1), e.g. 0 or 0,1,2; got {text!r}")
     unique = list(dict.fromkeys(seeds))
     if len(unique) < len(seeds):
         console.print(f"note: duplicate seeds collapsed: {', '.join(str(s) for s in unique if seeds.count(s) > 1)}")
@@ -939,7 +942,7 @@ def _main(argv: list[str]) -> int:
             preset = dataclasses.replace(preset, curve=dataclasses.replace(preset.curve, points=curves.parse_points(args.curves)))
         if args.log == "tensorboard":
             tensorboard_log.check_available()
-        budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget else preset.budget
+        budget = Budget.parse(args.budget, preset.budget.batch_size) if args.budget is not None else preset.budget  # "" is refused
         device = resolve_device(args.device)
         # Before any CUDA work: cuBLAS reads its workspace setting once. The CPU's kernels repeat
         # exactly already, and torch's deterministic mode would only slow them.
@@ -964,7 +967,7 @@ def _main(argv: list[str]) -> int:
         name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
         if args.out is not None and not args.out.strip():
             raise GenzooError("--out is empty; give a folder (it is created if missing)")
-        out = Path(args.out or f"results/{name}" + (f"-{budget.tag}" if args.budget else "")
+        out = Path(args.out or f"results/{name}" + (f"-{budget.tag}" if args.budget is not None else "")
                    + (f"-{args.precision}" if args.precision != "fp32" else ""))
         check_out_folder(out, args.dataset)
         splits = zdata.load_splits(args.dataset, image_size=args.image_size, data_root=args.data_root, uint8=True,

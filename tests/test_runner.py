@@ -160,9 +160,15 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--set", "latent_dim=2"], "--set takes MODEL.FIELD=VALUE"),
     (["--models", "vae", "--set", "dcgan.lr=1e-4"], "--set names dcgan, which is not among the models"),
     (["--models", "vae", "--seeds", "-1"], "--seeds takes non-negative integers"),
+    # a seed names its records' files: 300 digits failed at the first one ("File name too long; make it writable"),
+    # after the header; 1_0 was read as seed 10
+    (["--models", "vae", "--seeds", "1" * 300], "--seeds takes non-negative integers (at most 2**63 - 1)"),
+    (["--models", "vae", "--seeds", "9223372036854775808"], "--seeds takes non-negative integers (at most 2**63 - 1)"),
+    (["--models", "vae", "--seeds", "0,1_0"], "--seeds takes non-negative integers (at most 2**63 - 1), e.g. 0 or 0,1,2; got '0,1_0'"),
     (["--models", "ddim@0"], "ddim: steps must be an int in [1, 1000]"),
     (["--models", "ddim@5000"], "ddim: steps must be an int in [1, 1000]"),
     (["--models", "vae", "--budget", "10 parsecs"], "bad budget '10 parsecs'"),
+    (["--models", "vae", "--budget", ""], "bad budget ''; accepted: a number and a unit"),  # ran the preset's budget
     (["--models", "vae", "--device", "mps"], "device 'mps' asked for but MPS is not available"),
     pytest.param(["--models", "vae", "--device", "cuda"], "device 'cuda' asked for but CUDA is not available",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is here")),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import torch
@@ -27,6 +28,14 @@ class Parser(argparse.ArgumentParser):
         return action
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        for arg in sys.argv[1:] if args is None else args:
+            try:
+                str(arg).encode("utf-8")
+            except UnicodeEncodeError:  # bytes the shell passed that are not UTF-8, which Python keeps as surrogates
+                # a path of them trained, then failed in safetensors and the run's text files (results.md)
+                shown = os.fsencode(arg).decode("utf-8", "backslashreplace")
+                raise GenzooError(f"argument '{shown}' is not valid UTF-8 (a name in another encoding?); the commands "
+                                  "take UTF-8 arguments, as a run's files record them: rename the file or folder") from None
         parsed = super().parse_args(args, namespace)
         for dest in self.paths:
             if isinstance(value := getattr(parsed, dest, None), str):

@@ -218,6 +218,19 @@ def test_bad_input_is_one_line_before_any_training(args, message, tmp_path, caps
     assert not (tmp_path / "run").exists()  # nothing is created before every input has passed
 
 
+def test_an_argument_that_is_not_utf8_is_one_line_before_any_training(tmp_path, capsys, monkeypatch):
+    # `--out $'run\xff'`: Python keeps the byte as a surrogate; the run trained, its checkpoint did not load
+    # (safetensors: "Path ... is not valid UTF-8") and results.md ended in a UnicodeEncodeError traceback
+    monkeypatch.setattr(run, "fit", lambda *a, **k: pytest.fail("trained despite bad input"))
+    out = str(tmp_path / "run") + "\udcff"
+    assert run.main(["--models", "ae", "--preset", "smoke", "--out", out]) == 2
+    err = capsys.readouterr().out.strip()
+    assert len(err.splitlines()) == 1 and "run\\xff' is not valid UTF-8" in err, err
+    assert list(tmp_path.iterdir()) == []
+    assert report.main([out]) == 2  # every command's parser: the report's folder too
+    assert "is not valid UTF-8" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("env, message", [
     # a value left over from another job: int() failed, or accelerate waited for a MASTER_ADDR
     ({"WORLD_SIZE": "abc"}, "WORLD_SIZE 'abc' is not a whole number; torchrun and accelerate launch set it"),

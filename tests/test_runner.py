@@ -235,9 +235,14 @@ def test_an_argument_that_is_not_utf8_is_one_line_before_any_training(tmp_path, 
     # a value left over from another job: int() failed, or accelerate waited for a MASTER_ADDR
     ({"WORLD_SIZE": "abc"}, "WORLD_SIZE 'abc' is not a whole number; torchrun and accelerate launch set it"),
     ({"WORLD_SIZE": "2"}, "WORLD_SIZE is 2 but RANK, MASTER_ADDR, MASTER_PORT are not set; start the processes with torchrun"),
+    # int() in accelerate or torch's rendezvous: a ValueError traceback; a rank beyond the world: waited 12 hours
+    ({"WORLD_SIZE": "2", "RANK": "abc", "MASTER_ADDR": "localhost", "MASTER_PORT": "29555"},
+     "WORLD_SIZE is 2 with RANK 'abc', LOCAL_RANK '0' and MASTER_PORT '29555'; accepted: RANK and LOCAL_RANK whole numbers"),
+    ({"WORLD_SIZE": "2", "RANK": "0", "MASTER_ADDR": "localhost", "MASTER_PORT": "abc"}, "MASTER_PORT 'abc'; accepted:"),
+    ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "29555"}, "RANK below WORLD_SIZE"),
 ])
 def test_a_stray_world_size_is_one_line_before_any_training(env, message, tmp_path, capsys, monkeypatch):
-    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT"):
+    for name in ("RANK", "MASTER_ADDR", "MASTER_PORT", "LOCAL_RANK"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

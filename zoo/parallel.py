@@ -58,6 +58,14 @@ class Processes:
             # a WORLD_SIZE left over from another job: joining would wait for processes that never come
             raise GenzooError(f"WORLD_SIZE is {world} but {', '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
                               "not set; start the processes with torchrun or accelerate launch, or unset WORLD_SIZE")
+        # A value torch or accelerate would read with int() (a traceback), or a rank no process of the world
+        # has (every process then waits for it, up to WAIT_LIMIT)
+        rank, port, local = os.environ["RANK"], os.environ["MASTER_PORT"], os.environ.get("LOCAL_RANK", "0")
+        if not (rank.strip().isdecimal() and int(rank) < int(world)) or not local.strip().isdecimal() \
+                or not (port.strip().isdecimal() and 1 <= int(port) <= 65535):
+            raise GenzooError(f"WORLD_SIZE is {world} with RANK {rank!r}, LOCAL_RANK {local!r} and MASTER_PORT {port!r}; "
+                              f"accepted: RANK and LOCAL_RANK whole numbers, RANK below WORLD_SIZE, MASTER_PORT from 1 to "
+                              "65535. Start the processes with torchrun or accelerate launch, or unset WORLD_SIZE")
         from accelerate import PartialState
 
         return cls(PartialState(cpu=cpu, timeout=WAIT_LIMIT))

@@ -354,6 +354,8 @@ def check_name(name: str | None, folder: RunFolder) -> str:
 
 
 def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
+    if not path.strip():
+        raise GenzooError("--into is empty; give a run folder written by benchmarks.run")
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise GenzooError(f"--into {path}: no such folder; give a run folder written by benchmarks.run")
@@ -411,7 +413,7 @@ def _main(argv: list[str], written: list[str]) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     set_threads(args.threads)
-    folder, run = _run_folder(args.into) if args.into else (None, {})
+    folder, run = _run_folder(args.into) if args.into is not None else (None, {})  # `--into ""` is refused, not ignored
     name = check_name(args.name, folder) if folder is not None else args.name
     if folder is None and args.name:
         raise GenzooError("--name names the row of --into RUN; without --into the scores are printed")
@@ -430,6 +432,8 @@ def _main(argv: list[str], written: list[str]) -> int:
     features.check_cache()
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
+    if not args.samples.strip():  # Path("") is the current folder, whose images were scored
+        raise GenzooError("samples '' is empty; give a folder of images, an .npz/.npy file or a .pt tensor")
     path = Path(args.samples)
     if not path.exists():  # before the dataset is read
         raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")

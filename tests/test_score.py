@@ -242,6 +242,8 @@ def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),
     (["--into", "{run}", "--name", "a" * 300], "--name is 300 characters long; at most 100 (it names the row's files)"),
     (["--into", "~/nowhere", "--name", "x"], "--into {home}/nowhere: no such folder"),  # ~ expanded, as the shell would
+    (["--into", "", "--name", "x"], "--into is empty; give a run folder"),  # was "--name names the row of --into RUN"
+    (["--into", ""], "--into is empty; give a run folder"),  # scored, printed, exit 0: no row added, without a word
 ])
 def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -276,6 +278,14 @@ def test_missing_samples_are_refused_before_anything_is_read(tmp_path, capsys):
     assert score.main([str(tmp_path / "nowhere.npz")]) == 2
     assert capsys.readouterr().out.strip() == f"error: samples {tmp_path / 'nowhere.npz'} do not exist; give a folder " \
                                               "of images, an .npz/.npy file or a .pt tensor"
+
+
+def test_empty_samples_are_refused_not_read_as_the_current_folder(tmp_path, monkeypatch, capsys):
+    # `score ""` (an unset variable) scored the images of the folder it was started in
+    monkeypatch.chdir(tmp_path)
+    assert score.main([""]) == 2
+    assert capsys.readouterr().out.strip() == "error: samples '' is empty; give a folder of images, an .npz/.npy file " \
+                                              "or a .pt tensor"
 
 
 def refused(path, spec=GREY) -> str:

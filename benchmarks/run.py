@@ -605,9 +605,9 @@ def save_grid(images: Tensor, path: Path) -> None:
 def failed(job: Job, seed: int, e: Exception, folder: RunFolder) -> Record:
     status = "diverged" if isinstance(e, Diverged) else "error"
     message = str(e).splitlines()[0] if str(e) else type(e).__name__
-    logs = folder.path / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / f"{job.name}--seed{seed}.txt").write_text("".join(traceback.format_exception(e)))
+    # whole or not at all (and its folder made): a disk that takes no more files is one line naming it, exit 2,
+    # no empty log left
+    atomic_write(folder.path / "logs" / f"{job.name}--seed{seed}.txt", "".join(traceback.format_exception(e)))
     return Record(job.name, seed, status=status, error=message if status == "diverged" else f"{type(e).__name__}: {message}",
                   diverged_step=getattr(e, "step", None))
 

@@ -348,6 +348,46 @@ def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_li
             progress=False)
 
 
+
+def disk_full_for_weights(monkeypatch):
+    """safetensors' answer to a full disk: its own error, not an OSError (seen on a full tmpfs)."""
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(zoo.base, "save_model", full)
+
+
+def test_a_full_disk_while_the_finished_weights_are_saved_fails_the_training_in_one_line(tmp_path, monkeypatch):
+    disk_full_for_weights(monkeypatch)
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke")
+    with pytest.raises(GenzooError, match=r"^cannot write .*model\.safetensors \(No space left on device\); make it"):
+        fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "ckpt",
+            progress=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_under_a_training_and_its_log_is_one_line_exit_2_and_no_empty_log(tmp_path, capsys, monkeypatch,
+                                                                                       space):
+    out = tmp_path / "run"
+    disk_full_for_weights(monkeypatch)
+    write_text = Path.write_text
+
+    def full(self, *args, **kwargs):
+        if self.parent.name == "logs":  # the disk fills up between the weights and the log of their failure
+            self.touch()  # as a full disk does: the file is made, its text is not written
+            raise OSError(28, "No space left on device")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    assert run.main(["--models", "ae", "--preset", "smoke", "--budget", "2steps", "--out", str(out)]) == 2
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1].startswith(f"error: cannot write {out / 'logs' / 'ae--seed0.txt'} (No space left on device); ")
+    assert not [line for line in printed if "Traceback" in line]
+    assert not [p for p in (out / "logs").iterdir()]  # no empty log, no temporary file
+    assert (out / "records" / "data--seed0.json").is_file()  # what was finished before stays
+
 def test_a_runner_with_other_settings_is_refused_while_another_writes_the_folder(tmp_path, capsys, monkeypatch):
     """Found by a probe: a second runner with another budget set aside what the first had finished so
     far; the first then wrote the rest beside the second's records, under its own budget's footnote."""

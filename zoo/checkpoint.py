@@ -2,16 +2,19 @@
 `Checkpoint`, the one place that decides whether a training is done, can be resumed, or starts over."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
 import pickle
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from zoo.base import CONFIG_FILE, WEIGHTS_FILE, Generator, GenzooError
 from zoo.budget import Budget
@@ -140,6 +143,8 @@ class Checkpoint:
                 flush_to_disk(self.folder / written)
         except OSError as e:
             raise unwritable(e.filename or self.folder, e) from None
+        except SafetensorError as e:  # safetensors' own error for a write that failed (a full disk), not an OSError
+            raise unwritable(self.folder / WEIGHTS_FILE, os_error(e)) from None
         saved = {k: v for k, v in asdict(result).items() if k != "reused"}
         saved["weights_hash"] = file_hash(self.folder / WEIGHTS_FILE)
         atomic_write(self.result_file, json.dumps(saved))
@@ -175,6 +180,13 @@ class Checkpoint:
 
     def _set_aside(self, path: Path, why: str) -> None:
         set_aside(path, f"checkpoint {self.folder} has {why}", "training from the start")
+
+
+def os_error(e: Exception) -> OSError:
+    """The OSError behind a safetensors error ("I/O error: No space left on device (os error 28)")."""
+    found = re.search(r"\(os error (\d+)\)", str(e))
+    code = int(found.group(1)) if found else errno.EIO
+    return OSError(code, os.strerror(code))
 
 
 def misfit(state: dict[str, Any], model: Generator) -> str | None:

@@ -367,6 +367,23 @@ def test_a_full_disk_while_the_finished_weights_are_saved_fails_the_training_in_
             progress=False)
 
 
+
+def test_a_full_disk_while_a_resume_file_is_saved_fails_the_training_in_one_line_naming_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("GENZOO_SAVE_EVERY", "0")
+
+    def full(obj, f, *args, **kwargs):  # torch's zip writer on a full disk (seen on a full tmpfs): the OSError
+        try:                            # is only the context of its own RuntimeError
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 22400 vs 22352") from None
+
+    monkeypatch.setattr(torch, "save", full)
+    model = zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke")
+    with pytest.raises(GenzooError, match=r"^cannot write .*resume\.pt \(No space left on device\); make it"):
+        fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "ckpt",
+            progress=False)
+    assert not list((tmp_path / "ckpt").glob("*resume*"))  # no half-written file left
+
 @pytest.mark.slow
 def test_a_full_disk_under_a_training_and_its_log_is_one_line_exit_2_and_no_empty_log(tmp_path, capsys, monkeypatch,
                                                                                        space):

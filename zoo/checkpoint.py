@@ -153,7 +153,12 @@ class Checkpoint:
     def save_progress(self, state: dict[str, Any]) -> None:
         def write(tmp: Path) -> None:
             with open(tmp, "wb") as f:  # a file torch writes through Python: a failure is an OSError
-                torch.save(state, f)
+                try:
+                    torch.save(state, f)
+                except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) as its own error
+                    if isinstance(e.__context__, OSError):  # "unexpected pos 22400 vs 22352": the OSError behind it
+                        raise e.__context__ from None
+                    raise
 
         atomic_write(self.resume_file, write)
 

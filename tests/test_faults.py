@@ -285,6 +285,22 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     assert Checkpoint(out / again.checkpoint).weights_hash() == again.weights_hash
 
 
+
+@pytest.mark.parametrize("damage, said", [
+    (lambda f: (f / "train.json").write_text('{"steps": 2, "ima'), "a train.json that does not read"),  # truncated
+    (lambda f: (f / "train.json").write_text("[]"), "a train.json that does not read"),  # was a TypeError, the run's record lost
+    (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors (deleted?)"),
+    (lambda f: (f / "model.safetensors").write_bytes(b"changed"), "weights that do not match their hash"),
+])
+def test_a_damaged_finished_checkpoint_says_what_is_wrong_with_it_and_trains_again(tmp_path, capsys, damage, said):
+    x, budget, ckpt = torch.zeros(4, 1, 28, 28), Budget(2, "steps", batch_size=2), tmp_path / "ckpt"
+    fit(zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke"), x, None, budget, checkpoint=ckpt, progress=False)
+    damage(ckpt)
+    capsys.readouterr()
+    again = fit(zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke"), x, None, budget, checkpoint=ckpt, progress=False)
+    assert not again.reused and again.steps == 2
+    assert f"checkpoint {ckpt} has {said}; set aside as train.json.corrupt, training from the start" in capsys.readouterr().out
+
 def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("")
     with pytest.raises(GenzooError) as e:  # a folder that cannot be made (root ignores permissions, not this)

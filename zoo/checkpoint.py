@@ -116,8 +116,19 @@ class Checkpoint:
             if saved.pop("weights_hash") != file_hash(self.folder / WEIGHTS_FILE):
                 return None
             return saved
-        except (OSError, ValueError, KeyError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a train.json that is not a dict: a hand edit
             return None
+
+    def damage(self) -> str:
+        """What keeps this folder's train.json from saying its training is done (`finished` is None)."""
+        try:
+            saved = json.loads(self.result_file.read_text())
+            saved["weights_hash"].strip()
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return "a train.json that does not read"
+        if not (self.folder / WEIGHTS_FILE).is_file():
+            return f"no {WEIGHTS_FILE} (deleted?)"
+        return "weights that do not match their hash"
 
     def weights_hash(self) -> str | None:
         saved = self.finished()
@@ -127,7 +138,7 @@ class Checkpoint:
         saved = self.finished()
         if saved is None:
             if self.result_file.exists():
-                self._set_aside(self.result_file, "weights that do not match their hash")
+                self._set_aside(self.result_file, self.damage())
             return None
         try:
             model.load_weights(self.folder)

@@ -318,6 +318,23 @@ def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_tempo
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no temporary file left
 
 
+
+def test_the_temporary_file_of_a_writer_killed_mid_write_is_removed_by_the_next_write(tmp_path):
+    # seen: benchmarks.report killed with SIGKILL while writing left .results.csv.PID.tmp, and every later report kept it
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    hour_ago = time.time() - 3600
+    left, recent, running = (tmp_path / f".results.csv.{gone.pid}.tmp", tmp_path / f".index.html.{gone.pid}.tmp",
+                             tmp_path / f".results.csv.{os.getppid()}.tmp")
+    for f in (left, recent, running):
+        f.write_text("half a fi")
+    os.utime(left, (hour_ago, hour_ago))
+    os.utime(running, (hour_ago, hour_ago))
+    atomic_write(tmp_path / "results.csv", "a,b\n")
+    atomic_write(tmp_path / "index.html", "<p>")
+    assert not left.exists()
+    assert recent.exists() and running.exists()  # perhaps another machine's writer on a shared folder, or one still running
+
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the synced files through /proc")
 def test_a_written_file_and_then_its_name_reach_the_disk_before_the_write_returns(tmp_path, monkeypatch):
     done = []  # a power loss must never leave a name pointing at data the OS had not written yet

@@ -11,6 +11,7 @@ import errno
 import os
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -28,6 +29,7 @@ def atomic_write(path: str | Path, data: str | bytes | Callable[[Path], None]) -
     naming the file, and no temporary file is left behind."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one per process: two writers never share one
+    remove_abandoned_temporaries(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
@@ -83,6 +85,32 @@ def stale_temporaries(path: str | Path) -> list[Path]:
     """Temporary files `atomic_write` left for `path` in a process that was killed mid-write."""
     path = Path(path)
     return sorted(path.parent.glob(f".{path.name}.*.tmp"))
+
+
+ABANDONED_AFTER = 60.0  # seconds since a temporary file was last written, its process gone, before it is removed
+
+
+def remove_abandoned_temporaries(path: str | Path) -> None:
+    """Remove the temporary files a writer of `path` left when it was killed mid-write (kill -9, the
+    out-of-memory killer), which nothing else removes: those whose process is no longer running here and
+    that were last written over a minute ago (another machine's writer on a shared folder keeps
+    writing its own, so it is never taken from under it)."""
+    for stale in stale_temporaries(path):
+        pid = stale.name[: -len(".tmp")].rpartition(".")[2]
+        with suppress(OSError, OverflowError):
+            if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)) \
+                    and time.time() - stale.stat().st_mtime > ABANDONED_AFTER:
+                stale.unlink()
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: asks whether the process exists, sends nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def set_aside(path: str | Path, problem: str, outcome: str = "") -> Path:

@@ -285,7 +285,6 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     assert Checkpoint(out / again.checkpoint).weights_hash() == again.weights_hash
 
 
-
 @pytest.mark.parametrize("damage, said", [
     (lambda f: (f / "train.json").write_text('{"steps": 2, "ima'), "a train.json that does not read"),  # truncated
     (lambda f: (f / "train.json").write_text("[]"), "a train.json that does not read"),  # was a TypeError, the run's record lost
@@ -300,6 +299,7 @@ def test_a_damaged_finished_checkpoint_says_what_is_wrong_with_it_and_trains_aga
     again = fit(zoo.create("ae", zoo.DataSpec(1, 28, 28), preset="smoke"), x, None, budget, checkpoint=ckpt, progress=False)
     assert not again.reused and again.steps == 2
     assert f"checkpoint {ckpt} has {said}; set aside as train.json.corrupt, training from the start" in capsys.readouterr().out
+
 
 def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     (tmp_path / "a-file").write_text("")
@@ -318,7 +318,6 @@ def test_a_file_that_cannot_be_written_is_one_line_naming_it_and_leaves_no_tempo
         assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]  # no temporary file left
 
 
-
 def test_the_temporary_file_of_a_writer_killed_mid_write_is_removed_by_the_next_write(tmp_path):
     # seen: benchmarks.report killed with SIGKILL while writing left .results.csv.PID.tmp, and every later report kept it
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -334,6 +333,7 @@ def test_the_temporary_file_of_a_writer_killed_mid_write_is_removed_by_the_next_
     atomic_write(tmp_path / "index.html", "<p>")
     assert not left.exists()
     assert recent.exists() and running.exists()  # perhaps another machine's writer on a shared folder, or one still running
+
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names the synced files through /proc")
 def test_a_written_file_and_then_its_name_reach_the_disk_before_the_write_returns(tmp_path, monkeypatch):
@@ -381,7 +381,6 @@ def test_a_checkpoint_folder_that_cannot_be_written_fails_the_training_in_one_li
             progress=False)
 
 
-
 def disk_full_for_weights(monkeypatch):
     """safetensors' answer to a full disk: its own error, not an OSError (seen on a full tmpfs)."""
     from safetensors import SafetensorError
@@ -400,7 +399,6 @@ def test_a_full_disk_while_the_finished_weights_are_saved_fails_the_training_in_
             progress=False)
 
 
-
 def test_a_full_disk_while_a_resume_file_is_saved_fails_the_training_in_one_line_naming_it(tmp_path, monkeypatch):
     monkeypatch.setenv("GENZOO_SAVE_EVERY", "0")
 
@@ -416,6 +414,7 @@ def test_a_full_disk_while_a_resume_file_is_saved_fails_the_training_in_one_line
         fit(model, torch.zeros(4, 1, 28, 28), None, Budget(2, "steps", batch_size=2), checkpoint=tmp_path / "ckpt",
             progress=False)
     assert not list((tmp_path / "ckpt").glob("*resume*"))  # no half-written file left
+
 
 @pytest.mark.slow
 def test_a_full_disk_under_a_training_and_its_log_is_one_line_exit_2_and_no_empty_log(tmp_path, capsys, monkeypatch,
@@ -437,6 +436,7 @@ def test_a_full_disk_under_a_training_and_its_log_is_one_line_exit_2_and_no_empt
     assert not [line for line in printed if "Traceback" in line]
     assert not [p for p in (out / "logs").iterdir()]  # no empty log, no temporary file
     assert (out / "records" / "data--seed0.json").is_file()  # what was finished before stays
+
 
 def test_a_runner_with_other_settings_is_refused_while_another_writes_the_folder(tmp_path, capsys, monkeypatch):
     """Found by a probe: a second runner with another budget set aside what the first had finished so

@@ -695,10 +695,10 @@ def worker_ready() -> None:
     """A job that does nothing: its result says a worker has started (`side_by_side`)."""
 
 
-def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
+def run_job(job: Job, seed: int) -> Record | tuple[int, int | None, list[int] | None] | None:
     """One (model, seed) in a worker: its record (a failure becomes one, as in the runner); or, when a
-    stop signal ended it, (signal, step in training or None); or None for a job not started, the
-    worker having been stopped already."""
+    stop signal ended it, (signal, step in training or None, the seeds trained together or None); or
+    None for a job not started, the worker having been stopped already."""
     global busy
     assert worker is not None, "start_worker runs first"
     w = worker
@@ -715,7 +715,7 @@ def run_job(job: Job, seed: int) -> Record | tuple[int, int | None] | None:
         if runner_gone():  # the training is saved; nobody is left to send the record to
             os._exit(e.exit_code)
         stops.append(e.signum)
-        return e.signum, e.step
+        return e.signum, e.step, e.together
     finally:
         busy = False
 
@@ -825,7 +825,7 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
                         if isinstance(result, Record):
                             finish(result)
                         elif result is not None:  # a stop ended it; its training is saved
-                            ended = Interrupted(*result)
+                            ended = Interrupted(result[0], result[1], together=result[2])
                             said.append(f"{job.name} seed {seed}: {ended}")
                             console.print(f"[yellow]{said[-1]}[/]", highlight=False)
                             first = first or ended

@@ -77,6 +77,8 @@ def test_fused_trainings_save_and_resume_as_trainings_alone(tmp_path, splits):
     with pytest.raises(Interrupted) as stop:
         fit_seeds(models, SEEDS, splits.x_train, None, budget, checkpoints=folders, hooks=[[StopAt(4)], []], progress=False)
     assert stop.value.step == 4 and all((f / "resume.pt").is_file() for f in folders)
+    # the runner prints it after the first seed's name: it names every seed it stopped
+    assert str(stop.value) == "SIGTERM at step 4 of seeds 0, 1, trained together: each seed's checkpoint saved, a rerun resumes each"
     # each seed resumes alone, and ends where an uninterrupted training alone ends
     for seed, folder in zip(SEEDS, folders):
         resumed = build("ae", splits.spec, seed)

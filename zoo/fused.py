@@ -400,7 +400,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                             ckpts[s].save_progress(snapshot(s))
                     last_save = elapsed
                 if caught:
-                    raise Interrupted(caught[0], steps, saved=ckpts is not None)
+                    raise Interrupted(caught[0], steps, saved=ckpts is not None, together=list(seeds))
                 if progress and results[0].history:
                     bar.update(task, info=f"{progress_text(steps, max_steps, results[0].history)}  (seed {seeds[0]})")
         if device.type == "cuda":
@@ -420,5 +420,5 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
                 ckpts[s].save_finished(model, results[s])
             done.append(results[s])
     if caught:  # arrived after the last step: the finished seeds are saved, the caller still stops
-        raise Interrupted(caught[0], steps, saved=ckpts is not None)
+        raise Interrupted(caught[0], steps, saved=ckpts is not None, together=list(seeds))
     return done

@@ -67,11 +67,16 @@ class Diverged(RuntimeError):
 class Interrupted(BaseException):
     """One of the STOP_SIGNALS arrived: during training (`step`), after a resumable checkpoint was
     saved where there is a checkpoint folder, or outside training (`step` None). A BaseException, like
-    KeyboardInterrupt, so that no `except Exception` on the way swallows the stop."""
+    KeyboardInterrupt, so that no `except Exception` on the way swallows the stop. `together`: the
+    seeds of a batched ensemble (`zoo.fused`) the stop ended, each saved to resume alone."""
 
-    def __init__(self, signum: int, step: int | None = None, saved: bool = True, cut_short: Exception | None = None):
+    def __init__(self, signum: int, step: int | None = None, saved: bool = True, cut_short: Exception | None = None,
+                 together: list[int] | None = None):
         name = signal.Signals(signum).name
-        if cut_short is not None:  # the stop came, then an error ended the training before it could save
+        if together is not None and step is not None:  # the runner's line names the first seed's job alone
+            what = (f"at step {step} of seeds {', '.join(map(str, together))}, trained together: "
+                    + ("each seed's checkpoint saved, a rerun resumes each" if saved else "no checkpoint folders, nothing saved"))
+        elif cut_short is not None:  # the stop came, then an error ended the training before it could save
             what = (f"in training, then {one_line(cut_short)}; "
                     "the last checkpoint is kept, a rerun resumes from it")
         elif step is None:
@@ -79,7 +84,7 @@ class Interrupted(BaseException):
         else:
             what = f"at step {step}: " + ("checkpoint saved, a rerun resumes here" if saved else "no checkpoint folder, nothing saved")
         super().__init__(f"{name} {what}")
-        self.signum, self.step = signum, step
+        self.signum, self.step, self.together = signum, step, together
         self.exit_code = 128 + signum  # 143 for SIGTERM, 129 for SIGHUP, 130 for SIGINT
 
 

@@ -111,34 +111,34 @@ class Checkpoint:
 
     def finished(self) -> dict | None:
         """The saved TrainResult of a finished training whose weights are intact, else None."""
-        try:
-            saved = json.loads(self.result_file.read_text())
-            if saved.pop("weights_hash") != file_hash(self.folder / WEIGHTS_FILE):
-                return None
-            return saved
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # a train.json that is not a dict: a hand edit
-            return None
+        saved = self._read()
+        return saved if isinstance(saved, dict) else None
 
-    def damage(self) -> str:
-        """What keeps this folder's train.json from saying its training is done (`finished` is None)."""
+    def _read(self) -> dict | str:
+        """The saved TrainResult of a finished training whose weights are intact, or what is wrong."""
         try:
             saved = json.loads(self.result_file.read_text())
-            saved["weights_hash"].strip()
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            expected = saved.pop("weights_hash")
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, cut short, or not a dict: a hand edit
             return "a train.json that does not read"
-        if not (self.folder / WEIGHTS_FILE).is_file():
+        weights = self.folder / WEIGHTS_FILE
+        if not weights.is_file():
             return f"no {WEIGHTS_FILE} (deleted?)"
-        return "weights that do not match their hash"
+        try:
+            intact = expected == file_hash(weights)
+        except OSError:
+            intact = False
+        return saved if intact else "weights that do not match their hash"
 
     def weights_hash(self) -> str | None:
         saved = self.finished()
         return None if saved is None else json.loads(self.result_file.read_text())["weights_hash"]
 
     def load_finished(self, model: Generator) -> TrainResult | None:
-        saved = self.finished()
-        if saved is None:
+        saved = self._read()
+        if isinstance(saved, str):
             if self.result_file.exists():
-                self._set_aside(self.result_file, self.damage())
+                self._set_aside(self.result_file, saved)
             return None
         try:
             model.load_weights(self.folder)

@@ -253,10 +253,8 @@ NET_KEYS = {"channels": int, "num_classes": int, "task": str, "dataset": str}  #
 
 def given_net(path: Path, splits: Splits) -> Path:
     """A feature net file from `--feature-net`: refused in one line unless it fits these images."""
-    if path.suffix != ".safetensors" or not path.is_file():  # `.`, `/` or '' have no name to put .json on
-        raise GenzooError(f"--feature-net {path}: expected {NET_FILES}")
-    meta_path = path.with_suffix(".json")
-    if not meta_path.is_file():
+    # the suffix first: `.`, `/` or '' have no name to put .json on
+    if path.suffix != ".safetensors" or not path.is_file() or not (meta_path := path.with_suffix(".json")).is_file():
         raise GenzooError(f"--feature-net {path}: expected {NET_FILES}")
     try:
         meta = json.loads(meta_path.read_text())

@@ -18,13 +18,15 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
-        self.paths: list[str] = []
+        self.paths: list[argparse.Action] = []
 
-    def add_path(self, *flags: str, **kwargs: Any) -> argparse.Action:
+    def add_path(self, *flags: str, help: str, **kwargs: Any) -> argparse.Action:
         """A file or folder argument: `~` is the home folder, as the shell would have it, where the shell
-        leaves it as typed (`--out=~/run`, quotes, a script's variable)."""
-        action = self.add_argument(*flags, **kwargs)
-        self.paths.append(action.dest)
+        leaves it as typed (`--out=~/run`, quotes, a script's variable). An empty one is refused: Path("")
+        is the current folder, which no command means (a report or an index would be written there).
+        `help` is what to give, as in "a run folder ...": the refusal repeats it."""
+        action = self.add_argument(*flags, help=help, **kwargs)
+        self.paths.append(action)
         return action
 
     def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
@@ -37,9 +39,13 @@ class Parser(argparse.ArgumentParser):
                 raise GenzooError(f"argument '{shown}' is not valid UTF-8 (a name in another encoding?); the commands "
                                   "take UTF-8 arguments, as a run's files record them: rename the file or folder") from None
         parsed = super().parse_args(args, namespace)
-        for dest in self.paths:
-            if isinstance(value := getattr(parsed, dest, None), str):
-                setattr(parsed, dest, os.path.expanduser(value))
+        for action in self.paths:
+            if not isinstance(value := getattr(parsed, action.dest, None), str):
+                continue
+            if not value.strip():
+                name = action.option_strings[0] if action.option_strings else action.dest
+                raise GenzooError(f"{name} is empty; give {action.help}")
+            setattr(parsed, action.dest, os.path.expanduser(value))
         return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]

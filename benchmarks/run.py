@@ -100,9 +100,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="CPU threads for torch (default: torch's choice; with --jobs N, the CPUs / N, N at most the trainings)")
     p.add_argument("--jobs", type=jobs_in_flight, default=1, metavar="N",
                    help="trainings in flight at once: N worker processes, each training one (model, seed) at a time (default: 1)")
-    p.add_path("--out", help="run folder (default: results/<dataset>-<preset>, with -<budget> after it when --budget is "
+    p.add_path("--out", help="a run folder, created if missing (default: results/<dataset>-<preset>, with -<budget> after it when --budget is "
                                      "given and -<precision> for bf16 or fp16)")
-    p.add_path("--data-root", default="data", help="where torchvision datasets live or are downloaded")
+    p.add_path("--data-root", default="data", help="a folder where torchvision datasets live or are downloaded (default: data)")
     p.add_argument("--labels", default="auto", choices=zdata.LABELS,
                    help="auto (default): a dataset's labels where it has them, a folder's from its class subfolders; "
                         "none: read the data unlabeled (conditional models skipped, the feature net learns rotations)")
@@ -965,8 +965,6 @@ def _main(argv: list[str]) -> int:
         save_interval()  # a bad $GENZOO_SAVE_EVERY is refused now, not in the first training
         # A budget or precision of one's own gets a folder of its own: its records must not replace the preset's.
         name = f"{args.dataset.replace('/', '_').replace(':', '_')}-{args.preset}"
-        if args.out is not None and not args.out.strip():
-            raise GenzooError("--out is empty; give a folder (it is created if missing)")
         out = Path(args.out or f"results/{name}" + (f"-{budget.tag}" if args.budget is not None else "")
                    + (f"-{args.precision}" if args.precision != "fp32" else ""))
         check_out_folder(out, args.dataset)

@@ -87,11 +87,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="whose evaluation settings (sample count) to use (default: the run's with --into, else quick)")
     p.add_argument("--image-size", type=int, help="the dataset's image size, as the run's --image-size")
     p.add_argument("--labels", choices=zdata.LABELS, help="as the run's --labels (default: auto)")
-    p.add_path("--data-root", help="where torchvision datasets live (default: data)")
+    p.add_path("--data-root", help="a folder where torchvision datasets live (default: data)")
     p.add_argument("--feature-space", choices=features.FEATURE_SPACES, help="as the run's (default: classifier)")
     p.add_path("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
     p.add_path("--feature-net", help="a feature net file (.safetensors with its .json), as the run's --feature-net")
-    p.add_path("--into", metavar="RUN", help="add the scores as a row of this run folder's tables and figures")
+    p.add_path("--into", metavar="RUN", help="a run folder written by benchmarks.run: the scores become a row of its tables and figures")
     p.add_argument("--name", help="the row's name with --into, e.g. my-gan")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
@@ -354,8 +354,6 @@ def check_name(name: str | None, folder: RunFolder) -> str:
 
 
 def _run_folder(path: str) -> tuple[RunFolder, dict[str, Any]]:
-    if not path.strip():
-        raise GenzooError("--into is empty; give a run folder written by benchmarks.run")
     folder = RunFolder(path)
     if not folder.path.is_dir():
         raise GenzooError(f"--into {path}: no such folder; give a run folder written by benchmarks.run")
@@ -413,7 +411,7 @@ def _main(argv: list[str], written: list[str]) -> int:
     started = time.perf_counter()
     args = parse_args(argv)
     set_threads(args.threads)
-    folder, run = _run_folder(args.into) if args.into is not None else (None, {})  # `--into ""` is refused, not ignored
+    folder, run = _run_folder(args.into) if args.into is not None else (None, {})
     name = check_name(args.name, folder) if folder is not None else args.name
     if folder is None and args.name:
         raise GenzooError("--name names the row of --into RUN; without --into the scores are printed")
@@ -432,8 +430,6 @@ def _main(argv: list[str], written: list[str]) -> int:
     features.check_cache()
     preset = PRESETS[opts["preset"]]
     device = resolve_device(args.device)
-    if not args.samples.strip():  # Path("") is the current folder, whose images were scored
-        raise GenzooError("samples '' is empty; give a folder of images, an .npz/.npy file or a .pt tensor")
     path = Path(args.samples)
     if not path.exists():  # before the dataset is read
         raise GenzooError(f"samples {path} do not exist; give a folder of images, an .npz/.npy file or a .pt tensor")

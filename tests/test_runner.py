@@ -1,5 +1,6 @@
 """End to end: the runner checks input first, trains, evaluates, writes every file, survives a crash,
 and reuses finished work."""
+import importlib
 import json
 from dataclasses import dataclass
 
@@ -381,10 +382,23 @@ def test_offline_mnist_is_one_line_saying_where_the_files_go_and_leaves_no_folde
     assert list(tmp_path.iterdir()) == []  # no data/MNIST/raw, no results/mnist-smoke
 
 
-def test_an_empty_out_is_refused_not_taken_for_the_current_folder(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("command, argv, said", [
+    ("run", ["--models", "ae", "--preset", "smoke", "--out", ""], "--out is empty; give a run folder, created if missing"),
+    ("run", ["--models", "ae", "--preset", "smoke", "--inception-weights", " "], "--inception-weights is empty; give a local"),
+    ("index", [""], "root is empty; give the directory whose run folders to index (default: results)"),  # wrote ./README.md
+    ("report", [""], "folder is empty; give a run folder holding results.json"),  # "no results.json in ;"
+    ("compare", ["", "elsewhere"], "run is empty; give the run folder to check"),
+    ("explore", [""], "run_folder is empty; give a run folder written by python -m benchmarks.run"),
+    ("serve", [""], "run_folder is empty; give a run folder with checkpoints"),
+])
+def test_an_empty_path_is_refused_by_every_command_not_taken_for_the_current_folder(command, argv, said, tmp_path, capsys,
+                                                                                   monkeypatch):
+    # Path("") is "."; `benchmarks.index ""` (an unset variable) wrote its README.md into the current folder
     monkeypatch.chdir(tmp_path)
-    assert run.main(["--models", "ae", "--preset", "smoke", "--out", ""]) == 2
-    assert capsys.readouterr().out.strip() == "error: --out is empty; give a folder (it is created if missing)"
+    main = importlib.import_module(f"benchmarks.{command}").main
+    assert main(argv) == 2
+    said_there = capsys.readouterr()
+    assert (said_there.out + said_there.err).strip().startswith(f"error: {said}")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -444,8 +458,8 @@ def test_duplicates_are_collapsed_with_a_note(tmp_path, capsys):
 
 @pytest.mark.parametrize("root, said", [
     ("a-file", "--data-root {tmp}/a-file is a file; give a folder (torchvision datasets are read or downloaded there)"),
-    ("", "--data-root is empty; give a folder (torchvision datasets are read or downloaded there; default: data)"),
-    (" ", "--data-root is empty; give a folder"),  # was the current folder, where a download would land
+    ("", "--data-root is empty; give a folder where torchvision datasets live or are downloaded (default: data)"),
+    (" ", "--data-root is empty; give a folder where"),  # was the current folder, where a download would land
 ])
 def test_a_data_root_that_is_a_file_or_empty_is_one_line(root, said, tmp_path, capsys, monkeypatch):
     (tmp_path / "a-file").write_text("")

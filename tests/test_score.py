@@ -242,8 +242,8 @@ def test_other_data_or_space_than_the_runs_is_refused_before_loading_them(ran_in
     (["--into", "{tmp}", "--name", "x"], "no results.json there"),
     (["--into", "{run}", "--name", "a" * 300], "--name is 300 characters long; at most 100 (it names the row's files)"),
     (["--into", "~/nowhere", "--name", "x"], "--into {home}/nowhere: no such folder"),  # ~ expanded, as the shell would
-    (["--into", "", "--name", "x"], "--into is empty; give a run folder"),  # was "--name names the row of --into RUN"
-    (["--into", ""], "--into is empty; give a run folder"),  # scored, printed, exit 0: no row added, without a word
+    (["--into", "", "--name", "x"], "--into is empty; give a run folder written by benchmarks.run"),  # was "--name names the row of --into RUN"
+    (["--into", ""], "--into is empty; give a run folder written by benchmarks.run"),  # scored, printed, exit 0: no row added, without a word
 ])
 def test_bad_into_and_name_are_refused_in_one_line(argv, message, bare_run, splits, space, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -284,7 +284,7 @@ def test_empty_samples_are_refused_not_read_as_the_current_folder(tmp_path, monk
     # `score ""` (an unset variable) scored the images of the folder it was started in
     monkeypatch.chdir(tmp_path)
     assert score.main([""]) == 2
-    assert capsys.readouterr().out.strip() == "error: samples '' is empty; give a folder of images, an .npz/.npy file " \
+    assert capsys.readouterr().out.strip() == "error: samples is empty; give a folder of images, an .npz or .npy file, " \
                                               "or a .pt tensor"
 
 

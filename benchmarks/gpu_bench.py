@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -70,6 +71,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--precision", default="fp32", choices=list(PEAK_COLUMN), help="fp32 (TF32 matmuls, as the runner) or bf16 autocast")
     p.add_argument("--part", default="all", choices=("all", "throughput", "determinism"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    for option, value, least in (("--batch", args.batch, 1), ("--sample-batch", args.sample_batch, 1)):
+        if value < least:
+            p.error(f"{option} must be a whole number >= {least}, got {value}")
+    for option, value in (("--time-per-run", args.time_per_run), ("--seconds", args.seconds)):
+        if not 0 < value < math.inf:  # nan fails this too
+            p.error(f"{option} must be a number of seconds > 0, got {value}")
     try:
         args.names = comma_list("--models", args.models, "ae,ddpm") if args.models is not None else zoo.available()
         for name in args.names:

@@ -140,3 +140,19 @@ def test_the_gpu_benchmark_reads_its_model_list_as_the_runner_does(models, messa
     assert message in capsys.readouterr().err
     assert gpu_bench.parse_args(["out", "--models", " ae, ddim@10"]).names == ["ae", "ddim@10"]
     assert gpu_bench.parse_args(["out"]).names == MODELS
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    # unranged before: each went on to the benchmark itself (on a GPU; nothing here shows what it did there)
+    (["--batch", "0"], "--batch must be a whole number >= 1, got 0"),
+    (["--sample-batch", "-1"], "--sample-batch must be a whole number >= 1, got -1"),
+    (["--time-per-run", "0"], "--time-per-run must be a number of seconds > 0, got 0.0"),
+    (["--seconds", "nan"], "--seconds must be a number of seconds > 0, got nan"),
+    (["--seconds", "inf"], "--seconds must be a number of seconds > 0, got inf"),
+])
+def test_the_gpu_benchmark_ranges_its_numbers_before_it_looks_for_cuda(argv, message, capsys):
+    from benchmarks import gpu_bench
+    with pytest.raises(SystemExit) as stop:
+        gpu_bench.parse_args(["out", *argv])
+    assert stop.value.code == 2
+    assert message in capsys.readouterr().err

@@ -115,7 +115,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a classifier feature net (.safetensors with its .json) to measure with, e.g. one shared between "
                         "machines (default: the one shipped for mnist5k, else one trained here and cached)")
     p.add_path("--inception-weights", help="a local Inception-v3 weights file for --feature-space inception")
-    p.add_argument("--list", nargs="?", const="", metavar="MODEL",
+    p.add_argument("--list", nargs="?", const=True, metavar="MODEL",  # True: no model named
                    help="list the models in the zoo, their hyper-parameters (defaults, what each accepts) and exit; "
                         "--list MODEL for one model")
     args = p.parse_args(argv)
@@ -857,7 +857,7 @@ def side_by_side(todo: list[tuple[Job, int]], n: int, start: tuple[Any, ...], fo
 def list_models(args: argparse.Namespace) -> None:
     """The zoo (or the one model --list names), with what each model can do, whether it takes this
     dataset's image size, and its hyper-parameters: default, the preset's value, what each accepts."""
-    names = [parse(args.list)[0].name] if args.list else zoo.available()
+    names = zoo.available() if args.list is True else [parse(args.list)[0].name]
     spec = zdata.load(args.dataset, image_size=args.image_size, data_root=args.data_root, labels=args.labels)[0]
     table = Table(title=f"genzoo models (NFE and sizes for {args.dataset}, {'x'.join(map(str, spec.shape))})")
     for column in ("name", "capabilities", "NFE", f"takes {spec.height}x{spec.width}", "what it is"):

@@ -193,6 +193,7 @@ def test_hyperparameters_from_the_command_line(tmp_path, capsys):
     (["--models", "vae", "--budget", "1e400flops"], "budget '1e400flops' overflows"),
     (["--models", "vae", "--budget", "1e-400flops"], "budget '1e-400flops' underflows"),  # it said "got 0"
     (["--models", "vae", "--list", "nope"], "unknown model 'nope'"),
+    (["--list", ""], "unknown model ''; available: aae, ae,"),  # listed the whole zoo, as a bare --list
     (["--models", "vae", "--dataset", "folder:"], "'folder:' names no folder; give folder:PATH"),
     # a file for the other feature space was ignored
     (["--models", "vae", "--inception-weights", "w.pth"], "--inception-weights gives Inception-v3's weights; it goes with "

@@ -342,6 +342,9 @@ class RunFolder:
             data = json.loads(self.results.read_text())
         except (OSError, ValueError) as e:
             raise GenzooError(f"{self.results} cannot be read ({type(e).__name__}) and there is no records/ folder to rebuild it from") from None
+        if not (isinstance(data, dict) and isinstance(data.get("run"), dict) and isinstance(data.get("models"), list)):
+            raise GenzooError(f"{self.results} is not a run's results (a JSON object with the run's settings and its "
+                              "models' records) and there is no records/ folder to rebuild it from")
         try:
             run = self._settings(data["run"], warn=True)
             return run, [Record.from_json(r, run.get("seed", 0)) for r in data["models"]]

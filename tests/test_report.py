@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks import report, run
+from benchmarks import compare, report, run
 from benchmarks.records import Record, aggregate, t_interval
 
 PLOTS = {"comparison.png": (690, 960), "plots/quality_vs_cost.png": (540, 780), "plots/bits_per_dim.png": (300, 720),
@@ -278,6 +278,16 @@ def test_a_damaged_explore_record_leaves_the_lecture_figures_out_with_a_warning(
     assert report.main([str(path)]) == 0
     assert f"warning: {path / 'explore' / 'explore.json'} does not read (JSONDecodeError: " in capsys.readouterr().out
     assert "## Lecture figures" not in (path / "results.md").read_text() and "| vae |" in (path / "results.md").read_text()
+
+
+@pytest.mark.parametrize("text", ["[]", "null", '{"run": 1, "models": []}', '{"run": {}}'])
+def test_results_json_of_another_shape_is_named_without_python_words(text, tmp_path, capsys):
+    # compare, explore and serve said "(TypeError: list indices must be integers or slices, not str)"
+    (tmp_path / "results.json").write_text(text)
+    assert compare.main([str(tmp_path), str(tmp_path)]) == 2
+    assert capsys.readouterr().out.strip() == (
+        f"error: {tmp_path / 'results.json'} is not a run's results (a JSON object with the run's settings and its "
+        "models' records) and there is no records/ folder to rebuild it from")
 
 
 def test_report_refusals_are_one_line(tmp_path, capsys):

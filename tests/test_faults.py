@@ -289,6 +289,9 @@ def test_corrupt_results_json_and_record_are_set_aside_and_rebuilt(tmp_path, cap
     (lambda f: (f / "train.json").write_text('{"steps": 2, "ima'), "a train.json that does not read"),  # truncated
     (lambda f: (f / "train.json").write_text("[]"), "a train.json that does not read"),  # was a TypeError, the run's record lost
     (lambda f: (f / "model.safetensors").unlink(), "no model.safetensors (deleted?)"),
+    # reused without a word, and explore and serve could not load the model
+    (lambda f: (f / "config.json").write_text('{"name": "ae", "hp'), "a config.json that does not read"),
+    (lambda f: (f / "config.json").unlink(), "a config.json that does not read"),
     (lambda f: (f / "model.safetensors").write_bytes(b"changed"), "weights that do not match their hash"),
 ])
 def test_a_damaged_finished_checkpoint_says_what_is_wrong_with_it_and_trains_again(tmp_path, capsys, damage, said):

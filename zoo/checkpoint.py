@@ -124,6 +124,11 @@ class Checkpoint:
         weights = self.folder / WEIGHTS_FILE
         if not weights.is_file():
             return f"no {WEIGHTS_FILE} (deleted?)"
+        try:  # the run needs only the weights, but explore, serve and zoo.load read the model from it
+            if not isinstance(json.loads((self.folder / CONFIG_FILE).read_text()), dict):
+                raise ValueError
+        except (OSError, ValueError):
+            return f"a {CONFIG_FILE} that does not read"
         try:
             intact = expected == file_hash(weights)
         except OSError:

@@ -1,7 +1,10 @@
 """A strided-conv encoder (image -> vector) and its mirror decoder (vector -> image).
 
-Used by the AE, the VAE and the GANs. Each level halves the side with a 4x4 stride-2 conv and
-doubles the channels, until the side is odd or at most 4: 28 -> 14 -> 7, 32 -> 16 -> 8 -> 4.
+Used by the AE, the VAE, the AAE and the VAE-GAN; the GANs' networks (zoo/models/gan.py) take
+their levels from `down_levels` too. Each level halves the side with a 4x4 stride-2 conv, the
+first to `hidden` channels and each later one doubling them, until the side is odd or at most 4,
+four levels at most: 28 -> 14 -> 7, 32 -> 16 -> 8 -> 4, 128 -> ... -> 8. The decoder mirrors it,
+so its widest level comes first and its last hidden level has `hidden` channels.
 """
 from __future__ import annotations
 

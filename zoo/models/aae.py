@@ -65,7 +65,7 @@ class AAE(Generator["AAE.Config"], Latent):
     @dataclass
     class Config(ModelConfig):
         latent_dim: int = width(16)
-        hidden: int = width(32)  # channels of the conv encoder/decoder's first level
+        hidden: int = width(32)  # channels of the conv encoder's first level and the decoder's last
         disc_hidden: int = width(128)  # width of the code discriminator
         adv_weight: float = hparam(0.01, ge=0)  # weight of the adversarial term against the per-pixel BCE
         lr: float = learning_rate(1e-3)

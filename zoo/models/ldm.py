@@ -150,7 +150,7 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
     @dataclass
     class Config(DDIM.Config):  # the latent DDIM's fields (channels, prediction_type, steps, ...) plus:
         latent_channels: int = hparam(4, ge=1, le=256)  # zc: the code is (zc, H/4, W/4)
-        ae_hidden: int = width(16)  # channels of the autoencoder's first level (doubled at the second)
+        ae_hidden: int = width(16)  # channels of the encoder's first level and the decoder's last (doubled between)
         kl_weight: float = hparam(0.0, ge=0)  # > 0: a Gaussian encoder with this weight on KL(q(z|x) || N(0, I)) per dim
         ae_lr: float = learning_rate(1e-3)
         ae_steps: int = hparam(300, ge=1)  # steps during which the autoencoder trains (jointly); then it is frozen

@@ -64,7 +64,7 @@ class VAEGAN(Generator["VAEGAN.Config"], Latent):
     @dataclass
     class Config(ModelConfig):
         latent_dim: int = width(16)
-        hidden: int = width(32)  # channels of the first level of encoder, decoder and discriminator
+        hidden: int = width(32)  # channels of the encoder's and discriminator's first level, the decoder's last
         # "pixel" (BCE on pixels) or "feature" (squared error in Dis_l) (docs/experiments/2026-11-25-vae-gan-reconstruction.md)
         recon: str = hparam("pixel", choices=RECON)
         beta: float = hparam(1.0, ge=0)  # weight of KL (per reconstruction dimension) in the encoder's loss

@@ -181,7 +181,7 @@ class VQVAE(StepCounted, Generator["VQVAE.Config"], Likelihood, Tokenized):
     class Config(ModelConfig):
         codebook_size: int = hparam(64, ge=2, le=4096)  # K: tokens are indices in [0, K)
         code_channels: int = hparam(8, ge=1, le=256)  # D: the size of each codebook vector
-        hidden: int = width(32)  # channels of the encoder's and decoder's first level (doubled at the second)
+        hidden: int = width(32)  # channels of the encoder's first level and the decoder's last (doubled between)
         commitment: float = hparam(0.25, ge=0)  # beta: weight of || z_e - sg(z_q) ||^2
         codebook_decay: float = hparam(0.99, ge=0, lt=1)  # of the codebook's moving averages
         dead_threshold: float = hparam(1.0, ge=0)  # a code whose running count falls below this is restarted (0: never)

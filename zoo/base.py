@@ -413,8 +413,9 @@ class Likelihood:
 @dataclass
 class GaussianPrior:
     """N(loc, scale scale^T) over codes (D,): `scale` is (D,) for a diagonal Gaussian or a (D,D)
-    lower-triangular factor. kind: "prior" (what the model was trained to match) or "fitted"
-    (fitted to the codes after training, as the plain AE does)."""
+    lower-triangular factor. kind: "prior" (the Gaussian the model was trained with: its codes pulled
+    toward it, or its generator fed draws of it) or "fitted" (fitted to the codes after training, as
+    the plain AE does)."""
 
     loc: Tensor
     scale: Tensor
@@ -422,7 +423,8 @@ class GaussianPrior:
 
     @classmethod
     def standard(cls, dim: int) -> GaussianPrior:
-        """N(0, I) over codes of `dim` dimensions: the prior a VAE, an AAE or a GAN is trained to match."""
+        """N(0, I) over codes of `dim` dimensions: the prior a VAE or an AAE pulls its codes toward, and
+        the noise a GAN's generator is trained on."""
         return cls(torch.zeros(dim), torch.ones(dim), "prior")
 
     @property

@@ -183,8 +183,8 @@ class PixelCNN(Generator["PixelCNN.Config"], Likelihood, Stepwise, Objective):
         grad_clip: float = hparam(1.0, ge=0)  # max gradient norm (0: no clipping)
         sampler: str = hparam("fast", choices=("fast", "naive"))  # "fast" (cached, exact) or "naive" (full recompute per sub-pixel)
 
-    # quick: narrow stacks, so that a FLOP budget buys several hundred steps (a wider network gets
-    # fewer and draws worse: docs/experiments/2026-11-24-narrow-networks.md), at a high lr. The last weights of such a short
+    # quick: narrow stacks, so that a FLOP budget buys more steps (a wider network gets fewer and
+    # draws worse: docs/experiments/2026-11-24-narrow-networks.md), at a high lr. The last weights of such a short
     # training can draw mostly empty images; their moving average (ema) draws strokes.
     presets = {
         "smoke": dict(hidden=8, layers=2, first_kernel=3, kernel=3, head=16),

@@ -197,8 +197,8 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
         # A short budget: cheap 1x1 inner layers, narrow, so that the FLOP budget buys more steps
         # (docs/experiments/2026-11-24-narrow-networks.md), a high lr, most couplings at 7x7 where they cost least, Glow's 1x1
         # convolutions; samples at Glow's temperature 0.7 (bits/dim do not depend on it). At this lr the
-        # training loss spikes now and then; the weights' moving average (ema) rides them out, over
-        # 200 steps of the quick batch.
+        # training loss spikes now and then; the weights' moving average rides them out (ema 0.995:
+        # an average over about the last 1 / (1 - 0.995) = 200 steps).
         "quick": dict(couplings=2, coarse_couplings=6, hidden=24, depth=3, kernel=1, lr=3e-3, ema=0.995,
                       invertible_conv=True, temperature=0.7),
         "full": dict(couplings=3, coarse_couplings=8, hidden=128, depth=3, kernel=3, lr=1e-3, ema=0.999),

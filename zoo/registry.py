@@ -1,6 +1,6 @@
 """The model registry: `register` a Generator class, `create` it by name, list what is `available`.
 
-Built-in models live in `zoo.models` (one file each). Third-party packages plug in through the
+Built-in models live in `zoo.models` (one file per paradigm). Third-party packages plug in through the
 entry-point group "genzoo.models": each entry point names a module (or a class) that, when
 loaded, registers its models with `@zoo.register`.
 """

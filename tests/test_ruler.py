@@ -72,6 +72,19 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
     assert "\n" not in str(e.value) and message in str(e.value)
 
 
+def test_a_labels_net_of_other_classes_is_refused_for_labeled_data(splits):
+    # the shipped net's 10 digits on a 3-class folder: the data row's mode coverage was a traceback
+    # (bincount of predicted classes past the data's 3), and a same-sized mismatch would read silently
+    three = dataclasses.replace(splits, spec=dataclasses.replace(splits.spec, num_classes=3),
+                                y_train=splits.y_train % 3, y_test=splits.y_test % 3)
+    net = features.SHIPPED / "classifier-mnist5k.safetensors"
+    with pytest.raises(GenzooError, match="--feature-net .* classifies 10 classes \\(mnist5k's\\); mnist5k has 3") as e:
+        features.classifier_space(three, net_path=net)
+    assert "\n" not in str(e.value)
+    unlabeled = dataclasses.replace(splits, spec=dataclasses.replace(splits.spec, num_classes=None), y_train=None, y_test=None)
+    assert features.classifier_space(unlabeled, net_path=net).info["source"] == "file"  # its features measure any grey 28 px
+
+
 @pytest.mark.parametrize("given", ["", ".", "/"])
 def test_a_net_path_without_a_file_name_is_refused_in_one_line(splits, given):
     # `--feature-net ''`, `.` or `/`: was a ValueError traceback from pathlib (PosixPath('.') has an empty name)

@@ -274,6 +274,11 @@ def given_net(path: Path, splits: Splits) -> Path:
     if channels != splits.spec.channels or (size is not None and size != splits.spec.height):
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
                           f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")
+    # its classes name the data's in the class scores (recognisable, modes, label accuracy): another count cannot be them
+    if meta["task"] == "labels" and splits.y_train is not None and meta["num_classes"] != splits.spec.num_classes:
+        raise GenzooError(f"--feature-net {path} classifies {meta['num_classes']} classes ({meta['dataset']}'s); "
+                          f"{splits.name} has {splits.spec.num_classes}, which the recognisable share, modes and label "
+                          "accuracy read through its classes; give a net trained on these classes, or --labels none")
     return path
 
 

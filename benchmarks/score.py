@@ -126,8 +126,9 @@ def _read_folder(root: Path, spec: DataSpec, dataset: str) -> Tensor:
         if (h, w) != (spec.height, spec.width):
             raise GenzooError(f"sample {f} is {w}x{h}; {dataset}'s images are {spec.width}x{spec.height} "
                               "(samples are not resized: resampling changes the scores; resize them to the dataset's size)")
-    for note in zdata.folder_headers(files).notes():  # as the runner says of a dataset folder
-        console.print(note, highlight=False, soft_wrap=True)
+    for note in [*zdata.folder_headers(files).notes(), zdata.left_out_note(root)]:  # as the runner says of a dataset folder
+        if note:
+            console.print(note, highlight=False, soft_wrap=True)
     mode = zdata.folder_mode(files)
     # square images, as every dataset's: an EXIF orientation that turns one a quarter keeps its size
     return torch.stack([zdata.read_image(f, mode, None) for f in files])

@@ -298,6 +298,22 @@ def test_what_the_runner_notes_of_a_folder_is_read_from_the_headers(tmp_path, ca
     assert capsys.readouterr().out == ""  # a size asked for is not noted, nor is what is not there
 
 
+def test_files_whose_suffix_is_not_an_images_are_counted_in_a_note(tmp_path):
+    """Found by a probe: a folder's 10 .ppm images (which Pillow reads) were left out without a word."""
+    for i in range(3):
+        Image.new("L", (8, 8)).save(tmp_path / f"{i}.png")
+    Image.new("L", (8, 8)).save(tmp_path / "3.ppm")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".DS_Store").write_text("x")  # hidden: left out, and not worth a word
+    assert len(data.image_files(tmp_path)) == 3
+    assert data.left_out_note(tmp_path) == ("note: 2 files left out, the suffix not one read as images (.ppm, .txt; "
+                                           f"read: {', '.join(sorted(data.IMAGE_EXTS))}), the first {tmp_path / '3.ppm'}")
+    (tmp_path / "3.ppm").unlink()
+    assert data.left_out_note(tmp_path).startswith("note: 1 file left out, the suffix not one read as images (.txt; ")
+    (tmp_path / "notes.txt").unlink()
+    assert data.left_out_note(tmp_path) is None
+
+
 def test_the_size_advice_is_a_side_every_model_of_the_run_takes(tmp_path, capsys):
     """Found by a probe: 30-pixel photos were advised --image-size 30, which 11 of the 17 models refuse."""
     from benchmarks import run

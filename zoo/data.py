@@ -235,12 +235,30 @@ def image_files(root: Path) -> list[Path]:
     (its images would be read twice, maybe once as test and once as training). Hidden files and
     folders (.ipynb_checkpoints) and macOS's __MACOSX are left out, and a file or folder that cannot
     be read is one line: a class must not go missing without a word."""
+    return _listing(root)[0]
+
+
+def left_out_note(root: Path) -> str | None:
+    """A note naming the files under `root` that are not read because their suffix is not an image's
+    (a format Pillow reads but IMAGE_EXTS lacks would otherwise go without a word), or None."""
+    others = _listing(root)[1]
+    if not others:
+        return None
+    suffixes = sorted({f.suffix.lower() or "no suffix" for f in others})
+    return (f"note: {len(others)} file{'s' if len(others) > 1 else ''} left out, the suffix not one read as images "
+            f"({', '.join(suffixes[:8])}"
+            f"{', ...' if len(suffixes) > 8 else ''}; read: {', '.join(sorted(IMAGE_EXTS))}), the first {others[0]}")
+
+
+def _listing(root: Path) -> tuple[list[Path], list[Path]]:
+    """`image_files(root)`, and the other files it does not read (hidden ones aside), both sorted."""
     def refuse(e: OSError) -> None:
         inside = str(e.filename) != str(root)
         raise GenzooError(f"cannot read {e.filename}: {e.strerror or type(e).__name__}; make it readable"
                           + (f", or move it out of {root}" if inside else ""))
 
     files: list[Path] = []
+    others: list[Path] = []
     first: dict[tuple[int, int], str] = {}
     for folder, subfolders, names in os.walk(root, followlinks=True, onerror=refuse):
         try:
@@ -258,9 +276,11 @@ def image_files(root: Path) -> list[Path]:
                 raise GenzooError(f"{dangling} is a link to {os.readlink(dangling)}, which does not exist; "
                                   f"fix the link, or move it out of {root}")
             files += [f for f in images if f.is_file()]
+            others += [Path(folder, n) for n in names if not n.startswith(".") and Path(n).suffix.lower() not in IMAGE_EXTS
+                       and Path(folder, n).is_file()]
         except OSError as e:
             refuse(e)
-    return sorted(files)
+    return sorted(files), sorted(others)
 
 
 def folder_layout(root: Path, labels: str = "auto") -> tuple[list[Path], list[str] | None]:

@@ -118,6 +118,17 @@ def test_a_palette_image_reads_as_its_colours(tmp_path):
     assert spec.channels == 3 and torch.equal(x, x_rgb) and len(x[0].unique()) > 2
 
 
+def test_a_palette_of_greys_reads_as_grey(tmp_path):
+    """Found by a probe: grey GIFs and indexed PNGs of greys (their mode is P) made a folder of grey images colour."""
+    ramp = (np.arange(144).reshape(12, 12) * 1.7).astype(np.uint8)
+    for i in range(10):
+        Image.fromarray(ramp).save(tmp_path / f"{i}.gif")
+        Image.fromarray(ramp).convert("P").save(tmp_path / f"{i}.png", transparency=0)
+    assert {Image.open(f).mode for f in tmp_path.iterdir()} == {"P"}
+    spec, x, _ = data.load(f"folder:{tmp_path}", image_size=12)
+    assert spec.channels == 1 and all(torch.equal(data.quantize(i[0]), torch.from_numpy(ramp)) for i in x)  # exactly
+
+
 def test_grey_and_colour_images_in_one_folder_read_as_colour(tmp_path):
     Image.new("L", (8, 8), 200).save(tmp_path / "0.png")
     Image.new("LA", (8, 8), (100, 255)).save(tmp_path / "1.png")  # grey with alpha

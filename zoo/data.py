@@ -46,7 +46,7 @@ FOLDER_TEST_EVERY = 10  # in a folder, every 10th image (sorted by path) is held
 FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to this side unless image_size says otherwise
 MAX_ASPECT = 64  # a folder image's long side over its short side: beyond it, a strip that resizing would blow up
 SIXTEEN_BIT = {"I;16", "I;16B", "I;16L", "I;16N", "I"}  # 16-bit grey (PNG, TIFF): scaled by 65535, not clipped to 8 bits
-GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel; every other mode (palette, alpha, CMYK) as RGB
+GREY = {"L", "LA", "1", *SIXTEEN_BIT}  # read as one channel, as is a palette of greys; every other mode (colours, alpha, CMYK) as RGB
 MNIST5K_TRAIN_PER_CLASS = 400  # of the 500 per class: the first 400 train, the last 100 test
 LABELS = ("auto", "none")  # auto: a dataset's labels where it has them (a folder's class subfolders); none: never
 
@@ -399,13 +399,23 @@ def _headers(files: tuple[tuple[Path, int, int], ...]) -> Headers:
     modes, side, transparent, animated = set(), 0, [], []
     for f, _, _ in files:
         with open_image(f) as img:
-            modes.add("L" if img.mode in GREY else "RGB")
+            modes.add("L" if img.mode in GREY or grey_palette(img) else "RGB")
             side = max(side, min(img.size))
             if img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info:
                 transparent.append(f)
             if getattr(img, "is_animated", False):
                 animated.append(f)
     return Headers("L" if modes == {"L"} else "RGB", side, tuple(transparent), tuple(animated))
+
+
+def grey_palette(img: Any) -> bool:
+    """A palette image (a GIF, an indexed PNG) whose colours are all grey, from its header: read as
+    grey, exactly (Pillow's grey of r = g = b is r)."""
+    palette = img.palette if img.mode in ("P", "PA") else None
+    if palette is None or palette.mode != "RGB":
+        return False
+    colours = bytes(palette.palette)
+    return bool(colours) and colours[0::3] == colours[1::3] == colours[2::3]
 
 
 def upright(img: Any) -> Any:

@@ -974,8 +974,10 @@ def _main(argv: list[str]) -> int:
         if args.dataset.startswith("folder:"):
             note_folder(zdata.folder_headers(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0]),
                         splits.spec.height, args.image_size is None, every_model_takes(jobs, splits.spec, args.preset))
-            if left_out := zdata.left_out_note(zdata.folder_root(args.dataset)):
-                console.print(left_out, highlight=False, soft_wrap=True)
+            root = zdata.folder_root(args.dataset)
+            for note in (zdata.left_out_note(root), zdata.empty_classes_note(root, splits.classes)):
+                if note:
+                    console.print(note, highlight=False, soft_wrap=True)
         plugins = plugin_modules(jobs) if args.jobs > 1 else ()
         if args.fused_seeds == "on":  # asked for by name: say where it does not apply
             note_unfused(jobs, seeds, budget, args.precision, procs.world)

@@ -159,6 +159,20 @@ def test_a_labeled_folder_runs_a_conditional_model_in_the_classifier_space(tmp_p
     assert next(m for m in results["models"] if m["model"] == "cgan")["status"] == "skipped"
 
 
+def test_an_empty_class_folder_is_no_class_and_a_note_says_so(tmp_path):
+    """Found by a probe: an empty class folder `bird` was left out without a word, so circle was class 0,
+    not 1 as the sorted folder names (torchvision's ImageFolder refuses it) would have it."""
+    root = labeled(tmp_path / "set", classes=("circle", "square"))
+    (root / "bird").mkdir()
+    (root / ".hidden").mkdir()
+    splits = data.load_splits(f"folder:{root}", image_size=8)
+    assert splits.classes == ("circle", "square")
+    assert data.empty_classes_note(root, splits.classes) == \
+        "note: subfolders without images are no class: bird; the classes, 0 to 1: circle, square"
+    (root / "bird").rmdir()
+    assert data.empty_classes_note(root, splits.classes) is None and data.empty_classes_note(root, None) is None
+
+
 def test_a_linked_class_folder_counts_and_hidden_or_macos_folders_do_not(tmp_path):
     """Found by a probe: a class folder that is a symbolic link was left out without a word (two
     classes left: the folder read as unlabeled), and a hidden folder became a class."""

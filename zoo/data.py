@@ -320,6 +320,19 @@ def _classes(root: Path, files: list[Path]) -> tuple[list[str] | None, str]:
     return classes, ""
 
 
+def empty_classes_note(root: Path, classes: tuple[str, ...] | None) -> str | None:
+    """A note naming a labeled folder's subfolders that hold no image, which are no class: the indices
+    of the classes after them are not what the sorted folder names alone would say; None if none."""
+    if classes is None:
+        return None
+    empty = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(".") and d.name != "__MACOSX"
+                   and d.name not in classes)
+    if not empty:
+        return None
+    return (f"note: subfolders without images are no class: {', '.join(empty)}; the classes, 0 to {len(classes) - 1}: "
+            f"{', '.join(classes)}")
+
+
 def why_unlabeled(name: str) -> str:
     """Why a dataset read with its labels has none, for the note of a class-conditional model it skips."""
     if not name.startswith("folder:"):

@@ -975,7 +975,8 @@ def _main(argv: list[str]) -> int:
             note_folder(zdata.folder_headers(zdata.folder_layout(zdata.folder_root(args.dataset), args.labels)[0]),
                         splits.spec.height, args.image_size is None, every_model_takes(jobs, splits.spec, args.preset))
             root = zdata.folder_root(args.dataset)
-            for note in (zdata.left_out_note(root), zdata.empty_classes_note(root, splits.classes)):
+            for note in (zdata.left_out_note(root), zdata.empty_classes_note(root, splits.classes),
+                         zdata.untrained_classes_note(splits)):
                 if note:
                     console.print(note, highlight=False, soft_wrap=True)
         plugins = plugin_modules(jobs) if args.jobs > 1 else ()

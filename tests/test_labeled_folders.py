@@ -173,6 +173,21 @@ def test_an_empty_class_folder_is_no_class_and_a_note_says_so(tmp_path):
     assert data.empty_classes_note(root, splits.classes) is None and data.empty_classes_note(root, None) is None
 
 
+def test_a_class_whose_only_image_is_held_out_is_named_in_a_note(tmp_path):
+    """Found by a probe: class b's one image, 10th by path, went to the test split; cgan was asked for b
+    (a third of its label accuracy) though neither it nor the feature net had seen one, without a word."""
+    root = labeled(tmp_path / "set", classes=("a",), per_class=9)
+    write(root / "b" / "00.png", 1)
+    labeled(root, classes=("c",), per_class=30)
+    splits = data.load_splits(f"folder:{root}", image_size=8)
+    assert splits.classes == ("a", "b", "c") and splits.y_test[0] == 1 and 1 not in splits.y_train
+    assert data.untrained_classes_note(splits) == (
+        "note: classes with no training image (every image of theirs is held out for test): b; conditional models "
+        "are asked for them all the same (label accuracy); give them more images")
+    write(root / "b" / "01.png", 2)  # now b's first image trains
+    assert data.untrained_classes_note(data.load_splits(f"folder:{root}", image_size=8)) is None
+
+
 def test_a_linked_class_folder_counts_and_hidden_or_macos_folders_do_not(tmp_path):
     """Found by a probe: a class folder that is a symbolic link was left out without a word (two
     classes left: the folder read as unlabeled), and a hidden folder became a class."""

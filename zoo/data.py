@@ -333,6 +333,18 @@ def empty_classes_note(root: Path, classes: tuple[str, ...] | None) -> str | Non
             f"{', '.join(classes)}")
 
 
+def untrained_classes_note(splits: Splits) -> str | None:
+    """A note naming the classes whose every image is held out for test (one image, at a 10th place):
+    no model or feature net trains on them, yet conditional models are asked for them; None if none."""
+    if splits.classes is None or splits.y_train is None:
+        return None
+    seen = set(splits.y_train.unique().tolist())
+    if not (missing := [c for i, c in enumerate(splits.classes) if i not in seen]):
+        return None
+    return (f"note: classes with no training image (every image of theirs is held out for test): {', '.join(missing)}; "
+            "conditional models are asked for them all the same (label accuracy); give them more images")
+
+
 def why_unlabeled(name: str) -> str:
     """Why a dataset read with its labels has none, for the note of a class-conditional model it skips."""
     if not name.startswith("folder:"):

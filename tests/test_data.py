@@ -309,17 +309,39 @@ def test_what_the_runner_notes_of_a_folder_is_read_from_the_headers(tmp_path, ca
     assert capsys.readouterr().out == ""  # a size asked for is not noted, nor is what is not there
 
 
+def test_netpbm_images_are_read_as_torchvisions_image_folder_reads_them(tmp_path):
+    """A probe's finding: a folder of .pgm faces (the AT&T set's format) had no images; 16-bit ones
+    (Pillow scales their maxval to 65535) keep their levels."""
+    ramp = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    for i in range(10):
+        Image.fromarray(ramp).save(tmp_path / f"{i}.pgm")
+    spec, x, _ = data.load(f"folder:{tmp_path}", image_size=10)
+    assert spec.channels == 1 and torch.equal(data.quantize(x[0, 0]), torch.from_numpy(ramp))
+    deep, levels = tmp_path / "deep", np.arange(0, 1024, 64).reshape(4, 4)
+    deep.mkdir()
+    for i in range(10):  # maxval 1023: 10-bit levels
+        (deep / f"{i}.pgm").write_bytes(b"P5\n4 4\n1023\n" + levels.astype(">u2").tobytes())
+    spec, x, _ = data.load(f"folder:{deep}", image_size=4)
+    assert spec.channels == 1 and torch.allclose(x[0, 0], torch.from_numpy(levels / 1023).float(), atol=1e-4)
+    colour = tmp_path / "colour"
+    colour.mkdir()
+    for i in range(10):
+        Image.fromarray(np.stack([ramp, ramp.T, 255 - ramp], -1)).save(colour / f"{i}.ppm")
+    spec, x, _ = data.load(f"folder:{colour}", image_size=10)
+    assert spec.channels == 3 and torch.equal(data.quantize(x[0, 2]), torch.from_numpy(255 - ramp))
+
+
 def test_files_whose_suffix_is_not_an_images_are_counted_in_a_note(tmp_path):
     """Found by a probe: a folder's 10 .ppm images (which Pillow reads) were left out without a word."""
     for i in range(3):
         Image.new("L", (8, 8)).save(tmp_path / f"{i}.png")
-    Image.new("L", (8, 8)).save(tmp_path / "3.ppm")
+    Image.new("L", (8, 8)).save(tmp_path / "3.pcx")
     (tmp_path / "notes.txt").write_text("x")
     (tmp_path / ".DS_Store").write_text("x")  # hidden: left out, and not worth a word
     assert len(data.image_files(tmp_path)) == 3
-    assert data.left_out_note(tmp_path) == ("note: 2 files left out, the suffix not one read as images (.ppm, .txt; "
-                                           f"read: {', '.join(sorted(data.IMAGE_EXTS))}), the first {tmp_path / '3.ppm'}")
-    (tmp_path / "3.ppm").unlink()
+    assert data.left_out_note(tmp_path) == ("note: 2 files left out, the suffix not one read as images (.pcx, .txt; "
+                                           f"read: {', '.join(sorted(data.IMAGE_EXTS))}), the first {tmp_path / '3.pcx'}")
+    (tmp_path / "3.pcx").unlink()
     assert data.left_out_note(tmp_path).startswith("note: 1 file left out, the suffix not one read as images (.txt; ")
     (tmp_path / "notes.txt").unlink()
     assert data.left_out_note(tmp_path) is None

@@ -41,7 +41,7 @@ TORCHVISION = {  # name -> (torchvision class, how to ask for a split, the folde
 }
 NAMES = ["mnist5k", *TORCHVISION, "folder:PATH"]
 SPLITS = ("train", "test")
-IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}  # torchvision ImageFolder's, and GIF
 FOLDER_TEST_EVERY = 10  # in a folder, every 10th image (sorted by path) is held out for test
 FOLDER_IMAGE_SIZE = 64  # a folder's images are resized and centre-cropped to this side unless image_size says otherwise
 MAX_ASPECT = 64  # a folder image's long side over its short side: beyond it, a strip that resizing would blow up

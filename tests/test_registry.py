@@ -112,6 +112,32 @@ def test_register_refuses_a_config_without_dataclass_a_config_that_does_not_load
     assert not {"undecorated", "untyped", "tupled", "no-callback"} & set(zoo.available())
 
 
+def test_register_refuses_an_init_train_step_or_sample_that_does_not_take_what_the_loop_hands_it():
+    """Each trained or sampled until the call failed; an `__init__(self, spec)` even trained and scored,
+    and its checkpoint then never loaded (zoo.load hands it every field)."""
+    from zoo.base import ModelConfig
+
+    def model(init: str = "spec, **hparams", step: str = "x, y=None", sample: str = "n, generator, labels") -> type:
+        source = (f"class Plugin(Generator):\n    name = 'plugin'\n    Config = Config\n"
+                  f"    def __init__(self, {init}):\n        super().__init__(spec)\n"
+                  f"    def train_step(self, {step}):\n        return {{'loss': 0.0}}\n"
+                  f"    def _sample(self, {sample}):\n        return torch.zeros(n, 1, 8, 8)\n")
+        scope = {"Generator": Generator, "torch": torch, "Config": dataclass(type("Config", (ModelConfig,), {}))}
+        exec(source, scope)
+        return scope["Plugin"]
+
+    for kind, said in [({"init": "spec"}, r"Plugin.__init__ must take \(spec, \*\*hparams\) and pass both to super"),
+                       ({"step": "x"}, r"Plugin.train_step must take \(x, y=None\)"),
+                       ({"sample": "n, generator"}, r"Plugin._sample must take \(n, generator, labels\)")]:
+        with pytest.raises(TypeError, match=said):
+            zoo.register(model(**kind))
+    assert "plugin" not in zoo.available()
+    try:  # the fields named one by one are taken as well
+        assert zoo.register(model(init="spec, ema=0.0, lr_schedule='constant'")).name == "plugin"
+    finally:
+        zoo.registry._REGISTRY.pop("plugin", None)
+
+
 def test_a_model_file_that_fails_to_register_is_one_warning_line_and_the_others_load(tmp_path, monkeypatch, capsys):
     package = tmp_path / "more_models"
     package.mkdir()

@@ -79,8 +79,19 @@ def register(cls: type[Generator]) -> type[Generator]:
     if inspect.isabstract(cls):
         missing = ", ".join(sorted(cls.__abstractmethods__))
         raise TypeError(f"{cls.__name__} cannot be registered: it does not implement {missing}")
-    if issubclass(cls, Stepwise) and not _takes_a_callback(cls):
+    if issubclass(cls, Stepwise) and not (_takes(cls._sample, 1, None, None, None) and _takes(cls._sample, 1, None, None)):
         raise TypeError(f"{cls.__name__} is Stepwise, so its _sample takes callback=None and calls it after each step")
+    # As the loop, `sample`, `--set` and `zoo.load` call them: else a step or a sample fails mid-run, and
+    # an `__init__(self, spec)` trains and scores but its checkpoint never loads
+    if not _takes(cls.__init__, DataSpec(1, 1, 1), **{f: None for f in fields}):
+        raise TypeError(f"{cls.__name__}.__init__ must take (spec, **hparams) and pass both to super().__init__: "
+                        "--set, presets and zoo.load build it with its Config's fields as keywords")
+    if not _takes(cls.train_step, None, None):
+        raise TypeError(f"{cls.__name__}.train_step must take (x, y=None): the loop hands it each batch and its "
+                        "labels (None for unlabeled data)")
+    if not _takes(cls._sample, 1, None, None):  # a Stepwise one's told above
+        raise TypeError(f"{cls.__name__}._sample must take (n, generator, labels): labels is None unless the model "
+                        "is Conditional")
     for preset, values in {"(defaults)": {}, **cls.presets}.items():  # each value against what its field accepts
         try:
             check_config(name, config(**values))
@@ -107,12 +118,14 @@ def register(cls: type[Generator]) -> type[Generator]:
     return cls
 
 
-def _takes_a_callback(cls: type[Generator]) -> bool:
-    """Whether `cls._sample` takes what `sample` hands a `Stepwise` model: (n, generator, labels, callback)."""
+def _takes(method: Any, *args: Any, **kwargs: Any) -> bool:
+    """Whether a model class's `method` (the function, not a bound method) takes these arguments after self."""
     try:
-        inspect.signature(cls._sample).bind(None, 1, None, None, None)  # self first: the function, not a bound method
+        inspect.signature(method).bind(None, *args, **kwargs)
     except TypeError:
         return False
+    except ValueError:  # no signature to read (a builtin): not ours to refuse
+        return True
     return True
 
 

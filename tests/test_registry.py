@@ -266,6 +266,25 @@ def test_the_zoo_and_the_runner_load_without_diffusers():
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).returncode == 0
 
 
+def test_a_plugin_that_registers_no_model_is_one_warning_line(tmp_path, monkeypatch, capsys):
+    """@zoo.register forgotten: its name was only 'unknown model' later, with no word of the plugin. A
+    plugin that registers a class of another module, or was imported before, is not warned about."""
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "genzoo_undecorated.py").write_text(PLUGIN.replace("@zoo.register\n", ""))
+    (tmp_path / "genzoo_decorated.py").write_text(PLUGIN)
+    (tmp_path / "genzoo_reexports.py").write_text("import zoo\nfrom genzoo_decorated import PixelMeans\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(zoo.registry, "_REGISTRY", dict(zoo.registry._REGISTRY))
+    points = [EntryPoint(n, v, "genzoo.models") for n, v in [("undecorated", "genzoo_undecorated"), ("demo", "genzoo_decorated"),
+                                                             ("again", "genzoo_reexports"), ("cls", "genzoo_decorated:PixelMeans")]]
+    monkeypatch.setattr(zoo.registry, "entry_points", lambda group: points)
+    monkeypatch.setattr(zoo.registry, "_discovered", False)
+    assert "demo-plugin" in zoo.available()
+    assert capsys.readouterr().out.splitlines() == [
+        "warning: plugin undecorated = genzoo_undecorated registers no model: is its class decorated with @zoo.register?"]
+
+
 class BrokenPlugin:
     name, value = "broken", "broken_pkg.models"
 

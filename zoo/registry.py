@@ -158,10 +158,25 @@ def _discover() -> None:
     _discovered = True
     import_each("zoo.models")
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        before = set(_REGISTRY.values())
         try:
-            ep.load()  # importing the plugin runs its @register decorators
+            loaded = ep.load()  # importing the plugin runs its @register decorators
         except Exception as e:  # one broken plugin must not take every command down with a traceback
             say(f"warning: plugin {ep.name} = {ep.value} failed to load, the zoo runs without it: {one_line(e)}")
+            continue
+        if not _registered_by(loaded, before):  # else its model is only an 'unknown model' later
+            say(f"warning: plugin {ep.name} = {ep.value} registers no model: is its class decorated with @zoo.register?")
+
+
+def _registered_by(loaded: Any, before: set[type[Generator]]) -> bool:
+    """Whether a plugin's entry point (a module, or a class) registered a model: one new in the registry
+    or, were the plugin imported before, one it holds or one of its package's modules defines."""
+    now = set(_REGISTRY.values())
+    if now - before:
+        return True
+    held = {id(v) for v in (vars(loaded).values() if isinstance(loaded, types.ModuleType) else [loaded])}
+    package = getattr(loaded, "__name__", None) if isinstance(loaded, types.ModuleType) else None
+    return any(id(c) in held or (package and c.__module__.startswith(f"{package}.")) for c in now)
 
 
 def import_each(package: str) -> None:

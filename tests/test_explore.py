@@ -473,6 +473,22 @@ def test_a_model_that_fails_in_a_figure_is_left_out_by_name_and_the_others_drawn
     assert not (folder.path / "explore" / "drawing.error.txt").exists()
 
 
+def test_codes_that_are_not_finite_leave_their_model_out_not_the_figure(data, tmp_path, explore_cache, monkeypatch):
+    """A plugin's encoder gave NaN codes: the statistics' PCA, once every model is measured, failed the
+    whole figure with a linalg error, taking the other models' panels with it."""
+    from zoo.models.vae import VAE
+
+    monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
+    folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})
+    encode = VAE.encode
+    monkeypatch.setattr(VAE, "encode", lambda self, x: encode(self, x) * float("nan"))
+    drawn = explore.explore(folder.path, figures=["latent_statistics"], settings=SMALL, log=lambda s: None)
+    assert drawn["images"]["latent_statistics"] == ["latent_statistics.png"]
+    assert set(drawn["figures"]["latent_statistics"]["ours"]) == {"realnvp"}
+    assert dict(drawn["skipped"]["latent_statistics"])["vae"] == \
+        "failed: GenzooError: vae: encode gave codes that are not finite (NaN or inf)"
+
+
 def test_a_figure_that_fails_outside_any_model_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):
     monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
     folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})

@@ -23,7 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zoo.base import CodeSampler, GaussianPrior, Generator, Invertible, Latent, Noising, ProbabilisticDecoder, SamplingStep
+from zoo.base import (
+    CodeSampler,
+    GaussianPrior,
+    Generator,
+    GenzooError,
+    Invertible,
+    Latent,
+    Noising,
+    ProbabilisticDecoder,
+    SamplingStep,
+)
 
 # -- helpers -----------------------------------------------------------------------------------
 
@@ -35,7 +45,10 @@ def codes(model: Generator, x: Tensor, batch: int = 256) -> Tensor:
     if not isinstance(model, Latent):
         raise TypeError(f"{model.name} has no codes of images to give (it is not `Latent`)")
     model.eval()
-    return torch.cat([model.encode(b.to(model.device)).flatten(1).cpu() for b in x.split(batch)])
+    z = torch.cat([model.encode(b.to(model.device)).flatten(1).cpu() for b in x.split(batch)])
+    if not torch.isfinite(z).all():  # said here, in the model's turn: later they fail a whole figure's statistics
+        raise GenzooError(f"{model.name}: encode gave codes that are not finite (NaN or inf)")
+    return z
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ import zoo
 import zoo.explore as ex
 from benchmarks import explore
 from benchmarks.records import Record, RunFolder
-from zoo.base import Generator, Latent, ModelConfig
+from zoo.base import Generator, GenzooError, Latent, ModelConfig
 from zoo.data import to_float
 from zoo.metrics import features
 
@@ -487,6 +487,16 @@ def test_codes_that_are_not_finite_leave_their_model_out_not_the_figure(data, tm
     assert set(drawn["figures"]["latent_statistics"]["ours"]) == {"realnvp"}
     assert dict(drawn["skipped"]["latent_statistics"])["vae"] == \
         "failed: GenzooError: vae: encode gave codes that are not finite (NaN or inf)"
+
+
+def test_a_decoder_that_returns_flat_images_is_one_line_naming_it(data):
+    """A plugin's MLP decoder without its .view: a figure failed with 'Expected 3D (unbatched) or 4D
+    (batched) input to conv2d', from the feature net, or an unpack error, never naming decode."""
+    vae = smoke("vae", data.spec)
+    vae.decode = lambda z: torch.zeros(len(z), data.spec.dims)
+    with pytest.raises(GenzooError, match=r"^vae: decode returned torch.float32 of shape \(3, 784\); expected floats "
+                                          r"of shape \(3, 1, 28, 28\) in \[0, 1\]$"):
+        ex.decode(vae, torch.zeros(3, vae.config.latent_dim))
 
 
 def test_a_figure_that_fails_outside_any_model_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):

@@ -58,7 +58,18 @@ def decode(model: Generator, z: Tensor, batch: int = 256) -> Tensor:
     if not isinstance(model, (Latent, CodeSampler)):
         raise TypeError(f"{model.name} has no decoder of codes (neither `Latent` nor `CodeSampler`)")
     model.eval()
-    return torch.cat([model.decode(b.to(model.device)).clamp(0, 1).float().cpu() for b in z.split(batch)])
+    return torch.cat([_images(model, "decode", model.decode(b.to(model.device)), len(b)).clamp(0, 1).float().cpu()
+                      for b in z.split(batch)])
+
+
+def _images(model: Generator, method: str, x: Any, n: int) -> Tensor:
+    """x, if it is n images of the model's shape, as `sample` checks its `_sample`; else one line naming the
+    method (a flat (n, C*H*W) would fail later, inside a feature net's conv)."""
+    shape = (n, *model.spec.shape)
+    if not isinstance(x, Tensor) or tuple(x.shape) != shape or not x.is_floating_point():
+        got = f"{x.dtype} of shape {tuple(x.shape)}" if isinstance(x, Tensor) else f"a {type(x).__name__}"
+        raise GenzooError(f"{model.name}: {method} returned {got}; expected floats of shape {shape} in [0, 1]")
+    return x
 
 
 def code_prior(model: Generator) -> GaussianPrior | None:

@@ -227,7 +227,8 @@ def plan(args: argparse.Namespace, spec: zoo.DataSpec) -> list[Job]:
             except GenzooError:
                 raise
             except Exception as e:  # a plugin's constructor, or torch, refusing a value its Config let through
-                given = ", ".join(f"{k}={v}" for k, v in job.overrides.items()) or f"its {args.preset} hyper-parameters"
+                given = (", ".join(f"{k}={v}" for k, v in job.overrides.items())
+                         or (f"its {args.preset} hyper-parameters" if preset_entry(cls.presets, args.preset) else "its defaults"))
                 raise GenzooError(f"{name} could not be built ({given}): {one_line(e)}") from None
         jobs.append(job)
     if all(job.skip for job in jobs) and (args.models or args.sweep):  # nothing would train: a run of no use

@@ -126,6 +126,19 @@ def test_a_value_a_constructor_refuses_past_its_config_is_one_line_before_traini
     assert not out.exists()
 
 
+def test_a_constructor_that_fails_names_the_preset_only_where_the_model_has_one(tmp_path, capsys, monkeypatch):
+    """A plugin with no presets whose __init__ raised was 'could not be built (its smoke hyper-parameters)',
+    sending its author to look for values it never set."""
+    def failing(name, spec, preset, **hp):
+        raise RuntimeError("oops in __init__")
+
+    monkeypatch.setattr(run.zoo, "create", failing)
+    monkeypatch.setattr(run.zoo.registry.get("ae"), "presets", {})
+    for model, given in [("vae", "its smoke hyper-parameters"), ("ae", "its defaults")]:
+        assert run.main(["--models", model, "--preset", "smoke", "--out", str(tmp_path / model)]) == 2
+        assert capsys.readouterr().out.strip() == f"error: {model} could not be built ({given}): RuntimeError: oops in __init__"
+
+
 @pytest.mark.parametrize(("models", "message"), [
     ("ae,,vae", "--models 'ae,,vae' has an empty entry; separate the items with single commas, e.g. ae,ddpm"),
     ("ae,vea", "unknown model 'vea'; available: aae, ae,"),

@@ -130,6 +130,14 @@ def test_a_conditional_code_sampler_asks_for_labels_in_one_line(mnist):
         model.decode(z, torch.tensor([0, 10]))
 
 
+def test_a_prior_of_another_kind_than_prior_or_fitted_is_one_line():
+    """A plugin's latent_prior() of kind "learned" was taken as fitted in every figure (linear
+    interpolation, 'a code from a Gaussian fitted after training'), without a word."""
+    with pytest.raises(zoo.GenzooError, match=r"^GaussianPrior kind must be one of 'prior', 'fitted', got 'learned'$"):
+        zoo.GaussianPrior(torch.zeros(2), torch.ones(2), "learned")
+    assert zoo.GaussianPrior(torch.zeros(2), torch.ones(2), "fitted").kind == "fitted"
+
+
 def test_no_model_imports_the_analysis_or_the_runner():
     """Models import zoo.base, zoo.nets, zoo.registry, zoo.data and other models; the lecture
     figures (zoo.explore) and benchmarks ask them, never the other way round."""

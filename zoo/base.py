@@ -410,6 +410,10 @@ class Likelihood:
         return self.nll_bits_per_dim(x, generator), {}
 
 
+# What a `GaussianPrior` over codes is: the density training pulled them toward, or one fitted to them afterwards.
+PRIOR_KINDS = ("prior", "fitted")
+
+
 @dataclass
 class GaussianPrior:
     """N(loc, scale scale^T) over codes (D,): `scale` is (D,) for a diagonal Gaussian or a (D,D)
@@ -420,6 +424,10 @@ class GaussianPrior:
     loc: Tensor
     scale: Tensor
     kind: str
+
+    def __post_init__(self) -> None:  # else a plugin's "learned" or "Prior" reads as fitted in every figure, silently
+        if self.kind not in PRIOR_KINDS:
+            raise GenzooError(f"GaussianPrior kind must be one of {', '.join(map(repr, PRIOR_KINDS))}, got {self.kind!r}")
 
     @classmethod
     def standard(cls, dim: int) -> GaussianPrior:

@@ -741,7 +741,6 @@ def test_only_a_model_whose_decoder_inverts_its_encoder_gets_the_round_trip(data
     assert "round_trip_max_error" not in drawing["vae"] and "f⁻¹(z)" not in drawing["vae"]["what"]
 
 
-
 def test_a_conditional_model_s_drawing_names_each_row_s_class_and_ends_with_the_sample(data, tmp_path):
     """Found by a probe: ddpm-cond's rows drew classes no label named, and the trajectory stopped a
     step before the sample."""

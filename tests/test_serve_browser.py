@@ -267,7 +267,6 @@ def test_the_page_in_headless_chromium(request, tmp_path):
             assert len(shot.convert("L").getcolors(1 << 16) or []) > 8, f"{name}.png is blank"
 
 
-
 def main(argv: list[str]) -> int:
     """Screenshots of the page against a run folder, into OUT (default docs/screenshots/)."""
     from benchmarks import serve

@@ -45,6 +45,7 @@ from zoo.registry import register
 
 # -- the two networks, shared by all three models ---------------------------------------------
 
+
 class GANGenerator(nn.Module):
     """(B, z_dim) noise [+ (B,) labels] -> (B,C,H,W) in [-1, 1].
 

@@ -74,7 +74,8 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
 
 def test_a_labels_net_of_other_classes_is_refused_for_labeled_data(splits):
     # the shipped net's 10 digits on a 3-class folder: the data row's mode coverage was a traceback
-    # (bincount of predicted classes past the data's 3), and a same-sized mismatch would read silently
+    # (bincount of predicted classes past the data's 3); a net of as many but other classes is not caught
+    # (its .json names no classes)
     three = dataclasses.replace(splits, spec=dataclasses.replace(splits.spec, num_classes=3),
                                 y_train=splits.y_train % 3, y_test=splits.y_test % 3)
     net = features.SHIPPED / "classifier-mnist5k.safetensors"

@@ -73,8 +73,15 @@ def test_wgan_does_n_critic_critic_steps_per_generator_step(n_critic, batch, cri
     steps = {"d": 0, "g": 0}
     model.opt_d.register_step_post_hook(lambda *a: steps.__setitem__("d", steps["d"] + 1))
     model.opt_g.register_step_post_hook(lambda *a: steps.__setitem__("g", steps["g"] + 1))
-    out = model.train_step(torch.rand(batch, 1, 28, 28))
+    seen = []  # what the critic is shown: real, fake and interpolates in one pass, then the generator's fakes
+    model.D.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    x = torch.rand(batch, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    out = model.train_step(x)
     assert steps == {"d": critic_steps, "g": 1}
+    *critic_passes, generator_pass = seen
+    assert len(critic_passes) == critic_steps and len(generator_pass) == batch
+    reals = [p[: len(p) // 3] for p in critic_passes]
+    assert torch.equal(torch.cat(reals), x * 2 - 1)  # every image once, in [-1, 1], none twice or left out
     assert list(out)[0] == "loss" and {"w_dist", "gp", "g_loss"} <= set(out)
 
 

@@ -135,9 +135,24 @@ def test_a_hook_sees_every_step_and_leaves_the_training_as_it_was():
 
 
 def test_a_finished_copy_has_the_weight_average_applied_and_the_training_keeps_its_own_weights():
-    watcher = Watcher()
+    class RawToo(Watcher):
+        def __init__(self):
+            super().__init__()
+            self.raw = []
+
+        def after_step(self, training: Training) -> None:
+            self.raw.append(training.model.lin.weight.detach().clone())  # the weights the training goes on with
+            super().after_step(training)
+
+    watcher = RawToo()
     model, _ = trained(hooks=[watcher], ema=0.5)
-    # the model's final weights are the average; the copy after the last step must be that average too
+    unwatched, _ = trained(ema=0.5)
+    assert all(torch.equal(a, b) for a, b in zip(unwatched.parameters(), model.parameters()))  # the training kept its own
+    # each copy is the average of the raw weights so far, by hand: the first step's, then halfway to each next
+    average = watcher.raw[0]
+    for step, (raw, copy) in enumerate(zip(watcher.raw, watcher.copies), start=1):
+        average = raw if step == 1 else 0.5 * average + 0.5 * raw
+        assert torch.allclose(copy, average, rtol=1e-6, atol=1e-7), step
+        assert step == 1 or not torch.allclose(copy, raw), step  # the average, not the raw weights
+    # the model's final weights are the average; the copy after the last step is that average too
     assert torch.allclose(watcher.copies[-1], model.lin.weight)
-    # and a copy taken mid-training differs from the raw weights the training went on with
-    assert not torch.equal(watcher.copies[0], watcher.copies[1])

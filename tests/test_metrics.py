@@ -151,6 +151,11 @@ def test_mode_coverage_against_unbalanced_data_is_counted_by_hand_and_its_kl_is_
     assert out["modes"] == 3  # classes 0, 1 and 3
     p, q = np.array([40, 53, 4, 3]) / 100, np.array([50, 35, 10, 5]) / 100
     assert out["mode_kl"] == pytest.approx(entropy(p, q), rel=1e-12)
+    # one sample of class 4, which the data never shows: no mode (no fair share to reach), and a KL
+    # that scipy makes infinite, recorded as no number
+    stray = coverage.mode_coverage(torch.cat([predicted, torch.tensor([4])]), data, 5)
+    assert entropy(np.array([40, 53, 4, 3, 1]) / 101, np.array([50, 35, 10, 5, 0]) / 100) == np.inf
+    assert stray == {"modes": 3, "mode_kl": None}
 
 
 def test_label_accuracy():

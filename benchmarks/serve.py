@@ -760,7 +760,7 @@ class Handler(BaseHTTPRequestHandler):
         if len(self.path) > MAX_URL:
             raise Refused(414, f"request path over {MAX_URL} characters")
         length = self.headers.get("Content-Length", "0").strip()
-        if not length.isdigit():
+        if not (length.isascii() and length.isdigit()):  # isdigit alone passes '²' (a latin-1 byte), which int refuses
             raise Refused(400, "malformed Content-Length")
         if int(length) > 0 or "Transfer-Encoding" in self.headers:  # a body, sized or chunked
             raise Refused(413, "the API takes no request bodies; its parameters are in the query string")

@@ -314,6 +314,13 @@ def test_bodies_and_other_methods_are_refused(served):
     assert status == 400 and one_line(body)
 
 
+def test_a_content_length_of_non_ascii_digits_is_malformed(served):
+    """Found by a probe: 'Content-Length: ²' (a latin-1 byte that isdigit passes and int refuses) was
+    a 500, with a traceback in the server's log."""
+    status, _, body = get(served, "/api/run", headers={"Content-Length": "\xb2"})
+    assert status == 400 and one_line(body) == "malformed Content-Length"
+
+
 # -- the run folder's files, and nothing else --------------------------------------------------------
 
 def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp_path):

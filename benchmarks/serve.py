@@ -716,7 +716,11 @@ def run_file(run: Run, rel: str) -> Path:
         raise Refused(404, f"no file {rel} in the run folder") from None
     if not path.is_relative_to(root):
         raise Refused(403, "only the run folder's own files are served: this path leads out of it")
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError:  # a name longer than the file system takes (ENAMETOOLONG): no file there either
+        found = False
+    if not found:
         raise Refused(404, f"no file {rel} in the run folder")
     return path
 

@@ -339,6 +339,8 @@ def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp
             assert status == 403 and "only the run folder's own files" in one_line(body), path
         assert get(served, "/files/link-in")[0] == 200
         assert get(served, "/files/no-such.png")[0] == 404 and get(served, "/files/plots")[0] == 404
+        status, _, body = get(served, "/files/" + "a" * 300)  # longer than a file name may be: was a 500 (OSError)
+        assert status == 404 and one_line(body) == f"no file {'a' * 300} in the run folder"
         assert get(served, "/files/")[:3:2] == (404, b"no file named: /files/PATH serves the file PATH of the run folder\n")
     finally:
         (run_folder / "link-out").unlink()

@@ -258,6 +258,14 @@ def test_a_one_step_trajectory_is_its_one_step_then_the_sample(served):
     assert status == 200 and image(body).n_frames == 2 and "at 1 of its 1 steps, then the sample" in headers["X-Genzoo-Caption"]
 
 
+def test_a_point_near_the_planes_edge_decodes_a_finite_code(served):
+    """Found by a probe: x=0.00000001 was accepted, but Phi^-1 in float32 made it -inf, and the
+    answer was a blank image captioned '(-inf, +0.00)' (the page sends 4 decimals; another client need not)."""
+    status, headers, body = get(served, "/api/plane?model=vae&x=0.00000001&y=0.999999999")
+    assert status == 200 and image(body).size == (28, 28)
+    assert "the code at (-5.61, -6.00) standard units" in headers["X-Genzoo-Caption"]
+
+
 # -- refusals ------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, words", [

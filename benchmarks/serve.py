@@ -738,20 +738,19 @@ class Handler(BaseHTTPRequestHandler):
     quiet = False
 
     def do_GET(self) -> None:
-        self.respond(body=True)
+        self.respond()
 
-    def do_HEAD(self) -> None:
-        self.respond(body=False)
+    do_HEAD = do_GET  # `send` leaves out the body
 
     def refuse_method(self) -> None:
         self.send_line(405, "only GET and HEAD are served: the API takes no request bodies", {"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_TRACE = do_CONNECT = refuse_method
 
-    def respond(self, body: bool) -> None:
+    def respond(self) -> None:
         try:
             kind, data, headers = self.route()
-            self.send(200, kind, data if body else b"", headers, length=len(data))
+            self.send(200, kind, data, headers)
         except Refused as e:
             self.send_line(e.status, str(e))
         except GenzooError as e:
@@ -783,16 +782,17 @@ class Handler(BaseHTTPRequestHandler):
             return ENDPOINTS[path](self.run, query)
         raise Refused(404, f"no such page or endpoint {path[:80]!r}; the API is under /api/ (see docs/serve.md)")
 
-    def send(self, status: int, kind: str, data: bytes, headers: dict[str, str], length: int | None = None) -> None:
+    def send(self, status: int, kind: str, data: bytes, headers: dict[str, str]) -> None:
         try:
             self.send_response(status)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data) if length is None else length))
+            self.send_header("Content-Length", str(len(data)))
             self.send_header("X-Content-Type-Options", "nosniff")
             for k, v in headers.items():
                 self.send_header(k, v.encode("latin-1", "replace").decode("latin-1"))
             self.end_headers()
-            self.wfile.write(data)
+            if self.command != "HEAD":  # a HEAD answer is headers only, a refusal's too
+                self.wfile.write(data)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -329,6 +329,19 @@ def test_a_content_length_of_non_ascii_digits_is_malformed(served):
     assert status == 400 and one_line(body) == "malformed Content-Length"
 
 
+def test_a_head_request_gets_headers_only_refused_or_not(served):
+    """Found by a probe: a HEAD that was refused got the refusal's line as a body."""
+    host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
+    for path, status in (("/api/run", 200), ("/api/sample?model=nope", 404)):
+        with socket.create_connection((host, int(port)), timeout=60) as sock:
+            sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        assert head.startswith(f"HTTP/1.0 {status} ".encode()) and b"Content-Length: " in head and rest == b"", answer
+
+
 # -- the run folder's files, and nothing else --------------------------------------------------------
 
 def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp_path):

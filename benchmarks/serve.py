@@ -326,7 +326,8 @@ class Query:
         try:
             pairs = urllib.parse.parse_qsl(text, keep_blank_values=True, strict_parsing=bool(text))
         except ValueError as e:
-            raise Refused(400, f"malformed query string: {e}") from None
+            raise Refused(400, f"malformed query string ({e}): give name=value pairs joined by '&'; "
+                               f"{endpoint} takes: {', '.join(allowed) or 'none'}") from None
         names = [k for k, _ in pairs]
         unknown = sorted(set(names) - set(allowed))
         if unknown:

@@ -301,6 +301,10 @@ def test_a_control_a_model_lacks_is_refused_in_one_line(served, path, words):
     ("/api/interpolate?model=vae&a=0&b=99999", 400, "b must be an int in [0, "),
     ("/api/interpolate?model=dcgan&a=0&b=1", 400, "dcgan interpolates between two random codes from the seed: it takes no a or b"),
     ("/api/sample?" + "&".join(f"p{i}=1" for i in range(21)), 400, "over 20 query parameters; /api/sample takes: model"),
+    ("/api/sample?model=ae&", 400, "malformed query string (bad query field: ''): give name=value pairs joined by '&'; "
+                                   "/api/sample takes: model, seed"),
+    ("/api/test-image?i", 400, "malformed query string (bad query field: 'i'): give name=value pairs joined by '&'; "
+                               "/api/test-image takes: i"),
     ("/api/test-image?i=x", 400, "i must be an int"),
     ("/api/nothing", 404, "no such page or endpoint"),
     ("/api/sample?model=ae&seed=" + "1" * 3000, 414, "request path over 2048 characters"),

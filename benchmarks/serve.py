@@ -358,7 +358,7 @@ class Query:
         what = f"a number in {'(' if open_ends else '['}{lo:g}, {hi:g}{')' if open_ends else ']'}"
         if not FLOAT.fullmatch(raw.strip()):
             raise Refused(400, f"{name} must be {what}, got {raw[:40]!r}")
-        value = float(raw)
+        value = float(raw) + 0.0  # + 0.0: "-0" is 0, not a caption's "guidance -0"
         if not (lo < value < hi if open_ends else lo <= value <= hi):
             raise Refused(400, f"{name} must be {what}, got {value:g}")
         return value
@@ -550,7 +550,7 @@ def api_sample(run: Run, query: str) -> Reply:
     fields = {c: slider_field(entry.cls, c) for c in SLIDERS}
     what = "".join(f", {c} {getattr(model.config, f):g}" for c, f in fields.items() if f)  # the model's own, if not asked
     label = f", class {int(labels[0])}" if labels is not None else ""
-    caption = (f"{entry.name}: {n} images, seed {seed}{what}{label}; "
+    caption = (f"{entry.name}: {n} image{'s' if n > 1 else ''}, seed {seed}{what}{label}; "
                f"{passes(model.nfe)} an image, at most {most} images a request ({PASS_BUDGET} passes); {seconds:.1f} s")
     return PNG, png(images, side(n)), {"X-Genzoo-Caption": caption, "X-Genzoo-Images": str(n),
                                        "X-Genzoo-NFE": str(model.nfe), "X-Genzoo-Seconds": f"{seconds:.3f}"}

@@ -172,6 +172,8 @@ def test_steps_and_guidance_change_the_sampler_and_its_cost(served):
     guided = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=4.5&label=3&n=4")[1]
     assert unguided["X-Genzoo-NFE"] == "5" and guided["X-Genzoo-NFE"] == "10"  # guidance: two passes a step
     assert "class 3" in guided["X-Genzoo-Caption"]
+    one = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=-0&label=3&n=1")[1]["X-Genzoo-Caption"]
+    assert one.startswith("ddpm-cond: 1 image, seed 0, steps 5, guidance 0, class 3;"), one  # was "1 images", "guidance -0"
 
 
 def test_images_a_request_are_capped_by_the_sampling_cost(served):

@@ -499,6 +499,18 @@ def test_a_decoder_that_returns_flat_images_is_one_line_naming_it(data):
         ex.decode(vae, torch.zeros(3, vae.config.latent_dim))
 
 
+def test_a_prior_over_codes_of_another_size_than_encode_gives_is_one_line_naming_both(data):
+    """A plugin's latent_prior() over 8 dimensions where encode gave 16: every drawing figure failed in
+    torch's words ('mat1 and mat2 shapes cannot be multiplied'), never naming the prior."""
+    vae = smoke("vae", data.spec)
+    d = vae.config.latent_dim
+    assert ex.code_prior(vae).dim == d  # the built-in agrees with itself
+    vae.latent_prior = lambda: zoo.GaussianPrior.standard(d // 2)
+    with pytest.raises(GenzooError, match=rf"^vae: latent_prior\(\) is a Gaussian over {d // 2} dimensions, but encode "
+                                          rf"gives codes of {d}; give the prior over the codes encode gives$"):
+        ex.code_prior(vae)
+
+
 def test_a_figure_that_fails_outside_any_model_keeps_what_it_had(data, tmp_path, explore_cache, monkeypatch):
     monkeypatch.setenv("GENZOO_CACHE", str(explore_cache))
     folder = models_folder(tmp_path / "run", data, {"vae": ("vae", {}), "realnvp": ("realnvp", {})})

@@ -73,8 +73,16 @@ def _images(model: Generator, method: str, x: Any, n: int) -> Tensor:
 
 
 def code_prior(model: Generator) -> GaussianPrior | None:
-    """The Gaussian a model's samples decode codes of (`latent_prior`), or None if it has none."""
-    return model.latent_prior() if isinstance(model, (Latent, CodeSampler)) else None
+    """The Gaussian a model's samples decode codes of (`latent_prior`), or None if it has none. A
+    `Latent` model's must be over codes of the size it encodes to: else every figure that draws from
+    it fails in torch's words (`mat1 and mat2 shapes cannot be multiplied`)."""
+    prior = model.latent_prior() if isinstance(model, (Latent, CodeSampler)) else None
+    if prior is not None and isinstance(model, Latent):
+        encoded = codes(model, torch.zeros(1, *model.spec.shape)).shape[1]
+        if prior.dim != encoded:
+            raise GenzooError(f"{model.name}: latent_prior() is a Gaussian over {prior.dim} dimensions, but encode "
+                              f"gives codes of {encoded}; give the prior over the codes encode gives")
+    return prior
 
 
 def latent_dim(model: Generator) -> int | None:

@@ -26,7 +26,10 @@ to a learned codebook (1-4 below), the decoder's likelihood of the pixels, and a
 3. **Commitment loss.** Nothing above stops the encoder's outputs from drifting away from the
    codebook (or growing without bound) faster than the codebook follows. The commitment term
    beta || z_e - sg(z_q) ||^2 pulls each output toward the code it was given (`commitment`, beta =
-   0.25 in the paper); the stop-gradient keeps it from moving the codebook.
+   0.25 in the paper); the stop-gradient keeps it from moving the codebook. The paper sums both
+   terms; here each is a mean (the reconstruction over the C*H*W sub-pixels, the commitment over the
+   h*w*D code elements), so the same beta pulls C*H*W / (h*w*D) times as hard against the
+   reconstruction as the paper's (twice on MNIST at D = 8).
 
 4. **The codebook, learned by EMA.** The paper's codebook loss || sg(z_e) - e ||^2 moves each code
    toward the encoder outputs assigned to it: a gradient step of k-means. Here the codebook is

@@ -15,7 +15,8 @@ If not, by how much; one such check in twenty fails for a run drawn exactly like
 and the last line says how many of them to expect so. A
 reference with one seed has no interval: its number and this run's are compared as they are, and
 agree where the tables print them alike (the data row on another processor differs in float32's last
-digits). A word ("not reached") agrees where one of the reference's seeds gave it too; an inf or NaN
+digits). A word ("not reached") agrees where one of the reference's seeds gave it too, and disagrees
+otherwise, also beside this run's numbers (its other seeds' mean is not compared); an inf or NaN
 only one folder holds disagrees. A
 column only one of the two measured (curves off, no likelihood) is left out. A model (a seed, with
 --identical) that finished in the reference and diverged or failed in this run disagrees.
@@ -120,11 +121,13 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
         return Finding(model, column, describe(column, ref_values) or ", ".join(sorted(ref_words)),
                        describe(column, run_values) or ", ".join(sorted(run_words)), False,
                        f"only {have} has a number")
-    for have, odd in (("this run", run_words - ref_words), ("the reference", ref_words - run_words)):
-        if odd & NOT_FINITE:  # a seed that gave inf is a difference, not a seed to leave out of the mean
+    # a seed that gave inf, or a word no reference seed gave (cgan "not reached" on two seeds of three here,
+    # reached on all the reference's), is a difference, not a seed to leave out of the mean
+    for have, odd in (("this run", run_words - ref_words), ("the reference", (ref_words - run_words) & NOT_FINITE)):
+        if odd:
             return Finding(model, column, ", ".join([describe(column, ref_values), *sorted(ref_words)]),
                            ", ".join([describe(column, run_values), *sorted(run_words)]), False,
-                           f"{', '.join(sorted(odd & NOT_FINITE))} only in {have}")
+                           f"{', '.join(sorted(odd))} only in {have}")
     mean, half = t_interval(ref_values)
     ours = sum(run_values) / len(run_values)
     printed_alike = ours != mean and show(column, ours) == show(column, mean)  # another processor's float rounding

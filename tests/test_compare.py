@@ -219,6 +219,14 @@ def test_a_word_one_of_the_reference_seeds_also_gave_agrees(tmp_path):
     never = folder(tmp_path / "b", [record("dcgan", s, flops_to_target=v) for s, v in enumerate([2.0e12, 3.0e12, 2.5e12])])
     (f,) = compare.compare(folder(tmp_path / "c", [record("dcgan", 0, flops_to_target="not reached")]), never)
     assert not f.agrees and f.verdict == "only the reference has a number"
+    # two seeds of three not reached where every reference seed reached: not the third seed's mean alone
+    # (it "agreed", inside the interval, with a run cell of "2.500 (1 seed)")
+    partly = folder(tmp_path / "d", [record("dcgan", s, flops_to_target=v) for s, v in enumerate([2.5e12, "not reached", "not reached"])])
+    (f,) = compare.compare(partly, never)
+    assert not f.agrees and f.verdict == "not reached only in this run"
+    assert f.run == "2.500 (1 seed), not reached"
+    (f,) = compare.compare(partly, ref)  # the reference's seeds missed it too: their numbers decide
+    assert f.agrees and f.verdict.startswith("inside")
 
 
 def test_the_summary_says_how_many_a_run_like_the_reference_leaves_outside_by_chance(tmp_path, capsys):

@@ -52,6 +52,9 @@ def test_the_loss_target_is_the_velocity_from_noise_to_image():
     for wrong in (x0, x1, x0 - x1):  # the noise (epsilon prediction), the image, the velocity backwards
         replace_unet(model, lambda x_t, ts, w=wrong: w)
         assert model.loss(x, x0, t).item() > 0.1
+    out = torch.randn(4, *SPEC.shape, generator=g(9))  # any prediction: the loss is its mean squared error from x1 - x0
+    replace_unet(model, lambda x_t, ts: out)
+    assert model.loss(x, x0, t).item() == pytest.approx(((out - (x1 - x0)) ** 2).mean().item(), rel=1e-6)
 
 
 def test_the_path_runs_from_the_noise_at_t0_to_the_image_at_t1():
@@ -84,7 +87,7 @@ def test_a_train_step_draws_one_time_per_image_in_0_1():
 
 
 @pytest.mark.parametrize("steps", [1, 3, 10])
-def test_euler_on_a_constant_field_moves_the_noise_by_it(steps):
+def test_euler_on_a_constant_and_a_linear_field_is_the_closed_form(steps):
     model = build(steps=steps)
     v = torch.randn(*SPEC.shape, generator=g(5))
     calls = replace_unet(model, lambda x_t, ts: v.expand_as(x_t))
@@ -94,6 +97,11 @@ def test_euler_on_a_constant_field_moves_the_noise_by_it(steps):
     assert [round(c[1][0].item()) for c in calls] == [round(999 * (1 - i / steps)) for i in range(steps)]  # t = 0, 1/steps, ...
     # sample draws that noise from its generator, and clamps to [0,1]
     assert torch.allclose(model.sample(3, generator=g(1)), to_unit(noise + v).clamp(0, 1), atol=1e-5)
+    # a field that depends on x: Euler's x_(k+1) = x_k + (v - x_k / 2) / steps, whose closed form is
+    # a^steps x_0 + 2 v (1 - a^steps), a = 1 - 1 / (2 steps): each step evaluates the field where it stands
+    replace_unet(model, lambda x_t, ts: v - 0.5 * x_t)
+    a = (1 - 0.5 / steps) ** steps
+    assert torch.allclose(model.integrate(noise), to_unit(a * noise + 2 * (1 - a) * v), atol=1e-5)
 
 
 def test_the_steps_show_x_t_and_where_its_straight_line_ends():

@@ -231,12 +231,29 @@ def test_guidance_without_a_trained_unconditional_model_is_refused():
 
 
 def test_the_steps_show_x_t_and_the_predicted_x0():
+    """On the oracle: step 0 shows the noise, and every step's prediction is the x0 that the guided v
+    gives by hand at its x_t, sqrt(abar) x_t - sqrt(1 - abar) v clipped to [-1, 1], abar from the
+    cosine schedule's closed form."""
     model = build(steps=4)
-    steps = []
-    model.sample(2, generator=g(0), callback=steps.append)
+    assert model.config.prediction_type == "v_prediction" and model.config.beta_schedule == "squaredcos_cap_v2"
+    replace_unet(model, oracle)
+    labels, steps = torch.tensor([1, 7]), []
+    model.sample(2, generator=g(0), labels=labels, callback=steps.append)
     assert [(s.index, s.total) for s in steps] == [(i, 4) for i in range(4)]
     assert [s.timestep for s in steps] == [999, 749, 499, 249]  # ddim's trailing spacing
     assert all(s.prediction.shape == s.images.shape == (2, *SPEC.shape) for s in steps)
+    assert torch.allclose(steps[0].images, to_unit(torch.randn(2, *SPEC.shape, generator=g(0))), atol=1e-6)
+    f = lambda t: torch.cos((t / 1000 + 0.008) / 1.008 * torch.pi / 2) ** 2  # noqa: E731
+    i = torch.arange(1000, dtype=torch.float64)
+    abar = torch.cumprod(1 - torch.clamp(1 - f(i + 1) / f(i), max=0.999), 0)
+    w = model.config.guidance
+    for s in steps:
+        x_t = s.images * 2 - 1
+        v = TABLE[NULL] + w * (TABLE[labels] - TABLE[NULL]) + 0.1 * x_t
+        a = abar[s.timestep].item()
+        x0 = (a ** 0.5 * x_t - (1 - a) ** 0.5 * v).clamp(-1, 1)
+        assert torch.allclose(s.prediction, (x0 + 1) / 2, atol=1e-5), s.index
+    assert any(((steps[k].prediction - steps[k + 1].prediction).abs() > 0.1).any() for k in range(3))  # the steps differ
 
 
 # -- the runner: one training, a row per scale ------------------------------------------------------

@@ -97,7 +97,28 @@ def test_padded_model_samples_at_the_data_size(shape):
     x = model.sample(2, generator=torch.Generator().manual_seed(0))
     assert x.shape == (2, *shape)
     loss = model.train_step(torch.rand(4, *shape))["loss"]
-    assert math.isfinite(loss) and loss > 0  # the loss is taken at the data's size
+    assert math.isfinite(loss) and loss > 0
+    # The loss at the data's size, by hand: the UNet sees x_t = sqrt(abar) x0 + sqrt(1 - abar) noise
+    # (abar of the linear schedule) zero-padded around it, and its output cropped back is compared with
+    # the noise (epsilon) or with v = sqrt(abar) noise - sqrt(1 - abar) x0 (v-prediction).
+    g = torch.Generator().manual_seed(1)
+    x, noise, t = torch.rand(4, *shape, generator=g), torch.randn(4, *shape, generator=g), torch.tensor([0, 10, 500, 999])
+    x0 = 2 * x - 1
+    abar = torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64), 0)[t].view(-1, 1, 1, 1).float()
+    x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * noise
+    (h, w), (ph, pw) = shape[1:], (-shape[1] % 8, -shape[2] % 8)
+    out = torch.randn(4, shape[0], h + ph, w + pw, generator=g)
+    crop = (slice(None), slice(None), slice(ph // 2, ph // 2 + h), slice(pw // 2, pw // 2 + w))
+    v_model = build("ddim", spec, channels=[8, 16, 16, 16], prediction_type="v_prediction")
+    for m, kind, target in ((model, "epsilon", noise), (v_model, "v_prediction", abar.sqrt() * noise - (1 - abar).sqrt() * x0)):
+        assert m.config.prediction_type == kind
+        seen = []
+        m.unet.forward = lambda xp, ts, seen=seen: (seen.append((xp.clone(), ts.clone())), SimpleNamespace(sample=out))[1]
+        loss = m.loss(x, noise, t).item()
+        (xp, ts), = seen
+        assert xp.shape == out.shape and torch.equal(ts, t) and torch.allclose(xp[crop], x_t, atol=1e-5)
+        assert xp.abs().sum() == pytest.approx(xp[crop].abs().sum().item(), rel=1e-6)  # zeros around the image
+        assert loss == pytest.approx(((out[crop] - target) ** 2).mean().item(), rel=1e-5), kind
 
 
 @pytest.mark.parametrize("channels, attention", [([16, 32, 64], [0]), ([8, 16, 16], [0, 2]), ([8, 16, 32], [1])])

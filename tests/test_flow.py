@@ -93,6 +93,18 @@ def test_sampling_temperature_scales_the_latent_noise(mnist):
     a, b = cold.sample(2, generator=g()), cold.sample(2, generator=torch.Generator().manual_seed(9))
     assert torch.equal(a, b)  # temperature 0: the prior's mean, whatever the seed
     assert not torch.equal(model.sample(2, generator=g()), a)
+    # The latents the flow is run backwards from: loc + T * scale * eps, eps the seed's normal draws in
+    # the prior's order, for T = 1, 0.5 and 0 (a spy on the flow, which is not what is tested here)
+    latents, forward = [], model.flow.forward_and_log_det
+    model.flow.forward_and_log_det = lambda zs: (latents.append([z.detach().clone() for z in zs]), forward(zs))[1]
+    for t in (1.0, 0.5, 0.0):
+        model.config.temperature = t
+        model.sample(2, generator=g())
+        gen = g()
+        eps = [torch.randn(2, *q.loc.shape[1:], generator=gen) for q in model.flow.q0]
+        for z, q, e in zip(latents[-1], model.flow.q0, eps):
+            assert torch.allclose(z, q.loc.detach() + t * q.log_scale.detach().exp() * e, atol=1e-6), t
+    assert all(not torch.allclose(q.log_scale, torch.zeros_like(q.log_scale)) for q in model.flow.q0)  # scales exercised
 
 
 def test_actnorm_is_set_from_the_first_data_batch_and_not_from_sampling(mnist):

@@ -23,6 +23,28 @@ def test_is_latent_without_likelihood():
     assert img.shape == (3, *SPEC.shape) and img.min() >= 0 and img.max() <= 1
 
 
+def test_a_train_step_is_the_two_losses_by_hand():
+    """The code discriminator's loss, -log D(prior draw) - log(1 - D(code)), on the weights before the
+    step; then reconstruction BCE plus adv_weight times -log D(code) under the updated discriminator."""
+    model = build(adv_weight=0.7)
+    x = torch.rand(8, *SPEC.shape, generator=torch.Generator().manual_seed(1))
+    sig = lambda t: torch.sigmoid(t.double())  # noqa: E731
+    with torch.no_grad():
+        z = model.encoder(x)
+        torch.manual_seed(5)
+        prior = torch.randn_like(z)  # the step's prior draws, from the global generator
+        d_loss = -(sig(model.disc(prior)).log().mean() + (1 - sig(model.disc(z))).log().mean())
+        p = sig(model.decoder(z))
+        rec = -(x * p.log() + (1 - x) * (1 - p).log()).mean()
+    torch.manual_seed(5)
+    out = model.train_step(x)
+    with torch.no_grad():
+        adv = -sig(model.disc(z)).log().mean()  # the discriminator has had its step, and the second phase leaves it
+    assert out["d_loss"].item() == pytest.approx(d_loss.item(), rel=1e-5)
+    assert out["rec"].item() == pytest.approx(rec.item(), rel=1e-5) and out["adv"].item() == pytest.approx(adv.item(), rel=1e-5)
+    assert out["loss"].item() == pytest.approx(rec.item() + 0.7 * adv.item(), rel=1e-5)
+
+
 @pytest.mark.slow
 def test_discriminator_loss_responds_to_codes_off_the_prior():
     """Trained on prior draws against codes from N(3, I), the code discriminator separates them."""

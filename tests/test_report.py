@@ -383,10 +383,27 @@ def test_a_model_with_a_diverged_seed_is_drawn_from_the_seeds_that_finished_and_
     assert "realnvp (1 NFE; 2 of 3 seeds)" in drawn[0] and "vae (1 NFE)" in drawn[0]
     assert "realnvp (2 of 3 seeds)" in drawn[1] and "vae" in drawn[1]
     # one training drawn by two samplers, its seed 2 diverged: the samplers' figure draws both from seeds 0 and 1
-    samplers = [*(Record(model=m, seed=s, status="ok", fid=f, nfe=n, sample_images_per_s=v, train_key=f"diffusion-{s}")
+    samplers = [*(Record(model=m, seed=s, status="ok", fid=f + s, nfe=n, sample_images_per_s=v, train_key=f"diffusion-{s}")
                   for m, f, n, v in (("ddim", 90.0, 50, 10.0), ("ddim@10", 120.0, 10, 50.0)) for s in (0, 1)),
                 *(Record(model=m, seed=2, status="diverged", error="loss became nan at step 3") for m in ("ddim", "ddim@10"))]
+    lines: list = []
+
+    def keep_lines(fig, path):
+        ax = fig.axes[0]
+        lines.append((ax.get_legend_handles_labels()[1], [(list(c.lines[0].get_xdata()), list(c.lines[0].get_ydata()),
+                                                           list(c.lines[2][0].get_segments())) for c in ax.containers]))
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_save", keep_lines)
     assert plots.sampler_tradeoff([records[0], *samplers], tmp_path / "s.png") is not None
+    ((labels, [(xs, ys, bars)]),) = lines
+    assert labels == ["ddim (diffusion)"] and xs == [1 / 50.0, 1 / 10.0]  # one line, by NFE: ddim@10, then ddim
+    assert ys == [120.5, 90.5]  # the means of seeds 0 and 1 (seed 0 alone: 120 and 90)
+    import numpy as np
+    from scipy import stats
+
+    half = stats.t.ppf(0.975, 1) * np.std([0.0, 1.0], ddof=1) / np.sqrt(2)  # the 95 % interval of two seeds
+    assert [float(b[1][1] - b[0][1]) / 2 for b in bars] == pytest.approx([half, half], rel=1e-6)
 
 
 def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeypatch):

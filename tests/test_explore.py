@@ -68,6 +68,11 @@ def test_slerp_keeps_ends_and_norm():
     p = ex.slerp(a, b, t)  # (5,1,2)
     assert torch.equal(p[0], a) and torch.equal(p[-1], b)
     assert torch.allclose(p.norm(dim=-1), torch.full((5, 1), 3.0))  # a great circle, not a chord
+    angle = t * torch.pi / 2  # at even speed: equal angles for equal steps of t
+    assert torch.allclose(p[:, 0], 3 * torch.stack([angle.cos(), angle.sin()], 1), atol=1e-6)
+    c = ex.slerp(torch.tensor([[2.0, 0.0]]), torch.tensor([[2.0, 2.0]]), 0.5)  # 45 degrees apart, one 1.41 times longer
+    w = np.sin(np.pi / 8) / np.sin(np.pi / 4)  # Shoemake's weights at t = 1/2: sin(omega / 2) / sin(omega) for both
+    assert torch.allclose(c, torch.tensor([[2 * w + 2 * w, 2 * w]], dtype=torch.float32), atol=1e-6)
     line = ex.path(a, b, 5, "linear")
     assert torch.equal(line[0], a) and torch.equal(line[-1], b) and torch.allclose(line[2], torch.tensor([[1.5, 1.5]]))
 

@@ -207,7 +207,13 @@ def test_diffusion_trajectory_watches_the_sampler_it_does_not_copy(data):
     assert tr["x_t"].shape == tr["x0"].shape == (5, 2, *data.spec.shape)
     noise = m.randn(2, *data.spec.shape, generator=torch.Generator().manual_seed(4))
     assert torch.equal(tr["x_t"][0], ((noise + 1) / 2).clamp(0, 1))
-    assert torch.equal(tr["final"], m.sample(2, generator=torch.Generator().manual_seed(4)))
+    every: list = []
+    assert torch.equal(tr["final"], m.sample(2, generator=torch.Generator().manual_seed(4), callback=every.append))
+    kept = [every[i] for i in (0, 10, 20, 29, 39)]  # the sampler's own steps, watched by a callback here
+    assert tr["timesteps"] == [s.timestep for s in kept]
+    assert all(torch.equal(a, s.images.clamp(0, 1)) for a, s in zip(tr["x_t"], kept))
+    assert all(torch.equal(a, s.prediction.clamp(0, 1)) for a, s in zip(tr["x0"], kept))
+    assert not torch.equal(tr["x0"][1], tr["x0"][3])  # the predictions change along the way
 
 
 @pytest.mark.parametrize("points", [1, 8])

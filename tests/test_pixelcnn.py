@@ -83,6 +83,25 @@ def test_a_uniform_softmax_scores_exactly_8_bits_per_dim(mnist):
     torch.testing.assert_close(model.nll_bits_per_dim(mnist[3][:4]), torch.full((4,), 8.0))
 
 
+@pytest.mark.parametrize("sampler", ["fast", "naive"])
+def test_each_sub_pixel_is_drawn_by_the_inverse_cdf_of_its_uniform(sampler):
+    """Logits fixed to log p (the last layer's weights zero): each sub-pixel's level is the first whose
+    cumulative probability reaches its uniform, the uniforms drawn from the generator up front."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    model = zoo.create("pixelcnn", DataSpec(1, 3, 3), preset="smoke", sampler=sampler)
+    p = np.zeros(256)
+    p[[0, 50, 128, 254, 255]] = [0.1, 0.2, 0.3, 0.15, 0.25]
+    with torch.no_grad():
+        model.head[-1].weight.zero_(), model.head[-1].bias.copy_(torch.from_numpy(np.log(np.maximum(p, 1e-300))))
+    x = model.sample(300, generator=torch.Generator().manual_seed(4))
+    u = torch.rand(300, 1, 3, 3, generator=torch.Generator().manual_seed(4)).double().numpy()
+    want = np.searchsorted(np.cumsum(p), u, side="left")
+    assert np.array_equal(torch.round(x * 255).long().numpy(), want)
+    assert set(np.unique(want)) == {0, 50, 128, 254, 255}  # every level drawn, the last (cdf 1.0) included
+
+
 def test_conditional_bits_per_dim_without_labels_is_the_exact_marginal(mnist):
     spec, x = mnist[0], mnist[3][:3]
     torch.manual_seed(0)

@@ -1,4 +1,5 @@
 """The autoencoder's `noise` option (zoo/models/ae.py): a denoising AE, noise in training only."""
+import numpy as np
 import torch
 
 import zoo
@@ -32,6 +33,16 @@ def test_noise_is_added_to_the_training_input_only(mnist):
     seen.clear()
     model.encode(x)
     assert torch.equal(seen[0], x)
+    # the fitted Gaussian, by numpy: the clean codes' mean and the Cholesky factor of their covariance
+    # (+ 1e-5 I); samples decode mean + L eps, eps the generator's normal draws
+    with torch.no_grad():
+        z = model.encode(x).double().numpy()
+    mean, scale = z.mean(0), np.linalg.cholesky(np.cov(z.T) + 1e-5 * np.eye(z.shape[1]))
+    assert np.allclose(model.code_mean.numpy(), mean, atol=1e-5) and np.allclose(model.code_scale.numpy(), scale, atol=1e-5)
+    eps = torch.randn(5, z.shape[1], generator=torch.Generator().manual_seed(2)).double().numpy()
+    with torch.no_grad():
+        want = model.decode(torch.from_numpy(mean + eps @ scale.T).float())
+    assert torch.allclose(model.sample(5, generator=torch.Generator().manual_seed(2)), want, atol=1e-5)
 
 
 def test_the_target_stays_clean(mnist, monkeypatch):

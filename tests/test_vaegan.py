@@ -50,8 +50,34 @@ def test_both_reconstruction_losses_train(recon, mnist):
 
 
 def test_the_two_options_compute_different_reconstruction_terms(mnist):
+    """Each step's terms by hand (float64): the discriminator's BCE on the weights before the step, the
+    reconstruction as pixel BCE or half the squared feature error under the updated discriminator, the
+    KL per image, and the encoder's loss rec + beta KL / (pixels or features)."""
     x = mnist[1][:16]
     assert build(recon="pixel").train_step(x)["rec"] != build(recon="feature").train_step(x)["rec"]
+    for recon in ("pixel", "feature"):
+        model = build(recon=recon, beta=2.0)
+        with torch.no_grad():
+            torch.manual_seed(1)  # the step's two normal draws: the posterior's noise, then the prior's
+            mu, logvar = (v.double() for v in model.encoder(x).chunk(2, dim=1))
+            eps, prior = torch.randn(mu.shape).double(), torch.randn(mu.shape)
+            p = torch.sigmoid(model.decoder((mu + (0.5 * logvar).exp() * eps).float()).double())
+            fakes = torch.cat([2 * p - 1, 2 * torch.sigmoid(model.decoder(prior).double()) - 1]).float()
+            sig = lambda t: torch.sigmoid(t.double())  # noqa: E731
+            d_loss = -(sig(model.D(2 * x - 1)).log().mean() + (1 - sig(model.D(fakes))).log().mean())
+        torch.manual_seed(1)
+        out = model.train_step(x)
+        with torch.no_grad():  # the discriminator has had its step; the networks' steps leave it
+            if recon == "pixel":
+                rec, dims = -(x * p.log() + (1 - x) * (1 - p).log()).mean(), SPEC.dims
+            else:
+                f, target = model.D.features((2 * p - 1).float()).double(), model.D.features(2 * x - 1).double()
+                rec, dims = 0.5 * ((f - target) ** 2).mean(), target.shape[1]
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1).mean()
+        assert out["d_loss"].item() == pytest.approx(d_loss.item(), rel=1e-5)
+        assert out["rec"].item() == pytest.approx(rec.item(), rel=1e-5), recon
+        assert out["kl"].item() == pytest.approx(kl.item(), abs=1e-7)  # float32 cancellation in exp(lv) - 1 - lv
+        assert out["loss"].item() == pytest.approx((rec + 2.0 * kl / dims).item(), rel=1e-5)
 
 
 def test_the_encoder_gets_no_gan_gradient(mnist):

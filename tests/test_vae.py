@@ -2,6 +2,7 @@
 textbook gaussian decoder trains on summed squared error + KL, and both decoders give true bounds."""
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,6 +55,19 @@ def test_sample_likelihood_draws_on_the_8bit_grid_and_differ_from_the_mean(decod
     again = vae.sample_likelihood(z, torch.Generator().manual_seed(0))
     assert torch.equal(draw, again)  # seeded
     assert not torch.equal(draw, vae.sample_likelihood(z, torch.Generator().manual_seed(1)))
+    # the draw by hand: the continuous distribution's quantile (scipy's) at the generator's numbers, binned
+    from scipy import stats
+
+    with torch.no_grad():
+        mean, log_scale = (None if v is None else v.double().numpy() for v in vae._likelihood_params(z))
+    if decoder == "gaussian":
+        x = mean + 0.2 * torch.randn(4, *SPEC.shape, generator=torch.Generator().manual_seed(0)).double().numpy()
+    else:
+        u = torch.rand(4, *SPEC.shape, generator=torch.Generator().manual_seed(0)).double().numpy()
+        x = stats.logistic.ppf(u, loc=mean, scale=np.exp(log_scale))
+    want = np.clip(np.round(x * 255), 0, 255)
+    got = torch.round(draw * 255).double().numpy()
+    assert np.abs(got - want).max() <= 1 and (got != want).mean() < 0.01  # float32 rounding at a bin's edge, rarely
 
 
 def test_gaussian_loss_is_summed_squared_error_over_two_sigma_squared_plus_kl():

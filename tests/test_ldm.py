@@ -71,9 +71,14 @@ def test_predicted_codes_are_clipped_at_clip_not_at_one():
     z = decoder_calls[0]  # latent_mean 0 and latent_std 1 before training: z is the code itself
     assert torch.allclose(z, torch.full_like(z, 2.0), atol=1e-4)
     model = build("ldm@4", prediction_type="sample", clip=3.0)
+    zc = model.config.latent_channels
+    mean, std = torch.linspace(-1, 1, zc), torch.linspace(0.5, 2, zc)  # the code statistics of a trained first stage
+    model.latent_mean.copy_(mean), model.latent_std.copy_(std)
     _, decoder_calls = stub_networks(model, x0=5.0)
     model.sample(2, generator=torch.Generator().manual_seed(0))
-    assert torch.allclose(decoder_calls[0], torch.full_like(decoder_calls[0], 3.0), atol=1e-4)
+    # clipped at 3 in the normalised codes the diffusion model works in, then taken back to the encoder's scale
+    want = (3.0 * std + mean)[None, :, None, None].expand_as(decoder_calls[0])
+    assert torch.allclose(decoder_calls[0], want, atol=1e-4)
 
 
 def test_first_stage_trains_for_ae_steps_then_freezes_while_the_unet_goes_on(mnist):

@@ -4,6 +4,7 @@ import math
 import os
 import signal
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -170,6 +171,15 @@ def test_sampling_draws_tokens_from_the_prior_then_decodes_once():
     assert x.shape == (3, 1, 28, 28)
     tokens = model.sample_tokens(3, torch.Generator().manual_seed(0))
     assert torch.equal(x, model.decode_tokens(tokens).clamp(0, 1))
+    # each token by hand: the prior's softmax at its place (causal: the final grid gives the logits it was
+    # drawn from), inverted at the generator's uniform for that place (numpy's searchsorted of the CDF)
+    with torch.no_grad():
+        model.prior.position.normal_()  # logits that differ from place to place
+        tokens = model.sample_tokens(3, torch.Generator().manual_seed(1))
+        cdf = torch.softmax(model.prior(tokens).double(), dim=1).cumsum(1).numpy()  # (3,K,7,7)
+    u = torch.rand(3, 7, 7, generator=torch.Generator().manual_seed(1)).double().numpy()
+    want = [[[np.searchsorted(cdf[b, :, i, j], u[b, i, j]) for j in range(7)] for i in range(7)] for b in range(3)]
+    assert np.array_equal(tokens.numpy(), np.minimum(want, 15)) and len(tokens.unique()) > 4
 
 
 def test_decode_tokens_refuses_tokens_it_cannot_decode_in_one_line():

@@ -325,3 +325,40 @@ def test_a_saved_model_that_does_not_load_is_one_line_naming_it(tmp_path, damage
         zoo.load(tmp_path / "m")
     assert str(e.value).startswith(f"{tmp_path / 'm'} does not load as a saved model (config.json, model.safetensors): ")
     assert said in str(e.value) and "\n" not in str(e.value)
+
+
+class LayerFirst(Means):
+    """Sets a parameter before `super().__init__`, as a plain `nn.Module` subclass must not."""
+
+    name = "plugin-layer-first"
+
+    def __init__(self, spec, **hparams):
+        self.means = torch.nn.Parameter(torch.zeros(spec.shape))
+        super().__init__(spec, **hparams)
+
+
+class NoSuper(Means):
+    """Never calls `super().__init__`: nothing checks its hyper-parameters, torch holds no layers."""
+
+    name = "plugin-no-super"
+
+    def __init__(self, spec, **hparams):
+        self.spec = spec
+
+
+@pytest.mark.parametrize("cls, said", [
+    (LayerFirst, "plugin-layer-first: LayerFirst.__init__ must call super().__init__(spec, **hparams) first, before it "
+                 "sets a layer or parameter (torch said: AttributeError: cannot assign parameters before Module.__init__() call)"),
+    (NoSuper, "plugin-no-super: NoSuper.__init__ must call super().__init__(spec, **hparams) first: it never did, so "
+              "nothing checked its hyper-parameters and torch cannot hold its layers"),
+])
+def test_an_init_that_skips_or_postpones_super_init_is_one_line_before_training(tmp_path, monkeypatch, capsys, cls, said):
+    # Found by a probe: torch's "cannot assign parameters before Module.__init__() call" at the build, and
+    # for an __init__ that never calls it a run that started and failed at the first step on "_modules".
+    monkeypatch.setitem(zoo.registry._REGISTRY, cls.name, cls)
+    with pytest.raises(GenzooError) as e:
+        zoo.create(cls.name, SPEC)
+    assert str(e.value) == said
+    assert run.main(["--models", cls.name, "--preset", "smoke", "--out", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().out.strip() == f"error: {said}"
+    assert not (tmp_path / "run" / "records").exists()  # refused before any training

@@ -251,7 +251,22 @@ def create(name: str, spec: DataSpec, preset: str | None = None, **hparams: Any)
     if values is None and cls.presets:
         raise GenzooError(f"{cls.name} has no preset {preset!r}; presets: {', '.join(cls.presets)}")
     merged = {**(values or {}), **variant, **hparams}
-    return cls(spec, **merged)
+    return _constructed(cls, spec, merged)
+
+
+def _constructed(cls: type[Generator], spec: DataSpec, hparams: dict[str, Any]) -> Generator:
+    """`cls(spec, **hparams)`, with a plugin's `__init__` that skips or postpones `super().__init__`
+    said as that, rather than as torch's attribute error at the first layer or the first step."""
+    call_first = f"{cls.name}: {cls.__name__}.__init__ must call super().__init__(spec, **hparams) first"
+    try:
+        model = cls(spec, **hparams)
+    except AttributeError as e:
+        if "before Module.__init__() call" not in str(e):  # torch's words for a layer set too early
+            raise
+        raise GenzooError(f"{call_first}, before it sets a layer or parameter (torch said: {one_line(e)})") from None
+    if not {"_modules", "config"} <= vars(model).keys():  # what Module.__init__ and Generator.__init__ set
+        raise GenzooError(f"{call_first}: it never did, so nothing checked its hyper-parameters and torch cannot hold its layers")
+    return model
 
 
 def load(path: str | Path, device: str | None = None) -> Generator:

@@ -74,8 +74,7 @@ def test_a_net_that_does_not_fit_is_refused_in_one_line(splits, tmp_path, proble
 
 def test_a_labels_net_of_other_classes_is_refused_for_labeled_data(splits):
     # the shipped net's 10 digits on a 3-class folder: the data row's mode coverage was a traceback
-    # (bincount of predicted classes past the data's 3); a net of as many but other classes is not caught
-    # (its .json names no classes)
+    # (bincount of predicted classes past the data's 3)
     three = dataclasses.replace(splits, spec=dataclasses.replace(splits.spec, num_classes=3),
                                 y_train=splits.y_train % 3, y_test=splits.y_test % 3)
     net = features.SHIPPED / "classifier-mnist5k.safetensors"
@@ -84,6 +83,28 @@ def test_a_labels_net_of_other_classes_is_refused_for_labeled_data(splits):
     assert "\n" not in str(e.value)
     unlabeled = dataclasses.replace(splits, spec=dataclasses.replace(splits.spec, num_classes=None), y_train=None, y_test=None)
     assert features.classifier_space(unlabeled, net_path=net).info["source"] == "file"  # its features measure any grey 28 px
+
+
+def test_a_labels_net_of_as_many_but_other_classes_is_refused(splits, tmp_path):
+    """A net's .json names the classes it was trained on: ten letters are not the ten digits (found by a
+    probe: the count matched, so its class k was read as the data's). A .json without names (the shipped
+    ruler's, and any written before they were) is checked on the count alone."""
+    letters = dataclasses.replace(splits, name="folder:letters", classes=tuple("abcdefghij"))
+    net, meta = features.make_feature_net(dataclasses.replace(letters, x_train=letters.x_train[:64],
+                                                              y_train=letters.y_train[:64]))
+    assert meta["classes"] == list("abcdefghij")
+    path = tmp_path / "letters.safetensors"
+    save_file(net.state_dict(), path)
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(GenzooError) as e:
+        features.classifier_space(splits, net_path=path)
+    assert str(e.value) == (f"--feature-net {path} classifies folder:letters's 10 classes (a, b, c, d, e, ...); mnist5k "
+                            "has 10 classes (0, 1, 2, 3, 4, ...), which the recognisable share, modes and label accuracy "
+                            "read through its classes; give a net trained on these classes, or --labels none")
+    assert features.classifier_space(letters, net_path=path).info["source"] == "file"  # its own classes
+    del meta["classes"]  # a .json that names none: the count is all there is to check
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    assert features.classifier_space(splits, net_path=path).info["source"] == "file"
 
 
 @pytest.mark.parametrize("given", ["", ".", "/"])

@@ -17,7 +17,7 @@ import hashlib
 import json
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -279,7 +279,20 @@ def given_net(path: Path, splits: Splits) -> Path:
         raise GenzooError(f"--feature-net {path} classifies {meta['num_classes']} classes ({meta['dataset']}'s); "
                           f"{splits.name} has {splits.spec.num_classes}, which the recognisable share, modes and label "
                           "accuracy read through its classes; give a net trained on these classes, or --labels none")
+    # as many classes, other ones (or in another order): its class k is not the data's; a net's .json
+    # written before it named its classes says only their count
+    named = meta.get("classes")
+    if meta["task"] == "labels" and splits.classes is not None and isinstance(named, list) and named != list(splits.classes):
+        raise GenzooError(f"--feature-net {path} classifies {meta['dataset']}'s {_listed(named)}; {splits.name} has "
+                          f"{_listed(splits.classes)}, which the recognisable share, modes and label accuracy read through "
+                          "its classes; give a net trained on these classes, or --labels none")
     return path
+
+
+def _listed(names: Sequence[object]) -> str:
+    """Class names for a one-line refusal: the first few, and how many."""
+    shown = ", ".join(map(str, names[:5]))
+    return f"{len(names)} classes ({shown}{', ...' if len(names) > 5 else ''})"
 
 
 def load_given_net(path: Path) -> tuple[FeatureNet, dict]:
@@ -320,6 +333,8 @@ def make_feature_net(splits: Splits, device: torch.device | str = "cpu") -> tupl
     meta = {"dataset": splits.name, "task": task, "channels": splits.spec.channels, "image_size": splits.spec.height,
             "num_classes": net.head.out_features, "test_accuracy": round(acc, 4), "chance": chance,
             "data_hash": splits.content_hash, "epochs": epochs, "steps": epochs * math.ceil(images / BATCH)}
+    if task == "labels" and splits.classes is not None:  # what --feature-net checks a labeled dataset's classes against
+        meta["classes"] = list(splits.classes)
     return net, meta
 
 

@@ -15,9 +15,13 @@ If not, by how much; one such check in twenty fails for a run drawn exactly like
 and the last line says how many of them to expect so. A
 reference with one seed has no interval: its number and this run's are compared as they are, and
 agree where the tables print them alike (the data row on another processor differs in float32's last
-digits). A word ("not reached") agrees where one of the reference's seeds gave it too, and disagrees
-otherwise, also beside this run's numbers (its other seeds' mean is not compared); an inf or NaN
-only one folder holds disagrees. A
+digits). A seed gives a number or a word instead ("not reached", inf, NaN). An outcome no reference
+seed gave disagrees, also beside numbers (whose mean is then not compared). One the reference's
+seeds gave and none of this run's (it reached the target every time) is where the reference's seeds
+split: runs drawn like them leave an outcome out by chance, a one-seed run always, so it disagrees
+only where that is rarer than one time in twenty, like an interval check, and is said beside the
+verdict otherwise. One number among the other seeds' words (dcgan's TFLOP to FID 110, reached by one
+seed of three) has no interval either, and is no one-seed reference: it is not compared. A
 column only one of the two measured (curves off, no likelihood) is left out. A model (a seed, with
 --identical) that finished in the reference and diverged or failed in this run disagrees.
 
@@ -32,8 +36,10 @@ not comparable, with the reason. The exit status is 0 when every compared number
 """
 from __future__ import annotations
 
+import itertools
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +71,7 @@ class Finding:
     by_chance: float = 0.0  # how often a run drawn like the reference's disagrees here: 0.05 for a prediction interval
 
 
-NOT_FINITE = {"inf", "-inf", "nan"}
+NUMBER = "a number"  # a seed's outcome in a column where it gave a finite number, beside the words
 
 
 def numbers(records: list[Record], column: str) -> list[float]:
@@ -81,8 +87,22 @@ def word(value: Any) -> str | None:
     return str(float(value)) if is_number(value) and not math.isfinite(value) else None
 
 
-def words(records: list[Record], column: str) -> set[str]:
-    return {w for r in records if (w := word(getattr(r, column))) is not None}
+def outcome(value: Any) -> str | None:
+    """A seed's outcome in a column: NUMBER for a finite number, else its word; None where it measured nothing."""
+    return NUMBER if is_number(value) and math.isfinite(value) else word(value)
+
+
+def outcomes(records: list[Record], column: str) -> Counter[str]:
+    """How many of the records gave a finite number and how many each word, in a column."""
+    return Counter(o for r in records if (o := outcome(getattr(r, column))) is not None)
+
+
+def missed(reference: Counter[str], seeds: int) -> float:
+    """How often `seeds` seeds drawn like the reference's, each outcome as often as among its seeds,
+    leave out at least one of its outcomes (inclusion-exclusion over the outcomes left out)."""
+    shares = [count / reference.total() for count in reference.values()]
+    return sum(((-1) ** (k + 1) * (1 - sum(left_out)) ** seeds
+                for k in range(1, len(shares)) for left_out in itertools.combinations(shares, k)), 0.0)
 
 
 def show(column: str, value: float) -> str:
@@ -105,46 +125,61 @@ def against_interval(model: str, column: str, ref: list[Record], run: list[Recor
     """This run's mean of a column against the reference's interval over its seeds; None where one
     of the two did not measure it."""
     ref_values, run_values = numbers(ref, column), numbers(run, column)
-    ref_words, run_words = words(ref, column), words(run, column)
-    if not (ref_values or ref_words) or not (run_values or run_words):
+    ref_outcomes, run_outcomes = outcomes(ref, column), outcomes(run, column)
+    if not ref_outcomes or not run_outcomes:
         return None  # one of them did not measure it (no likelihood, curves off)
-    if not ref_values and not run_values:
-        same = ref_words == run_words
-        return Finding(model, column, ", ".join(sorted(ref_words)), ", ".join(sorted(run_words)), same,
-                       "equal" if same else "differs")
-    if not run_values and run_words <= ref_words:  # dcgan's "not reached", as one reference seed's was
-        shared = sum(word(getattr(r, column)) in run_words for r in ref)
-        return Finding(model, column, describe(column, ref_values) + ", " + ", ".join(sorted(ref_words)),
-                       ", ".join(sorted(run_words)), True, f"as {shared} of the reference's {len(ref)} seeds")
-    if not ref_values or not run_values:
-        have = "the reference" if ref_values else "this run"
-        return Finding(model, column, describe(column, ref_values) or ", ".join(sorted(ref_words)),
-                       describe(column, run_values) or ", ".join(sorted(run_words)), False,
-                       f"only {have} has a number")
-    # a seed that gave inf, or a word no reference seed gave (cgan "not reached" on two seeds of three here,
-    # reached on all the reference's), is a difference, not a seed to leave out of the mean
-    for have, odd in (("this run", run_words - ref_words), ("the reference", (ref_words - run_words) & NOT_FINITE)):
-        if odd:
-            return Finding(model, column, ", ".join([describe(column, ref_values), *sorted(ref_words)]),
-                           ", ".join([describe(column, run_values), *sorted(run_words)]), False,
-                           f"{', '.join(sorted(odd))} only in {have}")
+    reference, ours_cell = cell(column, ref_values, ref_outcomes), cell(column, run_values, run_outcomes)
+    # a word no reference seed gave (cgan "not reached" where all the reference's reached), or a number where
+    # its seeds gave words alone, is a difference, not a seed to leave out of the mean
+    if added := run_outcomes.keys() - ref_outcomes.keys():
+        return Finding(model, column, reference, ours_cell, False,
+                       f"{', '.join(sorted(added))} only in this run ({seeds_giving(run_outcomes, added)})")
+    # one the reference's seeds gave and none of this run's (it reached the target every time) is where the
+    # reference's seeds split: runs drawn like them leave one out by chance, a one-seed run always; a
+    # difference where that is rarer than an interval check's one in twenty, else said beside the verdict
+    miss = missed(ref_outcomes, run_outcomes.total())
+    flagged = miss if miss < 1 - LEVEL else 0.0  # how often a run drawn like the reference is told so
+    left_out, note = ref_outcomes.keys() - run_outcomes.keys(), ""
+    if left_out:
+        note = (f"{', '.join(sorted(left_out))} only in the reference ({seeds_giving(ref_outcomes, left_out)}; "
+                f"{run_outcomes.total()}-seed runs drawn like it leave one of its outcomes out {100 * miss:.0f} % of the time)")
+        if miss < 1 - LEVEL:
+            return Finding(model, column, reference, ours_cell, False, note, flagged)
+
+    def agreed(verdict: str, by_chance: float = flagged) -> Finding:
+        return Finding(model, column, reference, ours_cell, True, "; ".join(filter(None, (verdict, note))), by_chance)
+
+    if not run_values:  # words alone, each one the reference's seeds also gave
+        return agreed("" if left_out else "equal")
     mean, half = t_interval(ref_values)
+    if half is None and ref_outcomes.total() > 1:  # one seed's number among the others' words: no spread to hold this run's to
+        return agreed(f"numbers not compared: the reference's is one seed's of {ref_outcomes.total()}, without a spread")
     ours = sum(run_values) / len(run_values)
     printed_alike = ours != mean and show(column, ours) == show(column, mean)  # another processor's float rounding
     if half is None:
-        same = ours == mean or printed_alike
-        return Finding(model, column, describe(column, ref_values), describe(column, run_values), same,
-                       ("equal as printed" if printed_alike else "equal") if same else f"differs by {show(column, ours - mean)}"
-                       + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""))
+        if ours == mean or printed_alike:
+            return agreed("equal as printed" if printed_alike else "equal")
+        return Finding(model, column, reference, ours_cell, False, f"differs by {show(column, ours - mean)}"
+                       + (f" ({100 * (ours - mean) / abs(mean):+.1f} %)" if mean else ""), flagged)
     reach = half * math.sqrt(1 + len(ref_values) / len(run_values))  # t s sqrt(1/n + 1/m): see the docstring
     off = abs(ours - mean) - reach
-    chance = 1 - LEVEL if reach > 0 else 0.0
+    chance = flagged + (1 - flagged) * (1 - LEVEL if reach > 0 else 0.0)  # an outcome left out, or else outside
     if off <= 0 or printed_alike:
-        return Finding(model, column, describe(column, ref_values), describe(column, run_values), True,
-                       f"inside ± {show(column, reach)}", chance)
-    return Finding(model, column, describe(column, ref_values), describe(column, run_values), False,
+        return agreed(f"inside ± {show(column, reach)}", chance)
+    return Finding(model, column, reference, ours_cell, False,
                    f"outside ± {show(column, reach)} by {show(column, off)}"
                    if reach > 0 else f"outside by {show(column, off)} (the reference's seeds agree exactly)", chance)
+
+
+def seeds_giving(counts: Counter[str], chosen: set[str]) -> str:
+    """How many of a side's seeds gave the chosen outcomes: "1 of its 3 seeds", or "its one seed"."""
+    seeds = counts.total()
+    return f"{sum(counts[o] for o in chosen)} of its {seeds} seeds" if seeds > 1 else "its one seed"
+
+
+def cell(column: str, values: list[float], counts: Counter[str]) -> str:
+    """A side's numbers as the tables print them, then the words its seeds gave instead."""
+    return ", ".join([describe(column, values)] * bool(values) + sorted(counts.keys() - {NUMBER}))
 
 
 def describe(column: str, values: list[float]) -> str:

@@ -311,9 +311,10 @@ def describe_model(entry: Entry, run: Run) -> dict[str, Any]:
 
 # -- the request's parameters -------------------------------------------------------------------
 
-INT = re.compile(r"[+-]?[0-9]{1,12}")
 MAX_FIELDS = 20  # query parameters a request may give: more than any endpoint takes
-FLOAT = re.compile(r"[+-]?([0-9]{1,12}(\.[0-9]*)?|\.[0-9]+)")
+WHOLE = r"(0|[1-9][0-9]{0,11})"  # no leading zero: '008' is not how a number is written
+INT = re.compile(rf"[+-]?{WHOLE}")
+FLOAT = re.compile(rf"[+-]?({WHOLE}(\.[0-9]*)?|\.[0-9]+)")
 
 
 class Query:
@@ -340,24 +341,29 @@ class Query:
     def text(self, name: str) -> str | None:
         return self.values.get(name)
 
-    def int(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    def number(self, name: str, written: re.Pattern[str], what: str) -> str | None:
+        """The parameter as given (None if not given), refused unless all of it is written as
+        `written` says: int() and float() would pass over spaces around it."""
         raw = self.values.get(name)
+        if raw is not None and not written.fullmatch(raw):
+            raise Refused(400, f"{name} must be {what}, got {raw[:40]!r}")
+        return raw
+
+    def int(self, name: str, default: int | None, lo: int, hi: int) -> int | None:
+        what = f"an int in [{lo}, {hi}]"
+        raw = self.number(name, INT, what)
         if raw is None:
             return default
-        if not INT.fullmatch(raw.strip()):
-            raise Refused(400, f"{name} must be an int in [{lo}, {hi}], got {raw[:40]!r}")
         value = int(raw)
         if not lo <= value <= hi:
-            raise Refused(400, f"{name} must be an int in [{lo}, {hi}], got {value}")
+            raise Refused(400, f"{name} must be {what}, got {value}")
         return value
 
     def float(self, name: str, lo: float, hi: float, open_ends: bool = False) -> float | None:
-        raw = self.values.get(name)
+        what = f"a number in {'(' if open_ends else '['}{lo:g}, {hi:g}{')' if open_ends else ']'}"
+        raw = self.number(name, FLOAT, what)
         if raw is None:
             return None
-        what = f"a number in {'(' if open_ends else '['}{lo:g}, {hi:g}{')' if open_ends else ']'}"
-        if not FLOAT.fullmatch(raw.strip()):
-            raise Refused(400, f"{name} must be {what}, got {raw[:40]!r}")
         value = float(raw) + 0.0  # + 0.0: "-0" is 0, not a caption's "guidance -0"
         if not (lo < value < hi if open_ends else lo <= value <= hi):
             raise Refused(400, f"{name} must be {what}, got {value:g}")

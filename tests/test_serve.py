@@ -294,6 +294,11 @@ def test_a_control_a_model_lacks_is_refused_in_one_line(served, path, words):
     ("/api/sample?model=ddpm-cond&guidance=nan", 400, "guidance must be a number in [0, 20]"),
     ("/api/sample?model=ddpm-cond&label=10", 400, "label must be an int in [0, 9], got 10"),
     ("/api/sample?model=ae&seed=1.5", 400, "seed must be an int"),
+    ("/api/sample?model=ae&n=%208", 400, "n must be an int in [1, 64], got ' 8'"),  # int() passes over the space
+    ("/api/sample?model=ae&n=8+", 400, "n must be an int in [1, 64], got '8 '"),
+    ("/api/sample?model=ae&n=008", 400, "n must be an int in [1, 64], got '008'"),
+    ("/api/sample?model=ddpm-cond&guidance=%204.5", 400, "guidance must be a number in [0, 20], got ' 4.5'"),
+    ("/api/plane?model=vae&x=00.5&y=0.5", 400, "x must be a number in (0, 1), got '00.5'"),
     ("/api/sample?model=ae&seed=-1", 400, "seed must be an int in [0, 2147483647], got -1"),
     ("/api/sample?model=ae&n=0", 400, "n must be an int in [1, 64], got 0"),
     ("/api/sample?model=ae&colour=red", 400, "/api/sample takes no parameter colour"),

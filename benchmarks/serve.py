@@ -29,6 +29,7 @@ import io
 import json
 import math
 import mimetypes
+import os
 import re
 import sys
 import threading
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from PIL import Image
@@ -756,8 +757,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def respond(self) -> None:
         try:
-            kind, data, headers = self.route()
-            self.send(200, kind, data, headers)
+            kind, body, headers = self.route()
+            if isinstance(body, Path):  # a run file, a checkpoint perhaps: sent from disk, never held whole
+                with body.open("rb") as file:
+                    self.send(200, kind, file, headers)
+            else:
+                self.send(200, kind, body, headers)
         except Refused as e:
             self.send_line(e.status, str(e))
         except GenzooError as e:
@@ -768,7 +773,7 @@ class Handler(BaseHTTPRequestHandler):
             traceback.print_exc()
             self.send_line(500, f"internal error: {one_line(e)}")
 
-    def route(self) -> Reply:
+    def route(self) -> tuple[str, bytes | Path, dict[str, str]]:
         if len(self.path) > MAX_URL:
             raise Refused(414, f"request path over {MAX_URL} characters")
         length = self.headers.get("Content-Length", "0").strip()
@@ -779,7 +784,7 @@ class Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path.startswith("/files/"):
             file = run_file(self.run, path[len("/files/"):])
-            return mimetypes.guess_type(file.name)[0] or "application/octet-stream", file.read_bytes(), {}
+            return mimetypes.guess_type(file.name)[0] or "application/octet-stream", file, {}
         if path in PAGE_FILES:
             name = PAGE_FILES[path]
             kind = {"html": "text/html; charset=utf-8", "js": "text/javascript; charset=utf-8",
@@ -789,17 +794,22 @@ class Handler(BaseHTTPRequestHandler):
             return ENDPOINTS[path](self.run, query)
         raise Refused(404, f"no such page or endpoint {path[:80]!r}; the API is under /api/ (see docs/serve.md)")
 
-    def send(self, status: int, kind: str, data: bytes, headers: dict[str, str]) -> None:
+    def send(self, status: int, kind: str, body: bytes | BinaryIO, headers: dict[str, str]) -> None:
+        size = len(body) if isinstance(body, bytes) else os.fstat(body.fileno()).st_size
         try:
             self.send_response(status)
             self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", str(size))
             self.send_header("X-Content-Type-Options", "nosniff")
             for k, v in headers.items():
                 self.send_header(k, v.encode("latin-1", "replace").decode("latin-1"))
             self.end_headers()
             if self.command != "HEAD":  # a HEAD answer is headers only, a refusal's too
-                self.wfile.write(data)
+                if isinstance(body, bytes):
+                    self.wfile.write(body)
+                else:  # from the file to the socket in chunks, no more than Content-Length should the file grow
+                    self.wfile.flush()  # the headers first
+                    self.connection.sendfile(body, 0, size)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 

@@ -2,6 +2,7 @@
 
 One smoke run (five training steps per model) is served for the whole session; the browser
 test (test_serve_browser.py) serves the same folder."""
+import hashlib
 import http.client
 import io
 import json
@@ -13,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -343,7 +345,7 @@ def test_a_content_length_of_non_ascii_digits_is_malformed(served):
 def test_a_head_request_gets_headers_only_refused_or_not(served):
     """Found by a probe: a HEAD that was refused got the refusal's line as a body."""
     host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
-    for path, status in (("/api/run", 200), ("/api/sample?model=nope", 404)):
+    for path, status in (("/api/run", 200), ("/api/sample?model=nope", 404), ("/files/results.md", 200)):
         with socket.create_connection((host, int(port)), timeout=60) as sock:
             sock.sendall(f"HEAD {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             answer = b""
@@ -377,6 +379,36 @@ def test_files_serves_the_run_folder_and_nothing_outside(served, run_folder, tmp
     finally:
         (run_folder / "link-out").unlink()
         (run_folder / "link-in").unlink()
+
+
+@pytest.fixture
+def big_file(run_folder):
+    """A file of the run folder the size of a small checkpoint, removed afterwards."""
+    path = run_folder / "big.bin"
+    path.write_bytes(np.random.default_rng(0).bytes(16 << 20))
+    yield path
+    path.unlink()
+
+
+def test_a_file_is_sent_from_disk_not_read_whole_into_memory(served, big_file):
+    """/files/ serves checkpoints too: a file read whole before it is sent (as it once was) costs its
+    size in memory for every request under way."""
+    size, want = big_file.stat().st_size, hashlib.sha256(big_file.read_bytes()).digest()
+    host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    tracemalloc.start()  # the server's thread is this process's too
+    try:
+        conn.request("GET", "/files/big.bin")
+        res = conn.getresponse()
+        got = hashlib.sha256()
+        while chunk := res.read(1 << 16):  # a chunk at a time: the client holds no whole copy either
+            got.update(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        conn.close()
+    assert res.status == 200 and res.getheader("Content-Length") == str(size) and got.digest() == want
+    assert peak < size // 4, f"{peak} bytes allocated at the peak, for a file of {size}"
 
 
 def test_a_symlink_loop_is_no_file(served, run_folder):

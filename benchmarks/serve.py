@@ -741,7 +741,7 @@ class Handler(BaseHTTPRequestHandler):
     """Routes GET requests to the page, the API and the run's files; every refusal is one line."""
 
     server_version = "genzoo-serve"
-    timeout = 60  # a client that sends nothing for this long is dropped
+    timeout = 10  # each connection holds a thread: one whose client sends or reads nothing for this long is let go
     run: Run  # set on the subclass `make_server` builds
     quiet = False
 
@@ -810,7 +810,7 @@ class Handler(BaseHTTPRequestHandler):
                 else:  # from the file to the socket in chunks, no more than Content-Length should the file grow
                     self.wfile.flush()  # the headers first
                     self.connection.sendfile(body, 0, size)
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client left, or stopped reading
             self.close_connection = True
 
     def send_line(self, status: int, line: str, headers: dict[str, str] | None = None) -> None:

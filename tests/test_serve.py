@@ -453,6 +453,32 @@ def test_a_client_that_disconnects_mid_response_leaves_the_server_answering(serv
     assert status == 200 and body.startswith(PNG_SIGNATURE)
 
 
+def test_a_client_that_sends_nothing_or_stops_reading_is_let_go_quietly(served, big_file, capsys):
+    """Each connection holds a thread until its client is done: one that sent no request (a browser
+    opens spare connections) or stopped reading its answer was held for a minute, and the one that
+    stopped reading left a traceback in the log when it was let go."""
+    host, port = served[0].split("//")[1].rstrip("/").rsplit(":", 1)
+    before = set(threading.enumerate())
+    with socket.create_connection((host, int(port))) as idle, socket.socket() as stalled:
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+        stalled.settimeout(60)
+        stalled.connect((host, int(port)))
+        stalled.sendall(b"GET /files/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert stalled.recv(4).startswith(b"HTTP")  # its answer has begun; it reads no more
+        started = time.monotonic()
+        holding = set(threading.enumerate()) - before
+        while len(holding) < 2 and time.monotonic() < started + 10:  # the idle one's thread may start later
+            time.sleep(0.05)
+            holding = set(threading.enumerate()) - before
+        assert len(holding) == 2, holding
+        for thread in holding:
+            thread.join(timeout=max(0.0, started + 20 - time.monotonic()))
+        assert not [t for t in holding if t.is_alive()], f"connections still held after {time.monotonic() - started:.0f} s"
+        idle.settimeout(60)
+        assert idle.recv(1) == b""  # closed, with no answer
+    assert "Traceback" not in capsys.readouterr().err
+
+
 # -- the command ------------------------------------------------------------------------------------------
 
 def test_a_folder_without_checkpoints_is_refused_in_one_line(run_folder, tmp_path, capsys):

@@ -1,17 +1,17 @@
 """Plots of a run, made from its records (and saved sample grids) alone, so they can be redrawn
 from the run folder: `python -m benchmarks.report RUN_FOLDER`.
 
-`quality_vs_cost`: FID against seconds per image, one point per model (error bars over seeds), the
-data row as a line: the paradigm trade-off. `bits_per_dim`: every likelihood model, exact and bound
-styled apart, with the other figures a model reports (a VAE's ELBO) beside it. `loss_curves`:
-training loss per model. `comparison`: one row of samples per model, real test images on top.
-`sampler_tradeoff`: rows that share one training (ddpm, ddim, ddim@10, ...) are samplers of the
-same network; FID against seconds per sample shows what each extra network evaluation buys.
-`quality_vs_training_compute`: each training's quality curve (`benchmarks.curves`), FID and the
-recognisable share against the training FLOPs spent so far: what more training buys each model.
-`guidance_tradeoff`: rows of one training that differ only in the guidance scale (ddpm-cond@0,1,3,7),
-the field a `Guided` model declares: precision, recall and label accuracy, and FID beside them,
-against the scale: fidelity bought with diversity.
+`quality_vs_cost`: FID against seconds per image, one point per model (error bars over seeds; hollow
+where its FID is on fewer samples than the others'), the data row as a line: the paradigm trade-off.
+`bits_per_dim`: every likelihood model, exact and bound styled apart, with the other figures a model
+reports (a VAE's ELBO) beside it. `loss_curves`: training loss per model. `comparison`: one row of
+samples per model, real test images on top. `sampler_tradeoff`: rows that share one training (ddpm,
+ddim, ddim@10, ...) are samplers of the same network; FID against seconds per sample shows what each
+extra network evaluation buys. `quality_vs_training_compute`: each training's quality curve
+(`benchmarks.curves`), FID and the recognisable share against the training FLOPs spent so far: what
+more training buys each model. `guidance_tradeoff`: rows of one training that differ only in the
+guidance scale (ddpm-cond@0,1,3,7), the field a `Guided` model declares: precision, recall and label
+accuracy, and FID beside them, against the scale: fidelity bought with diversity.
 """
 from __future__ import annotations
 
@@ -218,11 +218,17 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
         return None
     fig, ax = plt.subplots(figsize=(6.5, 4.5), dpi=120)
     colours = [plt.get_cmap("tab20")(i) for i in range(20)]  # a zoo has more models than the default cycle's 10 colours
+    # FID reads higher on fewer samples, and a costly sampler is scored on fewer: mark those points, so that a
+    # dot's height against the data line (and against the cheap models') is not read as its images' alone
+    counts = [min((rec.fid_samples for rec in _finished(r) if rec.fid_samples), default=0) for r in rows]
+    full = max([*counts, _data_value(records, "fid_samples") or 0])
     points = []
     for i, r in enumerate(rows):
         x = 1.0 / r.cells["sample_images_per_s"][0]
         fid, half = r.cells["fid"]
-        ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colours[i % len(colours)])
+        colour = colours[i % len(colours)]
+        ax.errorbar(x, fid, yerr=half or 0, fmt="o", capsize=3, ms=6, color=colour,
+                    mfc="white" if 0 < counts[i] < full else colour)
         points.append((x, fid, _label(r, f"{r.cells['nfe'][0]} NFE")))
     data_fid = _data_value(records, "fid")
     if data_fid:
@@ -235,8 +241,11 @@ def quality_vs_cost(records: list[Record], path: str | Path) -> Path | None:
     space = next((r.feature_space for r in records if r.feature_space), "")
     ax.set_ylabel(f"FID ↓ (log), {space}")
     seeds = sorted({r.seed for r in records})
-    ax.set_title("sample quality against sampling cost" + (f" (95% interval over {len(seeds)} seeds)" if len(seeds) > 1 else ""),
-                 fontsize=10)
+    title = "sample quality against sampling cost" + (f" (95% interval over {len(seeds)} seeds)" if len(seeds) > 1 else "")
+    fewer = sorted({n for n in counts if 0 < n < full})
+    if fewer:
+        title += f"\nFID on {full} samples; hollow dots on {', '.join(map(str, fewer))}, where FID reads higher"
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     _label_points(ax, points)
     return _save(fig, path)

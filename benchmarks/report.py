@@ -216,7 +216,9 @@ def _shares(values: list[float]) -> str:
 # (file in the run folder, caption): the figures results.md embeds when they exist.
 FIGURES = (
     ("comparison.png", "Samples, one row per model (first seed), the data row on top"),
-    ("plots/quality_vs_cost.png", "Sample quality against sampling cost"),
+    ("plots/quality_vs_cost.png", "Sample quality against sampling cost: FID against seconds per generated image, "
+     "one point a model; a hollow dot's FID is on fewer samples than the others' (the slow samplers'), which reads "
+     "higher"),
     ("plots/bits_per_dim.png", "Bits per dimension: exact likelihoods solid, bounds hatched, the other figures a model "
                                "reports dotted (a VAE's looser ELBO; a VQ-VAE's code bits, its prior's share of its bound)"),
     ("plots/sampler_tradeoff.png", "Each trained network (its training family in brackets) with several samplers: "

@@ -406,6 +406,32 @@ def test_a_model_with_a_diverged_seed_is_drawn_from_the_seeds_that_finished_and_
     assert [float(b[1][1] - b[0][1]) / 2 for b in bars] == pytest.approx([half, half], rel=1e-6)
 
 
+def test_the_cost_plot_marks_the_models_whose_fid_is_on_fewer_samples(tmp_path, monkeypatch):
+    """Found by a lecturer's review: the diffusion models' FID is on 128 samples, the others' and the data
+    line's on 1000, and FID reads higher on fewer; the figure drew them alike and said nothing."""
+    from matplotlib.colors import to_rgba
+
+    from benchmarks import plots
+
+    records = [Record(model="data", seed=0, status="ok", fid=2.0, fid_samples=1000),
+               Record(model="vae", seed=0, status="ok", fid=200.0, fid_samples=1000, nfe=1, sample_images_per_s=1e4),
+               Record(model="ddpm", seed=0, status="ok", fid=30.0, fid_samples=128, nfe=1000, sample_images_per_s=2.0)]
+    drawn: list = []
+
+    def keep(fig, path):
+        ax = fig.axes[0]
+        drawn.append((ax.get_title(), [to_rgba(c.lines[0].get_markerfacecolor()) for c in ax.containers]))
+        return Path(path)
+
+    monkeypatch.setattr(plots, "_save", keep)
+    assert plots.quality_vs_cost(records, tmp_path / "q.png")
+    assert plots.quality_vs_cost([dataclasses.replace(r, fid_samples=1000) for r in records], tmp_path / "q.png")
+    (title, (vae, ddpm)), (same_title, faces) = drawn
+    assert title.endswith("\nFID on 1000 samples; hollow dots on 128, where FID reads higher")
+    assert vae != to_rgba("white") and ddpm == to_rgba("white")
+    assert "\n" not in same_title and to_rgba("white") not in faces  # one sample count: nothing to mark
+
+
 def test_a_long_model_name_is_wrapped_not_squeezing_the_figure(tmp_path, monkeypatch):
     """Found by a probe: a scored row's name (up to 100 characters) shrank comparison.png's samples to a
     sliver beside it."""

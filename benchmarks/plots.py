@@ -186,9 +186,11 @@ def guidance_tradeoff(records: list[Record], path: str | Path) -> Path | None:
         for w, row in points:
             fids.annotate(f"{row.cells['nfe'][0]} NFE", (w, row.cells["fid"][0]), textcoords="offset points",
                           xytext=(4, 4), fontsize=7)
-    data_fid = _data_value(records, "fid")
-    if data_fid:
-        fids.axhline(data_fid, color="black", ls="--", lw=1, label="data (held-out test images)")
+    counts = sorted({r.fid_samples for points in sweeps.values() for _, row in points for r in row.records if r.fid_samples})
+    data_fid, data_samples = _data_value(records, "fid"), _data_value(records, "fid_samples")
+    if data_fid:  # on another count than the sweep's, the floor it draws is not the one the sweep's FID has
+        other = f", {data_samples} samples" if data_samples and counts and data_samples not in counts else ""
+        fids.axhline(data_fid, color="black", ls="--", lw=1, label=f"data (held-out test images{other})")
     for ax in (shares, fids):
         ax.axvline(1, color="grey", ls=":", lw=1)  # the plain conditional model; left of it toward unconditional
         ax.set_xlabel("guidance scale w (0: unconditional, 1: conditional)")
@@ -200,7 +202,6 @@ def guidance_tradeoff(records: list[Record], path: str | Path) -> Path | None:
     fids.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 10, 100 rather than 10¹, 10²
     fids.yaxis.set_minor_formatter(FuncFormatter(_two_and_five))
     fids.set_ylabel("FID ↓ (log)")
-    counts = sorted({r.fid_samples for points in sweeps.values() for _, row in points for r in row.records if r.fid_samples})
     fig.suptitle(f"one training, several guidance scales: fidelity against diversity; FID on "
                  f"{', '.join(map(str, counts)) or '?'} samples", fontsize=10)
     return _save(fig, path)

@@ -1,6 +1,7 @@
 """Class-conditional diffusion with classifier-free guidance (zoo/models/guided_diffusion.py), variants
 that take their field's type (`ddpm-cond@1.5`, zoo.registry.parse) and the guidance trade-off figure
 (benchmarks.plots.guidance_tradeoff)."""
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -331,6 +332,23 @@ def test_the_guidance_figure_is_drawn_and_listed(sweep, tmp_path, read_png):
     md = (folder.path / "results.md").read_text()
     caption = dict(report.FIGURES)["plots/guidance_tradeoff.png"]
     assert f"![{caption}](plots/guidance_tradeoff.png)" in md
+
+
+def test_the_data_line_says_its_sample_count_where_the_sweeps_is_another(sweep, tmp_path, monkeypatch):
+    """Found by a lecturer's review: the committed sweep's FID is on 128 samples, the data line's on 1000
+    (a lower floor: FID reads higher on fewer), and the legend did not say so."""
+    legends: list[list[str]] = []
+
+    def keep(fig, path):
+        legends.append(fig.axes[1].get_legend_handles_labels()[1])
+        return path
+
+    monkeypatch.setattr(plots, "_save", keep)
+    assert plots.guidance_tradeoff(sweep, tmp_path / "same.png")
+    assert plots.guidance_tradeoff([dataclasses.replace(r, fid_samples=1000) if r.model == DATA_ROW else r for r in sweep],
+                                   tmp_path / "other.png")
+    assert "data (held-out test images)" in legends[0]
+    assert "data (held-out test images, 1000 samples)" in legends[1]
 
 
 def test_no_guidance_figure_without_a_sweep_of_one_training(sweep, tmp_path):

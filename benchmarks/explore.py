@@ -122,10 +122,10 @@ CAPTIONS = {
                     "the code moves the image.",
     "latent_2d": "The whole of a 2-D code space: a grid of the prior's quantiles decoded, beside the test codes coloured by "
                  "class with the grid's points.",
-    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory, then the sample "
-               "(with the forward process above it, which takes a test image to the same noise levels with no "
-               "network), or its canvas filling in; or one Gaussian code decoded at several temperatures (for a flow, "
-               "with test images through it and back above them).",
+    "drawing": "How a model makes an image: a step-by-step sampler's images along its trajectory (a latent diffusion "
+               "model's codes, decoded), then the sample (with the forward process above it, which takes a test image "
+               "to the same noise levels with no network), or its canvas filling in; or one Gaussian code decoded at "
+               "several temperatures (for a flow, with test images through it and back above them).",
     "copies": "Each model's samples nearest to a training image, each followed by that training image (nearest in the "
               "feature space) and by its nearest in pixel space, with the copy rate: is the model copying its data?",
     "training": "Each model's first samples from the same noise at each share of its training budget (the columns), "
@@ -740,16 +740,19 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
                           title=f"{name}: {total} steps, {m.nfe} network evaluations (blue: not drawn yet)")
         return fig, numbers
     tr = ex.trajectory(m, k, points, generator=ctx.gen("traj", m.name), labels=classes)
+    state, predicted = ("z_t decoded", "predicted z0 decoded") if tr["decoded"] else ("x_t", "predicted x0")
     rows, labels = [], []
     for i in range(k):  # each step's state, then the sample the last step made
         rows.append(torch.cat([tr["x_t"][:, i], tr["final"][i][None]]))
-        labels.append(f"{row_names[i]}: x_t")
+        labels.append(f"{row_names[i]}: {state}")
         if tr["x0"] is not None:
             rows.append(torch.cat([tr["x0"][:, i], tr["final"][i][None]]))
-            labels.append(f"{row_names[i]}: predicted x0")
+            labels.append(f"{row_names[i]}: {predicted}")
     timesteps = tr["timesteps"]
     cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(timesteps, tr["steps"])] + ["sample"]
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
+    if tr["decoded"]:  # the sampler works on codes: what is shown is their decoding, not a noisy image
+        shown = "the latent z_t and its predicted clean z0, each decoded,"
     numbers = {"what": f"{shown} at {len(cols) - 1} of {tr['total_steps']} sampler steps, then the sample",
                "timesteps": timesteps, "total_steps": tr["total_steps"]}
     scale = f" (t: the noise level, {timesteps[0]} pure noise, 0 the image)" if None not in timesteps else ""

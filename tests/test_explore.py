@@ -292,6 +292,9 @@ def test_explore_writes_every_figure(run_folder, read_png):
     assert drawing["ddpm"]["total_steps"] == 50 and drawing["ldm"]["total_steps"] == 5  # trajectories
     assert drawing["pixelcnn"]["sub_pixels_drawn"][-1] == 784  # a canvas
     assert "forward process" in drawing["ddpm"]["what"] and "forward process" not in drawing["ldm"]["what"]
+    # ldm's sampler works on codes: its rows are their decodings, not noisy images (they were labelled x_t)
+    assert drawing["ddpm"]["what"].startswith("x_t and the predicted clean image at ")
+    assert drawing["ldm"]["what"].startswith("the latent z_t and its predicted clean z0, each decoded, at 4 of 5 sampler steps")
     assert drawing["realnvp"]["round_trip_max_error"] < 1e-3 and "round_trip_max_error" not in drawing["vae"]  # a bijection
     copies = saved["figures"]["copies"]  # every model samples: every model is in it, after the test images
     assert next(iter(copies["rows"])) == "data (test images)"

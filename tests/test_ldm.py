@@ -150,3 +150,13 @@ def test_sampler_variants_share_the_training_key():
     keys = {training_key(build(n), "h", budget, 0) for n in ("ldm", "ldm@10", "ldm@100")}
     assert len(keys) == 1
     assert training_key(build(ae_steps=7), "h", budget, 0) not in keys
+
+
+def test_the_steps_it_hands_a_watcher_say_they_are_decoded_codes():
+    """A figure labels ldm's trajectory by this: its images are the decoder's rendering of z_t, not an x_t."""
+    spec = zoo.DataSpec(1, 28, 28)
+    latent, pixels = [], []
+    zoo.create("ldm", spec, preset="smoke", steps=3).sample(1, callback=latent.append)
+    zoo.create("ddim", spec, preset="smoke", steps=3).sample(1, callback=pixels.append)
+    assert len(latent) == len(pixels) == 3
+    assert all(s.decoded for s in latent) and not any(s.decoded for s in pixels)

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
+import zoo
 from benchmarks import serve
 from zoo.base import GenzooError
 
@@ -599,3 +600,14 @@ def test_the_command_binds_localhost_and_prints_the_address(run_folder):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_latent_models_animation_says_its_frames_are_decoded_codes():
+    """ldm's sampler works on codes: the caption said x_t of what is the decoder's rendering of z_t."""
+    spec = zoo.DataSpec(1, 28, 28)
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    test = torch.zeros(1, 1, 28, 28)
+    _, latent = serve.animation(zoo.create("ldm", spec, preset="smoke", steps=3), 1, gen(), None, test)
+    _, pixels = serve.animation(zoo.create("ddim", spec, preset="smoke", steps=3), 1, gen(), None, test)
+    assert latent.startswith("top to bottom: the latent z_t decoded; its predicted clean image;")
+    assert "x_t" not in latent and "z_t" not in pixels and "; x_t; its predicted clean image;" in pixels

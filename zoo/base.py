@@ -572,6 +572,8 @@ class SamplingStep:
     sampler without one.
     drawn: (C,H,W) bool, the sub-pixels already final (an autoregressive canvas; the rest are 0 in
     `images`); None where every pixel can change at every step.
+    decoded: whether `images` and `prediction` are the decoder's rendering of a latent state (a latent
+    diffusion model's z_t and predicted z_0), rather than the pixels the sampler itself works on.
     """
 
     index: int
@@ -580,6 +582,7 @@ class SamplingStep:
     prediction: Tensor | None = None
     timestep: int | None = None
     drawn: Tensor | None = None
+    decoded: bool = False
 
 
 class Stepwise:

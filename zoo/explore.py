@@ -397,7 +397,8 @@ def trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torc
     and its predicted clean image x0. Draws exactly what `model.sample(n, generator=...)` draws.
     Returns timesteps (the steps' noise levels, None where the sampler has none), step indices,
     total_steps, x_t (points, n, C, H, W) in [0,1] (clipped for display), x0 (the same, or None
-    where the model makes no prediction) and final (the sample)."""
+    where the model makes no prediction), decoded (whether those are a latent state's decodings, as
+    `SamplingStep.decoded` says) and final (the sample)."""
     gaps = max(points - 1, 1)  # one point (a one-step sampler's one frame): the first step alone
     steps, total, final = _watched(model, n, lambda total: {round(i * (total - 1) / gaps) for i in range(points)},
                                    generator, labels)
@@ -405,7 +406,7 @@ def trajectory(model: Generator, n: int = 4, points: int = 8, *, generator: torc
     return {"timesteps": [s.timestep for s in steps], "steps": [s.index for s in steps], "total_steps": total,
             "x_t": torch.stack([s.images.clamp(0, 1).float() for s in steps]),
             "x0": torch.stack([p.clamp(0, 1).float() for p in predicted]) if len(predicted) == len(steps) else None,
-            "final": final}
+            "decoded": steps[0].decoded, "final": final}
 
 
 @torch.no_grad()

@@ -301,7 +301,8 @@ class LDM(StepCounted, Generator["LDM.Config"], Stepwise):
     def _decoded(self, step: SamplingStep) -> SamplingStep:
         """A step of the latent DDIM (codes as its [0,1]-scale "images") as images: decoded."""
         prediction = None if step.prediction is None else self.decode_latent(to_signed(step.prediction))
-        return dataclasses.replace(step, images=self.decode_latent(to_signed(step.images)), prediction=prediction)
+        return dataclasses.replace(step, images=self.decode_latent(to_signed(step.images)), prediction=prediction,
+                                   decoded=True)
 
     @property
     def nfe(self) -> int:

@@ -1,5 +1,6 @@
 """The index of run folders is generated from their results.json, and the committed one lists every committed folder."""
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -28,12 +29,16 @@ def test_index_lists_a_hand_made_run_folder(tmp_path, capsys):
     assert index.main([str(tmp_path)]) == 0
     assert "wrote" in capsys.readouterr().out
     text = (tmp_path / "README.md").read_text()
+    header = next(line for line in text.splitlines() if line.startswith("| folder"))
+    # the row's cells are read under these names: a header out of step with them mislabels every column
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "folder", "date", "dataset", "device", "torch", "commit", "preset", "budget", "ruler", "seeds", "models"]
     row = next(line for line in text.splitlines() if line.startswith("| [gpu-run]"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["[gpu-run](gpu-run/results.md)", "2031-01-02", "mnist5k", "cuda (Some GPU)", "9.9.9", "abc1234",
                      "smoke", "20 steps, batch 32", "classifier:mnist5k@28px#a1d42ffe", "0, 1",
                      "2: vae, ddim; scored: lab-samples"]  # neither the data row nor samples scored from a file is a model
-    assert "- `python -m benchmarks.run --models vae,ddim --seeds 0,1` (12 s)" in text
+    assert "\n**gpu-run**\n\n- `python -m benchmarks.run --models vae,ddim --seeds 0,1` (12 s)\n" in text  # under its folder
     assert "not-a-run" not in text
 
 
@@ -54,7 +59,7 @@ def test_a_run_records_its_date_and_its_code_s_commit_for_the_index(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
-def test_the_code_s_commit_is_the_checkout_s_marked_where_its_code_changed_and_none_elsewhere(tmp_path):
+def test_the_code_s_commit_is_the_checkout_s_marked_where_its_code_changed_and_none_elsewhere(tmp_path, monkeypatch):
     from benchmarks import run
 
     def git(*args):
@@ -77,18 +82,59 @@ def test_the_code_s_commit_is_the_checkout_s_marked_where_its_code_changed_and_n
     (tmp_path / "zoo" / "b.py").unlink()
     (tmp_path / "zoo" / "a.py").write_text("x = 2\n")
     assert run.code_commit(tmp_path) == head + "+edits"
+    git("checkout", "--", "zoo")
+    assert run.code_commit(tmp_path) == head
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "c.py").write_text("z = 3\n")  # the runner is this code too
+    assert run.code_commit(tmp_path) == head + "+edits"
+    (tmp_path / "benchmarks" / "c.py").unlink()
+    # a git hook's environment names its own repository: the commit is still this checkout's
+    other = tmp_path / "installed" / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True, capture_output=True)
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
+    assert run.code_commit(tmp_path) == head
     assert run.code_commit(tmp_path / "installed") is None  # someone else's repository's commit is not this code's
 
 
 def test_what_a_run_did_not_record_is_a_dash(tmp_path):
     write_run(tmp_path / "old", {"dataset": "mnist5k", "device": "cpu", "device_name": "x86_64", "threads": 1,
                                  "command": "python -m benchmarks.run"}, [{"model": "ae"}])
-    row = next(line for line in index.render(tmp_path).splitlines() if line.startswith("| [old]"))
+    text = index.render(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| [old]"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[3] == "cpu (x86_64, 1 thread)"
-    # date (not in git), torch, commit, budget, ruler
-    assert cells[1] == cells[4] == cells[5] == cells[7] == cells[8] == index.NOT_RECORDED
+    # date (not in git), torch, commit, preset, budget, ruler
+    assert cells[1] == cells[4] == cells[5] == cells[6] == cells[7] == cells[8] == index.NOT_RECORDED
     assert cells[9:] == ["0", "1: ae"]  # a record without a seed is seed 0
+    # a first-wave run kept one "command", and no time for it
+    assert "\n**old**\n\n- `python -m benchmarks.run`\n" in text
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_a_run_without_a_date_is_dated_by_git_s_last_commit_of_its_results(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+
+    def commit(day: str) -> None:  # authored on another day: the index reads the commit's
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", "commit", "-q",
+                        "-m", day], cwd=tmp_path, check=True, capture_output=True,
+                       env={**env, "GIT_AUTHOR_DATE": "2029-01-01T12:00:00+0000", "GIT_COMMITTER_DATE": f"{day}T12:00:00+0000"})
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True, capture_output=True, env=env)
+    for name in ("early", "late"):
+        write_run(tmp_path / name, {"dataset": "mnist5k"}, [{"model": "vae", "seed": 0}])
+    subprocess.run(["git", "add", "."], cwd=tmp_path, check=True, capture_output=True, env=env)
+    commit("2030-05-06")
+    (tmp_path / "late" / "results.json").write_text(json.dumps({"run": {"dataset": "mnist5k"}, "models": [{"model": "ae"}]}))
+    subprocess.run(["git", "add", "late"], cwd=tmp_path, check=True, capture_output=True, env=env)
+    commit("2030-07-08")  # late's results again: its date moves, early's does not
+    write_run(tmp_path / "uncommitted", {"dataset": "mnist5k"}, [{"model": "ae", "seed": 0}])
+    dates = {}
+    for line in index.render(tmp_path).splitlines():
+        if line.startswith("| ["):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            dates[cells[0].split("]")[0][1:]] = cells[1]
+    assert dates == {"early": "2030-05-06 (committed)", "late": "2030-07-08 (committed)",
+                     "uncommitted": index.NOT_RECORDED}
 
 
 def test_an_unreadable_folder_is_named_not_fatal(tmp_path):
@@ -146,3 +192,4 @@ def test_the_index_reads_a_damaged_record_from_its_copy_and_renames_nothing(tmp_
     assert "does not parse; read from its copy in results.json" in capsys.readouterr().out
     assert "1: vae" in (tmp_path / "README.md").read_text()
     assert [p.name for p in folder.records_dir.iterdir()] == ["vae--seed0.json"]
+    assert (folder.records_dir / "vae--seed0.json").read_text() == "{"  # nor writes it again: repairs are the runner's

@@ -93,7 +93,9 @@ class WatchedMeans(Means, Stepwise):
 def test_a_watched_sampler_is_checked_and_its_callbacks_own_draws_are_not_its_fault():
     model = WatchedMeans(SPEC)
     seeded = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    assert model.sample(4, generator=seeded(), callback=lambda step: torch.rand(3)).shape == (4, 1, 8, 8)
+    steps = []
+    assert model.sample(4, generator=seeded(), callback=lambda step: steps.append(step.index) or torch.rand(3)).shape == (4, 1, 8, 8)
+    assert steps == [0, 1, 2]  # the callback ran, and drew, at every step: else its draws were never put to the check
     model.returns = "global noise"
     with pytest.raises(GenzooError, match="_sample drew from torch's global random numbers"):
         model.sample(4, generator=seeded(), callback=lambda step: None)
@@ -157,6 +159,7 @@ def test_an_optimizer_held_in_a_list_is_found_and_a_model_without_parameters_has
             self.register_buffer("table", torch.zeros(3))
 
     assert Empty(SPEC).device == torch.device("cpu")  # was StopIteration
+    assert Empty(SPEC).to("meta").device == torch.device("meta")  # read from its buffer, not assumed the CPU
 
 
 def test_register_refuses_sampler_params_variant_config_and_bpd_kind_it_cannot_use():

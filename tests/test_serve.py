@@ -117,6 +117,9 @@ def test_run_overview(served, run_folder):
     info = json.loads(get(served, "/api/run")[2])
     assert info["folder"] == run_folder.name and info["dataset"] == "mnist5k" and info["preset"] == "smoke"
     assert info["pass_budget"] == serve.PASS_BUDGET and info["test_images"] > 100
+    # the page's first interpolation: test image 0 and the first test image of another class
+    labels = served[1].test[1].tolist()
+    assert info["pair"] == [0, next(i for i, c in enumerate(labels) if c != labels[0])]
     assert "comparison.png" in info["figures"]
     assert get(served, "/files/" + info["figures"][0])[0] == 200
 
@@ -171,9 +174,10 @@ def test_steps_and_guidance_change_the_sampler_and_its_cost(served):
     status, headers, body = get(served, "/api/sample?model=ddim&seed=0&steps=5&n=4")
     assert status == 200 and headers["X-Genzoo-NFE"] == "5" and headers["X-Genzoo-Images"] == "4"
     assert get(served, "/api/sample?model=ddim&seed=0&steps=6&n=4")[2] != body
-    unguided = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=1&label=3&n=4")[1]
-    guided = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=4.5&label=3&n=4")[1]
+    _, unguided, unguided_png = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=1&label=3&n=4")
+    _, guided, guided_png = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=4.5&label=3&n=4")
     assert unguided["X-Genzoo-NFE"] == "5" and guided["X-Genzoo-NFE"] == "10"  # guidance: two passes a step
+    assert guided_png != unguided_png  # the scale reaches the images, not only the count of passes
     assert "class 3" in guided["X-Genzoo-Caption"]
     one = get(served, "/api/sample?model=ddpm-cond&seed=0&steps=5&guidance=-0&label=3&n=1")[1]["X-Genzoo-Caption"]
     assert one.startswith("ddpm-cond: 1 image, seed 0, steps 5, guidance 0, class 3;"), one  # was "1 images", "guidance -0"
@@ -214,13 +218,21 @@ def test_a_plane_click_decodes_what_the_background_shows_there(served):
 
 
 def test_interpolation_between_two_test_images(served):
+    def ends(body: bytes) -> tuple[bytes, bytes]:  # the strip's first and last 28 px cells
+        strip = image(body).convert("L")
+        last = 2 + 30 * (serve.INTERPOLATION_FRAMES + 1)
+        return strip.crop((2, 2, 30, 30)).tobytes(), strip.crop((last, 2, last + 28, 30)).tobytes()
+
+    test = [(served[1].test[0][i, 0] * 255).round().to(torch.uint8).numpy().tobytes() for i in (2, 5)]
     for name in ("vae", "ddim"):  # through the codes; through DDIM inversion of the images
-        status, headers, body = get(served, f"/api/interpolate?model={name}&a=0&b=1")
+        status, headers, body = get(served, f"/api/interpolate?model={name}&a=2&b=5")
         assert status == 200 and image(body).size == ((serve.INTERPOLATION_FRAMES + 2) * 30 + 2, 32)
-        assert "test images 0 (class" in headers["X-Genzoo-Caption"]
+        assert "test images 2 (class" in headers["X-Genzoo-Caption"]
+        assert list(ends(body)) == test  # test image a at the left end, b at the right
     status, headers, body = get(served, "/api/interpolate?model=dcgan&seed=4")  # a GAN: between two random codes
     assert status == 200 and image(body).size == ((serve.INTERPOLATION_FRAMES + 2) * 30 + 2, 32)
     assert "two random codes (seed 4)" in headers["X-Genzoo-Caption"]
+    assert ends(body) == (b"\xff" * 28 * 28,) * 2  # no images at the ends: blank
     assert get(served, "/api/interpolate?model=dcgan&seed=5")[2] != body
     status, _, body = get(served, "/api/test-image?i=1")
     assert status == 200 and image(body).size == (28, 28)

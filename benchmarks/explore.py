@@ -434,18 +434,20 @@ def fig_holes(ctx: Context) -> None:
         if prior is None:
             ctx.skip(fig_name, name, "no Gaussian over its codes to compare with")
             continue
-        kinds: list[tuple[str, Callable[..., Tensor]]] = []
+        # every model's codes drawn uniformly in their box, the same off-density draw for each: the AE's
+        # holes against what a prior-shaped code space decodes there
+        ref = ex.codes(m, ctx.splits.x_train)
+        kinds: list[tuple[str, Callable[..., Tensor]]] = [
+            ("uniform in the codes' box", lambda m=m, ref=ref: ex.random_codes(ref, n, "box", ctx.gen("holes", m.name, "box")))]
         if prior.kind == "fitted":
-            ref = ex.codes(m, ctx.splits.x_train)
             kinds += [
-                ("uniform in the codes' box", lambda m=m, ref=ref: ex.random_codes(ref, n, "box", ctx.gen("holes", m.name, "box"))),
                 ("independent Gaussian",
                  lambda m=m, ref=ref: ex.random_codes(ref, n, "independent", ctx.gen("holes", m.name, "ind"))),
                 ("fitted Gaussian", lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "fit"))),
             ]
         else:
-            kinds.append(("its prior N(0, I)" if bool((prior.loc == 0).all() and (prior.scale == 1).all()) else "its prior",
-                          lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "prior"))))
+            kinds.insert(0, ("its prior N(0, I)" if bool((prior.loc == 0).all() and (prior.scale == 1).all()) else "its prior",
+                             lambda m=m, prior=prior: prior.sample(n, ctx.gen("holes", m.name, "prior"))))
         for label, draw in kinds:
             images = ex.decode(m, draw())
             s = fid_and_classes(images, ctx.splits, ctx.space)

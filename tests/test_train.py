@@ -117,6 +117,30 @@ def test_an_unknown_precision_is_a_one_line_error():
         fit(Counter(DataSpec(1, 2, 2)), torch.zeros(4, 1, 2, 2), None, Budget(1, "steps", batch_size=2), precision="fp8")
 
 
+@pytest.mark.parametrize("x, y, budget, said", [
+    (torch.zeros(8, 2, 2), None, None, r"counter trains on images \(N,1,2,2\) with N >= 1 \(its DataSpec\), got \(8, 2, 2\)"),
+    (torch.zeros(8, 3, 2, 2), None, None, r"got \(8, 3, 2, 2\)"),
+    (torch.zeros(0, 1, 2, 2), None, None, r"got \(0, 1, 2, 2\)"),
+    (torch.full((8, 1, 2, 2), 255.0), None, None, r"floats in \[0, 1\] or uint8 0..255, got values in \[255, 255\]: divide by 255"),
+    (torch.full((8, 1, 2, 2), float("nan")), None, None, r"got values in \[nan, nan\]"),
+    (torch.zeros(8, 1, 2, 2, dtype=torch.int64), None, None, "floats in \\[0, 1\\] or uint8 0..255, got torch.int64"),
+    (torch.zeros(8, 1, 2, 2).numpy(), None, None, "as a torch tensor .*got ndarray"),
+    (torch.zeros(8, 1, 2, 2), torch.zeros(3, dtype=torch.long), None, r"y must be integer class labels \(8,\), one per image"),
+    (torch.zeros(8, 1, 2, 2), torch.zeros(8), None, r"got torch.float32 \(8,\)"),
+    (torch.zeros(8, 1, 2, 2), torch.full((8,), 3), None, r"class indices in \[0, 3\) .*got range \[3, 3\]"),
+    (torch.zeros(8, 1, 2, 2), None, "2steps", r"budget must be a zoo.budget.Budget, .*Budget.parse\('2000steps'\); got str"),
+])
+def test_what_fit_is_handed_is_checked_in_one_line_before_any_step(x, y, budget, said):
+    """A wrong shape failed inside the model's first layer, labels of another length or class in an
+    IndexError, a budget as text in an AttributeError; images in 0..255 as floats trained silently."""
+    model = Counter(DataSpec(1, 2, 2, num_classes=3))
+    with pytest.raises(GenzooError, match=f"^fit: .*{said}") as e:
+        fit(model, x, y, budget or Budget(2, "steps", batch_size=4), progress=False)
+    assert "\n" not in str(e.value) and model.steps == 0
+    fit(model, torch.rand(8, 1, 2, 2), torch.arange(8) % 3, Budget(2, "steps", batch_size=4), progress=False)  # the same, right
+    fit(Counter(DataSpec(1, 2, 2)), torch.full((8, 1, 2, 2), 255, dtype=torch.uint8), None, Budget(1, "steps"), progress=False)
+
+
 def test_every_trainable_weight_of_every_model_is_in_exactly_one_of_its_declared_optimizers():
     """What the loop saves, restores and schedules is `optimizers()`: a weight outside it would resume
     with a fresh optimizer state (ldm's DDIM holds its own optimizer, which it declares)."""

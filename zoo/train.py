@@ -111,6 +111,39 @@ def check_precision(precision: str) -> None:
         raise GenzooError(f"unknown precision {precision!r}; accepted: {', '.join(PRECISIONS)}")
 
 
+def check_training_data(model: Generator, x: Any, y: Any, budget: Any) -> None:
+    """What `fit` (or `fit_seeds`) is handed, before anything trains: a `Budget`, images of the model's
+    DataSpec shape as uint8 or floats in [0,1] (or a Dataset), and labels (N,) as class indices; else one
+    GenzooError line. Without it a wrong shape fails inside a layer, and floats in 0..255 train silently."""
+    if not isinstance(budget, Budget):
+        raise GenzooError(f"fit: budget must be a zoo.budget.Budget, e.g. Budget(2000, 'steps', batch_size=64) or "
+                          f"Budget.parse('2000steps'); got {type(budget).__name__}")
+    if isinstance(x, Dataset) and not isinstance(x, Tensor):
+        return  # read image by image: a Dataset of (uint8 image, label or -1), checked as it is read
+    shape = "(N,{},{},{})".format(*model.spec.shape)
+    if not isinstance(x, Tensor):
+        raise GenzooError(f"fit: x must be images {shape} as a torch tensor (or a torch Dataset), got {type(x).__name__}")
+    if x.dim() != 4 or tuple(x.shape[1:]) != model.spec.shape or len(x) == 0:
+        raise GenzooError(f"fit: {model.name} trains on images {shape} with N >= 1 (its DataSpec), got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        if not x.is_floating_point():
+            raise GenzooError(f"fit: images must be floats in [0, 1] or uint8 0..255, got {x.dtype}")
+        low, high = (float(v) for v in torch.aminmax(x))
+        if not (low >= 0 and high <= 1):  # NaN fails too
+            raise GenzooError(f"fit: images must be floats in [0, 1] or uint8 0..255, got values in [{low:g}, {high:g}]"
+                              + (": divide by 255" if high > 1 and low >= 0 else ""))
+    if y is None:
+        return
+    k = model.spec.num_classes
+    if not isinstance(y, Tensor) or tuple(y.shape) != (len(x),) or y.is_floating_point() or y.is_complex() \
+            or y.dtype == torch.bool:
+        got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
+        raise GenzooError(f"fit: y must be integer class labels ({len(x)},), one per image, or None; got {got}")
+    if k is not None and (int(y.min()) < 0 or int(y.max()) >= k):
+        raise GenzooError(f"fit: labels must be class indices in [0, {k}) (the DataSpec's num_classes), "
+                          f"got range [{int(y.min())}, {int(y.max())}]")
+
+
 def use_deterministic(on: bool) -> None:
     """The same numbers twice on CUDA: torch's deterministic kernels where it has them (an op without
     one warns and runs as it is), cuDNN without autotuning, and cuBLAS with a fixed workspace, which
@@ -204,6 +237,7 @@ def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget,
     `graphs_mode` (auto, on, off) replays each step as a CUDA graph where the model allows it (see
     `zoo.graphs`). `hooks` are called after every step (see `Hook`)."""
     check_precision(precision)
+    check_training_data(model, x, y, budget)
     procs = processes or Processes()
     device = model.device
     graphs.check_graphs(graphs_mode, device)

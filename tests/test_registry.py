@@ -188,6 +188,21 @@ def test_config_round_trips_to_json(tmp_path):
     assert zoo.load(tmp_path).config == model.config
 
 
+def test_numpy_numbers_are_taken_as_the_python_numbers_they_are_and_saved_as_json(tmp_path):
+    """A sweep over np.arange was refused ("latent_dim must be an int in [1, 1024], got np.int64(2)"),
+    and a np.float32 learning rate, kept as it was, would not have saved as JSON."""
+    np = pytest.importorskip("numpy")
+    model = zoo.create("vae", DataSpec(1, 28, 28), preset="smoke", latent_dim=np.arange(2, 3)[0], lr=np.float32(0.5))
+    assert type(model.config.latent_dim) is int and model.config.latent_dim == 2
+    assert type(model.config.lr) is float and model.config.lr == 0.5
+    model.save(tmp_path)
+    assert zoo.load(tmp_path).config == model.config
+    ddpm = zoo.create("ddpm", DataSpec(1, 28, 28), preset="smoke", channels=list(np.array([8, 16])))
+    assert [type(c) for c in ddpm.config.channels] == [int, int]
+    with pytest.raises(GenzooError, match=r"latent_dim must be an int in \[1, 1024\], got 2.5"):  # no float becomes an int
+        zoo.create("vae", DataSpec(1, 28, 28), latent_dim=np.float32(2.5))
+
+
 PLUGIN = '''
 """A third-party model: per-pixel Bernoulli intensities, registered from outside genzoo."""
 from dataclasses import dataclass

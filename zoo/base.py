@@ -111,6 +111,13 @@ class ModelConfig:
 ConfigT = TypeVar("ConfigT", bound=ModelConfig)
 
 
+def _plain(value: Any) -> Any:
+    """A number of another library's type (numpy's int64, float32) as Python's int or float; anything else as it is."""
+    if isinstance(value, (bool, int, float)) or not isinstance(value, numbers.Real):
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
 class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it.
     It is generic in its config (`class VAE(Generator["VAE.Config"])`), so that a model's body sees
@@ -142,6 +149,8 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         if isinstance(self, Conditional) and spec.num_classes is None:
             raise GenzooError(f"{self.name} is class-conditional and needs a labeled dataset; this one has no classes")
         self.spec = spec
+        # a numpy number (a sweep over np.arange) as the Python one: else "an int ..., got np.int64(2)", and no JSON
+        hparams = {k: [_plain(v) for v in x] if isinstance(x, list) else _plain(x) for k, x in hparams.items()}
         self.config = cast(ConfigT, self.Config(**hparams))  # `Config` is ConfigT (a ClassVar cannot say so)
         check_config(self.name, self.config)
         self.validate()

@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import inspect
 import json
+import os
 import pkgutil
 import re
 import types
@@ -272,6 +273,8 @@ def _constructed(cls: type[Generator], spec: DataSpec, hparams: dict[str, Any]) 
 def load(path: str | Path, device: str | None = None) -> Generator:
     """Load a model saved with `Generator.save`: `zoo.load(path).sample(64)`. A folder that does not
     load (a config edited by hand, damaged weights) is one GenzooError naming it."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise GenzooError(f"load takes the folder a model was saved in (a str or a Path), got {type(path).__name__}")
     path = Path(path)
     if not (path / CONFIG_FILE).is_file():
         raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
@@ -290,7 +293,10 @@ def load(path: str | Path, device: str | None = None) -> Generator:
     try:
         model.load_weights(path)
     except Exception as e:  # damaged weights, or another model's (safetensors, torch)
-        raise GenzooError(f"{said}: {one_line(e)}") from e
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # load_state_dict says what differs on the line after its header "Error(s) in loading state_dict for ...:"
+        why = f"{type(e).__name__}: {lines[0]} {lines[1]}"[:300] if len(lines) > 1 and lines[0].endswith(":") else one_line(e)
+        raise GenzooError(f"{said}: {why}") from e
     return model.eval()
 
 

@@ -100,6 +100,12 @@ def test_a_callback_on_a_one_pass_model_is_a_one_line_error(name, mnist):
     assert "\n" not in str(e.value)
 
 
+def test_a_callback_that_is_not_a_function_is_a_one_line_error(mnist):
+    """It was a TypeError from inside the sampler's loop ('int' object is not callable)."""
+    with pytest.raises(zoo.GenzooError, match=r"^sample: callback must be a function of one zoo.SamplingStep, got list$"):
+        build("pixelcnn", mnist[0]).sample(2, callback=[])
+
+
 @pytest.mark.parametrize("name", ["ae", "vae", "aae", "vae-gan", "dcgan", "wgan", "cgan"])
 def test_the_declared_prior_is_what_sample_decodes_draws_of(name, mnist):
     """`sample` with a seed = decode(codes drawn from `latent_prior` with the same seed) (a

@@ -275,6 +275,8 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
             raise GenzooError(f"{self.name} is not class-conditional; sample without labels")
         if callback is not None and not isinstance(self, Stepwise):
             raise GenzooError(f"{self.name} draws in one pass (it is not `Stepwise`): sample without a callback")
+        if callback is not None and not callable(callback):  # else a TypeError at the sampler's first step
+            raise GenzooError(f"sample: callback must be a function of one zoo.SamplingStep, got {type(callback).__name__}")
         was_training = self.training
         self.eval()
         # Did _sample keep to its generator? Not asked of torch's default generator (torch.manual_seed(0)

@@ -180,6 +180,12 @@ def test_unknown_model_and_hparam_errors():
         zoo.create("vae@3", spec)
 
 
+def test_an_unknown_preset_names_every_preset_create_takes():
+    """`lecture` builds (it falls back to quick) but was missing from the list."""
+    with pytest.raises(GenzooError, match="^vae has no preset 'quik'; presets: smoke, quick, full, lecture$"):
+        zoo.create("vae", DataSpec(1, 28, 28), preset="quik")
+
+
 def test_config_round_trips_to_json(tmp_path):
     model = zoo.create("vae", DataSpec(1, 28, 28, 10), preset="smoke", beta=0.5)
     model.save(tmp_path)

@@ -250,7 +250,8 @@ def create(name: str, spec: DataSpec, preset: str | None = None, **hparams: Any)
     cls, variant = parse(name)
     values = preset_entry(cls.presets, preset) if preset is not None else {}
     if values is None and cls.presets:
-        raise GenzooError(f"{cls.name} has no preset {preset!r}; presets: {', '.join(cls.presets)}")
+        named = [*cls.presets, *(p for p in PRESET_FALLBACK if p not in cls.presets and preset_entry(cls.presets, p) is not None)]
+        raise GenzooError(f"{cls.name} has no preset {preset!r}; presets: {', '.join(named)}")
     merged = {**(values or {}), **variant, **hparams}
     return _constructed(cls, spec, merged)
 

@@ -474,3 +474,24 @@ def test_a_scored_row_in_a_run_of_several_seeds_is_ok_not_short_of_seeds():
     records += [Record("mine", 0, status="ok", fid=20.0, events=[f"{score.SCORED}samples.npz"]),
                 Record("short", 0, status="ok", fid=30.0)]
     assert {row.model: row.status for row in aggregate(records)} == {"vae": "ok", "mine": "ok", "short": "ok (1 of 2 seeds)"}
+
+
+def test_the_users_guides_python_scoring_runs_as_written_and_scores_the_test_split_as_the_committed_data_row():
+    """usage.md's snippet for scoring from Python, run as it is written, on the test split: the numbers
+    of the data row the committed quick run recorded (the same subset, the same ruler)."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    guide = (root / "docs" / "usage.md").read_text()
+    after = guide.split("images it scored and why any metric is left empty:\n\n", 1)[1].splitlines()
+    block = next(after[:i] for i, line in enumerate(after) if line and not line.startswith("    "))  # to the next prose
+    code = "\n".join(line[4:] for line in block)
+    assert "score_tensor(images, splits, space" in code
+    import zoo.data
+
+    namespace = {"images": zoo.data.load_splits("mnist5k").x_test}
+    exec(code, namespace)
+    data = json.loads((root / "results" / "cpu-mnist5k-quick" / "records" / "data--seed0.json").read_text())
+    for metric in ("fid", "kid", "precision", "recall", "recognisable", "fid_samples"):
+        assert namespace["metrics"][metric] == pytest.approx(data[metric], rel=1e-4), metric
+    assert len(namespace["scored"]) == 1000 and namespace["empty"] == []

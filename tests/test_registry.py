@@ -515,3 +515,23 @@ def test_one_type_check_serves_hyper_parameters_and_records():
     assert not of_type([1.0, float("nan")], list[float]) and of_type([1.0, float("nan")], list[float], finite=False)
     assert of_type({"a": 1.0}, dict[str, float]) and not of_type({"a": "x"}, dict[str, float])
     assert of_type(None, int | None) and not of_type(None, int) and not of_type("1", int | None)
+
+
+def test_load_sets_a_sampler_setting_and_refuses_a_field_its_weights_depend_on(tmp_path):
+    """diffusers' num_inference_steps at load: `zoo.load(path, steps=3)` is the saved DDIM's weights with a
+    3-step sampler (found by a probe: only `model.config.steps = 3` did it, unchecked, and 0 divided by zero)."""
+    spec = zoo.DataSpec(1, 28, 28)
+    torch.manual_seed(0)
+    zoo.create("ddim", spec, preset="smoke").save(tmp_path / "m")
+    three = zoo.load(tmp_path / "m", steps=3)
+    by_hand = zoo.create("ddim", spec, preset="smoke", steps=3)
+    by_hand.load_weights(tmp_path / "m")
+    assert three.config.steps == 3 and three.nfe == 3 and not three.training
+    drawn = [m.sample(2, generator=torch.Generator().manual_seed(1)) for m in (three, by_hand.eval())]
+    assert torch.equal(*drawn)
+    assert zoo.load(tmp_path / "m").config.steps == zoo.create("ddim", spec, preset="smoke").config.steps  # as saved
+    with pytest.raises(GenzooError, match=r"^ddim: steps must be an int in \[1, 1000\], got 0$"):
+        zoo.load(tmp_path / "m", steps=0)
+    with pytest.raises(GenzooError, match="^load: width of ddim would need other weights, not these; its sampler settings: "
+                                          "steps, eta$"):
+        zoo.load(tmp_path / "m", width=4)

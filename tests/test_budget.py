@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import zoo
 from zoo.base import DataSpec, Generator, GenzooError, ModelConfig
@@ -74,6 +75,41 @@ def test_a_flop_budget_below_one_step_trains_one_and_says_so(capsys):
     note = f"the budget of {per_step / 2:.3g} FLOPs is below one step's {per_step:.3g}: trained one step"
     assert r.steps == 1 and r.events == [note]
     assert capsys.readouterr().out.splitlines() == [f"test-linear seed 0: {note}"]
+
+
+def test_a_gan_step_is_charged_both_networks_forward_and_backward():
+    """The budget's count of a DCGAN step (smoke sizes, 28x28) against one by hand: multiply-adds of
+    each layer from its shapes (a transposed conv's from its input pixels), then forward once,
+    backward twice (weights and input), less the input gradients nothing asks for."""
+    model, n = zoo.create("dcgan", DataSpec(1, 28, 28), preset="smoke"), 8  # z_dim 16, hidden 8
+    project = 16 * 16 * 7 * 7  # z (16) -> (16, 7, 7)
+    g = project + 7 * 7 * 16 * 8 * 4 * 4 + 14 * 14 * 8 * 1 * 4 * 4  # G: project, 16->8 and 8->1 transposed 4x4 convs
+    first = 14 * 14 * 8 * 1 * 4 * 4  # D's first conv, 1->8 to 14x14
+    d = first + 7 * 7 * 16 * 8 * 4 * 4 + 16 * 7 * 7  # D: 1->8 and 8->16 4x4 convs, the linear head
+    # D step: D on the real and the detached fake batch (forward, weight gradients, input gradients
+    # but the first layer's: no image needs one); G step: D on the fake (forward, weights, inputs),
+    # then G (its one forward, shared by both steps; weights; inputs but the projection's: z needs none).
+    macs = (2 * d + 2 * d + 2 * (d - first)) + (d + d + d) + (g + g + (g - project))
+    r = fit(model, torch.rand(n, 1, 28, 28), None, Budget(1, "steps", batch_size=n), progress=False)
+    assert r.flops_per_step == 2 * n * macs
+
+
+@pytest.mark.parametrize("name", ["ldm", "vqvae"])
+def test_a_two_stage_model_pays_for_every_step_at_its_first_steps_price(name):
+    """The loop charges every step what the first cost, so no later step may cost more: ldm's and
+    vqvae's first stage freezes after `ae_steps` / `vq_steps`, and the steps after it cost less
+    (the charge is an upper bound, as docs/usage.md says)."""
+    model, x = zoo.create(name, DataSpec(1, 28, 28), preset="smoke"), torch.rand(8, 1, 28, 28)
+
+    def flops() -> int:
+        with FlopCounterMode(display=False) as counter:
+            model.train_step(x)
+        return counter.get_total_flops()
+
+    first = flops()
+    model.set_steps(getattr(model.config, "ae_steps", None) or model.config.vq_steps)
+    frozen = flops(), flops()  # the first frozen step (it sets ldm's code statistics) and the next
+    assert all(0 < f < first for f in frozen)
 
 
 class Elementwise(Linear):

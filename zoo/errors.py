@@ -12,6 +12,8 @@ class GenzooError(ValueError):
 
 def one_line(e: BaseException) -> str:
     """An exception in one line, for refusals, warnings and records: its class and the first line of
-    its message, cut at 160 characters."""
-    text = str(e).strip().splitlines()
-    return f"{type(e).__name__}: {text[0][:160]}" if text else type(e).__name__
+    its message (with the next where the first is a header ending in ':', as torch's load_state_dict
+    "Error(s) in loading state_dict for X:" is), cut at 160 characters."""
+    text = [line.strip() for line in str(e).splitlines() if line.strip()]
+    first = f"{text[0]} {text[1]}" if len(text) > 1 and text[0].endswith(":") else text[0] if text else ""
+    return f"{type(e).__name__}: {first[:160]}" if first else type(e).__name__

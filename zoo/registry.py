@@ -302,10 +302,7 @@ def load(path: str | Path, device: str | None = None, **sampler: Any) -> Generat
     try:
         model.load_weights(path)
     except Exception as e:  # damaged weights, or another model's (safetensors, torch)
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        # load_state_dict says what differs on the line after its header "Error(s) in loading state_dict for ...:"
-        why = f"{type(e).__name__}: {lines[0]} {lines[1]}"[:300] if len(lines) > 1 and lines[0].endswith(":") else one_line(e)
-        raise GenzooError(f"{said}: {why}") from e
+        raise GenzooError(f"{said}: {one_line(e)}") from e
     return model.eval()
 
 

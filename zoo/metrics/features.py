@@ -275,17 +275,17 @@ def given_net(path: Path, splits: Splits) -> Path:
         raise GenzooError(f"--feature-net {path} was made for {channels}-channel {size or '?'}-pixel images; "
                           f"{splits.name} has {splits.spec.channels}-channel {splits.spec.height}-pixel ones")
     # its classes name the data's in the class scores (recognisable, modes, label accuracy): another count cannot be them
+    read = ("which the recognisable share, modes and label accuracy read through its classes; give a net trained on "
+            "these classes, or --labels none")
     if meta["task"] == "labels" and splits.y_train is not None and meta["num_classes"] != splits.spec.num_classes:
         raise GenzooError(f"--feature-net {path} classifies {meta['num_classes']} classes ({meta['dataset']}'s); "
-                          f"{splits.name} has {splits.spec.num_classes}, which the recognisable share, modes and label "
-                          "accuracy read through its classes; give a net trained on these classes, or --labels none")
+                          f"{splits.name} has {splits.spec.num_classes}, {read}")
     # as many classes, other ones (or in another order): its class k is not the data's; a net's .json
     # written before it named its classes says only their count
     named = meta.get("classes")
     if meta["task"] == "labels" and splits.classes is not None and isinstance(named, list) and named != list(splits.classes):
         raise GenzooError(f"--feature-net {path} classifies {meta['dataset']}'s {_listed(named)}; {splits.name} has "
-                          f"{_listed(splits.classes)}, which the recognisable share, modes and label accuracy read through "
-                          "its classes; give a net trained on these classes, or --labels none")
+                          f"{_listed(splits.classes)}, {read}")
     return path
 
 
@@ -301,11 +301,8 @@ def load_given_net(path: Path) -> tuple[FeatureNet, dict]:
     try:
         return load_feature_net(path)
     except Exception as e:  # a file from elsewhere fails in safetensors' or torch's own ways
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        # load_state_dict says what differs on the line after its header "Error(s) in loading state_dict for ...:"
-        reason = lines[1][:160] if len(lines) > 1 and lines[0].endswith(":") else one_line(e)
         raise GenzooError(f"--feature-net {path}: its weights do not load into the feature net "
-                          f"{path.with_suffix('.json').name} describes ({reason}); expected {NET_FILES}") from None
+                          f"{path.with_suffix('.json').name} describes ({one_line(e)}); expected {NET_FILES}") from None
 
 
 def _train_into_cache(splits: Splits, path: Path, device: torch.device | str) -> None:

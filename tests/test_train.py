@@ -125,9 +125,10 @@ def test_an_unknown_precision_is_a_one_line_error():
     (torch.full((8, 1, 2, 2), float("nan")), None, None, r"got values in \[nan, nan\]"),
     (torch.zeros(8, 1, 2, 2, dtype=torch.int64), None, None, "floats in \\[0, 1\\] or uint8 0..255, got torch.int64"),
     (torch.zeros(8, 1, 2, 2).numpy(), None, None, "as a torch tensor .*got ndarray"),
-    (torch.zeros(8, 1, 2, 2), torch.zeros(3, dtype=torch.long), None, r"y must be integer class labels \(8,\), one per image"),
-    (torch.zeros(8, 1, 2, 2), torch.zeros(8), None, r"got torch.float32 \(8,\)"),
-    (torch.zeros(8, 1, 2, 2), torch.full((8,), 3), None, r"class indices in \[0, 3\) .*got range \[3, 3\]"),
+    (torch.zeros(8, 1, 2, 2), torch.zeros(3, dtype=torch.long), None, r"labels must have shape \(8,\), got \(3,\)$"),
+    (torch.zeros(8, 1, 2, 2), torch.zeros(8), None, r"labels must be integer class indices, got torch.float32$"),
+    (torch.zeros(8, 1, 2, 2), [0] * 8, None, r"y must be integer class labels \(8,\) as a torch tensor, or None; got list$"),
+    (torch.zeros(8, 1, 2, 2), torch.full((8,), 3), None, r"labels must be class indices in \[0, 3\), got range \[3, 3\]$"),
     (torch.zeros(8, 1, 2, 2), None, "2steps", r"budget must be a zoo.budget.Budget, .*Budget.parse\('2000steps'\); got str"),
 ])
 def test_what_fit_is_handed_is_checked_in_one_line_before_any_step(x, y, budget, said):

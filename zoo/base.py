@@ -118,6 +118,18 @@ def _plain(value: Any) -> Any:
     return int(value) if isinstance(value, numbers.Integral) else float(value)
 
 
+def check_class_indices(labels: Tensor, n: int, num_classes: int | None) -> None:
+    """Labels (n,) as integer class indices in [0, num_classes) (any integer where that is None), for
+    `sample` and `fit` alike; else one GenzooError line."""
+    if labels.shape != (n,):
+        raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
+    if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # 2.7 was class 2
+        raise GenzooError(f"labels must be integer class indices, got {labels.dtype}")
+    if num_classes is not None and n and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+        raise GenzooError(f"labels must be class indices in [0, {num_classes}), "
+                          f"got range [{int(labels.min())}, {int(labels.max())}]")
+
+
 class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it.
     It is generic in its config (`class VAE(Generator["VAE.Config"])`), so that a model's body sees
@@ -322,15 +334,8 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
             labels = torch.as_tensor(labels)
         except (TypeError, ValueError, RuntimeError) as e:
             raise GenzooError(f"labels must be integer class indices ({n},), got {one_line(e)}") from e
-        k = self.spec.num_classes
-        if labels.shape != (n,):
-            raise GenzooError(f"labels must have shape ({n},), got {tuple(labels.shape)}")
-        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:  # 2.7 was class 2
-            raise GenzooError(f"labels must be integer class indices, got {labels.dtype}")
-        labels = labels.long()
-        if k is None or labels.min() < 0 or labels.max() >= k:
-            raise GenzooError(f"labels must be class indices in [0, {k}), got range [{labels.min()}, {labels.max()}]")
-        return labels.to(self.device)
+        check_class_indices(labels, n, self.spec.num_classes)
+        return labels.long().to(self.device)
 
     def randn(self, *shape: int, generator: torch.Generator | None = None) -> Tensor:
         """Gaussian noise drawn on the generator's device (so a CPU seed reproduces on CUDA too)."""

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import graphs
-from zoo.base import LR_SCHEDULES, Generator, GenzooError, one_line
+from zoo.base import LR_SCHEDULES, Generator, GenzooError, check_class_indices, one_line
 from zoo.batches import Batches, whole_dataset
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, TrainResult, save_interval
@@ -134,14 +134,12 @@ def check_training_data(model: Generator, x: Any, y: Any, budget: Any) -> None:
                               + (": divide by 255" if high > 1 and low >= 0 else ""))
     if y is None:
         return
-    k = model.spec.num_classes
-    if not isinstance(y, Tensor) or tuple(y.shape) != (len(x),) or y.is_floating_point() or y.is_complex() \
-            or y.dtype == torch.bool:
-        got = f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
-        raise GenzooError(f"fit: y must be integer class labels ({len(x)},), one per image, or None; got {got}")
-    if k is not None and (int(y.min()) < 0 or int(y.max()) >= k):
-        raise GenzooError(f"fit: labels must be class indices in [0, {k}) (the DataSpec's num_classes), "
-                          f"got range [{int(y.min())}, {int(y.max())}]")
+    if not isinstance(y, Tensor):
+        raise GenzooError(f"fit: y must be integer class labels ({len(x)},) as a torch tensor, or None; got {type(y).__name__}")
+    try:
+        check_class_indices(y, len(x), model.spec.num_classes)
+    except GenzooError as e:
+        raise GenzooError(f"fit: {e}") from None
 
 
 def use_deterministic(on: bool) -> None:

@@ -313,8 +313,7 @@ def fit_seeds(models: Sequence[Generator], seeds: Sequence[int], x: Tensor, y: T
     TrainResult, or None for a seed that diverged. Raises `Interrupted` on a stop signal, each seed's
     progress saved. `graphs_mode` as for `fit`: on CUDA the fused step is replayed as a CUDA graph."""
     check_precision(precision)
-    if models:
-        check_training_data(models[0], x, y, budget)
+    check_training_data(models[0], x, y, budget)
     why = why_not_fused(type(models[0]), budget, precision)
     if why or len(models) != len(seeds) or len(models) < 2:
         raise GenzooError(f"fit_seeds: {why or 'one model per seed, two or more'}")

@@ -119,7 +119,7 @@ def check_training_data(model: Generator, x: Any, y: Any, budget: Any) -> None:
         raise GenzooError(f"fit: budget must be a zoo.budget.Budget, e.g. Budget(2000, 'steps', batch_size=64) or "
                           f"Budget.parse('2000steps'); got {type(budget).__name__}")
     if isinstance(x, Dataset) and not isinstance(x, Tensor):
-        return  # read image by image: a Dataset of (uint8 image, label or -1), checked as it is read
+        return  # read batch by batch during training: its images are not at hand to check here
     shape = "(N,{},{},{})".format(*model.spec.shape)
     if not isinstance(x, Tensor):
         raise GenzooError(f"fit: x must be images {shape} as a torch tensor (or a torch Dataset), got {type(x).__name__}")

@@ -20,8 +20,8 @@ seed gave disagrees, also beside numbers (whose mean is then not compared). One 
 seeds gave and none of this run's (it reached the target every time) is where the reference's seeds
 split: runs drawn like them leave an outcome out by chance, a one-seed run always, so it disagrees
 only where that is rarer than one time in twenty, like an interval check, and is said beside the
-verdict otherwise. One number among the other seeds' words (dcgan's TFLOP to FID 110, reached by one
-seed of three) has no interval either, and is no one-seed reference: it is not compared. A
+verdict otherwise. One number among the other seeds' words (a target one seed reached and the others
+did not) has no interval either, and is no one-seed reference: it is not compared. A
 column only one of the two measured (curves off, no likelihood) is left out. A model (a seed, with
 --identical) that finished in the reference and diverged or failed in this run disagrees.
 
@@ -75,21 +75,18 @@ NUMBER = "a number"  # a seed's outcome in a column where it gave a finite numbe
 
 
 def numbers(records: list[Record], column: str) -> list[float]:
-    """A column's finite numbers over the records: a flagged record's inf or NaN is one of its `words`."""
+    """A column's finite numbers over the records: a flagged record's inf or NaN is its `outcome`, a word."""
     return [float(v) for r in records if is_number(v := getattr(r, column)) and math.isfinite(v)]
 
 
-def word(value: Any) -> str | None:
-    """What a record holds instead of a finite number ("not reached", "inf", "nan"); None for a
-    finite number or nothing."""
+def outcome(value: Any) -> str | None:
+    """A seed's outcome in a column: NUMBER for a finite number, else the word it holds instead ("not
+    reached", "inf", "nan"); None where it measured nothing."""
     if isinstance(value, str):
         return value
-    return str(float(value)) if is_number(value) and not math.isfinite(value) else None
-
-
-def outcome(value: Any) -> str | None:
-    """A seed's outcome in a column: NUMBER for a finite number, else its word; None where it measured nothing."""
-    return NUMBER if is_number(value) and math.isfinite(value) else word(value)
+    if not is_number(value):
+        return None
+    return NUMBER if math.isfinite(value) else str(float(value))
 
 
 def outcomes(records: list[Record], column: str) -> Counter[str]:

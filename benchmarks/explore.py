@@ -111,9 +111,10 @@ CAPTIONS = {
     "latent_statistics": "Each encoder's codes of the test images on their top two principal components, coloured by "
                          "class; above each, the code's dimension, spread per dimension, length, and the distance "
                          "between classes over that within one (diff/same).",
-    "holes": "Random codes decoded, a row per way of drawing them: a plain autoencoder's codes drawn uniformly in their "
-             "box, per dimension and from a fitted Gaussian, beside the priors of the models trained to match one, "
-             "with FID and recognisable share per row. Codes off the training codes' density decode to images unlike the data's.",
+    "holes": "Random codes decoded, a row per way of drawing them: every model's codes drawn uniformly in their box, a "
+             "plain autoencoder's also per dimension and from a fitted Gaussian, the models trained to match a prior "
+             "from it, with FID and recognisable share per row. Codes off the training codes' density decode to images "
+             "unlike the data's.",
     "interpolation": "Paths between two test images of different classes (the outer columns): a pixel blend, then "
                      "each model's path through its code (frames 0 and 1 are its reconstructions; a model without an "
                      "encoder goes between two random codes). A good code space keeps an image like the data's at every frame.",

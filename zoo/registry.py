@@ -266,7 +266,7 @@ def _constructed(cls: type[Generator], spec: DataSpec, hparams: dict[str, Any]) 
         if "before Module.__init__() call" not in str(e):  # torch's words for a layer set too early
             raise
         raise GenzooError(f"{call_first}, before it sets a layer or parameter (torch said: {one_line(e)})") from None
-    if not {"_modules", "config"} <= vars(model).keys():  # what Module.__init__ and Generator.__init__ set
+    if not {"training", "config"} <= vars(model).keys():  # what Module.__init__ and Generator.__init__ set
         raise GenzooError(f"{call_first}: it never did, so nothing checked its hyper-parameters and torch cannot hold its layers")
     return model
 

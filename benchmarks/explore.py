@@ -755,7 +755,7 @@ def draw_steps(ctx: Context, m: Generator, name: str, k: int) -> tuple[plt.Figur
     cols = [f"t={t}" if t is not None else f"step {s}" for t, s in zip(timesteps, tr["steps"])] + ["sample"]
     shown = "x_t and the predicted clean image" if tr["x0"] is not None else "the partial images"
     if tr["decoded"]:  # the sampler works on codes: what is shown is their decoding, not a noisy image
-        shown = "the latent z_t and its predicted clean z0, each decoded,"
+        shown = "the latent z_t and its predicted clean z0, each decoded," if tr["x0"] is not None else "the latent z_t, decoded,"
     numbers = {"what": f"{shown} at {len(cols) - 1} of {tr['total_steps']} sampler steps, then the sample",
                "timesteps": timesteps, "total_steps": tr["total_steps"]}
     scale = f" (t: the noise level, {timesteps[0]} pure noise, 0 the image)" if None not in timesteps else ""

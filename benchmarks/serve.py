@@ -682,8 +682,9 @@ def animation(model: Generator, n: int, gen: torch.Generator, labels: Tensor | N
     predicted = tr["x0"] is not None
     rows = [[xt, x0] if predicted else [xt] for xt, x0 in zip(tr["x_t"], tr["x0"] if predicted else tr["x_t"])]
     rows.append([final, final] if predicted else [final])
-    state = "the latent z_t decoded" if tr["decoded"] else "x_t"  # a latent model's state is a code, shown through its decoder
-    said = [state, "its predicted clean image"] if predicted else [state]
+    # a latent model's state is a code, shown through its decoder, as the drawing figure labels it
+    state, guess = ("the latent z_t decoded", "its predicted clean z0 decoded") if tr["decoded"] else ("x_t", "its predicted clean image")
+    said = [state, guess] if predicted else [state]
     if isinstance(model, Noising) and None not in tr["timesteps"]:
         picked, noised = forward_process(model, test, n, tr["timesteps"], gen)
         rows = [[forward, *row] for forward, row in zip(noised, rows)]

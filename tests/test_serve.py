@@ -621,5 +621,5 @@ def test_a_latent_models_animation_says_its_frames_are_decoded_codes():
     test = torch.zeros(1, 1, 28, 28)
     _, latent = serve.animation(zoo.create("ldm", spec, preset="smoke", steps=3), 1, gen(), None, test)
     _, pixels = serve.animation(zoo.create("ddim", spec, preset="smoke", steps=3), 1, gen(), None, test)
-    assert latent.startswith("top to bottom: the latent z_t decoded; its predicted clean image;")
+    assert latent.startswith("top to bottom: the latent z_t decoded; its predicted clean z0 decoded;")
     assert "x_t" not in latent and "z_t" not in pixels and "; x_t; its predicted clean image;" in pixels

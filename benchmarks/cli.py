@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from zoo.base import GenzooError
+from zoo.files import user_path
 
 
 class Parser(argparse.ArgumentParser):
@@ -21,10 +22,10 @@ class Parser(argparse.ArgumentParser):
         self.paths: list[argparse.Action] = []
 
     def add_path(self, *flags: str, help: str, **kwargs: Any) -> argparse.Action:
-        """A file or folder argument: `~` is the home folder, as the shell would have it, where the shell
-        leaves it as typed (`--out=~/run`, quotes, a script's variable). An empty one is refused: Path("")
-        is the current folder, which no command means (a report or an index would be written there).
-        `help` is what to give, as in "a run folder ...": the refusal repeats it."""
+        """A file or folder argument, read by `zoo.files.user_path`: `~` is the home folder, as the shell
+        would have it, where the shell leaves it as typed (`--out=~/run`, quotes, a script's variable).
+        An empty one is refused: Path("") is the current folder, which no command means (a report or an
+        index would be written there). `help` is what to give, as in "a run folder ...": the refusal repeats it."""
         action = self.add_argument(*flags, help=help, **kwargs)
         self.paths.append(action)
         return action
@@ -42,10 +43,8 @@ class Parser(argparse.ArgumentParser):
         for action in self.paths:
             if not isinstance(value := getattr(parsed, action.dest, None), str):
                 continue
-            if not value.strip():
-                name = action.option_strings[0] if action.option_strings else action.dest
-                raise GenzooError(f"{name} is empty; give {action.help}")
-            setattr(parsed, action.dest, os.path.expanduser(value))
+            name = action.option_strings[0] if action.option_strings else action.dest
+            setattr(parsed, action.dest, user_path(value, name, str(action.help)))
         return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]

@@ -410,3 +410,15 @@ def test_pillows_warning_about_an_image_is_one_line_naming_it_said_once(tmp_path
     assert capsys.readouterr().out == (f"warning: image {tmp_path / 'a.png'}: Tag data larger than file. Skipping tag 270 "
                                        "(Pillow reads the pixels anyway; said once)\n")
     assert not [w for w in recwarn if "Tag data" in str(w.message)]
+
+
+def test_a_data_root_from_python_may_start_with_home(tmp_path, monkeypatch):
+    """The commands read --data-root=~/data as the shell would; from Python it was a folder named ~."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    with pytest.raises(GenzooError, match=f"^could not load mnist from {tmp_path}/d "):
+        data.load("mnist", data_root="~/d", download=False)
+    assert not (tmp_path / "cwd" / "~").exists()
+    with pytest.raises(GenzooError, match="^data_root is empty; give a folder"):
+        data.load("mnist", data_root="")

@@ -535,3 +535,26 @@ def test_load_sets_a_sampler_setting_and_refuses_a_field_its_weights_depend_on(t
     with pytest.raises(GenzooError, match="^load: width of ddim would need other weights, not these; its sampler settings: "
                                           "steps, eta$"):
         zoo.load(tmp_path / "m", width=4)
+
+
+def test_save_and_load_read_a_tilde_as_the_home_folder_and_refuse_a_file_in_one_line(tmp_path, monkeypatch):
+    """Found by a probe of the Python API: zoo.load("~/m") and model.save("~/m") took ~ as a folder's name
+    (the commands read it as the shell would), and saving over a file was pathlib's FileExistsError."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")  # where a folder named ~ would have been made
+    model = zoo.create("vae", DataSpec(1, 28, 28), preset="smoke")
+    assert model.save("~/m") == tmp_path / "m" and (tmp_path / "m" / "config.json").is_file()
+    assert zoo.load("~/m").config == model.config
+    assert not (tmp_path / "cwd" / "~").exists()
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(GenzooError, match=f"^cannot save vae in {tmp_path}/a-file: it is a file; give a folder "
+                                          r"\(save writes model.safetensors and config.json in it\)$"):
+        model.save(tmp_path / "a-file")
+    with pytest.raises(GenzooError, match=f"^cannot write {tmp_path}/a-file/m \\(Not a directory\\); "):
+        model.save("~/a-file/m")  # under a file: an OSError from mkdir, said in one line
+    with pytest.raises(GenzooError, match="^save takes the folder to write the model in \\(a str or a Path\\), got NoneType$"):
+        model.save(None)
+    with pytest.raises(GenzooError, match="^load: path is empty; give the folder a model was saved in$"):
+        zoo.load(" ")  # not the current folder
+

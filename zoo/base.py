@@ -16,6 +16,7 @@ import itertools
 import json
 import math
 import numbers
+import os
 from collections.abc import Callable, Hashable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from torch import Tensor, nn
 
 # Re-exported (noqa: F401): a model file imports what it builds on from zoo.base.
 from zoo.errors import GenzooError, one_line  # noqa: F401
+from zoo.files import unwritable, user_path
 from zoo.hparams import (  # noqa: F401
     MAX_WIDTH,
     Accepts,
@@ -360,12 +362,22 @@ class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
         return sum(p.numel() for p in self.parameters())
 
     def save(self, path: str | Path) -> Path:
-        """Write `model.safetensors` (weights and buffers) and `config.json` (name, hparams, DataSpec)."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_model(self, str(path / WEIGHTS_FILE))
-        meta = {"model": self.name, "hparams": dataclasses.asdict(self.config), "spec": dataclasses.asdict(self.spec)}
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        """Write `model.safetensors` (weights and buffers) and `config.json` (name, hparams, DataSpec) in
+        the folder `path` (`~` is the home folder), made if missing; one GenzooError line where it is a
+        file or cannot be written."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise GenzooError(f"save takes the folder to write the model in (a str or a Path), got {type(path).__name__}")
+        path = Path(user_path(path, "save: path", "the folder to write the model in (made if missing)"))
+        if path.exists() and not path.is_dir():  # else pathlib's FileExistsError from mkdir
+            raise GenzooError(f"cannot save {self.name} in {path}: it is a file; give a folder (save writes "
+                              f"{WEIGHTS_FILE} and {CONFIG_FILE} in it)")
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            save_model(self, str(path / WEIGHTS_FILE))
+            meta = {"model": self.name, "hparams": dataclasses.asdict(self.config), "spec": dataclasses.asdict(self.spec)}
+            (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        except OSError as e:  # a read-only folder, a full disk: the file and why, not pathlib's traceback
+            raise unwritable(e.filename or path, e) from None
         return path
 
     def load_weights(self, path: str | Path) -> None:

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor
 
 from zoo.base import DataSpec, GenzooError
-from zoo.files import say
+from zoo.files import say, user_path
 
 TORCHVISION = {  # name -> (torchvision class, how to ask for a split, the folder under data_root its files go in)
     "mnist": ("MNIST", "train", "MNIST/raw"),
@@ -156,10 +156,10 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
         root = folder_root(name)
         x, y, num_classes = _folder(root, split, image_size or FOLDER_IMAGE_SIZE, uint8, min_test, labels)
     elif name in TORCHVISION:
-        if not str(data_root).strip():  # Path("") is the current folder: a download would land there unasked
-            raise GenzooError("--data-root is empty; give a folder (torchvision datasets are read or downloaded there; "
-                              "default: data)")
-        x, y, num_classes = _torchvision(name, split, Path(data_root), download)
+        # "~/data" as the shell would have it; "" refused, as the current folder a download would land in unasked
+        root = Path(user_path(data_root, "data_root", "a folder (torchvision datasets are read or downloaded there; "
+                                                      "default: data)"))
+        x, y, num_classes = _torchvision(name, split, root, download)
     else:
         raise GenzooError(f"unknown dataset {name!r}; known: {', '.join(NAMES)}")
     if labels == "none":

@@ -1,5 +1,6 @@
 """The files genzoo writes, written one way: whole or not at all, with a refusal in one line.
 
+`user_path` reads a path a user gave as the shell would (`~`), the commands and the Python API alike.
 `atomic_write` writes a file under a temporary name in the same folder, then renames it, so a reader
 never sees half a file. `set_aside` moves a file that does not read aside as `NAME.corrupt`, keeping it
 for a look. `quiet_if_terminal_closed`, `say` and `SafeConsole` keep a print to a terminal that has gone
@@ -19,7 +20,18 @@ from typing import Any
 
 from rich.console import Console
 
-from zoo.base import GenzooError
+from zoo.errors import GenzooError  # not zoo.base, which imports this module
+
+
+def user_path(path: str | os.PathLike[str], name: str, give: str) -> str:
+    """A file or folder a user gave, as the shell would have made it: `~` is the home folder, for a
+    path the shell left as typed (quoted, `--out=~/run`, a script's variable, any path from Python).
+    An empty one (or blanks) is refused: Path("") is the current folder, which no caller means.
+    `name` names the argument and `give` says what to give, in the refusal."""
+    text = os.fspath(path)
+    if not text.strip():
+        raise GenzooError(f"{name} is empty; give {give}")
+    return os.path.expanduser(text)
 
 
 def atomic_write(path: str | Path, data: str | bytes | Callable[[Path], None]) -> None:

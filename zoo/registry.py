@@ -40,7 +40,7 @@ from zoo.base import (
     one_line,
     saved_spec,
 )
-from zoo.files import say
+from zoo.files import say, user_path
 
 ENTRY_POINT_GROUP = "genzoo.models"
 _REGISTRY: dict[str, type[Generator]] = {}
@@ -274,11 +274,11 @@ def _constructed(cls: type[Generator], spec: DataSpec, hparams: dict[str, Any]) 
 def load(path: str | Path, device: str | None = None, **sampler: Any) -> Generator:
     """Load a model saved with `Generator.save`: `zoo.load(path).sample(64)`. Keywords set its sampler
     (its `sampler_params`, which leave the weights as they are): `zoo.load(path, steps=10)` samples a
-    DDIM in 10 steps. A folder that does not load (a config edited by hand, damaged weights) is one
-    GenzooError naming it."""
+    DDIM in 10 steps. `~` is the home folder. A folder that does not load (a config edited by hand,
+    damaged weights) is one GenzooError naming it."""
     if not isinstance(path, (str, os.PathLike)):
         raise GenzooError(f"load takes the folder a model was saved in (a str or a Path), got {type(path).__name__}")
-    path = Path(path)
+    path = Path(user_path(path, "load: path", "the folder a model was saved in"))
     if not (path / CONFIG_FILE).is_file():
         raise GenzooError(f"no saved model at {path}: expected {CONFIG_FILE} and {WEIGHTS_FILE} there")
     said = f"{path} does not load as a saved model ({CONFIG_FILE}, {WEIGHTS_FILE})"

@@ -412,6 +412,18 @@ def test_pillows_warning_about_an_image_is_one_line_naming_it_said_once(tmp_path
     assert not [w for w in recwarn if "Tag data" in str(w.message)]
 
 
+def test_load_takes_a_numpy_int_image_size_and_refuses_a_name_that_is_not_a_str_in_one_line():
+    """Found by a probe of the Python API: image_size=np.int64(16) was refused as not an int, and a
+    name of None was an AttributeError from `name.startswith`."""
+    spec, x, _ = data.load("mnist5k", split="test", image_size=np.int64(16))
+    assert spec == DataSpec(1, 16, 16, 10) and x.shape[-1] == 16
+    with pytest.raises(GenzooError, match=r"^image size must be an int of at least 4, got 16\.0$"):  # no float becomes an int
+        data.load("mnist5k", image_size=np.float32(16))
+    for load in (data.load, data.load_splits):
+        with pytest.raises(GenzooError, match="^a dataset is named by a str, one of: mnist5k, mnist, .*, folder:PATH; got NoneType$"):
+            load(None)
+
+
 def test_a_data_root_from_python_may_start_with_home(tmp_path, monkeypatch):
     """The commands read --data-root=~/data as the shell would; from Python it was a folder named ~."""
     monkeypatch.setenv("HOME", str(tmp_path))

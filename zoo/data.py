@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from zoo.base import DataSpec, GenzooError
+from zoo.base import DataSpec, GenzooError, _plain
 from zoo.files import say, user_path
 
 TORCHVISION = {  # name -> (torchvision class, how to ask for a split, the folder under data_root its files go in)
@@ -95,6 +95,7 @@ def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_ro
     labels are part of it) and class names. A folder too small to hold out `min_test` test images is
     refused (the test split is read first, so that comes before reading the rest), and so is one that
     changes while it is read: each split lists it, and a file added between them would be in both."""
+    check_name(name)
     before = folder_layout(folder_root(name), "none")[0] if name.startswith("folder:") else None  # a missing folder: one line
     _, xt, yt = load(name, split="test", image_size=image_size, data_root=data_root, uint8=uint8, min_test=min_test,
                      labels=labels, download=download)
@@ -107,6 +108,12 @@ def load_splits(name: str = "mnist5k", *, image_size: int | None = None, data_ro
                           f"{len(after)}; {first} {'appeared' if first in after else 'went'}): a copy or a sync in "
                           "progress? Run again once it is still")
     return Splits(name, spec, x, y, xt, yt, content_hash(x, y, xt, yt), classes)
+
+
+def check_name(name: Any) -> None:
+    """A dataset's name is a str (else `name.startswith` fails deep inside): one line naming those known."""
+    if not isinstance(name, str):
+        raise GenzooError(f"a dataset is named by a str, one of: {', '.join(NAMES)}; got {type(name).__name__}")
 
 
 def class_names(name: str, labels: str = "auto") -> tuple[str, ...] | None:
@@ -141,10 +148,12 @@ def load(name: str = "mnist5k", *, split: str = "train", image_size: int | None 
     them): a quarter of the memory; `zoo.train.fit` takes them as they are. A folder's test split of
     fewer than `min_test` images is refused, never replaced by the training images. A folder in class
     subfolders is labeled (see the module's doc); `labels="none"` drops any dataset's labels."""
+    check_name(name)
     if split not in SPLITS:
         raise GenzooError(f"unknown split {split!r}; accepted: {', '.join(SPLITS)}")
     if labels not in LABELS:
         raise GenzooError(f"unknown labels setting {labels!r}; accepted: {', '.join(LABELS)}")
+    image_size = _plain(image_size)  # numpy's int64 (a sweep over np.arange) is the int it is
     if image_size is not None and (not isinstance(image_size, int) or image_size < 4):
         raise GenzooError(f"image size must be an int of at least 4, got {image_size!r}")
     y: Tensor | None

@@ -558,3 +558,9 @@ def test_save_and_load_read_a_tilde_as_the_home_folder_and_refuse_a_file_in_one_
     with pytest.raises(GenzooError, match="^load: path is empty; give the folder a model was saved in$"):
         zoo.load(" ")  # not the current folder
 
+
+def test_a_refused_image_size_is_advised_in_words_for_the_command_line_and_python_alike():
+    """The advice was "pass --image-size", which a caller of zoo.create never passes."""
+    for name, spec in [("vae", DataSpec(1, 30, 30)), ("ldm", DataSpec(1, 30, 30)), ("realnvp", DataSpec(1, 30, 30))]:
+        with pytest.raises(GenzooError, match=r"; pass --image-size \(image_size= from Python\), e\.g\. 28"):
+            zoo.create(name, spec, preset="smoke")

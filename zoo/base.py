@@ -42,6 +42,9 @@ from zoo.hparams import (  # noqa: F401
     width,
 )
 
+# What a refusal of the data's image size advises, read from the command line and from Python alike.
+OTHER_IMAGE_SIZE = "pass --image-size (image_size= from Python)"
+
 # A saved model's two files (`Generator.save`): its weights, and its name, hyper-parameters and DataSpec.
 WEIGHTS_FILE, CONFIG_FILE = "model.safetensors", "config.json"
 

@@ -55,7 +55,7 @@ import normflows as nf
 import torch
 from torch import Tensor, nn
 
-from zoo.base import GaussianPrior, Generator, GenzooError, Latent, Likelihood, ModelConfig, hparam, learning_rate, width
+from zoo.base import OTHER_IMAGE_SIZE, GaussianPrior, Generator, GenzooError, Latent, Likelihood, ModelConfig, hparam, learning_rate, width
 from zoo.registry import register
 
 
@@ -211,7 +211,7 @@ class RealNVP(Generator["RealNVP.Config"], Likelihood, Latent):
         if spec.height % side or spec.width % side:
             raise GenzooError(
                 f"realnvp with num_scales={c.num_scales} needs image sides divisible by {side}, got "
-                f"{spec.height}x{spec.width}; pass --image-size (e.g. 28 with num_scales<=2, 32 with <=5)"
+                f"{spec.height}x{spec.width}; {OTHER_IMAGE_SIZE}, e.g. 28 with num_scales<=2, 32 with <=5"
             )
 
     def __init__(self, spec, **hparams):

@@ -56,7 +56,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from zoo.base import DataSpec, Generator, GenzooError, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
+from zoo.base import OTHER_IMAGE_SIZE, DataSpec, Generator, GenzooError, ModelConfig, SamplingStep, Stepwise, hparam, learning_rate, width
 from zoo.models.diffusion import DDIM, check_unet, forward_process
 from zoo.nets import gaussian_kl, reparameterize, to_signed, to_unit
 from zoo.registry import register
@@ -68,7 +68,7 @@ def check_sides(model: str, spec: DataSpec) -> None:
     """Image sides the autoencoder's two stride-2 levels divide: one GenzooError line otherwise."""
     if spec.height % DOWNSAMPLE or spec.width % DOWNSAMPLE:
         raise GenzooError(f"{model}: the image sides must be multiples of {DOWNSAMPLE} (two stride-2 levels), "
-                          f"got {spec.height}x{spec.width}; pass --image-size (e.g. 28 or 32)")
+                          f"got {spec.height}x{spec.width}; {OTHER_IMAGE_SIZE}, e.g. 28 or 32")
 
 
 class LatentEncoder(nn.Module):

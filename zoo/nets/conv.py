@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from zoo.base import DataSpec, GenzooError
+from zoo.base import OTHER_IMAGE_SIZE, DataSpec, GenzooError
 
 
 def down_levels(spec: DataSpec, model: str) -> int:
@@ -19,7 +19,7 @@ def down_levels(spec: DataSpec, model: str) -> int:
     if spec.height != spec.width or side % 4 or side < 8:
         raise GenzooError(
             f"{model} needs square images with a side divisible by 4 and at least 8, got {spec.height}x{spec.width}; "
-            "pass --image-size (e.g. 28, 32 or 64)"
+            f"{OTHER_IMAGE_SIZE}, e.g. 28, 32 or 64"
         )
     levels = 0
     while side % 2 == 0 and side > 4 and levels < 4:

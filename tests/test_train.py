@@ -142,6 +142,33 @@ def test_what_fit_is_handed_is_checked_in_one_line_before_any_step(x, y, budget,
     fit(Counter(DataSpec(1, 2, 2)), torch.full((8, 1, 2, 2), 255, dtype=torch.uint8), None, Budget(1, "steps"), progress=False)
 
 
+class BareImages(torch.utils.data.Dataset):
+    """Images without labels: a bare uint8 tensor per item."""
+
+    def __len__(self):
+        return 8
+
+    def __getitem__(self, i):
+        return torch.zeros(1, 2, 2, dtype=torch.uint8)
+
+
+@pytest.mark.parametrize("dataset, got", [
+    (BareImages(), r"a bare tensor \(1, 2, 2\)"),
+    (torch.utils.data.TensorDataset(torch.zeros(8, 1, 2, 2)), "a tuple of 1"),
+    (torch.utils.data.TensorDataset(torch.zeros(0, 1, 2, 2)), None),
+])
+def test_a_dataset_that_does_not_yield_image_label_pairs_is_one_line_before_any_step(dataset, got):
+    """Found by a probe of the Python API: a Dataset of bare images failed at the first step with the
+    loader's "too many values to unpack"; an empty one divided by zero."""
+    model = Counter(DataSpec(1, 2, 2))
+    said = f"a Dataset must yield \\(image, label\\) pairs, .*; its first item is {got}$" if got else "the Dataset is empty"
+    with pytest.raises(GenzooError, match=f"^fit: {said}"):
+        fit(model, dataset, None, Budget(2, "steps", batch_size=4), progress=False)
+    assert model.steps == 0
+    labeled = torch.utils.data.TensorDataset(torch.zeros(8, 1, 2, 2, dtype=torch.uint8), torch.full((8,), -1))
+    assert fit(model, labeled, None, Budget(2, "steps", batch_size=4), progress=False).steps == 2  # pairs train
+
+
 def test_every_trainable_weight_of_every_model_is_in_exactly_one_of_its_declared_optimizers():
     """What the loop saves, restores and schedules is `optimizers()`: a weight outside it would resume
     with a fresh optimizer state (ldm's DDIM holds its own optimizer, which it declares)."""
@@ -232,10 +259,11 @@ class FitsAfter(Counter):
 def test_after_training_gets_the_whole_set_only_where_the_model_declares_it_fits_to_it():
     plain, images = Counter(DataSpec(1, 2, 2)), Images()
     fit(plain, images, None, Budget(1, "steps", batch_size=4), progress=False)
-    assert images.reads == 4  # one batch: the set is not read again for a model that does not ask
+    # the first item, read once to check its form; one batch: the set is not read again for a model that does not ask
+    assert images.reads == 1 + 4
     fitted, images = FitsAfter(DataSpec(1, 2, 2)), Images()
     fit(fitted, images, None, Budget(1, "steps", batch_size=4), progress=False)
-    assert images.reads == 4 + 8 and fitted.fitted == (8, torch.uint8, None)
+    assert images.reads == 1 + 4 + 8 and fitted.fitted == (8, torch.uint8, None)
 
 
 class Stopping(Counter):

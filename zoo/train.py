@@ -119,7 +119,8 @@ def check_training_data(model: Generator, x: Any, y: Any, budget: Any) -> None:
         raise GenzooError(f"fit: budget must be a zoo.budget.Budget, e.g. Budget(2000, 'steps', batch_size=64) or "
                           f"Budget.parse('2000steps'); got {type(budget).__name__}")
     if isinstance(x, Dataset) and not isinstance(x, Tensor):
-        return  # read batch by batch during training: its images are not at hand to check here
+        check_dataset_item(x)  # the form of its items; the images themselves are read step by step
+        return
     shape = "(N,{},{},{})".format(*model.spec.shape)
     if not isinstance(x, Tensor):
         raise GenzooError(f"fit: x must be images {shape} as a torch tensor (or a torch Dataset), got {type(x).__name__}")
@@ -207,6 +208,21 @@ class Hook(Protocol):
     same weights as one without. Its time is neither training time nor spent from a wall-clock budget."""
 
     def after_step(self, training: Training) -> None: ...
+
+
+def check_dataset_item(data: Dataset) -> None:
+    """A Dataset yields (image, label) pairs, the label -1 for none: checked once, on its first item
+    (not per step, where it would cost the loop), so that bare images are one line here rather than
+    the loader's unpacking error at the first step."""
+    if len(data) == 0:  # type: ignore[arg-type]
+        raise GenzooError("fit: the Dataset is empty; give one of at least one (image, label) item")
+    first = data[0]
+    if isinstance(first, (tuple, list)) and len(first) == 2:
+        return
+    got = (f"a bare tensor {tuple(first.shape)}" if isinstance(first, Tensor)
+           else f"a {type(first).__name__} of {len(first)}" if isinstance(first, (tuple, list)) else f"a {type(first).__name__}")
+    raise GenzooError(f"fit: a Dataset must yield (image, label) pairs, a uint8 (C,H,W) image and its class index "
+                      f"or -1 for none, as zoo.data.ImageFolder does; its first item is {got}")
 
 
 def fit(model: Generator, x: Tensor | Dataset, y: Tensor | None, budget: Budget, *, seed: int = 0,

@@ -6,7 +6,7 @@ Needs Debian's `chromium` and `chromium-driver` (/usr/bin/chromium, /usr/bin/chr
 `selenium` package; skipped, with the reason, where one is missing. Nothing is downloaded: the driver
 is given by its path, so selenium-manager stays idle, and Chromium's background networking is off.
 
-As a script it takes the screenshots for the README against any servable run:
+As a script it takes the screenshots for the README and docs/serve.md against any servable run:
 
     python tests/test_serve_browser.py results/mnist5k-quick [docs/screenshots]
 """

@@ -1,5 +1,6 @@
 """RUN/index.html: the results table (sortable), every figure with its caption, one self-contained file."""
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -166,8 +167,10 @@ def test_the_page_is_self_contained(folder):
 
 def test_header_names_the_run(folder):
     text, _ = _page(folder)
-    for fact in ("mnist5k", "smoke", "0, 1", "cpu (x86_64, 2 threads)", "python -m benchmarks.run (1.5 min)"):
-        assert fact in text, fact
+    run = text[text.index('<dl class="run">'):text.index("</dl>") + 5]  # the header's facts, each under its name
+    facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", run))
+    assert facts == {"dataset": "mnist5k", "preset": "smoke", "seeds": "0, 1", "host": "cpu (x86_64, 2 threads)",
+                     "command": "python -m benchmarks.run (1.5 min)"}
 
 
 def test_report_html_writes_the_page(folder, capsys):
@@ -186,7 +189,7 @@ def test_report_html_of_a_bad_folder_is_one_line(tmp_path, capsys):
         assert report.main([str(bad), "--html"]) == 2
         out = capsys.readouterr().out.strip()
         assert len(out.splitlines()) == 1 and out.startswith("error: no results.json in") and "Traceback" not in out
-        assert not (tmp_path / "index.html").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["a-file"]  # nothing made: no folder, no page, in or beside it
 
 
 def test_explore_rewrites_the_reports(folder, monkeypatch):

@@ -11,7 +11,7 @@ import torch
 
 import zoo
 from benchmarks import run
-from benchmarks.curves import CurveSettings, QualityCurve, fractions, measure, measured_fractions
+from benchmarks.curves import CurveSettings, QualityCurve, flops_to_reach, fractions, measure, measured_fractions
 from benchmarks.records import DATA_ROW, RunFolder
 from zoo.budget import Budget
 from zoo.seeds import derive_seed, seed_everything
@@ -107,7 +107,8 @@ def test_the_runner_records_curves_and_keeps_them_when_reused(tmp_path, capsys):
     data, ae = records[(DATA_ROW, 0)], records[("ae", 0)]
     assert len(data.quality_curve) == 1 and data.quality_curve[0]["samples"] == 64
     assert [p["fraction"] for p in ae.quality_curve] == [0.25, 0.5, 1.0]  # 1/4, 1/2, 1 of 20 steps
-    assert ae.flops_to_target == "not reached" or ae.flops_to_target > 0
+    target = 10 * data.quality_curve[0]["fid"]  # 10x the data row's FID, reached where the curve first falls to it
+    assert ae.flops_to_target == (flops_to_reach(ae.quality_curve, target) or "not reached"), (ae.quality_curve, target)
     snapshots = RunFolder(out).snapshots(ae.train_key or "")
     assert sorted(p.name for p in snapshots.iterdir()) == [p["snapshot"] for p in ae.quality_curve]
     capsys.readouterr()

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.base import Generator, Likelihood, ModelConfig
+from zoo.base import DataSpec, Generator, GenzooError, Likelihood, ModelConfig
 from zoo.metrics.likelihood import bits_per_dim
 
 
@@ -114,3 +114,18 @@ def test_bits_per_dim_scores_a_subset_from_every_class_not_the_first_images(spli
     settings = evaluate.EvalSettings(samples=100, speed_batch=50, bpd_images=len(splits.x_test))
     evaluate.evaluate(Density(splits.spec), splits, space, settings, preset="smoke", seed=0)
     assert torch.equal(scored[-1], splits.x_test)  # all of them: the split as it is, so earlier numbers stand
+
+
+@pytest.mark.parametrize("x, said", [
+    (torch.rand(4, 1, 3, 3), r"bits_per_dim: density takes images \(N,1,2,2\) with N >= 1 \(its DataSpec\), got \(4, 1, 3, 3\)$"),
+    (torch.full((4, 1, 2, 2), 255.0), r"bits_per_dim: density: images must be floats in \[0, 1\] or uint8 0..255, got values "
+                                      r"in \[255, 255\]: divide by 255$"),
+    (torch.zeros(4, 1, 2, 2).numpy(), "bits_per_dim: x must be images as a torch tensor, got ndarray$"),
+])
+def test_bits_per_dim_refuses_images_it_would_score_wrong_in_one_line(x, said):
+    """Found by a probe of the Python API: floats in 0..255 were scored silently, another size failed
+    inside the model; the same check as fit's (`check_images`)."""
+    model = Density(DataSpec(1, 2, 2), kind="uniform")
+    with pytest.raises(GenzooError, match=f"^{said}"):
+        bits_per_dim(model, x)
+    assert bits_per_dim(model, torch.full((4, 1, 2, 2), 255, dtype=torch.uint8))[0] == pytest.approx(8.0)  # uint8 is read

@@ -118,7 +118,7 @@ def test_an_unknown_precision_is_a_one_line_error():
 
 
 @pytest.mark.parametrize("x, y, budget, said", [
-    (torch.zeros(8, 2, 2), None, None, r"counter trains on images \(N,1,2,2\) with N >= 1 \(its DataSpec\), got \(8, 2, 2\)"),
+    (torch.zeros(8, 2, 2), None, None, r"counter takes images \(N,1,2,2\) with N >= 1 \(its DataSpec\), got \(8, 2, 2\)"),
     (torch.zeros(8, 3, 2, 2), None, None, r"got \(8, 3, 2, 2\)"),
     (torch.zeros(0, 1, 2, 2), None, None, r"got \(0, 1, 2, 2\)"),
     (torch.full((8, 1, 2, 2), 255.0), None, None, r"floats in \[0, 1\] or uint8 0..255, got values in \[255, 255\]: divide by 255"),

@@ -135,6 +135,23 @@ def check_class_indices(labels: Tensor, n: int, num_classes: int | None) -> None
                           f"got range [{int(labels.min())}, {int(labels.max())}]")
 
 
+def check_images(x: Tensor, spec: DataSpec, who: str) -> None:
+    """Images (N,C,H,W) of `spec`'s shape, N >= 1, as uint8 0..255 or floats in [0, 1], for `fit` and
+    `bits_per_dim` alike; else one GenzooError line beginning with `who`. Without it a wrong shape
+    fails inside a layer, and floats in 0..255 are taken silently."""
+    shape = "(N,{},{},{})".format(*spec.shape)
+    if x.dim() != 4 or tuple(x.shape[1:]) != spec.shape or len(x) == 0:
+        raise GenzooError(f"{who} takes images {shape} with N >= 1 (its DataSpec), got {tuple(x.shape)}")
+    if x.dtype == torch.uint8:
+        return
+    if not x.is_floating_point():
+        raise GenzooError(f"{who}: images must be floats in [0, 1] or uint8 0..255, got {x.dtype}")
+    low, high = (float(v) for v in torch.aminmax(x))
+    if not (low >= 0 and high <= 1):  # NaN fails too
+        raise GenzooError(f"{who}: images must be floats in [0, 1] or uint8 0..255, got values in [{low:g}, {high:g}]"
+                          + (": divide by 255" if high > 1 and low >= 0 else ""))
+
+
 class Generator(nn.Module, Generic[ConfigT], metaclass=abc.ABCMeta):
     """Base class of every model: subclass it, give it a `name` and a `Config`, and `@register` it.
     It is generic in its config (`class VAE(Generator["VAE.Config"])`), so that a model's body sees

@@ -33,7 +33,7 @@ from torch.utils.data import Dataset
 from torch.utils.flop_counter import FlopCounterMode
 
 from zoo import graphs
-from zoo.base import LR_SCHEDULES, Generator, GenzooError, check_class_indices, one_line
+from zoo.base import LR_SCHEDULES, Generator, GenzooError, check_class_indices, check_images, one_line
 from zoo.batches import Batches, whole_dataset
 from zoo.budget import Budget
 from zoo.checkpoint import Checkpoint, TrainResult, save_interval
@@ -121,18 +121,9 @@ def check_training_data(model: Generator, x: Any, y: Any, budget: Any) -> None:
     if isinstance(x, Dataset) and not isinstance(x, Tensor):
         check_dataset_item(x)  # the form of its items; the images themselves are read step by step
         return
-    shape = "(N,{},{},{})".format(*model.spec.shape)
     if not isinstance(x, Tensor):
-        raise GenzooError(f"fit: x must be images {shape} as a torch tensor (or a torch Dataset), got {type(x).__name__}")
-    if x.dim() != 4 or tuple(x.shape[1:]) != model.spec.shape or len(x) == 0:
-        raise GenzooError(f"fit: {model.name} trains on images {shape} with N >= 1 (its DataSpec), got {tuple(x.shape)}")
-    if x.dtype != torch.uint8:
-        if not x.is_floating_point():
-            raise GenzooError(f"fit: images must be floats in [0, 1] or uint8 0..255, got {x.dtype}")
-        low, high = (float(v) for v in torch.aminmax(x))
-        if not (low >= 0 and high <= 1):  # NaN fails too
-            raise GenzooError(f"fit: images must be floats in [0, 1] or uint8 0..255, got values in [{low:g}, {high:g}]"
-                              + (": divide by 255" if high > 1 and low >= 0 else ""))
+        raise GenzooError(f"fit: x must be images as a torch tensor (or a torch Dataset), got {type(x).__name__}")
+    check_images(x, model.spec, f"fit: {model.name}")
     if y is None:
         return
     if not isinstance(y, Tensor):

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from zoo.base import Generator, GenzooError, Likelihood
+from zoo.base import Generator, GenzooError, Likelihood, check_images
 from zoo.data import to_float
 
 
@@ -19,7 +19,10 @@ def bits_per_dim(model: Generator, x: Tensor, *, batch_size: int = 250, seed: in
     figures computed in the same pass (e.g. a VAE's ELBO next to its importance-weighted bound).
     Seeded, so it is repeatable."""
     if not isinstance(model, Likelihood):
-        raise TypeError(f"{model.name} has no likelihood")
+        raise GenzooError(f"bits_per_dim: {model.name} has no likelihood (it is not `Likelihood`)")
+    if not isinstance(x, Tensor):
+        raise GenzooError(f"bits_per_dim: x must be images as a torch tensor, got {type(x).__name__}")
+    check_images(x, model.spec, f"bits_per_dim: {model.name}")
     was_training = model.training
     model.eval()
     gen = torch.Generator().manual_seed(seed)
